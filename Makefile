@@ -1,0 +1,49 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast lint typecheck bench demo deps clean
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+# System tools the tests use for real: the `age` program (Debian package `age`).
+deps:
+	@command -v age >/dev/null 2>&1 || { \
+	  echo "installing the age program (Debian package age)"; \
+	  (apt-get update -qq && apt-get install -y -qq age) >/dev/null || \
+	  { echo "make: could not install the age program; install the Debian package 'age'" >&2; exit 1; }; }
+
+## Run the gateway on the embedded defaults (SQLite, local object store, keys/) on 127.0.0.1:8080.
+run: $(STAMP)
+	$(BIN)/gateway init
+	$(BIN)/gateway dev-seed
+	$(BIN)/gateway serve --host 127.0.0.1 --port 8080
+
+## Run the whole test suite, slow end-to-end tests included.
+test: $(STAMP) deps
+	$(BIN)/python -m pytest -n 2 -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check gateway tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+## Benchmarks (numbers go into the README).
+bench: $(STAMP) deps
+	$(BIN)/python bench/run.py
+
+demo: $(STAMP) deps
+	$(BIN)/python -m gateway.demo
+
+clean:
+	rm -rf $(VENV) var build *.egg-info
