@@ -1,0 +1,171 @@
+"""Metadata models: organisations, principals, tokens, signing keys, uploads, artifacts.
+
+Ids are opaque strings with a short type prefix. Times are stored as naive UTC.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from gateway.db import Base
+
+ORG_KINDS = ("lab", "agency", "oversight", "operator")
+ROLES = ("lab", "evaluator", "auditor", "admin")
+# Which role a principal of each kind of organisation may hold.
+ROLE_FOR_KIND = {"lab": "lab", "agency": "evaluator", "oversight": "auditor", "operator": "admin"}
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+class Org(Base):
+    __tablename__ = "orgs"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Principal(Base):
+    __tablename__ = "principals"
+    __table_args__ = (UniqueConstraint("org", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    recipient: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    # SHA-256 of the whole token, hex: the token itself is never stored.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    principal: Mapped[Principal] = relationship(lazy="joined")
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    public_key: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class Upload(Base):
+    __tablename__ = "uploads"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    share_with: Mapped[list[str]] = mapped_column(JSON)
+    description: Mapped[str] = mapped_column(Text, default="")
+    expected_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    part_size: Mapped[int] = mapped_column(BigInteger)
+    max_parts: Mapped[int] = mapped_column(Integer)
+    recipient: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open|completed|aborted|timed_out
+    object_key: Mapped[str] = mapped_column(String(255))
+    store_handle: Mapped[str] = mapped_column(Text)
+    # The first bytes of part 1 (at most uploads.max_header_bytes): the age header.
+    header_prefix: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    artifact_id: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class UploadPart(Base):
+    __tablename__ = "upload_parts"
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class CustodyKey(Base):
+    """An upload's X25519 identity, wrapped by the master key. Deleting the row shreds it."""
+
+    __tablename__ = "custody_keys"
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), primary_key=True)
+    wrapped: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), unique=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="")
+    share_with: Mapped[list[str]] = mapped_column(JSON)
+    size: Mapped[int] = mapped_column(BigInteger)
+    header_size: Mapped[int] = mapped_column(Integer)
+    object_key: Mapped[str] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(16), index=True)  # available|withdrawn|expired
+    submitted_at: Mapped[datetime] = mapped_column(DateTime)
+    review_ends_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    manifest: Mapped[dict] = mapped_column(JSON)
+    signature: Mapped[str] = mapped_column(String(128))
+    signing_key: Mapped[str] = mapped_column(String(64))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class AccessRequest(Base):
+    __tablename__ = "access_requests"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)  # the evaluator's agency
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    justification: Mapped[str] = mapped_column(Text)
+    duration_hours: Mapped[int | None] = mapped_column(Integer, default=None)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # pending|approved|denied|cancelled
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    decided_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    grant_id: Mapped[str | None] = mapped_column(String(40), default=None)
+
+
+class Grant(Base):
+    __tablename__ = "grants"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)
+    grantee_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"))  # the grantee's agency
+    not_before: Mapped[datetime] = mapped_column(DateTime)
+    not_after: Mapped[datetime] = mapped_column(DateTime, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # active|revoked|expired
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    ended_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    # The age header re-written for the grantee's recipient, made once (key release).
+    recipient: Mapped[str | None] = mapped_column(Text, default=None)
+    header: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)

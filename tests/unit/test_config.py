@@ -1,0 +1,58 @@
+from pathlib import Path
+
+import pytest
+
+from gateway import config as cfg
+
+
+def test_defaults_match_the_documented_file() -> None:
+    """config/gateway.toml documents every setting with its default."""
+    documented = cfg.load(Path(__file__).parents[2] / "config" / "gateway.toml", environ={})
+    assert documented.replace() == cfg.Config(source=documented.source)
+    import tomllib
+
+    text = tomllib.loads((Path(__file__).parents[2] / "config" / "gateway.toml").read_text())
+    defaults = cfg.Config()
+    for section in ("server", "database", "storage", "keys", "uploads", "access", "audit", "tokens", "sweeper"):
+        assert set(text[section]) == set(vars(getattr(defaults, section))), section
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('[server]\nport = 9000\n[storage]\nbackend = "local"\n')
+    c = cfg.load(path, environ={"GATEWAY_SERVER_PORT": "9100", "GATEWAY_UPLOADS_MAX_PARTS": "500"})
+    assert c.server.port == 9100
+    assert c.uploads.max_parts == 500
+    assert c.source == str(path)
+
+
+def test_gateway_config_variable_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text('[audit]\norigin = "example.org/log"\n')
+    assert cfg.load(environ={"GATEWAY_CONFIG": str(path)}).audit.origin == "example.org/log"
+
+
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("[server]\nport = \"x\"\n", {}, "setting server.port: expected an integer"),
+        ("", {"GATEWAY_SERVER_PORT": "70000"}, "setting server.port: must be between 1 and 65535"),
+        ("[storage]\nbackend = \"ftp\"\n", {}, "setting storage.backend"),
+        ("[server]\nprot = 1\n", {}, "setting server.prot: unknown setting"),
+        ("[nonsense]\na = 1\n", {}, "setting [nonsense]: unknown section"),
+        ("", {"GATEWAY_ACCESS_REVIEW_WINDOW_DAYS": "45"}, "setting access.review_window_days"),
+        ("[server\n", {}, "config file"),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(toml)
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load(path, environ=env)
+    assert str(info.value).startswith(message)
+    assert "\n" not in str(info.value)
+
+
+def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(cfg.ConfigError, match="not found"):
+        cfg.load(tmp_path / "nope.toml", environ={})
