@@ -1,0 +1,1 @@
+"""The gateway's client: profiles, HTTP, push, pull, access and audit commands."""

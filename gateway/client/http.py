@@ -1,0 +1,162 @@
+"""HTTP to the gateway: one ``requests`` session, problem details turned into errors.
+
+Every failure a user can meet (the server's RFC 9457 problem ``detail``, a refused
+connection, a timeout) becomes an :class:`ApiError`, which the CLI prints as one line
+``gateway: error: <detail>`` with a non-zero exit status. :func:`with_retries` retries
+what is safe to retry (a transport failure, 408, 429, 5xx) with exponential backoff
+and full jitter, so a flaky link costs time, not the transfer.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import requests
+
+from gateway.errors import GatewayError
+
+T = TypeVar("T")
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+USER_AGENT = "gateway-client/0.1"
+
+
+class ApiError(GatewayError):
+    """A request the gateway refused, or one that never reached it."""
+
+    def __init__(self, detail: str, status: int = 0, problem: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.problem_body = problem or {}
+
+    @property
+    def retryable(self) -> bool:
+        return self.status == 0 or self.status in RETRYABLE_STATUS
+
+
+def error_from(response: requests.Response) -> ApiError:
+    """The error a non-2xx response stands for, with the server's ``detail`` when given."""
+    problem: dict[str, Any] = {}
+    try:
+        body = response.json()
+        if isinstance(body, dict):
+            problem = body
+    except ValueError:
+        pass
+    detail = problem.get("detail") or problem.get("title")
+    if not detail:
+        detail = f"{response.status_code} {response.reason or 'error'} from {response.request.method} {_path(response.url)}"
+    return ApiError(str(detail), status=response.status_code, problem=problem)
+
+
+def _path(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path or "/"
+
+
+class Api:
+    """A gateway endpoint with a bearer token."""
+
+    def __init__(self, url: str, token: str, *, timeout: float = 60.0,
+                 session: requests.Session | None = None, pool: int = 8) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        self.session = session or requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        self.session.headers["User-Agent"] = USER_AGENT
+
+    def close(self) -> None:
+        self.session.close()
+
+    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204),
+                **kwargs: Any) -> requests.Response:
+        """Send one request; a status outside ``ok`` raises :class:`ApiError`."""
+        kwargs.setdefault("timeout", self.timeout)
+        try:
+            response = self.session.request(method, self.url + path, **kwargs)
+        except requests.exceptions.ConnectionError as exc:
+            raise ApiError(f"cannot reach the gateway at {self.url}: {_reason(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise ApiError(f"the gateway at {self.url} did not answer in time") from None
+        except requests.exceptions.RequestException as exc:
+            raise ApiError(f"request to {self.url} failed: {_reason(exc)}") from None
+        if response.status_code not in ok:
+            try:
+                raise error_from(response)
+            finally:
+                response.close()
+        return response
+
+    def json(self, method: str, path: str, body: Any = None, **kwargs: Any) -> Any:
+        response = self.request(method, path, json=body, **kwargs)
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            raise ApiError(f"the gateway sent a response that is not JSON for {path}") from None
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.json("GET", path, params={k: v for k, v in params.items() if v is not None})
+
+    def post(self, path: str, body: Any = None) -> Any:
+        return self.json("POST", path, body if body is not None else {})
+
+    def put(self, path: str, body: Any) -> Any:
+        return self.json("PUT", path, body)
+
+    def delete(self, path: str) -> None:
+        self.request("DELETE", path)
+
+    def items(self, path: str, limit: int = 1000, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list (``items`` and ``next_cursor``)."""
+        cursor: str | None = None
+        while True:
+            page = self.get(path, limit=limit, cursor=cursor, **params)
+            yield from page.get("items", [])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def text(self, path: str, **params: Any) -> str:
+        return self.request("GET", path, params=params or None).text
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc.args[0]) if exc.args else exc.__class__.__name__
+    if "Connection refused" in text:
+        return "connection refused"
+    return text.split(": ", 1)[-1][:200] if len(text) > 200 else text
+
+
+def backoff_delays(attempts: int, base: float = 0.5, cap: float = 30.0,
+                   rng: Callable[[float, float], float] = random.uniform) -> Iterator[float]:
+    """Delays before each retry: exponential with full jitter (0 to base * 2^n, capped)."""
+    for n in range(attempts - 1):
+        yield rng(0.0, min(cap, base * (2 ** n)))
+
+
+def with_retries(fn: Callable[[], T], *, attempts: int = 6, base: float = 0.5, cap: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 retry_if: Callable[[ApiError], bool] = lambda e: e.retryable,
+                 on_retry: Callable[[ApiError, float], None] | None = None) -> T:
+    """Call ``fn`` until it succeeds, retrying errors ``retry_if`` accepts, at most ``attempts`` times."""
+    delays = backoff_delays(attempts, base, cap)
+    while True:
+        try:
+            return fn()
+        except ApiError as exc:
+            if not retry_if(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            if on_retry is not None:
+                on_retry(exc, delay)
+            sleep(delay)

@@ -1,0 +1,195 @@
+"""Encrypt a file as it is read and send it as upload parts, in parallel, in bounded memory.
+
+One reader thread reads the plaintext in order, hashes it (SHA-256 for the manifest),
+seals it chunk by chunk (:class:`gateway.client.sealing.Payload`) and fills part-sized
+buffers; a small pool of sender threads hashes each full part and PUTs it, retrying
+with backoff. There are exactly ``jobs`` part buffers: the reader waits for a free
+one, so memory is ``jobs x part_size`` whatever the file size, and at most ``jobs``
+parts are in flight. Plaintext exists only in the reader's 1 MiB read buffer.
+
+A part the gateway already holds with the same size and SHA-256 (a resumed push) is
+not sent again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from gateway.client.http import Api, ApiError, with_retries
+from gateway.client.sealing import CHUNK, Payload, chunk_count
+from gateway.errors import GatewayError
+
+READ_BLOCK = 16 * CHUNK
+SEND_SLICE = 1 << 20
+
+
+class FileChanged(GatewayError):
+    status, slug, title = 409, "file-changed", "File changed"
+
+
+@dataclass
+class Sealed:
+    """What the reader learnt on the way: the plaintext digest and size."""
+
+    plaintext: hashlib._Hash = field(default_factory=hashlib.sha256)
+    size: int = 0
+
+
+def ciphertext(fh: BinaryIO, payload: Payload, prefix: bytes, size: int,
+               out: Sealed) -> Iterator[bytes | memoryview]:
+    """The age file, piece by piece: ``prefix`` (header and nonce), then each sealed chunk."""
+    yield prefix
+    block = bytearray(READ_BLOCK)
+    view = memoryview(block)
+    chunks = chunk_count(size)
+    index = 0
+    while index < chunks:
+        want = min(READ_BLOCK, size - index * CHUNK)
+        got = _read_full(fh, view[:want])
+        if got != want:
+            raise FileChanged("the file got shorter while it was being read")
+        out.plaintext.update(view[:got])
+        out.size += got
+        for start in range(0, max(got, 1), CHUNK):
+            last = index == chunks - 1
+            yield payload.seal(index, view[start : min(start + CHUNK, got)], last)
+            index += 1
+    if fh.read(1):
+        raise FileChanged("the file grew while it was being read")
+
+
+def _read_full(fh: BinaryIO, view: memoryview) -> int:
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+class _Body:
+    """A part's bytes as an iterable with a length: sent in slices, progress per slice."""
+
+    def __init__(self, view: memoryview, advance: Callable[[int], None]) -> None:
+        self.view = view
+        self.advance = advance
+        self.sent = 0
+
+    def __len__(self) -> int:
+        return len(self.view)
+
+    def __iter__(self) -> Iterator[memoryview]:
+        for start in range(0, len(self.view), SEND_SLICE):
+            piece = self.view[start : start + SEND_SLICE]
+            yield piece
+            self.sent += len(piece)
+            self.advance(len(piece))
+
+
+def _retry_part(exc: ApiError) -> bool:
+    return exc.retryable or str(exc.problem_body.get("type", "")).endswith("digest-mismatch")
+
+
+@dataclass
+class PartSender:
+    """PUTs parts of one upload; skips the parts the gateway already holds."""
+
+    api: Api
+    upload: str
+    existing: dict[int, tuple[int, str]]
+    advance: Callable[[int], None]
+    attempts: int = 6
+    backoff: float = 0.5
+
+    def send(self, number: int, view: memoryview) -> bytes:
+        digest = hashlib.sha256(view).digest()
+        if self.existing.get(number) == (len(view), digest.hex()):
+            self.advance(len(view))
+            return digest
+        body = _Body(view, self.advance)
+
+        def put() -> None:
+            if body.sent:
+                self.advance(-body.sent)
+                body.sent = 0
+            self.api.request("PUT", f"/v1/uploads/{self.upload}/parts/{number}", data=body,
+                             headers={"X-Content-SHA256": digest.hex(),
+                                      "Content-Type": "application/octet-stream"})
+
+        with_retries(put, attempts=self.attempts, base=self.backoff, retry_if=_retry_part)
+        return digest
+
+
+def send_parts(pieces: Iterator[bytes | memoryview], part_size: int, sender: PartSender,
+               jobs: int) -> list[bytes]:
+    """Cut ``pieces`` into parts and send them with ``jobs`` threads; the parts' digests in order.
+
+    The first part that fails for good stops the reader, and its error is raised.
+    """
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(max(1, jobs)):
+        free.put(bytearray(part_size))
+    futures: dict[int, Future[bytes]] = {}
+    failed = threading.Event()
+
+    def job(number: int, buf: bytearray, length: int) -> bytes:
+        try:
+            return sender.send(number, memoryview(buf)[:length])
+        except BaseException:
+            failed.set()
+            raise
+        finally:
+            free.put(buf)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="part") as pool:
+        try:
+            for number, buf, length in _fill(pieces, part_size, free, failed):
+                futures[number] = pool.submit(job, number, buf, length)
+        except _Stop:
+            pass
+        except BaseException:
+            failed.set()
+            for f in futures.values():
+                f.cancel()
+            raise
+    return [futures[n].result() for n in sorted(futures)]
+
+
+def _fill(pieces: Iterator[bytes | memoryview], part_size: int, free: queue.Queue[bytearray],
+          failed: threading.Event) -> Iterator[tuple[int, bytearray, int]]:
+    number, buf, used = 1, _take(free, failed), 0
+    for piece in pieces:
+        view = memoryview(piece)
+        while len(view):
+            n = min(len(view), part_size - used)
+            buf[used : used + n] = view[:n]
+            used += n
+            view = view[n:]
+            if used == part_size:
+                yield number, buf, used
+                number, buf, used = number + 1, _take(free, failed), 0
+    if used or number == 1:
+        yield number, buf, used
+    else:
+        free.put(buf)
+
+
+def _take(free: queue.Queue[bytearray], failed: threading.Event) -> bytearray:
+    while True:
+        if failed.is_set():
+            raise _Stop()
+        try:
+            return free.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
+class _Stop(Exception):
+    """A part failed: stop reading; the failing part's error is raised instead."""

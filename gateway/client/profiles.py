@@ -1,0 +1,177 @@
+"""Where the client finds its gateway: environment variables or named profiles.
+
+Profiles live in ``$XDG_CONFIG_HOME/gateway/profiles.toml`` (``~/.config`` when the
+variable is unset), a file only its owner may read (mode 0600), one table per profile::
+
+    [profiles.lab]
+    url = "https://gateway.example"
+    token = "gw_..."
+
+Which settings a command uses, first match wins:
+
+1. the profile named with ``--profile``;
+2. ``GATEWAY_URL`` and ``GATEWAY_TOKEN``;
+3. the profile named by ``GATEWAY_PROFILE``;
+4. the profile called ``default``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.errors import GatewayError
+
+FILE_NAME = "profiles.toml"
+DEFAULT_PROFILE = "default"
+
+
+class ProfileError(GatewayError):
+    """The client has no usable gateway address or token."""
+
+    status, slug, title = 400, "profile", "Profile"
+
+
+@dataclass(frozen=True)
+class Profile:
+    url: str
+    token: str
+    name: str | None = None
+
+    def __repr__(self) -> str:  # never print the token
+        return f"Profile(name={self.name!r}, url={self.url!r}, token=<hidden>)"
+
+
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The client's directory in the user's config directory (XDG base directories)."""
+    env = os.environ if env is None else env
+    base = env.get("XDG_CONFIG_HOME") or str(Path(env.get("HOME") or Path.home()) / ".config")
+    return Path(base) / "gateway"
+
+
+def profiles_path(env: Mapping[str, str] | None = None) -> Path:
+    return config_dir(env) / FILE_NAME
+
+
+def load_all(path: Path) -> dict[str, dict[str, str]]:
+    """Every profile in ``path`` (an empty mapping when the file does not exist)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"{path}: not a valid profiles file: {exc}") from None
+    profiles = data.get("profiles", {})
+    if not isinstance(profiles, dict):
+        raise ProfileError(f"{path}: [profiles] must be a table")
+    return {name: {k: str(v) for k, v in table.items()} for name, table in profiles.items()
+            if isinstance(table, dict)}
+
+
+def _toml_string(value: str) -> str:
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    out.append('"')
+    return "".join(out)
+
+
+def _toml_key(name: str) -> str:
+    if name and all(c.isalnum() or c in "-_" for c in name) and name.isascii():
+        return name
+    return _toml_string(name)
+
+
+def render(profiles: Mapping[str, Mapping[str, str]]) -> str:
+    lines = ["# gateway client profiles; keep this file private (mode 0600)", ""]
+    for name in sorted(profiles):
+        lines.append(f"[profiles.{_toml_key(name)}]")
+        for key in sorted(profiles[name]):
+            lines.append(f"{_toml_key(key)} = {_toml_string(profiles[name][key])}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, readable by its owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save(path: Path, name: str, url: str, token: str) -> None:
+    """Add or replace profile ``name``."""
+    if not name:
+        raise ProfileError("a profile needs a name")
+    profiles = load_all(path)
+    profiles[name] = {"url": url.rstrip("/"), "token": token}
+    write_private(path, render(profiles).encode("utf-8"))
+
+
+def remove(path: Path, name: str) -> bool:
+    profiles = load_all(path)
+    if name not in profiles:
+        return False
+    del profiles[name]
+    write_private(path, render(profiles).encode("utf-8"))
+    return True
+
+
+def _from_file(path: Path, name: str, *, required: bool) -> Profile | None:
+    table = load_all(path).get(name)
+    if table is None:
+        if required:
+            raise ProfileError(f"no profile named {name!r} in {path}")
+        return None
+    url, token = table.get("url", ""), table.get("token", "")
+    if not url or not token:
+        raise ProfileError(f"profile {name!r} in {path} needs both url and token")
+    return Profile(url=url.rstrip("/"), token=token, name=name)
+
+
+def resolve(profile: str | None = None, env: Mapping[str, str] | None = None) -> Profile:
+    """The gateway address and token a command uses (see the module's docstring)."""
+    env = os.environ if env is None else env
+    path = profiles_path(env)
+    if profile:
+        found = _from_file(path, profile, required=True)
+        assert found is not None
+        return found
+    url, token = env.get("GATEWAY_URL", ""), env.get("GATEWAY_TOKEN", "")
+    if url or token:
+        if not (url and token):
+            missing = "GATEWAY_TOKEN" if url else "GATEWAY_URL"
+            raise ProfileError(f"{missing} is not set (GATEWAY_URL and GATEWAY_TOKEN go together)")
+        return Profile(url=url.rstrip("/"), token=token)
+    named = env.get("GATEWAY_PROFILE", "")
+    if named:
+        found = _from_file(path, named, required=True)
+        assert found is not None
+        return found
+    found = _from_file(path, DEFAULT_PROFILE, required=False)
+    if found is None:
+        raise ProfileError(
+            "no gateway configured: set GATEWAY_URL and GATEWAY_TOKEN, "
+            "or run `gateway profile set NAME --url URL`"
+        )
+    return found

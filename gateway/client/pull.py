@@ -1,0 +1,218 @@
+"""``gateway pull``: download an artifact, decrypt it, prove it is the lab's, then keep it.
+
+The age file is decrypted as it arrives, chunk by chunk: ChaCha20-Poly1305 authenticates
+every 64 KiB chunk before its plaintext is written to ``FILE.part`` (mode 0600, beside
+the output). Only when the whole stream decrypted, its size and SHA-256 equal the
+manifest's, and the manifest's signature verifies under the lab's pinned key
+(:mod:`gateway.client.trust`), is ``FILE.part`` renamed to ``FILE``; otherwise it is
+deleted. So plaintext never sits at the output name unverified.
+
+Resume: a dropped connection is retried with ``Range`` from the first chunk not yet
+written; a pull started again after the process died keeps the whole chunks already
+in ``FILE.part`` (re-hashing them) and asks for the rest the same way. The age header
+is fetched again each time: the gateway makes it once per grant, so it is the same.
+
+``--raw`` keeps the age file itself (``FILE.part`` then ``FILE``, resumable the same
+way) for the standard ``age`` program.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import requests
+from cryptography.exceptions import InvalidTag
+
+from gateway.client import agehdr
+from gateway.client.http import Api, ApiError, with_retries
+from gateway.client.progress import Meter
+from gateway.client.sealing import CHUNK, NONCE, SEALED_CHUNK, Payload, chunk_count, plaintext_size
+from gateway.errors import GatewayError
+
+HEADER_PROBE = 64 * 1024
+COPY_BLOCK = 1 << 20
+
+
+class PullError(GatewayError):
+    status, slug, title = 422, "pull", "Pull"
+
+
+@dataclass
+class Opened:
+    file_key: bytes
+    header_len: int
+    nonce: bytes
+    total: int  # size of the age file
+
+
+def part_path(out: Path) -> Path:
+    return out.with_name(out.name + ".part")
+
+
+def _content(api: Api, artifact: str, start: int, end: int | None = None) -> requests.Response:
+    rng = f"bytes={start}-" + ("" if end is None else str(end))
+    return api.request("GET", f"/v1/artifacts/{artifact}/content", ok=(200, 206),
+                       headers={"Range": rng}, stream=True)
+
+
+def _total(response: requests.Response) -> int:
+    content_range = response.headers.get("Content-Range", "")
+    if "/" in content_range:
+        return int(content_range.rsplit("/", 1)[1])
+    return int(response.headers["Content-Length"])
+
+
+def open_file(api: Api, artifact: str, identities: list[Any]) -> Opened:
+    """Fetch the start of the age file and unwrap its file key with one of ``identities``."""
+    response = _content(api, artifact, 0, HEADER_PROBE - 1)
+    try:
+        head = response.raw.read(HEADER_PROBE)
+        total = _total(response)
+    finally:
+        response.close()
+    file_key, header_len = agehdr.open_header(head, identities)
+    nonce = head[header_len : header_len + NONCE]
+    if len(nonce) != NONCE:
+        raise PullError("the age file ends before its payload nonce")
+    return Opened(file_key, header_len, nonce, total)
+
+
+def _read_exact(raw: Any, n: int) -> bytes:
+    data = raw.read(n)
+    if len(data) != n:
+        raise ApiError("the connection ended early", status=0)
+    return data
+
+
+class Decrypting:
+    """Writes the plaintext of chunks ``done..`` into ``sink``, fetching with Range."""
+
+    def __init__(self, api: Api, artifact: str, opened: Opened, sink: BinaryIO,
+                 digest: Any, advance: Callable[[int], None]) -> None:
+        self.api, self.artifact, self.opened = api, artifact, opened
+        self.sink, self.digest, self.advance = sink, digest, advance
+        self.payload = Payload(opened.file_key, opened.nonce)
+        self.size = plaintext_size(opened.total - opened.header_len)
+        self.chunks = chunk_count(self.size)
+        self.done = 0
+
+    def run(self) -> None:
+        with_retries(self._once, attempts=8)
+
+    def _once(self) -> None:
+        if self.done >= self.chunks:
+            return
+        start = self.opened.header_len + NONCE + self.done * SEALED_CHUNK
+        response = _content(self.api, self.artifact, start)
+        try:
+            if _total(response) != self.opened.total:
+                raise PullError("the artifact changed size between requests")
+            while self.done < self.chunks:
+                self._chunk(response.raw)
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise ApiError(f"download interrupted: {exc}", status=0) from None
+        finally:
+            response.close()
+
+    def _chunk(self, raw: Any) -> None:
+        index = self.done
+        last = index == self.chunks - 1
+        length = (self.size - index * CHUNK if last else CHUNK) + 16
+        sealed = _read_exact(raw, length)
+        try:
+            plain = self.payload.open(index, sealed, last)
+        except InvalidTag:
+            raise PullError(f"chunk {index} of the age file does not authenticate: not the lab's ciphertext") from None
+        self.sink.write(plain)
+        self.digest.update(plain)
+        self.done += 1
+        self.advance(len(plain))
+
+
+def _keep_whole_chunks(path: Path, size: int, digest: Any) -> int:
+    """Truncate a partial plaintext to whole chunks, hash them; how many there are."""
+    have = path.stat().st_size if path.exists() else 0
+    chunks = min(have // CHUNK, max(chunk_count(size) - 1, 0))
+    keep = chunks * CHUNK
+    with open(path, "r+b" if path.exists() else "w+b") as fh:
+        fh.truncate(keep)
+        while fh.tell() < keep:
+            digest.update(fh.read(min(COPY_BLOCK, keep - fh.tell())))
+    return chunks
+
+
+def _private(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+
+
+def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
+               progress: bool | None, label: str) -> tuple[int, str]:
+    """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and SHA-256."""
+    opened = open_file(api, artifact, identities)
+    digest = hashlib.sha256()
+    _private(partial)
+    size = plaintext_size(opened.total - opened.header_len)
+    done = _keep_whole_chunks(partial, size, digest)
+    with open(partial, "r+b") as sink, Meter(label, size, enabled=progress) as meter:
+        sink.seek(done * CHUNK)
+        meter.advance(done * CHUNK)
+        job = Decrypting(api, artifact, opened, sink, digest, meter.advance)
+        job.done = done
+        job.run()
+        sink.truncate()
+        sink.flush()
+        os.fsync(sink.fileno())
+    return size, digest.hexdigest()
+
+
+def decrypt_stream(api: Api, artifact: str, identities: list[Any], sink: BinaryIO) -> tuple[int, str]:
+    """Decrypt the artifact into ``sink`` without a partial file; its plaintext size and SHA-256."""
+    opened = open_file(api, artifact, identities)
+    digest = hashlib.sha256()
+    job = Decrypting(api, artifact, opened, sink, digest, lambda n: None)
+    job.run()
+    return job.size, digest.hexdigest()
+
+
+def check_plaintext(manifest: dict[str, Any], size: int, sha256: str) -> None:
+    plain = manifest.get("plaintext", {})
+    if plain.get("size") != size:
+        raise PullError(f"the decrypted file has {size} bytes, the lab's manifest says {plain.get('size')}")
+    if plain.get("sha256") != sha256:
+        raise PullError("the decrypted file's SHA-256 differs from the lab's signed manifest")
+
+
+def download_raw(api: Api, artifact: str, partial: Path, progress: bool | None, label: str) -> int:
+    """Fetch the age file itself into ``partial``, resuming from its length; the total size."""
+    _private(partial)
+
+    def once() -> int:
+        have = partial.stat().st_size
+        response = _content(api, artifact, have)
+        total = _total(response)
+        try:
+            with open(partial, "r+b") as sink, Meter(label, total, enabled=progress) as meter:
+                sink.seek(have if response.status_code == 206 else 0)
+                sink.truncate()
+                meter.advance(sink.tell())
+                for block in response.iter_content(COPY_BLOCK):
+                    sink.write(block)
+                    meter.advance(len(block))
+                sink.flush()
+                os.fsync(sink.fileno())
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise ApiError(f"download interrupted: {exc}", status=0) from None
+        finally:
+            response.close()
+        if partial.stat().st_size != total:
+            raise ApiError("the connection ended early", status=0)
+        return total
+
+    return with_retries(once, attempts=8)

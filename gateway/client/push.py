@@ -1,0 +1,147 @@
+"""``gateway push``: encrypt a file on this machine, upload the ciphertext, sign, complete.
+
+The plaintext never touches the disk and memory stays at ``jobs x part_size``
+(:mod:`gateway.client.parts`). An interrupted push resumes from a 0600 state file
+(:mod:`gateway.client.state`) that holds the upload id and, while the push is in
+progress, the age file key and nonce: re-encrypting with them reproduces the same
+ciphertext, so only the parts the gateway lacks are sent again. The state file is
+deleted when the upload completes.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.client import agehdr, state
+from gateway.client.http import Api, ApiError
+from gateway.client.parts import PartSender, Sealed, ciphertext, send_parts
+from gateway.client.progress import Meter
+from gateway.client.sealing import NONCE, Payload, payload_size
+from gateway.errors import GatewayError
+
+
+class PushError(GatewayError):
+    status, slug, title = 400, "push", "Push"
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    path: Path
+    name: str
+    kind: str
+    share_with: tuple[str, ...]
+    recipients: tuple[str, ...] = ()
+    description: str | None = None
+    jobs: int = 2
+    progress: bool | None = None
+
+
+def expected_size(header_len: int, plaintext: int) -> int:
+    """The age file's size: header, 16-byte nonce, 64 KiB chunks each with a 16-byte tag."""
+    return header_len + payload_size(plaintext)
+
+
+def _begin(api: Api, req: PushRequest, ident: state.FileIdentity) -> state.PushState:
+    """Create the upload and the state file that lets it resume."""
+    extra = list(req.recipients)
+    probe = agehdr.new_header(os.urandom(16), [agehdr.throwaway_recipient(), *extra])
+    body: dict[str, Any] = {"name": req.name, "kind": req.kind, "share_with": list(req.share_with),
+                            "size": expected_size(len(probe), ident.size)}
+    if req.description:
+        body["description"] = req.description
+    upload = api.post("/v1/uploads", body)
+    file_key, nonce = os.urandom(16), os.urandom(NONCE)
+    header = agehdr.new_header(file_key, [upload["recipient"], *extra])
+    saved = state.PushState(
+        gateway=api.url, upload=upload["id"], file=ident, name=req.name, kind=req.kind,
+        part_size=int(upload["part_size"]), header=base64.b64encode(header).decode(),
+        nonce=base64.b64encode(nonce).decode(), file_key=base64.b64encode(file_key).decode())
+    state.save(saved)
+    return saved
+
+
+def _resumable(api: Api, saved: state.PushState, ident: state.FileIdentity) -> bool:
+    if saved.file != ident:
+        return False
+    try:
+        upload = api.get(f"/v1/uploads/{saved.upload}")
+    except ApiError as exc:
+        if exc.status in (404, 410):
+            return False
+        raise
+    return upload.get("state") == "open"
+
+
+def start_or_resume(api: Api, req: PushRequest, *, resume: str | None = None,
+                    note: Callable[[str], None] = lambda s: None) -> state.PushState:
+    """The push to carry on with: the one named, an interrupted one of this file, or a new one."""
+    ident = state.FileIdentity.of(req.path)
+    if resume:
+        saved = state.find(resume)
+        if saved.file != ident:
+            raise PushError(f"{req.path} is not the file upload {resume} was pushing, or it changed since")
+        if not _resumable(api, saved, ident):
+            raise PushError(f"upload {resume} can no longer be resumed (it is not open)")
+        note(f"resuming upload {saved.upload}")
+        return saved
+    saved_or_none = state.load(api.url, ident.path)
+    if saved_or_none is not None:
+        if _resumable(api, saved_or_none, ident):
+            note(f"resuming upload {saved_or_none.upload} (interrupted earlier)")
+            return saved_or_none
+        note(f"the interrupted upload {saved_or_none.upload} cannot be resumed; starting again")
+        _abort_quietly(api, saved_or_none)
+    return _begin(api, req, ident)
+
+
+def _abort_quietly(api: Api, saved: state.PushState) -> None:
+    with contextlib.suppress(ApiError):
+        api.delete(f"/v1/uploads/{saved.upload}")
+    state.delete(saved)
+
+
+def upload_file(api: Api, saved: state.PushState, req: PushRequest) -> dict[str, Any]:
+    """Encrypt and send every part; the manifest to sign."""
+    existing = {int(p["number"]): (int(p["size"]), str(p["sha256"]))
+                for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])}
+    header = saved.header_bytes
+    total = expected_size(len(header), saved.file.size)
+    payload = Payload(saved.file_key_bytes, saved.nonce_bytes)
+    sealed = Sealed()
+    with open(req.path, "rb", buffering=0) as fh, Meter(f"push {req.name}", total, enabled=req.progress) as meter:
+        if state.FileIdentity.of(req.path) != saved.file:
+            raise PushError(f"{req.path} changed since the push started")
+        sender = PartSender(api, saved.upload, existing, meter.advance)
+        pieces = ciphertext(fh, payload, header + payload.nonce, saved.file.size, sealed)
+        digests = send_parts(pieces, saved.part_size, sender, req.jobs)
+    return {
+        "version": 1, "upload": saved.upload, "name": saved.name, "kind": saved.kind,
+        "ciphertext": {"size": total, "part_size": saved.part_size,
+                       "parts_sha256": hashlib.sha256(b"".join(digests)).hexdigest()},
+        "plaintext": {"size": sealed.size, "sha256": sealed.plaintext.hexdigest()},
+    }
+
+
+def complete(api: Api, saved: state.PushState, manifest: dict[str, Any],
+             sign: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    artifact = api.post(f"/v1/uploads/{saved.upload}/complete",
+                        {"manifest": manifest, "signature": sign(manifest)})
+    state.delete(saved)
+    return artifact  # type: ignore[no-any-return]
+
+
+def push(api: Api, req: PushRequest, sign: Callable[[dict[str, Any]], str], *,
+         resume: str | None = None, note: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+    """The whole push; the artifact the gateway made of it."""
+    if not req.path.is_file():
+        raise PushError(f"{req.path}: not a regular file")
+    saved = start_or_resume(api, req, resume=resume, note=note)
+    manifest = upload_file(api, saved, req)
+    return complete(api, saved, manifest, sign)

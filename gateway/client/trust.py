@@ -1,0 +1,77 @@
+"""Which lab keys this machine trusts: pinned on first use, in a known-keys file.
+
+``<config dir>/known_keys.json`` maps a gateway URL and an organisation to the
+Ed25519 public keys (base64) the client has accepted for it. The first time a pull
+meets an organisation, the keys the gateway lists for it (``GET /v1/orgs/{org}/
+signing-keys``) are pinned. Later, a manifest must verify under a pinned key: a key
+that appeared since is accepted only with ``--trust-new-key`` (the lab rotated its
+key, and the evaluator checked that out of band), because otherwise whoever controls
+the gateway could register a key and sign a swapped artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import Any
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from gateway.client.http import Api
+from gateway.client.profiles import config_dir, write_private
+from gateway.errors import GatewayError
+
+
+class UntrustedManifest(GatewayError):
+    status, slug, title = 422, "untrusted-manifest", "Untrusted manifest"
+
+
+def known_keys_path() -> Path:
+    return config_dir() / "known_keys.json"
+
+
+def load_known(path: Path) -> dict[str, dict[str, list[str]]]:
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise UntrustedManifest(f"{path}: unreadable known-keys file ({exc})") from None
+    return data if isinstance(data, dict) else {}
+
+
+def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
+    from gateway.manifest import canonical_json
+
+    try:
+        VerifyKey(base64.b64decode(public_key, validate=True)).verify(
+            canonical_json(manifest), base64.b64decode(signature, validate=True))
+    except (BadSignatureError, binascii.Error, ValueError, TypeError):
+        return False
+    return True
+
+
+def check_manifest(api: Api, org: str, manifest: dict[str, Any], signature: str, *,
+                   trust_new: bool = False, path: Path | None = None) -> str:
+    """Verify the lab's signature under a pinned key (pinning on first use); the key used."""
+    path = path or known_keys_path()
+    known = load_known(path)
+    pinned = known.get(api.url, {}).get(org, [])
+    for key in pinned:
+        if verifies(key, manifest, signature):
+            return key
+    listed = [str(item["public_key"]) for item in api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])]
+    signer = next((key for key in listed if verifies(key, manifest, signature)), None)
+    if signer is None:
+        raise UntrustedManifest(f"the manifest's signature does not verify under any signing key of {org}")
+    if pinned and not trust_new:
+        raise UntrustedManifest(
+            f"the manifest is signed by a key of {org} this machine has not seen before; "
+            "if the lab rotated its key and you checked the new one, pass --trust-new-key")
+    new_pins = list(dict.fromkeys([*pinned, *(listed if not pinned else [signer])]))
+    known.setdefault(api.url, {})[org] = new_pins
+    write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
+    return signer

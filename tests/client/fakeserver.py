@@ -1,0 +1,76 @@
+"""A tiny local HTTP server standing in for the gateway's part uploads, with faults on demand."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+class PartStore:
+    def __init__(self, faults: dict[int, list[str]] | None = None) -> None:
+        self.parts: dict[int, bytes] = {}
+        self.faults = faults or {}  # part number -> faults to inject, one per attempt
+        self.attempts: dict[int, int] = {}
+        self.lock = threading.Lock()
+
+
+def _handler(store: PartStore) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _answer(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/problem+json" if status >= 400 else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_PUT(self) -> None:  # noqa: N802
+            number = int(self.path.rsplit("/", 1)[1])
+            length = int(self.headers["Content-Length"])
+            with store.lock:
+                store.attempts[number] = store.attempts.get(number, 0) + 1
+                pending = store.faults.get(number, [])
+                fault = pending.pop(0) if pending else None
+            if fault == "drop":
+                self.rfile.read(min(length, 1000))
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            body = self.rfile.read(length)
+            if fault == "503":
+                self._answer(503, {"title": "Service unavailable", "status": 503, "detail": "try later"})
+                return
+            if fault == "403":
+                self._answer(403, {"title": "Forbidden", "status": 403, "detail": "upload u1 is not yours"})
+                return
+            if hashlib.sha256(body).hexdigest() != self.headers["X-Content-SHA256"]:
+                self._answer(400, {"type": "x/digest-mismatch", "status": 400, "detail": "digest mismatch"})
+                return
+            with store.lock:
+                store.parts[number] = body
+            self._answer(200, {"number": number, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+
+    return Handler
+
+
+@contextmanager
+def serving(store: PartStore) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(store))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
