@@ -1,0 +1,68 @@
+"""The access path on the S3 backend (moto, in-process): presigned URLs, shredding deletes every version."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import pytest
+import requests
+from flask.testing import FlaskClient
+
+from gateway.clock import FrozenClock
+from gateway.models import CustodyKey
+from gateway.runtime import Gateway
+from tests.access.conftest import Evaluator, Shared
+from tests.api.conftest import Lab
+from tests.conftest import make_config
+
+BUCKET = "access-test-artifacts"
+
+
+@pytest.fixture
+def gw(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
+    """The shared ``gw`` fixture, with the object store in a moto S3 bucket."""
+    from moto import mock_aws
+
+    from gateway import setup
+
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        monkeypatch.setenv(name, value)
+    with mock_aws():
+        config = make_config(tmp_path, **{"storage.backend": "s3", "storage.bucket": BUCKET,
+                                          "storage.audit_bucket": "access-test-audit"})
+        list(setup.init(config))
+        runtime = Gateway(config, clock=clock)
+        yield runtime
+        runtime.close()
+
+
+def versions(key: str) -> list[dict]:
+    answer = boto3.client("s3", region_name="us-east-1").list_object_versions(Bucket=BUCKET, Prefix=key)
+    return answer.get("Versions", []) + answer.get("DeleteMarkers", [])
+
+
+def test_presigned_url_download_and_withdrawal(client: FlaskClient, lab: Lab, evaluator: Evaluator,
+                                               shared: Shared, granted: dict, gw: Gateway) -> None:
+    key = f"artifacts/{shared.artifact['upload']}.age"
+    assert evaluator.decrypt(evaluator.content(shared.artifact, "bytes=0-").data) == shared.plaintext
+
+    issued = evaluator.url(shared.artifact).get_json()
+    query = parse_qs(urlparse(issued["url"]).query)
+    assert int(query["X-Amz-Expires"][0]) == 900  # at most 15 minutes
+    fetched = requests.get(issued["url"], timeout=10)
+    assert fetched.status_code == 200
+    header = base64.b64decode(issued["header"])
+    assert evaluator.decrypt(header + fetched.content[issued["payload_offset"]:]) == shared.plaintext
+
+    assert versions(key)
+    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    assert versions(key) == []
+    with gw.db.session() as session:
+        assert session.query(CustodyKey).count() == 0
+    assert evaluator.content(shared.artifact).status_code == 410
+    assert evaluator.url(shared.artifact).status_code == 410

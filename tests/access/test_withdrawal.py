@@ -1,0 +1,124 @@
+"""Withdrawal and expiry: grants end, the custody key is shredded, objects are deleted, all logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from flask.testing import FlaskClient
+
+from gateway.clock import FrozenClock
+from gateway.config import Config
+from gateway.errors import Gone
+from gateway.models import AccessRequest, Artifact, CustodyKey, Grant
+from gateway.runtime import Gateway
+from gateway.services import uploads
+from gateway.sweeper import sweep_once
+from tests.access.conftest import Evaluator, Shared, approve, denials, entries
+from tests.api.conftest import Lab
+from tests.conftest import Principals, make_config
+
+WINDOW_DAYS = 10
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    """A review window shorter than the seeded tokens' 30 days, so its end can be reached."""
+    return make_config(tmp_path, **{"access.review_window_days": WINDOW_DAYS})
+
+
+def object_key(shared: Shared) -> str:
+    return f"artifacts/{shared.artifact['upload']}.age"
+
+
+def assert_shredded(gw: Gateway, shared: Shared, state: str) -> None:
+    aid = shared.artifact["id"]
+    with gw.db.session() as session:
+        artifact = session.get(Artifact, aid)
+        assert artifact.state == state and artifact.ended_at is not None
+        assert session.get(CustodyKey, artifact.upload_id) is None
+        grants = session.query(Grant).filter(Grant.artifact_id == aid).all()
+        assert grants and all(g.state != "active" and g.header is None for g in grants)
+        with pytest.raises(Gone):
+            uploads.custody_identity(gw, session, artifact.upload_id)
+    assert not gw.store.exists(object_key(shared))
+
+
+def no_route_releases(client: FlaskClient, evaluator: Evaluator, shared: Shared) -> None:
+    aid = shared.artifact["id"]
+    assert evaluator.content(shared.artifact).status_code == 410
+    assert evaluator.url(shared.artifact).status_code == 410
+    assert evaluator.ask(shared.artifact).status_code == 410
+    shown = client.get(f"/v1/artifacts/{aid}", headers=evaluator.auth).get_json()  # metadata stays
+    assert shown["manifest"] == shared.artifact["manifest"]
+
+
+def test_lab_withdraws(client: FlaskClient, principals: Principals, lab: Lab, evaluator: Evaluator,
+                       shared: Shared, granted: dict, gw: Gateway) -> None:
+    evaluator.content(shared.artifact)  # the key was released once
+    issued = evaluator.url(shared.artifact).get_json()
+    pending = client.post(f"/v1/artifacts/{shared.artifact['id']}/access-requests", json={"justification": "x"},
+                          headers=principals.auth("eval2")).get_json()
+    assert gw.store.exists(object_key(shared))
+    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    assert_shredded(gw, shared, "withdrawn")
+    no_route_releases(client, evaluator, shared)
+    u = urlparse(issued["url"])
+    assert client.get(f"{u.path}?{u.query}").status_code == 410  # an issued URL too
+    with gw.db.session() as session:
+        assert session.get(AccessRequest, pending["id"]).state == "cancelled"
+    withdrawn = entries(client, principals, action="artifact.withdraw")
+    assert len(withdrawn) == 1 and withdrawn[0]["details"]["key_shredded"] is True
+    assert withdrawn[0]["details"]["objects_deleted"] == [object_key(shared)]
+    assert [e["grant"] for e in entries(client, principals, action="grant.revoke")] == [granted["id"]]
+    # The history stays: the release and the download before the withdrawal are still there.
+    assert len(entries(client, principals, action="key.release")) == 1
+    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 410
+
+
+@pytest.mark.parametrize(("who", "status"), [("eval", 403), ("auditor", 403), ("admin", 403), ("lab_b", 404),
+                                             ("eval_b", 404)])
+def test_only_the_owning_lab_withdraws(client: FlaskClient, principals: Principals, shared: Shared, gw: Gateway,
+                                       who: str, status: int) -> None:
+    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth(who)).status_code == status
+    assert gw.store.exists(object_key(shared))
+    assert client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth("lab")).get_json()["state"] \
+        == "available"
+    assert len(entries(client, principals, action="auth.denied")) == 1
+
+
+def test_review_window_ends(client: FlaskClient, principals: Principals, lab: Lab, evaluator: Evaluator,
+                            shared: Shared, gw: Gateway, clock: FrozenClock) -> None:
+    req = evaluator.request(shared.artifact, duration_hours=24 * WINDOW_DAYS)
+    assert approve(lab, req["id"]).status_code == 201
+    assert evaluator.content(shared.artifact).status_code == 200
+    clock.advance(days=WINDOW_DAYS - 1)
+    assert sweep_once(gw)["artifacts_expired"] == 0
+    clock.advance(days=1)
+    report = sweep_once(gw)
+    assert report["artifacts_expired"] == 1 and report["grants_expired"] == 0
+    assert_shredded(gw, shared, "expired")
+    no_route_releases(client, evaluator, shared)
+    assert len(denials(client, principals, "artifact expired")) == 3
+    expired = entries(client, principals, action="artifact.expire")
+    assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [object_key(shared)]
+    assert [e["details"]["cause"] for e in entries(client, principals, action="grant.expire")] == ["artifact expired"]
+    assert sweep_once(gw)["artifacts_expired"] == 0  # idempotent
+    assert client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).get_json()["state"] == "expired"
+
+
+def test_sweeper_expires_grants(client: FlaskClient, principals: Principals, evaluator: Evaluator,
+                                shared: Shared, granted: dict, gw: Gateway, clock: FrozenClock) -> None:
+    assert evaluator.content(shared.artifact).status_code == 200
+    clock.advance(hours=71, minutes=59)
+    assert sweep_once(gw)["grants_expired"] == 0
+    clock.advance(minutes=1)
+    assert sweep_once(gw)["grants_expired"] == 1
+    with gw.db.session() as session:
+        grant = session.get(Grant, granted["id"])
+        assert grant.state == "expired" and grant.header is None
+    assert [e["grant"] for e in entries(client, principals, action="grant.expire")] == [granted["id"]]
+    assert evaluator.content(shared.artifact).status_code == 403
+    assert sweep_once(gw)["grants_expired"] == 0
+    assert gw.store.exists(object_key(shared))  # the artifact itself lives on
