@@ -66,3 +66,16 @@ def test_presigned_url_download_and_withdrawal(client: FlaskClient, lab: Lab, ev
         assert session.query(CustodyKey).count() == 0
     assert evaluator.content(shared.artifact).status_code == 410
     assert evaluator.url(shared.artifact).status_code == 410
+
+
+def test_expiry_deletes_every_version(lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway,
+                                      clock: FrozenClock) -> None:
+    from gateway.sweeper import sweep_once
+
+    key = f"artifacts/{shared.artifact['upload']}.age"
+    assert evaluator.content(shared.artifact).status_code == 200
+    clock.advance(days=gw.config.access.review_window_days)
+    assert sweep_once(gw)["artifacts_expired"] == 1
+    assert versions(key) == []
+    with gw.db.session() as session:
+        assert session.query(CustodyKey).count() == 0
