@@ -24,16 +24,19 @@ def _age() -> Any:
 
 
 def check_recipient(recipient: str) -> Any:
+    age = _age()
     try:
-        return _age().parse_recipient(recipient)
-    except Exception as exc:  # the age module's closed set of errors, whatever its names
+        return age.parse_recipient(recipient)
+    except age.AgeError as exc:
         raise AgeKeyError(f"not an age recipient: {recipient[:20]}... ({exc})") from None
 
 
 def generate_identity() -> tuple[str, str]:
     """A new X25519 identity: (``AGE-SECRET-KEY-1...``, ``age1...``)."""
-    identity = _age().X25519Identity.generate()
-    return str(identity), str(identity.recipient())
+    from gateway.age.x25519 import X25519Identity
+
+    identity = X25519Identity.generate()
+    return str(identity), str(identity.to_recipient())
 
 
 def throwaway_recipient() -> str:
@@ -43,19 +46,22 @@ def throwaway_recipient() -> str:
 
 def new_header(file_key: bytes, recipients: list[str]) -> bytes:
     """The age header (MAC line included) wrapping ``file_key`` to every recipient."""
-    parsed = [check_recipient(r) for r in recipients]
-    return bytes(_age().write_header(file_key, parsed))
+    from gateway.age.format import write_header
+
+    stanzas = [stanza for r in recipients for stanza in check_recipient(r).wrap(file_key)]
+    return write_header(stanzas, file_key)
 
 
 def load_identities(path: Path) -> list[Any]:
     """The identities in an age identity file (comments and blank lines skipped)."""
+    age = _age()
     found = []
     for line in path.read_text("utf-8").splitlines():
         line = line.strip()
         if line and not line.startswith("#"):
             try:
-                found.append(_age().parse_identity(line))
-            except Exception:
+                found.append(age.parse_identity(line))
+            except age.AgeError:
                 raise AgeKeyError(f"{path}: not an age identity file") from None
     if not found:
         raise AgeKeyError(f"{path}: no identity in the file")
@@ -64,7 +70,15 @@ def load_identities(path: Path) -> list[Any]:
 
 def open_header(head: bytes, identities: list[Any]) -> tuple[bytes, int]:
     """Parse the header at the start of ``head``: (file key, header length in bytes)."""
+    import io
+
+    age = _age()
     try:
-        return _age().open_header(head, identities)  # type: ignore[no-any-return]
-    except Exception as exc:
-        raise AgeKeyError(f"cannot open the age header: {exc}") from None
+        header = age.read_header(io.BytesIO(head), max_size=len(head))
+        file_key = age.unwrap_file_key(header, identities)
+    except age.NoIdentityMatchError:
+        raise AgeKeyError("no identity matched the file: is your registered recipient the one in this "
+                          "identity file?") from None
+    except age.AgeError as exc:
+        raise AgeKeyError(f"the age header does not open: {exc}") from None
+    return bytes(file_key), len(header.raw)

@@ -1,26 +1,21 @@
 """The age payload, addressable by chunk, for transfers that resume.
 
 Design note. An age v1 file (C2SP age, "Payload" section) is ``header || nonce(16) ||
-STREAM``: the payload key is ``HKDF-SHA-256(ikm=file key, salt=nonce, info="payload")``
-and chunk ``i`` (64 KiB of plaintext, the last one possibly shorter, never empty unless
-the whole file is) is sealed with ChaCha20-Poly1305 under the 12-byte nonce
-``i`` (11 bytes, big-endian) ``||`` ``0x01`` for the last chunk, ``0x00`` otherwise.
-Sealing is deterministic given the file key, the nonce and the chunk index, which is
-what lets a push resume (the same parts again) and a pull resume (from any chunk).
-The primitives are ``cryptography``'s HKDF and ChaCha20Poly1305; headers (stanzas,
-MAC) are written and read by :mod:`gateway.age`.
+STREAM``; chunk ``i`` (64 KiB of plaintext, the last one possibly shorter) is sealed
+with ChaCha20-Poly1305 under the payload key and the chunk nonce of
+:mod:`gateway.age.stream`. Sealing is deterministic given the file key, the nonce and
+the chunk index, which is what lets a push resume (the same parts again) and a pull
+resume (from any chunk). :func:`gateway.age.stream.seal` and ``open_`` always start
+at chunk 0, so this module addresses chunks itself, on the same ``payload_key`` and
+``chunk_nonce``; sizes follow the same spec section.
 """
 
 from __future__ import annotations
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from gateway.age.stream import CHUNK, NONCE_SIZE, SEALED, TAG, chunk_nonce, payload_key
 
-CHUNK = 64 * 1024
-TAG = 16
-NONCE = 16
-SEALED_CHUNK = CHUNK + TAG
+NONCE = NONCE_SIZE
+SEALED_CHUNK = SEALED
 
 
 def chunk_count(plaintext_size: int) -> int:
@@ -46,23 +41,18 @@ def plaintext_size(payload: int) -> int:
     return full * CHUNK + rest - TAG
 
 
-def _chunk_nonce(index: int, last: bool) -> bytes:
-    return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
-
-
 class Payload:
     """The STREAM of one age file: seal or open chunk ``i`` under the file key and nonce."""
 
     def __init__(self, file_key: bytes, nonce: bytes) -> None:
         if len(file_key) != 16 or len(nonce) != NONCE:
             raise ValueError("an age file key is 16 bytes and the payload nonce 16 bytes")
-        key = HKDF(algorithm=hashes.SHA256(), length=32, salt=nonce, info=b"payload").derive(file_key)
         self.nonce = nonce
-        self._aead = ChaCha20Poly1305(key)
+        self._aead = payload_key(file_key, nonce)
 
     def seal(self, index: int, chunk: bytes | memoryview, last: bool) -> bytes:
-        return self._aead.encrypt(_chunk_nonce(index, last), chunk, None)
+        return self._aead.encrypt(chunk_nonce(index, last), chunk, None)
 
     def open(self, index: int, sealed: bytes | memoryview, last: bool) -> bytes:
         """The plaintext of chunk ``index``; :class:`cryptography.exceptions.InvalidTag` if forged."""
-        return self._aead.decrypt(_chunk_nonce(index, last), sealed, None)
+        return self._aead.decrypt(chunk_nonce(index, last), sealed, None)
