@@ -46,10 +46,12 @@ def throwaway_recipient() -> str:
 
 def new_header(file_key: bytes, recipients: list[str]) -> bytes:
     """The age header (MAC line included) wrapping ``file_key`` to every recipient."""
-    from gateway.age.format import write_header
-
-    stanzas = [stanza for r in recipients for stanza in check_recipient(r).wrap(file_key)]
-    return write_header(stanzas, file_key)
+    age = _age()
+    parsed = [check_recipient(r) for r in recipients]
+    try:
+        return bytes(age.wrap_file_key(file_key, parsed))
+    except age.AgeError as exc:
+        raise AgeKeyError(f"cannot write the age header: {exc}") from None
 
 
 def load_identities(path: Path) -> list[Any]:

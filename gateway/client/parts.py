@@ -43,23 +43,31 @@ class Sealed:
 
 def ciphertext(fh: BinaryIO, payload: Payload, prefix: bytes, size: int,
                out: Sealed) -> Iterator[bytes | memoryview]:
-    """The age file, piece by piece: ``prefix`` (header and nonce), then each sealed chunk."""
+    """The age file, piece by piece: ``prefix`` (header and nonce), then each sealed chunk.
+
+    Two read buffers alternate, so the plaintext digest of one block (on a helper
+    thread; hashlib releases the GIL) overlaps the sealing of the next.
+    """
     yield prefix
-    block = bytearray(READ_BLOCK)
-    view = memoryview(block)
-    chunks = chunk_count(size)
-    index = 0
-    while index < chunks:
-        want = min(READ_BLOCK, size - index * CHUNK)
-        got = _read_full(fh, view[:want])
-        if got != want:
-            raise FileChanged("the file got shorter while it was being read")
-        out.plaintext.update(view[:got])
-        out.size += got
-        for start in range(0, max(got, 1), CHUNK):
-            last = index == chunks - 1
-            yield payload.seal(index, view[start : min(start + CHUNK, got)], last)
-            index += 1
+    blocks = [bytearray(READ_BLOCK), bytearray(READ_BLOCK)]
+    pending: list[Future[None] | None] = [None, None]
+    chunks, index, turn = chunk_count(size), 0, 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") as hasher:
+        while index < chunks:
+            waiting = pending[turn]
+            if waiting is not None:
+                waiting.result()
+            view = memoryview(blocks[turn])
+            want = min(READ_BLOCK, size - index * CHUNK)
+            got = _read_full(fh, view[:want])
+            if got != want:
+                raise FileChanged("the file got shorter while it was being read")
+            pending[turn] = hasher.submit(out.plaintext.update, view[:got])
+            out.size += got
+            for start in range(0, max(got, 1), CHUNK):
+                yield payload.seal(index, view[start : min(start + CHUNK, got)], index == chunks - 1)
+                index += 1
+            turn ^= 1
     if fh.read(1):
         raise FileChanged("the file grew while it was being read")
 

@@ -11,14 +11,9 @@ the gateway could register a key and sign a swapped artifact.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from pathlib import Path
 from typing import Any
-
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from gateway.client.http import Api
 from gateway.client.profiles import config_dir, write_private
@@ -44,12 +39,11 @@ def load_known(path: Path) -> dict[str, dict[str, list[str]]]:
 
 
 def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
-    from gateway.manifest import canonical_json
+    from gateway import manifest as manifests
 
     try:
-        VerifyKey(base64.b64decode(public_key, validate=True)).verify(
-            canonical_json(manifest), base64.b64decode(signature, validate=True))
-    except (BadSignatureError, binascii.Error, ValueError, TypeError):
+        manifests.verify_manifest(manifest, signature, public_key)
+    except (manifests.SignatureError, manifests.ManifestError):
         return False
     return True
 

@@ -74,3 +74,58 @@ def serving(store: PartStore) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class ContentStore:
+    """One age file served at ``/v1/artifacts/a1/content`` with Range; drops on demand."""
+
+    def __init__(self, data: bytes, drop_after: list[int] | None = None) -> None:
+        self.data = data
+        self.drop_after = drop_after or []  # per request: bytes sent before the connection drops
+        self.ranges: list[str] = []
+
+
+def _content_handler(store: ContentStore) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            rng = self.headers.get("Range", "")
+            store.ranges.append(rng)
+            start, end = 0, len(store.data) - 1
+            if rng.startswith("bytes="):
+                first, _, last = rng[6:].partition("-")
+                start, end = int(first), min(int(last), end) if last else end
+            body = store.data[start : end + 1]
+            self.send_response(206 if rng else 200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+            if rng:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{len(store.data)}")
+            self.end_headers()
+            cut = store.drop_after.pop(0) if store.drop_after and len(body) > 100_000 else None
+            if cut is not None:
+                self.wfile.write(body[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self.wfile.write(body)
+
+    return Handler
+
+
+@contextmanager
+def serving_content(store: ContentStore) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _content_handler(store))
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
