@@ -107,12 +107,20 @@ def compute_mac(file_key: bytes, mac_input: bytes) -> bytes:
     return hmac.new(mac_key(file_key), mac_input, hashlib.sha256).digest()
 
 
-def write_header(stanzas: list[Stanza], file_key: bytes) -> bytes:
-    """Serialise a header for ``stanzas`` with its MAC under ``file_key``."""
+def _mac_input(stanzas: list[Stanza] | tuple[Stanza, ...]) -> bytes:
     if not stanzas:
         raise HeaderError("a header needs at least one stanza")
-    head = VERSION_LINE + b"".join(s.encode() for s in stanzas) + MAC_PREFIX
-    return head + b" " + b64encode(compute_mac(file_key, head)).encode() + b"\n"
+    return VERSION_LINE + b"".join(s.encode() for s in stanzas) + MAC_PREFIX
+
+
+def encode_header(stanzas: list[Stanza] | tuple[Stanza, ...], mac: bytes) -> bytes:
+    """Serialise a header with a given MAC (``encode_header(h.stanzas, h.mac) == h.raw``)."""
+    return _mac_input(stanzas) + b" " + b64encode(mac).encode() + b"\n"
+
+
+def write_header(stanzas: list[Stanza] | tuple[Stanza, ...], file_key: bytes) -> bytes:
+    """Serialise a header for ``stanzas`` with its MAC under ``file_key``."""
+    return encode_header(stanzas, compute_mac(file_key, _mac_input(stanzas)))
 
 
 class _Lines:

@@ -41,9 +41,7 @@ class PeekReader:
     """Wraps a binary source: ``peek``, ``readline``, ``read`` and ``readinto`` over it."""
 
     def __init__(self, raw: Any) -> None:
-        if isinstance(raw, PeekReader):
-            raw = raw._raw
-        self._raw = raw
+        self._raw: Any = raw
         self._pending = bytearray()
         self._eof = False
 
