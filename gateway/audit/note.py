@@ -1,0 +1,339 @@
+"""C2SP signed notes and tlog-checkpoints, with Ed25519 keys (PyNaCl).
+
+Design note, by the section of the C2SP specifications each piece implements:
+
+- c2sp.org/signed-note, "Signatures": a note is UTF-8 text without control characters other
+  than newline, ending in a newline, then a blank line, then signature lines
+  ``— <key name> base64(4-byte key ID || signature)\\n`` (em dash U+2014). The signed message
+  is the text, final newline included. :func:`sign_note` writes one, :func:`open_note` parses
+  and verifies one, with the rules of golang.org/x/mod ``sumdb/note.Open``: at most 100
+  signature lines, repeated signatures ignored, signatures by unknown keys ignored, a bad
+  signature by a known key fatal, and at least one verified signature required.
+- signed-note, "Verifier keys" and "Signature types" (Ed25519, type 0x01): the key ID is
+  ``SHA-256(name || 0x0A || 0x01 || public key)[:4]``; the vkey string is
+  ``<name>+<hex key ID>+base64(0x01 || public key)`` (:func:`parse_verifier_key`).
+- The signer key file holds ``PRIVATE+KEY+<name>+<hex key ID>+base64(0x01 || seed)``, the
+  encoding of golang.org/x/mod ``note.NewSigner`` (not part of C2SP), so other tools can use it.
+- c2sp.org/tlog-checkpoint, "Note text": origin line, decimal tree size, base64 root hash, then
+  optional non-empty extension lines (:func:`format_checkpoint`, :func:`parse_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
+
+from gateway.keystore import read_secret_file, write_secret_file
+
+ALG_ED25519 = b"\x01"
+SIG_PREFIX = "\u2014 "  # em dash and a space
+MAX_SIGNATURES = 100
+KEY_ID_SIZE = 4
+PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
+_DECIMAL = re.compile(r"(0|[1-9][0-9]*)")
+
+
+class NoteError(ValueError):
+    """A note, key or checkpoint was refused."""
+
+
+class MalformedNote(NoteError):
+    """The bytes are not a well-formed signed note."""
+
+
+class InvalidSignature(NoteError):
+    """A signature by a trusted key does not verify."""
+
+
+class UnverifiedNote(NoteError):
+    """The note has no signature by any trusted key."""
+
+
+class InvalidKey(NoteError):
+    """A verifier or signer key string is malformed or inconsistent."""
+
+
+class MalformedCheckpoint(NoteError):
+    """A note text is not a tlog-checkpoint."""
+
+
+def _b64decode(s: str) -> bytes:
+    try:
+        return base64.b64decode(s.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise NoteError("invalid base64") from None
+
+
+def is_valid_name(name: str) -> bool:
+    """A key name: non-empty, no whitespace, no ``+``."""
+    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+
+
+def key_id(name: str, public_key: bytes) -> bytes:
+    """signed-note: ``SHA-256(name || 0x0A || 0x01 || public key)[:4]`` for an Ed25519 key."""
+    return hashlib.sha256(name.encode() + b"\n" + ALG_ED25519 + public_key).digest()[:KEY_ID_SIZE]
+
+
+@dataclass(frozen=True)
+class Verifier:
+    """A trusted Ed25519 note verifier key."""
+
+    name: str
+    key_id: bytes
+    public_key: bytes
+
+    @property
+    def vkey(self) -> str:
+        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ALG_ED25519 + self.public_key).decode()}"
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        try:
+            VerifyKey(self.public_key).verify(message, signature)
+        except (BadSignatureError, ValueError):
+            return False
+        return True
+
+
+def parse_verifier_key(vkey: str) -> Verifier:
+    """Parse ``<name>+<hex key ID>+base64(0x01 || public key)``; raise :class:`InvalidKey`."""
+    name, _, rest = vkey.partition("+")
+    hex_id, _, key64 = rest.partition("+")
+    try:
+        key = _b64decode(key64)
+        kid = bytes.fromhex(hex_id) if re.fullmatch(r"[0-9a-fA-F]{8}", hex_id) else b""
+    except (NoteError, ValueError):
+        raise InvalidKey("verifier key is malformed") from None
+    if len(kid) != KEY_ID_SIZE or not is_valid_name(name) or not key:
+        raise InvalidKey("verifier key is malformed")
+    if hashlib.sha256(name.encode() + b"\n" + key).digest()[:KEY_ID_SIZE] != kid:
+        raise InvalidKey("verifier key ID does not match the key")
+    if key[:1] != ALG_ED25519:
+        raise InvalidKey("verifier key has an unknown signature type")
+    if len(key) != 1 + 32:
+        raise InvalidKey("verifier key has the wrong length")
+    return Verifier(name, kid, key[1:])
+
+
+class Signer:
+    """An Ed25519 note signer: a key name and a 32-byte seed."""
+
+    def __init__(self, name: str, seed: bytes) -> None:
+        if not is_valid_name(name):
+            raise InvalidKey(f"invalid key name {name!r}")
+        if len(seed) != 32:
+            raise InvalidKey("an Ed25519 seed is 32 bytes")
+        self.name = name
+        self._key = SigningKey(seed)
+        self.public_key = bytes(self._key.verify_key)
+        self.key_id = key_id(name, self.public_key)
+
+    @classmethod
+    def generate(cls, name: str) -> Signer:
+        return cls(name, bytes(SigningKey.generate()))
+
+    @classmethod
+    def from_private_key(cls, skey: str) -> Signer:
+        """Parse ``PRIVATE+KEY+<name>+<hex key ID>+base64(0x01 || seed)``."""
+        if not skey.startswith(PRIVATE_KEY_PREFIX):
+            raise InvalidKey("signer key is malformed")
+        name, _, rest = skey[len(PRIVATE_KEY_PREFIX) :].partition("+")
+        hex_id, _, key64 = rest.partition("+")
+        try:
+            key = _b64decode(key64)
+        except NoteError:
+            raise InvalidKey("signer key is malformed") from None
+        if key[:1] != ALG_ED25519 or len(key) != 33:
+            raise InvalidKey("signer key is not an Ed25519 key")
+        signer = cls(name, key[1:])
+        if signer.key_id.hex() != hex_id.lower():
+            raise InvalidKey("signer key ID does not match the key")
+        return signer
+
+    def private_key(self) -> str:
+        """The key in its file encoding. Secret: never log it."""
+        seed = base64.b64encode(ALG_ED25519 + bytes(self._key)).decode()
+        return f"{PRIVATE_KEY_PREFIX}{self.name}+{self.key_id.hex()}+{seed}"
+
+    @property
+    def verifier(self) -> Verifier:
+        return Verifier(self.name, self.key_id, self.public_key)
+
+    @property
+    def verifier_key(self) -> str:
+        """The vkey string that verifiers trust (``GET /v1/audit/key``)."""
+        return self.verifier.vkey
+
+    def sign(self, message: bytes) -> bytes:
+        return self._key.sign(message).signature
+
+    def __repr__(self) -> str:
+        return f"Signer({self.verifier_key!r})"
+
+
+def create_signer_file(path: Path, name: str) -> Signer:
+    """Generate a signer named ``name`` and write it to a new file of mode 0600."""
+    signer = Signer.generate(name)
+    write_secret_file(path, (signer.private_key() + "\n").encode())
+    return signer
+
+
+def load_signer(path: Path) -> Signer:
+    """Load a signer key file, refusing one that others can read."""
+    return Signer.from_private_key(read_secret_file(path).decode("ascii", "replace").strip())
+
+
+def _check_text(text: str) -> None:
+    if any(c < " " and c != "\n" for c in text):
+        raise MalformedNote("note has a control character")
+
+
+def sign_note(text: str, *signers: Signer) -> str:
+    """signed-note: the note ``text`` (newline-terminated) followed by one signature per signer."""
+    if not text.endswith("\n") or not signers:
+        raise MalformedNote("note text must end in a newline and have a signer")
+    _check_text(text)
+    message = text.encode()
+    lines = []
+    for s in signers:
+        sig = base64.b64encode(s.key_id + s.sign(message)).decode()
+        lines.append(f"{SIG_PREFIX}{s.name} {sig}\n")
+    return text + "\n" + "".join(lines)
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    key_id: bytes
+
+
+@dataclass(frozen=True)
+class Note:
+    """A note whose signatures were checked: ``verified`` by trusted keys, ``unverified`` by unknown ones."""
+
+    text: str
+    verified: tuple[Signature, ...]
+    unverified: tuple[Signature, ...]
+
+
+def _split(msg: bytes | str) -> tuple[str, list[str]]:
+    try:
+        s = msg.decode("utf-8") if isinstance(msg, bytes) else msg
+    except UnicodeDecodeError:
+        raise MalformedNote("note is not UTF-8") from None
+    _check_text(s)
+    split = s.rfind("\n\n")
+    if split < 0:
+        raise MalformedNote("note has no signature block")
+    text, sigs = s[: split + 1], s[split + 2 :]
+    if not sigs.endswith("\n"):
+        raise MalformedNote("note signature block must end in a newline")
+    return text, sigs[:-1].split("\n")
+
+
+def _parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
+    if not line.startswith(SIG_PREFIX):
+        raise MalformedNote("note has a line after the signatures that is not a signature")
+    name, _, b64 = line[len(SIG_PREFIX) :].partition(" ")
+    try:
+        raw = _b64decode(b64)
+    except NoteError:
+        raise MalformedNote("note signature is not base64") from None
+    if not is_valid_name(name) or not b64 or len(raw) < KEY_ID_SIZE + 1:
+        raise MalformedNote("note signature line is malformed")
+    return name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:]
+
+
+def open_note(msg: bytes | str, verifiers: Iterable[Verifier | str]) -> Note:
+    """Parse and verify a signed note against the trusted ``verifiers`` (objects or vkey strings).
+
+    Raises :class:`MalformedNote`, :class:`InvalidSignature` (a trusted key's signature fails)
+    or :class:`UnverifiedNote` (no trusted key signed it).
+    """
+    known: dict[tuple[str, bytes], Verifier] = {}
+    for v in verifiers:
+        ver = parse_verifier_key(v) if isinstance(v, str) else v
+        known[(ver.name, ver.key_id)] = ver
+    text, lines = _split(msg)
+    message = text.encode()
+    verified: dict[tuple[str, bytes], Signature] = {}
+    unverified: dict[str, Signature] = {}
+    for count, line in enumerate(lines, start=1):
+        name, kid, sig = _parse_signature_line(line)
+        if count > MAX_SIGNATURES:
+            raise MalformedNote(f"note has more than {MAX_SIGNATURES} signatures")
+        trusted = known.get((name, kid))
+        if trusted is None:
+            unverified.setdefault(line, Signature(name, kid))
+            continue
+        if (name, kid) in verified:
+            continue
+        if not trusted.verify(message, sig):
+            raise InvalidSignature(f"invalid signature for key {name}+{kid.hex()}")
+        verified[(name, kid)] = Signature(name, kid)
+    if not verified:
+        raise UnverifiedNote("note has no signature by a trusted key")
+    return Note(text, tuple(verified.values()), tuple(unverified.values()))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """tlog-checkpoint note text: origin, tree size, root hash, extension lines."""
+
+    origin: str
+    size: int
+    root: bytes
+    extensions: tuple[str, ...] = ()
+
+
+def format_checkpoint(cp: Checkpoint) -> str:
+    """The checkpoint's note text, newline-terminated."""
+    if not cp.origin or "\n" in cp.origin or cp.size < 0:
+        raise MalformedCheckpoint("checkpoint origin must be one non-empty line and size >= 0")
+    if any(not ext or "\n" in ext for ext in cp.extensions):
+        raise MalformedCheckpoint("checkpoint extension lines must be non-empty single lines")
+    lines = [cp.origin, str(cp.size), base64.b64encode(cp.root).decode(), *cp.extensions]
+    return "\n".join(lines) + "\n"
+
+
+def parse_checkpoint(text: str, hash_size: int | None = 32) -> Checkpoint:
+    """Parse a checkpoint note text; ``hash_size=None`` accepts a root hash of any length."""
+    if not text.endswith("\n"):
+        raise MalformedCheckpoint("checkpoint must end in a newline")
+    lines = text[:-1].split("\n")
+    if len(lines) < 3:
+        raise MalformedCheckpoint("checkpoint needs an origin, a size and a root hash")
+    origin, size, root64, *extensions = lines
+    if not origin:
+        raise MalformedCheckpoint("checkpoint origin is empty")
+    if not _DECIMAL.fullmatch(size) or int(size) >= 1 << 64:
+        raise MalformedCheckpoint("checkpoint size is not a decimal 64-bit number")
+    try:
+        root = _b64decode(root64)
+    except NoteError:
+        raise MalformedCheckpoint("checkpoint root hash is not base64") from None
+    if hash_size is not None and len(root) != hash_size:
+        raise MalformedCheckpoint(f"checkpoint root hash is {len(root)} bytes, want {hash_size}")
+    if any(not ext for ext in extensions):
+        raise MalformedCheckpoint("checkpoint has an empty extension line")
+    return Checkpoint(origin, int(size), root, tuple(extensions))
+
+
+def sign_checkpoint(cp: Checkpoint, signer: Signer) -> str:
+    """The signed note of a checkpoint."""
+    return sign_note(format_checkpoint(cp), signer)
+
+
+def open_checkpoint(msg: bytes | str, verifiers: Iterable[Verifier | str], origin: str | None = None) -> Checkpoint:
+    """Verify a signed checkpoint and parse it; with ``origin``, refuse another log's checkpoint."""
+    cp = parse_checkpoint(open_note(msg, verifiers).text)
+    if origin is not None and cp.origin != origin:
+        raise MalformedCheckpoint(f"checkpoint is for origin {cp.origin!r}, want {origin!r}")
+    return cp
