@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 CHUNK = 1 << 20
 """Bytes moved per read or write: the bound on memory per stream."""
@@ -192,8 +192,8 @@ class ObjectStore(Protocol):
         ...
 
 
-def make_store(settings: StorageSettings) -> ObjectStore:
-    """The backend named by ``settings.backend``."""
+def make_store(settings: StorageSettings, *, session: Any = None) -> ObjectStore:
+    """The backend named by ``settings.backend`` (``session``: a boto3 session to share, for ``s3``)."""
     if settings.backend == "local":
         from gateway.storage.local import LocalStore
 
@@ -201,7 +201,7 @@ def make_store(settings: StorageSettings) -> ObjectStore:
     if settings.backend == "s3":
         from gateway.storage.s3 import S3Store
 
-        return S3Store(settings)
+        return S3Store(settings, session=session)
     raise StorageError(f'unknown storage backend {settings.backend!r} (expected "local" or "s3")')
 
 

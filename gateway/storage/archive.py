@@ -21,8 +21,9 @@ import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
+import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage import InvalidKey, NotFound, StorageError, StorageSettings
@@ -50,9 +51,10 @@ class AuditArchive(Protocol):
         ...
 
 
-def make_archive(settings: StorageSettings) -> AuditArchive:
+def make_archive(settings: StorageSettings, *, session: boto3.session.Session | None = None) -> AuditArchive:
+    """The archive for ``settings.backend``: the audit bucket for ``s3``, else ``settings.audit_dir``."""
     if settings.backend == "s3":
-        return S3AuditArchive(settings)
+        return S3AuditArchive(settings, session=session)
     return LocalAuditArchive(settings.audit_dir)
 
 
@@ -108,11 +110,11 @@ class LocalAuditArchive:
 class S3AuditArchive:
     """Objects under Object Lock (COMPLIANCE) in the audit bucket."""
 
-    def __init__(self, settings: StorageSettings, client: Any = None) -> None:
+    def __init__(self, settings: StorageSettings, *, session: boto3.session.Session | None = None) -> None:
         self.bucket = settings.audit_bucket
         self.prefix = settings.prefix
         self.retention = timedelta(days=settings.audit_retention_days)
-        self.client = client or make_client(settings)
+        self.client = make_client(settings, session=session)
 
     def publish(self, name: str, data: bytes) -> None:
         key = self.prefix + check_name(name)

@@ -32,22 +32,23 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage import StorageError, StorageSettings
-from gateway.storage.s3 import error_code, make_client, wrap
+from gateway.storage.s3 import error_code, make_client, make_session, wrap
 
 DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "bucket-policy.json"
 _ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/[^/]+$")
 _PLACEHOLDER = re.compile(r"\$\{[a-z_]+\}")
 
 
-def provision(settings: StorageSettings, client: Any = None, sts: Any = None) -> list[str]:
+def provision(settings: StorageSettings, *, session: boto3.session.Session | None = None) -> list[str]:
     """Create or bring up to date what ``settings`` describe; returns one line per step done."""
     if settings.backend == "local":
         return provision_local(settings)
     if settings.backend != "s3":
         raise StorageError(f'unknown storage backend {settings.backend!r} (expected "local" or "s3")')
-    client = client or make_client(settings)
+    session = session or make_session(settings)
+    client = make_client(settings, session=session)
     try:
-        principals = [settings.gateway_principal_arn or caller_principal_arn(settings, sts)]
+        principals = [settings.gateway_principal_arn or caller_principal_arn(settings, session)]
         template = load_template(settings)
         done = [_artifact_bucket(client, settings, template, principals)]
         done.append(_audit_bucket(client, settings, template, principals))
@@ -67,12 +68,10 @@ def provision_local(settings: StorageSettings) -> list[str]:
     return [f"directory {folder}: mode 0700" for folder in folders]
 
 
-def caller_principal_arn(settings: StorageSettings, sts: Any = None) -> str:
+def caller_principal_arn(settings: StorageSettings, session: boto3.session.Session) -> str:
     """The ARN that ``aws:PrincipalArn`` holds for the credentials in use."""
     try:
-        if sts is None:
-            session = boto3.session.Session(region_name=settings.region)
-            sts = session.client("sts", endpoint_url=settings.endpoint_url or None)
+        sts = session.client("sts", endpoint_url=settings.endpoint_url or None)
         arn = str(sts.get_caller_identity()["Arn"])
     except (BotoCoreError, ClientError) as exc:
         raise StorageError(

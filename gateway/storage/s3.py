@@ -59,9 +59,14 @@ def client_config(settings: StorageSettings, *, streaming: bool = False) -> Conf
     return Config(s3=s3, retries={"mode": "standard", "max_attempts": 4}, signature_version="s3v4")
 
 
-def make_client(settings: StorageSettings, *, streaming: bool = False) -> Any:
-    """An S3 client for ``settings`` (credentials from the usual boto3 chain)."""
-    session = boto3.session.Session(region_name=settings.region)
+def make_session(settings: StorageSettings) -> boto3.session.Session:
+    """A boto3 session (credentials from the usual chain); share one: each parses the API models."""
+    return boto3.session.Session(region_name=settings.region)
+
+
+def make_client(settings: StorageSettings, *, streaming: bool = False, session: boto3.session.Session | None = None) -> Any:
+    """An S3 client for ``settings``."""
+    session = session or make_session(settings)
     return session.client(
         "s3", endpoint_url=settings.endpoint_url or None, config=client_config(settings, streaming=streaming)
     )
@@ -84,11 +89,12 @@ def wrap(exc: BaseException, what: str) -> StorageError:
 class S3Store:
     """Objects in ``settings.bucket`` under ``settings.prefix``."""
 
-    def __init__(self, settings: StorageSettings, client: Any = None, part_client: Any = None) -> None:
+    def __init__(self, settings: StorageSettings, *, session: boto3.session.Session | None = None) -> None:
         self.bucket = settings.bucket
         self.prefix = settings.prefix
-        self.client = client or make_client(settings)
-        self._parts = part_client or make_client(settings, streaming=True)
+        session = session or make_session(settings)
+        self.client = make_client(settings, session=session)
+        self._parts = make_client(settings, streaming=True, session=session)
 
     # --- uploads ----------------------------------------------------------------------
 
