@@ -113,13 +113,19 @@ def export(profile: str | None, output: Path) -> None:
 
 
 def _leaves(api: Api, size: int) -> Iterator[tuple[int, bytes]]:
+    for index, leaf, _ in _listed(api, size):
+        yield index, leaf
+
+
+def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+    """Every entry up to ``size``: index, exact leaf bytes, the entry as the gateway lists it."""
     expected = 0
     for item in entries(api, 0):
         if item["index"] >= size:
             return
         if item["index"] != expected:
             raise AuditError(f"the gateway skipped entry {expected} (sent {item['index']})")
-        yield item["index"], base64.b64decode(item["leaf"])
+        yield item["index"], base64.b64decode(item["leaf"]), item.get("entry")
         expected += 1
     if expected != size:
         raise AuditError(f"the gateway sent {expected} entries, its checkpoint counts {size}")
@@ -146,7 +152,7 @@ def verify(profile: str | None, as_json: bool, key: str, since: Path | None, exp
     else:
         api = api_for(profile)
         text = api.text("/v1/audit/checkpoint")
-        verdict = auditcheck.verify_leaves(text, _leaves(api, checkpoint_size(text)), vkey, old,
+        verdict = auditcheck.verify_leaves(text, _listed(api, checkpoint_size(text)), vkey, old,
                                            consistency=lambda o, n: _consistency(api, o, n))
     if as_json:
         emit_json(verdict.as_dict())

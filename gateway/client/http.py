@@ -114,11 +114,12 @@ class Api:
     def delete(self, path: str) -> None:
         self.request("DELETE", path)
 
-    def items(self, path: str, limit: int = 1000, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a paginated list (``items`` and ``next_cursor``)."""
+    def items(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a paginated list (``items`` and ``next_cursor``), 1000 a page."""
+        params.setdefault("limit", 1000)
         cursor: str | None = None
         while True:
-            page = self.get(path, limit=limit, cursor=cursor, **params)
+            page = self.get(path, cursor=cursor, **params)
             yield from page.get("items", [])
             cursor = page.get("next_cursor")
             if not cursor:

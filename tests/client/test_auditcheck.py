@@ -1,0 +1,121 @@
+"""The auditor's verdict: recomputed from the leaves, trusting only the auditor's key."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway.audit import merkle, note
+from gateway.client.auditcheck import (
+    AuditKeyError,
+    read_key,
+    verify_file,
+    verify_leaves,
+    write_export,
+)
+
+ORIGIN = "test.gateway/audit"
+
+
+def _leaves(n: int) -> list[bytes]:
+    return [json.dumps({"index": i, "action": "content.download", "actor": f"p{i % 3}"},
+                       sort_keys=True).encode() for i in range(n)]
+
+
+def _node(leaves: list[bytes], node: merkle.NodeID) -> bytes:
+    begin, end = node.coverage()
+    cr = merkle.CompactRange()
+    for leaf in leaves[begin:end]:
+        cr.append(merkle.leaf_hash(leaf))
+    return cr.root()
+
+
+def _checkpoint(leaves: list[bytes], signer: note.Signer) -> str:
+    cr = merkle.CompactRange()
+    for leaf in leaves:
+        cr.append(merkle.leaf_hash(leaf))
+    return note.sign_checkpoint(note.Checkpoint(ORIGIN, len(leaves), cr.root()), signer)
+
+
+def _consistency(leaves: list[bytes]):  # type: ignore[no-untyped-def]
+    def proof(old: int, new: int) -> list[bytes]:
+        nodes = merkle.consistency_nodes(old, new)
+        return nodes.rehash([_node(leaves, n) for n in nodes.ids])
+
+    return proof
+
+
+@pytest.fixture
+def signer() -> note.Signer:
+    return note.Signer.generate(ORIGIN)
+
+
+def _rows(leaves: list[bytes]) -> list[tuple[int, bytes, None]]:
+    return [(i, leaf, None) for i, leaf in enumerate(leaves)]
+
+
+def test_an_honest_log_verifies_and_extends_the_saved_checkpoint(signer: note.Signer) -> None:
+    leaves = _leaves(37)
+    old = _checkpoint(leaves[:20], signer)
+    verdict = verify_leaves(_checkpoint(leaves, signer), _rows(leaves), signer.verifier_key, old)
+    assert verdict.ok and verdict.size == 37 and verdict.since == 20
+    assert verdict.line().startswith("ok: 37 entries")
+
+
+def test_another_key_is_refused(signer: note.Signer) -> None:
+    leaves = _leaves(5)
+    other = note.Signer.generate(ORIGIN)
+    verdict = verify_leaves(_checkpoint(leaves, signer), _rows(leaves), other.verifier_key)
+    assert not verdict.ok and "does not verify" in verdict.detail
+
+
+def test_a_changed_entry_is_found_by_bisection(signer: note.Signer) -> None:
+    leaves = _leaves(50)
+    signed = _checkpoint(leaves, signer)
+    shown = list(leaves)
+    shown[23] = shown[23].replace(b"p2", b"px")
+    verdict = verify_leaves(signed, _rows(shown), signer.verifier_key, consistency=_consistency(leaves))
+    assert not verdict.ok and verdict.first_bad == 23
+    assert verdict.line().endswith("first bad index: 23")
+
+
+def test_a_rewritten_history_breaks_the_saved_checkpoint(signer: note.Signer) -> None:
+    leaves = _leaves(30)
+    old = _checkpoint(leaves[:10], signer)
+    rewritten = list(leaves)
+    rewritten[4] = rewritten[4].replace(b"p1", b"p0")
+    verdict = verify_leaves(_checkpoint(rewritten, signer), _rows(rewritten), signer.verifier_key, old,
+                            consistency=_consistency(rewritten))
+    assert not verdict.ok and "saved checkpoint" in verdict.detail
+    assert verify_leaves(_checkpoint(leaves, signer), _rows(leaves), signer.verifier_key, old).ok
+
+
+def test_a_dropped_entry_is_reported(signer: note.Signer) -> None:
+    leaves = _leaves(10)
+    rows = _rows(leaves)
+    del rows[6]
+    verdict = verify_leaves(_checkpoint(leaves, signer), rows, signer.verifier_key)
+    assert not verdict.ok and verdict.first_bad == 6
+
+
+def test_export_round_trip_and_tamper(tmp_path: Path, signer: note.Signer) -> None:
+    leaves = _leaves(12)
+    path = tmp_path / "log.jsonl"
+    assert write_export(path, _checkpoint(leaves, signer), enumerate(leaves)) == 12
+    assert verify_file(path, signer.verifier_key, None).ok
+    lines = path.read_text().splitlines()
+    record = json.loads(lines[3])
+    record["leaf"] = record["leaf"][:-4] + "AAA="
+    lines[3] = json.dumps(record)
+    path.write_text("\n".join(lines) + "\n")
+    assert not verify_file(path, signer.verifier_key, None).ok
+
+
+def test_key_from_string_or_file(tmp_path: Path, signer: note.Signer) -> None:
+    assert read_key(signer.verifier_key) == signer.verifier_key
+    (tmp_path / "k").write_text("\n" + signer.verifier_key + "\n")
+    assert read_key(str(tmp_path / "k")) == signer.verifier_key
+    with pytest.raises(AuditKeyError):
+        read_key("nope+00000000+AAAA")
