@@ -20,6 +20,7 @@ from tests.api.conftest import Lab
 from tests.conftest import make_config
 
 BUCKET = "access-test-artifacts"
+AUDIT_BUCKET = "access-test-audit"
 
 
 @pytest.fixture
@@ -34,8 +35,13 @@ def gw(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> I
         monkeypatch.setenv(name, value)
     with mock_aws():
         config = make_config(tmp_path, **{"storage.backend": "s3", "storage.bucket": BUCKET,
-                                          "storage.audit_bucket": "access-test-audit"})
+                                          "storage.audit_bucket": AUDIT_BUCKET})
         list(setup.init(config))
+        # The provisioned bucket policy (tested in tests/storage) admits only the gateway's
+        # own principal, which moto cannot tell apart from this test's: drop it here.
+        s3 = boto3.client("s3", region_name="us-east-1")
+        for bucket in (BUCKET, AUDIT_BUCKET):
+            s3.delete_bucket_policy(Bucket=bucket)
         runtime = Gateway(config, clock=clock)
         yield runtime
         runtime.close()
