@@ -121,7 +121,7 @@ class S3AuditArchive:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumSHA256=digest,
+                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumAlgorithm="SHA256", ChecksumSHA256=digest,
                 ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=datetime.now(UTC) + self.retention,
             )
         except ClientError as exc:
