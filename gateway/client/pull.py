@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -31,10 +33,19 @@ from cryptography.exceptions import InvalidTag
 from gateway.client import agehdr
 from gateway.client.http import Api, ApiError, with_retries
 from gateway.client.progress import Meter
-from gateway.client.sealing import CHUNK, NONCE, SEALED_CHUNK, Payload, chunk_count, plaintext_size
+from gateway.client.sealing import (
+    CHUNK,
+    NONCE,
+    SEALED_CHUNK,
+    TAG,
+    Payload,
+    chunk_count,
+    plaintext_size,
+)
 from gateway.errors import GatewayError
 
 HEADER_PROBE = 64 * 1024
+BATCH = 16
 COPY_BLOCK = 1 << 20
 
 
@@ -99,10 +110,14 @@ class Decrypting:
         self.payload = Payload(opened.file_key, opened.nonce)
         self.size = plaintext_size(opened.total - opened.header_len)
         self.chunks = chunk_count(self.size)
-        self.done = 0
+        self.done = 0  # chunks read and opened
+        self.done_written = 0  # chunks written to the sink
 
     def run(self) -> None:
-        with_retries(self._once, attempts=8)
+        with_retries(self._once, attempts=8, on_retry=self._rewind)
+
+    def _rewind(self, exc: ApiError, delay: float) -> None:
+        self.done = self.done_written  # ask again for what was not written
 
     def _once(self) -> None:
         if self.done >= self.chunks:
@@ -112,26 +127,44 @@ class Decrypting:
         try:
             if _total(response) != self.opened.total:
                 raise PullError("the artifact changed size between requests")
-            while self.done < self.chunks:
-                self._chunk(response.raw)
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as writer:
+                pending: deque[Future[None]] = deque()
+                while self.done < self.chunks:
+                    plain, count = self._batch(response.raw)
+                    if len(pending) >= 2:
+                        pending.popleft().result()
+                    pending.append(writer.submit(self._keep, plain, count))
+                for job in pending:
+                    job.result()
         except (requests.exceptions.RequestException, OSError) as exc:
             raise ApiError(f"download interrupted: {exc}", status=0) from None
         finally:
             response.close()
 
-    def _chunk(self, raw: Any) -> None:
-        index = self.done
-        last = index == self.chunks - 1
-        length = (self.size - index * CHUNK if last else CHUNK) + 16
-        sealed = _read_exact(raw, length)
-        try:
-            plain = self.payload.open(index, sealed, last)
-        except InvalidTag:
-            raise PullError(f"chunk {index} of the age file does not authenticate: not the lab's ciphertext") from None
+    def _keep(self, plain: bytes, count: int) -> None:
+        """Write and hash one batch (on the writer thread, in order); then count it done."""
         self.sink.write(plain)
         self.digest.update(plain)
-        self.done += 1
+        self.done_written += count
         self.advance(len(plain))
+
+    def _batch(self, raw: Any) -> tuple[bytes, int]:
+        """Read and open up to ``BATCH`` chunks; their plaintext and how many."""
+        first = self.done
+        count = min(BATCH, self.chunks - first)
+        last_len = (self.size - (self.chunks - 1) * CHUNK) + TAG
+        lengths = [last_len if i == self.chunks - 1 else SEALED_CHUNK for i in range(first, first + count)]
+        data = memoryview(_read_exact(raw, sum(lengths)))
+        plains, offset = [], 0
+        for i, length in zip(range(first, first + count), lengths, strict=True):
+            try:
+                plains.append(self.payload.open(i, data[offset : offset + length], i == self.chunks - 1))
+            except InvalidTag:
+                raise PullError(f"chunk {i} of the age file does not authenticate: "
+                                "not the lab's ciphertext") from None
+            offset += length
+        self.done += count
+        return b"".join(plains), count
 
 
 def _keep_whole_chunks(path: Path, size: int, digest: Any) -> int:
@@ -164,7 +197,7 @@ def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
         sink.seek(done * CHUNK)
         meter.advance(done * CHUNK)
         job = Decrypting(api, artifact, opened, sink, digest, meter.advance)
-        job.done = done
+        job.done = job.done_written = done
         job.run()
         sink.truncate()
         sink.flush()

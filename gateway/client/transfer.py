@@ -53,10 +53,10 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
 
 
 @click.command("push")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
 @click.option("--name", default=None, help="artifact name (default: the file's name)")
 @click.option("--kind", type=click.Choice(["weights", "credential"]), default="weights")
-@click.option("--share-with", "share_with", multiple=True, required=True, metavar="AGENCY",
+@click.option("--share-with", "share_with", multiple=True, metavar="AGENCY",
               help="agency organisation that may request access (repeatable)")
 @click.option("--recipient", "recipients", multiple=True, metavar="AGE1...",
               help="also encrypt to this age recipient, e.g. the lab's own copy (repeatable)")
@@ -70,10 +70,22 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
 @profile_option
 @json_option
 @reported
-def push(profile: str | None, as_json: bool, file: Path, name: str | None, kind: str,
+def push(profile: str | None, as_json: bool, file: Path | None, name: str | None, kind: str,
          share_with: tuple[str, ...], recipients: tuple[str, ...], signing_key: Path,
          description: str | None, resume: str | None, jobs: int, quiet: bool) -> None:
-    """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id."""
+    """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id.
+
+    An interrupted push resumes by itself when run again with the same FILE (or with
+    --resume UPLOAD, FILE then optional): only the missing parts are sent.
+    """
+    if file is None:
+        if not resume:
+            raise UsageError("give the FILE to push (or --resume UPLOAD)")
+        from gateway.client import state
+
+        file = Path(state.find(resume).file.path)
+    if not share_with and not resume:
+        raise UsageError("--share-with AGENCY is required: who may ask for access")
     for recipient in recipients:
         agehdr.check_recipient(recipient)
     sign = keys.load_signer(signing_key)
