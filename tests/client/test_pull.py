@@ -28,7 +28,7 @@ def _age_file(plain: bytes, identity: age.X25519Identity) -> bytes:
 
 
 def test_dropped_connections_resume_from_the_next_chunk(tmp_path: Path, identity: age.X25519Identity) -> None:
-    plain = os.urandom(40 * CHUNK + 123)
+    plain = os.urandom(60 * CHUNK + 123)
     store = ContentStore(_age_file(plain, identity), drop_after=[1_500_000, 1_700_000])
     out = part_path(tmp_path / "w.bin")
     with serving_content(store) as url:
