@@ -69,25 +69,32 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-class _Workers:
-    """Runs ``job(start, stop)`` over chunk ranges on the caller's thread and a small pool."""
+Waiter = Callable[[], list[int | None]]
 
-    def __init__(self, threads: int) -> None:
-        self.threads = max(1, threads)
+
+class _Workers:
+    """Runs ``job(start, stop)`` over a batch's chunk ranges on a small thread pool.
+
+    The calling thread is then free to read the next batch while this one is processed.
+    ``threads=0`` (or a batch too small to be worth it) runs the job inline.
+    """
+
+    def __init__(self, threads: int | None) -> None:
+        self.threads = default_threads() if threads is None else max(0, threads)
         self._pool: ThreadPoolExecutor | None = None
 
-    def run(self, count: int, job: Callable[[int, int], int | None]) -> list[int | None]:
-        if self.threads == 1 or count < PARALLEL_MIN:
-            return [job(0, count)]
+    def submit(self, count: int, job: Callable[[int, int], int | None]) -> Waiter:
+        if self.threads == 0 or count < PARALLEL_MIN:
+            result = [job(0, count)]
+            return lambda: result
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="age-stream")
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="age-stream")
         parts = min(self.threads, count)
         bounds = [count * k // parts for k in range(parts + 1)]
         futures: list[Future[int | None]] = [
-            self._pool.submit(job, bounds[k], bounds[k + 1]) for k in range(1, parts)
+            self._pool.submit(job, bounds[k], bounds[k + 1]) for k in range(parts)
         ]
-        first = job(bounds[0], bounds[1])
-        return [first] + [f.result() for f in futures]
+        return lambda: [f.result() for f in futures]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -95,85 +102,125 @@ class _Workers:
             self._pool = None
 
 
+def _buffers(in_size: int, out_size: int) -> tuple[list[bytearray], list[memoryview], list[memoryview]]:
+    ins = [bytearray(in_size + 1) for _ in range(2)]
+    outs = [bytearray(out_size) for _ in range(2)]
+    return ins, [memoryview(b) for b in ins], [memoryview(b) for b in outs]
+
+
+def _seal_shape(n: int) -> tuple[bool, int, int]:
+    """(final, plaintext bytes, chunks) of a batch holding ``n`` bytes (one of look-ahead)."""
+    if n > BATCH * CHUNK:
+        return False, BATCH * CHUNK, BATCH
+    return True, n, max(1, -(-n // CHUNK))
+
+
+def _seal_job(aead: ChaCha20Poly1305, src: memoryview, out: memoryview, base: int,
+              shape: tuple[bool, int, int]) -> Callable[[int, int], None]:
+    final, size, count = shape
+
+    def job(start: int, stop: int) -> None:
+        for i in range(start, stop):
+            end = min((i + 1) * CHUNK, size)
+            sealed = end - i * CHUNK + TAG
+            aead.encrypt_into(chunk_nonce(base + i, final and i == count - 1), src[i * CHUNK : end],
+                              None, out[i * SEALED : i * SEALED + sealed])
+
+    return job
+
+
 def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
-    """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one."""
-    inbuf = bytearray(BATCH * CHUNK + 1)
-    outbuf = bytearray(BATCH * SEALED)
-    src_view, out_view = memoryview(inbuf), memoryview(outbuf)
-    workers = _Workers(threads or default_threads())
-    index, carry = 0, 0
+    """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one.
+
+    While one batch is sealed on the pool, the next is read; while the caller writes a
+    batch out, the next is sealed.
+    """
+    ins, vin, vout = _buffers(BATCH * CHUNK, BATCH * SEALED)
+    workers = _Workers(threads)
     try:
+        cur, index = 0, 0
+        shape = _seal_shape(fill(src, vin[0]))
+        wait = workers.submit(shape[2], _seal_job(aead, vin[0], vout[0], index, shape))
         while True:
-            n = carry + fill(src, src_view[carry:])
-            final = n <= BATCH * CHUNK
-            size = n if final else BATCH * CHUNK
-            count = max(1, -(-size // CHUNK)) if final else BATCH
-
-            def job(start: int, stop: int, base: int = index, size: int = size,
-                    count: int = count, final: bool = final) -> None:
-                for i in range(start, stop):
-                    end = min((i + 1) * CHUNK, size)
-                    sealed = end - i * CHUNK + TAG
-                    aead.encrypt_into(chunk_nonce(base + i, final and i == count - 1),
-                                      src_view[i * CHUNK : end], None,
-                                      out_view[i * SEALED : i * SEALED + sealed])
-
-            workers.run(count, job)
-            yield out_view[: size + count * TAG]
+            final, size, count = shape
+            if not final:
+                ins[1 - cur][0] = ins[cur][BATCH * CHUNK]
+                following = 1 + fill(src, vin[1 - cur][1:])
+            wait()
+            done = vout[cur][: size + count * TAG]
             if final:
+                yield done
                 return
-            index += count
-            inbuf[0] = inbuf[BATCH * CHUNK]
-            carry = 1
+            index, cur = index + count, 1 - cur
+            shape = _seal_shape(following)
+            wait = workers.submit(shape[2], _seal_job(aead, vin[cur], vout[cur], index, shape))
+            yield done
     finally:
         workers.close()
+
+
+def _open_shape(n: int) -> tuple[bool, int, list[int]]:
+    """(final, ciphertext bytes, length of each sealed chunk) of a batch holding ``n`` bytes."""
+    final = n <= BATCH * SEALED
+    size = n if final else BATCH * SEALED
+    count = -(-size // SEALED)
+    return final, size, [min(SEALED, size - i * SEALED) for i in range(count)]
+
+
+def _open_job(aead: ChaCha20Poly1305, src: memoryview, out: memoryview, base: int,
+              shape: tuple[bool, int, list[int]]) -> Callable[[int, int], int | None]:
+    final, _, lengths = shape
+    count = len(lengths)
+
+    def job(start: int, stop: int) -> int | None:
+        for i in range(start, stop):
+            try:
+                _open_chunk(aead, src[i * SEALED : i * SEALED + lengths[i]], out[i * CHUNK :],
+                            base + i, final and i == count - 1)
+            except InvalidTag:
+                return i
+        return None
+
+    return job
 
 
 def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
     """Decrypt and authenticate the STREAM in ``src``; yields views of the plaintext.
 
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
-    raises PayloadError.
+    raises PayloadError. Reading, opening and the caller's writing overlap as in seal.
     """
-    inbuf = bytearray(BATCH * SEALED + 1)
-    outbuf = bytearray(BATCH * CHUNK)
-    src_view, out_view = memoryview(inbuf), memoryview(outbuf)
-    workers = _Workers(threads or default_threads())
-    index, carry = 0, 0
+    ins, vin, vout = _buffers(BATCH * SEALED, BATCH * CHUNK)
+    workers = _Workers(threads)
     try:
+        cur, index = 0, 0
+        shape = _open_shape(fill(src, vin[0]))
+        if shape[1] == 0:
+            raise PayloadError("the payload is truncated: it has no chunk")
+        wait = workers.submit(len(shape[2]), _open_job(aead, vin[0], vout[0], index, shape))
         while True:
-            n = carry + fill(src, src_view[carry:])
-            final = n <= BATCH * SEALED
-            size = n if final else BATCH * SEALED
-            if final and size == 0:
-                raise PayloadError("the payload is truncated: it has no final chunk")
-            count = -(-size // SEALED)
-            lengths = [min(SEALED, size - i * SEALED) for i in range(count)]
-
-            def job(start: int, stop: int, base: int = index, final: bool = final,
-                    count: int = count, lengths: list[int] = lengths) -> int | None:
-                for i in range(start, stop):
-                    try:
-                        _open_chunk(aead, src_view[i * SEALED : i * SEALED + lengths[i]],
-                                    out_view[i * CHUNK :], base + i, final and i == count - 1)
-                    except InvalidTag:
-                        return i
-                return None
-
-            failed = [f for f in workers.run(count, job) if f is not None]
-            if not failed:
-                yield out_view[: size - count * TAG]
-                if final:
-                    return
-            else:
+            final, size, lengths = shape
+            if not final:
+                ins[1 - cur][0] = ins[cur][BATCH * SEALED]
+                following = 1 + fill(src, vin[1 - cur][1:])
+            failed = [f for f in wait() if f is not None]
+            if failed:
                 bad = min(failed)
                 if bad:
-                    yield out_view[: bad * CHUNK]
-                yield from _diagnose(aead, src_view[bad * SEALED : bad * SEALED + lengths[bad]],
-                                     out_view, index + bad, final and bad == count - 1)
-            index += count
-            inbuf[0] = inbuf[BATCH * SEALED]
-            carry = 1
+                    yield vout[cur][: bad * CHUNK]
+                sealed = vin[cur][bad * SEALED : bad * SEALED + lengths[bad]]
+                yield from _diagnose(aead, sealed, vout[cur], index + bad, final and bad == len(lengths) - 1)
+            done = vout[cur][: size - len(lengths) * TAG]
+            if final:
+                yield done
+                return
+            index, cur = index + len(lengths), 1 - cur
+            shape = _open_shape(following)
+            if shape[1] == 0:
+                yield done
+                raise PayloadError("the payload is truncated: it has no final chunk")
+            wait = workers.submit(len(shape[2]), _open_job(aead, vin[cur], vout[cur], index, shape))
+            yield done
     finally:
         workers.close()
 
