@@ -23,6 +23,9 @@ BYTES_PER_LINE = COLUMNS // 4 * 3
 MAX_WHITESPACE = 1024
 _LINE = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 _BLOCK_LINES = 1024
+_TEXT_BLOCK = 64 * 1024
+_BULK_MIN = 66 * 64
+_FULL_LINES = re.compile(rb"(?:[A-Za-z0-9+/]{64}\r?\n)+")
 
 
 def is_armored(start: bytes) -> bool:
@@ -38,20 +41,45 @@ def is_armored(start: bytes) -> bool:
 
 
 class ArmorReader:
-    """Decodes an armored age file read from ``src`` (which needs ``readline``)."""
+    """Decodes an armored age file read from ``src`` (anything with ``read``).
+
+    Runs of full 64-column lines are validated with one regular expression and decoded
+    in bulk; the first and last lines go through the strict line-by-line path.
+    """
 
     def __init__(self, src: Any) -> None:
         self._src = src
+        self._text = bytearray()
+        self._eof = False
         self._started = False
         self._done = False
         self._pending = bytearray()
 
+    def _more(self) -> bool:
+        if self._eof:
+            return False
+        data = self._src.read(_TEXT_BLOCK)
+        if not data:
+            self._eof = True
+            return False
+        self._text += data
+        return True
+
     def _line(self) -> bytes:
-        line = self._src.readline(MAX_WHITESPACE + len(BEGIN) + 2)
-        if not line:
-            raise ArmorError("the armored file ends before its END line")
-        if line.endswith(b"\n"):
-            line = line[:-1]
+        while True:
+            end = self._text.find(b"\n")
+            if end >= 0:
+                line = bytes(self._text[:end])
+                del self._text[: end + 1]
+                break
+            if len(self._text) > MAX_WHITESPACE + len(BEGIN) + 2:
+                raise ArmorError("an armor line is too long")
+            if not self._more():
+                if not self._text:
+                    raise ArmorError("the armored file ends before its END line")
+                line = bytes(self._text)
+                self._text.clear()
+                break
         return line[:-1] if line.endswith(b"\r") else line
 
     def _start(self) -> None:
@@ -68,14 +96,26 @@ class ArmorReader:
         self._started = True
 
     def _finish(self) -> None:
-        rest = self._src.read(MAX_WHITESPACE)
+        rest = bytes(self._text)
+        self._text.clear()
+        while len(rest) < MAX_WHITESPACE and self._more():
+            rest += bytes(self._text)
+            self._text.clear()
         if rest.strip():
             raise ArmorError("data follows the armored file")
         if len(rest) >= MAX_WHITESPACE:
             raise ArmorError("too much whitespace after the armor")
         self._done = True
 
-    def _decode_line(self) -> None:
+    def _decode_lines(self) -> None:
+        if len(self._text) < _BULK_MIN:
+            self._more()
+        run = _FULL_LINES.match(self._text)
+        if run is not None and run.end():
+            block = self._text[: run.end()]
+            del self._text[: run.end()]
+            self._pending += base64.b64decode(block.translate(None, b"\r\n"))
+            return
         line = self._line()
         if line == END:
             self._finish()
@@ -100,7 +140,7 @@ class ArmorReader:
         if not self._started:
             self._start()
         while len(self._pending) < size and not self._done:
-            self._decode_line()
+            self._decode_lines()
 
     def readinto(self, buffer: memoryview) -> int:
         self._fill(min(len(buffer), BYTES_PER_LINE * _BLOCK_LINES))
