@@ -188,3 +188,22 @@ def test_content_is_streamed(evaluator: Evaluator, shared: Shared, granted: dict
     assert r.is_streamed
     assert evaluator.decrypt(b"".join(r.response)) == shared.plaintext
     r.close()
+
+
+def test_an_access_that_cannot_be_logged_does_not_happen(evaluator: Evaluator, shared: Shared, granted: dict,
+                                                         gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from gateway.audit import store
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT INTO audit", {}, Exception("disk full"))
+
+    monkeypatch.setattr(store, "append", broken)
+    for r in (evaluator.content(shared.artifact), evaluator.url(shared.artifact)):
+        assert r.status_code == 503 and r.mimetype == "application/problem+json"
+    with gw.db.session() as session:
+        assert session.get(Grant, granted["id"]).header is None  # no key was released
+    monkeypatch.undo()
+    released = evaluator.content(shared.artifact)
+    assert released.status_code == 200 and evaluator.decrypt(released.data) == shared.plaintext
