@@ -1,0 +1,316 @@
+"""The audit log in the metadata database: entries, stored subtree hashes, one head row.
+
+Design note (RFC 9162 §2.1 for the tree, c2sp.org/tlog-checkpoint for checkpoints):
+
+- ``audit_entries`` holds each entry's exact leaf bytes (:mod:`gateway.audit.leaf`) under its
+  index, with copies of the fields a reader filters on. ``subject_org`` (the org that owns the
+  artifact concerned) is not in the leaf: it only selects what a lab may be shown.
+- ``audit_subtrees`` holds the hash of every complete subtree (level, index), written as the
+  tree grows: appending leaf n creates the leaf node and one node per trailing 1 bit of n.
+  Every node a root or a proof needs (:mod:`gateway.audit.merkle`) is such a subtree, so a
+  root or proof costs one query for O(log n) rows and O(log n) hashes.
+- ``audit_head`` is one row: size, root, and the right border of the tree (the hashes of
+  ``merkle.root_nodes(size)``, concatenated), so an append reads one row and hashes O(log n).
+  Appends lock it (``SELECT ... FOR UPDATE``; SQLite takes its write lock at BEGIN), so the
+  sequence stays single, without gaps or forks, across processes and instances.
+
+:func:`append` works inside the caller's transaction and never commits: the entry commits
+together with the effect it records, or neither does.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    insert,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from gateway.audit import merkle
+from gateway.audit.leaf import encode_leaf, utc_naive
+from gateway.audit.note import Checkpoint, Signer
+from gateway.audit.note import sign_checkpoint as sign_checkpoint_note
+from gateway.db import Base
+from gateway.errors import BadRequest, GatewayError, NotFound
+
+HEAD_ID = 1
+_INDEX = BigInteger().with_variant(Integer, "sqlite")  # SQLite: the rowid itself
+
+
+class LogIntegrityError(GatewayError):
+    """The stored log lacks a node it must have: the database was damaged or edited."""
+
+    status, slug, title = 500, "audit-integrity", "Audit log integrity error"
+
+
+class Entry(Base):
+    """One audit entry: ``leaf`` is exactly what was hashed; the other columns are for filtering."""
+
+    __tablename__ = "audit_entries"
+    index: Mapped[int] = mapped_column("idx", _INDEX, primary_key=True, autoincrement=False)
+    leaf: Mapped[bytes] = mapped_column(LargeBinary)
+    time: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(128), index=True)
+    org: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16), index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    artifact: Mapped[str | None] = mapped_column(String(64), index=True)
+    grant: Mapped[str | None] = mapped_column("grant_id", String(64), index=True)
+    subject_org: Mapped[str | None] = mapped_column(String(64), index=True)
+    outcome: Mapped[str] = mapped_column(String(16), index=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+
+    def entry(self) -> dict[str, Any]:
+        """The logged entry as a dict, read back from the leaf bytes."""
+        result: dict[str, Any] = json.loads(self.leaf)
+        return result
+
+    def leaf_b64(self) -> str:
+        return base64.b64encode(self.leaf).decode()
+
+
+class Subtree(Base):
+    """The hash of one complete subtree, named by its node id (level, index)."""
+
+    __tablename__ = "audit_subtrees"
+    __table_args__ = {"sqlite_with_rowid": False}
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    index: Mapped[int] = mapped_column("idx", BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class Head(Base):
+    """The one row holding the log's size, root and right border (locked by appends)."""
+
+    __tablename__ = "audit_head"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    size: Mapped[int] = mapped_column(BigInteger)
+    root: Mapped[bytes] = mapped_column(LargeBinary(32))
+    border: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# Statements built once; executed on the session's connection with column-keyed parameters.
+_SELECT_HEAD = select(Head.size, Head.root, Head.border).where(Head.id == HEAD_ID)
+_LOCK_HEAD = _SELECT_HEAD.with_for_update()
+_UPDATE_HEAD = update(Head).where(Head.id == HEAD_ID)
+_INSERT_ENTRY = insert(Entry)
+_INSERT_SUBTREE = insert(Subtree)
+
+
+def _read_head(session: Session, lock: bool = False) -> tuple[int, bytes, bytes] | None:
+    row = session.connection().execute(_LOCK_HEAD if lock else _SELECT_HEAD).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])
+
+
+def _lock_head(session: Session) -> tuple[int, bytes, bytes]:
+    """Lock the head row, creating the empty log's head on first use."""
+    head = _read_head(session, lock=True)
+    if head is not None:
+        return head
+    values = {"id": HEAD_ID, "size": 0, "root": merkle.empty_root(), "border": b""}
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        from sqlalchemy.dialects import sqlite
+
+        session.execute(sqlite.insert(Head).values(values).on_conflict_do_nothing())
+    elif dialect == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        session.execute(postgresql.insert(Head).values(values).on_conflict_do_nothing())
+    else:
+        session.execute(insert(Head).values(values))
+    head = _read_head(session, lock=True)
+    assert head is not None
+    return head
+
+
+def _border(size: int, blob: bytes) -> list[bytes]:
+    hashes = [blob[i : i + merkle.HASH_SIZE] for i in range(0, len(blob), merkle.HASH_SIZE)]
+    if len(hashes) != bin(size).count("1"):
+        raise LogIntegrityError(f"audit head border does not match size {size}")
+    return hashes
+
+
+def append(
+    session: Session,
+    *,
+    time: datetime,
+    actor: str,
+    org: str,
+    role: str,
+    action: str,
+    artifact: str | None = None,
+    grant: str | None = None,
+    subject_org: str | None = None,
+    outcome: str = "ok",
+    request_id: str | None = None,
+    ip: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> Entry:
+    """Append one entry in the caller's transaction (no commit); return it (not attached to the session).
+
+    Takes the log's lock until the caller's transaction ends: commit soon after.
+    """
+    size, _root, blob = _lock_head(session)
+    when = utc_naive(time)
+    leaf = encode_leaf(
+        index=size, time=when, actor=actor, org=org, role=role, action=action, artifact=artifact,
+        grant=grant, outcome=outcome, request_id=request_id, ip=ip, details=details or {},
+    )
+    rng = merkle.CompactRange(size, _border(size, blob))
+    created = rng.append(merkle.leaf_hash(leaf))
+    values = {
+        "leaf": leaf, "time": when, "actor": actor, "org": org, "role": role, "action": action,
+        "artifact": artifact, "subject_org": subject_org, "outcome": outcome, "request_id": request_id,
+    }
+    conn = session.connection()
+    conn.execute(_INSERT_ENTRY, {"idx": size, "grant_id": grant, **values})
+    conn.execute(_INSERT_SUBTREE, [{"level": n.level, "idx": n.index, "hash": h} for n, h in created])
+    conn.execute(_UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)})
+    return Entry(index=size, grant=grant, **values)
+
+
+def size(session: Session) -> int:
+    """The number of entries in the log."""
+    head = _read_head(session)
+    return 0 if head is None else head[0]
+
+
+def _check_size(session: Session, n: int, what: str = "size") -> int:
+    current = size(session)
+    if not 0 <= n <= current:
+        raise BadRequest(f"{what} {n} is outside the log (0..{current})")
+    return current
+
+
+def _hashes(session: Session, ids: Sequence[merkle.NodeID]) -> list[bytes]:
+    """The stored hashes of complete subtrees ``ids``, in that order, in one query."""
+    if not ids:
+        return []
+    keys = sorted({(n.level, n.index) for n in ids})
+    rows = session.connection().execute(
+        select(Subtree.level, Subtree.index, Subtree.hash).where(tuple_(Subtree.level, Subtree.index).in_(keys))
+    ).all()
+    found = {(r[0], r[1]): r[2] for r in rows}
+    try:
+        return [found[(n.level, n.index)] for n in ids]
+    except KeyError as e:
+        raise LogIntegrityError(f"audit log lacks the hash of subtree {e.args[0]}") from None
+
+
+def root(session: Session, size: int) -> bytes:
+    """The root hash of the first ``size`` entries (0 <= size <= the log's size)."""
+    current = _check_size(session, size)
+    if size == current:
+        head = _read_head(session)
+        return head[1] if head is not None else merkle.empty_root()
+    return merkle.root_from_nodes(_hashes(session, merkle.root_nodes(size)))
+
+
+def inclusion_proof(session: Session, index: int, size: int) -> list[bytes]:
+    """The RFC 9162 inclusion proof of entry ``index`` in the tree of the first ``size`` entries."""
+    _check_size(session, size)
+    if not 0 <= index < size:
+        raise BadRequest(f"index {index} is not below size {size}")
+    nodes = merkle.inclusion_nodes(index, size)
+    return nodes.rehash(_hashes(session, nodes.ids))
+
+
+def consistency_proof(session: Session, old: int, new: int) -> list[bytes]:
+    """The RFC 9162 consistency proof from the tree of size ``old`` to the one of size ``new``."""
+    _check_size(session, new, "new")
+    if not 0 <= old <= new:
+        raise BadRequest(f"old ({old}) must be between 0 and new ({new})")
+    nodes = merkle.consistency_nodes(old, new)
+    return nodes.rehash(_hashes(session, nodes.ids))
+
+
+FILTERS = ("actor", "org", "role", "action", "artifact", "grant", "subject_org", "outcome", "request_id")
+
+
+def entries(
+    session: Session,
+    start: int = 0,
+    limit: int = 100,
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    **filters: str | None,
+) -> list[Entry]:
+    """Entries from index ``start`` on, in index order, at most ``limit``.
+
+    Keyword filters (equality, ``None`` = no filter): actor, org, role, action, artifact,
+    grant, subject_org, outcome, request_id; ``since`` / ``until`` bound the time (inclusive).
+    """
+    stmt = select(Entry).where(Entry.index >= start)
+    for name, value in filters.items():
+        if name not in FILTERS:
+            raise TypeError(f"unknown audit filter {name!r}")
+        if value is not None:
+            stmt = stmt.where(getattr(Entry, name) == value)
+    if since is not None:
+        stmt = stmt.where(Entry.time >= utc_naive(since))
+    if until is not None:
+        stmt = stmt.where(Entry.time <= utc_naive(until))
+    return list(session.scalars(stmt.order_by(Entry.index).limit(limit)))
+
+
+def leaf(session: Session, index: int) -> bytes:
+    """The exact leaf bytes of entry ``index``."""
+    value = session.scalar(select(Entry.leaf).where(Entry.index == index))
+    if value is None:
+        raise NotFound(f"audit entry {index} not found")
+    return value
+
+
+def iter_leaves(session: Session, start: int = 0, stop: int | None = None, batch: int = 1000) -> Iterator[tuple[int, bytes]]:
+    """``(index, leaf)`` for ``start <= index < stop``, read in batches (constant memory)."""
+    end = size(session) if stop is None else stop
+    while start < end:
+        rows = session.execute(
+            select(Entry.index, Entry.leaf)
+            .where(Entry.index >= start, Entry.index < min(end, start + batch))
+            .order_by(Entry.index)
+        ).all()
+        if not rows:
+            raise LogIntegrityError(f"audit entry {start} is missing")
+        for index, data in rows:
+            if index != start:
+                raise LogIntegrityError(f"audit entry {start} is missing")
+            yield index, data
+            start += 1
+
+
+def checkpoint(session: Session, origin: str) -> Checkpoint:
+    """The (unsigned) checkpoint of the current head."""
+    head = _read_head(session)
+    if head is None:
+        return Checkpoint(origin, 0, merkle.empty_root())
+    return Checkpoint(origin, head[0], head[1])
+
+
+def sign_checkpoint(session: Session, signer: Signer, origin: str) -> str:
+    """The signed note text of the current head's checkpoint."""
+    return sign_checkpoint_note(checkpoint(session, origin), signer)
+
+
+def export(session: Session, signer: Signer, origin: str) -> Iterator[str]:
+    """An export of the whole log (see :func:`gateway.audit.verify.export_lines`), read in one transaction."""
+    from gateway.audit.verify import export_lines
+
+    cp = checkpoint(session, origin)
+    return export_lines(iter_leaves(session, 0, cp.size), sign_checkpoint_note(cp, signer))

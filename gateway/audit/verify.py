@@ -1,0 +1,256 @@
+"""Offline verification of an exported audit log, for auditors and labs. No database.
+
+Design note. From the exact leaf bytes alone the verifier recomputes the RFC 9162 §2.1.1
+tree and checks, in one streaming pass (constant memory but O(log n) for the tree border):
+
+- the newest checkpoint is a C2SP signed note by the trusted verifier key
+  (c2sp.org/signed-note) and a well-formed c2sp.org/tlog-checkpoint of the expected origin;
+- the leaves are as many as the checkpoint says and hash to its root;
+- every leaf is an entry in the canonical form of :mod:`gateway.audit.leaf` whose ``index``
+  field equals its position (so deletions, insertions and swaps show where they are);
+- every earlier checkpoint the auditor saved (signed by the same key, same origin) is a
+  prefix of this log: its size is not larger, the first ``size`` leaves hash to its root, and
+  any consistency proof supplied (RFC 9162 §2.1.4.2) verifies.
+
+When something fails the verdict names the first bad index where it can be determined: a
+bisection over the saved checkpoints (the prefix roots that still match bound the first
+change from below, the first that does not bounds it from above) and the entries' own index
+fields.
+
+Export format (JSON Lines): one ``{"index": i, "leaf": "<base64 leaf>"}`` per entry in index
+order, then one ``{"checkpoint": "<signed note text>"}`` line covering exactly those entries.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.audit import merkle
+from gateway.audit.leaf import LeafError, decode_leaf
+from gateway.audit.note import Checkpoint, NoteError, open_checkpoint
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome: ``ok``, a one-line ``message``, the ``first_bad_index`` where known, the checkpoint's size."""
+
+    ok: bool
+    message: str
+    first_bad_index: int | None = None
+    size: int | None = None
+
+
+class ExportError(ValueError):
+    """An export file that is not in the export format."""
+
+
+def export_lines(leaves: Iterable[tuple[int, bytes]], checkpoint: str) -> Iterator[str]:
+    """The lines (each ending in a newline) of an export of ``(index, leaf)`` pairs and their checkpoint."""
+    for index, leaf in leaves:
+        yield json.dumps({"index": index, "leaf": base64.b64encode(leaf).decode()}) + "\n"
+    yield json.dumps({"checkpoint": checkpoint}) + "\n"
+
+
+def _parse_line(line: str, number: int) -> dict[str, object]:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        raise ExportError(f"line {number} is not JSON") from None
+    if not isinstance(obj, dict):
+        raise ExportError(f"line {number} is not a JSON object")
+    return obj
+
+
+def iter_export(lines: Iterable[str]) -> Iterator[tuple[int, bytes] | str]:
+    """Stream an export: ``(index, leaf)`` per entry, then the checkpoint text last."""
+    checkpoint: str | None = None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        if checkpoint is not None:
+            raise ExportError(f"line {number} follows the checkpoint line")
+        obj = _parse_line(line, number)
+        if "checkpoint" in obj:
+            if not isinstance(obj["checkpoint"], str):
+                raise ExportError(f"line {number}: checkpoint is not a string")
+            checkpoint = obj["checkpoint"]
+            continue
+        index, leaf = obj.get("index"), obj.get("leaf")
+        if not isinstance(index, int) or not isinstance(leaf, str):
+            raise ExportError(f"line {number} is neither an entry nor a checkpoint")
+        try:
+            yield index, base64.b64decode(leaf, validate=True)
+        except binascii.Error:
+            raise ExportError(f"line {number}: leaf is not base64") from None
+    if checkpoint is None:
+        raise ExportError("the export has no checkpoint line")
+    yield checkpoint
+
+
+def read_export(lines: Iterable[str]) -> tuple[list[bytes], str]:
+    """Read a whole export into memory: the leaves in order and the checkpoint text."""
+    leaves: list[bytes] = []
+    checkpoint = ""
+    for item in iter_export(lines):
+        if isinstance(item, str):
+            checkpoint = item
+        else:
+            if item[0] != len(leaves):
+                raise ExportError(f"export line for entry {len(leaves)} says index {item[0]}")
+            leaves.append(item[1])
+    return leaves, checkpoint
+
+
+class _Scan:
+    """One pass over the leaves: the tree's border, prefix roots at wanted sizes, the first bad entry."""
+
+    def __init__(self, sizes: Iterable[int]) -> None:
+        self.wanted = set(sizes)
+        self.rng = merkle.CompactRange()
+        self.roots: dict[int, bytes] = {0: merkle.empty_root()}
+        self.bad: tuple[int, str] | None = None
+
+    def add(self, leaf: bytes, claimed: int | None = None) -> None:
+        pos = self.rng.size
+        if self.bad is None:
+            try:
+                index = decode_leaf(leaf)["index"]
+            except LeafError as e:
+                self.bad = (pos, f"entry {pos} is malformed: {e}")
+            else:
+                if index != pos:
+                    self.bad = (pos, f"entry at position {pos} says index {index}")
+                elif claimed is not None and claimed != pos:
+                    self.bad = (pos, f"export line at position {pos} says index {claimed}")
+        self.rng.append(merkle.leaf_hash(leaf))
+        if self.rng.size in self.wanted:
+            self.roots[self.rng.size] = self.rng.root()
+
+
+def _open(text: str, vkey: str, origin: str | None, what: str) -> Checkpoint | Verdict:
+    try:
+        return open_checkpoint(text, [vkey], origin)
+    except NoteError as e:
+        return Verdict(False, f"{what} does not verify: {e}")
+
+
+def _bisect(olds: Sequence[Checkpoint], scan: _Scan, final_bad: bool) -> tuple[int, int | None]:
+    """``[lo, hi)`` holding the first changed entry: matching prefixes below, the first mismatch above."""
+    n = scan.rng.size
+    bad = [o.size for o in olds if o.size <= n and scan.roots[o.size] != o.root]
+    hi = min(bad) if bad else (n if final_bad else None)
+    good = [o.size for o in olds if o.size <= n and scan.roots[o.size] == o.root and (hi is None or o.size < hi)]
+    return max(good, default=0), hi
+
+
+def _judge(cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapping[int, Sequence[bytes]]) -> Verdict:
+    n = scan.rng.size
+    problems: list[str] = []
+    known_bad: list[int] = []
+    if scan.bad is not None:
+        known_bad.append(scan.bad[0])
+        problems.append(scan.bad[1])
+    if n != cp.size:
+        known_bad.append(min(n, cp.size))
+        problems.append(f"the export has {n} entries but its checkpoint says {cp.size}")
+    final_bad = n == cp.size and scan.rng.root() != cp.root
+    if final_bad:
+        problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
+    for old in olds:
+        if old.size > cp.size:
+            known_bad.append(cp.size)
+            problems.append(f"the log shrank: a saved checkpoint has {old.size} entries, this one {cp.size}")
+        elif old.size > n:
+            known_bad.append(n)
+            problems.append(f"the export lacks entries {n}..{old.size - 1} of a saved checkpoint")
+        elif scan.roots[old.size] != old.root:
+            problems.append(f"the first {old.size} entries differ from those of the saved checkpoint at size {old.size}")
+        proof = proofs.get(old.size)
+        if proof is not None and 0 < old.size <= cp.size:
+            try:
+                merkle.verify_consistency(old.size, cp.size, proof, old.root, cp.root)
+            except merkle.ProofError as e:
+                problems.append(f"the consistency proof from size {old.size} does not verify: {e}")
+    if not problems:
+        extra = f", consistent with {len(olds)} saved checkpoint(s)" if olds else ""
+        return Verdict(True, f"ok: {n} entries verify against the checkpoint of {cp.origin} at size {cp.size}{extra}",
+                       None, cp.size)
+    lo, hi = _bisect(olds, scan, final_bad)
+    if hi is not None and hi - lo == 1:
+        known_bad.append(lo)
+    first = min(known_bad) if known_bad else None
+    where = f"; first bad entry: {first}" if first is not None else ""
+    if first is None and hi is not None:
+        where = f"; the first changed entry is between {lo} and {hi - 1}"
+    return Verdict(False, problems[0] + where, first, cp.size)
+
+
+def verify_log(
+    leaves: Iterable[bytes],
+    checkpoint: str,
+    vkey: str,
+    *,
+    earlier: Sequence[str] = (),
+    proofs: Mapping[int, Sequence[bytes]] | None = None,
+    origin: str | None = None,
+) -> Verdict:
+    """Verify ``leaves`` (exact bytes, index order) against a signed ``checkpoint`` and trusted ``vkey``.
+
+    ``earlier``: signed checkpoints the auditor saved before; ``proofs``: consistency proofs
+    from an earlier checkpoint's size to ``checkpoint``'s, by that size; ``origin``: the log
+    the checkpoints must name (default: whatever ``checkpoint`` names).
+    """
+    return _verify(((leaf, None) for leaf in leaves), lambda: checkpoint, vkey, earlier, proofs, origin)
+
+
+def verify_export(
+    lines: Iterable[str],
+    vkey: str,
+    *,
+    earlier: Sequence[str] = (),
+    proofs: Mapping[int, Sequence[bytes]] | None = None,
+    origin: str | None = None,
+) -> Verdict:
+    """Like :func:`verify_log` for an export (:func:`export_lines`), streamed line by line."""
+    box: list[str] = []
+
+    def items() -> Iterator[tuple[bytes, int | None]]:
+        for item in iter_export(lines):
+            if isinstance(item, str):
+                box.append(item)
+            else:
+                yield item[1], item[0]
+
+    try:
+        return _verify(items(), lambda: box[0], vkey, earlier, proofs, origin)
+    except ExportError as e:
+        return Verdict(False, f"the export is malformed: {e}")
+
+
+def _verify(
+    leaves: Iterable[tuple[bytes, int | None]],
+    checkpoint: Callable[[], str],
+    vkey: str,
+    earlier: Sequence[str],
+    proofs: Mapping[int, Sequence[bytes]] | None,
+    origin: str | None,
+) -> Verdict:
+    olds: list[Checkpoint] = []
+    for text in earlier:
+        opened = _open(text, vkey, origin, "a saved checkpoint")
+        if isinstance(opened, Verdict):
+            return opened
+        olds.append(opened)
+    scan = _Scan(o.size for o in olds)
+    for leaf, claimed in leaves:
+        scan.add(leaf, claimed)
+    cp = _open(checkpoint(), vkey, origin, "the checkpoint")
+    if isinstance(cp, Verdict):
+        return cp
+    if any(o.origin != cp.origin for o in olds):
+        return Verdict(False, "a saved checkpoint is for another log than the checkpoint", None, cp.size)
+    return _judge(cp, olds, scan, proofs or {})

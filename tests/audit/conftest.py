@@ -1,0 +1,66 @@
+"""Audit fixtures: a fresh metadata database with the audit tables, a signer, an entry maker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+import gateway.audit.store  # noqa: F401 - registers the audit tables
+from gateway.audit import note, store
+from gateway.db import Database
+
+ORIGIN = "test.gateway/audit"
+T0 = datetime(2026, 11, 26, 12, 0, 0)
+
+
+def make_db(url: str = "sqlite://") -> Database:
+    db = Database(url)
+    db.create_all()
+    return db
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = make_db(f"sqlite:///{tmp_path / 'audit.db'}")
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def signer() -> note.Signer:
+    return note.Signer.generate(ORIGIN)
+
+
+def add_entry(session: Session, i: int, **overrides: Any) -> store.Entry:
+    """Append a plausible entry; ``i`` varies its content."""
+    fields: dict[str, Any] = {
+        "time": T0 + timedelta(seconds=i),
+        "actor": f"prn_{i % 3}",
+        "org": ("lab-a", "agency-a", "oversight")[i % 3],
+        "role": ("lab", "evaluator", "auditor")[i % 3],
+        "action": ("upload.create", "artifact.read", "key.release", "content.download")[i % 4],
+        "artifact": f"art_{i % 5}",
+        "subject_org": ("lab-a", "lab-b")[i % 2],
+        "request_id": f"req-{i}",
+        "ip": "127.0.0.1",
+        "details": {"n": i},
+    }
+    fields.update(overrides)
+    return store.append(session, **fields)
+
+
+def fill(db: Database, n: int, per_tx: int = 50) -> None:
+    done = 0
+    while done < n:
+        with db.session() as s:
+            for i in range(done, min(n, done + per_tx)):
+                add_entry(s, i)
+        done = min(n, done + per_tx)
+
+
+AddEntry = Callable[..., store.Entry]
