@@ -40,10 +40,13 @@ def test_a_name_is_written_once(archive: AuditArchive) -> None:
     assert archive.list_names() == ["checkpoint-7"]
 
 
-@pytest.mark.parametrize("name", ["", ".hidden", "a/b", "../up", "sp ace"])
-def test_names_are_plain(archive: AuditArchive, name: str) -> None:
-    with pytest.raises(InvalidKey):
-        archive.publish(name, b"x")
+def test_names_are_plain(archive: AuditArchive) -> None:
+    for name in ["", ".hidden", "a/b", "../up", "sp ace"]:
+        with pytest.raises(InvalidKey):
+            archive.publish(name, b"x")
+        with pytest.raises(InvalidKey):
+            archive.get(name)
+    assert archive.list_names() == []
 
 
 def test_where_the_documents_live(backend: Backend, archive: AuditArchive) -> None:
