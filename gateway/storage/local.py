@@ -29,7 +29,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from gateway.storage import (
     CHUNK,
@@ -88,7 +88,7 @@ class LocalStore:
 
     def stored_parts(self, key: str, handle: str) -> list[StoredPart]:
         folder = self._folder(key, handle)
-        return [StoredPart(m["number"], m["size"], m["sha256"], m["sha256"]) for m in _markers(folder).values()]
+        return [StoredPart(m.number, m.size, m.sha256, m.sha256) for m in _markers(folder).values()]
 
     def complete_upload(self, key: str, handle: str, parts: list[StoredPart], total_size: int) -> None:
         folder = self._folder(key, handle)
@@ -96,10 +96,10 @@ class LocalStore:
         expected_offset = 0
         for part in sorted(parts, key=lambda p: p.number):
             mark = held.get(part.number)
-            if mark is None or mark["size"] != part.size or mark["sha256"] != part.sha256.lower():
+            if mark is None or mark.size != part.size or mark.sha256 != part.sha256.lower():
                 raise InvalidPart(f"part {part.number} is not stored with size {part.size} and SHA-256 {part.sha256}")
-            if mark["offset"] != expected_offset:
-                raise InvalidPart(f"part {part.number} starts at byte {mark['offset']}, expected {expected_offset}")
+            if mark.offset != expected_offset:
+                raise InvalidPart(f"part {part.number} starts at byte {mark.offset}, expected {expected_offset}")
             expected_offset += part.size
         if expected_offset != total_size:
             raise InvalidPart(f"the parts hold {expected_offset} bytes, expected {total_size}")
@@ -273,11 +273,21 @@ def _marker(number: int) -> str:
     return f"part-{number:05d}.json"
 
 
-def _markers(folder: Path) -> dict[int, dict[str, int | str]]:
-    found: dict[int, dict[str, int | str]] = {}
+class _Mark(NamedTuple):
+    """A stored part, as its marker file records it."""
+
+    number: int
+    offset: int
+    size: int
+    sha256: str
+
+
+def _markers(folder: Path) -> dict[int, _Mark]:
+    found: dict[int, _Mark] = {}
     for path in sorted(folder.glob("part-*.json")):
-        mark = json.loads(path.read_text())
-        found[int(mark["number"])] = mark
+        raw = json.loads(path.read_text())
+        mark = _Mark(int(raw["number"]), int(raw["offset"]), int(raw["size"]), str(raw["sha256"]))
+        found[mark.number] = mark
     return found
 
 
