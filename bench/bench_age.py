@@ -1,0 +1,139 @@
+"""Throughput and memory of gateway.age against the `age` program and pyrage.
+
+Generates a random file (1 GiB by default) in a temporary directory, warms it into the
+page cache, then times, in the same run, encryption of it and decryption of one age
+file (made by `age`) to /dev/null with: this package, the `age` program, and pyrage.
+Each measurement runs in its own process, so its peak RSS (from wait4) is its own.
+Python tools are timed around the call itself (interpreter start-up excluded); `age`
+is timed as a whole process (its start-up is a few milliseconds). Prints a markdown
+table: medians of --runs runs, GB/s (1e9 bytes/s), ratio to `age`, peak RSS.
+
+    .venv/bin/python bench/bench_age.py --size 256M --runs 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+OURS = """
+import sys, time
+from gateway import age
+mode, path, key = sys.argv[1:4]
+with open(key) as fh:
+    ident = age.parse_identities(fh.read())[0]
+with open(path, "rb", buffering=0) as src, open("/dev/null", "wb", buffering=0) as dst:
+    t = time.perf_counter()
+    if mode == "encrypt":
+        age.encrypt(src, dst, [ident.to_recipient()])
+    else:
+        age.decrypt(src, dst, [ident])
+    print(time.perf_counter() - t)
+"""
+
+PYRAGE = """
+import sys, time
+import pyrage
+mode, path, key = sys.argv[1:4]
+with open(key) as fh:
+    secret = [ln for ln in fh.read().splitlines() if ln.startswith("AGE-SECRET-KEY-")][0]
+    ident = pyrage.x25519.Identity.from_str(secret)
+with open(path, "rb") as src, open("/dev/null", "wb") as dst:
+    t = time.perf_counter()
+    if mode == "encrypt":
+        pyrage.encrypt_io(src, dst, [ident.to_public()])
+    else:
+        pyrage.decrypt_io(src, dst, [ident])
+    print(time.perf_counter() - t)
+"""
+
+
+def parse_size(text: str) -> int:
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
+
+
+def run(cmd: list[str], timed_inside: bool) -> tuple[float, int]:
+    """(seconds, peak RSS in bytes) of one process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+    out = proc.stdout.read() if proc.stdout else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return (float(out) if timed_inside else wall), usage.ru_maxrss * 1024
+
+
+def warm(path: Path) -> None:
+    with open(path, "rb", buffering=0) as fh:
+        buf = bytearray(1 << 20)
+        while fh.readinto(buf):
+            pass
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", default="1G", help="plaintext size, e.g. 256M, 1G (default 1G)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the median is kept")
+    ap.add_argument("--dir", default=None, help="where to put the temporary files")
+    args = ap.parse_args()
+    size = parse_size(args.size)
+    age_bin = shutil.which("age")
+    if not age_bin:
+        raise SystemExit("the age program is not on PATH")
+    py = sys.executable
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        d = Path(tmp)
+        plain, cipher, key = d / "plain", d / "plain.age", d / "key.txt"
+        with open(plain, "wb") as fh:
+            for left in range(size, 0, -(1 << 24)):
+                fh.write(os.urandom(min(left, 1 << 24)))
+        subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
+        recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True,
+                                   text=True).stdout.strip()
+        subprocess.run([age_bin, "-e", "-r", recipient, "-o", str(cipher), str(plain)], check=True)
+        tools = {
+            "gateway.age": lambda m, p: ([py, "-c", OURS, m, str(p), str(key)], True),
+            "age": lambda m, p: ([age_bin, "-e", "-r", recipient, "-o", "/dev/null", str(p)] if m == "encrypt"
+                                 else [age_bin, "-d", "-i", str(key), "-o", "/dev/null", str(p)], False),
+            "pyrage": lambda m, p: ([py, "-c", PYRAGE, m, str(p), str(key)], True),
+        }
+        results: dict[tuple[str, str], tuple[float, int]] = {}
+        for mode, path in (("encrypt", plain), ("decrypt", cipher)):
+            samples: dict[str, list[tuple[float, int]]] = {t: [] for t in tools}
+            for _ in range(args.runs):
+                for tool, make in tools.items():  # interleaved, so drift hits every tool alike
+                    warm(path)
+                    samples[tool].append(run(*make(mode, path)))
+            for tool, got in samples.items():
+                results[(tool, mode)] = (statistics.median(s for s, _ in got), max(r for _, r in got))
+    report(results, size, args.runs)
+
+
+def report(results: dict[tuple[str, str], tuple[float, int]], size: int, runs: int) -> None:
+    print(f"plaintext {size / (1 << 20):.0f} MiB, page cache -> /dev/null, median of {runs}, "
+          f"{os.cpu_count()} CPUs\n")
+    print("| tool | encrypt GB/s | vs age | decrypt GB/s | vs age | peak RSS enc / dec (MiB) |")
+    print("|---|---|---|---|---|---|")
+    base = {m: size / results[("age", m)][0] for m in ("encrypt", "decrypt")}
+    for tool in ("gateway.age", "age", "pyrage"):
+        cells = []
+        for mode in ("encrypt", "decrypt"):
+            rate = size / results[(tool, mode)][0]
+            cells += [f"{rate / 1e9:.2f}", f"{rate / base[mode]:.2f}x"]
+        rss = " / ".join(f"{results[(tool, m)][1] / (1 << 20):.0f}" for m in ("encrypt", "decrypt"))
+        print(f"| {tool} | {' | '.join(cells)} | {rss} |")
+
+
+if __name__ == "__main__":
+    main()
