@@ -36,11 +36,20 @@ from gateway.audit.note import Checkpoint, NoteError, open_checkpoint
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome: ``ok``, a one-line ``message``, the ``first_bad_index`` where known, the checkpoint's size."""
+    """The outcome of a verification.
+
+    - ``ok`` and a one-line ``message``;
+    - ``first_bad_index``: the first position shown to be wrong (by its index field, by the
+      end of the entries, or pinned between two saved checkpoints one entry apart), or None
+      when no single entry can be named;
+    - ``intact_prefix``: the entries before it are proven unchanged by a saved checkpoint;
+    - ``size``: the size of the checkpoint verified against, when it verified.
+    """
 
     ok: bool
     message: str
     first_bad_index: int | None = None
+    intact_prefix: int = 0
     size: int | None = None
 
 
@@ -160,7 +169,7 @@ def _judge(cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapp
     final_bad = n == cp.size and scan.rng.root() != cp.root
     if final_bad:
         problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
-    for old in olds:
+    for old in sorted(olds, key=lambda o: o.size):
         if old.size > cp.size:
             known_bad.append(cp.size)
             problems.append(f"the log shrank: a saved checkpoint has {old.size} entries, this one {cp.size}")
@@ -178,15 +187,21 @@ def _judge(cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapp
     if not problems:
         extra = f", consistent with {len(olds)} saved checkpoint(s)" if olds else ""
         return Verdict(True, f"ok: {n} entries verify against the checkpoint of {cp.origin} at size {cp.size}{extra}",
-                       None, cp.size)
+                       None, n, cp.size)
     lo, hi = _bisect(olds, scan, final_bad)
-    if hi is not None and hi - lo == 1:
-        known_bad.append(lo)
+    if hi is not None:
+        # The first change lies in [lo, hi): a later bad entry is not the first.
+        known_bad = [p for p in known_bad if p < hi] + ([lo] if hi - lo == 1 else [])
     first = min(known_bad) if known_bad else None
-    where = f"; first bad entry: {first}" if first is not None else ""
-    if first is None and hi is not None:
+    if first is not None:
+        where = f"; first bad entry: {first}"
+    elif hi is not None:
         where = f"; the first changed entry is between {lo} and {hi - 1}"
-    return Verdict(False, problems[0] + where, first, cp.size)
+    else:
+        where = ""
+    if lo and (first is None or first > lo):
+        where += f" (entries before {lo} are proven unchanged)"
+    return Verdict(False, problems[0] + where, first, lo, cp.size)
 
 
 def verify_log(
@@ -252,5 +267,5 @@ def _verify(
     if isinstance(cp, Verdict):
         return cp
     if any(o.origin != cp.origin for o in olds):
-        return Verdict(False, "a saved checkpoint is for another log than the checkpoint", None, cp.size)
+        return Verdict(False, "a saved checkpoint is for another log than the checkpoint", size=cp.size)
     return _judge(cp, olds, scan, proofs or {})
