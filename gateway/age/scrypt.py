@@ -40,7 +40,10 @@ def _passphrase(passphrase: str | bytes) -> bytes:
 
 def _wrap_key(passphrase: bytes, salt: bytes, work_factor: int) -> bytes:
     kdf = Scrypt(salt=_SALT_LABEL + salt, length=32, n=1 << work_factor, r=8, p=1)
-    return kdf.derive(passphrase)
+    try:
+        return kdf.derive(passphrase)
+    except (MemoryError, ValueError):
+        raise UsageError(f"not enough memory for scrypt work factor {work_factor}") from None
 
 
 class ScryptRecipient:

@@ -114,5 +114,7 @@ class PeekReader:
                 raise AgeError("the source is non-blocking and has no data ready")
             return int(n)
         data = self._raw.read(len(buffer))
+        if not isinstance(data, bytes | bytearray):
+            raise AgeError("the source is not a binary file")
         buffer[: len(data)] = data
         return len(data)

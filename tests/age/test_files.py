@@ -154,3 +154,12 @@ def test_payload_tampering_is_refused(mutate: object, error: type, identity: age
     with pytest.raises(error):
         age.decrypt(io.BytesIO(header.raw + mutate(payload)), out, [identity])  # type: ignore[operator]
     assert plaintext.startswith(out.getvalue())
+
+
+def test_text_streams_are_refused_cleanly(identity: age.X25519Identity) -> None:
+    with pytest.raises(age.AgeError, match="binary"):
+        age.decrypt(io.StringIO("age-encryption.org/v1\n"), io.BytesIO(), [identity])
+    with pytest.raises(age.AgeError, match="binary"):
+        age.read_header(io.StringIO("age-encryption.org/v1\n"))
+    with pytest.raises(age.AgeError, match="binary"):
+        age.encrypt(io.StringIO("text"), io.BytesIO(), [identity.to_recipient()])

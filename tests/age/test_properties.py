@@ -81,3 +81,14 @@ def test_any_insertion_is_refused(position: int, junk: bytes) -> None:
 @given(start=st.integers(0, len(CIPHERTEXT) - 1), length=st.integers(1, 2 * CHUNK))
 def test_any_deletion_is_refused(start: int, length: int) -> None:
     _refused(CIPHERTEXT[:start] + CIPHERTEXT[start + length :])
+
+
+@settings(max_examples=60, deadline=None)
+@given(junk=st.binary(max_size=600), prefix=st.sampled_from([b"", b"age-encryption.org/v1\n-> X25519 ",
+                                                              b"-----BEGIN AGE ENCRYPTED FILE-----\n"]))
+def test_hostile_input_only_raises_module_errors(junk: bytes, prefix: bytes) -> None:
+    try:
+        age.decrypt(io.BytesIO(prefix + junk), io.BytesIO(), [IDENTITY, age.ScryptIdentity("pw")])
+    except age.AgeError:
+        return
+    raise AssertionError("random input decrypted")
