@@ -1,0 +1,76 @@
+"""``gateway serve``: gunicorn with threaded workers, and the periodic sweeper."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from gateway.config import Config
+
+log = logging.getLogger("gateway.server")
+
+
+class _Server(BaseApplication):  # type: ignore[misc]
+    def __init__(self, config: Config) -> None:
+        self.gateway_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        s = self.gateway_config.server
+        settings = {
+            "bind": f"{s.host}:{s.port}",
+            "workers": s.workers,
+            "threads": s.threads,
+            "worker_class": "gthread",
+            "timeout": s.timeout,
+            "graceful_timeout": 30,
+            "keepalive": 5,
+            "loglevel": s.log_level,
+            "accesslog": "-",
+            # The access log must never carry tokens: it logs the request line only.
+            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',
+            "when_ready": _start_sweeper(self.gateway_config),
+            "proc_name": "gateway",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        from gateway.app import create_app
+
+        logging.basicConfig(level=self.gateway_config.server.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        return create_app(self.gateway_config)
+
+
+def _start_sweeper(config: Config) -> Any:
+    def when_ready(_server: Any) -> None:
+        interval = config.sweeper.interval_seconds
+        if interval <= 0:
+            return
+        thread = threading.Thread(target=_sweep_forever, args=(config, interval), name="sweeper", daemon=True)
+        thread.start()
+
+    return when_ready
+
+
+def _sweep_forever(config: Config, interval: int) -> None:
+    from gateway.runtime import Gateway
+    from gateway.sweeper import sweep_once
+
+    gw = Gateway(config)
+    stop = threading.Event()
+    while not stop.wait(interval):
+        try:
+            report = sweep_once(gw)
+            if any(report.values()):
+                log.info("sweep: %s", ", ".join(f"{k}={v}" for k, v in report.items()))
+        except Exception:  # noqa: BLE001 - the sweeper must outlive one bad sweep
+            log.exception("sweep failed; retrying in %ss", interval)
+
+
+def run(config: Config) -> None:
+    _Server(config).run()

@@ -1,0 +1,1 @@
+"""Domain services: where decisions are made; views only parse and shape."""

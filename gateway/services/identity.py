@@ -1,0 +1,192 @@
+"""Organisations, principals and bearer tokens.
+
+A token is ``gw_`` followed by 43 URL-safe characters (32 random bytes). It is shown
+once; only its SHA-256 is stored. Lookup is by that hash, then a constant-time compare.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.errors import BadRequest, Conflict, NotFound, Unauthorized
+from gateway.models import (
+    ORG_KINDS,
+    ROLE_FOR_KIND,
+    ROLES,
+    Org,
+    Principal,
+    SigningKey,
+    Token,
+    new_id,
+)
+
+TOKEN_PREFIX = "gw_"  # noqa: S105 - a prefix, not a secret
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The authenticated principal of a request (or the operator at the CLI)."""
+
+    id: str
+    name: str
+    org: str
+    role: str
+    recipient: str | None = None
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise BadRequest(
+            f"{what} must be 1-64 characters of lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return value
+
+
+def create_org(session: Session, name: str, kind: str, now: datetime) -> Org:
+    check_name(name, "organisation name")
+    if kind not in ORG_KINDS:
+        raise BadRequest(f"organisation kind must be one of {', '.join(ORG_KINDS[:3])}")
+    if session.get(Org, name) is not None:
+        raise Conflict(f"organisation {name} already exists")
+    org = Org(name=name, kind=kind, created_at=now)
+    session.add(org)
+    session.flush()
+    return org
+
+
+def ensure_org(session: Session, name: str, kind: str, now: datetime) -> Org:
+    existing = session.get(Org, name)
+    if existing is not None:
+        return existing
+    return create_org(session, name, kind, now)
+
+
+def get_org(session: Session, name: str) -> Org:
+    org = session.get(Org, name)
+    if org is None:
+        raise NotFound(f"organisation {name} not found")
+    return org
+
+
+def create_token(
+    session: Session, *, org: str, role: str, name: str, ttl_days: int, now: datetime
+) -> tuple[str, Principal]:
+    """Create (or reuse) principal ``name`` in ``org`` and issue it a new token."""
+    if role not in ROLES:
+        raise BadRequest(f"role must be one of {', '.join(ROLES)}")
+    check_name(name, "principal name")
+    if ttl_days < 1:
+        raise BadRequest("--ttl-days must be at least 1")
+    the_org = get_org(session, org)
+    if ROLE_FOR_KIND[the_org.kind] != role:
+        raise BadRequest(
+            f"role {role} does not fit organisation {org} (a {the_org.kind}: "
+            f"its principals are {ROLE_FOR_KIND[the_org.kind]}s)"
+        )
+    principal = session.scalars(
+        select(Principal).where(Principal.org == org, Principal.name == name)
+    ).first()
+    if principal is None:
+        principal = Principal(id=new_id("prn"), name=name, org=org, role=role, created_at=now)
+        session.add(principal)
+    token = TOKEN_PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    session.add(
+        Token(
+            id=new_id("tok"),
+            principal_id=principal.id,
+            token_hash=hash_token(token),
+            created_at=now,
+            expires_at=now + timedelta(days=ttl_days),
+        )
+    )
+    session.flush()
+    return token, principal
+
+
+def authenticate(session: Session, token: str | None, now: datetime) -> Actor:
+    """The actor a bearer token stands for, or :class:`Unauthorized`."""
+    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
+        raise Unauthorized("a valid bearer token is required (Authorization: Bearer gw_...)")
+    digest = hash_token(token)
+    row = session.scalars(select(Token).where(Token.token_hash == digest)).first()
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        raise Unauthorized("the bearer token is not valid")
+    if row.revoked_at is not None:
+        raise Unauthorized("the bearer token has been revoked")
+    if row.expires_at <= now:
+        raise Unauthorized("the bearer token has expired")
+    p = row.principal
+    return Actor(id=p.id, name=p.name, org=p.org, role=p.role, recipient=p.recipient)
+
+
+def revoke_tokens(session: Session, *, org: str, name: str, now: datetime) -> int:
+    principal = session.scalars(
+        select(Principal).where(Principal.org == org, Principal.name == name)
+    ).first()
+    if principal is None:
+        raise NotFound(f"principal {name} not found in {org}")
+    rows = session.scalars(
+        select(Token).where(Token.principal_id == principal.id, Token.revoked_at.is_(None))
+    ).all()
+    for row in rows:
+        row.revoked_at = now
+    return len(rows)
+
+
+def register_signing_key(session: Session, actor: Actor, public_key: str, now: datetime) -> SigningKey:
+    try:
+        raw = base64.b64decode(public_key, validate=True)
+    except (ValueError, TypeError):
+        raise BadRequest("public_key must be standard base64") from None
+    if len(raw) != 32:
+        raise BadRequest("public_key must be a 32-byte Ed25519 public key, base64-encoded")
+    canonical = base64.b64encode(raw).decode()
+    existing = session.scalars(
+        select(SigningKey).where(SigningKey.org == actor.org, SigningKey.public_key == canonical)
+    ).first()
+    if existing is not None:
+        return existing
+    key = SigningKey(
+        id=new_id("key"), org=actor.org, principal_id=actor.id, public_key=canonical, created_at=now
+    )
+    session.add(key)
+    session.flush()
+    return key
+
+
+def org_signing_keys(session: Session, org: str) -> list[SigningKey]:
+    get_org(session, org)
+    return list(
+        session.scalars(
+            select(SigningKey)
+            .where(SigningKey.org == org, SigningKey.revoked_at.is_(None))
+            .order_by(SigningKey.created_at, SigningKey.id)
+        )
+    )
+
+
+def set_recipient(session: Session, actor: Actor, recipient: str) -> None:
+    from gateway import age
+
+    try:
+        parsed = age.parse_recipient(recipient)
+    except age.AgeError as exc:
+        raise BadRequest(f"recipient is not an age recipient: {exc}") from None
+    principal = session.get(Principal, actor.id)
+    assert principal is not None
+    principal.recipient = str(parsed)

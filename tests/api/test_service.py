@@ -1,0 +1,85 @@
+"""Health, readiness, errors as problem+json, request ids, OpenAPI."""
+
+from flask.testing import FlaskClient
+
+from tests.conftest import Principals
+
+
+def test_healthz_and_readyz(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    r = client.get("/readyz")
+    assert r.status_code == 200, r.get_json()
+    assert r.get_json()["checks"] == {"metadata": "ok", "audit_log": "ok", "object_store": "ok", "keys": "ok"}
+
+
+def test_readyz_is_503_when_the_object_store_is_not_writable(client: FlaskClient, config) -> None:
+    import os
+    import shutil
+    from pathlib import Path
+
+    root = Path(config.storage.root)
+    shutil.rmtree(root)
+    root.write_text("not a directory")
+    try:
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert r.get_json()["checks"]["object_store"] == "unavailable"
+    finally:
+        os.unlink(root)
+
+
+def test_every_error_is_problem_json_with_a_request_id(client: FlaskClient, principals: Principals) -> None:
+    for r in (
+        client.get("/nowhere"),
+        client.delete("/healthz"),
+        client.get("/v1/me"),
+        client.post("/v1/uploads", data="{not json", headers={**principals.auth("lab"), "Content-Type": "application/json"}),
+        client.post("/v1/uploads", json=[1, 2], headers=principals.auth("lab")),
+    ):
+        assert r.mimetype == "application/problem+json", r.data
+        body = r.get_json()
+        assert set(body) >= {"type", "title", "status", "detail"}
+        assert body["status"] == r.status_code
+        assert "Traceback" not in r.get_data(as_text=True)
+        assert r.headers["X-Request-Id"]
+    assert client.get("/nowhere").status_code == 404
+    assert client.delete("/healthz").status_code == 405
+
+
+def test_a_given_request_id_is_echoed(client: FlaskClient) -> None:
+    assert client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
+    assert client.get("/healthz", headers={"X-Request-Id": "bad id <script>"}).headers["X-Request-Id"].startswith("req_")
+
+
+def test_missing_wrong_expired_or_revoked_token_is_401(client: FlaskClient, principals: Principals, gw, clock) -> None:
+    assert client.get("/v1/me").status_code == 401
+    assert client.get("/v1/me", headers={"Authorization": "Bearer gw_nope"}).status_code == 401
+    assert client.get("/v1/me", headers={"Authorization": "Basic abc"}).status_code == 401
+    assert client.get("/v1/me", headers=principals.auth("lab")).status_code == 200
+    from gateway.services import identity
+
+    with gw.db.session() as session:
+        identity.revoke_tokens(session, org="lab-a", name="lab", now=gw.now())
+    r = client.get("/v1/me", headers=principals.auth("lab"))
+    assert r.status_code == 401 and "revoked" in r.get_json()["detail"]
+    clock.advance(days=31)
+    r = client.get("/v1/me", headers=principals.auth("eval"))
+    assert r.status_code == 401 and "expired" in r.get_json()["detail"]
+
+
+def test_me(client: FlaskClient, principals: Principals) -> None:
+    body = client.get("/v1/me", headers=principals.auth("eval")).get_json()
+    assert body == {"name": "eval", "org": "agency-a", "role": "evaluator", "recipient": None, "signing_key": None}
+
+
+def test_openapi_lists_the_contract(client: FlaskClient) -> None:
+    doc = client.get("/v1/openapi.json").get_json()
+    assert doc["openapi"].startswith("3.1")
+    for path in ("/v1/uploads", "/v1/uploads/{id}/parts/{n}", "/v1/artifacts/{id}/content", "/v1/audit/checkpoint"):
+        assert path in doc["paths"]
+
+
+def test_metrics(client: FlaskClient) -> None:
+    client.get("/v1/me")
+    text = client.get("/metrics").get_data(as_text=True)
+    assert "gateway_unauthenticated_requests_total" in text

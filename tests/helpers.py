@@ -1,0 +1,63 @@
+"""Helpers the API and end-to-end tests share: age files, parts, signed manifests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+from typing import Any
+
+from nacl.signing import SigningKey
+
+from gateway import age
+from gateway.manifest import canonical_json
+
+MIB = 1 << 20
+
+
+def age_file(recipient: str, plaintext: bytes) -> bytes:
+    out = io.BytesIO()
+    age.encrypt(io.BytesIO(plaintext), out, [age.parse_recipient(recipient)])
+    return out.getvalue()
+
+
+def split(data: bytes, part_size: int) -> list[bytes]:
+    return [data[i : i + part_size] for i in range(0, len(data), part_size)] or [b""]
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest(upload: dict[str, Any], data: bytes, plaintext: bytes) -> dict[str, Any]:
+    digests = b"".join(hashlib.sha256(p).digest() for p in split(data, upload["part_size"]))
+    return {
+        "version": 1,
+        "upload": upload["id"],
+        "name": upload["name"],
+        "kind": upload["kind"],
+        "ciphertext": {
+            "size": len(data),
+            "part_size": upload["part_size"],
+            "parts_sha256": hashlib.sha256(digests).hexdigest(),
+        },
+        "plaintext": {"size": len(plaintext), "sha256": sha(plaintext)},
+    }
+
+
+def sign(m: dict[str, Any], key: SigningKey) -> str:
+    return base64.b64encode(key.sign(canonical_json(m)).signature).decode()
+
+
+def public_b64(key: SigningKey) -> str:
+    return base64.b64encode(bytes(key.verify_key)).decode()
+
+
+def random_bytes(n: int, seed: int = 0) -> bytes:
+    """Incompressible test data, repeatable for a seed."""
+    out = bytearray()
+    block = hashlib.sha256(f"seed-{seed}".encode()).digest()
+    while len(out) < n:
+        block = hashlib.sha256(block).digest()
+        out += block * 64
+    return bytes(out[:n])
