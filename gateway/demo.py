@@ -103,21 +103,31 @@ class LocalGateway:
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - kept for the server's life
         self.process = subprocess.Popen([*gateway_command(), "--config", str(self.config), "serve", "--port", str(self.port)],
                                         stdout=log, stderr=log, cwd=self.root, start_new_session=True)
-        self._wait_ready()
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
-    def _wait_ready(self, timeout: float = 30.0) -> None:
+    def _wait_ready(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"gateway serve exited: {(self.root / 'server.log').read_text()[-2000:]}")
+                raise RuntimeError(f"gateway serve exited: {self.log_tail()}")
             try:
                 if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
                     return
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("gateway serve did not become healthy in time")
+        raise RuntimeError(f"gateway serve did not become healthy in time: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        try:
+            return (self.root / "server.log").read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no server log)"
 
     def env(self, role: str, home: Path | None = None) -> dict[str, str]:
         """Environment for the ``gateway`` CLI acting as ``role`` (its own config directory)."""
@@ -127,13 +137,18 @@ class LocalGateway:
                 "XDG_CONFIG_HOME": str(home), "GATEWAY_CONFIG": "", "COLUMNS": "160"}
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        if self.process is not None:  # the whole process group: gunicorn's master and workers
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.process.pid, sig)
+                except ProcessLookupError:
+                    break
+                try:
+                    self.process.wait(timeout=15)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+            self.process.wait()
         self.process = None
         if self._tmp is not None:
             self._tmp.cleanup()
