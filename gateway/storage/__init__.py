@@ -231,6 +231,9 @@ def check_part(number: int, offset: int, length: int, sha256_hex: str) -> str:
 class HashingReader:
     """Reads exactly ``length`` bytes of ``inner`` in bounded chunks, hashing as it goes.
 
+    A body that ends early, or whose ``read`` fails (a client that disconnected), raises
+    :class:`TruncatedBody`.
+
     Before handing out the last bytes it compares the digest with the declared one and
     raises instead, so a consumer that forwards the bytes (an HTTP request to S3) never
     completes a wrong or short body. The first failure is kept in :attr:`failure` for
@@ -254,7 +257,11 @@ class HashingReader:
         pieces: list[bytes] = []
         got = 0
         while got < want:
-            piece = self._inner.read(min(CHUNK, want - got))
+            try:
+                piece = self._inner.read(min(CHUNK, want - got))
+            except Exception as exc:  # a client that went away mid-body: the body ended early
+                self.failure = TruncatedBody(self.number, self.length, self.received + got)
+                raise self.failure from exc
             if not piece:
                 self._fail(TruncatedBody(self.number, self.length, self.received + got))
             pieces.append(piece)

@@ -221,12 +221,12 @@ class LocalStore:
                 _pwrite_all(fd, chunk, offset + written)
                 written += len(chunk)
             os.fsync(fd)
-        except StorageError:
-            _discard_range(fd, offset, written)
-            raise
         except OSError as exc:
             _discard_range(fd, offset, written)
             raise StorageError(f"part {reader.number}: cannot write: {exc.strerror}") from None
+        except BaseException:
+            _discard_range(fd, offset, written)
+            raise
         finally:
             os.close(fd)
 

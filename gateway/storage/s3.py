@@ -121,7 +121,7 @@ class S3Store:
             raise
         except Exception as exc:
             if reader.failure is not None:
-                raise reader.failure from None
+                raise reader.failure  # noqa: B904 - keeps the cause it was raised with
             if error_code(exc) == "NoSuchUpload":
                 raise UploadNotFound(f"no upload {handle!r} in progress for {key}") from None
             if error_code(exc) in _BAD_PARTS:

@@ -120,9 +120,25 @@ def test_truncated_body_keeps_nothing_and_harms_nothing(store: ObjectStore) -> N
     with pytest.raises(TruncatedBody):
         put(store, handle, 2, other, stream=io.BytesIO(other[:1000]))
 
+    with pytest.raises(TruncatedBody) as cut:
+        put(store, handle, 1, other, stream=Disconnecting(other))  # type: ignore[arg-type]
+    assert isinstance(cut.value.__cause__, ConnectionResetError)
+
     assert [p.number for p in store.stored_parts(KEY, handle)] == [1]
     store.complete_upload(KEY, handle, [kept], PART)
     assert read_all(store) == good
+
+
+class Disconnecting(io.RawIOBase):
+    """A request body whose client goes away after the first MiB."""
+
+    def __init__(self, data: bytes) -> None:
+        self.inner = io.BytesIO(data)
+
+    def read(self, n: int = -1) -> bytes:
+        if self.inner.tell() >= MIB:
+            raise ConnectionResetError("client went away")
+        return self.inner.read(n)
 
 
 class Unreadable(io.RawIOBase):
