@@ -32,6 +32,14 @@ Files::
     encrypt_iter(chunks, recipients) -> Iterator[bytes]       header first, then ciphertext
     decrypt_iter(chunks, identities) -> Iterator[bytes]       plaintext as it authenticates
 
+``encrypt``/``decrypt`` and the iterators take ``threads=`` (default: up to 4, by CPU
+count; 0 processes everything on the calling thread): the STREAM chunks of each
+2 MiB batch are sealed or opened on that many threads while the next batch is read.
+Memory stays at a few MiB whatever the file size.
+
+Mixing recipient kinds in one file is allowed, but a file encrypted to a hybrid
+recipient and to an X25519 one is only as strong as X25519 (the spec says SHOULD NOT).
+
 Errors (all subclasses of AgeError): HeaderError (and UnsupportedError), ArmorError,
 NoIdentityMatchError, MacError, PayloadError, KeyFormatError, UsageError. A decryption
 that fails with PayloadError has already released the plaintext of the chunks that
