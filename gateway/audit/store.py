@@ -33,9 +33,10 @@ from sqlalchemy import (
     LargeBinary,
     SmallInteger,
     String,
+    and_,
     insert,
+    or_,
     select,
-    tuple_,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -145,6 +146,28 @@ def _border(size: int, blob: bytes) -> list[bytes]:
     return hashes
 
 
+_HEAD_CACHE = "gateway.audit.head"
+
+
+def _innermost(session: Session) -> object:
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _border_for_append(session: Session) -> merkle.CompactRange:
+    """The locked head's border; reused from the previous append of this same (sub)transaction.
+
+    Once a transaction has appended it holds the head's lock, so nobody else can have moved
+    the head; a savepoint that is released or rolled back is another transaction object, so
+    the next append reads the row again.
+    """
+    cached = session.info.pop(_HEAD_CACHE, None)  # put back only when an append completes
+    if cached is not None and cached[0] is _innermost(session):
+        rng: merkle.CompactRange = cached[1]
+        return rng
+    size, _root, blob = _lock_head(session)
+    return merkle.CompactRange(size, _border(size, blob))
+
+
 def append(
     session: Session,
     *,
@@ -165,22 +188,23 @@ def append(
 
     Takes the log's lock until the caller's transaction ends: commit soon after.
     """
-    size, _root, blob = _lock_head(session)
+    conn = session.connection()
+    rng = _border_for_append(session)
+    size = rng.size
     when = utc_naive(time)
     leaf = encode_leaf(
         index=size, time=when, actor=actor, org=org, role=role, action=action, artifact=artifact,
         grant=grant, outcome=outcome, request_id=request_id, ip=ip, details=details or {},
     )
-    rng = merkle.CompactRange(size, _border(size, blob))
     created = rng.append(merkle.leaf_hash(leaf))
     values = {
         "leaf": leaf, "time": when, "actor": actor, "org": org, "role": role, "action": action,
         "artifact": artifact, "subject_org": subject_org, "outcome": outcome, "request_id": request_id,
     }
-    conn = session.connection()
     conn.execute(_INSERT_ENTRY, {"idx": size, "grant_id": grant, **values})
     conn.execute(_INSERT_SUBTREE, [{"level": n.level, "idx": n.index, "hash": h} for n, h in created])
     conn.execute(_UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)})
+    session.info[_HEAD_CACHE] = (_innermost(session), rng)
     return Entry(index=size, grant=grant, **values)
 
 
@@ -202,9 +226,9 @@ def _hashes(session: Session, ids: Sequence[merkle.NodeID]) -> list[bytes]:
     if not ids:
         return []
     keys = sorted({(n.level, n.index) for n in ids})
-    rows = session.connection().execute(
-        select(Subtree.level, Subtree.index, Subtree.hash).where(tuple_(Subtree.level, Subtree.index).in_(keys))
-    ).all()
+    # OR of primary-key equalities: SQLite searches the key for each (a row-value IN scans).
+    match = or_(*(and_(Subtree.level == level, Subtree.index == index) for level, index in keys))
+    rows = session.connection().execute(select(Subtree.level, Subtree.index, Subtree.hash).where(match)).all()
     found = {(r[0], r[1]): r[2] for r in rows}
     try:
         return [found[(n.level, n.index)] for n in ids]

@@ -117,6 +117,26 @@ def test_every_proof_from_the_store_verifies(n: int, data: st.DataObject) -> Non
         db.dispose()
 
 
+def test_savepoints_and_many_appends_per_transaction_keep_the_sequence(db: Database) -> None:
+    with db.session() as s:
+        add_entry(s, 0)
+        with pytest.raises(RuntimeError), s.begin_nested():
+            add_entry(s, 1)
+            raise RuntimeError("rolled back to the savepoint")
+        add_entry(s, 1)
+        with s.begin_nested():
+            add_entry(s, 2)
+            add_entry(s, 3)
+        add_entry(s, 4)
+    leaves = _leaves(db)
+    assert [json.loads(x)["index"] for x in leaves] == [0, 1, 2, 3, 4]
+    assert [json.loads(x)["request_id"] for x in leaves] == [f"req-{i}" for i in range(5)]
+    with db.session() as s:
+        assert store.root(s, 5) == reference.mth(leaves)
+        for size in range(1, 6):
+            assert store.root(s, size) == reference.mth(leaves[:size])
+
+
 def test_out_of_range_requests_are_refused(db: Database) -> None:
     fill(db, 5)
     with db.session() as s:
