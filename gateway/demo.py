@@ -69,6 +69,9 @@ default_part_size_mib = {part_mib}
 [audit]
 origin = "demo.gateway.local/audit"
 archive_dir = "{root / 'audit'}"
+
+[sweeper]
+interval_seconds = 0
 """
 
 

@@ -13,7 +13,7 @@ import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -26,9 +26,11 @@ from gateway.client.base import (
     say,
     table,
 )
-from gateway.client.http import Api
 from gateway.client.profiles import write_private
 from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.client.http import Api
 
 ENTRY_COLUMNS = [("index", "#"), ("time", "time"), ("actor", "actor"), ("org", "org"), ("role", "role"),
                  ("action", "action"), ("artifact", "artifact"), ("grant", "grant"), ("outcome", "outcome")]

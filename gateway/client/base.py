@@ -6,15 +6,15 @@ import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
-from gateway.client.http import Api
 from gateway.client.profiles import resolve
 from gateway.errors import GatewayError
+
+if TYPE_CHECKING:
+    from gateway.client.http import Api
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +59,8 @@ def json_option(fn: F) -> F:
 
 
 def api_for(profile: str | None, *, pool: int = 8) -> Api:
+    from gateway.client.http import Api
+
     found = resolve(profile)
     return Api(found.url, found.token, pool=pool)
 
@@ -80,6 +82,9 @@ def cell(value: Any) -> str:
 def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], *,
           as_json: bool, title: str | None = None) -> None:
     """``rows`` as a rich table (columns: key, heading), or as a JSON list with ``--json``."""
+    from rich.console import Console
+    from rich.table import Table
+
     items = list(rows)
     if as_json:
         emit_json(items)

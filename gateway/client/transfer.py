@@ -9,9 +9,6 @@ from typing import Any
 
 import click
 
-from gateway.client import agehdr, keys, trust
-from gateway.client import pull as pulling
-from gateway.client import push as pushing
 from gateway.client.base import api_for, emit_json, json_option, profile_option, reported, say
 from gateway.errors import GatewayError
 
@@ -32,6 +29,8 @@ class UsageError(GatewayError):
 @reported
 def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) -> None:
     """Make a key pair, keep the private half in a 0600 file, register the public half."""
+    from gateway.client import keys
+
     api = None if no_register else api_for(profile)
     if key_type == "auto":
         if api is None:
@@ -78,6 +77,9 @@ def push(profile: str | None, as_json: bool, file: Path | None, name: str | None
     An interrupted push resumes by itself when run again with the same FILE (or with
     --resume UPLOAD, FILE then optional): only the missing parts are sent.
     """
+    from gateway.client import agehdr, keys
+    from gateway.client import push as pushing
+
     if file is None:
         if not resume:
             raise UsageError("give the FILE to push (or --resume UPLOAD)")
@@ -114,6 +116,9 @@ def push(profile: str | None, as_json: bool, file: Path | None, name: str | None
 def pull(profile: str | None, artifact: str, output: str, identity: Path | None, raw: bool,
          trust_new_key: bool, quiet: bool) -> None:
     """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it."""
+    from gateway.client import agehdr, trust
+    from gateway.client import pull as pulling
+
     api = api_for(profile)
     info = api.get(f"/v1/artifacts/{artifact}")
     progress = False if quiet else None
@@ -141,6 +146,8 @@ def pull(profile: str | None, artifact: str, output: str, identity: Path | None,
 
 
 def _pull_raw(api: Any, artifact: str, output: str, progress: bool | None) -> None:
+    from gateway.client import pull as pulling
+
     if output == "-":
         raise UsageError("--raw writes a file; give -o FILE")
     out = Path(output)
@@ -155,6 +162,8 @@ def _print_credential(api: Any, info: dict[str, Any], identities: list[Any]) -> 
     if info.get("kind") != "credential" or int(info.get("size") or 0) > CREDENTIAL_LIMIT:
         raise UsageError("only a credential can be printed; give -o FILE")
     import io
+
+    from gateway.client import pull as pulling
 
     sink = io.BytesIO()
     size, sha = pulling.decrypt_stream(api, info["id"], identities, sink)
