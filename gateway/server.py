@@ -32,9 +32,11 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "accesslog": "-",
             # The access log must never carry tokens: it logs the request line only.
             "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',
-            "when_ready": _start_sweeper(self.gateway_config),
+            "post_worker_init": _start_sweeper(self.gateway_config),
             "proc_name": "gateway",
         }
+        if "control_socket_disable" in self.cfg.settings:  # gunicorn 27+: no control socket in ~/
+            settings["control_socket_disable"] = True
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -47,14 +49,19 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
 
 def _start_sweeper(config: Config) -> Any:
-    def when_ready(_server: Any) -> None:
+    """A sweeper thread in each worker, started after the fork (never in the forking master).
+
+    Sweeps are transactional and idempotent, so several workers sweeping is harmless.
+    """
+
+    def post_worker_init(_worker: Any) -> None:
         interval = config.sweeper.interval_seconds
         if interval <= 0:
             return
         thread = threading.Thread(target=_sweep_forever, args=(config, interval), name="sweeper", daemon=True)
         thread.start()
 
-    return when_ready
+    return post_worker_init
 
 
 def _sweep_forever(config: Config, interval: int) -> None:

@@ -76,9 +76,9 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None) -> Server:
         if server.process.poll() is not None:
             raise RuntimeError("gateway serve exited: " + (root / "server.log").read_text())
         try:
-            if requests.get(server.url + "/readyz", timeout=1).status_code == 200:
+            if requests.get(server.url + "/readyz", timeout=5).status_code == 200:
                 return server
-        except requests.ConnectionError:
+        except requests.RequestException:
             time.sleep(0.1)
     server.process.kill()
     raise RuntimeError("gateway serve did not become ready: " + (root / "server.log").read_text())
