@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from gateway import events
 from gateway.clock import rfc3339
 from gateway.errors import BadRequest, Conflict, Forbidden, GatewayError, Gone
-from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, new_id
+from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, Upload, new_id
 from gateway.runtime import Gateway
 from gateway.services.identity import Actor
 
@@ -292,6 +292,9 @@ def shred(gw: Gateway, artifact_id: str, who: Actor | None, state: str) -> Shred
         custody = session.get(CustodyKey, artifact.upload_id)
         if custody is not None:
             session.delete(custody)
+        upload = session.get(Upload, artifact.upload_id)
+        if upload is not None:
+            upload.header_prefix = None  # the kept copy of the stored header goes with the object
         session.flush()
         deleted = _delete_objects(gw, artifact)
         result = Shredded(ended, cancelled, custody is not None, deleted)

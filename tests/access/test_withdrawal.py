@@ -11,7 +11,7 @@ from flask.testing import FlaskClient
 from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.errors import Gone
-from gateway.models import AccessRequest, Artifact, CustodyKey, Grant
+from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, Upload
 from gateway.runtime import Gateway
 from gateway.services import uploads
 from gateway.sweeper import sweep_once
@@ -38,6 +38,7 @@ def assert_shredded(gw: Gateway, shared: Shared, state: str) -> None:
         artifact = session.get(Artifact, aid)
         assert artifact.state == state and artifact.ended_at is not None
         assert session.get(CustodyKey, artifact.upload_id) is None
+        assert session.get(Upload, artifact.upload_id).header_prefix is None
         grants = session.query(Grant).filter(Grant.artifact_id == aid).all()
         assert grants and all(g.state != "active" and g.header is None for g in grants)
         with pytest.raises(Gone):
