@@ -14,6 +14,20 @@ holds a whole part or object in memory.
 Keys are relative paths of ``[A-Za-z0-9._-]`` segments separated by ``/``
 (``artifacts/up_123.age``). The ``s3`` backend puts ``settings.prefix`` in front of
 every key; the ``local`` backend keeps objects under ``settings.root / "objects"``.
+
+Use::
+
+    store = make_store(settings)                       # once, at start-up
+    handle = store.begin_upload(key)                   # keep the handle with the upload
+    part = store.put_part(key, handle, n, (n - 1) * part_size, length, request.stream, sha256_hex)
+    store.complete_upload(key, handle, parts, total_size)   # the StoredParts, from your records
+    for chunk in store.open_read(key, start, end):     # end exclusive
+        ...
+
+Errors: :class:`DigestMismatch` and :class:`TruncatedBody` are the client's fault (400,
+nothing kept); :class:`NotFound` / :class:`UploadNotFound` (404); :class:`PartTooLarge`
+(413); :class:`InvalidPart` (the request or the completion does not fit what is stored);
+any other :class:`StorageError` is the store's (503).
 """
 
 from __future__ import annotations
@@ -140,7 +154,10 @@ class ObjectStore(Protocol):
         ...
 
     def stored_parts(self, key: str, handle: str) -> list[StoredPart]:
-        """The parts the store holds for this upload, by number (for resuming and checks)."""
+        """The parts the store holds for this upload, by number (for resuming and checks).
+
+        ``sha256`` is empty where the store does not report part checksums (moto).
+        """
         ...
 
     def complete_upload(self, key: str, handle: str, parts: list[StoredPart], total_size: int) -> None:

@@ -63,7 +63,10 @@ class LocalStore:
         try:
             self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
             folder.mkdir(mode=0o700)
-            (folder / "key").write_text(key)
+            with open(folder / "key", "x") as fh:
+                fh.write(key)
+                fh.flush()
+                os.fsync(fh.fileno())
             (folder / "data").touch(mode=0o600)
             _fsync_dir(folder)
             _fsync_dir(self.staging)
