@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,20 +11,10 @@ import requests
 from nacl.signing import SigningKey
 
 from tests import helpers
-from tests.e2e.conftest import Server, age_program, start_server, stop_server
+from tests.e2e.conftest import Server, age_program
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 MIB = 1 << 20
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """``gateway serve`` without its in-process sweeper thread: that thread imports modules
-    while gunicorn forks its worker, and a worker forked in that instant can deadlock on
-    the import lock. Expiry is proven against ``sweep_once`` in tests/access."""
-    s = start_server(tmp_path, {"GATEWAY_SWEEPER_INTERVAL_SECONDS": "0"})
-    yield s
-    stop_server(s)
 
 
 def upload_with_real_age(server: Server, tmp_path: Path, age: str, plaintext: bytes) -> dict:
