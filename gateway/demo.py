@@ -271,8 +271,7 @@ def _audit(say: Narrator, gw: LocalGateway, au: Mapping[str, str], work: Path) -
     say.run("auditor", au, "audit", "verify", "--key", str(work / "audit.vkey"),
             "--file", str(work / "audit-export.jsonl"))
     say.step("The evaluator's accesses, as the auditor sees them")
-    say.run("auditor", au, "audit", "tail", "-n", "30", "--action", "content.download")
-    say.run("auditor", au, "audit", "tail", "-n", "30", "--action", "key.release")
+    say.run("auditor", au, "audit", "tail", "-n", "30", "--org", ORGS["evaluator"][0])
     say.step("Done")
 
 

@@ -70,13 +70,12 @@ def load_identities(path: Path) -> list[Any]:
     return found
 
 
-def open_header(head: bytes, identities: list[Any]) -> tuple[bytes, int]:
-    """Parse the header at the start of ``head``: (file key, header length in bytes)."""
-    import io
-
+def open_header(src: Any, identities: list[Any], max_size: int) -> tuple[bytes, int]:
+    """Read the header at the start of ``src`` (a binary file object, left just past it):
+    (file key, header length in bytes)."""
     age = _age()
     try:
-        header = age.read_header(io.BytesIO(head), max_size=len(head))
+        header = age.read_header(src, max_size=max_size)
         file_key = age.unwrap_file_key(header, identities)
     except age.NoIdentityMatchError:
         raise AgeKeyError("no identity matched the file: is your registered recipient the one in this "

@@ -32,8 +32,8 @@ from gateway.errors import GatewayError
 if TYPE_CHECKING:
     from gateway.client.http import Api
 
-ENTRY_COLUMNS = [("index", "#"), ("time", "time"), ("actor", "actor"), ("org", "org"), ("role", "role"),
-                 ("action", "action"), ("artifact", "artifact"), ("grant", "grant"), ("outcome", "outcome")]
+ENTRY_COLUMNS = [("index", "#"), ("time", "time"), ("actor", "actor"), ("org", "org"),
+                 ("action", "action"), ("artifact", "artifact"), ("outcome", "outcome")]
 
 
 class AuditError(GatewayError):
@@ -63,15 +63,18 @@ def entries(api: Api, start: int = 0, **filters: str | None) -> Iterator[dict[st
 @click.option("--artifact", default=None)
 @click.option("--actor", default=None, help="principal id")
 @click.option("--action", default=None, help="e.g. content.download")
+@click.option("--org", default=None, help="only entries of this organisation's principals")
 @profile_option
 @json_option
 @reported
 def tail(profile: str | None, as_json: bool, count: int, artifact: str | None, actor: str | None,
-         action: str | None) -> None:
+         action: str | None, org: str | None) -> None:
     """The latest entries of the audit log (those you may read)."""
     api = api_for(profile)
     rows: list[dict[str, Any]] = []
     for item in entries(api, 0, artifact=artifact, actor=actor, action=action):
+        if org is not None and item["entry"].get("org") != org:
+            continue
         rows.append({**item["entry"], "index": item["index"]})
         if len(rows) > count:
             rows.pop(0)

@@ -43,7 +43,7 @@ def write_age_identity(path: Path) -> str:
 
 def write_signing_key(path: Path) -> str:
     """A new Ed25519 signing key in ``path``; its public key (base64)."""
-    from gateway import manifest
+    import gateway.manifest as manifest
 
     key = manifest.generate_signing_key()
     create_private(path, manifest.signing_key_file_bytes(key))
@@ -52,7 +52,7 @@ def write_signing_key(path: Path) -> str:
 
 def load_signer(path: Path) -> Callable[[dict[str, Any]], str]:
     """A function that signs a manifest with the key in ``path`` (base64 signature)."""
-    from gateway import manifest
+    import gateway.manifest as manifest
 
     try:
         key = manifest.load_signing_key(path)

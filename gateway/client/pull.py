@@ -78,19 +78,21 @@ def _total(response: requests.Response) -> int:
     return int(response.headers["Content-Length"])
 
 
-def open_file(api: Api, artifact: str, identities: list[Any]) -> Opened:
-    """Fetch the start of the age file and unwrap its file key with one of ``identities``."""
-    response = _content(api, artifact, 0, HEADER_PROBE - 1)
+def open_file(api: Api, artifact: str, identities: list[Any]) -> tuple[Opened, requests.Response]:
+    """Start the download: read the age header and nonce, unwrap the file key with one of
+    ``identities``; the response, left at the first payload chunk."""
+    response = _content(api, artifact, 0)
     try:
-        head = response.raw.read(HEADER_PROBE)
         total = _total(response)
-    finally:
+        file_key, header_len = agehdr.open_header(response.raw, identities, HEADER_PROBE)
+        nonce = response.raw.read(NONCE)
+    except BaseException:
         response.close()
-    file_key, header_len = agehdr.open_header(head, identities)
-    nonce = head[header_len : header_len + NONCE]
+        raise
     if len(nonce) != NONCE:
+        response.close()
         raise PullError("the age file ends before its payload nonce")
-    return Opened(file_key, header_len, nonce, total)
+    return Opened(file_key, header_len, nonce, total), response
 
 
 def _read_exact(raw: Any, n: int) -> bytes:
@@ -104,7 +106,8 @@ class Decrypting:
     """Writes the plaintext of chunks ``done..`` into ``sink``, fetching with Range."""
 
     def __init__(self, api: Api, artifact: str, opened: Opened, sink: BinaryIO,
-                 digest: Any, advance: Callable[[int], None]) -> None:
+                 digest: Any, advance: Callable[[int], None], first: requests.Response | None = None) -> None:
+        self.first = first  # a response already positioned at chunk 0, used once
         self.api, self.artifact, self.opened = api, artifact, opened
         self.sink, self.digest, self.advance = sink, digest, advance
         self.payload = Payload(opened.file_key, opened.nonce)
@@ -123,7 +126,12 @@ class Decrypting:
         if self.done >= self.chunks:
             return
         start = self.opened.header_len + NONCE + self.done * SEALED_CHUNK
-        response = _content(self.api, self.artifact, start)
+        response, self.first = self.first, None
+        if response is not None and self.done:
+            response.close()
+            response = None
+        if response is None:
+            response = _content(self.api, self.artifact, start)
         try:
             if _total(response) != self.opened.total:
                 raise PullError("the artifact changed size between requests")
@@ -188,7 +196,7 @@ def _private(path: Path) -> None:
 def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
                progress: bool | None, label: str) -> tuple[int, str]:
     """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and SHA-256."""
-    opened = open_file(api, artifact, identities)
+    opened, first = open_file(api, artifact, identities)
     digest = hashlib.sha256()
     _private(partial)
     size = plaintext_size(opened.total - opened.header_len)
@@ -196,7 +204,7 @@ def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
     with open(partial, "r+b") as sink, Meter(label, size, enabled=progress) as meter:
         sink.seek(done * CHUNK)
         meter.advance(done * CHUNK)
-        job = Decrypting(api, artifact, opened, sink, digest, meter.advance)
+        job = Decrypting(api, artifact, opened, sink, digest, meter.advance, first)
         job.done = job.done_written = done
         job.run()
         sink.truncate()
@@ -207,9 +215,9 @@ def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
 
 def decrypt_stream(api: Api, artifact: str, identities: list[Any], sink: BinaryIO) -> tuple[int, str]:
     """Decrypt the artifact into ``sink`` without a partial file; its plaintext size and SHA-256."""
-    opened = open_file(api, artifact, identities)
+    opened, first = open_file(api, artifact, identities)
     digest = hashlib.sha256()
-    job = Decrypting(api, artifact, opened, sink, digest, lambda n: None)
+    job = Decrypting(api, artifact, opened, sink, digest, lambda n: None, first)
     job.run()
     return job.size, digest.hexdigest()
 
