@@ -193,10 +193,40 @@ def token_revoke(state: State, org: str, name: str) -> None:
     click.echo(f"revoked {count} token(s)", err=True)
 
 
+@click.command("publish")
+@click.option("--force", is_flag=True, help="publish now even if no anchor is due")
+@pass_state
+@reported
+def audit_publish(state: State, force: bool) -> None:
+    """Publish a signed checkpoint and its entries to the audit archive (operator)."""
+    from gateway.services import anchor
+
+    name = anchor.publish(state.gateway(), force=force)
+    click.echo(f"gateway: published {name}" if name else "gateway: no anchor due", err=True)
+
+
+@click.command("anchors")
+@click.option("--key", "vkey", default=None, help="verifier key to trust (default: the gateway's own)")
+@pass_state
+@reported
+def audit_anchors(state: State, vkey: str | None) -> None:
+    """Check that the live log extends every published checkpoint (operator, offline)."""
+    from gateway.services import anchor
+
+    report = anchor.check_published(state.gateway(), vkey)
+    if not report.ok:
+        fail(report.message)
+    click.echo(f"OK: {report.message}")
+
+
 def _register_client() -> None:
     from gateway.client.commands import register
 
     register(main)
+    audit = main.commands.get("audit")
+    if isinstance(audit, click.Group):
+        audit.add_command(audit_publish)
+        audit.add_command(audit_anchors)
 
 
 _register_client()

@@ -1,0 +1,127 @@
+"""Anchoring: signed checkpoints, and the entries they cover, published write-once.
+
+Every ``audit.anchor_every_entries`` entries or ``audit.anchor_every_minutes`` minutes
+(whichever comes first, checked by the sweeper), the current checkpoint is signed and
+published to the audit archive — an S3 bucket under Object Lock in COMPLIANCE mode, or
+a directory of read-only files on ``local`` — together with the entries added since
+the last anchor, as export segments (JSON Lines, at most :data:`SEGMENT` entries each).
+Names sort by tree size:
+
+    entries-<first index:012d>-<end index:012d>.jsonl
+    checkpoint-<size:012d>-<UTC time>.txt
+
+:func:`check_published` proves the live log extends every published checkpoint: the
+root of the live log's first ``size`` entries must equal each checkpoint's root, so a
+log rewritten, truncated or reordered after an anchor is caught even by an operator
+who controls the database and the signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from gateway.audit import merkle, note
+from gateway.audit import store as audit_store
+from gateway.runtime import Gateway, storage_settings
+
+SEGMENT = 10_000
+_CHECKPOINT = re.compile(r"^checkpoint-(\d{12})-(\d{8}T\d{6}Z)\.txt$")
+
+
+def archive(gw: Gateway):  # type: ignore[no-untyped-def]
+    from gateway.storage.archive import make_archive
+
+    return make_archive(storage_settings(gw.config))
+
+
+def published(names: list[str]) -> list[tuple[int, datetime, str]]:
+    """Published checkpoints as ``(size, time, name)``, by size."""
+    out = []
+    for name in names:
+        m = _CHECKPOINT.match(name)
+        if m:
+            out.append((int(m.group(1)), datetime.strptime(m.group(2), "%Y%m%dT%H%M%SZ"), name))
+    return sorted(out)
+
+
+def publish(gw: Gateway, *, force: bool = False) -> str | None:
+    """Publish an anchor if one is due (or ``force``); returns the checkpoint's name, if any."""
+    cfg = gw.config.audit
+    target = archive(gw)
+    done = published(target.list_names())
+    last_size, last_time = (done[-1][0], done[-1][1]) if done else (0, None)
+    now = gw.now()
+    with gw.db.session() as session:
+        cp = audit_store.checkpoint(session, cfg.origin)
+        if cp.size == 0 or cp.size <= last_size:
+            return None
+        due_by_count = cfg.anchor_every_entries > 0 and cp.size - last_size >= cfg.anchor_every_entries
+        due_by_time = cfg.anchor_every_minutes > 0 and (
+            last_time is None or now - last_time >= timedelta(minutes=cfg.anchor_every_minutes)
+        )
+        if not (force or due_by_count or due_by_time):
+            return None
+        text = note.sign_checkpoint(cp, gw.audit_signer)
+        for start in range(last_size, cp.size, SEGMENT):
+            end = min(cp.size, start + SEGMENT)
+            lines = [
+                json.dumps({"index": index, "leaf": base64.b64encode(leaf).decode()}) + "\n"
+                for index, leaf in audit_store.iter_leaves(session, start, end)
+            ]
+            target.publish(f"entries-{start:012d}-{end:012d}.jsonl", "".join(lines).encode())
+    name = f"checkpoint-{cp.size:012d}-{now.strftime('%Y%m%dT%H%M%SZ')}.txt"
+    target.publish(name, text.encode())
+    return name
+
+
+@dataclass(frozen=True)
+class AnchorReport:
+    ok: bool
+    checked: int
+    message: str
+
+
+def check_published(gw: Gateway, verifier_key: str | None = None) -> AnchorReport:
+    """Check the live log against every published checkpoint.
+
+    Each published checkpoint's signature is checked, then the live log's leaves are
+    re-hashed from their stored bytes (not from stored subtree hashes, which a rewrite
+    could keep) and the root at each published size must equal the published root.
+    """
+    vkey = verifier_key or gw.audit_signer.verifier_key
+    target = archive(gw)
+    checkpoints = []
+    for size, _when, name in published(target.list_names()):
+        try:
+            cp = note.open_checkpoint(target.get(name).decode(), [vkey], origin=gw.config.audit.origin)
+        except (note.NoteError, UnicodeDecodeError) as exc:
+            return AnchorReport(False, 0, f"published {name} does not verify: {exc}")
+        if cp.size != size:
+            return AnchorReport(False, 0, f"published {name} holds size {cp.size}, not {size}")
+        checkpoints.append((name, cp))
+    with gw.db.session() as session:
+        live = audit_store.size(session)
+        tree = merkle.CompactRange()
+        pending = list(checkpoints)
+        leaves = audit_store.iter_leaves(session, 0, live)
+        while pending:
+            name, cp = pending[0]
+            if cp.size > live:
+                return AnchorReport(False, 0, f"the live log has {live} entries, fewer than published {name}")
+            if tree.size == cp.size:
+                if tree.root() != cp.root:
+                    return AnchorReport(False, 0, f"the live log's first {cp.size} entries do not match published "
+                                                  f"{name}: history was rewritten")
+                pending.pop(0)
+                continue
+            try:
+                _index, leaf = next(leaves)
+            except audit_store.LogIntegrityError as exc:
+                return AnchorReport(False, 0, f"{exc.detail}, before published {name}")
+            tree.append(merkle.leaf_hash(leaf))
+    n = len(checkpoints)
+    return AnchorReport(True, n, f"the live log ({live} entries) extends all {n} published checkpoints")
