@@ -94,7 +94,7 @@ class S3Store:
         self.prefix = settings.prefix
         session = session or make_session(settings)
         self.client = make_client(settings, session=session)
-        self._parts = make_client(settings, streaming=True, session=session)
+        self.part_client = make_client(settings, streaming=True, session=session)
 
     # --- uploads ----------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class S3Store:
         digest = check_part(number, offset, length, sha256_hex)
         reader = HashingReader(stream, number, length, digest)
         try:
-            answer = self._parts.upload_part(
+            answer = self.part_client.upload_part(
                 Bucket=self.bucket, Key=self._full(key), UploadId=handle, PartNumber=number,
                 Body=reader, ContentLength=length, ChecksumSHA256=_b64(digest),
             )

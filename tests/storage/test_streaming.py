@@ -8,15 +8,19 @@ request body into memory, which says nothing about the gateway's side.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import io
 import random
+from pathlib import Path
 
+import boto3
 import pytest
 
 from gateway import storage
-from gateway.storage import CHUNK, HashingReader
-from tests.storage.conftest import MIB, Backend
+from gateway.storage import CHUNK, HashingReader, StorageError, StorageSettings, make_store
+from gateway.storage.provision import provision
+from tests.storage.conftest import GATEWAY_ARN, MIB, Backend, make_backend, s3_context, s3_settings
 
 KEY = "artifacts/up_stream.age"
 
@@ -56,3 +60,36 @@ def test_a_part_is_read_in_bounded_pieces(backend: Backend, monkeypatch: pytest.
     assert body.sizes and all(0 < n <= CHUNK for n in body.sizes)
     store.complete_upload(KEY, handle, [part], len(data))
     assert b"".join(store.open_read(KEY)) == data
+
+
+@pytest.mark.parametrize("s3_kind", ["s3-inprocess", "s3-server"])
+def test_s3_parts_carry_their_checksum_and_an_unsigned_streamed_payload(
+    s3_kind: str, request: pytest.FixtureRequest, tmp_path: Path, aws_credentials: None,
+    boto_session: boto3.session.Session,
+) -> None:
+    """S3 itself refuses a part whose bytes differ from x-amz-checksum-sha256; the body is not pre-hashed."""
+    with s3_context(s3_kind, request) as endpoint:
+        backend = make_backend(s3_kind, s3_settings(tmp_path, endpoint, gateway_principal_arn=GATEWAY_ARN),
+                               boto_session)
+        store = backend.store
+        sent: list[dict[str, str]] = []
+        store.part_client.meta.events.register(  # type: ignore[attr-defined]
+            "before-send.s3.UploadPart", lambda request, **_: sent.append(
+                {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}))
+        data = random.Random(8).randbytes(MIB)
+        digest = hashlib.sha256(data).hexdigest()
+        handle = store.begin_upload(KEY)
+        store.put_part(KEY, handle, 1, 0, len(data), io.BytesIO(data), digest)
+
+    [headers] = sent
+    assert headers["x-amz-checksum-sha256"] == base64.b64encode(bytes.fromhex(digest)).decode()
+    assert headers["X-Amz-Content-SHA256"] == "UNSIGNED-PAYLOAD"
+    assert headers["Content-Length"] == str(MIB) and "Transfer-Encoding" not in headers
+
+
+def test_unknown_backends_are_refused(tmp_path: Path) -> None:
+    settings = StorageSettings(backend="ftp", root=tmp_path)
+    with pytest.raises(StorageError, match="unknown storage backend"):
+        make_store(settings)
+    with pytest.raises(StorageError, match="unknown storage backend"):
+        provision(settings)
