@@ -30,8 +30,8 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "keepalive": 5,
             "loglevel": s.log_level,
             "accesslog": "-",
-            # The access log must never carry tokens: it logs the request line only.
-            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',
+            # The access log must never carry secrets: method and path only (signed URLs carry one in the query).
+            "access_log_format": '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(L)ss rid=%({x-request-id}o)s',
             "post_worker_init": _start_sweeper(self.gateway_config),
             "proc_name": "gateway",
         }
