@@ -6,8 +6,8 @@
 Appends ``--entries`` entries in transactions of ``--batch``, then ``--single`` more with one
 transaction (and one durable commit) each, then times root, inclusion proof, consistency
 proof, signed checkpoint and a filtered page of entries at that size (median of
-``--samples`` calls, each in its own transaction, as an API request would). Prints a
-markdown table.
+``--samples`` calls, each in its own transaction, as an API request would); with ``--verify``
+also an export of the whole log and its offline verification. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 import gateway.audit.store  # noqa: F401 - registers the audit tables
-from gateway.audit import merkle, note, store
+from gateway.audit import merkle, note, store, verify
 from gateway.db import Database
 
 ORIGIN = "bench.gateway/audit"
@@ -69,6 +69,19 @@ def median_ms(db: Database, samples: int, call: Callable[[Session, random.Random
     return statistics.median(times)
 
 
+def export_and_verify(db: Database, signer: note.Signer, path: Path) -> tuple[float, float]:
+    """Seconds to export the whole log to ``path`` and to verify that file offline."""
+    t0 = time.perf_counter()
+    with db.session() as s, path.open("w") as f:
+        f.writelines(store.export(s, signer, ORIGIN))
+    t1 = time.perf_counter()
+    with path.open() as f:
+        verdict = verify.verify_export(f, signer.verifier_key, origin=ORIGIN)
+    if not verdict.ok:
+        raise SystemExit(f"bench: error: the export does not verify: {verdict.message}")
+    return t1 - t0, time.perf_counter() - t1
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--entries", type=int, default=1_000_000)
@@ -76,6 +89,7 @@ def main() -> None:
     ap.add_argument("--single", type=int, default=2000)
     ap.add_argument("--samples", type=int, default=200)
     ap.add_argument("--db", type=Path, help="SQLite file (default: a temporary one)")
+    ap.add_argument("--verify", action="store_true", help="also time an export and its offline verification")
     args = ap.parse_args()
 
     tmp = tempfile.TemporaryDirectory()
@@ -111,6 +125,10 @@ def main() -> None:
          f"{median_ms(db, args.samples, lambda s, r: store.entries(s, r.randrange(n), 100, action='key.release')):.3f} ms",
          ""),
     ]
+    if args.verify:
+        export_s, verify_s = export_and_verify(db, signer, path.with_suffix(".jsonl"))
+        rows.append(("export the whole log (JSON Lines)", f"{export_s:.1f} s", f"{n / export_s:,.0f} entries/s"))
+        rows.append(("offline verify of that export", f"{verify_s:.1f} s", f"{n / verify_s:,.0f} entries/s"))
     size_mib = sum(p.stat().st_size for p in path.parent.glob(path.name + "*")) / 2**20
     print(f"\nAudit log on SQLite ({path.name}, {size_mib:,.0f} MiB incl. WAL), {n:,} entries\n")
     print("| operation | result | notes |")

@@ -21,6 +21,7 @@ together with the effect it records, or neither does.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -31,9 +32,11 @@ from sqlalchemy import (
     DateTime,
     Integer,
     LargeBinary,
+    Select,
     SmallInteger,
     String,
     and_,
+    bindparam,
     insert,
     or_,
     select,
@@ -221,14 +224,27 @@ def _check_size(session: Session, n: int, what: str = "size") -> int:
     return current
 
 
+@functools.lru_cache(maxsize=256)
+def _lookup(count: int) -> Select:
+    """SELECT the subtrees named by ``count`` (level, index) parameter pairs, built once per count.
+
+    An OR of primary-key equalities: SQLite searches the key for each (a row-value IN scans).
+    """
+    match = or_(*(
+        and_(Subtree.level == bindparam(f"l{i}"), Subtree.index == bindparam(f"i{i}")) for i in range(count)
+    ))
+    return select(Subtree.level, Subtree.index, Subtree.hash).where(match)
+
+
 def _hashes(session: Session, ids: Sequence[merkle.NodeID]) -> list[bytes]:
     """The stored hashes of complete subtrees ``ids``, in that order, in one query."""
     if not ids:
         return []
     keys = sorted({(n.level, n.index) for n in ids})
-    # OR of primary-key equalities: SQLite searches the key for each (a row-value IN scans).
-    match = or_(*(and_(Subtree.level == level, Subtree.index == index) for level, index in keys))
-    rows = session.connection().execute(select(Subtree.level, Subtree.index, Subtree.hash).where(match)).all()
+    params: dict[str, int] = {}
+    for i, (level, index) in enumerate(keys):
+        params[f"l{i}"], params[f"i{i}"] = level, index
+    rows = session.connection().execute(_lookup(len(keys)), params).all()
     found = {(r[0], r[1]): r[2] for r in rows}
     try:
         return [found[(n.level, n.index)] for n in ids]
