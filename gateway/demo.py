@@ -235,6 +235,8 @@ def story(gw: LocalGateway, work: Path, size: int) -> None:
     credential.write_text("API_KEY=sk-preview-0123456789abcdef\nENDPOINT=https://preview.frontier-lab.example/v1\n")
     cid = say.run("lab", lab, "push", str(credential), "--name", "preview-endpoint", "--kind", "credential",
                   "--share-with", share, "--signing-key", str(work / "lab-signing.key"))
+    say.step("An auditor keeps today's checkpoint, to prove later that the log only grew")
+    say.run("auditor", au, "audit", "checkpoint", "--save", str(work / "checkpoint-1.txt"))
     say.step("The evaluator makes an age identity, sees the artifacts and asks for access")
     say.run("evaluator", ev, "keygen", "--type", "age", "-o", str(work / "evaluator.agekey"))
     say.run("evaluator", ev, "artifacts")
@@ -260,11 +262,10 @@ def story(gw: LocalGateway, work: Path, size: int) -> None:
 
 
 def _audit(say: Narrator, gw: LocalGateway, au: Mapping[str, str], work: Path) -> None:
-    say.step("The auditor keeps a checkpoint, then verifies the whole log offline-style")
+    say.step("The auditor verifies the whole log from its leaves, and that it extends the saved checkpoint")
     vkey = requests.get(gw.url + "/v1/audit/key", timeout=10).text.strip()
     (work / "audit.vkey").write_text(vkey + "\n")
     print(f"    verifier key (handed to the auditor by the operator): {vkey}")
-    say.run("auditor", au, "audit", "checkpoint", "--save", str(work / "checkpoint-1.txt"))
     say.run("auditor", au, "audit", "export", "-o", str(work / "audit-export.jsonl"))
     say.run("auditor", au, "audit", "verify", "--key", str(work / "audit.vkey"),
             "--since", str(work / "checkpoint-1.txt"))
