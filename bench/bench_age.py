@@ -25,22 +25,29 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-OURS = """
+CPU = """
+import resource
+def cpu():
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+"""
+
+OURS = CPU + """
 import sys, time
 from gateway import age
 mode, path, key = sys.argv[1:4]
 with open(key) as fh:
     ident = age.parse_identities(fh.read())[0]
 with open(path, "rb", buffering=0) as src, open("/dev/null", "wb", buffering=0) as dst:
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     if mode == "encrypt":
         age.encrypt(src, dst, [ident.to_recipient()])
     else:
         age.decrypt(src, dst, [ident])
-    print(time.perf_counter() - t)
+    print(time.perf_counter() - t, cpu() - c)
 """
 
-PYRAGE = """
+PYRAGE = CPU + """
 import sys, time
 import pyrage
 mode, path, key = sys.argv[1:4]
@@ -48,12 +55,12 @@ with open(key) as fh:
     secret = [ln for ln in fh.read().splitlines() if ln.startswith("AGE-SECRET-KEY-")][0]
     ident = pyrage.x25519.Identity.from_str(secret)
 with open(path, "rb") as src, open("/dev/null", "wb") as dst:
-    t = time.perf_counter()
+    c, t = cpu(), time.perf_counter()
     if mode == "encrypt":
         pyrage.encrypt_io(src, dst, [ident.to_public()])
     else:
         pyrage.decrypt_io(src, dst, [ident])
-    print(time.perf_counter() - t)
+    print(time.perf_counter() - t, cpu() - c)
 """
 
 
@@ -62,8 +69,8 @@ def parse_size(text: str) -> int:
     return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
 
 
-def run(cmd: list[str], timed_inside: bool) -> tuple[float, int]:
-    """(seconds, peak RSS in bytes) of one process."""
+def run(cmd: list[str], timed_inside: bool) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in bytes) of one process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
     out = proc.stdout.read() if proc.stdout else b""
@@ -71,7 +78,10 @@ def run(cmd: list[str], timed_inside: bool) -> tuple[float, int]:
     wall = time.perf_counter() - start
     if status != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}")
-    return (float(out) if timed_inside else wall), usage.ru_maxrss * 1024
+    if timed_inside:
+        wall_in, cpu_in = (float(x) for x in out.split())
+        return wall_in, cpu_in, usage.ru_maxrss * 1024
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def warm(path: Path) -> None:
@@ -108,31 +118,34 @@ def main() -> None:
                                  else [age_bin, "-d", "-i", str(key), "-o", "/dev/null", str(p)], False),
             "pyrage": lambda m, p: ([py, "-c", PYRAGE, m, str(p), str(key)], True),
         }
-        results: dict[tuple[str, str], tuple[float, int]] = {}
+        results: dict[tuple[str, str], tuple[float, float, int]] = {}
         for mode, path in (("encrypt", plain), ("decrypt", cipher)):
-            samples: dict[str, list[tuple[float, int]]] = {t: [] for t in tools}
+            samples: dict[str, list[tuple[float, float, int]]] = {t: [] for t in tools}
             for _ in range(args.runs):
                 for tool, make in tools.items():  # interleaved, so drift hits every tool alike
                     warm(path)
                     samples[tool].append(run(*make(mode, path)))
             for tool, got in samples.items():
-                results[(tool, mode)] = (statistics.median(s for s, _ in got), max(r for _, r in got))
+                results[(tool, mode)] = (statistics.median(s for s, _, _ in got),
+                                         statistics.median(c for _, c, _ in got), max(r for _, _, r in got))
     report(results, size, args.runs)
 
 
-def report(results: dict[tuple[str, str], tuple[float, int]], size: int, runs: int) -> None:
+def report(results: dict[tuple[str, str], tuple[float, float, int]], size: int, runs: int) -> None:
+    load = os.getloadavg()[0]
     print(f"plaintext {size / (1 << 20):.0f} MiB, page cache -> /dev/null, median of {runs}, "
-          f"{os.cpu_count()} CPUs\n")
-    print("| tool | encrypt GB/s | vs age | decrypt GB/s | vs age | peak RSS enc / dec (MiB) |")
-    print("|---|---|---|---|---|---|")
+          f"{os.cpu_count()} CPUs, load average {load:.1f}\n")
+    print("| tool | encrypt GB/s | vs age | decrypt GB/s | vs age | CPU s/GB enc / dec | peak RSS enc / dec (MiB) |")
+    print("|---|---|---|---|---|---|---|")
     base = {m: size / results[("age", m)][0] for m in ("encrypt", "decrypt")}
     for tool in ("gateway.age", "age", "pyrage"):
         cells = []
         for mode in ("encrypt", "decrypt"):
             rate = size / results[(tool, mode)][0]
             cells += [f"{rate / 1e9:.2f}", f"{rate / base[mode]:.2f}x"]
-        rss = " / ".join(f"{results[(tool, m)][1] / (1 << 20):.0f}" for m in ("encrypt", "decrypt"))
-        print(f"| {tool} | {' | '.join(cells)} | {rss} |")
+        cpu = " / ".join(f"{results[(tool, m)][1] / (size / 1e9):.2f}" for m in ("encrypt", "decrypt"))
+        rss = " / ".join(f"{results[(tool, m)][2] / (1 << 20):.0f}" for m in ("encrypt", "decrypt"))
+        print(f"| {tool} | {' | '.join(cells)} | {cpu} | {rss} |")
 
 
 if __name__ == "__main__":
