@@ -1,0 +1,85 @@
+"""STREAM against a deliberately naive reference: one chunk at a time, no batches, no threads."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+from gateway import age
+from gateway.age import stream
+from tests.age.conftest import CHUNK, data
+
+FILE_KEY, NONCE = bytes(range(16)), bytes(range(16, 32))
+BATCH_BYTES = stream.BATCH * CHUNK
+
+
+def naive_seal(plaintext: bytes) -> bytes:
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    chunks = [plaintext[i : i + CHUNK] for i in range(0, len(plaintext), CHUNK)] or [b""]
+    last = len(chunks) - 1
+    return b"".join(
+        aead.encrypt(i.to_bytes(11, "big") + bytes([i == last]), c, None) for i, c in enumerate(chunks)
+    )
+
+
+def _seal(plaintext: bytes, threads: int) -> bytes:
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    return b"".join(bytes(p) for p in stream.seal(io.BytesIO(plaintext), aead, threads))
+
+
+def _open(ciphertext: bytes, threads: int) -> tuple[bytes, Exception | None]:
+    out = bytearray()
+    try:
+        for piece in stream.open_(io.BytesIO(ciphertext), stream.payload_key(FILE_KEY, NONCE), threads):
+            out += piece
+    except age.PayloadError as exc:
+        return bytes(out), exc
+    return bytes(out), None
+
+
+def test_payload_key_is_hkdf_of_file_key_and_nonce() -> None:
+    assert isinstance(stream.payload_key(FILE_KEY, NONCE), ChaCha20Poly1305)
+    assert stream.chunk_nonce(1, False) == bytes(10) + b"\x01\x00"
+    assert stream.chunk_nonce(258, True) == bytes(9) + b"\x01\x02\x01"
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, BATCH_BYTES - 1, BATCH_BYTES, BATCH_BYTES + 1,
+                                  2 * BATCH_BYTES, 2 * BATCH_BYTES + CHUNK + 1])
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_seal_and_open_match_the_naive_reference(size: int, threads: int) -> None:
+    plaintext = data(size, size)
+    reference = naive_seal(plaintext)
+    assert _seal(plaintext, threads) == reference
+    assert _open(reference, threads) == (plaintext, None)
+
+
+@pytest.mark.parametrize("bad_chunk", [0, 5, stream.BATCH - 1, stream.BATCH, stream.BATCH + 3, 2 * stream.BATCH + 1])
+@pytest.mark.parametrize("threads", [0, 2])
+def test_open_releases_exactly_the_chunks_before_a_bad_one(bad_chunk: int, threads: int) -> None:
+    plaintext = data(2 * BATCH_BYTES + 2 * CHUNK + 9, 3)
+    sealed = bytearray(naive_seal(plaintext))
+    sealed[bad_chunk * stream.SEALED + 100] ^= 0x40
+    released, error = _open(bytes(sealed), threads)
+    assert error is not None and f"chunk {bad_chunk}" in str(error)
+    assert released == plaintext[: bad_chunk * CHUNK]
+
+
+@pytest.mark.parametrize("chunks", [1, stream.BATCH, stream.BATCH + 1])
+def test_a_stream_cut_at_a_chunk_boundary_is_truncated(chunks: int) -> None:
+    plaintext = data((chunks + 1) * CHUNK, 4)
+    sealed = naive_seal(plaintext)
+    released, error = _open(sealed[: chunks * stream.SEALED], 2)
+    assert error is not None and "truncated" in str(error)
+    assert released == plaintext[: chunks * CHUNK]
+
+
+def test_an_empty_final_chunk_after_full_ones_is_refused() -> None:
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    plaintext = data(CHUNK, 5)
+    sealed = aead.encrypt(stream.chunk_nonce(0, False), plaintext, None)
+    sealed += aead.encrypt(stream.chunk_nonce(1, True), b"", None)
+    released, error = _open(sealed, 0)
+    assert error is not None and "empty" in str(error)
+    assert released == plaintext
