@@ -47,7 +47,7 @@ from gateway.storage import (
 )
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
-_BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall", "BadDigest", "InvalidDigest"}
+_BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}  # BadDigest: corrupted in transit, a store error
 
 
 def client_config(settings: StorageSettings, *, streaming: bool = False) -> Config:

@@ -31,6 +31,7 @@ from tests.storage.conftest import MIB, Backend
 
 KEY = "artifacts/up_contract.age"
 PART = 5 * MIB  # S3's smallest part but the last
+ONLY = 2 * MIB + 5  # a lone (so last) part: any size; more than a read chunk
 
 
 def blob(n: int, seed: int) -> bytes:
@@ -97,26 +98,26 @@ def test_digest_mismatch_keeps_nothing_and_harms_the_stored_part_not(store: Obje
 
 
 def test_refused_new_part_is_not_stored(store: ObjectStore) -> None:
-    data = blob(PART, 30)
+    data = blob(ONLY, 30)
     handle = store.begin_upload(KEY)
     with pytest.raises(DigestMismatch):
         put(store, handle, 1, data, digest=sha(b"something else"))
     assert store.stored_parts(KEY, handle) == []
 
     part = put(store, handle, 1, data)
-    store.complete_upload(KEY, handle, [part], PART)
+    store.complete_upload(KEY, handle, [part], ONLY)
     assert read_all(store) == data
 
 
 def test_truncated_body_keeps_nothing_and_harms_nothing(store: ObjectStore) -> None:
-    good = blob(PART, 40)
+    good = blob(ONLY, 40)
     handle = store.begin_upload(KEY)
     kept = put(store, handle, 1, good)
-    other = blob(PART, 41)
+    other = blob(ONLY, 41)
 
     with pytest.raises(TruncatedBody) as refused:
-        put(store, handle, 1, other, stream=io.BytesIO(other[: PART - 1]))
-    assert (refused.value.expected, refused.value.received) == (PART, PART - 1)
+        put(store, handle, 1, other, stream=io.BytesIO(other[: ONLY - 1]))
+    assert (refused.value.expected, refused.value.received) == (ONLY, ONLY - 1)
     with pytest.raises(TruncatedBody):
         put(store, handle, 2, other, stream=io.BytesIO(other[:1000]))
 
@@ -125,7 +126,7 @@ def test_truncated_body_keeps_nothing_and_harms_nothing(store: ObjectStore) -> N
     assert isinstance(cut.value.__cause__, ConnectionResetError)
 
     assert [p.number for p in store.stored_parts(KEY, handle)] == [1]
-    store.complete_upload(KEY, handle, [kept], PART)
+    store.complete_upload(KEY, handle, [kept], ONLY)
     assert read_all(store) == good
 
 
@@ -224,7 +225,7 @@ def test_delete_removes_the_object_and_every_version(backend: Backend) -> None:
 def test_abort_discards_the_upload(backend: Backend) -> None:
     store = backend.store
     handle = store.begin_upload(KEY)
-    put(store, handle, 1, blob(PART, 80))
+    put(store, handle, 1, blob(1000, 80))
 
     store.abort_upload(KEY, handle)
 
