@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import requests
+import urllib3
 from cryptography.exceptions import InvalidTag
 
 from gateway.client import agehdr
@@ -144,7 +145,7 @@ class Decrypting:
                     pending.append(writer.submit(self._keep, plain, count))
                 for job in pending:
                     job.result()
-        except (requests.exceptions.RequestException, OSError) as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(f"download interrupted: {exc}", status=0) from None
         finally:
             response.close()
@@ -231,24 +232,32 @@ def check_plaintext(manifest: dict[str, Any], size: int, sha256: str) -> None:
 
 
 def download_raw(api: Api, artifact: str, partial: Path, progress: bool | None, label: str) -> int:
-    """Fetch the age file itself into ``partial``, resuming from its length; the total size."""
+    """Fetch the age file itself into ``partial``, resuming from its length; the total size.
+
+    A resumed request starts one byte before the end of what is kept, so even a complete
+    partial file gets a 206 (never a 416) and tells the total size.
+    """
     _private(partial)
 
     def once() -> int:
         have = partial.stat().st_size
-        response = _content(api, artifact, have)
+        start = max(have - 1, 0)
+        response = _content(api, artifact, start)
         total = _total(response)
         try:
             with open(partial, "r+b") as sink, Meter(label, total, enabled=progress) as meter:
-                sink.seek(have if response.status_code == 206 else 0)
+                resumed = response.status_code == 206 and have > 0
+                sink.seek(have if resumed else 0)
                 sink.truncate()
+                if resumed:
+                    _read_exact(response.raw, have - start)
                 meter.advance(sink.tell())
-                for block in response.iter_content(COPY_BLOCK):
+                while block := response.raw.read(COPY_BLOCK):
                     sink.write(block)
                     meter.advance(len(block))
                 sink.flush()
                 os.fsync(sink.fileno())
-        except (requests.exceptions.RequestException, OSError) as exc:
+        except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(f"download interrupted: {exc}", status=0) from None
         finally:
             response.close()

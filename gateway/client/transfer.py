@@ -126,6 +126,9 @@ def pull(profile: str | None, artifact: str, output: str, identity: Path | None,
     trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
     if raw:
         _pull_raw(api, artifact, output, progress)
+        plain = manifest.get("plaintext", {})
+        say(f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes, "
+            f"sha256 {plain.get('sha256')}")
         return
     if identity is None:
         raise UsageError("an age identity is needed to decrypt (-i FILE), or use --raw")

@@ -11,7 +11,7 @@ import pytest
 
 from gateway import age
 from gateway.client.http import Api
-from gateway.client.pull import decrypt_to, part_path
+from gateway.client.pull import decrypt_to, download_raw, part_path
 from gateway.client.sealing import CHUNK
 from tests.client.fakeserver import ContentStore, serving_content
 
@@ -59,3 +59,18 @@ def test_a_tampered_chunk_stops_the_pull(tmp_path: Path, identity: age.X25519Ide
     store = ContentStore(bytes(data))
     with serving_content(store) as url, pytest.raises(Exception, match="does not authenticate"):
         decrypt_to(Api(url, "t"), "a1", [identity], tmp_path / "w.part", False, "test")
+
+
+def test_raw_download_resumes_and_a_complete_partial_needs_no_416(tmp_path: Path,
+                                                                  identity: age.X25519Identity) -> None:
+    data = _age_file(os.urandom(30 * CHUNK), identity)
+    partial = tmp_path / "w.age.part"
+    partial.write_bytes(data[:123_456])
+    store = ContentStore(data, drop_after=[400_000])
+    with serving_content(store) as url:
+        api = Api(url, "t")
+        assert download_raw(api, "a1", partial, False, "test") == len(data)
+        assert partial.read_bytes() == data
+        assert download_raw(api, "a1", partial, False, "test") == len(data)  # already whole
+    assert partial.read_bytes() == data
+    assert store.ranges[0] == "bytes=123455-" and store.ranges[-1] == f"bytes={len(data) - 1}-"
