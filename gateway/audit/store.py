@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Index,
     Integer,
     LargeBinary,
     Select,
@@ -62,21 +63,30 @@ class LogIntegrityError(GatewayError):
 
 
 class Entry(Base):
-    """One audit entry: ``leaf`` is exactly what was hashed; the other columns are for filtering."""
+    """One audit entry: ``leaf`` is exactly what was hashed; the other columns are for filtering.
+
+    Each filter column is indexed together with the index, so a filtered page in index order
+    is one range scan of that index.
+    """
 
     __tablename__ = "audit_entries"
+    __table_args__ = tuple(
+        Index(f"ix_audit_entries_{column}", column, "idx")
+        for column in ("time", "actor", "org", "role", "action", "artifact", "grant_id", "subject_org",
+                       "outcome", "request_id")
+    )
     index: Mapped[int] = mapped_column("idx", _INDEX, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
-    time: Mapped[datetime] = mapped_column(DateTime, index=True)
-    actor: Mapped[str] = mapped_column(String(128), index=True)
-    org: Mapped[str] = mapped_column(String(64), index=True)
-    role: Mapped[str] = mapped_column(String(16), index=True)
-    action: Mapped[str] = mapped_column(String(64), index=True)
-    artifact: Mapped[str | None] = mapped_column(String(64), index=True)
-    grant: Mapped[str | None] = mapped_column("grant_id", String(64), index=True)
-    subject_org: Mapped[str | None] = mapped_column(String(64), index=True)
-    outcome: Mapped[str] = mapped_column(String(16), index=True)
-    request_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    time: Mapped[datetime] = mapped_column(DateTime)
+    actor: Mapped[str] = mapped_column(String(128))
+    org: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(64))
+    artifact: Mapped[str | None] = mapped_column(String(64))
+    grant: Mapped[str | None] = mapped_column("grant_id", String(64))
+    subject_org: Mapped[str | None] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
 
     def entry(self) -> dict[str, Any]:
         """The logged entry as a dict, read back from the leaf bytes."""
