@@ -207,3 +207,32 @@ def test_an_access_that_cannot_be_logged_does_not_happen(evaluator: Evaluator, s
     monkeypatch.undo()
     released = evaluator.content(shared.artifact)
     assert released.status_code == 200 and evaluator.decrypt(released.data) == shared.plaintext
+
+
+def test_concurrent_first_downloads_release_once(app, evaluator: Evaluator, shared: Shared, granted: dict,  # noqa: ANN001
+                                                 principals: Principals, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gateway import age
+
+    # Every request makes its header before any of them stores one: a real race.
+    made_all = threading.Barrier(4)
+    reheader = age.reheader
+
+    def racing(*args: object) -> bytes:
+        header = reheader(*args)  # type: ignore[arg-type]
+        made_all.wait(timeout=20)
+        return header
+
+    monkeypatch.setattr(age, "reheader", racing)
+
+    def fetch(_: int) -> bytes:
+        r = app.test_client().get(f"/v1/artifacts/{shared.artifact['id']}/content", headers=evaluator.auth)
+        assert r.status_code == 200, r.get_json()
+        return bytes(r.data)
+
+    with ThreadPoolExecutor(4) as pool:
+        bodies = list(pool.map(fetch, range(4)))
+    assert len(set(bodies)) == 1 and evaluator.decrypt(bodies[0]) == shared.plaintext
+    assert len(entries(evaluator.client, principals, action="key.release")) == 1
