@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +24,9 @@ def make_db(url: str = "sqlite://") -> Database:
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = make_db(f"sqlite:///{tmp_path / 'audit.db'}")
+def db() -> Iterator[Database]:
+    """An in-memory database (one connection per thread); tests of concurrency use a file."""
+    database = make_db()
     yield database
     database.dispose()
 

@@ -117,7 +117,7 @@ def test_inclusion_arguments_of_the_wrong_type_are_refused() -> None:
 
 # Fuzz the fast code against the naive reference.
 
-leaf_lists = st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=80, unique=True)
+leaf_lists = st.lists(st.binary(min_size=1, max_size=8), min_size=1, max_size=64, unique=True)
 
 
 def _tree(leaves: list[bytes]) -> dict[NodeID, bytes]:
@@ -129,7 +129,7 @@ def _tree(leaves: list[bytes]) -> dict[NodeID, bytes]:
     return stored
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(leaves=leaf_lists, data=st.data())
 def test_inclusion_matches_reference(leaves: list[bytes], data: st.DataObject) -> None:
     stored = _tree(leaves)
@@ -154,7 +154,7 @@ def test_inclusion_matches_reference(leaves: list[bytes], data: st.DataObject) -
             merkle.verify_inclusion(index, size + 1, lh, proof, reference.mth(leaves[: size + 1]))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(leaves=leaf_lists, data=st.data())
 def test_consistency_matches_reference(leaves: list[bytes], data: st.DataObject) -> None:
     stored = _tree(leaves)
