@@ -79,6 +79,7 @@ class LocalStore:
     ) -> StoredPart:
         digest = check_part(number, offset, length, sha256_hex)
         folder = self._folder(key, handle)
+        _check_neighbours(folder, number, offset, length)
         reader = HashingReader(stream, number, length, digest)
         with open(folder / f"part-{number:05d}.lock", "ab") as lock:
             fresh = _try_lock(lock) and not (folder / _marker(number)).exists()
@@ -291,10 +292,27 @@ class _Mark(NamedTuple):
 def _markers(folder: Path) -> dict[int, _Mark]:
     found: dict[int, _Mark] = {}
     for path in sorted(folder.glob("part-*.json")):
-        raw = json.loads(path.read_text())
-        mark = _Mark(int(raw["number"]), int(raw["offset"]), int(raw["size"]), str(raw["sha256"]))
-        found[mark.number] = mark
+        mark = _read_marker(folder, int(path.name[5:10]))
+        if mark is not None:
+            found[mark.number] = mark
     return found
+
+
+def _read_marker(folder: Path, number: int) -> _Mark | None:
+    try:
+        raw = json.loads((folder / _marker(number)).read_text())
+    except FileNotFoundError:
+        return None
+    return _Mark(int(raw["number"]), int(raw["offset"]), int(raw["size"]), str(raw["sha256"]))
+
+
+def _check_neighbours(folder: Path, number: int, offset: int, length: int) -> None:
+    """Refuse a part that would overlap the stored part before or after it."""
+    before, after = _read_marker(folder, number - 1), _read_marker(folder, number + 1)
+    if before is not None and before.offset + before.size > offset:
+        raise InvalidPart(f"part {number} at byte {offset} would overlap part {number - 1}")
+    if after is not None and offset + length > after.offset:
+        raise InvalidPart(f"part {number} ending at byte {offset + length} would overlap part {number + 1}")
 
 
 def _write_marker(folder: Path, number: int, offset: int, size: int, sha256: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.storage import CHUNK, DigestMismatch, UploadNotFound
+from gateway.storage import CHUNK, DigestMismatch, InvalidPart, UploadNotFound
 from gateway.storage.local import LocalStore
 
 KEY = "artifacts/up_local.age"
@@ -122,3 +122,16 @@ def test_completing_again_after_a_crash_between_move_and_clean_up(store: LocalSt
 
     assert (store.objects / KEY).read_bytes() == data
     assert list(store.staging.iterdir()) == []
+
+
+def test_a_part_may_not_overlap_its_stored_neighbours(store: LocalStore) -> None:
+    handle = store.begin_upload(KEY)
+    two = os.urandom(100)
+    store.put_part(KEY, handle, 2, 100, len(two), io.BytesIO(two), sha(two))
+    too_long = os.urandom(150)
+    with pytest.raises(InvalidPart, match="overlap part 2"):
+        store.put_part(KEY, handle, 1, 0, len(too_long), io.BytesIO(too_long), sha(too_long))
+    with pytest.raises(InvalidPart, match="overlap part 2"):
+        store.put_part(KEY, handle, 3, 150, len(two), io.BytesIO(two), sha(two))
+    assert [p.number for p in store.stored_parts(KEY, handle)] == [2]
+    assert (store.staging / handle / "data").read_bytes()[100:] == two
