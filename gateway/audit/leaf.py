@@ -14,8 +14,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 LEAF_FIELDS = (
-    "index", "time", "actor", "org", "role", "action", "artifact", "grant",
-    "outcome", "request_id", "ip", "details",
+    "index",
+    "time",
+    "actor",
+    "org",
+    "role",
+    "action",
+    "artifact",
+    "grant",
+    "outcome",
+    "request_id",
+    "ip",
+    "details",
 )
 
 
@@ -25,7 +35,9 @@ class LeafError(ValueError):
 
 def canonical_json(value: Any) -> bytes:
     """Canonical JSON: sorted keys, no whitespace, UTF-8, NaN and infinities refused."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def utc_naive(t: datetime) -> datetime:
@@ -56,11 +68,22 @@ def encode_leaf(
     details: dict[str, Any],
 ) -> bytes:
     """The leaf bytes of one entry."""
-    return canonical_json({
-        "index": index, "time": rfc3339(time), "actor": actor, "org": org, "role": role,
-        "action": action, "artifact": artifact, "grant": grant, "outcome": outcome,
-        "request_id": request_id, "ip": ip, "details": details,
-    })
+    return canonical_json(
+        {
+            "index": index,
+            "time": rfc3339(time),
+            "actor": actor,
+            "org": org,
+            "role": role,
+            "action": action,
+            "artifact": artifact,
+            "grant": grant,
+            "outcome": outcome,
+            "request_id": request_id,
+            "ip": ip,
+            "details": details,
+        }
+    )
 
 
 def decode_leaf(leaf: bytes) -> dict[str, Any]:
@@ -71,7 +94,11 @@ def decode_leaf(leaf: bytes) -> dict[str, Any]:
         raise LeafError("entry is not UTF-8 JSON") from None
     if not isinstance(entry, dict) or sorted(entry) != sorted(LEAF_FIELDS):
         raise LeafError("entry does not have exactly the audit fields")
-    if not isinstance(entry["index"], int) or isinstance(entry["index"], bool) or entry["index"] < 0:
+    if (
+        not isinstance(entry["index"], int)
+        or isinstance(entry["index"], bool)
+        or entry["index"] < 0
+    ):
         raise LeafError("entry index is not a non-negative integer")
     try:
         canonical = canonical_json(entry)

@@ -199,7 +199,9 @@ def _chain_border_right(seed: bytes, proof: Sequence[bytes]) -> bytes:
 
 def _check_match(calculated: bytes, expected: bytes, what: str) -> None:
     if not hmac.compare_digest(calculated, expected):
-        raise ProofError(f"{what} mismatch: calculated {calculated.hex()}, expected {expected.hex()}")
+        raise ProofError(
+            f"{what} mismatch: calculated {calculated.hex()}, expected {expected.hex()}"
+        )
 
 
 def root_from_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes]) -> bytes:
@@ -217,12 +219,16 @@ def root_from_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence
     return _chain_border_right(res, proof[inner:])
 
 
-def verify_inclusion(index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes) -> None:
+def verify_inclusion(
+    index: int, size: int, leaf_hash: bytes, proof: Sequence[bytes], root: bytes
+) -> None:
     """Check that ``leaf_hash`` is leaf ``index`` of the tree of ``size`` with ``root``; raise :class:`ProofError` if not."""
     _check_match(root_from_inclusion(index, size, leaf_hash, proof), root, "root")
 
 
-def verify_consistency(size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes) -> None:
+def verify_consistency(
+    size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
+) -> None:
     """RFC 9162 §2.1.4.2: check that the tree (size2, root2) extends (size1, root1).
 
     Raises :class:`ProofError`. As in transparency-dev/merkle, a proof from size 0 is an
@@ -266,7 +272,9 @@ class CompactRange:
 
     def __init__(self, size: int = 0, hashes: Sequence[bytes] = ()) -> None:
         if len(hashes) != bin(size).count("1"):
-            raise ValueError(f"a tree of size {size} has {bin(size).count('1')} border hashes, got {len(hashes)}")
+            raise ValueError(
+                f"a tree of size {size} has {bin(size).count('1')} border hashes, got {len(hashes)}"
+            )
         self.size = size
         self.hashes = list(hashes)
 

@@ -331,7 +331,9 @@ def sign_checkpoint(cp: Checkpoint, signer: Signer) -> str:
     return sign_note(format_checkpoint(cp), signer)
 
 
-def open_checkpoint(msg: bytes | str, verifiers: Iterable[Verifier | str], origin: str | None = None) -> Checkpoint:
+def open_checkpoint(
+    msg: bytes | str, verifiers: Iterable[Verifier | str], origin: str | None = None
+) -> Checkpoint:
     """Verify a signed checkpoint and parse it; with ``origin``, refuse another log's checkpoint."""
     cp = parse_checkpoint(open_note(msg, verifiers).text)
     if origin is not None and cp.origin != origin:

@@ -72,8 +72,18 @@ class Entry(Base):
     __tablename__ = "audit_entries"
     __table_args__ = tuple(
         Index(f"ix_audit_entries_{column}", column, "idx")
-        for column in ("time", "actor", "org", "role", "action", "artifact", "grant_id", "subject_org",
-                       "outcome", "request_id")
+        for column in (
+            "time",
+            "actor",
+            "org",
+            "role",
+            "action",
+            "artifact",
+            "grant_id",
+            "subject_org",
+            "outcome",
+            "request_id",
+        )
     )
     index: Mapped[int] = mapped_column("idx", _INDEX, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
@@ -206,17 +216,39 @@ def append(
     size = rng.size
     when = utc_naive(time)
     leaf = encode_leaf(
-        index=size, time=when, actor=actor, org=org, role=role, action=action, artifact=artifact,
-        grant=grant, outcome=outcome, request_id=request_id, ip=ip, details=details or {},
+        index=size,
+        time=when,
+        actor=actor,
+        org=org,
+        role=role,
+        action=action,
+        artifact=artifact,
+        grant=grant,
+        outcome=outcome,
+        request_id=request_id,
+        ip=ip,
+        details=details or {},
     )
     created = rng.append(merkle.leaf_hash(leaf))
     values = {
-        "leaf": leaf, "time": when, "actor": actor, "org": org, "role": role, "action": action,
-        "artifact": artifact, "subject_org": subject_org, "outcome": outcome, "request_id": request_id,
+        "leaf": leaf,
+        "time": when,
+        "actor": actor,
+        "org": org,
+        "role": role,
+        "action": action,
+        "artifact": artifact,
+        "subject_org": subject_org,
+        "outcome": outcome,
+        "request_id": request_id,
     }
     conn.execute(_INSERT_ENTRY, {"idx": size, "grant_id": grant, **values})
-    conn.execute(_INSERT_SUBTREE, [{"level": n.level, "idx": n.index, "hash": h} for n, h in created])
-    conn.execute(_UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)})
+    conn.execute(
+        _INSERT_SUBTREE, [{"level": n.level, "idx": n.index, "hash": h} for n, h in created]
+    )
+    conn.execute(
+        _UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)}
+    )
     session.info[_HEAD_CACHE] = (_innermost(session), rng)
     return Entry(index=size, grant=grant, **values)
 
@@ -240,9 +272,12 @@ def _lookup(count: int) -> Select:
 
     An OR of primary-key equalities: SQLite searches the key for each (a row-value IN scans).
     """
-    match = or_(*(
-        and_(Subtree.level == bindparam(f"l{i}"), Subtree.index == bindparam(f"i{i}")) for i in range(count)
-    ))
+    match = or_(
+        *(
+            and_(Subtree.level == bindparam(f"l{i}"), Subtree.index == bindparam(f"i{i}"))
+            for i in range(count)
+        )
+    )
     return select(Subtree.level, Subtree.index, Subtree.hash).where(match)
 
 
@@ -289,7 +324,17 @@ def consistency_proof(session: Session, old: int, new: int) -> list[bytes]:
     return nodes.rehash(_hashes(session, nodes.ids))
 
 
-FILTERS = ("actor", "org", "role", "action", "artifact", "grant", "subject_org", "outcome", "request_id")
+FILTERS = (
+    "actor",
+    "org",
+    "role",
+    "action",
+    "artifact",
+    "grant",
+    "subject_org",
+    "outcome",
+    "request_id",
+)
 
 
 def entries(
@@ -327,7 +372,9 @@ def leaf(session: Session, index: int) -> bytes:
     return value
 
 
-def iter_leaves(session: Session, start: int = 0, stop: int | None = None, batch: int = 1000) -> Iterator[tuple[int, bytes]]:
+def iter_leaves(
+    session: Session, start: int = 0, stop: int | None = None, batch: int = 1000
+) -> Iterator[tuple[int, bytes]]:
     """``(index, leaf)`` for ``start <= index < stop``, read in batches (constant memory)."""
     end = size(session) if stop is None else stop
     while start < end:

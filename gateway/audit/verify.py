@@ -152,11 +152,17 @@ def _bisect(olds: Sequence[Checkpoint], scan: _Scan, final_bad: bool) -> tuple[i
     n = scan.rng.size
     bad = [o.size for o in olds if o.size <= n and scan.roots[o.size] != o.root]
     hi = min(bad) if bad else (n if final_bad else None)
-    good = [o.size for o in olds if o.size <= n and scan.roots[o.size] == o.root and (hi is None or o.size < hi)]
+    good = [
+        o.size
+        for o in olds
+        if o.size <= n and scan.roots[o.size] == o.root and (hi is None or o.size < hi)
+    ]
     return max(good, default=0), hi
 
 
-def _judge(cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapping[int, Sequence[bytes]]) -> Verdict:
+def _judge(
+    cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapping[int, Sequence[bytes]]
+) -> Verdict:
     n = scan.rng.size
     problems: list[str] = []
     known_bad: list[int] = []
@@ -172,12 +178,16 @@ def _judge(cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapp
     for old in sorted(olds, key=lambda o: o.size):
         if old.size > cp.size:
             known_bad.append(cp.size)
-            problems.append(f"the log shrank: a saved checkpoint has {old.size} entries, this one {cp.size}")
+            problems.append(
+                f"the log shrank: a saved checkpoint has {old.size} entries, this one {cp.size}"
+            )
         elif old.size > n:
             known_bad.append(n)
             problems.append(f"the export lacks entries {n}..{old.size - 1} of a saved checkpoint")
         elif scan.roots[old.size] != old.root:
-            problems.append(f"the first {old.size} entries differ from those of the saved checkpoint at size {old.size}")
+            problems.append(
+                f"the first {old.size} entries differ from those of the saved checkpoint at size {old.size}"
+            )
         proof = proofs.get(old.size)
         if proof is not None and 0 < old.size <= cp.size:
             try:
@@ -186,8 +196,13 @@ def _judge(cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapp
                 problems.append(f"the consistency proof from size {old.size} does not verify: {e}")
     if not problems:
         extra = f", consistent with {len(olds)} saved checkpoint(s)" if olds else ""
-        return Verdict(True, f"ok: {n} entries verify against the checkpoint of {cp.origin} at size {cp.size}{extra}",
-                       None, n, cp.size)
+        return Verdict(
+            True,
+            f"ok: {n} entries verify against the checkpoint of {cp.origin} at size {cp.size}{extra}",
+            None,
+            n,
+            cp.size,
+        )
     lo, hi = _bisect(olds, scan, final_bad)
     if hi is not None:
         # The first change lies in [lo, hi): a later bad entry is not the first.
@@ -219,7 +234,9 @@ def verify_log(
     from an earlier checkpoint's size to ``checkpoint``'s, by that size; ``origin``: the log
     the checkpoints must name (default: whatever ``checkpoint`` names).
     """
-    return _verify(((leaf, None) for leaf in leaves), lambda: checkpoint, vkey, earlier, proofs, origin)
+    return _verify(
+        ((leaf, None) for leaf in leaves), lambda: checkpoint, vkey, earlier, proofs, origin
+    )
 
 
 def verify_export(
@@ -267,5 +284,7 @@ def _verify(
     if isinstance(cp, Verdict):
         return cp
     if any(o.origin != cp.origin for o in olds):
-        return Verdict(False, "a saved checkpoint is for another log than the checkpoint", size=cp.size)
+        return Verdict(
+            False, "a saved checkpoint is for another log than the checkpoint", size=cp.size
+        )
     return _judge(cp, olds, scan, proofs or {})

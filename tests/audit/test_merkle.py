@@ -85,18 +85,28 @@ def test_reference_tree_proofs_are_the_ones_we_build() -> None:
         nodes = merkle.inclusion_nodes(p["leaf_index"], p["tree_size"])
         built = nodes.rehash([stored[i] for i in nodes.ids])
         assert [h.hex() for h in built] == p["proof"]
-        merkle.verify_inclusion(p["leaf_index"], p["tree_size"], merkle.leaf_hash(bytes.fromhex(p["leaf"])),
-                                built, bytes.fromhex(p["root"]))
+        merkle.verify_inclusion(
+            p["leaf_index"],
+            p["tree_size"],
+            merkle.leaf_hash(bytes.fromhex(p["leaf"])),
+            built,
+            bytes.fromhex(p["root"]),
+        )
     for p in tree["consistency_proofs"]:
         nodes = merkle.consistency_nodes(p["size1"], p["size2"])
         built = nodes.rehash([stored[i] for i in nodes.ids])
         assert [h.hex() for h in built] == p["proof"]
-        merkle.verify_consistency(p["size1"], p["size2"], built, bytes.fromhex(p["root1"]), bytes.fromhex(p["root2"]))
+        merkle.verify_consistency(
+            p["size1"], p["size2"], built, bytes.fromhex(p["root1"]), bytes.fromhex(p["root2"])
+        )
 
 
 def test_hash_prefixes_are_the_rfc_ones() -> None:
     assert merkle.LEAF_HASH_PREFIX == b"\x00" and merkle.NODE_HASH_PREFIX == b"\x01"
-    assert merkle.empty_root().hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    assert (
+        merkle.empty_root().hex()
+        == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
     assert merkle.leaf_hash(b"") != merkle.node_hash(b"", b"")
 
 
@@ -167,9 +177,13 @@ def test_consistency_matches_reference(leaves: list[bytes], data: st.DataObject)
     merkle.verify_consistency(size1, size2, proof, root1, root2)
     if size1 < size2:
         with pytest.raises(ProofError):
-            merkle.verify_consistency(size1, size2, proof, root1, reference.mth(leaves[: size2 - 1] + [b""]))
+            merkle.verify_consistency(
+                size1, size2, proof, root1, reference.mth(leaves[: size2 - 1] + [b""])
+            )
         with pytest.raises(ProofError):
             merkle.verify_consistency(size1, size2, proof, merkle.leaf_hash(b"other"), root2)
     if size1 > 1:
         with pytest.raises(ProofError):
-            merkle.verify_consistency(size1 - 1, size2, proof, reference.mth(leaves[: size1 - 1]), root2)
+            merkle.verify_consistency(
+                size1 - 1, size2, proof, reference.mth(leaves[: size1 - 1]), root2
+            )

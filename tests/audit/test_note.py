@@ -41,7 +41,9 @@ def test_signed_note_vector(vid: str | None) -> None:
         got = sorted((s.name, s.key_id.hex()) for s in opened.verified)
         assert got == sorted((s["name"], s["key_id"]) for s in v["verified_signatures"])
         got_unverified = sorted((s.name, s.key_id.hex()) for s in opened.unverified)
-        assert got_unverified == sorted((s["name"], s["key_id"]) for s in v["unverified_signatures"])
+        assert got_unverified == sorted(
+            (s["name"], s["key_id"]) for s in v["unverified_signatures"]
+        )
         return
     reason = v["expect"]
     expected: type[note.NoteError]
@@ -67,7 +69,11 @@ def test_signing_reproduces_the_golden_note() -> None:
 def test_valid_verifier_key(vkey: str | None) -> None:
     v = _by("verifier_keys.json", "valid_vkeys", "vkey", vkey)
     ver = note.parse_verifier_key(v["vkey"])
-    assert (ver.name, ver.key_id.hex(), ver.public_key.hex()) == (v["name"], v["key_id"], v["public_key_hex"])
+    assert (ver.name, ver.key_id.hex(), ver.public_key.hex()) == (
+        v["name"],
+        v["key_id"],
+        v["public_key_hex"],
+    )
     assert ver.vkey == v["vkey"]
     assert note.key_id(ver.name, ver.public_key).hex() == v["key_id"]
 
@@ -107,7 +113,11 @@ def test_checkpoint_body(desc: str | None) -> None:
         return
     cp = note.parse_checkpoint(case["body"], hash_size=None)
     want = case["want"]
-    assert (cp.origin, cp.size, cp.root) == (want["origin"], want["tree_size"], want["root_hash_utf8"].encode())
+    assert (cp.origin, cp.size, cp.root) == (
+        want["origin"],
+        want["tree_size"],
+        want["root_hash_utf8"].encode(),
+    )
     assert "".join(e + "\n" for e in cp.extensions) == case["want_rest"]
     assert note.format_checkpoint(cp) == case["body"]
     if "not 32" in caveats:
@@ -139,7 +149,10 @@ def test_sumdb_tree_notes_are_checkpoints() -> None:
         cp = note.open_checkpoint(base64.b64decode(v["note_base64"]), v["verifier_keys"])
         want = v["checkpoint"]
         assert (cp.origin, cp.size, base64.b64encode(cp.root).decode()) == (
-            want["origin"], want["tree_size"], want["root_hash_base64"])
+            want["origin"],
+            want["tree_size"],
+            want["root_hash_base64"],
+        )
 
 
 def test_checkpoint_round_trip_with_extensions() -> None:

@@ -36,16 +36,28 @@ def test_empty_log(db: Database) -> None:
 def test_leaf_is_the_canonical_entry(db: Database) -> None:
     with db.session() as s:
         e = store.append(
-            s, time=datetime(2026, 11, 26, 13, 0, 0, 250000, tzinfo=UTC), actor="prn_1", org="agency-a",
-            role="evaluator", action="key.release", artifact="art_1", grant="grt_1", subject_org="lab-a",
-            request_id="req-1", ip="10.0.0.1", details={"b": "é", "a": [1, 2]},
+            s,
+            time=datetime(2026, 11, 26, 13, 0, 0, 250000, tzinfo=UTC),
+            actor="prn_1",
+            org="agency-a",
+            role="evaluator",
+            action="key.release",
+            artifact="art_1",
+            grant="grt_1",
+            subject_org="lab-a",
+            request_id="req-1",
+            ip="10.0.0.1",
+            details={"b": "é", "a": [1, 2]},
         )
     assert e.index == 0
-    assert e.leaf == (
-        '{"action":"key.release","actor":"prn_1","artifact":"art_1","details":{"a":[1,2],"b":"é"},'
-        '"grant":"grt_1","index":0,"ip":"10.0.0.1","org":"agency-a","outcome":"ok",'
-        '"request_id":"req-1","role":"evaluator","time":"2026-11-26T13:00:00.250000Z"}'
-    ).encode()
+    assert (
+        e.leaf
+        == (
+            '{"action":"key.release","actor":"prn_1","artifact":"art_1","details":{"a":[1,2],"b":"é"},'
+            '"grant":"grt_1","index":0,"ip":"10.0.0.1","org":"agency-a","outcome":"ok",'
+            '"request_id":"req-1","role":"evaluator","time":"2026-11-26T13:00:00.250000Z"}'
+        ).encode()
+    )
     with db.session() as s:
         assert store.leaf(s, 0) == e.leaf
         got = store.entries(s)[0]
@@ -102,14 +114,26 @@ def test_every_proof_from_the_store_verifies(n: int, data: st.DataObject) -> Non
                 merkle.verify_inclusion(index, size, merkle.leaf_hash(leaves[wrong]), proof, root)
             if size > 1:
                 with pytest.raises(ProofError):
-                    merkle.verify_inclusion(wrong % size if wrong % size != index else (index + 1) % size,
-                                            size, merkle.leaf_hash(leaves[index]), proof, root)
+                    merkle.verify_inclusion(
+                        wrong % size if wrong % size != index else (index + 1) % size,
+                        size,
+                        merkle.leaf_hash(leaves[index]),
+                        proof,
+                        root,
+                    )
             if size < n:
                 with pytest.raises(ProofError):
-                    merkle.verify_inclusion(index, size + 1, merkle.leaf_hash(leaves[index]), proof,
-                                            store.root(s, size + 1))
+                    merkle.verify_inclusion(
+                        index,
+                        size + 1,
+                        merkle.leaf_hash(leaves[index]),
+                        proof,
+                        store.root(s, size + 1),
+                    )
                 with pytest.raises(ProofError):
-                    merkle.verify_consistency(old, size + 1, cons, old_root, store.root(s, size + 1))
+                    merkle.verify_consistency(
+                        old, size + 1, cons, old_root, store.root(s, size + 1)
+                    )
             if old > 1 and old < size:
                 with pytest.raises(ProofError):
                     merkle.verify_consistency(old - 1, size, cons, store.root(s, old - 1), root)
@@ -140,9 +164,14 @@ def test_savepoints_and_many_appends_per_transaction_keep_the_sequence(db: Datab
 def test_out_of_range_requests_are_refused(db: Database) -> None:
     fill(db, 5)
     with db.session() as s:
-        for call in (lambda: store.root(s, 6), lambda: store.inclusion_proof(s, 5, 5),
-                     lambda: store.inclusion_proof(s, 0, 6), lambda: store.consistency_proof(s, 3, 6),
-                     lambda: store.consistency_proof(s, 4, 3), lambda: store.root(s, -1)):
+        for call in (
+            lambda: store.root(s, 6),
+            lambda: store.inclusion_proof(s, 5, 5),
+            lambda: store.inclusion_proof(s, 0, 6),
+            lambda: store.consistency_proof(s, 3, 6),
+            lambda: store.consistency_proof(s, 4, 3),
+            lambda: store.root(s, -1),
+        ):
             with pytest.raises(BadRequest):
                 call()
         with pytest.raises(NotFound):
@@ -152,16 +181,28 @@ def test_out_of_range_requests_are_refused(db: Database) -> None:
 def test_filters(db: Database) -> None:
     fill(db, 24)
     with db.session() as s:
-        assert [e.index for e in store.entries(s, 0, 100, action="key.release")] == list(range(2, 24, 4))
+        assert [e.index for e in store.entries(s, 0, 100, action="key.release")] == list(
+            range(2, 24, 4)
+        )
         assert [e.index for e in store.entries(s, 5, 3, subject_org="lab-b")] == [5, 7, 9]
-        assert [e.index for e in store.entries(s, 0, 100, artifact="art_2", org="oversight")] == [2, 17]
+        assert [e.index for e in store.entries(s, 0, 100, artifact="art_2", org="oversight")] == [
+            2,
+            17,
+        ]
         assert [e.index for e in store.entries(s, 0, 100, request_id="req-7")] == [7]
-        assert [e.index for e in store.entries(s, 0, 100, since=T0 + timedelta(seconds=20),
-                                               until=T0 + timedelta(seconds=22))] == [20, 21, 22]
+        assert [
+            e.index
+            for e in store.entries(
+                s, 0, 100, since=T0 + timedelta(seconds=20), until=T0 + timedelta(seconds=22)
+            )
+        ] == [20, 21, 22]
         assert store.entries(s, 0, 100, outcome="denied") == []
         add_entry(s, 24, outcome="denied", grant="grt_9")
         assert [e.index for e in store.entries(s, 0, 100, outcome="denied", grant="grt_9")] == [24]
-        assert [e.index for e in store.entries(s, 0, 100, role="auditor", actor="prn_2")][:2] == [2, 5]
+        assert [e.index for e in store.entries(s, 0, 100, role="auditor", actor="prn_2")][:2] == [
+            2,
+            5,
+        ]
         with pytest.raises(TypeError):
             store.entries(s, 0, 10, colour="red")
 
@@ -177,7 +218,11 @@ def test_signed_checkpoint_commits_to_the_head(db: Database, signer: note.Signer
 def test_a_missing_subtree_is_an_integrity_error(db: Database) -> None:
     fill(db, 6)
     with db.session() as s:
-        s.execute(store.Subtree.__table__.delete().where(store.Subtree.level == 0, store.Subtree.index == 2))
+        s.execute(
+            store.Subtree.__table__.delete().where(
+                store.Subtree.level == 0, store.Subtree.index == 2
+            )
+        )
     with db.session() as s, pytest.raises(store.LogIntegrityError):
         store.inclusion_proof(s, 3, 6)
 
@@ -216,7 +261,8 @@ def test_concurrent_appenders_keep_one_sequence(tmp_path: Path) -> None:
     leaves = _leaves(db)
     assert [json.loads(x)["index"] for x in leaves] == list(range(60))
     assert sorted(json.loads(x)["request_id"] for x in leaves) == sorted(
-        f"req-{100 * w + i}" for w in range(4) for i in range(15))
+        f"req-{100 * w + i}" for w in range(4) for i in range(15)
+    )
     with db.session() as s:
         assert store.root(s, 60) == reference.mth(leaves)
         assert s.scalar(select(store.Head.size)) == 60

@@ -52,9 +52,20 @@ def _forge(leaves: list[bytes], signer: note.Signer) -> str:
 
 
 def _entry(index: int, **changes: object) -> bytes:
-    fields: dict = {"index": index, "time": "2026-11-26T12:00:00Z", "actor": "prn_x", "org": "agency-a",
-                    "role": "evaluator", "action": "content.download", "artifact": "art_1", "grant": None,
-                    "outcome": "ok", "request_id": None, "ip": None, "details": {}}
+    fields: dict = {
+        "index": index,
+        "time": "2026-11-26T12:00:00Z",
+        "actor": "prn_x",
+        "org": "agency-a",
+        "role": "evaluator",
+        "action": "content.download",
+        "artifact": "art_1",
+        "grant": None,
+        "outcome": "ok",
+        "request_id": None,
+        "ip": None,
+        "details": {},
+    }
     fields.update(changes)
     return leafmod.canonical_json(fields)
 
@@ -68,14 +79,17 @@ def _renumber(leaves: list[bytes], start: int) -> list[bytes]:
     return out
 
 
-def test_an_intact_export_verifies(db: Database, signer: note.Signer, log: dict[int, str], tmp_path: Path) -> None:
+def test_an_intact_export_verifies(
+    db: Database, signer: note.Signer, log: dict[int, str], tmp_path: Path
+) -> None:
     path = tmp_path / "audit.jsonl"
     path.write_text("".join(_export(db, signer)))
     with db.session() as s:
         proofs = {k: store.consistency_proof(s, k, N) for k in SPARSE}
     with path.open() as f:
-        verdict = verify.verify_export(f, signer.verifier_key, earlier=[log[k] for k in SPARSE], proofs=proofs,
-                                       origin=ORIGIN)
+        verdict = verify.verify_export(
+            f, signer.verifier_key, earlier=[log[k] for k in SPARSE], proofs=proofs, origin=ORIGIN
+        )
     assert verdict.ok, verdict.message
     assert (verdict.size, verdict.first_bad_index, verdict.intact_prefix) == (N, None, N)
     assert "\n" not in verdict.message
@@ -84,25 +98,35 @@ def test_an_intact_export_verifies(db: Database, signer: note.Signer, log: dict[
     assert verify.verify_log(leaves, checkpoint, signer.verifier_key, earlier=list(log.values())).ok
 
 
-def test_a_wrong_consistency_proof_is_reported(db: Database, signer: note.Signer, log: dict[int, str]) -> None:
+def test_a_wrong_consistency_proof_is_reported(
+    db: Database, signer: note.Signer, log: dict[int, str]
+) -> None:
     with db.session() as s:
         wrong = store.consistency_proof(s, 19, N)
-    v = verify.verify_export(_export(db, signer), signer.verifier_key, earlier=[log[20]], proofs={20: wrong})
+    v = verify.verify_export(
+        _export(db, signer), signer.verifier_key, earlier=[log[20]], proofs={20: wrong}
+    )
     assert not v.ok and "consistency proof from size 20" in v.message
 
 
-def test_the_checkpoint_must_be_signed_by_the_trusted_key(db: Database, signer: note.Signer, log: dict[int, str]) -> None:
+def test_the_checkpoint_must_be_signed_by_the_trusted_key(
+    db: Database, signer: note.Signer, log: dict[int, str]
+) -> None:
     other = note.Signer.generate(ORIGIN)
     v = verify.verify_export(_export(db, signer), other.verifier_key)
     assert not v.ok and v.message.startswith("the checkpoint does not verify")
     v = verify.verify_export(_export(db, signer), signer.verifier_key, origin="another.log/audit")
     assert not v.ok
-    foreign = note.sign_checkpoint(Checkpoint("another.log/audit", 1, merkle.leaf_hash(b"x")), signer)
+    foreign = note.sign_checkpoint(
+        Checkpoint("another.log/audit", 1, merkle.leaf_hash(b"x")), signer
+    )
     v = verify.verify_export(_export(db, signer), signer.verifier_key, earlier=[foreign])
     assert not v.ok and "another log" in v.message
 
 
-def test_a_changed_byte_in_the_database_is_caught(db: Database, signer: note.Signer, log: dict[int, str]) -> None:
+def test_a_changed_byte_in_the_database_is_caught(
+    db: Database, signer: note.Signer, log: dict[int, str]
+) -> None:
     original = _leaves(db)[13]
     tampered = original.replace(b'"actor":"prn_1"', b'"actor":"prn_2"')
     assert tampered != original
@@ -118,7 +142,9 @@ def test_a_changed_byte_in_the_database_is_caught(db: Database, signer: note.Sig
     assert (v.ok, v.first_bad_index, v.intact_prefix) == (False, 13, 13)
 
 
-def test_a_byte_that_breaks_the_entry_is_pinned_by_itself(db: Database, signer: note.Signer) -> None:
+def test_a_byte_that_breaks_the_entry_is_pinned_by_itself(
+    db: Database, signer: note.Signer
+) -> None:
     fill(db, 20)
     leaves = _leaves(db)
     leaves[7] = leaves[7][:-1] + b" "
@@ -135,7 +161,11 @@ CASES: dict[str, tuple[Tamper, int, int]] = {
     "insert": (lambda x: x[:13] + [_entry(13)] + x[13:], 14, 13),
     "insert-renumbered": (lambda x: _renumber(x[:13] + [_entry(13)] + x[13:], 13), -1, 13),
     "delete-renumbered": (lambda x: _renumber(x[:13] + x[14:], 13), -1, 13),
-    "rewrite-from-25": (lambda x: x[:25] + [_entry(i, actor="someone-else") for i in range(25, N)], -1, 25),
+    "rewrite-from-25": (
+        lambda x: x[:25] + [_entry(i, actor="someone-else") for i in range(25, N)],
+        -1,
+        25,
+    ),
     "truncate": (lambda x: x[:27], 27, 27),
 }
 
@@ -151,7 +181,9 @@ def test_tampering_is_caught_against_saved_checkpoints(
     # Without saved checkpoints, a re-signed log with consistent index fields passes: that is
     # what the saved checkpoints are for.
     consistent_fields = name.endswith("renumbered") or name.startswith(("rewrite", "truncate"))
-    assert verify.verify_log(leaves, checkpoint, signer.verifier_key).ok is (resigned and consistent_fields)
+    assert verify.verify_log(leaves, checkpoint, signer.verifier_key).ok is (
+        resigned and consistent_fields
+    )
     lines = list(verify.export_lines(enumerate(leaves), checkpoint))
 
     sparse = verify.verify_export(lines, signer.verifier_key, earlier=[log[k] for k in SPARSE])
@@ -167,17 +199,24 @@ def test_tampering_is_caught_against_saved_checkpoints(
     assert dense.intact_prefix <= dense_first
 
 
-def test_a_shrunk_log_is_named_even_with_one_saved_checkpoint(db: Database, signer: note.Signer,
-                                                              log: dict[int, str]) -> None:
+def test_a_shrunk_log_is_named_even_with_one_saved_checkpoint(
+    db: Database, signer: note.Signer, log: dict[int, str]
+) -> None:
     leaves = _leaves(db)[:27]
     v = verify.verify_log(leaves, _forge(leaves, signer), signer.verifier_key, earlier=[log[30]])
     assert (v.ok, v.first_bad_index) == (False, 27) and "shrank" in v.message
 
 
-def test_malformed_exports_are_refused(db: Database, signer: note.Signer, log: dict[int, str]) -> None:
+def test_malformed_exports_are_refused(
+    db: Database, signer: note.Signer, log: dict[int, str]
+) -> None:
     lines = _export(db, signer)
-    for bad in (lines[:-1], lines + ['{"index": 99, "leaf": "AA=="}\n'], ["not json\n"] + lines,
-                [lines[0].replace('"leaf": "', '"leaf": "!')] + lines[1:]):
+    for bad in (
+        lines[:-1],
+        lines + ['{"index": 99, "leaf": "AA=="}\n'],
+        ["not json\n"] + lines,
+        [lines[0].replace('"leaf": "', '"leaf": "!')] + lines[1:],
+    ):
         v = verify.verify_export(bad, signer.verifier_key)
         assert not v.ok and v.message.startswith("the export is malformed")
     with pytest.raises(verify.ExportError):
@@ -190,7 +229,14 @@ def test_malformed_exports_are_refused(db: Database, signer: note.Signer, log: d
 def test_leaf_decoding_refuses_what_the_log_cannot_write() -> None:
     good = _entry(3)
     assert leafmod.decode_leaf(good)["index"] == 3
-    for bad in (b"\xff", b"[]", good.replace(b'"index":3', b'"index":-3'), good.replace(b'"index":3', b'"index":true'),
-                good.replace(b",", b", ", 1), _entry(3, extra=1), base64.b64encode(good)):
+    for bad in (
+        b"\xff",
+        b"[]",
+        good.replace(b'"index":3', b'"index":-3'),
+        good.replace(b'"index":3', b'"index":true'),
+        good.replace(b",", b", ", 1),
+        _entry(3, extra=1),
+        base64.b64encode(good),
+    ):
         with pytest.raises(leafmod.LeafError):
             leafmod.decode_leaf(bad)
