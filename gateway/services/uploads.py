@@ -40,6 +40,8 @@ log = logging.getLogger("gateway.uploads")
 MIB = 1 << 20
 MAX_PART_SIZE = 5 * 1024 * MIB  # S3's largest part
 KINDS = ("weights", "credential")
+# Custody key types: X25519 (every age release reads it) or the hybrid post-quantum one.
+CUSTODY = {"x25519": ("X25519", "X25519Identity"), "mlkem768x25519": ("mlkem768x25519", "HybridIdentity")}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -87,10 +89,13 @@ def create(gw: Gateway, session: Session, who: Actor, body: dict[str, Any]) -> U
     if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
         raise BadRequest("field 'size' must be a positive integer (the expected ciphertext size)")
     part_size = choose_part_size(gw, size)
+    custody = body.get("recipient_type", "x25519")
+    if custody not in CUSTODY:
+        raise BadRequest("field 'recipient_type' must be \"x25519\" or \"mlkem768x25519\" (post-quantum hybrid)")
 
     now = gw.now()
     upload_id = new_id("up")
-    identity = age.X25519Identity.generate()
+    identity = getattr(age, CUSTODY[custody][1]).generate()
     object_key = f"artifacts/{upload_id}.age"
     handle = gw.store.begin_upload(object_key)
     upload = Upload(
@@ -278,9 +283,10 @@ def _check_header(gw: Gateway, session: Session, upload: Upload, total: int) -> 
         header = age.read_header(io.BytesIO(upload.header_prefix), max_size=gw.config.uploads.max_header_bytes)
     except age.AgeError as exc:
         raise Unprocessable(f"age header: the upload is not an age v1 file: {exc}") from None
-    if not any(s.type == "X25519" for s in header.stanzas):
-        raise Unprocessable(f"age header: no X25519 stanza; encrypt to the upload's recipient {upload.recipient}")
     identity = custody_identity(gw, session, upload.id)
+    stanza_type = "X25519" if isinstance(identity, age.X25519Identity) else "mlkem768x25519"
+    if not any(s.type == stanza_type for s in header.stanzas):
+        raise Unprocessable(f"age header: no {stanza_type} stanza; encrypt to the upload's recipient {upload.recipient}")
     try:
         age.unwrap_file_key(header, [identity])
     except age.NoIdentityMatchError:
@@ -386,6 +392,7 @@ def upload_json(upload: Upload, parts: list[UploadPart]) -> dict[str, Any]:
         "description": upload.description,
         "size": upload.expected_size,
         "recipient": upload.recipient,
+        "recipient_type": "mlkem768x25519" if upload.recipient.startswith("age1pq1") else "x25519",
         "part_size": upload.part_size,
         "max_parts": upload.max_parts,
         "state": upload.state,

@@ -328,3 +328,17 @@ def test_signing_keys_are_listed_for_verifiers(client: FlaskClient, lab: Lab, pr
     assert client.put("/v1/me/signing-key", json={"public_key": "abc"}, headers=lab.auth).status_code == 400
     assert client.put("/v1/me/signing-key", json={"public_key": helpers.public_b64(lab.key)},
                       headers=principals.auth("eval")).status_code == 403
+
+
+def test_a_post_quantum_custody_key_on_request(lab: Lab, gw) -> None:
+    up = lab.create(recipient_type="mlkem768x25519")
+    assert up["recipient"].startswith("age1pq1") and up["recipient_type"] == "mlkem768x25519"
+    plaintext = b"weights held for years"
+    data = helpers.age_file(up["recipient"], plaintext)
+    lab.put_all(up, data)
+    r = lab.complete(up, data, plaintext)
+    assert r.status_code == 201, r.get_json()
+    assert lab.create()["recipient_type"] == "x25519"
+    r = lab.client.post("/v1/uploads", json={"name": "m", "kind": "weights", "share_with": ["agency-a"],
+                                             "recipient_type": "rsa"}, headers=lab.auth)
+    assert r.status_code == 400 and "recipient_type" in r.get_json()["detail"]
