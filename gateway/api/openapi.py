@@ -63,6 +63,7 @@ SCHEMAS: dict[str, Any] = {
             "share_with": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "description": {"type": "string"},
             "size": {"type": "integer", "minimum": 1},
+            "recipient_type": {"enum": ["x25519", "mlkem768x25519"], "default": "x25519"},
         },
     },
 }
