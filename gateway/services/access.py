@@ -72,7 +72,7 @@ def grant_state(grant: Grant, now: datetime) -> str:
     return grant.state
 
 
-def _hours(gw: Gateway, value: Any, what: str, ceiling: int) -> int | None:
+def _hours(value: Any, what: str, ceiling: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= ceiling:
@@ -87,7 +87,7 @@ def create_request(gw: Gateway, who: Actor, artifact: Artifact, body: dict[str, 
     justification = body.get("justification")
     if not isinstance(justification, str) or not justification.strip() or len(justification) > 4096:
         raise BadRequest("field 'justification' must be a non-empty string of at most 4096 characters")
-    duration = _hours(gw, body.get("duration_hours"), "duration_hours", gw.config.access.max_grant_hours)
+    duration = _hours(body.get("duration_hours"), "duration_hours", gw.config.access.max_grant_hours)
     require_available(gw, who, "access.request", artifact)
     with gw.db.session() as session:
         open_ = session.scalars(select(AccessRequest).where(
@@ -117,24 +117,20 @@ def create_request(gw: Gateway, who: Actor, artifact: Artifact, body: dict[str, 
 def approve(gw: Gateway, who: Actor, req: AccessRequest, artifact: Artifact, body: dict[str, Any]) -> Grant:
     """Turn a pending request into a grant ending at the earliest of its limits."""
     requested = req.duration_hours or gw.config.access.default_grant_hours
-    duration = _hours(gw, body.get("duration_hours"), "duration_hours", requested) or requested
+    duration = _hours(body.get("duration_hours"), "duration_hours", requested) or requested
     _require_pending(gw, who, "access.decide", req, artifact)
     require_available(gw, who, "access.decide", artifact)
     now = gw.now()
     with events.fail_closed(gw) as session:
-        row = session.get(AccessRequest, req.id)
-        assert row is not None
-        if row.state != "pending":  # decided meanwhile by someone else
-            raise Conflict(f"access request {req.id} is already {row.state}")
-        grant = Grant(id=new_id("grt"), artifact_id=artifact.id, request_id=row.id, grantee_id=row.principal_id,
-                      org=row.org, not_before=now,
+        grant = Grant(id=new_id("grt"), artifact_id=artifact.id, request_id=req.id, grantee_id=req.principal_id,
+                      org=req.org, not_before=now,
                       not_after=min(now + timedelta(hours=duration), artifact.review_ends_at), state="active")
+        _decide(session, req, state="approved", decided_at=now, decided_by=who.id, grant_id=grant.id)
         session.add(grant)
-        row.state, row.decided_at, row.decided_by, row.grant_id = "approved", now, who.id, grant.id
         session.flush()
         events.record(gw, session, "access.approve", who, artifact=artifact.id, grant=grant.id,
                       subject_org=artifact.org,
-                      details={"request": row.id, "grantee": row.principal_id, "agency": row.org,
+                      details={"request": req.id, "grantee": req.principal_id, "agency": req.org,
                                "duration_hours": duration, "not_after": rfc3339(grant.not_after)})
     return grant
 
@@ -145,14 +141,19 @@ def deny(gw: Gateway, who: Actor, req: AccessRequest, artifact: Artifact, body: 
         raise BadRequest("field 'reason' must be a string of at most 4096 characters")
     _require_pending(gw, who, "access.decide", req, artifact)
     with events.fail_closed(gw) as session:
-        row = session.get(AccessRequest, req.id)
-        assert row is not None
-        if row.state != "pending":
-            raise Conflict(f"access request {req.id} is already {row.state}")
-        row.state, row.decided_at, row.decided_by, row.reason = "denied", gw.now(), who.id, reason
+        _decide(session, req, state="denied", decided_at=gw.now(), decided_by=who.id, reason=reason)
         events.record(gw, session, "access.deny", who, artifact=artifact.id, subject_org=artifact.org,
-                      details={"request": row.id, "grantee": row.principal_id, "reason": reason})
+                      details={"request": req.id, "grantee": req.principal_id, "reason": reason})
+        row = session.get(AccessRequest, req.id)
+    assert row is not None
     return row
+
+
+def _decide(session: Session, req: AccessRequest, **values: Any) -> None:
+    """Move a request out of ``pending`` (compare-and-set: one decision wins)."""
+    if not changed(session, update(AccessRequest)
+                   .where(AccessRequest.id == req.id, AccessRequest.state == "pending").values(**values)):
+        raise Conflict(f"access request {req.id} was decided meanwhile")
 
 
 def _require_pending(gw: Gateway, who: Actor, action: str, req: AccessRequest, artifact: Artifact) -> None:
