@@ -15,7 +15,7 @@ import requests
 
 from gateway.demo import ORGS, LocalGateway, cli, gateway_command, sha256_file, write_weights
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 MIB = 1 << 20
 
 
@@ -73,7 +73,6 @@ def test_profile_and_whoami(gw: LocalGateway, tmp_path: Path) -> None:
     assert (me["role"], me["org"]) == ("auditor", ORGS["auditor"][0])
 
 
-@pytest.mark.slow
 def test_push_killed_midway_resumes_and_pulls_back_identical(gw: LocalGateway, keys: dict[str, Path],
                                                              tmp_path: Path) -> None:
     weights = tmp_path / "weights.bin"
@@ -109,7 +108,6 @@ def test_push_killed_midway_resumes_and_pulls_back_identical(gw: LocalGateway, k
     assert sha256_file(out) == digest and out.stat().st_size == weights.stat().st_size
 
 
-@pytest.mark.slow
 def test_pull_interrupted_resumes_to_an_identical_file(gw: LocalGateway, keys: dict[str, Path],
                                                        tmp_path: Path) -> None:
     weights = tmp_path / "weights.bin"
