@@ -236,3 +236,21 @@ def test_concurrent_first_downloads_release_once(app, evaluator: Evaluator, shar
         bodies = list(pool.map(fetch, range(4)))
     assert len(set(bodies)) == 1 and evaluator.decrypt(bodies[0]) == shared.plaintext
     assert len(entries(evaluator.client, principals, action="key.release")) == 1
+
+
+def test_the_owning_lab_sees_the_accesses_to_its_artifact(client: FlaskClient, principals: Principals,
+                                                          evaluator: Evaluator, shared: Shared,
+                                                          granted: dict) -> None:
+    evaluator.content(shared.artifact, "bytes=0-99")
+    outsider = evaluator_for(client, principals, "eval_b")
+    outsider.content(shared.artifact)  # refused, and logged
+
+    def actions(who: str) -> list[str]:
+        r = client.get("/v1/audit/entries?limit=1000", headers=principals.auth(who))
+        assert r.status_code == 200
+        return [item["entry"]["action"] for item in r.get_json()["items"]]
+
+    seen = actions("lab")
+    for action in ("access.request", "access.approve", "key.release", "content.download"):
+        assert action in seen, action
+    assert not {"key.release", "content.download", "access.request"} & set(actions("lab_b"))
