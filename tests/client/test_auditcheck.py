@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from gateway.audit import merkle, note
+from gateway.audit.leaf import encode_leaf
 from gateway.client.auditcheck import (
     AuditKeyError,
     read_key,
@@ -20,8 +22,9 @@ ORIGIN = "test.gateway/audit"
 
 
 def _leaves(n: int) -> list[bytes]:
-    return [json.dumps({"index": i, "action": "content.download", "actor": f"p{i % 3}"},
-                       sort_keys=True).encode() for i in range(n)]
+    return [encode_leaf(index=i, time=datetime(2026, 11, 27, tzinfo=UTC), actor=f"p{i % 3}", org="agency",
+                        role="evaluator", action="content.download", artifact="art_1", grant=None,
+                        outcome="ok", request_id=None, ip=None, details={}) for i in range(n)]
 
 
 def _node(leaves: list[bytes], node: merkle.NodeID) -> bytes:
@@ -60,7 +63,7 @@ def test_an_honest_log_verifies_and_extends_the_saved_checkpoint(signer: note.Si
     leaves = _leaves(37)
     old = _checkpoint(leaves[:20], signer)
     verdict = verify_leaves(_checkpoint(leaves, signer), _rows(leaves), signer.verifier_key, old)
-    assert verdict.ok and verdict.size == 37 and verdict.since == 20
+    assert verdict.ok and verdict.size == 37
     assert verdict.line().startswith("ok: 37 entries")
 
 
@@ -68,7 +71,7 @@ def test_another_key_is_refused(signer: note.Signer) -> None:
     leaves = _leaves(5)
     other = note.Signer.generate(ORIGIN)
     verdict = verify_leaves(_checkpoint(leaves, signer), _rows(leaves), other.verifier_key)
-    assert not verdict.ok and "does not verify" in verdict.detail
+    assert not verdict.ok and "does not verify" in verdict.message
 
 
 def test_a_changed_entry_is_found_by_bisection(signer: note.Signer) -> None:
@@ -78,7 +81,7 @@ def test_a_changed_entry_is_found_by_bisection(signer: note.Signer) -> None:
     shown[23] = shown[23].replace(b"p2", b"px")
     verdict = verify_leaves(signed, _rows(shown), signer.verifier_key, consistency=_consistency(leaves))
     assert not verdict.ok and verdict.first_bad == 23
-    assert verdict.line().endswith("first bad index: 23")
+    assert verdict.line().startswith("FAILED: ") and verdict.line().endswith("first bad index: 23")
 
 
 def test_a_rewritten_history_breaks_the_saved_checkpoint(signer: note.Signer) -> None:
@@ -88,7 +91,7 @@ def test_a_rewritten_history_breaks_the_saved_checkpoint(signer: note.Signer) ->
     rewritten[4] = rewritten[4].replace(b"p1", b"p0")
     verdict = verify_leaves(_checkpoint(rewritten, signer), _rows(rewritten), signer.verifier_key, old,
                             consistency=_consistency(rewritten))
-    assert not verdict.ok and "saved checkpoint" in verdict.detail
+    assert not verdict.ok and "saved checkpoint" in verdict.message
     assert verify_leaves(_checkpoint(leaves, signer), _rows(leaves), signer.verifier_key, old).ok
 
 
@@ -119,3 +122,11 @@ def test_key_from_string_or_file(tmp_path: Path, signer: note.Signer) -> None:
     assert read_key(str(tmp_path / "k")) == signer.verifier_key
     with pytest.raises(AuditKeyError):
         read_key("nope+00000000+AAAA")
+
+
+def test_an_entry_listed_unlike_its_leaf_is_reported(signer: note.Signer) -> None:
+    leaves = _leaves(8)
+    rows = [(i, leaf, json.loads(leaf)) for i, leaf in enumerate(leaves)]
+    rows[5][2]["actor"] = "someone-else"
+    verdict = verify_leaves(_checkpoint(leaves, signer), rows, signer.verifier_key)
+    assert not verdict.ok and verdict.first_bad == 5 and "differs from its leaf" in verdict.message
