@@ -135,15 +135,19 @@ def test_credentials_follow_the_same_path(lab: Lab, evaluator: Evaluator) -> Non
     assert evaluator.decrypt(evaluator.content(artifact).data) == secret
 
 
-@pytest.mark.parametrize(("who", "status"), [("lab", 403), ("auditor", 403), ("admin", 403), ("lab_b", 404),
-                                             ("eval_b", 404)])
+OTHERS = [("lab", "lab-a", 403), ("auditor", "oversight", 403), ("admin", "operator", 403), ("lab_b", "lab-b", 404),
+          ("eval_b", "agency-b", 404)]
+
+
 def test_nobody_else_gets_content_or_header(client: FlaskClient, principals: Principals, shared: Shared,
-                                            granted: dict, who: str, status: int) -> None:
+                                            granted: dict) -> None:
     aid = shared.artifact["id"]
-    assert client.get(f"/v1/artifacts/{aid}/content", headers=principals.auth(who)).status_code == status
-    assert client.post(f"/v1/artifacts/{aid}/download-url", headers=principals.auth(who)).status_code == status
+    for n, (who, org, status) in enumerate(OTHERS, start=1):
+        assert client.get(f"/v1/artifacts/{aid}/content", headers=principals.auth(who)).status_code == status, who
+        assert client.post(f"/v1/artifacts/{aid}/download-url", headers=principals.auth(who)).status_code == status
+        denied = entries(client, principals, action="auth.denied")
+        assert len(denied) == 2 * n and {e["org"] for e in denied[-2:]} == {org}
     assert entries(client, principals, action="key.release") == []
-    assert len(entries(client, principals, action="auth.denied")) == 2
 
 
 def test_state_refusals(client: FlaskClient, principals: Principals, lab: Lab, shared: Shared,

@@ -78,15 +78,16 @@ def test_lab_withdraws(client: FlaskClient, principals: Principals, lab: Lab, ev
     assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 410
 
 
-@pytest.mark.parametrize(("who", "status"), [("eval", 403), ("auditor", 403), ("admin", 403), ("lab_b", 404),
-                                             ("eval_b", 404)])
-def test_only_the_owning_lab_withdraws(client: FlaskClient, principals: Principals, shared: Shared, gw: Gateway,
-                                       who: str, status: int) -> None:
-    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth(who)).status_code == status
+def test_only_the_owning_lab_withdraws(client: FlaskClient, principals: Principals, shared: Shared,
+                                       gw: Gateway) -> None:
+    others = (("eval", 403), ("auditor", 403), ("admin", 403), ("lab_b", 404), ("eval_b", 404))
+    for who, status in others:
+        r = client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth(who))
+        assert r.status_code == status, who
     assert gw.store.exists(object_key(shared))
     assert client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth("lab")).get_json()["state"] \
         == "available"
-    assert len(entries(client, principals, action="auth.denied")) == 1
+    assert len(entries(client, principals, action="auth.denied")) == len(others)
 
 
 def test_review_window_ends(client: FlaskClient, principals: Principals, lab: Lab, evaluator: Evaluator,
