@@ -65,7 +65,8 @@ def sync_drop(path: Path) -> None:
 
 def baselines(work: Path, plain: Path, store: Path) -> dict[str, float]:
     identity = work / "base.agekey"
-    subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
+    if not identity.exists():
+        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
     recipient = subprocess.run(["age-keygen", "-y", str(identity)], check=True, capture_output=True,
                                text=True).stdout.strip()
     enc, stored, fetched, out = work / "f.age", store / "f.age", work / "f2.age", work / "f2.bin"
@@ -87,7 +88,8 @@ def through_gateway(gw: LocalGateway, work: Path, plain: Path) -> dict[str, floa
         cli(ev, "keygen", "--type", "age", "-o", str(ident))
     t_push, rss_push = timed([*gateway_command(), "push", str(plain), "--name", plain.name, "--quiet",
                               "--share-with", ORGS["evaluator"][0], "--signing-key", str(key)], env=lab)
-    artifact = json.loads(cli(lab, "artifacts", "--json").stdout)[-1]["id"]
+    listed = json.loads(cli(lab, "artifacts", "--json").stdout)
+    artifact = max(listed, key=lambda a: str(a.get("submitted_at")))["id"]
     request = json.loads(cli(ev, "request", artifact, "--justification", "bench", "--json").stdout)
     cli(lab, "approve", request["id"])
     out = work / "pulled.bin"
