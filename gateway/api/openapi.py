@@ -14,6 +14,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ("get", "/healthz", "Liveness", "anyone", None, {"200": "the process runs"}),
     ("get", "/readyz", "Readiness", "anyone", None, {"200": "ready", "503": "a dependency is not writable"}),
     ("get", "/metrics", "Prometheus metrics", "operator network", None, {"200": "text format"}),
+    ("get", "/v1/openapi.json", "This document", "anyone", None, {"200": "OpenAPI 3.1"}),
     ("get", "/v1/me", "The calling principal", "any", None, {"200": "name, org, role, recipient, signing_key"}),
     ("put", "/v1/me/recipient", "Register where released keys are sent", "evaluator",
      {"type": "object", "required": ["recipient"], "properties": {"recipient": {"type": "string"}}}, {"200": "the principal"}),
@@ -87,7 +88,7 @@ def _operation(method: str, path: str, summary: str, roles: str, body: Any, resp
         op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
-    if path.startswith("/v1/") and path != "/v1/audit/key":
+    if path.startswith("/v1/") and path not in ("/v1/audit/key", "/v1/openapi.json"):
         op["security"] = [{"bearer": []}]
         op["responses"].setdefault("401", {"description": "no valid token",
                                            "content": {"application/problem+json": {"schema": _PROBLEM}}})
