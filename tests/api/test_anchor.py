@@ -78,3 +78,15 @@ def test_anchor_command(lab: Lab, gw) -> None:
         s.execute(text("UPDATE audit_entries SET leaf = CAST('x' AS BLOB) WHERE idx = 0"))
     r = runner.invoke(main, ["audit", "anchors"])
     assert r.exit_code == 1 and "gateway: error:" in r.stderr and "rewritten" in r.stderr
+
+
+def test_the_sweeper_publishes_anchors(lab: Lab, gw, clock) -> None:
+    from gateway.sweeper import sweep_once
+
+    lab.push(b"w")
+    assert sweep_once(gw)["anchors_published"] == 1
+    assert sweep_once(gw)["anchors_published"] == 0
+    lab.push(b"w2", name="second")
+    clock.advance(minutes=gw.config.audit.anchor_every_minutes)
+    assert sweep_once(gw)["anchors_published"] == 1
+    assert anchor.check_published(gw).checked == 2
