@@ -112,6 +112,7 @@ def main() -> None:
         recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True,
                                    text=True).stdout.strip()
         subprocess.run([age_bin, "-e", "-r", recipient, "-o", str(cipher), str(plain)], check=True)
+        os.sync()  # no write-back of the fresh files while measuring
         tools = {
             "gateway.age": lambda m, p: ([py, "-c", OURS, m, str(p), str(key)], True),
             "age": lambda m, p: ([age_bin, "-e", "-r", recipient, "-o", "/dev/null", str(p)] if m == "encrypt"
@@ -121,10 +122,12 @@ def main() -> None:
         results: dict[tuple[str, str], tuple[float, float, int]] = {}
         for mode, path in (("encrypt", plain), ("decrypt", cipher)):
             samples: dict[str, list[tuple[float, float, int]]] = {t: [] for t in tools}
+            order = list(tools)
             for _ in range(args.runs):
-                for tool, make in tools.items():  # interleaved, so drift hits every tool alike
+                for tool in order:  # interleaved and rotated, so drift hits every tool alike
                     warm(path)
-                    samples[tool].append(run(*make(mode, path)))
+                    samples[tool].append(run(*tools[tool](mode, path)))
+                order = order[1:] + order[:1]
             for tool, got in samples.items():
                 results[(tool, mode)] = (statistics.median(s for s, _, _ in got),
                                          statistics.median(c for _, c, _ in got), max(r for _, _, r in got))
