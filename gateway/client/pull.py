@@ -19,8 +19,8 @@ way) for the standard ``age`` program.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +47,8 @@ from gateway.errors import GatewayError
 
 HEADER_PROBE = 64 * 1024
 BATCH = 16
+RING = 4
+WRITEBACK_CHUNKS = 512  # 32 MiB of plaintext
 COPY_BLOCK = 1 << 20
 
 
@@ -136,44 +138,71 @@ class Decrypting:
         try:
             if _total(response) != self.opened.total:
                 raise PullError("the artifact changed size between requests")
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sink") as writer:
-                pending: deque[Future[None]] = deque()
-                while self.done < self.chunks:
-                    plain, count = self._batch(response.raw)
-                    if len(pending) >= 2:
-                        pending.popleft().result()
-                    pending.append(writer.submit(self._keep, plain, count))
-                for job in pending:
-                    job.result()
+            self._pump(response.raw)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(f"download interrupted: {exc}", status=0) from None
         finally:
             response.close()
 
-    def _keep(self, plain: bytes, count: int) -> None:
-        """Write and hash one batch (on the writer thread, in order); then count it done."""
+    def _pump(self, raw: Any) -> None:
+        """Open batches into a ring of buffers; write and hash each on its own thread, in order.
+
+        Leaving the executors waits for every batch handed over, so on any error what was
+        written and what was hashed are the same ``done_written`` chunks.
+        """
+        ring = [bytearray(BATCH * CHUNK) for _ in range(RING)]
+        busy: list[list[Future[Any]]] = [[] for _ in range(RING)]
+        with ThreadPoolExecutor(1, thread_name_prefix="write") as writer, \
+                ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:
+            turn = 0
+            while self.done < self.chunks:
+                for job in busy[turn]:
+                    job.result()
+                view, count = self._batch(raw, memoryview(ring[turn]))
+                busy[turn] = [writer.submit(self._write, view, count), hasher.submit(self.digest.update, view)]
+                turn = (turn + 1) % RING
+            for jobs in busy:
+                for job in jobs:
+                    job.result()
+
+    def _write(self, plain: memoryview, count: int) -> None:
         self.sink.write(plain)
-        self.digest.update(plain)
         self.done_written += count
         self.advance(len(plain))
+        if self.done_written % WRITEBACK_CHUNKS < count:
+            _start_writeback(self.sink)
 
-    def _batch(self, raw: Any) -> tuple[bytes, int]:
-        """Read and open up to ``BATCH`` chunks; their plaintext and how many."""
+    def _batch(self, raw: Any, out: memoryview) -> tuple[memoryview, int]:
+        """Read and open up to ``BATCH`` chunks into ``out``; the plaintext view and how many."""
         first = self.done
         count = min(BATCH, self.chunks - first)
         last_len = (self.size - (self.chunks - 1) * CHUNK) + TAG
         lengths = [last_len if i == self.chunks - 1 else SEALED_CHUNK for i in range(first, first + count)]
         data = memoryview(_read_exact(raw, sum(lengths)))
-        plains, offset = [], 0
+        offset = written = 0
         for i, length in zip(range(first, first + count), lengths, strict=True):
             try:
-                plains.append(self.payload.open(i, data[offset : offset + length], i == self.chunks - 1))
+                self.payload.open_into(i, data[offset : offset + length], i == self.chunks - 1,
+                                       out[written : written + length - TAG])
             except InvalidTag:
                 raise PullError(f"chunk {i} of the age file does not authenticate: "
                                 "not the lab's ciphertext") from None
             offset += length
+            written += length - TAG
         self.done += count
-        return b"".join(plains), count
+        return out[:written], count
+
+
+def _start_writeback(sink: BinaryIO) -> None:
+    """Ask the kernel to start writing what is written so far (the final fsync then waits less)."""
+    advise = getattr(os, "posix_fadvise", None)
+    if advise is None:
+        return
+    try:
+        sink.flush()
+        advise(sink.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    except (OSError, ValueError, io.UnsupportedOperation, AttributeError):
+        pass
 
 
 def _keep_whole_chunks(path: Path, size: int, digest: Any) -> int:
@@ -255,6 +284,8 @@ def download_raw(api: Api, artifact: str, partial: Path, progress: bool | None, 
                 while block := response.raw.read(COPY_BLOCK):
                     sink.write(block)
                     meter.advance(len(block))
+                    if sink.tell() % (WRITEBACK_CHUNKS * CHUNK) < len(block):
+                        _start_writeback(sink)
                 sink.flush()
                 os.fsync(sink.fileno())
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:

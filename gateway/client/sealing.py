@@ -56,3 +56,7 @@ class Payload:
     def open(self, index: int, sealed: bytes | memoryview, last: bool) -> bytes:
         """The plaintext of chunk ``index``; :class:`cryptography.exceptions.InvalidTag` if forged."""
         return self._aead.decrypt(chunk_nonce(index, last), sealed, None)
+
+    def open_into(self, index: int, sealed: bytes | memoryview, last: bool, out: memoryview) -> None:
+        """:meth:`open` into ``out`` (exactly the plaintext's length), without a copy."""
+        self._aead.decrypt_into(chunk_nonce(index, last), sealed, None, out)
