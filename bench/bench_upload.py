@@ -109,9 +109,9 @@ def run_one(backend: str, size_mib: int, work: Path) -> dict[str, float]:
     try:
         for _ in range(300):
             try:
-                if requests.get(url + "/healthz", timeout=1).ok:
+                if requests.get(url + "/healthz", timeout=10).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
