@@ -31,7 +31,7 @@ from gateway.age.format import (
 from gateway.age.keys import Identity, Recipient
 from gateway.age.scrypt import STANZA_TYPE as SCRYPT
 from gateway.age.scrypt import ScryptRecipient
-from gateway.age.sources import IterReader, PeekReader
+from gateway.age.sources import IterReader, PeekReader, check_binary, regular_file
 
 FILE_KEY_SIZE = 16
 
@@ -104,15 +104,26 @@ class _Counting:
 def encrypt(src: Any, dst: Any, recipients: Sequence[Recipient], *, armor: bool = False,
             threads: int | None = None) -> int:
     """Encrypt binary file ``src`` into binary file ``dst``; the plaintext size."""
+    check_binary(src)
     head, aead = _start(recipients)
     out = ArmorWriter(dst) if armor else dst
-    source = _Counting(src if hasattr(src, "readinto") else PeekReader(src))
     out.write(head)
-    for piece in stream.seal(source, aead, threads):
-        out.write(piece)
+    regular = regular_file(src)
+    if regular is not None:
+        fd, position, end = regular
+        size = max(0, end - position)
+        for piece in stream.seal_file(fd, position, size, aead, threads):
+            out.write(piece)
+        src.seek(position + size)
+        count = size
+    else:
+        source = _Counting(src if hasattr(src, "readinto") else PeekReader(src))
+        for piece in stream.seal(source, aead, threads):
+            out.write(piece)
+        count = source.count
     if armor:
         out.close()
-    return source.count
+    return count
 
 
 def encrypt_iter(chunks: Iterable[bytes], recipients: Sequence[Recipient], *,
@@ -125,6 +136,7 @@ def encrypt_iter(chunks: Iterable[bytes], recipients: Sequence[Recipient], *,
 
 
 def _open(src: PeekReader, identities: Sequence[Identity], max_header: int) -> tuple[Any, Any]:
+    """(payload reader, payload AEAD) once the header and nonce are read and verified."""
     reader: Any = src
     if is_armored(src.peek(MAX_WHITESPACE + len(BEGIN))):
         reader = PeekReader(ArmorReader(src))
@@ -143,11 +155,23 @@ def decrypt(src: Any, dst: Any, identities: Sequence[Identity], *,
     Plaintext is written as it authenticates; on PayloadError, ``dst`` holds what
     authenticated before the error, and must be discarded by the caller.
     """
-    reader, aead = _open(PeekReader(src), identities, max_header)
+    check_binary(src)
+    regular = regular_file(src)
+    peek = PeekReader(src)
+    reader, aead = _open(peek, identities, max_header)
+    positional = regular is not None and reader is peek
+    if regular is not None and positional:
+        fd, position, end = regular
+        offset = position + peek.consumed
+        pieces = stream.open_file(fd, offset, max(0, end - offset), aead, threads)
+    else:
+        pieces = stream.open_(reader, aead, threads)
     total = 0
-    for piece in stream.open_(reader, aead, threads):
+    for piece in pieces:
         dst.write(piece)
         total += len(piece)
+    if regular is not None and positional:
+        src.seek(max(end, offset))
     return total
 
 

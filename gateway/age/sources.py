@@ -7,6 +7,9 @@ iterable of byte strings. They never open anything themselves.
 
 from __future__ import annotations
 
+import io
+import os
+import stat
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -37,6 +40,11 @@ class IterReader:
         return n
 
 
+def check_binary(f: Any) -> None:
+    if isinstance(f, io.TextIOBase):
+        raise AgeError("the source is not a binary file")
+
+
 class PeekReader:
     """Wraps a binary source: ``peek``, ``readline``, ``read`` and ``readinto`` over it."""
 
@@ -44,6 +52,7 @@ class PeekReader:
         self._raw: Any = raw
         self._pending = bytearray()
         self._eof = False
+        self.consumed = 0
 
     def _more(self, size: int = _BLOCK) -> bool:
         if self._eof:
@@ -87,6 +96,7 @@ class PeekReader:
             end = limit
         line = bytes(self._pending[:end])
         del self._pending[:end]
+        self.consumed += len(line)
         return line
 
     def read(self, size: int = -1) -> bytes:
@@ -98,9 +108,15 @@ class PeekReader:
             pass
         out = bytes(self._pending[:size])
         del self._pending[:size]
+        self.consumed += len(out)
         return out
 
     def readinto(self, buffer: memoryview) -> int:
+        n = self._readinto(buffer)
+        self.consumed += n
+        return n
+
+    def _readinto(self, buffer: memoryview) -> int:
         if self._pending:
             n = min(len(buffer), len(self._pending))
             buffer[:n] = self._pending[:n]
@@ -118,3 +134,16 @@ class PeekReader:
             raise AgeError("the source is not a binary file")
         buffer[: len(data)] = data
         return len(data)
+
+
+def regular_file(f: Any) -> tuple[int, int, int] | None:
+    """(descriptor, position, size) when ``f`` is a binary regular file, else None."""
+    try:
+        fd = f.fileno()
+        st = os.fstat(fd)
+        position = f.tell()
+    except (AttributeError, OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode) or not isinstance(fd, int) or position < 0:
+        return None
+    return fd, position, st.st_size

@@ -9,17 +9,22 @@ chunk, an empty final chunk after others, and any altered bit (the AEAD tag). It
 the plaintext of every chunk that authenticated before the error, exactly as the
 reference implementation does (the test vectors' ``payload`` hashes depend on it).
 
-Speed and memory: chunks are processed in batches read with ``readinto`` into buffers
-allocated once (``BATCH`` chunks, plus one byte of look-ahead that tells whether a batch
-holds the final chunk), sealed or opened with ``encrypt_into`` / ``decrypt_into`` (which
-release the GIL) split across a few threads, and handed out as views of one output
-buffer. Memory is a few MiB whatever the size of the file. This module sees only
-objects with ``readinto``; it never opens a file.
+Speed and memory: chunks are processed in batches of ``BATCH`` chunks, sealed or opened
+with ``encrypt_into`` / ``decrypt_into`` (which release the GIL) on a few threads into
+one of two output buffers allocated once, and handed out as views of it; while one batch
+is processed the next is read, and while the caller writes one out the next is
+processed. A stream is read with ``readinto`` into two input buffers (with one byte of
+look-ahead that tells whether a batch holds the final chunk). A regular file, given as
+a descriptor, offset and size, is instead read by the worker threads themselves with
+``os.preadv``, each chunk into a small per-thread buffer that stays in that core's cache
+while it is sealed or opened: reading is parallel and no large buffer is copied twice.
+Memory is a few MiB whatever the size of the file. This module never opens a file.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
@@ -102,10 +107,54 @@ class _Workers:
             self._pool = None
 
 
-def _buffers(in_size: int, out_size: int) -> tuple[list[bytearray], list[memoryview], list[memoryview]]:
-    ins = [bytearray(in_size + 1) for _ in range(2)]
-    outs = [bytearray(out_size) for _ in range(2)]
-    return ins, [memoryview(b) for b in ins], [memoryview(b) for b in outs]
+Getter = Callable[[int, int], memoryview]
+
+
+class _StreamInput:
+    """Batches read from a ``readinto`` source into two alternating buffers."""
+
+    def __init__(self, src: ReadInto, unit: int) -> None:
+        self._src, self._size = src, BATCH * unit
+        self._bufs = [bytearray(self._size + 1) for _ in range(2)]
+        self._views = [memoryview(b) for b in self._bufs]
+        self._cur, self._carry = 1, 0
+
+    def next_batch(self) -> tuple[int, Getter]:
+        """Bytes available (a batch and one more if the stream goes on), and chunk getter."""
+        prev, self._cur = self._cur, 1 - self._cur
+        if self._carry:
+            self._bufs[self._cur][0] = self._bufs[prev][self._size]
+        n = self._carry + fill(self._src, self._views[self._cur][self._carry :])
+        self._carry = 1 if n > self._size else 0
+        view = self._views[self._cur]
+        unit = self._size // BATCH
+        return n, lambda i, length: view[i * unit : i * unit + length]
+
+
+class _FileInput:
+    """Batches of a regular file: each chunk is read where it is processed, with pread."""
+
+    def __init__(self, fd: int, offset: int, size: int, unit: int) -> None:
+        self._fd, self._offset, self._end, self._unit = fd, offset, offset + size, unit
+        self._local = threading.local()
+
+    def next_batch(self) -> tuple[int, Getter]:
+        base = self._offset
+        n = min(self._end - base, BATCH * self._unit + 1)
+        self._offset = min(self._end, base + BATCH * self._unit)
+        return n, lambda i, length: self._read(base + i * self._unit, length)
+
+    def _read(self, offset: int, length: int) -> memoryview:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = self._local.buf = memoryview(bytearray(self._unit))
+        got = os.preadv(self._fd, [buf[:length]], offset) if length else 0
+        if got != length:
+            raise AgeError("the file changed size while it was being read")
+        return buf[:length]
+
+
+Input = _StreamInput | _FileInput
 
 
 def _seal_shape(n: int) -> tuple[bool, int, int]:
@@ -115,45 +164,50 @@ def _seal_shape(n: int) -> tuple[bool, int, int]:
     return True, n, max(1, -(-n // CHUNK))
 
 
-def _seal_job(aead: ChaCha20Poly1305, src: memoryview, out: memoryview, base: int,
+def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
               shape: tuple[bool, int, int]) -> Callable[[int, int], None]:
     final, size, count = shape
 
     def job(start: int, stop: int) -> None:
         for i in range(start, stop):
-            end = min((i + 1) * CHUNK, size)
-            sealed = end - i * CHUNK + TAG
-            aead.encrypt_into(chunk_nonce(base + i, final and i == count - 1), src[i * CHUNK : end],
-                              None, out[i * SEALED : i * SEALED + sealed])
+            length = min(CHUNK, size - i * CHUNK)
+            aead.encrypt_into(chunk_nonce(base + i, final and i == count - 1), get(i, length),
+                              None, out[i * SEALED : i * SEALED + length + TAG])
 
     return job
 
 
 def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
-    """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one.
+    """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one."""
+    return _seal(_StreamInput(src, CHUNK), aead, threads)
 
-    While one batch is sealed on the pool, the next is read; while the caller writes a
-    batch out, the next is sealed.
-    """
-    ins, vin, vout = _buffers(BATCH * CHUNK, BATCH * SEALED)
+
+def seal_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
+              threads: int | None = None) -> Iterator[memoryview]:
+    """Encrypt ``size`` bytes of the regular file ``fd`` from ``offset``, as ``seal``."""
+    return _seal(_FileInput(fd, offset, size, CHUNK), aead, threads)
+
+
+def _seal(inp: Input, aead: ChaCha20Poly1305, threads: int | None) -> Iterator[memoryview]:
+    outs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(2)]
     workers = _Workers(threads)
     try:
         cur, index = 0, 0
-        shape = _seal_shape(fill(src, vin[0]))
-        wait = workers.submit(shape[2], _seal_job(aead, vin[0], vout[0], index, shape))
+        n, get = inp.next_batch()
+        shape = _seal_shape(n)
+        wait = workers.submit(shape[2], _seal_job(aead, get, outs[0], index, shape))
         while True:
             final, size, count = shape
             if not final:
-                ins[1 - cur][0] = ins[cur][BATCH * CHUNK]
-                following = 1 + fill(src, vin[1 - cur][1:])
+                n, get = inp.next_batch()
             wait()
-            done = vout[cur][: size + count * TAG]
+            done = outs[cur][: size + count * TAG]
             if final:
                 yield done
                 return
             index, cur = index + count, 1 - cur
-            shape = _seal_shape(following)
-            wait = workers.submit(shape[2], _seal_job(aead, vin[cur], vout[cur], index, shape))
+            shape = _seal_shape(n)
+            wait = workers.submit(shape[2], _seal_job(aead, get, outs[cur], index, shape))
             yield done
     finally:
         workers.close()
@@ -167,7 +221,7 @@ def _open_shape(n: int) -> tuple[bool, int, list[int]]:
     return final, size, [min(SEALED, size - i * SEALED) for i in range(count)]
 
 
-def _open_job(aead: ChaCha20Poly1305, src: memoryview, out: memoryview, base: int,
+def _open_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
               shape: tuple[bool, int, list[int]]) -> Callable[[int, int], int | None]:
     final, _, lengths = shape
     count = len(lengths)
@@ -175,8 +229,7 @@ def _open_job(aead: ChaCha20Poly1305, src: memoryview, out: memoryview, base: in
     def job(start: int, stop: int) -> int | None:
         for i in range(start, stop):
             try:
-                _open_chunk(aead, src[i * SEALED : i * SEALED + lengths[i]], out[i * CHUNK :],
-                            base + i, final and i == count - 1)
+                _open_chunk(aead, get(i, lengths[i]), out[i * CHUNK :], base + i, final and i == count - 1)
             except InvalidTag:
                 return i
         return None
@@ -188,38 +241,48 @@ def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> 
     """Decrypt and authenticate the STREAM in ``src``; yields views of the plaintext.
 
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
-    raises PayloadError. Reading, opening and the caller's writing overlap as in seal.
+    raises PayloadError.
     """
-    ins, vin, vout = _buffers(BATCH * SEALED, BATCH * CHUNK)
+    return _open(_StreamInput(src, SEALED), aead, threads)
+
+
+def open_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
+              threads: int | None = None) -> Iterator[memoryview]:
+    """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``open_``."""
+    return _open(_FileInput(fd, offset, size, SEALED), aead, threads)
+
+
+def _open(inp: Input, aead: ChaCha20Poly1305, threads: int | None) -> Iterator[memoryview]:
+    outs = [memoryview(bytearray(BATCH * CHUNK)) for _ in range(2)]
     workers = _Workers(threads)
     try:
         cur, index = 0, 0
-        shape = _open_shape(fill(src, vin[0]))
+        n, get = inp.next_batch()
+        shape = _open_shape(n)
         if shape[1] == 0:
             raise PayloadError("the payload is truncated: it has no chunk")
-        wait = workers.submit(len(shape[2]), _open_job(aead, vin[0], vout[0], index, shape))
+        wait = workers.submit(len(shape[2]), _open_job(aead, get, outs[0], index, shape))
         while True:
             final, size, lengths = shape
             if not final:
-                ins[1 - cur][0] = ins[cur][BATCH * SEALED]
-                following = 1 + fill(src, vin[1 - cur][1:])
+                following, get_next = inp.next_batch()
             failed = [f for f in wait() if f is not None]
             if failed:
                 bad = min(failed)
                 if bad:
-                    yield vout[cur][: bad * CHUNK]
-                sealed = vin[cur][bad * SEALED : bad * SEALED + lengths[bad]]
-                yield from _diagnose(aead, sealed, vout[cur], index + bad, final and bad == len(lengths) - 1)
-            done = vout[cur][: size - len(lengths) * TAG]
+                    yield outs[cur][: bad * CHUNK]
+                last = final and bad == len(lengths) - 1
+                yield from _diagnose(aead, get(bad, lengths[bad]), outs[cur], index + bad, last)
+            done = outs[cur][: size - len(lengths) * TAG]
             if final:
                 yield done
                 return
-            index, cur = index + len(lengths), 1 - cur
+            index, cur, get = index + len(lengths), 1 - cur, get_next
             shape = _open_shape(following)
             if shape[1] == 0:
                 yield done
                 raise PayloadError("the payload is truncated: it has no final chunk")
-            wait = workers.submit(len(shape[2]), _open_job(aead, vin[cur], vout[cur], index, shape))
+            wait = workers.submit(len(shape[2]), _open_job(aead, get, outs[cur], index, shape))
             yield done
     finally:
         workers.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,34 @@ def test_text_streams_are_refused_cleanly(identity: age.X25519Identity) -> None:
         age.read_header(io.StringIO("age-encryption.org/v1\n"))
     with pytest.raises(age.AgeError, match="binary"):
         age.encrypt(io.StringIO("text"), io.BytesIO(), [identity.to_recipient()])
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("threads", [0, 2])
+def test_regular_files_round_trip_and_are_left_at_their_end(size: int, threads: int, tmp_path: Path,
+                                                            identity: age.X25519Identity) -> None:
+    plaintext = data(size, size + 5)
+    source, sealed = tmp_path / "plain", tmp_path / "plain.age"
+    source.write_bytes(b"skipped" + plaintext)
+    with open(source, "rb") as src, open(sealed, "wb") as dst:
+        src.read(7)
+        assert age.encrypt(src, dst, [identity.to_recipient()], threads=threads) == size
+        assert src.read() == b""
+    assert decrypt_bytes(sealed.read_bytes(), [identity]) == plaintext
+    out = io.BytesIO()
+    with open(sealed, "rb", buffering=0) as src:
+        assert age.decrypt(src, out, [identity], threads=threads) == size
+        assert src.read() == b""
+    assert out.getvalue() == plaintext
+
+
+def test_a_truncated_regular_file_is_refused_with_the_plaintext_before(tmp_path: Path,
+                                                                       identity: age.X25519Identity) -> None:
+    plaintext = data(3 * BATCH_BYTES, 6)
+    ciphertext = encrypt_bytes(plaintext, [identity.to_recipient()])
+    path = tmp_path / "cut.age"
+    path.write_bytes(ciphertext[: len(ciphertext) - 2 * (CHUNK + 16)])
+    out = io.BytesIO()
+    with open(path, "rb") as f, pytest.raises(age.PayloadError, match="truncated"):
+        age.decrypt(f, out, [identity])
+    assert out.getvalue() == plaintext[: len(plaintext) - 2 * CHUNK]

@@ -133,3 +133,21 @@ def test_vector_payload_reencrypts(name: str) -> None:
     key = stream.payload_key(file_key, nonce)
     sealed = b"".join(bytes(p) for p in stream.seal(io.BytesIO(plaintext.getvalue()), key))
     assert sealed == payload
+
+
+@pytest.mark.parametrize("name", _names())
+def test_vector_from_a_regular_file(name: str, tmp_path: Path) -> None:
+    """The same outcome when the payload is read from a file by position (the fast path)."""
+    v = load(name)
+    path = tmp_path / "vector.age"
+    path.write_bytes(v.body)
+    sink = HashSink()
+    with open(path, "rb") as f:
+        try:
+            age.decrypt(f, sink, v.identities())
+            got = "success"
+        except age.AgeError as exc:
+            got = next(k for k, cls in CATEGORY.items() if isinstance(exc, cls))
+    assert got == v.expect
+    if v.expect in ("success", "payload failure"):
+        assert sink.hash.hexdigest() == v.meta["payload"][0]
