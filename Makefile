@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck bench demo deps clean
+.PHONY: run test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage demo deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,9 +38,23 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-## Benchmarks (numbers go into the README).
-bench: $(STAMP) deps
-	$(BIN)/python bench/run.py
+## Benchmarks (their numbers are in the README). Each takes minutes; run one with `make bench-age` etc.
+bench: bench-age bench-upload bench-transfer bench-audit bench-storage
+
+bench-age: $(STAMP) deps
+	$(BIN)/python bench/bench_age.py --size 1G --runs 3
+
+bench-upload: $(STAMP) deps
+	$(BIN)/python bench/bench_upload.py --sizes-mib 512,2048 --backends local,s3
+
+bench-transfer: $(STAMP) deps
+	$(BIN)/python bench/bench_transfer.py --size-mib 2048
+
+bench-audit: $(STAMP)
+	$(BIN)/python bench/bench_audit.py --entries 1000000
+
+bench-storage: $(STAMP)
+	$(BIN)/python bench/bench_storage.py
 
 demo: $(STAMP) deps
 	$(BIN)/python -m gateway.demo
