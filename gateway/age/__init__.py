@@ -35,7 +35,10 @@ Files::
 ``encrypt``/``decrypt`` and the iterators take ``threads=`` (default: up to 4, by CPU
 count; 0 processes everything on the calling thread): the STREAM chunks of each
 2 MiB batch are sealed or opened on that many threads while the next batch is read.
-Memory stays at a few MiB whatever the file size.
+A regular file (anything with ``fileno()`` on a regular file) is read by position by
+those threads, which is faster; ``encrypt`` then takes the bytes present when it
+starts, and either function leaves the file positioned at its end. Memory stays at a
+few MiB whatever the file size.
 
 Mixing recipient kinds in one file is allowed, but a file encrypted to a hybrid
 recipient and to an X25519 one is only as strong as X25519 (the spec says SHOULD NOT).

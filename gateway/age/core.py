@@ -103,7 +103,10 @@ class _Counting:
 
 def encrypt(src: Any, dst: Any, recipients: Sequence[Recipient], *, armor: bool = False,
             threads: int | None = None) -> int:
-    """Encrypt binary file ``src`` into binary file ``dst``; the plaintext size."""
+    """Encrypt binary file ``src`` into binary file ``dst``; the plaintext size.
+
+    A regular file is encrypted from its position to the size it has when this starts.
+    """
     check_binary(src)
     head, aead = _start(recipients)
     out = ArmorWriter(dst) if armor else dst
