@@ -97,3 +97,23 @@ def test_age_decrypts_a_reheadered_age_file(size: int, armor: bool, age_bin: str
     released = age.reheader(header, [custody], [evaluator.to_recipient()]) + binary[len(header.raw) :]
     delivered = _armor(released) if armor else released
     assert _age(age_bin, "-d", "-i", str(evaluator_file), stdin=delivered) == plaintext
+
+
+@pytest.mark.parametrize("size", [0, CHUNK, 5 * (1 << 20) + 3])
+def test_files_by_position_interoperate(size: int, age_bin: str, keys: tuple[age.X25519Identity, Path],
+                                        tmp_path: Path) -> None:
+    """The regular-file fast path, both ways: our file for `age -d`, `age -e`'s file for us."""
+    identity, path = keys
+    plaintext = data(size, size + 3)
+    plain, ours, theirs = tmp_path / "plain", tmp_path / "ours.age", tmp_path / "theirs.age"
+    plain.write_bytes(plaintext)
+    with open(plain, "rb") as src, open(ours, "wb") as dst:
+        age.encrypt(src, dst, [identity.to_recipient()])
+    assert _age(age_bin, "-d", "-i", str(path), ours.as_posix(), stdin=b"") == plaintext
+    done = subprocess.run([age_bin, "-e", "-r", str(identity.to_recipient()), "-o", str(theirs), str(plain)],
+                          capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    out = io.BytesIO()
+    with open(theirs, "rb") as src:
+        assert age.decrypt(src, out, [identity]) == size
+    assert out.getvalue() == plaintext
