@@ -142,7 +142,7 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
 def _build(values: Mapping[str, Mapping[str, Any]], source: str) -> Config:
     sections: dict[str, Any] = {}
     for sname, sfield in _SECTIONS.items():
-        cls = sfield.default_factory()  # type: ignore[misc]
+        cls = sfield.default_factory()  # type: ignore[misc,operator]
         given = dict(values.get(sname, {}))
         kwargs = {}
         for f in dataclasses.fields(cls):

@@ -57,11 +57,12 @@ def entries() -> Any:
             start = int(cursor)
         except ValueError:
             raise BadRequest("cursor is not one this gateway issued") from None
-    filters = {k: request.args.get(k) for k in ("artifact", "actor", "action") if request.args.get(k)}
+    filters: dict[str, str | None] = {k: request.args.get(k) or None for k in ("artifact", "actor", "action")}
     with gw().db.session() as session:
         rows = store.entries(
             session, start=start, limit=limit + 1,
-            subject_org=None if everything else who.org, **filters,
+            subject_org=None if everything else who.org,
+            artifact=filters["artifact"], actor=filters["actor"], action=filters["action"],
         )
     more = len(rows) > limit
     rows = rows[:limit]

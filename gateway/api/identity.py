@@ -8,6 +8,7 @@ from flask import Blueprint
 
 from gateway.api.common import actor, authenticate_request, authorize, field, gw, json_body
 from gateway.clock import rfc3339
+from gateway.errors import NotFound
 from gateway.models import Principal, SigningKey
 from gateway.services import identity
 
@@ -15,7 +16,9 @@ bp = Blueprint("identity", __name__, url_prefix="/v1")
 bp.before_request(authenticate_request)
 
 
-def _me(principal: Principal, signing_key: SigningKey | None) -> dict[str, Any]:
+def _me(principal: Principal | None, signing_key: SigningKey | None) -> dict[str, Any]:
+    if principal is None:
+        raise NotFound("the principal of this token no longer exists")
     return {
         "name": principal.name,
         "org": principal.org,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from flask import Blueprint, request
 
@@ -46,7 +46,7 @@ def show(upload_id: str) -> Any:
 class _ClientStream:
     """The request body, with a client that went away read as an early end of the body."""
 
-    def __init__(self, inner: BinaryIO) -> None:
+    def __init__(self, inner: IO[bytes]) -> None:
         self.inner = inner
 
     def read(self, n: int = -1) -> bytes:
@@ -89,5 +89,5 @@ def abort(upload_id: str) -> Any:
     runtime = gw()
     uploads.require_open(runtime, upload)
     with events.fail_closed(runtime) as session:
-        uploads.abort(runtime, session, session.get(Upload, upload_id), actor())
+        uploads.abort(runtime, session, uploads.get_upload(session, upload_id), actor())
     return "", 204
