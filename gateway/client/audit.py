@@ -139,19 +139,20 @@ def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | 
 @audit_group.command("verify")
 @click.option("--key", "key", required=True, envvar="GATEWAY_AUDIT_KEY",
               help="the log's verifier key (vkey string, or a file holding it); never taken from the gateway")
-@click.option("--since", "since", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="a checkpoint saved earlier: prove the log still extends it")
+@click.option("--since", "since", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
+              help="a checkpoint saved earlier (repeatable; published anchors count): prove the log still "
+                   "extends it; the more saved checkpoints, the more exactly a change is located")
 @click.option("--file", "export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="verify this export instead of asking the gateway")
 @profile_option
 @json_option
 @reported
-def verify(profile: str | None, as_json: bool, key: str, since: Path | None, export_file: Path | None) -> None:
+def verify(profile: str | None, as_json: bool, key: str, since: tuple[Path, ...], export_file: Path | None) -> None:
     """Recompute the log from its leaves and check its signed checkpoint; exit 0 only if all holds."""
     from gateway.client import auditcheck
 
     vkey = auditcheck.read_key(key)
-    old = since.read_text("utf-8") if since else None
+    old = [path.read_text("utf-8") for path in since]
     if export_file is not None:
         verdict = auditcheck.verify_file(export_file, vkey, old)
     else:

@@ -17,7 +17,7 @@ Memory is 32 bytes per entry for that bisection; the export path streams.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,8 +117,14 @@ def _listed_problem(index: int, leaf: bytes, entry: dict[str, Any] | None) -> st
     return None if same else f"entry {index} as the gateway lists it differs from its leaf bytes"
 
 
+def _olds(old_text: str | Sequence[str] | None) -> list[str]:
+    if not old_text:
+        return []
+    return [old_text] if isinstance(old_text, str) else list(old_text)
+
+
 def verify_leaves(text: str, leaves: Iterable[tuple[int, bytes, dict[str, Any] | None]], vkey: str,
-                  old_text: str | None = None, consistency: Consistency | None = None) -> Verdict:
+                  old_text: str | Sequence[str] | None = None, consistency: Consistency | None = None) -> Verdict:
     """Check ``leaves`` (index, leaf bytes, entry as listed or None) against the signed checkpoint."""
     hashes: list[bytes] = []
     listed: list[tuple[int, str]] = []
@@ -131,12 +137,13 @@ def verify_leaves(text: str, leaves: Iterable[tuple[int, bytes, dict[str, Any] |
             hashes.append(merkle.leaf_hash(leaf))
             yield leaf
 
-    earlier = [old_text] if old_text else []
+    earlier = _olds(old_text)
     proofs: dict[int, list[bytes]] = {}
-    if old_text and consistency is not None:
-        old, new = _size(old_text), _size(text)
-        if 0 < old <= new:
-            proofs[old] = consistency(old, new)
+    if consistency is not None:
+        for saved in earlier:
+            old, new = _size(saved), _size(text)
+            if 0 < old <= new and old not in proofs:
+                proofs[old] = consistency(old, new)
     result = Verdict.of(verify.verify_log(stream(), text, vkey, earlier=earlier, proofs=proofs))
     if listed and result.ok:
         return Verdict(False, listed[0][1], listed[0][0], result.size)
@@ -168,7 +175,7 @@ def write_export(path: Path, checkpoint_text: str, leaves: Iterable[tuple[int, b
     return count
 
 
-def verify_file(path: Path, vkey: str, old_text: str | None) -> Verdict:
-    """Verify an export file offline, streaming it."""
+def verify_file(path: Path, vkey: str, old_text: str | Sequence[str] | None) -> Verdict:
+    """Verify an export file offline, streaming it, against any number of saved checkpoints."""
     with open(path, encoding="utf-8") as fh:
-        return Verdict.of(verify.verify_export(fh, vkey, earlier=[old_text] if old_text else []))
+        return Verdict.of(verify.verify_export(fh, vkey, earlier=_olds(old_text)))
