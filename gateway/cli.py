@@ -93,6 +93,9 @@ def dev_seed(state: State) -> None:
     click.echo("# development tokens: for trying the gateway on this machine only", err=True)
     for role, (org, name, token) in tokens.items():
         click.echo(f"{role:<10} {org}/{name}  {token}")
+    config = state.config
+    click.echo(f"gateway: hint: export GATEWAY_URL=http://{config.server.host}:{config.server.port} "
+               "GATEWAY_TOKEN=<a token above>, then try `gateway whoami`", err=True)
 
 
 @main.command()
