@@ -24,9 +24,10 @@ Memory is a few MiB whatever the size of the file. This module never opens a fil
 from __future__ import annotations
 
 import os
+import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -40,8 +41,7 @@ CHUNK = 64 * 1024
 TAG = 16
 SEALED = CHUNK + TAG
 NONCE_SIZE = 16
-BATCH = 32
-PARALLEL_MIN = 4
+BATCH = 16
 
 
 class ReadInto(Protocol):
@@ -74,59 +74,87 @@ def default_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-Waiter = Callable[[], list[int | None]]
+Job = Callable[[], int | None]
 
 
-class _Workers:
-    """Runs ``job(start, stop)`` over a batch's chunk ranges on a small thread pool.
+class _Pool:
+    """Worker threads that run queued jobs, each filling one of a ring of output slots.
 
-    The calling thread is then free to read the next batch while this one is processed.
-    ``threads=0`` (or a batch too small to be worth it) runs the job inline.
+    Jobs of later slots are queued while earlier ones run, so a worker that finishes
+    takes the next job at once: no batch waits for its slowest part. A slot's lock is
+    held from ``submit`` until its job is done; ``wait`` takes it back, in slot order.
+    ``threads=0``, or ``inline``, runs the job in the calling thread instead.
     """
 
     def __init__(self, threads: int | None) -> None:
         self.threads = default_threads() if threads is None else max(0, threads)
-        self._pool: ThreadPoolExecutor | None = None
+        self.slots = self.threads + 2
+        self._jobs: queue.SimpleQueue[tuple[int, Job] | None] = queue.SimpleQueue()
+        self._done = [threading.Lock() for _ in range(self.slots)]
+        for lock in self._done:
+            lock.acquire()
+        self._results: list[int | None | BaseException] = [None] * self.slots
+        self._workers: list[threading.Thread] = []
 
-    def submit(self, count: int, job: Callable[[int, int], int | None]) -> Waiter:
-        if self.threads == 0 or count < PARALLEL_MIN:
-            result = [job(0, count)]
-            return lambda: result
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="age-stream")
-        parts = min(self.threads, count)
-        bounds = [count * k // parts for k in range(parts + 1)]
-        futures: list[Future[int | None]] = [
-            self._pool.submit(job, bounds[k], bounds[k + 1]) for k in range(parts)
-        ]
-        return lambda: [f.result() for f in futures]
+    def submit(self, slot: int, job: Job, inline: bool = False) -> None:
+        if self.threads == 0 or inline:
+            self._finish(slot, job)
+            return
+        if not self._workers:
+            self._workers = [threading.Thread(target=self._work, name="age-stream", daemon=True)
+                             for _ in range(self.threads)]
+            for worker in self._workers:
+                worker.start()
+        self._jobs.put((slot, job))
+
+    def wait(self, slot: int) -> int | None:
+        """The result of the job submitted to ``slot`` (it raises what the job raised)."""
+        self._done[slot].acquire()
+        result = self._results[slot]
+        if isinstance(result, BaseException):
+            self._results[slot] = None
+            raise result
+        return result
+
+    def _finish(self, slot: int, job: Job) -> None:
+        try:
+            self._results[slot] = job()
+        except BaseException as e:  # handed to the thread that waits for the slot
+            self._results[slot] = e
+        self._done[slot].release()
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            self._finish(*item)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        for _ in self._workers:
+            self._jobs.put(None)
+        for worker in self._workers:
+            worker.join()
+        self._workers = []
 
 
 Getter = Callable[[int, int], memoryview]
 
 
 class _StreamInput:
-    """Batches read from a ``readinto`` source into two alternating buffers."""
+    """Batches read from a ``readinto`` source, one input buffer per slot."""
 
-    def __init__(self, src: ReadInto, unit: int) -> None:
+    def __init__(self, src: ReadInto, unit: int, slots: int) -> None:
         self._src, self._size = src, BATCH * unit
-        self._bufs = [bytearray(self._size + 1) for _ in range(2)]
+        self._bufs = [bytearray(self._size + 1) for _ in range(slots)]
         self._views = [memoryview(b) for b in self._bufs]
-        self._cur, self._carry = 1, 0
+        self._prev, self._carry = 0, 0
 
-    def next_batch(self) -> tuple[int, Getter]:
+    def next_batch(self, slot: int) -> tuple[int, Getter]:
         """Bytes available (a batch and one more if the stream goes on), and chunk getter."""
-        prev, self._cur = self._cur, 1 - self._cur
         if self._carry:
-            self._bufs[self._cur][0] = self._bufs[prev][self._size]
-        n = self._carry + fill(self._src, self._views[self._cur][self._carry :])
+            self._bufs[slot][0] = self._bufs[self._prev][self._size]
+        self._prev = slot
+        n = self._carry + fill(self._src, self._views[slot][self._carry :])
         self._carry = 1 if n > self._size else 0
-        view = self._views[self._cur]
+        view = self._views[slot]
         unit = self._size // BATCH
         return n, lambda i, length: view[i * unit : i * unit + length]
 
@@ -138,7 +166,7 @@ class _FileInput:
         self._fd, self._offset, self._end, self._unit = fd, offset, offset + size, unit
         self._local = threading.local()
 
-    def next_batch(self) -> tuple[int, Getter]:
+    def next_batch(self, slot: int) -> tuple[int, Getter]:
         base = self._offset
         n = min(self._end - base, BATCH * self._unit + 1)
         self._offset = min(self._end, base + BATCH * self._unit)
@@ -165,52 +193,52 @@ def _seal_shape(n: int) -> tuple[bool, int, int]:
 
 
 def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
-              shape: tuple[bool, int, int]) -> Callable[[int, int], None]:
+              shape: tuple[bool, int, int]) -> Job:
     final, size, count = shape
 
-    def job(start: int, stop: int) -> None:
-        for i in range(start, stop):
+    def job() -> None:
+        seal_into = aead.encrypt_into
+        for i in range(count):
             length = min(CHUNK, size - i * CHUNK)
-            aead.encrypt_into(chunk_nonce(base + i, final and i == count - 1), get(i, length),
-                              None, out[i * SEALED : i * SEALED + length + TAG])
+            seal_into(chunk_nonce(base + i, final and i == count - 1), get(i, length),
+                      None, out[i * SEALED : i * SEALED + length + TAG])
 
     return job
 
 
 def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
     """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one."""
-    return _seal(_StreamInput(src, CHUNK), aead, threads)
+    pool = _Pool(threads)
+    return _seal(_StreamInput(src, CHUNK, pool.slots), aead, pool)
 
 
 def seal_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
               threads: int | None = None) -> Iterator[memoryview]:
     """Encrypt ``size`` bytes of the regular file ``fd`` from ``offset``, as ``seal``."""
-    return _seal(_FileInput(fd, offset, size, CHUNK), aead, threads)
+    return _seal(_FileInput(fd, offset, size, CHUNK), aead, _Pool(threads))
 
 
-def _seal(inp: Input, aead: ChaCha20Poly1305, threads: int | None) -> Iterator[memoryview]:
-    outs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(2)]
-    workers = _Workers(threads)
+def _seal(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Iterator[memoryview]:
+    outs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(pool.slots)]
     try:
-        cur, index = 0, 0
-        n, get = inp.next_batch()
-        shape = _seal_shape(n)
-        wait = workers.submit(shape[2], _seal_job(aead, get, outs[0], index, shape))
+        pending: deque[tuple[int, int]] = deque()
+        index, final, slot = 0, False, 0
         while True:
-            final, size, count = shape
-            if not final:
-                n, get = inp.next_batch()
-            wait()
-            done = outs[cur][: size + count * TAG]
-            if final:
-                yield done
+            while not final and len(pending) < pool.slots:
+                s = (slot + len(pending)) % pool.slots
+                n, get = inp.next_batch(s)
+                shape = final, size, count = _seal_shape(n)
+                pool.submit(s, _seal_job(aead, get, outs[s], index, shape), inline=final and index == 0)
+                index += count
+                pending.append((size, count))
+            size, count = pending.popleft()
+            pool.wait(slot)
+            yield outs[slot][: size + count * TAG]
+            if not pending:
                 return
-            index, cur = index + count, 1 - cur
-            shape = _seal_shape(n)
-            wait = workers.submit(shape[2], _seal_job(aead, get, outs[cur], index, shape))
-            yield done
+            slot = (slot + 1) % pool.slots
     finally:
-        workers.close()
+        pool.close()
 
 
 def _open_shape(n: int) -> tuple[bool, int, list[int]]:
@@ -222,12 +250,12 @@ def _open_shape(n: int) -> tuple[bool, int, list[int]]:
 
 
 def _open_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
-              shape: tuple[bool, int, list[int]]) -> Callable[[int, int], int | None]:
+              shape: tuple[bool, int, list[int]]) -> Job:
     final, _, lengths = shape
     count = len(lengths)
 
-    def job(start: int, stop: int) -> int | None:
-        for i in range(start, stop):
+    def job() -> int | None:
+        for i in range(count):
             try:
                 _open_chunk(aead, get(i, lengths[i]), out[i * CHUNK :], base + i, final and i == count - 1)
             except InvalidTag:
@@ -243,49 +271,47 @@ def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> 
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
     raises PayloadError.
     """
-    return _open(_StreamInput(src, SEALED), aead, threads)
+    pool = _Pool(threads)
+    return _open(_StreamInput(src, SEALED, pool.slots), aead, pool)
 
 
 def open_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
               threads: int | None = None) -> Iterator[memoryview]:
     """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``open_``."""
-    return _open(_FileInput(fd, offset, size, SEALED), aead, threads)
+    return _open(_FileInput(fd, offset, size, SEALED), aead, _Pool(threads))
 
 
-def _open(inp: Input, aead: ChaCha20Poly1305, threads: int | None) -> Iterator[memoryview]:
-    outs = [memoryview(bytearray(BATCH * CHUNK)) for _ in range(2)]
-    workers = _Workers(threads)
+Opening = tuple[int, tuple[bool, int, list[int]], Getter]
+
+
+def _open(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Iterator[memoryview]:
+    outs = [memoryview(bytearray(BATCH * CHUNK)) for _ in range(pool.slots)]
     try:
-        cur, index = 0, 0
-        n, get = inp.next_batch()
-        shape = _open_shape(n)
-        if shape[1] == 0:
-            raise PayloadError("the payload is truncated: it has no chunk")
-        wait = workers.submit(len(shape[2]), _open_job(aead, get, outs[0], index, shape))
+        pending: deque[Opening] = deque()
+        index, final, slot = 0, False, 0
         while True:
-            final, size, lengths = shape
-            if not final:
-                following, get_next = inp.next_batch()
-            failed = [f for f in wait() if f is not None]
-            if failed:
-                bad = min(failed)
+            while not final and len(pending) < pool.slots:
+                s = (slot + len(pending)) % pool.slots
+                n, get = inp.next_batch(s)
+                shape = final, size, lengths = _open_shape(n)
+                if size == 0:
+                    raise PayloadError("the payload is truncated: it has no chunk")
+                pool.submit(s, _open_job(aead, get, outs[s], index, shape), inline=final and index == 0)
+                pending.append((index, shape, get))
+                index += len(lengths)
+            base, (last_batch, size, lengths), get = pending.popleft()
+            bad = pool.wait(slot)
+            if bad is not None:
                 if bad:
-                    yield outs[cur][: bad * CHUNK]
-                last = final and bad == len(lengths) - 1
-                yield from _diagnose(aead, get(bad, lengths[bad]), outs[cur], index + bad, last)
-            done = outs[cur][: size - len(lengths) * TAG]
-            if final:
-                yield done
+                    yield outs[slot][: bad * CHUNK]
+                last = last_batch and bad == len(lengths) - 1
+                yield from _diagnose(aead, get(bad, lengths[bad]), outs[slot], base + bad, last)
+            yield outs[slot][: size - len(lengths) * TAG]
+            if not pending:
                 return
-            index, cur, get = index + len(lengths), 1 - cur, get_next
-            shape = _open_shape(following)
-            if shape[1] == 0:
-                yield done
-                raise PayloadError("the payload is truncated: it has no final chunk")
-            wait = workers.submit(len(shape[2]), _open_job(aead, get, outs[cur], index, shape))
-            yield done
+            slot = (slot + 1) % pool.slots
     finally:
-        workers.close()
+        pool.close()
 
 
 def _open_chunk(aead: ChaCha20Poly1305, sealed: memoryview, out: memoryview, index: int, last: bool) -> None:
