@@ -9,16 +9,19 @@ chunk, an empty final chunk after others, and any altered bit (the AEAD tag). It
 the plaintext of every chunk that authenticated before the error, exactly as the
 reference implementation does (the test vectors' ``payload`` hashes depend on it).
 
-Speed and memory: chunks are processed in batches of ``BATCH`` chunks, sealed or opened
-with ``encrypt_into`` / ``decrypt_into`` (which release the GIL) on a few threads into
-one of two output buffers allocated once, and handed out as views of it; while one batch
-is processed the next is read, and while the caller writes one out the next is
-processed. A stream is read with ``readinto`` into two input buffers (with one byte of
-look-ahead that tells whether a batch holds the final chunk). A regular file, given as
-a descriptor, offset and size, is instead read by the worker threads themselves with
-``os.preadv``, each chunk into a small per-thread buffer that stays in that core's cache
-while it is sealed or opened: reading is parallel and no large buffer is copied twice.
-Memory is a few MiB whatever the size of the file. This module never opens a file.
+Speed and memory: chunks are processed in batches of ``BATCH`` chunks (1 MiB), each a
+job on a queue served by a few persistent worker threads, sealed or opened with
+``encrypt_into`` / ``decrypt_into`` (which release the GIL) into one of a ring of output
+buffers allocated once (one per slot, ``threads + 2`` slots), and handed out in order as
+views of it. Later batches are queued while earlier ones run, so a worker never waits
+for another to finish its part of a batch, and while the caller writes one batch out
+the next ones are processed. A stream is read with ``readinto`` into the slot's input
+buffer (with one byte of look-ahead that tells whether a batch holds the final chunk).
+A regular file, given as a descriptor, offset and size, is instead read by the worker
+threads themselves with ``os.preadv``, each chunk into a small per-thread buffer that
+stays in that core's cache while it is sealed or opened: reading is parallel and no
+large buffer is copied twice. Memory is a few MiB whatever the size of the file. This
+module never opens a file.
 """
 
 from __future__ import annotations
