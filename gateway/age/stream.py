@@ -74,7 +74,12 @@ def fill(src: ReadInto, view: memoryview) -> int:
 
 
 def default_threads() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
+    """Worker threads: one per CPU this process may run on, at most 4."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus))
 
 
 Job = Callable[[], int | None]
