@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import IO, Any
+from typing import Any
 
 from flask import Blueprint, request
 
-from gateway import events, metrics
+from gateway import events
+from gateway.api.body import part_body
 from gateway.api.common import actor, authenticate_request, authorize, gw, json_body
 from gateway.errors import BadRequest
 from gateway.models import Upload
@@ -43,23 +44,6 @@ def show(upload_id: str) -> Any:
         return uploads.upload_json(upload, uploads.parts_of(session, upload_id))
 
 
-class _ClientStream:
-    """The request body, with a client that went away read as an early end of the body."""
-
-    def __init__(self, inner: IO[bytes]) -> None:
-        self.inner = inner
-
-    def read(self, n: int = -1) -> bytes:
-        from werkzeug.exceptions import ClientDisconnected
-
-        try:
-            data = self.inner.read(n)
-        except (ClientDisconnected, OSError):
-            return b""
-        metrics.BYTES_IN.inc(len(data))
-        return data
-
-
 @bp.put("/<upload_id>/parts/<int(signed=True):number>")
 def put_part(upload_id: str, number: int) -> Any:
     upload = _load_own(upload_id, "upload.write")
@@ -70,10 +54,12 @@ def put_part(upload_id: str, number: int) -> Any:
     length, sha256 = uploads.check_part_request(
         upload, number, request.content_length or 0, request.headers.get("X-Content-SHA256")
     )
-    # The server's input stream itself, read exactly Content-Length bytes by the store: werkzeug's
-    # limiting wrapper would copy every chunk twice more on this, the hottest path.
-    body = request.environ["wsgi.input"]
-    part = uploads.store_part(runtime, upload, number, length, sha256, _ClientStream(body))
+    # The server's own input, read exactly Content-Length bytes by the store (see body.py).
+    body = part_body(request.environ, length)
+    try:
+        part = uploads.store_part(runtime, upload, number, length, sha256, body)
+    finally:
+        body.close()
     return {"number": part.number, "size": part.size, "sha256": part.sha256}
 
 

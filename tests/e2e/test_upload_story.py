@@ -73,3 +73,34 @@ def test_real_age_file_uploaded_in_parts_resumed_and_read_back(server: Server, t
     assert len(files) == 1
     assert hashlib.sha256(files[0].read_bytes()).digest() == hashlib.sha256(data).digest()
     assert base64.b64decode(art["signature"]) == base64.b64decode(helpers.sign(m, key))
+
+
+def test_parts_on_one_kept_alive_connection_and_pipelined(server: Server) -> None:
+    """A part refused after its body was read and an accepted one share a connection; a request
+    pipelined right behind a part's body is answered, not swallowed as body bytes."""
+    s = requests.Session()
+    s.headers.update(server.auth("lab"))
+    up = s.post(server.url + "/v1/uploads", json={"name": "k", "kind": "weights", "share_with": ["agency-a"]}).json()
+    url = f"{server.url}/v1/uploads/{up['id']}/parts"
+    good = helpers.random_bytes(3 * MIB + 17, seed=3)
+    assert s.put(f"{url}/1", data=good, headers={"X-Content-SHA256": "0" * 64}).status_code == 400
+    r = s.put(f"{url}/1", data=good, headers={"X-Content-SHA256": helpers.sha(good)})
+    assert r.status_code == 200 and r.json()["sha256"] == helpers.sha(good)
+
+    # Two requests in one write: a small part, then a GET on the same connection.
+    small = b"pipelined part"
+    u = urlparse(server.url)
+    put = (f"PUT /v1/uploads/{up['id']}/parts/2 HTTP/1.1\r\nHost: {u.netloc}\r\n"
+           f"Authorization: Bearer {server.tokens['lab']}\r\nX-Content-SHA256: {helpers.sha(small)}\r\n"
+           f"Content-Length: {len(small)}\r\n\r\n").encode() + small
+    get = (f"GET /v1/uploads/{up['id']} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+           f"Authorization: Bearer {server.tokens['lab']}\r\nConnection: close\r\n\r\n").encode()
+    with socket.create_connection((u.hostname, u.port)) as sock:
+        sock.sendall(put + get)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200") == 2, answer[:400]
+    assert b'"number":2' in answer.replace(b" ", b"")
+    state = s.get(f"{server.url}/v1/uploads/{up['id']}").json()
+    assert [(p["number"], p["sha256"]) for p in state["parts"]] == [(1, helpers.sha(good)), (2, helpers.sha(small))]
