@@ -29,6 +29,7 @@ from gateway.errors import (
     Gone,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     Unprocessable,
 )
 from gateway.models import Artifact, CustodyKey, Org, SigningKey, Upload, UploadPart, new_id
@@ -184,6 +185,10 @@ def store_part(gw: Gateway, upload: Upload, number: int, length: int, sha256: st
         raise DigestMismatch(f"part {number}: the body's SHA-256 does not match X-Content-SHA256; nothing was kept") from None
     except storage.TruncatedBody:
         raise BadRequest(f"part {number}: the body ended before Content-Length bytes; nothing was kept") from None
+    except storage.UploadNotFound:
+        raise Gone(f"upload {upload.id} is no longer open") from None
+    except storage.StorageError as exc:
+        raise store_unavailable(exc) from None
     now = gw.now()
     with events.fail_closed(gw) as session:
         row = session.get(UploadPart, (upload.id, number))
@@ -318,7 +323,16 @@ def complete(gw: Gateway, upload_id: str, who: Actor, body: dict[str, Any]) -> A
         signing_key = _check_signature(session, upload, manifest, body.get("signature"))
         header_size = _check_header(gw, session, upload, total)
     stored_parts = [_stored(p) for p in parts]
-    gw.store.complete_upload(upload.object_key, upload.store_handle, stored_parts, total)
+    from gateway import storage
+
+    try:
+        gw.store.complete_upload(upload.object_key, upload.store_handle, stored_parts, total)
+    except storage.UploadNotFound:
+        raise Gone(f"upload {upload_id} is no longer open") from None
+    except storage.InvalidPart as exc:
+        raise Unprocessable(f"the object store does not hold the parts as listed: {exc}") from None
+    except storage.StorageError as exc:
+        raise store_unavailable(exc) from None
     try:
         with events.fail_closed(gw) as session:
             upload = get_upload(session, upload_id)
@@ -340,6 +354,12 @@ def complete(gw: Gateway, upload_id: str, who: Actor, body: dict[str, Any]) -> A
         _discard_object(gw, upload.object_key)
         raise
     return artifact
+
+
+def store_unavailable(exc: Exception) -> ServiceUnavailable:
+    """A store failure the client can retry: logged here, a 503 for the client."""
+    log.error("object store failure: %s", exc)
+    return ServiceUnavailable("the object store is unavailable; nothing was changed, try again later")
 
 
 def _stored(p: UploadPart) -> Any:

@@ -342,3 +342,30 @@ def test_a_post_quantum_custody_key_on_request(lab: Lab, gw) -> None:
     r = lab.client.post("/v1/uploads", json={"name": "m", "kind": "weights", "share_with": ["agency-a"],
                                              "recipient_type": "rsa"}, headers=lab.auth)
     assert r.status_code == 400 and "recipient_type" in r.get_json()["detail"]
+
+
+def test_a_part_for_an_upload_the_store_no_longer_holds_is_410(lab: Lab, gw) -> None:
+    from gateway.models import Upload as UploadRow
+
+    up = lab.create()
+    with gw.db.session() as s:
+        row = s.get(UploadRow, up["id"])
+        gw.store.abort_upload(row.object_key, row.store_handle)  # as a concurrent abort would
+    r = lab.put(up, 1, b"abc")
+    assert r.status_code == 410 and "no longer open" in r.get_json()["detail"]
+
+
+def test_a_failing_object_store_is_503_and_records_nothing(lab: Lab, gw, monkeypatch) -> None:
+    from gateway.storage import StorageError
+
+    up = lab.create()
+
+    def full(*args, **kwargs):  # a full disk cannot be caused here: inject it
+        raise StorageError("No space left on device")
+
+    monkeypatch.setattr(gw.store, "put_part", full)
+    r = lab.put(up, 1, b"abc")
+    assert r.status_code == 503 and r.mimetype == "application/problem+json"
+    assert "No space" not in r.get_json()["detail"]
+    monkeypatch.undo()
+    assert lab.client.get(f"/v1/uploads/{up['id']}", headers=lab.auth).get_json()["parts"] == []
