@@ -185,18 +185,28 @@ def read_range(gw: Gateway, key: str, start: int, end: int) -> Iterator[bytes]:
     """Bytes ``[start, end)`` of a stored object, in the store's chunks."""
     if end <= start:
         return iter(())
+    from gateway.services.uploads import store_unavailable
+    from gateway.storage import StorageError
+
     try:
         return gw.store.open_read(key, start, end)
     except FileNotFoundError:
         raise Gone("the stored object is no longer there") from None
+    except StorageError as exc:
+        raise store_unavailable(exc) from None
 
 
 def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Fetch the first chunk now, so a missing object is an error before the status line."""
+    from gateway.services.uploads import store_unavailable
+    from gateway.storage import StorageError
+
     try:
         first = next(chunks, b"")
     except FileNotFoundError:
         raise Gone("the stored object is no longer there") from None
+    except StorageError as exc:
+        raise store_unavailable(exc) from None
 
     def rest() -> Iterator[bytes]:
         if first:
