@@ -18,9 +18,13 @@ for another to finish its part of a batch, and while the caller writes one batch
 the next ones are processed. A stream is read with ``readinto`` into the slot's input
 buffer (with one byte of look-ahead that tells whether a batch holds the final chunk).
 A regular file, given as a descriptor, offset and size, is instead read by the worker
-threads themselves with ``os.preadv``, each chunk into a small per-thread buffer that
-stays in that core's cache while it is sealed or opened: reading is parallel and no
-large buffer is copied twice. Memory is a few MiB whatever the size of the file. This
+threads themselves with ``os.preadv``. To encrypt, a worker reads a whole batch with one
+call straight into its place in the output buffer (a 16-byte gap left after each chunk
+for its tag) and seals every chunk there in place (``encrypt_into`` over exactly the
+same memory, which OpenSSL supports and a test pins), so the plaintext is copied once, by
+the kernel, and the batch costs one system call; to decrypt, each chunk is read into a
+small per-thread buffer that stays in that core's cache while it is opened (a failed
+chunk is read again to say why). Memory is a few MiB whatever the size of the file. This
 module never opens a file.
 """
 
@@ -184,24 +188,42 @@ class _FileInput:
         buf = getattr(self._local, "buf", None)
         if buf is None:
             buf = self._local.buf = memoryview(bytearray(self._unit))
-        got = os.preadv(self._fd, [buf[:length]], offset) if length else 0
-        if got != length:
-            raise AgeError("the file changed size while it was being read")
-        return buf[:length]
+        view = buf[:length]
+        if length:
+            _pread_full(self._fd, [view], offset, length)
+        return view
 
 
 Input = _StreamInput | _FileInput
 
 
-def _seal_shape(n: int) -> tuple[bool, int, int]:
+Shape = tuple[bool, int, int]  # (final, plaintext bytes, chunks) of a batch to seal
+
+
+def _pread_full(fd: int, views: list[memoryview], offset: int, size: int) -> None:
+    """Fill ``views`` (``size`` bytes in all) from ``fd`` at ``offset``, short reads resumed."""
+    got = os.preadv(fd, views, offset)
+    if got == size:
+        return
+    for view in views:
+        done = min(got, len(view))
+        got -= done
+        while done < len(view):
+            n = os.preadv(fd, [view[done:]], offset + done)
+            if n == 0:
+                raise AgeError("the file changed size while it was being read")
+            done += n
+        offset += len(view)
+
+
+def _seal_shape(n: int) -> Shape:
     """(final, plaintext bytes, chunks) of a batch holding ``n`` bytes (one of look-ahead)."""
     if n > BATCH * CHUNK:
         return False, BATCH * CHUNK, BATCH
     return True, n, max(1, -(-n // CHUNK))
 
 
-def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
-              shape: tuple[bool, int, int]) -> Job:
+def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int, shape: Shape) -> Job:
     final, size, count = shape
 
     def job() -> None:
@@ -214,19 +236,72 @@ def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
     return job
 
 
+Batches = Callable[[int, memoryview, int], tuple[Shape, Job]]
+
+
 def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
     """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one."""
     pool = _Pool(threads)
-    return _seal(_StreamInput(src, CHUNK, pool.slots), aead, pool)
+    inp = _StreamInput(src, CHUNK, pool.slots)
+
+    def batch(slot: int, out: memoryview, index: int) -> tuple[Shape, Job]:
+        n, get = inp.next_batch(slot)
+        shape = _seal_shape(n)
+        return shape, _seal_job(aead, get, out, index, shape)
+
+    return _seal(batch, pool)
 
 
 def seal_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
               threads: int | None = None) -> Iterator[memoryview]:
-    """Encrypt ``size`` bytes of the regular file ``fd`` from ``offset``, as ``seal``."""
-    return _seal(_FileInput(fd, offset, size, CHUNK), aead, _Pool(threads))
+    """Encrypt ``size`` bytes of the regular file ``fd`` from ``offset``, as ``seal``.
+
+    A file that shrinks below ``offset + size`` while it is read raises AgeError.
+    """
+    return _seal(_FileSeal(fd, offset, size, aead).batch, _Pool(threads))
 
 
-def _seal(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Iterator[memoryview]:
+class _FileSeal:
+    """Batches of a regular file, each read by its job into the output slot and sealed there."""
+
+    def __init__(self, fd: int, offset: int, size: int, aead: ChaCha20Poly1305) -> None:
+        self._fd, self._pos, self._end = fd, offset, offset + size
+        self._seal_into = aead.encrypt_into
+        self._views: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
+
+    def _slot_views(self, slot: int, out: memoryview, size: int,
+                    count: int) -> tuple[list[memoryview], list[memoryview]]:
+        """(plaintext view, sealed view) of each chunk of a batch in ``out``; full ones cached."""
+        full = count == BATCH and size == BATCH * CHUNK
+        if full and slot in self._views:
+            return self._views[slot]
+        lengths = [min(CHUNK, size - i * CHUNK) for i in range(count)]
+        views = ([out[i * SEALED : i * SEALED + n] for i, n in enumerate(lengths)],
+                 [out[i * SEALED : i * SEALED + n + TAG] for i, n in enumerate(lengths)])
+        if full:
+            self._views[slot] = views
+        return views
+
+    def batch(self, slot: int, out: memoryview, index: int) -> tuple[Shape, Job]:
+        pos = self._pos
+        shape = final, size, count = _seal_shape(min(self._end - pos, BATCH * CHUNK + 1))
+        self._pos += size
+        plain, sealed = self._slot_views(slot, out, size, count)
+        fd, seal_into = self._fd, self._seal_into
+
+        def job() -> None:
+            if size:
+                _pread_full(fd, plain, pos, size)
+            nonce = index << 8  # chunk_nonce(index + i, last) as a 96-bit integer
+            last = count - 1 if final else -1
+            for i in range(count):
+                seal_into((nonce | (i == last)).to_bytes(12, "big"), plain[i], None, sealed[i])
+                nonce += 256
+
+        return shape, job
+
+
+def _seal(batches: Batches, pool: _Pool) -> Iterator[memoryview]:
     outs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(pool.slots)]
     try:
         pending: deque[tuple[int, int]] = deque()
@@ -234,9 +309,8 @@ def _seal(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Iterator[memoryvie
         while True:
             while not final and len(pending) < pool.slots:
                 s = (slot + len(pending)) % pool.slots
-                n, get = inp.next_batch(s)
-                shape = final, size, count = _seal_shape(n)
-                pool.submit(s, _seal_job(aead, get, outs[s], index, shape), inline=final and index == 0)
+                (final, size, count), job = batches(s, outs[s], index)
+                pool.submit(s, job, inline=final and index == 0)
                 index += count
                 pending.append((size, count))
             size, count = pending.popleft()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
@@ -83,3 +85,57 @@ def test_an_empty_final_chunk_after_full_ones_is_refused() -> None:
     released, error = _open(sealed, 0)
     assert error is not None and "empty" in str(error)
     assert released == plaintext
+
+
+def test_encrypt_into_seals_in_place_as_the_file_path_relies_on() -> None:
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    plaintext = data(CHUNK, 7)
+    buf = bytearray(plaintext) + bytearray(stream.TAG)
+    view = memoryview(buf)
+    aead.encrypt_into(stream.chunk_nonce(3, True), view[:CHUNK], None, view)
+    assert bytes(buf) == aead.encrypt(stream.chunk_nonce(3, True), plaintext, None)
+
+
+def _seal_file(path: Path, offset: int, size: int, threads: int) -> bytes:
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    with open(path, "rb") as fh:
+        return b"".join(bytes(p) for p in stream.seal_file(fh.fileno(), offset, size, aead, threads))
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, BATCH_BYTES - 1, BATCH_BYTES,
+                                  BATCH_BYTES + 1, 5 * BATCH_BYTES + 3 * CHUNK + 11])
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_seal_file_matches_the_naive_reference(size: int, threads: int, tmp_path: Path) -> None:
+    plaintext = data(size, size + 1)
+    path = tmp_path / "plain"
+    path.write_bytes(b"head" + plaintext + b"tail")
+    assert _seal_file(path, 4, size, threads) == naive_seal(plaintext)
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_seal_file_refuses_a_file_that_shrinks_while_it_is_read(threads: int, tmp_path: Path) -> None:
+    path = tmp_path / "plain"
+    path.write_bytes(data(10 * BATCH_BYTES, 8))
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    with open(path, "rb") as fh:
+        pieces = stream.seal_file(fh.fileno(), 0, 10 * BATCH_BYTES, aead, threads)
+        next(pieces)
+        os.truncate(path, BATCH_BYTES + 5)  # every batch not yet read now lies past the end
+        with pytest.raises(age.AgeError, match="changed size"):
+            for _ in pieces:
+                pass
+
+
+def test_seal_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A file system may return less than asked (FUSE, NFS): the rest is read, not refused."""
+    plaintext = data(2 * BATCH_BYTES + 100, 9)
+    path = tmp_path / "plain"
+    path.write_bytes(plaintext)
+    real = os.preadv
+
+    def short(fd: int, buffers: list[memoryview], offset: int) -> int:
+        first = memoryview(buffers[0])
+        return real(fd, [first[: max(1, len(first) // 3)]], offset)
+
+    monkeypatch.setattr(stream.os, "preadv", short)
+    assert _seal_file(path, 0, len(plaintext), 0) == naive_seal(plaintext)
