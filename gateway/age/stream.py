@@ -22,9 +22,11 @@ threads themselves with ``os.preadv``. To encrypt, a worker reads a whole batch 
 call straight into its place in the output buffer (a 16-byte gap left after each chunk
 for its tag) and seals every chunk there in place (``encrypt_into`` over exactly the
 same memory, which OpenSSL supports and a test pins), so the plaintext is copied once, by
-the kernel, and the batch costs one system call; to decrypt, each chunk is read into a
-small per-thread buffer that stays in that core's cache while it is opened (a failed
-chunk is read again to say why). Memory is a few MiB whatever the size of the file. This
+the kernel, and the batch costs one system call; to decrypt, a worker reads a batch with
+one call into its slot's input buffer, as the stream path does. One call per batch
+rather than per chunk matters: each call releases and takes back the GIL, which the
+workers would otherwise hand to each other tens of thousands of times per GiB. Memory is
+a few MiB whatever the size of the file. This
 module never opens a file.
 """
 
@@ -148,6 +150,7 @@ class _Pool:
 
 
 Getter = Callable[[int, int], memoryview]
+Loader = Callable[[int], None]  # reads a batch of the given size where the getter finds it
 
 
 class _StreamInput:
@@ -159,8 +162,8 @@ class _StreamInput:
         self._views = [memoryview(b) for b in self._bufs]
         self._prev, self._carry = 0, 0
 
-    def next_batch(self, slot: int) -> tuple[int, Getter]:
-        """Bytes available (a batch and one more if the stream goes on), and chunk getter."""
+    def next_batch(self, slot: int) -> tuple[int, Getter, Loader | None]:
+        """Bytes available (a batch and one more if the stream goes on), chunk getter, no loader."""
         if self._carry:
             self._bufs[slot][0] = self._bufs[self._prev][self._size]
         self._prev = slot
@@ -168,30 +171,27 @@ class _StreamInput:
         self._carry = 1 if n > self._size else 0
         view = self._views[slot]
         unit = self._size // BATCH
-        return n, lambda i, length: view[i * unit : i * unit + length]
+        return n, lambda i, length: view[i * unit : i * unit + length], None
 
 
 class _FileInput:
-    """Batches of a regular file: each chunk is read where it is processed, with pread."""
+    """Batches of a regular file, each read with one pread by the worker that processes it."""
 
-    def __init__(self, fd: int, offset: int, size: int, unit: int) -> None:
+    def __init__(self, fd: int, offset: int, size: int, unit: int, slots: int) -> None:
         self._fd, self._offset, self._end, self._unit = fd, offset, offset + size, unit
-        self._local = threading.local()
+        self._views = [memoryview(bytearray(BATCH * unit)) for _ in range(slots)]
 
-    def next_batch(self, slot: int) -> tuple[int, Getter]:
+    def next_batch(self, slot: int) -> tuple[int, Getter, Loader]:
         base = self._offset
         n = min(self._end - base, BATCH * self._unit + 1)
         self._offset = min(self._end, base + BATCH * self._unit)
-        return n, lambda i, length: self._read(base + i * self._unit, length)
+        view, unit, fd = self._views[slot], self._unit, self._fd
 
-    def _read(self, offset: int, length: int) -> memoryview:
-        buf = getattr(self._local, "buf", None)
-        if buf is None:
-            buf = self._local.buf = memoryview(bytearray(self._unit))
-        view = buf[:length]
-        if length:
-            _pread_full(self._fd, [view], offset, length)
-        return view
+        def load(size: int) -> None:
+            if size:
+                _pread_full(fd, [view[:size]], base, size)
+
+        return n, lambda i, length: view[i * unit : i * unit + length], load
 
 
 Input = _StreamInput | _FileInput
@@ -245,7 +245,7 @@ def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> I
     inp = _StreamInput(src, CHUNK, pool.slots)
 
     def batch(slot: int, out: memoryview, index: int) -> tuple[Shape, Job]:
-        n, get = inp.next_batch(slot)
+        n, get, _ = inp.next_batch(slot)
         shape = _seal_shape(n)
         return shape, _seal_job(aead, get, out, index, shape)
 
@@ -331,12 +331,14 @@ def _open_shape(n: int) -> tuple[bool, int, list[int]]:
     return final, size, [min(SEALED, size - i * SEALED) for i in range(count)]
 
 
-def _open_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int,
+def _open_job(aead: ChaCha20Poly1305, get: Getter, load: Loader | None, out: memoryview, base: int,
               shape: tuple[bool, int, list[int]]) -> Job:
-    final, _, lengths = shape
+    final, size, lengths = shape
     count = len(lengths)
 
     def job() -> int | None:
+        if load is not None:
+            load(size)
         for i in range(count):
             try:
                 _open_chunk(aead, get(i, lengths[i]), out[i * CHUNK :], base + i, final and i == count - 1)
@@ -360,7 +362,8 @@ def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> 
 def open_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
               threads: int | None = None) -> Iterator[memoryview]:
     """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``open_``."""
-    return _open(_FileInput(fd, offset, size, SEALED), aead, _Pool(threads))
+    pool = _Pool(threads)
+    return _open(_FileInput(fd, offset, size, SEALED, pool.slots), aead, pool)
 
 
 Opening = tuple[int, tuple[bool, int, list[int]], Getter]
@@ -374,11 +377,11 @@ def _open(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Iterator[memoryvie
         while True:
             while not final and len(pending) < pool.slots:
                 s = (slot + len(pending)) % pool.slots
-                n, get = inp.next_batch(s)
+                n, get, load = inp.next_batch(s)
                 shape = final, size, lengths = _open_shape(n)
                 if size == 0:
                     raise PayloadError("the payload is truncated: it has no chunk")
-                pool.submit(s, _open_job(aead, get, outs[s], index, shape), inline=final and index == 0)
+                pool.submit(s, _open_job(aead, get, load, outs[s], index, shape), inline=final and index == 0)
                 pending.append((index, shape, get))
                 index += len(lengths)
             base, (last_batch, size, lengths), get = pending.popleft()

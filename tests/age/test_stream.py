@@ -126,11 +126,8 @@ def test_seal_file_refuses_a_file_that_shrinks_while_it_is_read(threads: int, tm
                 pass
 
 
-def test_seal_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A file system may return less than asked (FUSE, NFS): the rest is read, not refused."""
-    plaintext = data(2 * BATCH_BYTES + 100, 9)
-    path = tmp_path / "plain"
-    path.write_bytes(plaintext)
+def _short_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every preadv return a third of its first buffer, as a FUSE or NFS mount may."""
     real = os.preadv
 
     def short(fd: int, buffers: list[memoryview], offset: int) -> int:
@@ -138,4 +135,24 @@ def test_seal_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path
         return real(fd, [first[: max(1, len(first) // 3)]], offset)
 
     monkeypatch.setattr(stream.os, "preadv", short)
+
+
+def test_seal_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A file system may return less than asked (FUSE, NFS): the rest is read, not refused."""
+    plaintext = data(2 * BATCH_BYTES + 100, 9)
+    path = tmp_path / "plain"
+    path.write_bytes(plaintext)
+    _short_reads(monkeypatch)
     assert _seal_file(path, 0, len(plaintext), 0) == naive_seal(plaintext)
+
+
+def test_open_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    plaintext = data(2 * BATCH_BYTES + 100, 10)
+    path = tmp_path / "sealed"
+    path.write_bytes(b"xx" + naive_seal(plaintext))
+    _short_reads(monkeypatch)
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size - 2
+        opened = b"".join(bytes(p) for p in stream.open_file(fh.fileno(), 2, size, aead, 0))
+    assert opened == plaintext
