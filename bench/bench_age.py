@@ -6,7 +6,9 @@ file (made by `age`) to /dev/null with: this package, the `age` program, and pyr
 Each measurement runs in its own process, so its peak RSS (from wait4) is its own.
 Python tools are timed around the call itself (interpreter start-up excluded); `age`
 is timed as a whole process (its start-up is a few milliseconds). Prints a markdown
-table: medians of --runs runs, GB/s (1e9 bytes/s), ratio to `age`, peak RSS.
+table: medians of --runs runs, GB/s (1e9 bytes/s), ratio to `age`, peak RSS; then the
+ratio of gateway.age to `age` within each round (the tools run back to back in a round),
+as min / median / max over the rounds.
 
     .venv/bin/python bench/bench_age.py --size 256M --runs 3
 """
@@ -120,6 +122,7 @@ def main() -> None:
             "pyrage": lambda m, p: ([py, "-c", PYRAGE, m, str(p), str(key)], True),
         }
         results: dict[tuple[str, str], tuple[float, float, int]] = {}
+        paired: dict[str, list[float]] = {}
         for mode, path in (("encrypt", plain), ("decrypt", cipher)):
             samples: dict[str, list[tuple[float, float, int]]] = {t: [] for t in tools}
             order = list(tools)
@@ -128,13 +131,16 @@ def main() -> None:
                     warm(path)
                     samples[tool].append(run(*tools[tool](mode, path)))
                 order = order[1:] + order[:1]
+            # each round ran every tool back to back: their ratio is less exposed to the machine's drift
+            paired[mode] = [a[0] / ours[0] for a, ours in zip(samples["age"], samples["gateway.age"], strict=True)]
             for tool, got in samples.items():
                 results[(tool, mode)] = (statistics.median(s for s, _, _ in got),
                                          statistics.median(c for _, c, _ in got), max(r for _, _, r in got))
-    report(results, size, args.runs)
+    report(results, paired, size, args.runs)
 
 
-def report(results: dict[tuple[str, str], tuple[float, float, int]], size: int, runs: int) -> None:
+def report(results: dict[tuple[str, str], tuple[float, float, int]], paired: dict[str, list[float]],
+           size: int, runs: int) -> None:
     load = os.getloadavg()[0]
     print(f"plaintext {size / (1 << 20):.0f} MiB, page cache -> /dev/null, median of {runs}, "
           f"{os.cpu_count()} CPUs, load average {load:.1f}\n")
@@ -149,6 +155,8 @@ def report(results: dict[tuple[str, str], tuple[float, float, int]], size: int, 
         cpu = " / ".join(f"{results[(tool, m)][1] / (size / 1e9):.2f}" for m in ("encrypt", "decrypt"))
         rss = " / ".join(f"{results[(tool, m)][2] / (1 << 20):.0f}" for m in ("encrypt", "decrypt"))
         print(f"| {tool} | {' | '.join(cells)} | {cpu} | {rss} |")
+    print("\ngateway.age vs age within each round (min / median / max): " + ", ".join(
+        f"{mode} {min(r):.2f}x / {statistics.median(r):.2f}x / {max(r):.2f}x" for mode, r in paired.items()))
 
 
 if __name__ == "__main__":
