@@ -156,17 +156,25 @@ def send_parts(pieces: Iterator[bytes | memoryview], part_size: int, sender: Par
         finally:
             free.put(buf)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="part") as pool:
-        try:
-            for number, buf, length in _fill(pieces, part_size, free, failed):
-                futures[number] = pool.submit(job, number, buf, length)
-        except _Stop:
-            pass
-        except BaseException:
-            failed.set()
-            for f in futures.values():
-                f.cancel()
-            raise
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="part") as pool:
+            try:
+                for number, buf, length in _fill(pieces, part_size, free, failed):
+                    futures[number] = pool.submit(job, number, buf, length)
+            except _Stop:
+                pass
+            except BaseException:
+                failed.set()
+                for f in futures.values():
+                    f.cancel()
+                raise
+    finally:
+        # A reader stopped early is closed here, in this thread: left to the garbage
+        # collector, its clean-up (joining its hashing thread) could run inside another
+        # thread's start-up while that holds threading's internal lock, and deadlock.
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()
     return [futures[n].result() for n in sorted(futures)]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 
 import pytest
 
@@ -73,6 +74,8 @@ def test_a_refusal_is_not_retried_and_stops_the_push() -> None:
         _push(plain, store, part_size=100_000, jobs=2)
     assert info.value.status == 403 and store.attempts[2] == 1
     assert len(store.parts) < 14  # the reader stopped instead of sending the rest
+    # ... and was closed then, its hashing thread gone, not left to the garbage collector
+    assert not [t for t in threading.enumerate() if t.name.startswith("sha256")]
 
 
 def test_parts_already_held_are_not_sent_again() -> None:
