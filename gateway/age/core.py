@@ -15,6 +15,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import closing
 from typing import Any
 
 from gateway.age import stream
@@ -115,14 +116,16 @@ def encrypt(src: Any, dst: Any, recipients: Sequence[Recipient], *, armor: bool 
     if regular is not None:
         fd, position, end = regular
         size = max(0, end - position)
-        for piece in stream.seal_file(fd, position, size, aead, threads):
-            out.write(piece)
+        with closing(stream.seal_file(fd, position, size, aead, threads)) as pieces:
+            for piece in pieces:
+                out.write(piece)
         src.seek(position + size)
         count = size
     else:
         source = _Counting(src if hasattr(src, "readinto") else PeekReader(src))
-        for piece in stream.seal(source, aead, threads):
-            out.write(piece)
+        with closing(stream.seal(source, aead, threads)) as pieces:
+            for piece in pieces:
+                out.write(piece)
         count = source.count
     if armor:
         out.close()
@@ -134,8 +137,9 @@ def encrypt_iter(chunks: Iterable[bytes], recipients: Sequence[Recipient], *,
     """The age file of the concatenated ``chunks``: the header and nonce first, then ciphertext."""
     head, aead = _start(recipients)
     yield head
-    for piece in stream.seal(IterReader(chunks), aead, threads):
-        yield bytes(piece)
+    with closing(stream.seal(IterReader(chunks), aead, threads)) as pieces:
+        for piece in pieces:
+            yield bytes(piece)
 
 
 def _open(src: PeekReader, identities: Sequence[Identity], max_header: int) -> tuple[Any, Any]:
@@ -170,9 +174,10 @@ def decrypt(src: Any, dst: Any, identities: Sequence[Identity], *,
     else:
         pieces = stream.open_(reader, aead, threads)
     total = 0
-    for piece in pieces:
-        dst.write(piece)
-        total += len(piece)
+    with closing(pieces):
+        for piece in pieces:
+            dst.write(piece)
+            total += len(piece)
     if regular is not None and positional:
         src.seek(max(end, offset))
     return total
@@ -182,5 +187,6 @@ def decrypt_iter(chunks: Iterable[bytes], identities: Sequence[Identity], *,
                  max_header: int = DEFAULT_MAX_SIZE, threads: int | None = None) -> Iterator[bytes]:
     """The plaintext of the age file whose bytes are the concatenated ``chunks``."""
     reader, aead = _open(PeekReader(IterReader(chunks)), identities, max_header)
-    for piece in stream.open_(reader, aead, threads):
-        yield bytes(piece)
+    with closing(stream.open_(reader, aead, threads)) as pieces:
+        for piece in pieces:
+            yield bytes(piece)

@@ -36,7 +36,7 @@ import os
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Protocol
 
 from cryptography.exceptions import InvalidTag
@@ -239,7 +239,7 @@ def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int, s
 Batches = Callable[[int, memoryview, int], tuple[Shape, Job]]
 
 
-def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
+def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Generator[memoryview, None, None]:
     """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one."""
     pool = _Pool(threads)
     inp = _StreamInput(src, CHUNK, pool.slots)
@@ -253,7 +253,7 @@ def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> I
 
 
 def seal_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
-              threads: int | None = None) -> Iterator[memoryview]:
+              threads: int | None = None) -> Generator[memoryview, None, None]:
     """Encrypt ``size`` bytes of the regular file ``fd`` from ``offset``, as ``seal``.
 
     A file that shrinks below ``offset + size`` while it is read raises AgeError.
@@ -301,7 +301,7 @@ class _FileSeal:
         return shape, job
 
 
-def _seal(batches: Batches, pool: _Pool) -> Iterator[memoryview]:
+def _seal(batches: Batches, pool: _Pool) -> Generator[memoryview, None, None]:
     outs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(pool.slots)]
     try:
         pending: deque[tuple[int, int]] = deque()
@@ -349,7 +349,7 @@ def _open_job(aead: ChaCha20Poly1305, get: Getter, load: Loader | None, out: mem
     return job
 
 
-def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Iterator[memoryview]:
+def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Generator[memoryview, None, None]:
     """Decrypt and authenticate the STREAM in ``src``; yields views of the plaintext.
 
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
@@ -360,7 +360,7 @@ def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> 
 
 
 def open_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
-              threads: int | None = None) -> Iterator[memoryview]:
+              threads: int | None = None) -> Generator[memoryview, None, None]:
     """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``open_``."""
     pool = _Pool(threads)
     return _open(_FileInput(fd, offset, size, SEALED, pool.slots), aead, pool)
@@ -369,7 +369,7 @@ def open_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
 Opening = tuple[int, tuple[bool, int, list[int]], Getter]
 
 
-def _open(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Iterator[memoryview]:
+def _open(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Generator[memoryview, None, None]:
     outs = [memoryview(bytearray(BATCH * CHUNK)) for _ in range(pool.slots)]
     try:
         pending: deque[Opening] = deque()
@@ -406,7 +406,7 @@ def _open_chunk(aead: ChaCha20Poly1305, sealed: memoryview, out: memoryview, ind
 
 
 def _diagnose(aead: ChaCha20Poly1305, sealed: memoryview, out_view: memoryview,
-              index: int, last: bool) -> Iterator[memoryview]:
+              index: int, last: bool) -> Generator[memoryview, None, None]:
     """Explain a chunk that failed; a full chunk with the other final flag is released first."""
     if len(sealed) < TAG:
         raise PayloadError(f"chunk {index} is truncated")
