@@ -26,8 +26,7 @@ the kernel, and the batch costs one system call; to decrypt, a worker reads a ba
 one call into its slot's input buffer, as the stream path does. One call per batch
 rather than per chunk matters: each call releases and takes back the GIL, which the
 workers would otherwise hand to each other tens of thousands of times per GiB. Memory is
-a few MiB whatever the size of the file. This
-module never opens a file.
+a few MiB whatever the size of the file. This module never opens a file.
 """
 
 from __future__ import annotations
