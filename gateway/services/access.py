@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from gateway import events
 from gateway.clock import rfc3339
+from gateway.db import page
 from gateway.errors import BadRequest, Conflict, Forbidden, GatewayError, Gone
 from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, Upload, new_id
 from gateway.runtime import Gateway
@@ -174,8 +175,7 @@ def requests_visible(session: Session, who: Actor, limit: int, offset: int,
         query = query.where(AccessRequest.artifact_id == filters["artifact"])
     if "state" in filters:
         query = query.where(AccessRequest.state == filters["state"])
-    rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, limit, offset)
 
 
 def request_json(r: AccessRequest) -> dict[str, Any]:
@@ -200,8 +200,7 @@ def grants_visible(session: Session, who: Actor, limit: int, offset: int,
         query = query.where(Grant.grantee_id == who.id)
     if "artifact" in filters:
         query = query.where(Grant.artifact_id == filters["artifact"])
-    rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    return page(session, query, limit, offset)
 
 
 def grant_json(g: Grant, now: datetime) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.clock import rfc3339
+from gateway.db import page
 from gateway.models import Artifact
 from gateway.services.identity import Actor
 
@@ -35,9 +36,8 @@ def visible(session: Session, who: Actor, limit: int, offset: int) -> tuple[list
     """The artifacts ``who`` may list, newest first, and whether more follow."""
     query = select(Artifact).order_by(Artifact.submitted_at.desc(), Artifact.id)
     if who.role == "lab":
-        query = query.where(Artifact.org == who.org)
-        rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
-    elif who.role == "evaluator":
+        return page(session, query.where(Artifact.org == who.org), limit, offset)
+    if who.role == "evaluator":
         # share_with is a JSON list: filter in Python, streaming through the rows.
         rows = []
         skipped = 0
@@ -49,6 +49,5 @@ def visible(session: Session, who: Actor, limit: int, offset: int) -> tuple[list
                 rows.append(a)
                 if len(rows) > limit:
                     break
-    else:
-        rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+        return rows[:limit], len(rows) > limit
+    return page(session, query, limit, offset)
