@@ -6,7 +6,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -63,9 +63,13 @@ def _handler(store: PartStore) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def serving(store: PartStore) -> AbstractContextManager[str]:
+    return _serve(_handler(store))
+
+
 @contextmanager
-def serving(store: PartStore) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(store))
+def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
     thread.start()
@@ -118,14 +122,5 @@ def _content_handler(store: ContentStore) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-@contextmanager
-def serving_content(store: ContentStore) -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _content_handler(store))
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+def serving_content(store: ContentStore) -> AbstractContextManager[str]:
+    return _serve(_content_handler(store))
