@@ -34,6 +34,8 @@ test-fast: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check gateway tests bench
+	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/codespell gateway tests bench config README.md CHANGELOG.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -34,7 +34,9 @@ def cpu():
     return u.ru_utime + u.ru_stime
 """
 
-OURS = CPU + """
+OURS = (
+    CPU
+    + """
 import sys, time
 from gateway import age
 mode, path, key = sys.argv[1:4]
@@ -48,8 +50,11 @@ with open(path, "rb", buffering=0) as src, open("/dev/null", "wb", buffering=0) 
         age.decrypt(src, dst, [ident])
     print(time.perf_counter() - t, cpu() - c)
 """
+)
 
-PYRAGE = CPU + """
+PYRAGE = (
+    CPU
+    + """
 import sys, time
 import pyrage
 mode, path, key = sys.argv[1:4]
@@ -64,6 +69,7 @@ with open(path, "rb") as src, open("/dev/null", "wb") as dst:
         pyrage.decrypt_io(src, dst, [ident])
     print(time.perf_counter() - t, cpu() - c)
 """
+)
 
 
 def parse_size(text: str) -> int:
@@ -94,7 +100,9 @@ def warm(path: Path) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--size", default="1G", help="plaintext size, e.g. 256M, 1G (default 1G)")
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the median is kept")
     ap.add_argument("--dir", default=None, help="where to put the temporary files")
@@ -111,14 +119,19 @@ def main() -> None:
             for left in range(size, 0, -(1 << 24)):
                 fh.write(os.urandom(min(left, 1 << 24)))
         subprocess.run(["age-keygen", "-o", str(key)], check=True, capture_output=True)
-        recipient = subprocess.run(["age-keygen", "-y", str(key)], check=True, capture_output=True,
-                                   text=True).stdout.strip()
+        recipient = subprocess.run(
+            ["age-keygen", "-y", str(key)], check=True, capture_output=True, text=True
+        ).stdout.strip()
         subprocess.run([age_bin, "-e", "-r", recipient, "-o", str(cipher), str(plain)], check=True)
         os.sync()  # no write-back of the fresh files while measuring
         tools = {
             "gateway.age": lambda m, p: ([py, "-c", OURS, m, str(p), str(key)], True),
-            "age": lambda m, p: ([age_bin, "-e", "-r", recipient, "-o", "/dev/null", str(p)] if m == "encrypt"
-                                 else [age_bin, "-d", "-i", str(key), "-o", "/dev/null", str(p)], False),
+            "age": lambda m, p: (
+                [age_bin, "-e", "-r", recipient, "-o", "/dev/null", str(p)]
+                if m == "encrypt"
+                else [age_bin, "-d", "-i", str(key), "-o", "/dev/null", str(p)],
+                False,
+            ),
             "pyrage": lambda m, p: ([py, "-c", PYRAGE, m, str(p), str(key)], True),
         }
         results: dict[tuple[str, str], tuple[float, float, int]] = {}
@@ -132,19 +145,33 @@ def main() -> None:
                     samples[tool].append(run(*tools[tool](mode, path)))
                 order = order[1:] + order[:1]
             # each round ran every tool back to back: their ratio is less exposed to the machine's drift
-            paired[mode] = [a[0] / ours[0] for a, ours in zip(samples["age"], samples["gateway.age"], strict=True)]
+            paired[mode] = [
+                a[0] / ours[0]
+                for a, ours in zip(samples["age"], samples["gateway.age"], strict=True)
+            ]
             for tool, got in samples.items():
-                results[(tool, mode)] = (statistics.median(s for s, _, _ in got),
-                                         statistics.median(c for _, c, _ in got), max(r for _, _, r in got))
+                results[(tool, mode)] = (
+                    statistics.median(s for s, _, _ in got),
+                    statistics.median(c for _, c, _ in got),
+                    max(r for _, _, r in got),
+                )
     report(results, paired, size, args.runs)
 
 
-def report(results: dict[tuple[str, str], tuple[float, float, int]], paired: dict[str, list[float]],
-           size: int, runs: int) -> None:
+def report(
+    results: dict[tuple[str, str], tuple[float, float, int]],
+    paired: dict[str, list[float]],
+    size: int,
+    runs: int,
+) -> None:
     load = os.getloadavg()[0]
-    print(f"plaintext {size / (1 << 20):.0f} MiB, page cache -> /dev/null, median of {runs}, "
-          f"{os.cpu_count()} CPUs, load average {load:.1f}\n")
-    print("| tool | encrypt GB/s | vs age | decrypt GB/s | vs age | CPU s/GB enc / dec | peak RSS enc / dec (MiB) |")
+    print(
+        f"plaintext {size / (1 << 20):.0f} MiB, page cache -> /dev/null, median of {runs}, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f}\n"
+    )
+    print(
+        "| tool | encrypt GB/s | vs age | decrypt GB/s | vs age | CPU s/GB enc / dec | peak RSS enc / dec (MiB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     base = {m: size / results[("age", m)][0] for m in ("encrypt", "decrypt")}
     for tool in ("gateway.age", "age", "pyrage"):
@@ -152,11 +179,18 @@ def report(results: dict[tuple[str, str], tuple[float, float, int]], paired: dic
         for mode in ("encrypt", "decrypt"):
             rate = size / results[(tool, mode)][0]
             cells += [f"{rate / 1e9:.2f}", f"{rate / base[mode]:.2f}x"]
-        cpu = " / ".join(f"{results[(tool, m)][1] / (size / 1e9):.2f}" for m in ("encrypt", "decrypt"))
+        cpu = " / ".join(
+            f"{results[(tool, m)][1] / (size / 1e9):.2f}" for m in ("encrypt", "decrypt")
+        )
         rss = " / ".join(f"{results[(tool, m)][2] / (1 << 20):.0f}" for m in ("encrypt", "decrypt"))
         print(f"| {tool} | {' | '.join(cells)} | {cpu} | {rss} |")
-    print("\ngateway.age vs age within each round (min / median / max): " + ", ".join(
-        f"{mode} {min(r):.2f}x / {statistics.median(r):.2f}x / {max(r):.2f}x" for mode, r in paired.items()))
+    print(
+        "\ngateway.age vs age within each round (min / median / max): "
+        + ", ".join(
+            f"{mode} {min(r):.2f}x / {statistics.median(r):.2f}x / {max(r):.2f}x"
+            for mode, r in paired.items()
+        )
+    )
 
 
 if __name__ == "__main__":

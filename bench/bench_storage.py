@@ -80,8 +80,14 @@ def run(store: ObjectStore, size: int) -> dict[str, tuple[float, int]]:
     digest = found[0]
     handle = store.begin_upload(KEY)
     parts = []
-    results = {"source+sha": baseline, "put_part": measured(lambda: parts.append(
-        store.put_part(KEY, handle, 1, 0, size, Source(size, block), digest)))}  # type: ignore[arg-type]
+    results = {
+        "source+sha": baseline,
+        "put_part": measured(
+            lambda: parts.append(
+                store.put_part(KEY, handle, 1, 0, size, Source(size, block), digest)
+            )
+        ),
+    }  # type: ignore[arg-type]
     results["complete"] = measured(lambda: store.complete_upload(KEY, handle, parts, size))
     results["read all"] = measured(lambda: sum(len(c) for c in store.open_read(KEY)))
     middle = size // 2
@@ -94,8 +100,11 @@ def moto_server() -> tuple[subprocess.Popen[bytes], str]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -121,10 +130,17 @@ def main() -> None:
                 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
                 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
                 proc, url = moto_server()
-                settings = StorageSettings(backend="s3", bucket="bench-artifacts", audit_bucket="bench-audit",
-                                           endpoint_url=url, gateway_principal_arn="arn:aws:iam::1:role/bench")
+                settings = StorageSettings(
+                    backend="s3",
+                    bucket="bench-artifacts",
+                    audit_bucket="bench-audit",
+                    endpoint_url=url,
+                    gateway_principal_arn="arn:aws:iam::1:role/bench",
+                )
             else:
-                settings = StorageSettings(backend="local", root=Path(tmp) / "store", audit_dir=Path(tmp) / "audit")
+                settings = StorageSettings(
+                    backend="local", root=Path(tmp) / "store", audit_dir=Path(tmp) / "audit"
+                )
             try:
                 provision(settings)
                 if backend == "s3":  # moto treats the policy's conditional denies as absolute
@@ -134,7 +150,9 @@ def main() -> None:
                     for step, (seconds, peak) in run(store, size).items():
                         amount = MIB if step == "read 1 MiB" else size
                         rate = "-" if step == "complete" else f"{amount / MIB / seconds:9.1f}"
-                        print(f"{backend:8} {size // MIB:>5} MiB {step:12} {rate:>9} {peak / MIB:>7.1f} MiB")
+                        print(
+                            f"{backend:8} {size // MIB:>5} MiB {step:12} {rate:>9} {peak / MIB:>7.1f} MiB"
+                        )
             finally:
                 if proc is not None:
                     proc.terminate()

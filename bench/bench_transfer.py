@@ -67,8 +67,9 @@ def baselines(work: Path, plain: Path, store: Path) -> dict[str, float]:
     identity = work / "base.agekey"
     if not identity.exists():
         subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
-    recipient = subprocess.run(["age-keygen", "-y", str(identity)], check=True, capture_output=True,
-                               text=True).stdout.strip()
+    recipient = subprocess.run(
+        ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
+    ).stdout.strip()
     enc, stored, fetched, out = work / "f.age", store / "f.age", work / "f2.age", work / "f2.bin"
     t_enc, _ = timed(["age", "-e", "-r", recipient, "-o", str(enc), str(plain)])
     t_cp, _ = timed(["cp", str(enc), str(stored)])
@@ -86,16 +87,31 @@ def through_gateway(gw: LocalGateway, work: Path, plain: Path) -> dict[str, floa
     if not key.exists():
         cli(lab, "keygen", "--type", "signing", "-o", str(key))
         cli(ev, "keygen", "--type", "age", "-o", str(ident))
-    t_push, rss_push = timed([*gateway_command(), "push", str(plain), "--name", plain.name, "--quiet",
-                              "--share-with", ORGS["evaluator"][0], "--signing-key", str(key)], env=lab)
+    t_push, rss_push = timed(
+        [
+            *gateway_command(),
+            "push",
+            str(plain),
+            "--name",
+            plain.name,
+            "--quiet",
+            "--share-with",
+            ORGS["evaluator"][0],
+            "--signing-key",
+            str(key),
+        ],
+        env=lab,
+    )
     listed = json.loads(cli(lab, "artifacts", "--json").stdout)
     artifact = max(listed, key=lambda a: str(a.get("submitted_at")))["id"]
     request = json.loads(cli(ev, "request", artifact, "--justification", "bench", "--json").stdout)
     cli(lab, "approve", request["id"])
     out = work / "pulled.bin"
     os.sync()
-    t_pull, rss_pull = timed([*gateway_command(), "pull", artifact, "-o", str(out), "--quiet",
-                              "--identity", str(ident)], env=ev)
+    t_pull, rss_pull = timed(
+        [*gateway_command(), "pull", artifact, "-o", str(out), "--quiet", "--identity", str(ident)],
+        env=ev,
+    )
     if sha256_file(out) != sha256_file(plain):
         raise SystemExit("the pulled file differs")
     sync_drop(out)
@@ -126,14 +142,23 @@ def main() -> int:
             rows.append((base, ours, server_peak_rss(gw.process.pid)))
     gib = size / (1 << 30)
     print(f"\n2-core machine, {args.size_mib} MiB file, warm page cache, {args.runs} run(s)\n")
-    print("| run | push: gateway | push: age -e + cp | pull: gateway | pull: cp + age -d | client peak RSS | server peak RSS |")
+    print(
+        "| run | push: gateway | push: age -e + cp | pull: gateway | pull: cp + age -d | client peak RSS | server peak RSS |"
+    )
     print("|---|---|---|---|---|---|---|")
     for i, (base, ours, srv) in enumerate(rows, 1):
-        print(f"| {i} | {ours['push']:.2f} s ({gib / ours['push']:.2f} GiB/s) | {base['push']:.2f} s "
-              f"| {ours['pull']:.2f} s ({gib / ours['pull']:.2f} GiB/s) | {base['pull']:.2f} s "
-              f"| {ours['client_rss'] / MIB:.0f} MiB | {srv / MIB:.0f} MiB |")
-    ok = all(o["push"] < b["push"] and o["pull"] < b["pull"] and o["client_rss"] < 200 * MIB
-             and s < 200 * MIB for b, o, s in rows)
+        print(
+            f"| {i} | {ours['push']:.2f} s ({gib / ours['push']:.2f} GiB/s) | {base['push']:.2f} s "
+            f"| {ours['pull']:.2f} s ({gib / ours['pull']:.2f} GiB/s) | {base['pull']:.2f} s "
+            f"| {ours['client_rss'] / MIB:.0f} MiB | {srv / MIB:.0f} MiB |"
+        )
+    ok = all(
+        o["push"] < b["push"]
+        and o["pull"] < b["pull"]
+        and o["client_rss"] < 200 * MIB
+        and s < 200 * MIB
+        for b, o, s in rows
+    )
     print(f"\ntargets (faster than baseline, both RSS < 200 MiB): {'met' if ok else 'NOT met'}")
     return 0
 

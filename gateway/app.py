@@ -55,7 +55,9 @@ def _finish_response(response: Response) -> Response:
     return response
 
 
-def problem_response(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+def problem_response(
+    body: dict[str, Any], status: int, headers: dict[str, str] | None = None
+) -> Response:
     response = jsonify(body)
     response.status_code = status
     response.mimetype = "application/problem+json"

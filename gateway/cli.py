@@ -62,8 +62,13 @@ pass_state = click.make_pass_decorator(State)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", envvar="GATEWAY_CONFIG", type=click.Path(dir_okay=False),
-              help="configuration file (default: $GATEWAY_CONFIG, else config/gateway.toml)")
+@click.option(
+    "--config",
+    "config_path",
+    envvar="GATEWAY_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="configuration file (default: $GATEWAY_CONFIG, else config/gateway.toml)",
+)
 @click.version_option(package_name="model-artifact-gateway", prog_name="gateway")
 @click.pass_context
 def main(ctx: click.Context, config_path: str | None) -> None:
@@ -94,8 +99,11 @@ def dev_seed(state: State) -> None:
     for role, (org, name, token) in tokens.items():
         click.echo(f"{role:<10} {org}/{name}  {token}")
     config = state.config
-    click.echo(f"gateway: hint: export GATEWAY_URL=http://{config.server.host}:{config.server.port} "
-               "GATEWAY_TOKEN=<a token above>, then try `gateway whoami`", err=True)
+    click.echo(
+        f"gateway: hint: export GATEWAY_URL=http://{config.server.host}:{config.server.port} "
+        "GATEWAY_TOKEN=<a token above>, then try `gateway whoami`",
+        err=True,
+    )
 
 
 @main.command()
@@ -109,8 +117,9 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
     config = state.config
     if host or port:
-        config = config.replace(**{"server.host": host or config.server.host,
-                                   "server.port": port or config.server.port})
+        config = config.replace(
+            **{"server.host": host or config.server.host, "server.port": port or config.server.port}
+        )
     run(config)
 
 
@@ -162,7 +171,9 @@ def admin_token() -> None:
 @click.option("--org", required=True)
 @click.option("--role", type=click.Choice(["lab", "evaluator", "auditor", "admin"]), required=True)
 @click.option("--name", required=True, help="the principal's name within the organisation")
-@click.option("--ttl-days", type=int, default=None, help="lifetime in days (default: tokens.default_ttl_days)")
+@click.option(
+    "--ttl-days", type=int, default=None, help="lifetime in days (default: tokens.default_ttl_days)"
+)
 @pass_state
 @reported
 def token_create(state: State, org: str, role: str, name: str, ttl_days: int | None) -> None:
@@ -173,9 +184,16 @@ def token_create(state: State, org: str, role: str, name: str, ttl_days: int | N
     gw = state.gateway()
     ttl = ttl_days if ttl_days is not None else gw.config.tokens.default_ttl_days
     with events.fail_closed(gw) as session:
-        token, principal = identity.create_token(session, org=org, role=role, name=name, ttl_days=ttl, now=gw.now())
-        events.record(gw, session, "admin.token.create", None,
-                      details={"org": org, "principal": principal.id, "role": role, "ttl_days": ttl})
+        token, principal = identity.create_token(
+            session, org=org, role=role, name=name, ttl_days=ttl, now=gw.now()
+        )
+        events.record(
+            gw,
+            session,
+            "admin.token.create",
+            None,
+            details={"org": org, "principal": principal.id, "role": role, "ttl_days": ttl},
+        )
     click.echo(token)
 
 
@@ -192,7 +210,13 @@ def token_revoke(state: State, org: str, name: str) -> None:
     gw = state.gateway()
     with events.fail_closed(gw) as session:
         count = identity.revoke_tokens(session, org=org, name=name, now=gw.now())
-        events.record(gw, session, "admin.token.revoke", None, details={"org": org, "principal": name, "count": count})
+        events.record(
+            gw,
+            session,
+            "admin.token.revoke",
+            None,
+            details={"org": org, "principal": name, "count": count},
+        )
     click.echo(f"revoked {count} token(s)", err=True)
 
 
@@ -209,7 +233,9 @@ def audit_publish(state: State, force: bool) -> None:
 
 
 @click.command("anchors")
-@click.option("--key", "vkey", default=None, help="verifier key to trust (default: the gateway's own)")
+@click.option(
+    "--key", "vkey", default=None, help="verifier key to trust (default: the gateway's own)"
+)
 @pass_state
 @reported
 def audit_anchors(state: State, vkey: str | None) -> None:

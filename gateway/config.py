@@ -124,7 +124,16 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     if kind is bool:
         if isinstance(raw, bool):
             return raw
-        if isinstance(raw, str) and raw.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        if isinstance(raw, str) and raw.lower() in (
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        ):
             return raw.lower() in ("1", "true", "yes", "on")
         raise ConfigError(f"setting {name}: expected true or false, got {raw!r}")
     if kind is int:
@@ -147,7 +156,9 @@ def _build(values: Mapping[str, Mapping[str, Any]], source: str) -> Config:
         kwargs = {}
         for f in dataclasses.fields(cls):
             if f.name in given:
-                kwargs[f.name] = _coerce(f"{sname}.{f.name}", given.pop(f.name), getattr(cls, f.name))
+                kwargs[f.name] = _coerce(
+                    f"{sname}.{f.name}", given.pop(f.name), getattr(cls, f.name)
+                )
         if given:
             raise ConfigError(f"setting {sname}.{sorted(given)[0]}: unknown setting")
         sections[sname] = dataclasses.replace(cls, **kwargs)
@@ -180,23 +191,55 @@ def validate(config: Config) -> None:
         (1 <= config.server.port <= 65535, "server.port: must be between 1 and 65535"),
         (config.server.workers >= 1, "server.workers: must be at least 1"),
         (config.server.threads >= 1, "server.threads: must be at least 1"),
-        (config.storage.backend in ("local", "s3"), "storage.backend: must be \"local\" or \"s3\""),
-        (config.uploads.min_part_size_mib >= 5, "uploads.min_part_size_mib: must be at least 5 (S3's minimum)"),
-        (config.uploads.default_part_size_mib >= config.uploads.min_part_size_mib,
-         "uploads.default_part_size_mib: must be at least uploads.min_part_size_mib"),
-        (config.uploads.default_part_size_mib <= 5120, "uploads.default_part_size_mib: must be at most 5120 (S3's 5 GiB part limit)"),
+        (config.storage.backend in ("local", "s3"), 'storage.backend: must be "local" or "s3"'),
+        (
+            config.uploads.min_part_size_mib >= 5,
+            "uploads.min_part_size_mib: must be at least 5 (S3's minimum)",
+        ),
+        (
+            config.uploads.default_part_size_mib >= config.uploads.min_part_size_mib,
+            "uploads.default_part_size_mib: must be at least uploads.min_part_size_mib",
+        ),
+        (
+            config.uploads.default_part_size_mib <= 5120,
+            "uploads.default_part_size_mib: must be at most 5120 (S3's 5 GiB part limit)",
+        ),
         (1 <= config.uploads.max_parts <= 10000, "uploads.max_parts: must be between 1 and 10000"),
         (config.uploads.open_ttl_hours >= 1, "uploads.open_ttl_hours: must be at least 1"),
-        (1024 <= config.uploads.max_header_bytes <= 1 << 20, "uploads.max_header_bytes: must be between 1024 and 1048576"),
-        (1 <= config.access.review_window_days <= 30, "access.review_window_days: must be between 1 and 30"),
-        (1 <= config.access.default_grant_hours <= config.access.max_grant_hours,
-         "access.default_grant_hours: must be between 1 and access.max_grant_hours"),
-        (config.access.max_grant_hours <= 24 * 30, "access.max_grant_hours: must be at most 720 (the 30-day window)"),
-        (60 <= config.access.download_url_ttl_seconds <= 900, "access.download_url_ttl_seconds: must be between 60 and 900"),
-        (bool(config.audit.origin) and "\n" not in config.audit.origin and " " not in config.audit.origin,
-         "audit.origin: must be a non-empty name without spaces or newlines"),
-        (config.audit.anchor_every_entries >= 0, "audit.anchor_every_entries: must not be negative"),
-        (config.audit.anchor_every_minutes >= 0, "audit.anchor_every_minutes: must not be negative"),
+        (
+            1024 <= config.uploads.max_header_bytes <= 1 << 20,
+            "uploads.max_header_bytes: must be between 1024 and 1048576",
+        ),
+        (
+            1 <= config.access.review_window_days <= 30,
+            "access.review_window_days: must be between 1 and 30",
+        ),
+        (
+            1 <= config.access.default_grant_hours <= config.access.max_grant_hours,
+            "access.default_grant_hours: must be between 1 and access.max_grant_hours",
+        ),
+        (
+            config.access.max_grant_hours <= 24 * 30,
+            "access.max_grant_hours: must be at most 720 (the 30-day window)",
+        ),
+        (
+            60 <= config.access.download_url_ttl_seconds <= 900,
+            "access.download_url_ttl_seconds: must be between 60 and 900",
+        ),
+        (
+            bool(config.audit.origin)
+            and "\n" not in config.audit.origin
+            and " " not in config.audit.origin,
+            "audit.origin: must be a non-empty name without spaces or newlines",
+        ),
+        (
+            config.audit.anchor_every_entries >= 0,
+            "audit.anchor_every_entries: must not be negative",
+        ),
+        (
+            config.audit.anchor_every_minutes >= 0,
+            "audit.anchor_every_minutes: must not be negative",
+        ),
         (config.tokens.default_ttl_days >= 1, "tokens.default_ttl_days: must be at least 1"),
         (config.sweeper.interval_seconds >= 0, "sweeper.interval_seconds: must not be negative"),
         (bool(config.database.url), "database.url: must not be empty"),
@@ -212,18 +255,26 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     for name, value in environ.items():
         if not name.startswith("GATEWAY_") or name == "GATEWAY_CONFIG":
             continue
-        rest = name[len("GATEWAY_"):].lower()
+        rest = name[len("GATEWAY_") :].lower()
         for section in _SECTIONS:
             if rest.startswith(section + "_"):
-                out.setdefault(section, {})[rest[len(section) + 1:]] = value
+                out.setdefault(section, {})[rest[len(section) + 1 :]] = value
                 break
     return out
 
 
-def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+def load(
+    path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
     """Read the configuration from ``path`` (or the default places) and the environment."""
     environ = os.environ if environ is None else environ
-    chosen = Path(path) if path else Path(environ["GATEWAY_CONFIG"]) if environ.get("GATEWAY_CONFIG") else None
+    chosen = (
+        Path(path)
+        if path
+        else Path(environ["GATEWAY_CONFIG"])
+        if environ.get("GATEWAY_CONFIG")
+        else None
+    )
     values: dict[str, dict[str, Any]] = {}
     source = "defaults"
     if chosen is not None and not chosen.is_file():

@@ -42,6 +42,7 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
+
         # Take the write lock at BEGIN so that concurrent writers queue instead of
         # failing on lock upgrade (the audit log's single append sequence relies on it).
         @event.listens_for(engine, "begin")

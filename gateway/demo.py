@@ -29,8 +29,12 @@ from types import TracebackType
 
 import requests
 
-ORGS = {"lab": ("frontier-lab", "lab", "alice"), "evaluator": ("ai-safety-institute", "agency", "eve"),
-        "auditor": ("oversight-board", "oversight", "otto"), "admin": ("operator", "operator", "root")}
+ORGS = {
+    "lab": ("frontier-lab", "lab", "alice"),
+    "evaluator": ("ai-safety-institute", "agency", "eve"),
+    "auditor": ("oversight-board", "oversight", "otto"),
+    "admin": ("operator", "operator", "root"),
+}
 
 
 def gateway_command() -> list[str]:
@@ -53,14 +57,14 @@ threads = 8
 log_level = "warning"
 
 [database]
-url = "sqlite:///{root / 'gateway.db'}"
+url = "sqlite:///{root / "gateway.db"}"
 
 [storage]
 backend = "local"
-root = "{root / 'objects'}"
+root = "{root / "objects"}"
 
 [keys]
-dir = "{root / 'keys'}"
+dir = "{root / "keys"}"
 
 [uploads]
 min_part_size_mib = {min(part_mib, 8) if part_mib >= 5 else 5}
@@ -68,7 +72,7 @@ default_part_size_mib = {part_mib}
 
 [audit]
 origin = "demo.gateway.local/audit"
-archive_dir = "{root / 'audit'}"
+archive_dir = "{root / "audit"}"
 
 [sweeper]
 interval_seconds = 0
@@ -91,10 +95,16 @@ class LocalGateway:
 
     def operator(self, *args: str) -> str:
         """Run an operator command (``gateway --config ... ARGS``); its stdout."""
-        done = subprocess.run([*gateway_command(), "--config", str(self.config), *args],
-                              capture_output=True, check=False, cwd=self.root)
+        done = subprocess.run(
+            [*gateway_command(), "--config", str(self.config), *args],
+            capture_output=True,
+            check=False,
+            cwd=self.root,
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"gateway {' '.join(args)} failed: {done.stderr.decode(errors='replace')}")
+            raise RuntimeError(
+                f"gateway {' '.join(args)} failed: {done.stderr.decode(errors='replace')}"
+            )
         return done.stdout.decode().strip()
 
     def start(self) -> LocalGateway:
@@ -102,10 +112,17 @@ class LocalGateway:
         for role, (org, kind, name) in ORGS.items():
             if kind != "operator":  # `gateway init` made the operator's organisation
                 self.operator("admin", "org", "create", org, "--kind", kind)
-            self.tokens[role] = self.operator("admin", "token", "create", "--org", org, "--role", role, "--name", name)
+            self.tokens[role] = self.operator(
+                "admin", "token", "create", "--org", org, "--role", role, "--name", name
+            )
         log = open(self.root / "server.log", "ab")  # noqa: SIM115 - kept for the server's life
-        self.process = subprocess.Popen([*gateway_command(), "--config", str(self.config), "serve", "--port", str(self.port)],
-                                        stdout=log, stderr=log, cwd=self.root, start_new_session=True)
+        self.process = subprocess.Popen(
+            [*gateway_command(), "--config", str(self.config), "serve", "--port", str(self.port)],
+            stdout=log,
+            stderr=log,
+            cwd=self.root,
+            start_new_session=True,
+        )
         try:
             self._wait_ready()
         except BaseException:
@@ -136,8 +153,14 @@ class LocalGateway:
         """Environment for the ``gateway`` CLI acting as ``role`` (its own config directory)."""
         home = home or self.root / "home" / role
         home.mkdir(parents=True, exist_ok=True)
-        return {**os.environ, "GATEWAY_URL": self.url, "GATEWAY_TOKEN": self.tokens[role],
-                "XDG_CONFIG_HOME": str(home), "GATEWAY_CONFIG": "", "COLUMNS": "160"}
+        return {
+            **os.environ,
+            "GATEWAY_URL": self.url,
+            "GATEWAY_TOKEN": self.tokens[role],
+            "XDG_CONFIG_HOME": str(home),
+            "GATEWAY_CONFIG": "",
+            "COLUMNS": "160",
+        }
 
     def stop(self) -> None:
         if self.process is not None:  # the whole process group: gunicorn's master and workers
@@ -159,19 +182,36 @@ class LocalGateway:
     def __enter__(self) -> LocalGateway:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
 
-def cli(env: Mapping[str, str], *args: str, stdin: bytes | None = None, check: bool = True,
-        cwd: Path | None = None) -> subprocess.CompletedProcess[bytes]:
+def cli(
+    env: Mapping[str, str],
+    *args: str,
+    stdin: bytes | None = None,
+    check: bool = True,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[bytes]:
     """Run the client ``gateway ARGS`` with ``env``."""
-    done = subprocess.run([*gateway_command(), *args], env=dict(env), input=stdin, capture_output=True,
-                          check=False, cwd=cwd)
+    done = subprocess.run(
+        [*gateway_command(), *args],
+        env=dict(env),
+        input=stdin,
+        capture_output=True,
+        check=False,
+        cwd=cwd,
+    )
     if check and done.returncode != 0:
-        raise RuntimeError(f"gateway {shlex.join(args)} failed ({done.returncode}): "
-                           f"{done.stderr.decode(errors='replace').strip()}")
+        raise RuntimeError(
+            f"gateway {shlex.join(args)} failed ({done.returncode}): "
+            f"{done.stderr.decode(errors='replace').strip()}"
+        )
     return done
 
 
@@ -183,7 +223,11 @@ def write_weights(path: Path, size: int, seed: bytes = b"demo") -> str:
         written = 0
         while written < size:
             piece = block[: min(len(block), size - written)]
-            piece = hashlib.sha256(written.to_bytes(8, "big")).digest() + piece[32:] if len(piece) > 32 else piece
+            piece = (
+                hashlib.sha256(written.to_bytes(8, "big")).digest() + piece[32:]
+                if len(piece) > 32
+                else piece
+            )
             fh.write(piece)
             digest.update(piece)
             written += len(piece)
@@ -205,8 +249,14 @@ class Narrator:
     def step(self, text: str) -> None:
         print(f"\n\033[1m[{time.monotonic() - self.started:5.1f}s] {text}\033[0m", flush=True)
 
-    def run(self, who: str, env: Mapping[str, str], *args: str, stdin: bytes | None = None,
-            show: bool = True) -> str:
+    def run(
+        self,
+        who: str,
+        env: Mapping[str, str],
+        *args: str,
+        stdin: bytes | None = None,
+        show: bool = True,
+    ) -> str:
         print(f"  {who}$ gateway {shlex.join(args)}", flush=True)
         done = cli(env, *args, stdin=stdin)
         out = done.stdout.decode(errors="replace").rstrip()
@@ -225,52 +275,109 @@ def story(gw: LocalGateway, work: Path, size: int) -> None:
     say.run("lab", lab, "whoami")
     say.run("lab", lab, "keygen", "--type", "signing", "-o", str(work / "lab-signing.key"))
     weights = work / "model.safetensors"
-    say.step(f"The lab generates {size >> 20} MiB of weights and pushes them, encrypted on its own machine")
+    say.step(
+        f"The lab generates {size >> 20} MiB of weights and pushes them, encrypted on its own machine"
+    )
     digest = write_weights(weights, size)
     print(f"    sha256 {digest}")
     share = ORGS["evaluator"][0]
-    wid = say.run("lab", lab, "push", str(weights), "--name", "frontier-model-v1", "--kind", "weights",
-                  "--share-with", share, "--signing-key", str(work / "lab-signing.key"))
+    wid = say.run(
+        "lab",
+        lab,
+        "push",
+        str(weights),
+        "--name",
+        "frontier-model-v1",
+        "--kind",
+        "weights",
+        "--share-with",
+        share,
+        "--signing-key",
+        str(work / "lab-signing.key"),
+    )
     credential = work / "endpoint-credential.txt"
-    credential.write_text("API_KEY=sk-preview-0123456789abcdef\nENDPOINT=https://preview.frontier-lab.example/v1\n")
-    cid = say.run("lab", lab, "push", str(credential), "--name", "preview-endpoint", "--kind", "credential",
-                  "--share-with", share, "--signing-key", str(work / "lab-signing.key"))
+    credential.write_text(
+        "API_KEY=sk-preview-0123456789abcdef\nENDPOINT=https://preview.frontier-lab.example/v1\n"
+    )
+    cid = say.run(
+        "lab",
+        lab,
+        "push",
+        str(credential),
+        "--name",
+        "preview-endpoint",
+        "--kind",
+        "credential",
+        "--share-with",
+        share,
+        "--signing-key",
+        str(work / "lab-signing.key"),
+    )
     say.step("An auditor keeps today's checkpoint, to prove later that the log only grew")
     say.run("auditor", au, "audit", "checkpoint", "--save", str(work / "checkpoint-1.txt"))
     say.step("The evaluator makes an age identity, sees the artifacts and asks for access")
     say.run("evaluator", ev, "keygen", "--type", "age", "-o", str(work / "evaluator.agekey"))
     say.run("evaluator", ev, "artifacts")
-    rid = say.run("evaluator", ev, "request", wid, "--justification", "pre-deployment cyber evaluation")
-    rid2 = say.run("evaluator", ev, "request", cid, "--justification", "pre-deployment cyber evaluation")
+    rid = say.run(
+        "evaluator", ev, "request", wid, "--justification", "pre-deployment cyber evaluation"
+    )
+    rid2 = say.run(
+        "evaluator", ev, "request", cid, "--justification", "pre-deployment cyber evaluation"
+    )
     say.step("The lab reviews the requests and approves them")
     say.run("lab", lab, "requests", "--state", "pending")
     say.run("lab", lab, "approve", rid, "--hours", "48")
     say.run("lab", lab, "approve", rid2, "--hours", "48")
-    say.step("The evaluator pulls the weights: decrypted, checked against the lab's signed manifest")
+    say.step(
+        "The evaluator pulls the weights: decrypted, checked against the lab's signed manifest"
+    )
     out = work / "pulled.safetensors"
-    say.run("evaluator", ev, "pull", wid, "-o", str(out), "--identity", str(work / "evaluator.agekey"))
+    say.run(
+        "evaluator", ev, "pull", wid, "-o", str(out), "--identity", str(work / "evaluator.agekey")
+    )
     print(f"    identical to the lab's file: {sha256_file(out) == digest}")
     say.step("Again as a raw age file, decrypted by the standard age program")
     raw = work / "pulled.age"
     say.run("evaluator", ev, "pull", wid, "-o", str(raw), "--raw")
     age_out = work / "pulled-by-age.safetensors"
     print(f"  evaluator$ age -d -i evaluator.agekey -o {age_out.name} {raw.name}")
-    subprocess.run(["age", "-d", "-i", str(work / "evaluator.agekey"), "-o", str(age_out), str(raw)], check=True)
+    subprocess.run(
+        ["age", "-d", "-i", str(work / "evaluator.agekey"), "-o", str(age_out), str(raw)],
+        check=True,
+    )
     print(f"    identical to the lab's file: {sha256_file(age_out) == digest}")
     say.run("evaluator", ev, "pull", cid, "-o", "-", "--identity", str(work / "evaluator.agekey"))
     _audit(say, gw, au, work)
 
 
 def _audit(say: Narrator, gw: LocalGateway, au: Mapping[str, str], work: Path) -> None:
-    say.step("The auditor verifies the whole log from its leaves, and that it extends the saved checkpoint")
+    say.step(
+        "The auditor verifies the whole log from its leaves, and that it extends the saved checkpoint"
+    )
     vkey = requests.get(gw.url + "/v1/audit/key", timeout=10).text.strip()
     (work / "audit.vkey").write_text(vkey + "\n")
     print(f"    verifier key (handed to the auditor by the operator): {vkey}")
     say.run("auditor", au, "audit", "export", "-o", str(work / "audit-export.jsonl"))
-    say.run("auditor", au, "audit", "verify", "--key", str(work / "audit.vkey"),
-            "--since", str(work / "checkpoint-1.txt"))
-    say.run("auditor", au, "audit", "verify", "--key", str(work / "audit.vkey"),
-            "--file", str(work / "audit-export.jsonl"))
+    say.run(
+        "auditor",
+        au,
+        "audit",
+        "verify",
+        "--key",
+        str(work / "audit.vkey"),
+        "--since",
+        str(work / "checkpoint-1.txt"),
+    )
+    say.run(
+        "auditor",
+        au,
+        "audit",
+        "verify",
+        "--key",
+        str(work / "audit.vkey"),
+        "--file",
+        str(work / "audit-export.jsonl"),
+    )
     say.step("The evaluator's accesses, as the auditor sees them")
     say.run("auditor", au, "audit", "tail", "-n", "30", "--org", ORGS["evaluator"][0])
     say.step("Done")
@@ -289,7 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             story(gw, work, size)
         except RuntimeError as exc:
             print(f"demo: {exc}", file=sys.stderr)
-            print(f"demo: server log:\n{(gw.root / 'server.log').read_text()[-3000:]}", file=sys.stderr)
+            print(
+                f"demo: server log:\n{(gw.root / 'server.log').read_text()[-3000:]}",
+                file=sys.stderr,
+            )
             return 1
     return 0
 

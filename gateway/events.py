@@ -79,7 +79,11 @@ def fail_closed(gw: Gateway) -> Iterator[Session]:
     except GatewayError:
         raise
     except SQLAlchemyError as exc:
-        log.error("transaction failed, action refused: %s: %s", type(exc).__name__, getattr(exc, "orig", exc))
+        log.error(
+            "transaction failed, action refused: %s: %s",
+            type(exc).__name__,
+            getattr(exc, "orig", exc),
+        )
         raise AuditUnavailable(
             "the audit log could not record this action, so it was not carried out; try again later"
         ) from None

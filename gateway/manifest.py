@@ -55,7 +55,9 @@ class KeyFileError(ManifestError):
 def canonical_json(manifest: Any) -> bytes:
     """The exact bytes that are signed: sorted keys, no whitespace, UTF-8."""
     try:
-        text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(
+            manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"the manifest is not plain JSON: {exc}") from None
     return text.encode("utf-8")
@@ -106,7 +108,9 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
         raise ManifestError("plaintext.sha256: must be 64 lowercase hex digits")
     chunks = max(1, -(-plain // _CHUNK))
     if size < plain + _NONCE + _TAG * chunks:
-        raise ManifestError("ciphertext.size: too small to hold an age file of plaintext.size bytes")
+        raise ManifestError(
+            "ciphertext.size: too small to hold an age file of plaintext.size bytes"
+        )
     canonical_json(m)
     return m
 
@@ -158,8 +162,10 @@ def verify_manifest(manifest: Any, signature: Any, public_key: Any) -> None:
 def signing_key_file_bytes(key: SigningKey) -> bytes:
     """The text of a signing key file (keep it 0600)."""
     seed = base64.b64encode(bytes(key)).decode()
-    return (f"# Ed25519 manifest signing key; keep it secret\n"
-            f"# public key: {public_key_b64(key)}\n{KEY_FILE_TAG} {seed}\n").encode()
+    return (
+        f"# Ed25519 manifest signing key; keep it secret\n"
+        f"# public key: {public_key_b64(key)}\n{KEY_FILE_TAG} {seed}\n"
+    ).encode()
 
 
 def parse_signing_key(data: bytes) -> SigningKey:
@@ -168,10 +174,16 @@ def parse_signing_key(data: bytes) -> SigningKey:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise KeyFileError("not a signing key file (not UTF-8 text)") from None
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    lines = [
+        ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
+    ]
     if len(lines) != 1 or not lines[0].startswith(KEY_FILE_TAG + " "):
-        raise KeyFileError(f"not a signing key file (expected one line '{KEY_FILE_TAG} <base64 seed>')")
-    return SigningKey(_b64(lines[0][len(KEY_FILE_TAG) + 1 :].strip(), "signing key", 32, KeyFileError))
+        raise KeyFileError(
+            f"not a signing key file (expected one line '{KEY_FILE_TAG} <base64 seed>')"
+        )
+    return SigningKey(
+        _b64(lines[0][len(KEY_FILE_TAG) + 1 :].strip(), "signing key", 32, KeyFileError)
+    )
 
 
 def save_signing_key(path: str | os.PathLike[str], key: SigningKey) -> None:
@@ -196,7 +208,9 @@ def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
         if not stat.S_ISREG(mode):
             raise KeyFileError(f"{p}: not a regular file")
         if mode & 0o077:
-            raise KeyFileError(f"{p}: readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it")
+            raise KeyFileError(
+                f"{p}: readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
+            )
         data = p.read_bytes()
     except FileNotFoundError:
         raise KeyFileError(f"{p}: no such key file") from None

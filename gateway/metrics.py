@@ -10,7 +10,8 @@ REQUESTS = Counter(
     "gateway_http_requests", "HTTP requests answered", ["method", "status"], registry=REGISTRY
 )
 UNAUTHENTICATED = Counter(
-    "gateway_unauthenticated_requests", "Requests refused 401 (not logged in the audit log)",
+    "gateway_unauthenticated_requests",
+    "Requests refused 401 (not logged in the audit log)",
     registry=REGISTRY,
 )
 BYTES_IN = Counter("gateway_upload_bytes", "Ciphertext bytes received in parts", registry=REGISTRY)

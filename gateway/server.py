@@ -43,8 +43,10 @@ class _Server(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from gateway.app import create_app
 
-        logging.basicConfig(level=self.gateway_config.server.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=self.gateway_config.server.log_level.upper(),
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         return create_app(self.gateway_config)
 
 
@@ -58,7 +60,9 @@ def _start_sweeper(config: Config) -> Any:
         interval = config.sweeper.interval_seconds
         if interval <= 0:
             return
-        thread = threading.Thread(target=_sweep_forever, args=(config, interval), name="sweeper", daemon=True)
+        thread = threading.Thread(
+            target=_sweep_forever, args=(config, interval), name="sweeper", daemon=True
+        )
         thread.start()
 
     return post_worker_init

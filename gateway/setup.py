@@ -23,7 +23,7 @@ DEMO = {
 
 def _sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
 
 
 def migrate(url: str) -> None:
@@ -53,7 +53,11 @@ def init(config: Config) -> Iterator[str]:
     from gateway.storage.provision import provision
 
     provision(storage_settings(config))
-    where = config.storage.root if config.storage.backend == "local" else f"s3://{config.storage.bucket}"
+    where = (
+        config.storage.root
+        if config.storage.backend == "local"
+        else f"s3://{config.storage.bucket}"
+    )
     yield f"object store ready ({config.storage.backend}: {where})"
     gw = Gateway(config)
     try:
@@ -69,8 +73,21 @@ def dev_seed(gw: Gateway) -> dict[str, tuple[str, str, str]]:
     with events.fail_closed(gw) as session:
         for role, (org, kind, name) in DEMO.items():
             identity.ensure_org(session, org, kind, gw.now())
-            token, _ = identity.create_token(session, org=org, role=role, name=name, ttl_days=30, now=gw.now())
-            events.record(gw, session, "admin.token.create", None,
-                          details={"org": org, "principal": name, "role": role, "ttl_days": 30, "development": True})
+            token, _ = identity.create_token(
+                session, org=org, role=role, name=name, ttl_days=30, now=gw.now()
+            )
+            events.record(
+                gw,
+                session,
+                "admin.token.create",
+                None,
+                details={
+                    "org": org,
+                    "principal": name,
+                    "role": role,
+                    "ttl_days": 30,
+                    "development": True,
+                },
+            )
             out[role] = (org, name, token)
     return out

@@ -157,9 +157,13 @@ def test_bad_key_files_give_clear_errors(tmp_path: Path) -> None:
     os.chmod(loose, 0o644)
     with pytest.raises(mf.KeyFileError, match="readable by others"):
         mf.load_signing_key(loose)
-    for name, content in [("empty", b""), ("junk", b"hello\n"), ("binary", b"\xff\xfe"),
-                          ("short", f"{mf.KEY_FILE_TAG} AAAA\n".encode()),
-                          ("twice", mf.signing_key_file_bytes(SigningKey.generate()) * 2)]:
+    for name, content in [
+        ("empty", b""),
+        ("junk", b"hello\n"),
+        ("binary", b"\xff\xfe"),
+        ("short", f"{mf.KEY_FILE_TAG} AAAA\n".encode()),
+        ("twice", mf.signing_key_file_bytes(SigningKey.generate()) * 2),
+    ]:
         path = tmp_path / name
         path.write_bytes(content)
         os.chmod(path, 0o600)

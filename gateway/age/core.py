@@ -76,7 +76,9 @@ def wrap_file_key(file_key: bytes, recipients: Sequence[Recipient]) -> bytes:
     return write_header(stanzas, file_key)
 
 
-def reheader(header: Header, identities: Sequence[Identity], recipients: Sequence[Recipient]) -> bytes:
+def reheader(
+    header: Header, identities: Sequence[Identity], recipients: Sequence[Recipient]
+) -> bytes:
     """New header bytes for ``recipients`` carrying the file key ``identities`` open in ``header``.
 
     ``new header + the original payload`` (nonce and chunks) is a valid age file for them.
@@ -102,8 +104,14 @@ class _Counting:
         return n
 
 
-def encrypt(src: Any, dst: Any, recipients: Sequence[Recipient], *, armor: bool = False,
-            threads: int | None = None) -> int:
+def encrypt(
+    src: Any,
+    dst: Any,
+    recipients: Sequence[Recipient],
+    *,
+    armor: bool = False,
+    threads: int | None = None,
+) -> int:
     """Encrypt binary file ``src`` into binary file ``dst``; the plaintext size.
 
     A regular file is encrypted from its position to the size it has when this starts.
@@ -132,8 +140,9 @@ def encrypt(src: Any, dst: Any, recipients: Sequence[Recipient], *, armor: bool 
     return count
 
 
-def encrypt_iter(chunks: Iterable[bytes], recipients: Sequence[Recipient], *,
-                 threads: int | None = None) -> Iterator[bytes]:
+def encrypt_iter(
+    chunks: Iterable[bytes], recipients: Sequence[Recipient], *, threads: int | None = None
+) -> Iterator[bytes]:
     """The age file of the concatenated ``chunks``: the header and nonce first, then ciphertext."""
     head, aead = _start(recipients)
     yield head
@@ -155,8 +164,14 @@ def _open(src: PeekReader, identities: Sequence[Identity], max_header: int) -> t
     return reader, stream.payload_key(file_key, nonce)
 
 
-def decrypt(src: Any, dst: Any, identities: Sequence[Identity], *,
-            max_header: int = DEFAULT_MAX_SIZE, threads: int | None = None) -> int:
+def decrypt(
+    src: Any,
+    dst: Any,
+    identities: Sequence[Identity],
+    *,
+    max_header: int = DEFAULT_MAX_SIZE,
+    threads: int | None = None,
+) -> int:
     """Decrypt binary file ``src`` (armored or not) into ``dst``; the plaintext size.
 
     Plaintext is written as it authenticates; on PayloadError, ``dst`` holds what
@@ -183,8 +198,13 @@ def decrypt(src: Any, dst: Any, identities: Sequence[Identity], *,
     return total
 
 
-def decrypt_iter(chunks: Iterable[bytes], identities: Sequence[Identity], *,
-                 max_header: int = DEFAULT_MAX_SIZE, threads: int | None = None) -> Iterator[bytes]:
+def decrypt_iter(
+    chunks: Iterable[bytes],
+    identities: Sequence[Identity],
+    *,
+    max_header: int = DEFAULT_MAX_SIZE,
+    threads: int | None = None,
+) -> Iterator[bytes]:
     """The plaintext of the age file whose bytes are the concatenated ``chunks``."""
     reader, aead = _open(PeekReader(IterReader(chunks)), identities, max_header)
     with closing(stream.open_(reader, aead, threads)) as pieces:

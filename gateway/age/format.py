@@ -166,7 +166,7 @@ def read_header(f: Readable, max_size: int = DEFAULT_MAX_SIZE) -> Header:
     first = lines.next()
     if first + b"\n" != VERSION_LINE:
         if first.startswith(VERSION_PREFIX):
-            raise UnsupportedError(f"unsupported age version {first[len(VERSION_PREFIX):]!r}")
+            raise UnsupportedError(f"unsupported age version {first[len(VERSION_PREFIX) :]!r}")
         raise HeaderError("not an age file: the first line is not age-encryption.org/v1")
     stanzas: list[Stanza] = []
     line = lines.next()

@@ -102,7 +102,9 @@ class HybridIdentity:
         return cls(data)
 
     def to_recipient(self) -> HybridRecipient:
-        public = self._pq.public_key().public_bytes_raw() + self._classic.public_key().public_bytes_raw()
+        public = (
+            self._pq.public_key().public_bytes_raw() + self._classic.public_key().public_bytes_raw()
+        )
         return HybridRecipient(public)
 
     def unwrap(self, stanzas: Sequence[Stanza]) -> bytes | None:
@@ -118,7 +120,9 @@ class HybridIdentity:
             if len(stanza.body) != 32:
                 raise HeaderError("malformed mlkem768x25519 stanza: the body is not 32 bytes")
             try:
-                self._classic.exchange(x25519.X25519PublicKey.from_public_bytes(enc[MLKEM_CIPHERTEXT_SIZE:]))
+                self._classic.exchange(
+                    x25519.X25519PublicKey.from_public_bytes(enc[MLKEM_CIPHERTEXT_SIZE:])
+                )
             except ValueError:
                 raise HeaderError("mlkem768x25519 stanza with a low-order X25519 share") from None
             try:

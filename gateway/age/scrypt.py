@@ -88,7 +88,9 @@ class ScryptIdentity:
             raise HeaderError("malformed scrypt stanza: invalid work factor")
         work_factor = int(stanza.args[1])
         if work_factor > self.max_work_factor:
-            raise HeaderError(f"scrypt work factor {work_factor} is above the limit of {self.max_work_factor}")
+            raise HeaderError(
+                f"scrypt work factor {work_factor} is above the limit of {self.max_work_factor}"
+            )
         if len(stanza.body) != 32:
             raise HeaderError("malformed scrypt stanza: the body is not 32 bytes")
         key = _wrap_key(self._passphrase, salt, work_factor)

@@ -114,8 +114,10 @@ class _Pool:
             self._finish(slot, job)
             return
         if not self._workers:
-            self._workers = [threading.Thread(target=self._work, name="age-stream", daemon=True)
-                             for _ in range(self.threads)]
+            self._workers = [
+                threading.Thread(target=self._work, name="age-stream", daemon=True)
+                for _ in range(self.threads)
+            ]
             for worker in self._workers:
                 worker.start()
         self._jobs.put((slot, job))
@@ -229,8 +231,12 @@ def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int, s
         seal_into = aead.encrypt_into
         for i in range(count):
             length = min(CHUNK, size - i * CHUNK)
-            seal_into(chunk_nonce(base + i, final and i == count - 1), get(i, length),
-                      None, out[i * SEALED : i * SEALED + length + TAG])
+            seal_into(
+                chunk_nonce(base + i, final and i == count - 1),
+                get(i, length),
+                None,
+                out[i * SEALED : i * SEALED + length + TAG],
+            )
 
     return job
 
@@ -238,7 +244,9 @@ def _seal_job(aead: ChaCha20Poly1305, get: Getter, out: memoryview, base: int, s
 Batches = Callable[[int, memoryview, int], tuple[Shape, Job]]
 
 
-def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Generator[memoryview, None, None]:
+def seal(
+    src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None
+) -> Generator[memoryview, None, None]:
     """Encrypt everything ``src`` holds; yields views of the ciphertext, valid until the next one."""
     pool = _Pool(threads)
     inp = _StreamInput(src, CHUNK, pool.slots)
@@ -251,8 +259,9 @@ def seal(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> G
     return _seal(batch, pool)
 
 
-def seal_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
-              threads: int | None = None) -> Generator[memoryview, None, None]:
+def seal_file(
+    fd: int, offset: int, size: int, aead: ChaCha20Poly1305, threads: int | None = None
+) -> Generator[memoryview, None, None]:
     """Encrypt ``size`` bytes of the regular file ``fd`` from ``offset``, as ``seal``.
 
     A file that shrinks below ``offset + size`` while it is read raises AgeError.
@@ -268,15 +277,18 @@ class _FileSeal:
         self._seal_into = aead.encrypt_into
         self._views: dict[int, tuple[list[memoryview], list[memoryview]]] = {}
 
-    def _slot_views(self, slot: int, out: memoryview, size: int,
-                    count: int) -> tuple[list[memoryview], list[memoryview]]:
+    def _slot_views(
+        self, slot: int, out: memoryview, size: int, count: int
+    ) -> tuple[list[memoryview], list[memoryview]]:
         """(plaintext view, sealed view) of each chunk of a batch in ``out``; full ones cached."""
         full = count == BATCH and size == BATCH * CHUNK
         if full and slot in self._views:
             return self._views[slot]
         lengths = [min(CHUNK, size - i * CHUNK) for i in range(count)]
-        views = ([out[i * SEALED : i * SEALED + n] for i, n in enumerate(lengths)],
-                 [out[i * SEALED : i * SEALED + n + TAG] for i, n in enumerate(lengths)])
+        views = (
+            [out[i * SEALED : i * SEALED + n] for i, n in enumerate(lengths)],
+            [out[i * SEALED : i * SEALED + n + TAG] for i, n in enumerate(lengths)],
+        )
         if full:
             self._views[slot] = views
         return views
@@ -330,8 +342,14 @@ def _open_shape(n: int) -> tuple[bool, int, list[int]]:
     return final, size, [min(SEALED, size - i * SEALED) for i in range(count)]
 
 
-def _open_job(aead: ChaCha20Poly1305, get: Getter, load: Loader | None, out: memoryview, base: int,
-              shape: tuple[bool, int, list[int]]) -> Job:
+def _open_job(
+    aead: ChaCha20Poly1305,
+    get: Getter,
+    load: Loader | None,
+    out: memoryview,
+    base: int,
+    shape: tuple[bool, int, list[int]],
+) -> Job:
     final, size, lengths = shape
     count = len(lengths)
 
@@ -340,7 +358,9 @@ def _open_job(aead: ChaCha20Poly1305, get: Getter, load: Loader | None, out: mem
             load(size)
         for i in range(count):
             try:
-                _open_chunk(aead, get(i, lengths[i]), out[i * CHUNK :], base + i, final and i == count - 1)
+                _open_chunk(
+                    aead, get(i, lengths[i]), out[i * CHUNK :], base + i, final and i == count - 1
+                )
             except InvalidTag:
                 return i
         return None
@@ -348,7 +368,9 @@ def _open_job(aead: ChaCha20Poly1305, get: Getter, load: Loader | None, out: mem
     return job
 
 
-def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> Generator[memoryview, None, None]:
+def open_(
+    src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None
+) -> Generator[memoryview, None, None]:
     """Decrypt and authenticate the STREAM in ``src``; yields views of the plaintext.
 
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
@@ -358,8 +380,9 @@ def open_(src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None) -> 
     return _open(_StreamInput(src, SEALED, pool.slots), aead, pool)
 
 
-def open_file(fd: int, offset: int, size: int, aead: ChaCha20Poly1305,
-              threads: int | None = None) -> Generator[memoryview, None, None]:
+def open_file(
+    fd: int, offset: int, size: int, aead: ChaCha20Poly1305, threads: int | None = None
+) -> Generator[memoryview, None, None]:
     """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``open_``."""
     pool = _Pool(threads)
     return _open(_FileInput(fd, offset, size, SEALED, pool.slots), aead, pool)
@@ -380,7 +403,11 @@ def _open(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Generator[memoryvi
                 shape = final, size, lengths = _open_shape(n)
                 if size == 0:
                     raise PayloadError("the payload is truncated: it has no chunk")
-                pool.submit(s, _open_job(aead, get, load, outs[s], index, shape), inline=final and index == 0)
+                pool.submit(
+                    s,
+                    _open_job(aead, get, load, outs[s], index, shape),
+                    inline=final and index == 0,
+                )
                 pending.append((index, shape, get))
                 index += len(lengths)
             base, (last_batch, size, lengths), get = pending.popleft()
@@ -398,14 +425,17 @@ def _open(inp: Input, aead: ChaCha20Poly1305, pool: _Pool) -> Generator[memoryvi
         pool.close()
 
 
-def _open_chunk(aead: ChaCha20Poly1305, sealed: memoryview, out: memoryview, index: int, last: bool) -> None:
+def _open_chunk(
+    aead: ChaCha20Poly1305, sealed: memoryview, out: memoryview, index: int, last: bool
+) -> None:
     if len(sealed) < TAG or (len(sealed) == TAG and (index > 0 or not last)):
         raise InvalidTag
     aead.decrypt_into(chunk_nonce(index, last), sealed, None, out[: len(sealed) - TAG])
 
 
-def _diagnose(aead: ChaCha20Poly1305, sealed: memoryview, out_view: memoryview,
-              index: int, last: bool) -> Generator[memoryview, None, None]:
+def _diagnose(
+    aead: ChaCha20Poly1305, sealed: memoryview, out_view: memoryview, index: int, last: bool
+) -> Generator[memoryview, None, None]:
     """Explain a chunk that failed; a full chunk with the other final flag is released first."""
     if len(sealed) < TAG:
         raise PayloadError(f"chunk {index} is truncated")

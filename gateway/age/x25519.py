@@ -35,7 +35,9 @@ FILE_KEY_SIZE = 16
 
 
 def _wrap_key(shared: bytes, share: bytes, recipient: bytes) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=share + recipient, info=_INFO).derive(shared)
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=share + recipient, info=_INFO).derive(
+        shared
+    )
 
 
 class X25519Recipient:
@@ -61,7 +63,9 @@ class X25519Recipient:
             shared = ephemeral.exchange(self._key)
         except ValueError:
             raise KeyFormatError("the X25519 recipient is a low-order point") from None
-        body = ChaCha20Poly1305(_wrap_key(shared, share, self.public)).encrypt(_ZERO_NONCE, file_key, None)
+        body = ChaCha20Poly1305(_wrap_key(shared, share, self.public)).encrypt(
+            _ZERO_NONCE, file_key, None
+        )
         return [Stanza(STANZA_TYPE, (b64encode(share),), body)]
 
     def __str__(self) -> str:

@@ -48,8 +48,13 @@ def _request(request_id: str, action: str) -> tuple[AccessRequest, Artifact]:
     if req is None or artifact is None:
         authorize(action, False, what=f"access request {request_id}")
         raise NotFound(f"access request {request_id} was not found")
-    authorize(action, _owns(artifact, req.principal_id), what=f"access request {request_id}",
-              artifact=artifact.id, subject_org=artifact.org)
+    authorize(
+        action,
+        _owns(artifact, req.principal_id),
+        what=f"access request {request_id}",
+        artifact=artifact.id,
+        subject_org=artifact.org,
+    )
     return req, artifact
 
 
@@ -69,7 +74,9 @@ def list_requests() -> Any:
     authorize("access.list", what="access requests")
     limit, offset = page_args()
     with gw().db.session() as session:
-        rows, more = access.requests_visible(session, actor(), limit, offset, _filters("artifact", "state"))
+        rows, more = access.requests_visible(
+            session, actor(), limit, offset, _filters("artifact", "state")
+        )
         return page([access.request_json(r) for r in rows], limit, offset, more)
 
 
@@ -110,8 +117,14 @@ def revoke(grant_id: str) -> Any:
     if grant is None or artifact is None:
         authorize("grant.revoke", False, what=f"grant {grant_id}")
         raise NotFound(f"grant {grant_id} was not found")
-    authorize("grant.revoke", _owns(artifact, grant.grantee_id), what=f"grant {grant_id}", artifact=artifact.id,
-              grant=grant.id, subject_org=artifact.org)
+    authorize(
+        "grant.revoke",
+        _owns(artifact, grant.grantee_id),
+        what=f"grant {grant_id}",
+        artifact=artifact.id,
+        grant=grant.id,
+        subject_org=artifact.org,
+    )
     access.revoke(gw(), actor(), grant, artifact)
     return "", 204
 

@@ -24,7 +24,9 @@ def load_artifact(artifact_id: str, action: str) -> Artifact:
         authorize(action, False, what=f"artifact {artifact_id}")
         return None  # type: ignore[return-value]  # unreachable for roles that may not see
     own = policy.owns_artifact(who.role, who.org, artifact.org, artifact.share_with)
-    authorize(action, own, what=f"artifact {artifact_id}", artifact=artifact.id, subject_org=artifact.org)
+    authorize(
+        action, own, what=f"artifact {artifact_id}", artifact=artifact.id, subject_org=artifact.org
+    )
     return artifact
 
 
@@ -47,5 +49,12 @@ def show(artifact_id: str) -> Any:
     runtime = gw()
     if actor().role == "evaluator":
         with events.fail_closed(runtime) as session:
-            events.record(runtime, session, "artifact.read", actor(), artifact=artifact.id, subject_org=artifact.org)
+            events.record(
+                runtime,
+                session,
+                "artifact.read",
+                actor(),
+                artifact=artifact.id,
+                subject_org=artifact.org,
+            )
     return artifacts.artifact_json(artifact)

@@ -57,12 +57,18 @@ def entries() -> Any:
             start = int(cursor)
         except ValueError:
             raise BadRequest("cursor is not one this gateway issued") from None
-    filters: dict[str, str | None] = {k: request.args.get(k) or None for k in ("artifact", "actor", "action")}
+    filters: dict[str, str | None] = {
+        k: request.args.get(k) or None for k in ("artifact", "actor", "action")
+    }
     with gw().db.session() as session:
         rows = store.entries(
-            session, start=start, limit=limit + 1,
+            session,
+            start=start,
+            limit=limit + 1,
             subject_org=None if everything else who.org,
-            artifact=filters["artifact"], actor=filters["actor"], action=filters["action"],
+            artifact=filters["artifact"],
+            actor=filters["actor"],
+            action=filters["action"],
         )
     more = len(rows) > limit
     rows = rows[:limit]

@@ -50,7 +50,7 @@ class SocketBody:
     def read(self, n: int = -1) -> bytes:
         if self._head:
             data = self._head if n is None or n < 0 else self._head[:n]
-            self._head = self._head[len(data):]
+            self._head = self._head[len(data) :]
         elif self._left <= 0:
             return b""
         else:

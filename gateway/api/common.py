@@ -48,7 +48,9 @@ def json_body(required: bool = True) -> dict[str, Any]:
     return body
 
 
-def field(body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+def field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...], *, required: bool = True
+) -> Any:
     if name not in body or body[name] is None:
         if required:
             raise BadRequest(f"field {name!r} is required")
@@ -83,7 +85,11 @@ def page_args() -> tuple[int, int]:
 
 
 def page(items: list[Any], limit: int, offset: int, more: bool) -> dict[str, Any]:
-    nxt = base64.urlsafe_b64encode(str(offset + limit).encode()).decode().rstrip("=") if more else None
+    nxt = (
+        base64.urlsafe_b64encode(str(offset + limit).encode()).decode().rstrip("=")
+        if more
+        else None
+    )
     return {"items": items, "next_cursor": nxt}
 
 
@@ -102,7 +108,9 @@ def authorize(
     if decision is policy.Decision.ALLOW:
         return
     reason = "hidden" if decision is policy.Decision.HIDE else "forbidden"
-    record_denial(gw(), who, action, reason, artifact=artifact, grant=grant, subject_org=subject_org)
+    record_denial(
+        gw(), who, action, reason, artifact=artifact, grant=grant, subject_org=subject_org
+    )
     if decision is policy.Decision.HIDE:
         raise NotFound(f"{what} was not found")
     raise Forbidden(f"a principal with role {who.role} may not do {action} on {what}")

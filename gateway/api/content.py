@@ -30,20 +30,28 @@ def _artifact(artifact_id: str) -> Artifact:
 
 
 def _stream(download: content.Download) -> Response:
-    return Response(download.body, status=download.status, headers=download.headers,
-                    mimetype="application/octet-stream", direct_passthrough=True)
+    return Response(
+        download.body,
+        status=download.status,
+        headers=download.headers,
+        mimetype="application/octet-stream",
+        direct_passthrough=True,
+    )
 
 
 def _unsatisfiable(exc: RangeNotSatisfiable) -> Response:
-    return problem_response(exc.problem(), exc.status, {"Content-Range": f"bytes */{exc.extra.get('size', '*')}"})
+    return problem_response(
+        exc.problem(), exc.status, {"Content-Range": f"bytes */{exc.extra.get('size', '*')}"}
+    )
 
 
 @bp.get("/v1/artifacts/<artifact_id>/content")
 def download(artifact_id: str) -> Response:
     artifact = _artifact(artifact_id)
     try:
-        result = content.download(gw(), actor(), artifact, request.headers.get("Range"),
-                                  request.headers.get("If-Range"))
+        result = content.download(
+            gw(), actor(), artifact, request.headers.get("Range"), request.headers.get("If-Range")
+        )
     except RangeNotSatisfiable as exc:
         return _unsatisfiable(exc)
     return _stream(result)
@@ -59,7 +67,9 @@ def download_url(artifact_id: str) -> Any:
 @bp.get(content.URL_ROUTE + "<artifact_id>")
 def signed(artifact_id: str) -> Response:
     try:
-        result = content.signed_download(gw(), artifact_id, request.args.to_dict(), request.headers.get("Range"))
+        result = content.signed_download(
+            gw(), artifact_id, request.args.to_dict(), request.headers.get("Range")
+        )
     except RangeNotSatisfiable as exc:
         return _unsatisfiable(exc)
     return _stream(result)

@@ -12,42 +12,213 @@ _PROBLEM = {"$ref": "#/components/schemas/Problem"}
 # (method, path, summary, roles, request schema or None, {status: description})
 ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] = [
     ("get", "/healthz", "Liveness", "anyone", None, {"200": "the process runs"}),
-    ("get", "/readyz", "Readiness", "anyone", None, {"200": "ready", "503": "a dependency is not writable"}),
+    (
+        "get",
+        "/readyz",
+        "Readiness",
+        "anyone",
+        None,
+        {"200": "ready", "503": "a dependency is not writable"},
+    ),
     ("get", "/metrics", "Prometheus metrics", "operator network", None, {"200": "text format"}),
     ("get", "/v1/openapi.json", "This document", "anyone", None, {"200": "OpenAPI 3.1"}),
-    ("get", "/v1/me", "The calling principal", "any", None, {"200": "name, org, role, recipient, signing_key"}),
-    ("put", "/v1/me/recipient", "Register where released keys are sent", "evaluator",
-     {"type": "object", "required": ["recipient"], "properties": {"recipient": {"type": "string"}}}, {"200": "the principal"}),
-    ("put", "/v1/me/signing-key", "Register a manifest signing key", "lab",
-     {"type": "object", "required": ["public_key"], "properties": {"public_key": {"type": "string"}}}, {"200": "the principal"}),
-    ("get", "/v1/orgs/{org}/signing-keys", "An organisation's signing keys", "any", None, {"200": "items"}),
-    ("post", "/v1/uploads", "Open an upload", "lab", {"$ref": "#/components/schemas/UploadCreate"}, {"201": "the upload"}),
-    ("get", "/v1/uploads/{id}", "An upload and its stored parts (resume from here)", "lab", None, {"200": "the upload"}),
-    ("put", "/v1/uploads/{id}/parts/{n}", "Store part n (raw bytes, X-Content-SHA256 required)", "lab", None,
-     {"200": "number, size, sha256", "400": "digest mismatch or bad part", "413": "larger than part_size"}),
-    ("post", "/v1/uploads/{id}/complete", "Complete with a signed manifest", "lab",
-     {"type": "object", "required": ["manifest", "signature"]}, {"201": "the artifact", "422": "a completion check failed"}),
+    (
+        "get",
+        "/v1/me",
+        "The calling principal",
+        "any",
+        None,
+        {"200": "name, org, role, recipient, signing_key"},
+    ),
+    (
+        "put",
+        "/v1/me/recipient",
+        "Register where released keys are sent",
+        "evaluator",
+        {
+            "type": "object",
+            "required": ["recipient"],
+            "properties": {"recipient": {"type": "string"}},
+        },
+        {"200": "the principal"},
+    ),
+    (
+        "put",
+        "/v1/me/signing-key",
+        "Register a manifest signing key",
+        "lab",
+        {
+            "type": "object",
+            "required": ["public_key"],
+            "properties": {"public_key": {"type": "string"}},
+        },
+        {"200": "the principal"},
+    ),
+    (
+        "get",
+        "/v1/orgs/{org}/signing-keys",
+        "An organisation's signing keys",
+        "any",
+        None,
+        {"200": "items"},
+    ),
+    (
+        "post",
+        "/v1/uploads",
+        "Open an upload",
+        "lab",
+        {"$ref": "#/components/schemas/UploadCreate"},
+        {"201": "the upload"},
+    ),
+    (
+        "get",
+        "/v1/uploads/{id}",
+        "An upload and its stored parts (resume from here)",
+        "lab",
+        None,
+        {"200": "the upload"},
+    ),
+    (
+        "put",
+        "/v1/uploads/{id}/parts/{n}",
+        "Store part n (raw bytes, X-Content-SHA256 required)",
+        "lab",
+        None,
+        {
+            "200": "number, size, sha256",
+            "400": "digest mismatch or bad part",
+            "413": "larger than part_size",
+        },
+    ),
+    (
+        "post",
+        "/v1/uploads/{id}/complete",
+        "Complete with a signed manifest",
+        "lab",
+        {"type": "object", "required": ["manifest", "signature"]},
+        {"201": "the artifact", "422": "a completion check failed"},
+    ),
     ("delete", "/v1/uploads/{id}", "Abort an upload", "lab", None, {"204": "aborted"}),
-    ("get", "/v1/artifacts", "Artifacts visible to the caller", "any", None, {"200": "items, next_cursor"}),
+    (
+        "get",
+        "/v1/artifacts",
+        "Artifacts visible to the caller",
+        "any",
+        None,
+        {"200": "items, next_cursor"},
+    ),
     ("get", "/v1/artifacts/{id}", "One artifact", "any with access", None, {"200": "the artifact"}),
-    ("delete", "/v1/artifacts/{id}", "Withdraw: revoke grants, shred the key, delete objects", "lab", None, {"204": "withdrawn"}),
-    ("post", "/v1/artifacts/{id}/access-requests", "Request access", "evaluator",
-     {"type": "object", "required": ["justification"]}, {"201": "the request"}),
-    ("get", "/v1/access-requests", "Access requests", "lab, evaluator, auditor", None, {"200": "items"}),
-    ("get", "/v1/access-requests/{id}", "One access request", "lab, evaluator, auditor, admin", None, {"200": "the request"}),
-    ("post", "/v1/access-requests/{id}/approve", "Approve: creates a grant", "lab", _OBJ, {"201": "the grant"}),
+    (
+        "delete",
+        "/v1/artifacts/{id}",
+        "Withdraw: revoke grants, shred the key, delete objects",
+        "lab",
+        None,
+        {"204": "withdrawn"},
+    ),
+    (
+        "post",
+        "/v1/artifacts/{id}/access-requests",
+        "Request access",
+        "evaluator",
+        {"type": "object", "required": ["justification"]},
+        {"201": "the request"},
+    ),
+    (
+        "get",
+        "/v1/access-requests",
+        "Access requests",
+        "lab, evaluator, auditor",
+        None,
+        {"200": "items"},
+    ),
+    (
+        "get",
+        "/v1/access-requests/{id}",
+        "One access request",
+        "lab, evaluator, auditor, admin",
+        None,
+        {"200": "the request"},
+    ),
+    (
+        "post",
+        "/v1/access-requests/{id}/approve",
+        "Approve: creates a grant",
+        "lab",
+        _OBJ,
+        {"201": "the grant"},
+    ),
     ("post", "/v1/access-requests/{id}/deny", "Deny", "lab", _OBJ, {"200": "the request"}),
     ("get", "/v1/grants", "Grants", "any", None, {"200": "items"}),
     ("delete", "/v1/grants/{id}", "Revoke a grant", "lab, admin", None, {"204": "revoked"}),
-    ("get", "/v1/artifacts/{id}/content", "Download the age file re-headered for the caller (Range honoured)", "evaluator", None,
-     {"200": "application/octet-stream", "206": "partial content", "403": "no active grant", "409": "no recipient", "410": "withdrawn or expired", "416": "range past the end"}),
-    ("post", "/v1/artifacts/{id}/download-url", "A header and a time-limited URL of the payload", "evaluator", None, {"201": "header, url, payload_offset, expires_at"}),
-    ("get", "/download/{id}", "Payload bytes behind a gateway-signed URL (local backend; grant=, expires=, sig=)", "holder of the URL",
-     None, {"200": "the stored payload", "206": "partial content", "403": "bad or expired signature", "410": "withdrawn or expired"}),
-    ("get", "/v1/audit/entries", "Audit entries", "auditor, lab (own artifacts)", None, {"200": "items, next_cursor"}),
-    ("get", "/v1/audit/checkpoint", "Latest signed checkpoint (C2SP signed note)", "auditor, lab", None, {"200": "text/plain"}),
-    ("get", "/v1/audit/proof/inclusion", "RFC 9162 inclusion proof", "auditor, lab", None, {"200": "index, size, hashes"}),
-    ("get", "/v1/audit/proof/consistency", "RFC 9162 consistency proof", "auditor, lab", None, {"200": "old, new, hashes"}),
+    (
+        "get",
+        "/v1/artifacts/{id}/content",
+        "Download the age file re-headered for the caller (Range honoured)",
+        "evaluator",
+        None,
+        {
+            "200": "application/octet-stream",
+            "206": "partial content",
+            "403": "no active grant",
+            "409": "no recipient",
+            "410": "withdrawn or expired",
+            "416": "range past the end",
+        },
+    ),
+    (
+        "post",
+        "/v1/artifacts/{id}/download-url",
+        "A header and a time-limited URL of the payload",
+        "evaluator",
+        None,
+        {"201": "header, url, payload_offset, expires_at"},
+    ),
+    (
+        "get",
+        "/download/{id}",
+        "Payload bytes behind a gateway-signed URL (local backend; grant=, expires=, sig=)",
+        "holder of the URL",
+        None,
+        {
+            "200": "the stored payload",
+            "206": "partial content",
+            "403": "bad or expired signature",
+            "410": "withdrawn or expired",
+        },
+    ),
+    (
+        "get",
+        "/v1/audit/entries",
+        "Audit entries",
+        "auditor, lab (own artifacts)",
+        None,
+        {"200": "items, next_cursor"},
+    ),
+    (
+        "get",
+        "/v1/audit/checkpoint",
+        "Latest signed checkpoint (C2SP signed note)",
+        "auditor, lab",
+        None,
+        {"200": "text/plain"},
+    ),
+    (
+        "get",
+        "/v1/audit/proof/inclusion",
+        "RFC 9162 inclusion proof",
+        "auditor, lab",
+        None,
+        {"200": "index, size, hashes"},
+    ),
+    (
+        "get",
+        "/v1/audit/proof/consistency",
+        "RFC 9162 consistency proof",
+        "auditor, lab",
+        None,
+        {"200": "old, new, hashes"},
+    ),
     ("get", "/v1/audit/key", "Note verifier key", "anyone", None, {"200": "text/plain"}),
 ]
 
@@ -55,8 +226,12 @@ SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
-        "properties": {"type": {"type": "string"}, "title": {"type": "string"},
-                       "status": {"type": "integer"}, "detail": {"type": "string"}},
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+        },
     },
     "UploadCreate": {
         "type": "object",
@@ -73,32 +248,47 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-def _operation(method: str, path: str, summary: str, roles: str, body: Any, responses: dict[str, str]) -> dict[str, Any]:
+def _operation(
+    method: str, path: str, summary: str, roles: str, body: Any, responses: dict[str, str]
+) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "description": f"Who: {roles}.",
         "responses": {
-            code: ({"description": text, "content": {"application/problem+json": {"schema": _PROBLEM}}}
-                   if int(code) >= 400 else {"description": text})
+            code: (
+                {"description": text, "content": {"application/problem+json": {"schema": _PROBLEM}}}
+                if int(code) >= 400
+                else {"description": text}
+            )
             for code, text in responses.items()
         },
     }
     params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
     if params:
-        op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+        op["parameters"] = [
+            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            for p in params
+        ]
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if path.startswith("/v1/") and path not in ("/v1/audit/key", "/v1/openapi.json"):
         op["security"] = [{"bearer": []}]
-        op["responses"].setdefault("401", {"description": "no valid token",
-                                           "content": {"application/problem+json": {"schema": _PROBLEM}}})
+        op["responses"].setdefault(
+            "401",
+            {
+                "description": "no valid token",
+                "content": {"application/problem+json": {"schema": _PROBLEM}},
+            },
+        )
     return op
 
 
 def document() -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for method, path, summary, roles, body, responses in ROUTES:
-        paths.setdefault(path, {})[method] = _operation(method, path, summary, roles, body, responses)
+        paths.setdefault(path, {})[method] = _operation(
+            method, path, summary, roles, body, responses
+        )
     return {
         "openapi": "3.1.0",
         "info": {"title": "Model-artifact transfer gateway", "version": __version__},

@@ -16,13 +16,32 @@ from gateway.client.base import (
     table,
 )
 
-ARTIFACT_COLUMNS = [("id", "id"), ("name", "name"), ("kind", "kind"), ("org", "org"),
-                    ("size", "size"), ("state", "state"), ("share_with", "shared with"),
-                    ("review_ends_at", "review ends")]
-REQUEST_COLUMNS = [("id", "id"), ("artifact", "artifact"), ("requester", "requester"),
-                   ("state", "state"), ("justification", "justification"), ("created_at", "asked at")]
-GRANT_COLUMNS = [("id", "id"), ("artifact", "artifact"), ("grantee", "grantee"),
-                 ("not_before", "from"), ("not_after", "until"), ("state", "state")]
+ARTIFACT_COLUMNS = [
+    ("id", "id"),
+    ("name", "name"),
+    ("kind", "kind"),
+    ("org", "org"),
+    ("size", "size"),
+    ("state", "state"),
+    ("share_with", "shared with"),
+    ("review_ends_at", "review ends"),
+]
+REQUEST_COLUMNS = [
+    ("id", "id"),
+    ("artifact", "artifact"),
+    ("requester", "requester"),
+    ("state", "state"),
+    ("justification", "justification"),
+    ("created_at", "asked at"),
+]
+GRANT_COLUMNS = [
+    ("id", "id"),
+    ("artifact", "artifact"),
+    ("grantee", "grantee"),
+    ("not_before", "from"),
+    ("not_after", "until"),
+    ("state", "state"),
+]
 
 
 def _show(value: Any, as_json: bool, line: str) -> None:
@@ -33,7 +52,9 @@ def _show(value: Any, as_json: bool, line: str) -> None:
 
 
 @click.command("artifacts")
-@click.option("--state", default=None, help="only artifacts in this state (available, withdrawn, expired)")
+@click.option(
+    "--state", default=None, help="only artifacts in this state (available, withdrawn, expired)"
+)
 @profile_option
 @json_option
 @reported
@@ -55,7 +76,17 @@ def artifact(profile: str | None, as_json: bool, artifact: str) -> None:
     if as_json:
         emit_json(found)
         return
-    for key in ("id", "name", "kind", "org", "size", "state", "share_with", "submitted_at", "review_ends_at"):
+    for key in (
+        "id",
+        "name",
+        "kind",
+        "org",
+        "size",
+        "state",
+        "share_with",
+        "submitted_at",
+        "review_ends_at",
+    ):
         click.echo(f"{key + ':':<16}{found.get(key)}")
     plain = (found.get("manifest") or {}).get("plaintext", {})
     click.echo(f"{'sha256:':<16}{plain.get('sha256')}  (plaintext, {plain.get('size')} bytes)")
@@ -68,8 +99,13 @@ def artifact(profile: str | None, as_json: bool, artifact: str) -> None:
 @profile_option
 @json_option
 @reported
-def request(profile: str | None, as_json: bool, artifact: str, justification: str,
-            duration_hours: int | None) -> None:
+def request(
+    profile: str | None,
+    as_json: bool,
+    artifact: str,
+    justification: str,
+    duration_hours: int | None,
+) -> None:
     """Ask the lab for access to ARTIFACT."""
     body: dict[str, Any] = {"justification": justification}
     if duration_hours is not None:
@@ -81,24 +117,37 @@ def request(profile: str | None, as_json: bool, artifact: str, justification: st
 
 
 @click.command("requests")
-@click.option("--state", default=None, help="only requests in this state (pending, approved, denied)")
+@click.option(
+    "--state", default=None, help="only requests in this state (pending, approved, denied)"
+)
 @profile_option
 @json_option
 @reported
 def requests_(profile: str | None, as_json: bool, state: str | None) -> None:
     """List access requests (yours, or those on your lab's artifacts)."""
-    rows = [r for r in api_for(profile).items("/v1/access-requests")
-            if state is None or r.get("state") == state]
+    rows = [
+        r
+        for r in api_for(profile).items("/v1/access-requests")
+        if state is None or r.get("state") == state
+    ]
     table(rows, REQUEST_COLUMNS, as_json=as_json, title="access requests")
 
 
 @click.command("approve")
 @click.argument("request_id", metavar="REQUEST")
-@click.option("--hours", "duration_hours", type=int, default=None, help="grant duration (default: the gateway's)")
+@click.option(
+    "--hours",
+    "duration_hours",
+    type=int,
+    default=None,
+    help="grant duration (default: the gateway's)",
+)
 @profile_option
 @json_option
 @reported
-def approve(profile: str | None, as_json: bool, request_id: str, duration_hours: int | None) -> None:
+def approve(
+    profile: str | None, as_json: bool, request_id: str, duration_hours: int | None
+) -> None:
     """Approve an access request: the evaluator gets a time-limited grant."""
     body = {} if duration_hours is None else {"duration_hours": duration_hours}
     grant = api_for(profile).post(f"/v1/access-requests/{request_id}/approve", body)
@@ -129,7 +178,9 @@ def deny(profile: str | None, as_json: bool, request_id: str, reason: str | None
 @reported
 def grants(profile: str | None, as_json: bool, state: str | None) -> None:
     """List grants."""
-    rows = [g for g in api_for(profile).items("/v1/grants") if state is None or g.get("state") == state]
+    rows = [
+        g for g in api_for(profile).items("/v1/grants") if state is None or g.get("state") == state
+    ]
     table(rows, GRANT_COLUMNS, as_json=as_json, title="grants")
 
 

@@ -78,8 +78,10 @@ def open_header(src: Any, identities: list[Any], max_size: int) -> tuple[bytes, 
         header = age.read_header(src, max_size=max_size)
         file_key = age.unwrap_file_key(header, identities)
     except age.NoIdentityMatchError:
-        raise AgeKeyError("no identity matched the file: is your registered recipient the one in this "
-                          "identity file?") from None
+        raise AgeKeyError(
+            "no identity matched the file: is your registered recipient the one in this "
+            "identity file?"
+        ) from None
     except age.AgeError as exc:
         raise AgeKeyError(f"the age header does not open: {exc}") from None
     return bytes(file_key), len(header.raw)

@@ -32,8 +32,15 @@ from gateway.errors import GatewayError
 if TYPE_CHECKING:
     from gateway.client.http import Api
 
-ENTRY_COLUMNS = [("index", "#"), ("time", "time"), ("actor", "actor"), ("org", "org"),
-                 ("action", "action"), ("artifact", "artifact"), ("outcome", "outcome")]
+ENTRY_COLUMNS = [
+    ("index", "#"),
+    ("time", "time"),
+    ("actor", "actor"),
+    ("org", "org"),
+    ("action", "action"),
+    ("artifact", "artifact"),
+    ("outcome", "outcome"),
+]
 
 
 class AuditError(GatewayError):
@@ -59,7 +66,9 @@ def entries(api: Api, start: int = 0, **filters: str | None) -> Iterator[dict[st
 
 
 @audit_group.command("tail")
-@click.option("-n", "count", type=int, default=20, show_default=True, help="how many of the latest entries")
+@click.option(
+    "-n", "count", type=int, default=20, show_default=True, help="how many of the latest entries"
+)
 @click.option("--artifact", default=None)
 @click.option("--actor", default=None, help="principal id")
 @click.option("--action", default=None, help="e.g. content.download")
@@ -67,8 +76,15 @@ def entries(api: Api, start: int = 0, **filters: str | None) -> Iterator[dict[st
 @profile_option
 @json_option
 @reported
-def tail(profile: str | None, as_json: bool, count: int, artifact: str | None, actor: str | None,
-         action: str | None, org: str | None) -> None:
+def tail(
+    profile: str | None,
+    as_json: bool,
+    count: int,
+    artifact: str | None,
+    actor: str | None,
+    action: str | None,
+    org: str | None,
+) -> None:
     """The latest entries of the audit log (those you may read)."""
     api = api_for(profile)
     rows: list[dict[str, Any]] = []
@@ -82,9 +98,16 @@ def tail(profile: str | None, as_json: bool, count: int, artifact: str | None, a
 
 
 @audit_group.command("checkpoint")
-@click.option("--save", "save", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="keep the checkpoint in FILE (to check later logs against with verify --since)")
-@click.option("--key", "key", default=None, help="verifier key (string or file): check the signature first")
+@click.option(
+    "--save",
+    "save",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="keep the checkpoint in FILE (to check later logs against with verify --since)",
+)
+@click.option(
+    "--key", "key", default=None, help="verifier key (string or file): check the signature first"
+)
 @profile_option
 @reported
 def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
@@ -103,7 +126,9 @@ def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
 
 
 @audit_group.command("export")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=True
+)
 @profile_option
 @reported
 def export(profile: str | None, output: Path) -> None:
@@ -137,17 +162,34 @@ def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | 
 
 
 @audit_group.command("verify")
-@click.option("--key", "key", required=True, envvar="GATEWAY_AUDIT_KEY",
-              help="the log's verifier key (vkey string, or a file holding it); never taken from the gateway")
-@click.option("--since", "since", type=click.Path(exists=True, dir_okay=False, path_type=Path), multiple=True,
-              help="a checkpoint saved earlier (repeatable; published anchors count): prove the log still "
-                   "extends it; the more saved checkpoints, the more exactly a change is located")
-@click.option("--file", "export_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              default=None, help="verify this export instead of asking the gateway")
+@click.option(
+    "--key",
+    "key",
+    required=True,
+    envvar="GATEWAY_AUDIT_KEY",
+    help="the log's verifier key (vkey string, or a file holding it); never taken from the gateway",
+)
+@click.option(
+    "--since",
+    "since",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    multiple=True,
+    help="a checkpoint saved earlier (repeatable; published anchors count): prove the log still "
+    "extends it; the more saved checkpoints, the more exactly a change is located",
+)
+@click.option(
+    "--file",
+    "export_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="verify this export instead of asking the gateway",
+)
 @profile_option
 @json_option
 @reported
-def verify(profile: str | None, as_json: bool, key: str, since: tuple[Path, ...], export_file: Path | None) -> None:
+def verify(
+    profile: str | None, as_json: bool, key: str, since: tuple[Path, ...], export_file: Path | None
+) -> None:
     """Recompute the log from its leaves and check its signed checkpoint; exit 0 only if all holds."""
     from gateway.client import auditcheck
 
@@ -158,8 +200,13 @@ def verify(profile: str | None, as_json: bool, key: str, since: tuple[Path, ...]
     else:
         api = api_for(profile)
         text = api.text("/v1/audit/checkpoint")
-        verdict = auditcheck.verify_leaves(text, _listed(api, checkpoint_size(text)), vkey, old,
-                                           consistency=lambda o, n: _consistency(api, o, n))
+        verdict = auditcheck.verify_leaves(
+            text,
+            _listed(api, checkpoint_size(text)),
+            vkey,
+            old,
+            consistency=lambda o, n: _consistency(api, o, n),
+        )
     if as_json:
         emit_json(verdict.as_dict())
     else:

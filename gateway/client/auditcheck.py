@@ -52,7 +52,12 @@ class Verdict:
         return f"FAILED: {self.message}{where}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "message": self.message, "first_bad_index": self.first_bad, "size": self.size}
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "first_bad_index": self.first_bad,
+            "size": self.size,
+        }
 
 
 def read_key(value: str) -> str:
@@ -61,7 +66,9 @@ def read_key(value: str) -> str:
     text = value
     if "+" not in value or path.is_file():
         try:
-            text = next(line.strip() for line in path.read_text("utf-8").splitlines() if line.strip())
+            text = next(
+                line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()
+            )
         except (OSError, StopIteration):
             raise AuditKeyError(f"{value}: neither a verifier key nor a file holding one") from None
     try:
@@ -90,7 +97,9 @@ def bisect(hashes: list[bytes], cp: note.Checkpoint, consistency: Consistency) -
 
     def good_prefix(k: int) -> bool:
         try:
-            merkle.verify_consistency(k, cp.size, consistency(k, cp.size), _root(hashes, k), cp.root)
+            merkle.verify_consistency(
+                k, cp.size, consistency(k, cp.size), _root(hashes, k), cp.root
+            )
         except (merkle.ProofError, GatewayError, ValueError):
             return False
         return True
@@ -123,8 +132,13 @@ def _olds(old_text: str | Sequence[str] | None) -> list[str]:
     return [old_text] if isinstance(old_text, str) else list(old_text)
 
 
-def verify_leaves(text: str, leaves: Iterable[tuple[int, bytes, dict[str, Any] | None]], vkey: str,
-                  old_text: str | Sequence[str] | None = None, consistency: Consistency | None = None) -> Verdict:
+def verify_leaves(
+    text: str,
+    leaves: Iterable[tuple[int, bytes, dict[str, Any] | None]],
+    vkey: str,
+    old_text: str | Sequence[str] | None = None,
+    consistency: Consistency | None = None,
+) -> Verdict:
     """Check ``leaves`` (index, leaf bytes, entry as listed or None) against the signed checkpoint."""
     hashes: list[bytes] = []
     listed: list[tuple[int, str]] = []

@@ -49,9 +49,13 @@ def reported(fn: F) -> F:
 
 def profile_option(fn: F) -> F:
     return click.option(
-        "--profile", "profile", default=None, metavar="NAME",
+        "--profile",
+        "profile",
+        default=None,
+        metavar="NAME",
         help="named profile from profiles.toml (default: GATEWAY_URL/GATEWAY_TOKEN, "
-             "else $GATEWAY_PROFILE, else 'default')")(fn)
+        "else $GATEWAY_PROFILE, else 'default')",
+    )(fn)
 
 
 def json_option(fn: F) -> F:
@@ -79,8 +83,13 @@ def cell(value: Any) -> str:
     return str(value)
 
 
-def table(rows: Iterable[dict[str, Any]], columns: Sequence[tuple[str, str]], *,
-          as_json: bool, title: str | None = None) -> None:
+def table(
+    rows: Iterable[dict[str, Any]],
+    columns: Sequence[tuple[str, str]],
+    *,
+    as_json: bool,
+    title: str | None = None,
+) -> None:
     """``rows`` as a rich table (columns: key, heading), or as a JSON list with ``--json``."""
     from rich.console import Console
     from rich.table import Table

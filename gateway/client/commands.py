@@ -36,8 +36,10 @@ def profile_group() -> None:
 
 def _read_token(token: str | None) -> str:
     if token and token != "-":  # noqa: S105 - "-" means stdin
-        say("hint: a token on the command line may be kept in your shell history; "
-            "omit --token to be prompted, or pipe it in with --token -")
+        say(
+            "hint: a token on the command line may be kept in your shell history; "
+            "omit --token to be prompted, or pipe it in with --token -"
+        )
         return token
     if token == "-" or not sys.stdin.isatty():  # noqa: S105
         value = sys.stdin.readline().strip()
@@ -51,8 +53,11 @@ def _read_token(token: str | None) -> str:
 @profile_group.command("set")
 @click.argument("name")
 @click.option("--url", required=True, help="the gateway's address, e.g. https://gateway.example")
-@click.option("--token", default=None,
-              help="'-' to read it from stdin; omitted: prompted for (or read from piped stdin)")
+@click.option(
+    "--token",
+    default=None,
+    help="'-' to read it from stdin; omitted: prompted for (or read from piped stdin)",
+)
 @reported
 def profile_set(name: str, url: str, token: str | None) -> None:
     """Save profile NAME (the token is read from stdin or a prompt, not argv)."""

@@ -60,8 +60,15 @@ def _path(url: str) -> str:
 class Api:
     """A gateway endpoint with a bearer token."""
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60.0,
-                 session: requests.Session | None = None, pool: int = 8) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        timeout: float = 60.0,
+        session: requests.Session | None = None,
+        pool: int = 8,
+    ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.session = session or requests.Session()
@@ -74,8 +81,9 @@ class Api:
     def close(self) -> None:
         self.session.close()
 
-    def request(self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204),
-                **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
+    ) -> requests.Response:
         """Send one request; a status outside ``ok`` raises :class:`ApiError`."""
         kwargs.setdefault("timeout", self.timeout)
         try:
@@ -136,17 +144,27 @@ def _reason(exc: Exception) -> str:
     return text.split(": ", 1)[-1][:200] if len(text) > 200 else text
 
 
-def backoff_delays(attempts: int, base: float = 0.5, cap: float = 30.0,
-                   rng: Callable[[float, float], float] = random.uniform) -> Iterator[float]:
+def backoff_delays(
+    attempts: int,
+    base: float = 0.5,
+    cap: float = 30.0,
+    rng: Callable[[float, float], float] = random.uniform,
+) -> Iterator[float]:
     """Delays before each retry: exponential with full jitter (0 to base * 2^n, capped)."""
     for n in range(attempts - 1):
-        yield rng(0.0, min(cap, base * (2 ** n)))
+        yield rng(0.0, min(cap, base * (2**n)))
 
 
-def with_retries(fn: Callable[[], T], *, attempts: int = 6, base: float = 0.5, cap: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep,
-                 retry_if: Callable[[ApiError], bool] = lambda e: e.retryable,
-                 on_retry: Callable[[ApiError, float], None] | None = None) -> T:
+def with_retries(
+    fn: Callable[[], T],
+    *,
+    attempts: int = 6,
+    base: float = 0.5,
+    cap: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    retry_if: Callable[[ApiError], bool] = lambda e: e.retryable,
+    on_retry: Callable[[ApiError, float], None] | None = None,
+) -> T:
     """Call ``fn`` until it succeeds, retrying errors ``retry_if`` accepts, at most ``attempts`` times."""
     delays = backoff_delays(attempts, base, cap)
     while True:

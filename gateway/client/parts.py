@@ -41,8 +41,9 @@ class Sealed:
     size: int = 0
 
 
-def ciphertext(fh: BinaryIO, payload: Payload, prefix: bytes, size: int,
-               out: Sealed) -> Iterator[bytes | memoryview]:
+def ciphertext(
+    fh: BinaryIO, payload: Payload, prefix: bytes, size: int, out: Sealed
+) -> Iterator[bytes | memoryview]:
     """The age file, piece by piece: ``prefix`` (header and nonce), then each sealed chunk.
 
     Two read buffers alternate, so the plaintext digest of one block (on a helper
@@ -65,7 +66,9 @@ def ciphertext(fh: BinaryIO, payload: Payload, prefix: bytes, size: int,
             pending[turn] = hasher.submit(out.plaintext.update, view[:got])
             out.size += got
             for start in range(0, max(got, 1), CHUNK):
-                yield payload.seal(index, view[start : min(start + CHUNK, got)], index == chunks - 1)
+                yield payload.seal(
+                    index, view[start : min(start + CHUNK, got)], index == chunks - 1
+                )
                 index += 1
             turn ^= 1
     if fh.read(1):
@@ -127,16 +130,23 @@ class PartSender:
             if body.sent:
                 self.advance(-body.sent)
                 body.sent = 0
-            self.api.request("PUT", f"/v1/uploads/{self.upload}/parts/{number}", data=body,
-                             headers={"X-Content-SHA256": digest.hex(),
-                                      "Content-Type": "application/octet-stream"})
+            self.api.request(
+                "PUT",
+                f"/v1/uploads/{self.upload}/parts/{number}",
+                data=body,
+                headers={
+                    "X-Content-SHA256": digest.hex(),
+                    "Content-Type": "application/octet-stream",
+                },
+            )
 
         with_retries(put, attempts=self.attempts, base=self.backoff, retry_if=_retry_part)
         return digest
 
 
-def send_parts(pieces: Iterator[bytes | memoryview], part_size: int, sender: PartSender,
-               jobs: int) -> list[bytes]:
+def send_parts(
+    pieces: Iterator[bytes | memoryview], part_size: int, sender: PartSender, jobs: int
+) -> list[bytes]:
     """Cut ``pieces`` into parts and send them with ``jobs`` threads; the parts' digests in order.
 
     The first part that fails for good stops the reader, and its error is raised.
@@ -178,8 +188,12 @@ def send_parts(pieces: Iterator[bytes | memoryview], part_size: int, sender: Par
     return [futures[n].result() for n in sorted(futures)]
 
 
-def _fill(pieces: Iterator[bytes | memoryview], part_size: int, free: queue.Queue[bytearray],
-          failed: threading.Event) -> Iterator[tuple[int, bytearray, int]]:
+def _fill(
+    pieces: Iterator[bytes | memoryview],
+    part_size: int,
+    free: queue.Queue[bytearray],
+    failed: threading.Event,
+) -> Iterator[tuple[int, bytearray, int]]:
     number, buf, used = 1, _take(free, failed), 0
     for piece in pieces:
         view = memoryview(piece)

@@ -69,8 +69,11 @@ def load_all(path: Path) -> dict[str, dict[str, str]]:
     profiles = data.get("profiles", {})
     if not isinstance(profiles, dict):
         raise ProfileError(f"{path}: [profiles] must be a table")
-    return {name: {k: str(v) for k, v in table.items()} for name, table in profiles.items()
-            if isinstance(table, dict)}
+    return {
+        name: {k: str(v) for k, v in table.items()}
+        for name, table in profiles.items()
+        if isinstance(table, dict)
+    }
 
 
 def _toml_string(value: str) -> str:

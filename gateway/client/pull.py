@@ -70,8 +70,13 @@ def part_path(out: Path) -> Path:
 
 def _content(api: Api, artifact: str, start: int, end: int | None = None) -> requests.Response:
     rng = f"bytes={start}-" + ("" if end is None else str(end))
-    return api.request("GET", f"/v1/artifacts/{artifact}/content", ok=(200, 206),
-                       headers={"Range": rng}, stream=True)
+    return api.request(
+        "GET",
+        f"/v1/artifacts/{artifact}/content",
+        ok=(200, 206),
+        headers={"Range": rng},
+        stream=True,
+    )
 
 
 def _total(response: requests.Response) -> int:
@@ -108,8 +113,16 @@ def _read_exact(raw: Any, n: int) -> bytes:
 class Decrypting:
     """Writes the plaintext of chunks ``done..`` into ``sink``, fetching with Range."""
 
-    def __init__(self, api: Api, artifact: str, opened: Opened, sink: BinaryIO,
-                 digest: Any, advance: Callable[[int], None], first: requests.Response | None = None) -> None:
+    def __init__(
+        self,
+        api: Api,
+        artifact: str,
+        opened: Opened,
+        sink: BinaryIO,
+        digest: Any,
+        advance: Callable[[int], None],
+        first: requests.Response | None = None,
+    ) -> None:
         self.first = first  # a response already positioned at chunk 0, used once
         self.api, self.artifact, self.opened = api, artifact, opened
         self.sink, self.digest, self.advance = sink, digest, advance
@@ -152,14 +165,19 @@ class Decrypting:
         """
         ring = [bytearray(BATCH * CHUNK) for _ in range(RING)]
         busy: list[list[Future[Any]]] = [[] for _ in range(RING)]
-        with ThreadPoolExecutor(1, thread_name_prefix="write") as writer, \
-                ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher:
+        with (
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writer,
+            ThreadPoolExecutor(1, thread_name_prefix="sha256") as hasher,
+        ):
             turn = 0
             while self.done < self.chunks:
                 for job in busy[turn]:
                     job.result()
                 view, count = self._batch(raw, memoryview(ring[turn]))
-                busy[turn] = [writer.submit(self._write, view, count), hasher.submit(self.digest.update, view)]
+                busy[turn] = [
+                    writer.submit(self._write, view, count),
+                    hasher.submit(self.digest.update, view),
+                ]
                 turn = (turn + 1) % RING
             for jobs in busy:
                 for job in jobs:
@@ -177,16 +195,23 @@ class Decrypting:
         first = self.done
         count = min(BATCH, self.chunks - first)
         last_len = (self.size - (self.chunks - 1) * CHUNK) + TAG
-        lengths = [last_len if i == self.chunks - 1 else SEALED_CHUNK for i in range(first, first + count)]
+        lengths = [
+            last_len if i == self.chunks - 1 else SEALED_CHUNK for i in range(first, first + count)
+        ]
         data = memoryview(_read_exact(raw, sum(lengths)))
         offset = written = 0
         for i, length in zip(range(first, first + count), lengths, strict=True):
             try:
-                self.payload.open_into(i, data[offset : offset + length], i == self.chunks - 1,
-                                       out[written : written + length - TAG])
+                self.payload.open_into(
+                    i,
+                    data[offset : offset + length],
+                    i == self.chunks - 1,
+                    out[written : written + length - TAG],
+                )
             except InvalidTag:
-                raise PullError(f"chunk {i} of the age file does not authenticate: "
-                                "not the lab's ciphertext") from None
+                raise PullError(
+                    f"chunk {i} of the age file does not authenticate: not the lab's ciphertext"
+                ) from None
             offset += length
             written += length - TAG
         self.done += count
@@ -223,8 +248,9 @@ def _private(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
-def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
-               progress: bool | None, label: str) -> tuple[int, str]:
+def decrypt_to(
+    api: Api, artifact: str, identities: list[Any], partial: Path, progress: bool | None, label: str
+) -> tuple[int, str]:
     """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and SHA-256."""
     opened, first = open_file(api, artifact, identities)
     digest = hashlib.sha256()
@@ -243,7 +269,9 @@ def decrypt_to(api: Api, artifact: str, identities: list[Any], partial: Path,
     return size, digest.hexdigest()
 
 
-def decrypt_stream(api: Api, artifact: str, identities: list[Any], sink: BinaryIO) -> tuple[int, str]:
+def decrypt_stream(
+    api: Api, artifact: str, identities: list[Any], sink: BinaryIO
+) -> tuple[int, str]:
     """Decrypt the artifact into ``sink`` without a partial file; its plaintext size and SHA-256."""
     opened, first = open_file(api, artifact, identities)
     digest = hashlib.sha256()
@@ -255,7 +283,9 @@ def decrypt_stream(api: Api, artifact: str, identities: list[Any], sink: BinaryI
 def check_plaintext(manifest: dict[str, Any], size: int, sha256: str) -> None:
     plain = manifest.get("plaintext", {})
     if plain.get("size") != size:
-        raise PullError(f"the decrypted file has {size} bytes, the lab's manifest says {plain.get('size')}")
+        raise PullError(
+            f"the decrypted file has {size} bytes, the lab's manifest says {plain.get('size')}"
+        )
     if plain.get("sha256") != sha256:
         raise PullError("the decrypted file's SHA-256 differs from the lab's signed manifest")
 

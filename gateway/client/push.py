@@ -52,17 +52,28 @@ def _begin(api: Api, req: PushRequest, ident: state.FileIdentity) -> state.PushS
     """Create the upload and the state file that lets it resume."""
     extra = list(req.recipients)
     probe = agehdr.new_header(os.urandom(16), [agehdr.throwaway_recipient(), *extra])
-    body: dict[str, Any] = {"name": req.name, "kind": req.kind, "share_with": list(req.share_with),
-                            "size": expected_size(len(probe), ident.size)}
+    body: dict[str, Any] = {
+        "name": req.name,
+        "kind": req.kind,
+        "share_with": list(req.share_with),
+        "size": expected_size(len(probe), ident.size),
+    }
     if req.description:
         body["description"] = req.description
     upload = api.post("/v1/uploads", body)
     file_key, nonce = os.urandom(16), os.urandom(NONCE)
     header = agehdr.new_header(file_key, [upload["recipient"], *extra])
     saved = state.PushState(
-        gateway=api.url, upload=upload["id"], file=ident, name=req.name, kind=req.kind,
-        part_size=int(upload["part_size"]), header=base64.b64encode(header).decode(),
-        nonce=base64.b64encode(nonce).decode(), file_key=base64.b64encode(file_key).decode())
+        gateway=api.url,
+        upload=upload["id"],
+        file=ident,
+        name=req.name,
+        kind=req.kind,
+        part_size=int(upload["part_size"]),
+        header=base64.b64encode(header).decode(),
+        nonce=base64.b64encode(nonce).decode(),
+        file_key=base64.b64encode(file_key).decode(),
+    )
     state.save(saved)
     return saved
 
@@ -79,14 +90,21 @@ def _resumable(api: Api, saved: state.PushState, ident: state.FileIdentity) -> b
     return upload.get("state") == "open"
 
 
-def start_or_resume(api: Api, req: PushRequest, *, resume: str | None = None,
-                    note: Callable[[str], None] = lambda s: None) -> state.PushState:
+def start_or_resume(
+    api: Api,
+    req: PushRequest,
+    *,
+    resume: str | None = None,
+    note: Callable[[str], None] = lambda s: None,
+) -> state.PushState:
     """The push to carry on with: the one named, an interrupted one of this file, or a new one."""
     ident = state.FileIdentity.of(req.path)
     if resume:
         saved = state.find(resume)
         if saved.file != ident:
-            raise PushError(f"{req.path} is not the file upload {resume} was pushing, or it changed since")
+            raise PushError(
+                f"{req.path} is not the file upload {resume} was pushing, or it changed since"
+            )
         if not _resumable(api, saved, ident):
             raise PushError(f"upload {resume} can no longer be resumed (it is not open)")
         note(f"resuming upload {saved.upload}")
@@ -109,36 +127,58 @@ def _abort_quietly(api: Api, saved: state.PushState) -> None:
 
 def upload_file(api: Api, saved: state.PushState, req: PushRequest) -> dict[str, Any]:
     """Encrypt and send every part; the manifest to sign."""
-    existing = {int(p["number"]): (int(p["size"]), str(p["sha256"]))
-                for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])}
+    existing = {
+        int(p["number"]): (int(p["size"]), str(p["sha256"]))
+        for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])
+    }
     header = saved.header_bytes
     total = expected_size(len(header), saved.file.size)
     payload = Payload(saved.file_key_bytes, saved.nonce_bytes)
     sealed = Sealed()
-    with open(req.path, "rb", buffering=0) as fh, Meter(f"push {req.name}", total, enabled=req.progress) as meter:
+    with (
+        open(req.path, "rb", buffering=0) as fh,
+        Meter(f"push {req.name}", total, enabled=req.progress) as meter,
+    ):
         if state.FileIdentity.of(req.path) != saved.file:
             raise PushError(f"{req.path} changed since the push started")
         sender = PartSender(api, saved.upload, existing, meter.advance)
         pieces = ciphertext(fh, payload, header + payload.nonce, saved.file.size, sealed)
         digests = send_parts(pieces, saved.part_size, sender, req.jobs)
     return {
-        "version": 1, "upload": saved.upload, "name": saved.name, "kind": saved.kind,
-        "ciphertext": {"size": total, "part_size": saved.part_size,
-                       "parts_sha256": hashlib.sha256(b"".join(digests)).hexdigest()},
+        "version": 1,
+        "upload": saved.upload,
+        "name": saved.name,
+        "kind": saved.kind,
+        "ciphertext": {
+            "size": total,
+            "part_size": saved.part_size,
+            "parts_sha256": hashlib.sha256(b"".join(digests)).hexdigest(),
+        },
         "plaintext": {"size": sealed.size, "sha256": sealed.plaintext.hexdigest()},
     }
 
 
-def complete(api: Api, saved: state.PushState, manifest: dict[str, Any],
-             sign: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
-    artifact = api.post(f"/v1/uploads/{saved.upload}/complete",
-                        {"manifest": manifest, "signature": sign(manifest)})
+def complete(
+    api: Api,
+    saved: state.PushState,
+    manifest: dict[str, Any],
+    sign: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
+    artifact = api.post(
+        f"/v1/uploads/{saved.upload}/complete", {"manifest": manifest, "signature": sign(manifest)}
+    )
     state.delete(saved)
     return artifact  # type: ignore[no-any-return]
 
 
-def push(api: Api, req: PushRequest, sign: Callable[[dict[str, Any]], str], *,
-         resume: str | None = None, note: Callable[[str], None] = lambda s: None) -> dict[str, Any]:
+def push(
+    api: Api,
+    req: PushRequest,
+    sign: Callable[[dict[str, Any]], str],
+    *,
+    resume: str | None = None,
+    note: Callable[[str], None] = lambda s: None,
+) -> dict[str, Any]:
     """The whole push; the artifact the gateway made of it."""
     if not req.path.is_file():
         raise PushError(f"{req.path}: not a regular file")

@@ -57,6 +57,8 @@ class Payload:
         """The plaintext of chunk ``index``; :class:`cryptography.exceptions.InvalidTag` if forged."""
         return self._aead.decrypt(chunk_nonce(index, last), sealed, None)
 
-    def open_into(self, index: int, sealed: bytes | memoryview, last: bool, out: memoryview) -> None:
+    def open_into(
+        self, index: int, sealed: bytes | memoryview, last: bool, out: memoryview
+    ) -> None:
         """:meth:`open` into ``out`` (exactly the plaintext's length), without a copy."""
         self._aead.decrypt_into(chunk_nonce(index, last), sealed, None, out)

@@ -40,7 +40,9 @@ class FileIdentity:
     @classmethod
     def of(cls, path: Path) -> FileIdentity:
         st = path.stat()
-        return cls(path=str(path.resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+        return cls(
+            path=str(path.resolve()), size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino
+        )
 
 
 @dataclass(frozen=True)

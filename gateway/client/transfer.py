@@ -20,11 +20,24 @@ class UsageError(GatewayError):
 
 
 @click.command("keygen")
-@click.option("-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="where to write the private key (created 0600; never overwritten)")
-@click.option("--type", "key_type", type=click.Choice(["auto", "age", "signing"]), default="auto",
-              help="age identity (evaluators) or Ed25519 signing key (labs); auto: by your role")
-@click.option("--no-register", is_flag=True, help="only write the key; do not register its public half")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="where to write the private key (created 0600; never overwritten)",
+)
+@click.option(
+    "--type",
+    "key_type",
+    type=click.Choice(["auto", "age", "signing"]),
+    default="auto",
+    help="age identity (evaluators) or Ed25519 signing key (labs); auto: by your role",
+)
+@click.option(
+    "--no-register", is_flag=True, help="only write the key; do not register its public half"
+)
 @profile_option
 @reported
 def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) -> None:
@@ -52,26 +65,63 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
 
 
 @click.command("push")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
+@click.argument(
+    "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
+)
 @click.option("--name", default=None, help="artifact name (default: the file's name)")
 @click.option("--kind", type=click.Choice(["weights", "credential"]), default="weights")
-@click.option("--share-with", "share_with", multiple=True, metavar="AGENCY",
-              help="agency organisation that may request access (repeatable)")
-@click.option("--recipient", "recipients", multiple=True, metavar="AGE1...",
-              help="also encrypt to this age recipient, e.g. the lab's own copy (repeatable)")
-@click.option("--signing-key", "signing_key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar="GATEWAY_SIGNING_KEY", required=True, help="the lab's Ed25519 signing key file")
+@click.option(
+    "--share-with",
+    "share_with",
+    multiple=True,
+    metavar="AGENCY",
+    help="agency organisation that may request access (repeatable)",
+)
+@click.option(
+    "--recipient",
+    "recipients",
+    multiple=True,
+    metavar="AGE1...",
+    help="also encrypt to this age recipient, e.g. the lab's own copy (repeatable)",
+)
+@click.option(
+    "--signing-key",
+    "signing_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GATEWAY_SIGNING_KEY",
+    required=True,
+    help="the lab's Ed25519 signing key file",
+)
 @click.option("--description", default=None)
-@click.option("--resume", "resume", default=None, metavar="UPLOAD", help="resume this interrupted upload")
-@click.option("-j", "--jobs", type=click.IntRange(1, 16), default=2, show_default=True,
-              help="parts in flight (memory: jobs x part size)")
+@click.option(
+    "--resume", "resume", default=None, metavar="UPLOAD", help="resume this interrupted upload"
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1, 16),
+    default=2,
+    show_default=True,
+    help="parts in flight (memory: jobs x part size)",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
 @json_option
 @reported
-def push(profile: str | None, as_json: bool, file: Path | None, name: str | None, kind: str,
-         share_with: tuple[str, ...], recipients: tuple[str, ...], signing_key: Path,
-         description: str | None, resume: str | None, jobs: int, quiet: bool) -> None:
+def push(
+    profile: str | None,
+    as_json: bool,
+    file: Path | None,
+    name: str | None,
+    kind: str,
+    share_with: tuple[str, ...],
+    recipients: tuple[str, ...],
+    signing_key: Path,
+    description: str | None,
+    resume: str | None,
+    jobs: int,
+    quiet: bool,
+) -> None:
     """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id.
 
     An interrupted push resumes by itself when run again with the same FILE (or with
@@ -92,9 +142,16 @@ def push(profile: str | None, as_json: bool, file: Path | None, name: str | None
         agehdr.check_recipient(recipient)
     sign = keys.load_signer(signing_key)
     api = api_for(profile, pool=jobs + 2)
-    req = pushing.PushRequest(path=file, name=name or file.name, kind=kind, share_with=share_with,
-                              recipients=recipients, description=description, jobs=jobs,
-                              progress=False if quiet else None)
+    req = pushing.PushRequest(
+        path=file,
+        name=name or file.name,
+        kind=kind,
+        share_with=share_with,
+        recipients=recipients,
+        description=description,
+        jobs=jobs,
+        progress=False if quiet else None,
+    )
     artifact = pushing.push(api, req, sign, resume=resume, note=say)
     if as_json:
         emit_json(artifact)
@@ -105,16 +162,31 @@ def push(profile: str | None, as_json: bool, file: Path | None, name: str | None
 
 @click.command("pull")
 @click.argument("artifact")
-@click.option("-o", "--output", "output", required=True, help="output file; '-' prints a credential")
-@click.option("-i", "--identity", "identity", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              envvar="GATEWAY_IDENTITY", help="your age identity file (not needed with --raw)")
+@click.option(
+    "-o", "--output", "output", required=True, help="output file; '-' prints a credential"
+)
+@click.option(
+    "-i",
+    "--identity",
+    "identity",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GATEWAY_IDENTITY",
+    help="your age identity file (not needed with --raw)",
+)
 @click.option("--raw", is_flag=True, help="keep the age file as it is, for the age program")
 @click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
 @reported
-def pull(profile: str | None, artifact: str, output: str, identity: Path | None, raw: bool,
-         trust_new_key: bool, quiet: bool) -> None:
+def pull(
+    profile: str | None,
+    artifact: str,
+    output: str,
+    identity: Path | None,
+    raw: bool,
+    trust_new_key: bool,
+    quiet: bool,
+) -> None:
     """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it."""
     from gateway.client import agehdr, trust
     from gateway.client import pull as pulling
@@ -127,8 +199,10 @@ def pull(profile: str | None, artifact: str, output: str, identity: Path | None,
     if raw:
         _pull_raw(api, artifact, output, progress)
         plain = manifest.get("plaintext", {})
-        say(f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes, "
-            f"sha256 {plain.get('sha256')}")
+        say(
+            f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes, "
+            f"sha256 {plain.get('sha256')}"
+        )
         return
     if identity is None:
         raise UsageError("an age identity is needed to decrypt (-i FILE), or use --raw")
@@ -138,7 +212,9 @@ def pull(profile: str | None, artifact: str, output: str, identity: Path | None,
         return
     out = Path(output)
     partial = pulling.part_path(out)
-    size, sha = pulling.decrypt_to(api, artifact, identities, partial, progress, f"pull {info['name']}")
+    size, sha = pulling.decrypt_to(
+        api, artifact, identities, partial, progress, f"pull {info['name']}"
+    )
     try:
         pulling.check_plaintext(manifest, size, sha)
     except GatewayError:

@@ -48,8 +48,15 @@ def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
     return True
 
 
-def check_manifest(api: Api, org: str, manifest: dict[str, Any], signature: str, *,
-                   trust_new: bool = False, path: Path | None = None) -> str:
+def check_manifest(
+    api: Api,
+    org: str,
+    manifest: dict[str, Any],
+    signature: str,
+    *,
+    trust_new: bool = False,
+    path: Path | None = None,
+) -> str:
     """Verify the lab's signature under a pinned key (pinning on first use); the key used."""
     path = path or known_keys_path()
     known = load_known(path)
@@ -57,14 +64,19 @@ def check_manifest(api: Api, org: str, manifest: dict[str, Any], signature: str,
     for key in pinned:
         if verifies(key, manifest, signature):
             return key
-    listed = [str(item["public_key"]) for item in api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])]
+    listed = [
+        str(item["public_key"]) for item in api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])
+    ]
     signer = next((key for key in listed if verifies(key, manifest, signature)), None)
     if signer is None:
-        raise UntrustedManifest(f"the manifest's signature does not verify under any signing key of {org}")
+        raise UntrustedManifest(
+            f"the manifest's signature does not verify under any signing key of {org}"
+        )
     if pinned and not trust_new:
         raise UntrustedManifest(
             f"the manifest is signed by a key of {org} this machine has not seen before; "
-            "if the lab rotated its key and you checked the new one, pass --trust-new-key")
+            "if the lab rotated its key and you checked the new one, pass --trust-new-key"
+        )
     new_pins = list(dict.fromkeys([*pinned, *(listed if not pinned else [signer])]))
     known.setdefault(api.url, {})[org] = new_pins
     write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())

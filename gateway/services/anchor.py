@@ -59,7 +59,9 @@ def publish(gw: Gateway, *, force: bool = False) -> str | None:
         cp = audit_store.checkpoint(session, cfg.origin)
         if cp.size == 0 or cp.size <= last_size:
             return None
-        due_by_count = cfg.anchor_every_entries > 0 and cp.size - last_size >= cfg.anchor_every_entries
+        due_by_count = (
+            cfg.anchor_every_entries > 0 and cp.size - last_size >= cfg.anchor_every_entries
+        )
         due_by_time = cfg.anchor_every_minutes > 0 and (
             last_time is None or now - last_time >= timedelta(minutes=cfg.anchor_every_minutes)
         )
@@ -97,7 +99,9 @@ def check_published(gw: Gateway, verifier_key: str | None = None) -> AnchorRepor
     checkpoints = []
     for size, _when, name in published(target.list_names()):
         try:
-            cp = note.open_checkpoint(target.get(name).decode(), [vkey], origin=gw.config.audit.origin)
+            cp = note.open_checkpoint(
+                target.get(name).decode(), [vkey], origin=gw.config.audit.origin
+            )
         except (note.NoteError, UnicodeDecodeError) as exc:
             return AnchorReport(False, 0, f"published {name} does not verify: {exc}")
         if cp.size != size:
@@ -111,11 +115,17 @@ def check_published(gw: Gateway, verifier_key: str | None = None) -> AnchorRepor
         while pending:
             name, cp = pending[0]
             if cp.size > live:
-                return AnchorReport(False, 0, f"the live log has {live} entries, fewer than published {name}")
+                return AnchorReport(
+                    False, 0, f"the live log has {live} entries, fewer than published {name}"
+                )
             if tree.size == cp.size:
                 if tree.root() != cp.root:
-                    return AnchorReport(False, 0, f"the live log's first {cp.size} entries do not match published "
-                                                  f"{name}: history was rewritten")
+                    return AnchorReport(
+                        False,
+                        0,
+                        f"the live log's first {cp.size} entries do not match published "
+                        f"{name}: history was rewritten",
+                    )
                 pending.pop(0)
                 continue
             try:
@@ -124,4 +134,6 @@ def check_published(gw: Gateway, verifier_key: str | None = None) -> AnchorRepor
                 return AnchorReport(False, 0, f"{exc.detail}, before published {name}")
             tree.append(merkle.leaf_hash(leaf))
     n = len(checkpoints)
-    return AnchorReport(True, n, f"the live log ({live} entries) extends all {n} published checkpoints")
+    return AnchorReport(
+        True, n, f"the live log ({live} entries) extends all {n} published checkpoints"
+    )

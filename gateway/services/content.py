@@ -68,27 +68,55 @@ def active_grant(gw: Gateway, who: Actor, artifact: Artifact, action: str) -> Gr
     require_available(gw, who, action, artifact)
     now = gw.now()
     with gw.db.session() as session:
-        grants = list(session.scalars(select(Grant).where(
-            Grant.artifact_id == artifact.id, Grant.grantee_id == who.id).order_by(Grant.not_before.desc())))
-        latest = session.scalars(select(AccessRequest).where(
-            AccessRequest.artifact_id == artifact.id, AccessRequest.principal_id == who.id)
-            .order_by(AccessRequest.created_at.desc(), AccessRequest.id)).first()
+        grants = list(
+            session.scalars(
+                select(Grant)
+                .where(Grant.artifact_id == artifact.id, Grant.grantee_id == who.id)
+                .order_by(Grant.not_before.desc())
+            )
+        )
+        latest = session.scalars(
+            select(AccessRequest)
+            .where(AccessRequest.artifact_id == artifact.id, AccessRequest.principal_id == who.id)
+            .order_by(AccessRequest.created_at.desc(), AccessRequest.id)
+        ).first()
     for g in grants:
         if grant_state(g, now) == "active" and g.not_before <= now:
             return g
     state = latest.state if latest is not None else "none"
     if latest is not None and state in ("pending", "denied", "cancelled"):
-        forbid(gw, who, action, f"request {state}",
-               f"access request {latest.id} is {state}" + (": the lab has not decided yet" if state == "pending" else ""),
-               artifact=artifact)
-    ended = next((g for g in grants if latest is not None and g.id == latest.grant_id), grants[0] if grants else None)
+        forbid(
+            gw,
+            who,
+            action,
+            f"request {state}",
+            f"access request {latest.id} is {state}"
+            + (": the lab has not decided yet" if state == "pending" else ""),
+            artifact=artifact,
+        )
+    ended = next(
+        (g for g in grants if latest is not None and g.id == latest.grant_id),
+        grants[0] if grants else None,
+    )
     if ended is not None:
         state = grant_state(ended, now)
-        forbid(gw, who, action, f"grant {state}",
-               f"grant {ended.id} is {state} (it ended at {rfc3339(ended.ended_at or ended.not_after)})",
-               artifact=artifact, grant=ended.id)
-    forbid(gw, who, action, "no grant",
-           f"no active grant on artifact {artifact.id}: request access first", artifact=artifact)
+        forbid(
+            gw,
+            who,
+            action,
+            f"grant {state}",
+            f"grant {ended.id} is {state} (it ended at {rfc3339(ended.ended_at or ended.not_after)})",
+            artifact=artifact,
+            grant=ended.id,
+        )
+    forbid(
+        gw,
+        who,
+        action,
+        "no grant",
+        f"no active grant on artifact {artifact.id}: request access first",
+        artifact=artifact,
+    )
 
 
 # --- key release --------------------------------------------------------------------------
@@ -100,9 +128,17 @@ def release(gw: Gateway, who: Actor, artifact: Artifact, grant: Grant, action: s
         principal = session.get(Principal, who.id)
         recipient = principal.recipient if principal else None
     if recipient is None:
-        refuse(gw, who, action, "no recipient",
-               Conflict("no recipient is registered: PUT /v1/me/recipient with your age recipient first"),
-               artifact=artifact, grant=grant.id)
+        refuse(
+            gw,
+            who,
+            action,
+            "no recipient",
+            Conflict(
+                "no recipient is registered: PUT /v1/me/recipient with your age recipient first"
+            ),
+            artifact=artifact,
+            grant=grant.id,
+        )
     if grant.header is not None:
         return _released(gw, who, artifact, grant, recipient, action)
     identity = _custody(gw, who, artifact, grant, action)
@@ -112,30 +148,61 @@ def release(gw: Gateway, who: Actor, artifact: Artifact, grant: Grant, action: s
     with events.fail_closed(gw) as session:
         if session.get(CustodyKey, artifact.upload_id) is None:
             raise Gone(f"artifact {artifact.id} has been shredded")
-        stored = changed(session, update(Grant)
-                         .where(Grant.id == grant.id, Grant.state == "active", Grant.header.is_(None))
-                         .values(header=made, recipient=recipient, released_at=gw.now()))
+        stored = changed(
+            session,
+            update(Grant)
+            .where(Grant.id == grant.id, Grant.state == "active", Grant.header.is_(None))
+            .values(header=made, recipient=recipient, released_at=gw.now()),
+        )
         if stored:
-            events.record(gw, session, "key.release", who, artifact=artifact.id, grant=grant.id,
-                          subject_org=artifact.org,
-                          details={"recipient": recipient, "header_sha256": hashlib.sha256(made).hexdigest(),
-                                   "header_size": len(made)})
+            events.record(
+                gw,
+                session,
+                "key.release",
+                who,
+                artifact=artifact.id,
+                grant=grant.id,
+                subject_org=artifact.org,
+                details={
+                    "recipient": recipient,
+                    "header_sha256": hashlib.sha256(made).hexdigest(),
+                    "header_size": len(made),
+                },
+            )
     if stored:
         return made
     with gw.db.session() as session:  # released meanwhile by a concurrent request, or ended
         current = session.get(Grant, grant.id)
     if current is None or current.header is None:
-        forbid(gw, who, action, "grant ended", f"grant {grant.id} has ended", artifact=artifact, grant=grant.id)
+        forbid(
+            gw,
+            who,
+            action,
+            "grant ended",
+            f"grant {grant.id} has ended",
+            artifact=artifact,
+            grant=grant.id,
+        )
     return _released(gw, who, artifact, current, recipient, action)
 
 
-def _released(gw: Gateway, who: Actor, artifact: Artifact, grant: Grant, recipient: str, action: str) -> bytes:
+def _released(
+    gw: Gateway, who: Actor, artifact: Artifact, grant: Grant, recipient: str, action: str
+) -> bytes:
     if grant.recipient != recipient:
-        refuse(gw, who, action, "recipient changed since key release",
-               Conflict(f"the key of grant {grant.id} was released to recipient {grant.recipient}; it is never "
-                        "released twice: register that recipient again, or ask for a new grant",
-                        released_to=grant.recipient),
-               artifact=artifact, grant=grant.id)
+        refuse(
+            gw,
+            who,
+            action,
+            "recipient changed since key release",
+            Conflict(
+                f"the key of grant {grant.id} was released to recipient {grant.recipient}; it is never "
+                "released twice: register that recipient again, or ask for a new grant",
+                released_to=grant.recipient,
+            ),
+            artifact=artifact,
+            grant=grant.id,
+        )
     assert grant.header is not None
     return grant.header
 
@@ -163,21 +230,29 @@ def parse_range(value: str | None, total: int) -> tuple[int, int] | None:
     if unit.strip().lower() != "bytes" or "," in spec:
         return None
     first, dash, last = spec.strip().partition("-")
-    if not dash or not (first.isdigit() or last.isdigit()) or (first and not first.isdigit()) \
-            or (last and not last.isdigit()):
+    if (
+        not dash
+        or not (first.isdigit() or last.isdigit())
+        or (first and not first.isdigit())
+        or (last and not last.isdigit())
+    ):
         return None
     if not first:  # suffix: the last N bytes
         n = int(last)
         if n == 0:
-            raise RangeNotSatisfiable(f"an empty suffix range cannot be satisfied; the content is {total} bytes",
-                                      size=total)
+            raise RangeNotSatisfiable(
+                f"an empty suffix range cannot be satisfied; the content is {total} bytes",
+                size=total,
+            )
         return max(0, total - n), total
     start = int(first)
     end = int(last) + 1 if last else total
     if last and end <= start:
         return None
     if start >= total:
-        raise RangeNotSatisfiable(f"range starts at byte {start} but the content is {total} bytes", size=total)
+        raise RangeNotSatisfiable(
+            f"range starts at byte {start} but the content is {total} bytes", size=total
+        )
     return start, min(end, total)
 
 
@@ -216,7 +291,9 @@ def primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
     return rest()
 
 
-def _content_chunks(gw: Gateway, artifact: Artifact, header: bytes, start: int, end: int) -> Iterator[bytes]:
+def _content_chunks(
+    gw: Gateway, artifact: Artifact, header: bytes, start: int, end: int
+) -> Iterator[bytes]:
     """Bytes ``[start, end)`` of ``header + object[header_size:]``."""
     head = header[start:end]
     payload_start = max(start, len(header)) - len(header) + artifact.header_size
@@ -232,18 +309,32 @@ def _content_chunks(gw: Gateway, artifact: Artifact, header: bytes, start: int, 
     return chained()
 
 
-def _answer(total: int, wanted: tuple[int, int] | None, etag: str) -> tuple[int, int, int, dict[str, str]]:
+def _answer(
+    total: int, wanted: tuple[int, int] | None, etag: str
+) -> tuple[int, int, int, dict[str, str]]:
     start, end = wanted or (0, total)
-    headers = {"Content-Length": str(end - start), "Accept-Ranges": "bytes", "ETag": etag,
-               "Content-Type": "application/octet-stream"}
+    headers = {
+        "Content-Length": str(end - start),
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Content-Type": "application/octet-stream",
+    }
     if wanted is None:
         return 200, start, end, headers
     headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
     return 206, start, end, headers
 
 
-def _wanted(gw: Gateway, who: Actor, artifact: Artifact, grant: str, range_header: str | None,
-            if_range: str | None, etag: str, total: int) -> tuple[int, int] | None:
+def _wanted(
+    gw: Gateway,
+    who: Actor,
+    artifact: Artifact,
+    grant: str,
+    range_header: str | None,
+    if_range: str | None,
+    etag: str,
+    total: int,
+) -> tuple[int, int] | None:
     if if_range is not None and if_range.strip() != etag:
         return None  # the representation changed: send it whole (RFC 9110 section 13.1.5)
     try:
@@ -252,8 +343,13 @@ def _wanted(gw: Gateway, who: Actor, artifact: Artifact, grant: str, range_heade
         refuse(gw, who, "content.read", "range past the end", exc, artifact=artifact, grant=grant)
 
 
-def download(gw: Gateway, who: Actor, artifact: Artifact, range_header: str | None,
-             if_range: str | None = None) -> Download:
+def download(
+    gw: Gateway,
+    who: Actor,
+    artifact: Artifact,
+    range_header: str | None,
+    if_range: str | None = None,
+) -> Download:
     """``GET /v1/artifacts/{id}/content``: refusals, key release, audit entry, then the stream."""
     grant = active_grant(gw, who, artifact, "content.read")
     header = release(gw, who, artifact, grant, "content.read")
@@ -262,9 +358,21 @@ def download(gw: Gateway, who: Actor, artifact: Artifact, range_header: str | No
     wanted = _wanted(gw, who, artifact, grant.id, range_header, if_range, etag, total)
     status, start, end, headers = _answer(total, wanted, etag)
     with events.fail_closed(gw) as session:
-        events.record(gw, session, "content.download", who, artifact=artifact.id, grant=grant.id,
-                      subject_org=artifact.org,
-                      details={"range": [start, end - 1], "bytes": end - start, "total": total, "via": "gateway"})
+        events.record(
+            gw,
+            session,
+            "content.download",
+            who,
+            artifact=artifact.id,
+            grant=grant.id,
+            subject_org=artifact.org,
+            details={
+                "range": [start, end - 1],
+                "bytes": end - start,
+                "total": total,
+                "via": "gateway",
+            },
+        )
     return Download(status, headers, _content_chunks(gw, artifact, header, start, end))
 
 
@@ -277,7 +385,11 @@ def _unix(t: datetime) -> int:
 
 def url_signature(key: bytes, artifact_id: str, grant_id: str, expires: int) -> str:
     message = f"gateway-download-v1\n{artifact_id}\n{grant_id}\n{expires}".encode()
-    return base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode().rstrip("=")
+    return (
+        base64.urlsafe_b64encode(hmac.new(key, message, hashlib.sha256).digest())
+        .decode()
+        .rstrip("=")
+    )
 
 
 def issue_url(gw: Gateway, who: Actor, artifact: Artifact, base_url: str) -> dict[str, Any]:
@@ -285,28 +397,61 @@ def issue_url(gw: Gateway, who: Actor, artifact: Artifact, base_url: str) -> dic
     grant = active_grant(gw, who, artifact, "content.read")
     header = release(gw, who, artifact, grant, "content.read")
     now = gw.now()
-    expires_at = min(now + timedelta(seconds=gw.config.access.download_url_ttl_seconds), grant.not_after,
-                     artifact.review_ends_at)
+    expires_at = min(
+        now + timedelta(seconds=gw.config.access.download_url_ttl_seconds),
+        grant.not_after,
+        artifact.review_ends_at,
+    )
     seconds = int((expires_at - now).total_seconds())
     if seconds < 1:
-        forbid(gw, who, "content.read", "grant expired", f"grant {grant.id} has ended", artifact=artifact,
-               grant=grant.id)
+        forbid(
+            gw,
+            who,
+            "content.read",
+            "grant expired",
+            f"grant {grant.id} has ended",
+            artifact=artifact,
+            grant=grant.id,
+        )
     presigned = gw.store.presign_get(artifact.object_key, seconds)
     url = presigned
     if url is None:
         expires = _unix(now) + seconds
-        query = urlencode({"grant": grant.id, "expires": expires,
-                           "sig": url_signature(gw.url_key, artifact.id, grant.id, expires)})
+        query = urlencode(
+            {
+                "grant": grant.id,
+                "expires": expires,
+                "sig": url_signature(gw.url_key, artifact.id, grant.id, expires),
+            }
+        )
         url = f"{base_url.rstrip('/')}{URL_ROUTE}{artifact.id}?{query}"
     with events.fail_closed(gw) as session:
-        events.record(gw, session, "url.issue", who, artifact=artifact.id, grant=grant.id, subject_org=artifact.org,
-                      details={"expires_at": rfc3339(expires_at), "payload_offset": artifact.header_size,
-                               "presigned": presigned is not None})
-    return {"header": base64.b64encode(header).decode(), "url": url, "payload_offset": artifact.header_size,
-            "expires_at": rfc3339(expires_at), "grant": grant.id}
+        events.record(
+            gw,
+            session,
+            "url.issue",
+            who,
+            artifact=artifact.id,
+            grant=grant.id,
+            subject_org=artifact.org,
+            details={
+                "expires_at": rfc3339(expires_at),
+                "payload_offset": artifact.header_size,
+                "presigned": presigned is not None,
+            },
+        )
+    return {
+        "header": base64.b64encode(header).decode(),
+        "url": url,
+        "payload_offset": artifact.header_size,
+        "expires_at": rfc3339(expires_at),
+        "grant": grant.id,
+    }
 
 
-def signed_download(gw: Gateway, artifact_id: str, args: dict[str, str], range_header: str | None) -> Download:
+def signed_download(
+    gw: Gateway, artifact_id: str, args: dict[str, str], range_header: str | None
+) -> Download:
     """``GET /download/{id}?grant=&expires=&sig=``: the stored object under a gateway-signed URL."""
     grant_id, sig = args.get("grant", ""), args.get("sig", "")
     try:
@@ -325,17 +470,43 @@ def signed_download(gw: Gateway, artifact_id: str, args: dict[str, str], range_h
     who = Actor(id=principal.id, name=principal.name, org=principal.org, role=principal.role)
     require_available(gw, who, "content.read", artifact)
     if _unix(gw.now()) >= expires:
-        forbid(gw, who, "content.read", "url expired", "the download URL has expired", artifact=artifact,
-               grant=grant.id)
+        forbid(
+            gw,
+            who,
+            "content.read",
+            "url expired",
+            "the download URL has expired",
+            artifact=artifact,
+            grant=grant.id,
+        )
     state = grant_state(grant, gw.now())
     if state != "active":
-        forbid(gw, who, "content.read", f"grant {state}", f"grant {grant.id} is {state}", artifact=artifact,
-               grant=grant.id)
+        forbid(
+            gw,
+            who,
+            "content.read",
+            f"grant {state}",
+            f"grant {grant.id} is {state}",
+            artifact=artifact,
+            grant=grant.id,
+        )
     etag = f'"{artifact.id}.stored"'
     wanted = _wanted(gw, who, artifact, grant.id, range_header, None, etag, artifact.size)
     status, start, end, headers = _answer(artifact.size, wanted, etag)
     with events.fail_closed(gw) as session:
-        events.record(gw, session, "content.download", who, artifact=artifact.id, grant=grant.id,
-                      subject_org=artifact.org,
-                      details={"range": [start, end - 1], "bytes": end - start, "total": artifact.size, "via": "url"})
+        events.record(
+            gw,
+            session,
+            "content.download",
+            who,
+            artifact=artifact.id,
+            grant=grant.id,
+            subject_org=artifact.org,
+            details={
+                "range": [start, end - 1],
+                "bytes": end - start,
+                "total": artifact.size,
+                "via": "url",
+            },
+        )
     return Download(status, headers, primed(read_range(gw, artifact.object_key, start, end)))

@@ -148,7 +148,9 @@ def revoke_tokens(session: Session, *, org: str, name: str, now: datetime) -> in
     return len(rows)
 
 
-def register_signing_key(session: Session, actor: Actor, public_key: str, now: datetime) -> SigningKey:
+def register_signing_key(
+    session: Session, actor: Actor, public_key: str, now: datetime
+) -> SigningKey:
     try:
         raw = base64.b64decode(public_key, validate=True)
     except (ValueError, TypeError):

@@ -42,7 +42,10 @@ MIB = 1 << 20
 MAX_PART_SIZE = 5 * 1024 * MIB  # S3's largest part
 KINDS = ("weights", "credential")
 # Custody key types: X25519 (every age release reads it) or the hybrid post-quantum one.
-CUSTODY = {"x25519": ("X25519", "X25519Identity"), "mlkem768x25519": ("mlkem768x25519", "HybridIdentity")}
+CUSTODY = {
+    "x25519": ("X25519", "X25519Identity"),
+    "mlkem768x25519": ("mlkem768x25519", "HybridIdentity"),
+}
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -75,9 +78,13 @@ def create(gw: Gateway, session: Session, who: Actor, body: dict[str, Any]) -> U
     name = check_artifact_name(body.get("name"))
     kind = body.get("kind")
     if kind not in KINDS:
-        raise BadRequest("field 'kind' must be \"weights\" or \"credential\"")
+        raise BadRequest('field \'kind\' must be "weights" or "credential"')
     share_with = body.get("share_with")
-    if not isinstance(share_with, list) or not share_with or not all(isinstance(s, str) for s in share_with):
+    if (
+        not isinstance(share_with, list)
+        or not share_with
+        or not all(isinstance(s, str) for s in share_with)
+    ):
         raise BadRequest("field 'share_with' must be a non-empty list of agency organisation names")
     for org_name in share_with:
         org = session.get(Org, org_name)
@@ -92,7 +99,9 @@ def create(gw: Gateway, session: Session, who: Actor, body: dict[str, Any]) -> U
     part_size = choose_part_size(gw, size)
     custody = body.get("recipient_type", "x25519")
     if custody not in CUSTODY:
-        raise BadRequest("field 'recipient_type' must be \"x25519\" or \"mlkem768x25519\" (post-quantum hybrid)")
+        raise BadRequest(
+            'field \'recipient_type\' must be "x25519" or "mlkem768x25519" (post-quantum hybrid)'
+        )
 
     now = gw.now()
     upload_id = new_id("up")
@@ -120,11 +129,21 @@ def create(gw: Gateway, session: Session, who: Actor, body: dict[str, Any]) -> U
     session.add(upload)
     session.flush()  # the upload row first: the custody key refers to it
     session.add(
-        CustodyKey(upload_id=upload_id, wrapped=gw.master_key.wrap(str(identity).encode(), upload_id), created_at=now)
+        CustodyKey(
+            upload_id=upload_id,
+            wrapped=gw.master_key.wrap(str(identity).encode(), upload_id),
+            created_at=now,
+        )
     )
     session.flush()
-    events.record(gw, session, "upload.create", who, subject_org=who.org,
-                  details={"upload": upload_id, "name": name, "kind": kind, "share_with": upload.share_with})
+    events.record(
+        gw,
+        session,
+        "upload.create",
+        who,
+        subject_org=who.org,
+        details={"upload": upload_id, "name": name, "kind": kind, "share_with": upload.share_with},
+    )
     return upload
 
 
@@ -136,7 +155,11 @@ def get_upload(session: Session, upload_id: str) -> Upload:
 
 
 def parts_of(session: Session, upload_id: str) -> list[UploadPart]:
-    return list(session.scalars(select(UploadPart).where(UploadPart.upload_id == upload_id).order_by(UploadPart.number)))
+    return list(
+        session.scalars(
+            select(UploadPart).where(UploadPart.upload_id == upload_id).order_by(UploadPart.number)
+        )
+    )
 
 
 def require_open(gw: Gateway, upload: Upload) -> None:
@@ -154,37 +177,57 @@ def last_part_number(upload: Upload) -> int | None:
     return max(1, math.ceil(upload.expected_size / upload.part_size))
 
 
-def check_part_request(upload: Upload, number: int, length: int, sha256: str | None) -> tuple[int, str]:
+def check_part_request(
+    upload: Upload, number: int, length: int, sha256: str | None
+) -> tuple[int, str]:
     if not 1 <= number <= upload.max_parts:
         raise BadRequest(f"part number must be between 1 and {upload.max_parts}")
     if sha256 is None or not _HEX64.match(sha256.lower()):
         raise BadRequest("header X-Content-SHA256 with the part's hex SHA-256 is required")
     if length > upload.part_size:
-        raise PayloadTooLarge(f"a part may be at most part_size = {upload.part_size} bytes; this one is {length}")
+        raise PayloadTooLarge(
+            f"a part may be at most part_size = {upload.part_size} bytes; this one is {length}"
+        )
     if length == 0:
         raise BadRequest("a part must not be empty")
     last = last_part_number(upload)
     if last is not None and upload.expected_size is not None:
         if number > last:
-            raise BadRequest(f"part {number} is past the last part ({last}) of the expected size {upload.expected_size}")
-        expected = upload.part_size if number < last else upload.expected_size - (last - 1) * upload.part_size
+            raise BadRequest(
+                f"part {number} is past the last part ({last}) of the expected size {upload.expected_size}"
+            )
+        expected = (
+            upload.part_size
+            if number < last
+            else upload.expected_size - (last - 1) * upload.part_size
+        )
         if length != expected:
-            raise BadRequest(f"part {number} must be exactly {expected} bytes; this one is {length}")
+            raise BadRequest(
+                f"part {number} must be exactly {expected} bytes; this one is {length}"
+            )
     return length, sha256.lower()
 
 
-def store_part(gw: Gateway, upload: Upload, number: int, length: int, sha256: str, stream: Any) -> UploadPart:
+def store_part(
+    gw: Gateway, upload: Upload, number: int, length: int, sha256: str, stream: Any
+) -> UploadPart:
     """Stream one part into the store; the database row is written only once it verified."""
     from gateway import storage
 
     head: Any = _HeadCapture(stream, gw.config.uploads.max_header_bytes) if number == 1 else stream
     offset = (number - 1) * upload.part_size
     try:
-        stored = gw.store.put_part(upload.object_key, upload.store_handle, number, offset, length, head, sha256)
+        stored = gw.store.put_part(
+            upload.object_key, upload.store_handle, number, offset, length, head, sha256
+        )
     except storage.DigestMismatch:
-        raise DigestMismatch(f"part {number}: the body's SHA-256 does not match X-Content-SHA256; nothing was kept") from None
+        raise DigestMismatch(
+            f"part {number}: the body's SHA-256 does not match X-Content-SHA256; nothing was kept"
+        ) from None
     except storage.TruncatedBody:
-        raise BadRequest(f"part {number}: the body ended before Content-Length bytes; nothing was kept") from None
+        raise BadRequest(
+            f"part {number}: the body ended before Content-Length bytes; nothing was kept"
+        ) from None
     except storage.UploadNotFound:
         raise Gone(f"upload {upload.id} is no longer open") from None
     except storage.StorageError as exc:
@@ -193,7 +236,14 @@ def store_part(gw: Gateway, upload: Upload, number: int, length: int, sha256: st
     with events.fail_closed(gw) as session:
         row = session.get(UploadPart, (upload.id, number))
         if row is None:
-            row = UploadPart(upload_id=upload.id, number=number, size=length, sha256=sha256, etag=stored.etag, created_at=now)
+            row = UploadPart(
+                upload_id=upload.id,
+                number=number,
+                size=length,
+                sha256=sha256,
+                etag=stored.etag,
+                created_at=now,
+            )
             session.add(row)
         else:
             row.size, row.sha256, row.etag, row.created_at = length, sha256, stored.etag, now
@@ -228,10 +278,14 @@ def _check_parts(upload: Upload, parts: list[UploadPart]) -> int:
         raise Unprocessable(f"parts are missing: {', '.join(map(str, missing[:20]))}")
     for p in parts[:-1]:
         if p.size != upload.part_size:
-            raise Unprocessable(f"part {p.number} is {p.size} bytes; every part but the last must be {upload.part_size}")
+            raise Unprocessable(
+                f"part {p.number} is {p.size} bytes; every part but the last must be {upload.part_size}"
+            )
     total = sum(p.size for p in parts)
     if upload.expected_size is not None and total != upload.expected_size:
-        raise Unprocessable(f"the parts hold {total} bytes but the upload declared size {upload.expected_size}")
+        raise Unprocessable(
+            f"the parts hold {total} bytes but the upload declared size {upload.expected_size}"
+        )
     return total
 
 
@@ -254,29 +308,47 @@ def _check_manifest(upload: Upload, parts: list[UploadPart], total: int, manifes
     }
     for key, value in expected.items():
         if manifest[key] != value:
-            raise Unprocessable(f"manifest: {key} is {manifest[key]!r} but the upload's is {value!r}")
+            raise Unprocessable(
+                f"manifest: {key} is {manifest[key]!r} but the upload's is {value!r}"
+            )
     c = manifest["ciphertext"]
     if c["size"] != total:
-        raise Unprocessable(f"manifest: ciphertext.size is {c['size']} but the parts hold {total} bytes")
+        raise Unprocessable(
+            f"manifest: ciphertext.size is {c['size']} but the parts hold {total} bytes"
+        )
     if c["part_size"] != upload.part_size:
-        raise Unprocessable(f"manifest: ciphertext.part_size is {c['part_size']} but the upload's is {upload.part_size}")
+        raise Unprocessable(
+            f"manifest: ciphertext.part_size is {c['part_size']} but the upload's is {upload.part_size}"
+        )
     if c["parts_sha256"] != parts_digest(parts):
-        raise Unprocessable("manifest: ciphertext.parts_sha256 does not match the SHA-256 of the stored parts' digests")
+        raise Unprocessable(
+            "manifest: ciphertext.parts_sha256 does not match the SHA-256 of the stored parts' digests"
+        )
 
 
-def _check_signature(session: Session, upload: Upload, manifest: dict[str, Any], signature: Any) -> str:
+def _check_signature(
+    session: Session, upload: Upload, manifest: dict[str, Any], signature: Any
+) -> str:
     if not isinstance(signature, str):
-        raise Unprocessable("field 'signature' must be the base64 Ed25519 signature of the canonical manifest")
-    keys = session.scalars(select(SigningKey).where(SigningKey.org == upload.org, SigningKey.revoked_at.is_(None))).all()
+        raise Unprocessable(
+            "field 'signature' must be the base64 Ed25519 signature of the canonical manifest"
+        )
+    keys = session.scalars(
+        select(SigningKey).where(SigningKey.org == upload.org, SigningKey.revoked_at.is_(None))
+    ).all()
     if not keys:
-        raise Unprocessable(f"organisation {upload.org} has no registered signing key (PUT /v1/me/signing-key)")
+        raise Unprocessable(
+            f"organisation {upload.org} has no registered signing key (PUT /v1/me/signing-key)"
+        )
     for key in keys:
         try:
             manifests.verify_manifest(manifest, signature, key.public_key)
             return key.public_key
         except manifests.SignatureError:
             continue
-    raise Unprocessable(f"signature: does not verify under any signing key registered by {upload.org}")
+    raise Unprocessable(
+        f"signature: does not verify under any signing key registered by {upload.org}"
+    )
 
 
 def _check_header(gw: Gateway, session: Session, upload: Upload, total: int) -> int:
@@ -285,17 +357,23 @@ def _check_header(gw: Gateway, session: Session, upload: Upload, total: int) -> 
     if not upload.header_prefix:
         raise Unprocessable("age header: part 1 holds no data")
     try:
-        header = age.read_header(io.BytesIO(upload.header_prefix), max_size=gw.config.uploads.max_header_bytes)
+        header = age.read_header(
+            io.BytesIO(upload.header_prefix), max_size=gw.config.uploads.max_header_bytes
+        )
     except age.AgeError as exc:
         raise Unprocessable(f"age header: the upload is not an age v1 file: {exc}") from None
     identity = custody_identity(gw, session, upload.id)
     stanza_type = "X25519" if isinstance(identity, age.X25519Identity) else "mlkem768x25519"
     if not any(s.type == stanza_type for s in header.stanzas):
-        raise Unprocessable(f"age header: no {stanza_type} stanza; encrypt to the upload's recipient {upload.recipient}")
+        raise Unprocessable(
+            f"age header: no {stanza_type} stanza; encrypt to the upload's recipient {upload.recipient}"
+        )
     try:
         age.unwrap_file_key(header, [identity])
     except age.NoIdentityMatchError:
-        raise Unprocessable(f"age header: no stanza opens with the upload's key; encrypt to {upload.recipient}") from None
+        raise Unprocessable(
+            f"age header: no stanza opens with the upload's key; encrypt to {upload.recipient}"
+        ) from None
     except age.AgeError as exc:
         raise Unprocessable(f"age header: {exc}") from None
     header_size = len(header.raw)
@@ -339,17 +417,39 @@ def complete(gw: Gateway, upload_id: str, who: Actor, body: dict[str, Any]) -> A
             require_open(gw, upload)
             now = gw.now()
             artifact = Artifact(
-                id=new_id("art"), upload_id=upload.id, org=upload.org, name=upload.name, kind=upload.kind,
-                description=upload.description, share_with=upload.share_with, size=total, header_size=header_size,
-                object_key=upload.object_key, state="available", submitted_at=now,
+                id=new_id("art"),
+                upload_id=upload.id,
+                org=upload.org,
+                name=upload.name,
+                kind=upload.kind,
+                description=upload.description,
+                share_with=upload.share_with,
+                size=total,
+                header_size=header_size,
+                object_key=upload.object_key,
+                state="available",
+                submitted_at=now,
                 review_ends_at=now + timedelta(days=gw.config.access.review_window_days),
-                manifest=manifest, signature=body["signature"], signing_key=signing_key,
+                manifest=manifest,
+                signature=body["signature"],
+                signing_key=signing_key,
             )
             session.add(artifact)
             upload.state, upload.ended_at, upload.artifact_id = "completed", now, artifact.id
             session.flush()
-            events.record(gw, session, "upload.complete", who, artifact=artifact.id, subject_org=upload.org,
-                          details={"upload": upload.id, "size": total, "parts_sha256": manifest["ciphertext"]["parts_sha256"]})
+            events.record(
+                gw,
+                session,
+                "upload.complete",
+                who,
+                artifact=artifact.id,
+                subject_org=upload.org,
+                details={
+                    "upload": upload.id,
+                    "size": total,
+                    "parts_sha256": manifest["ciphertext"]["parts_sha256"],
+                },
+            )
     except Exception:
         _discard_object(gw, upload.object_key)
         raise
@@ -359,7 +459,9 @@ def complete(gw: Gateway, upload_id: str, who: Actor, body: dict[str, Any]) -> A
 def store_unavailable(exc: Exception) -> ServiceUnavailable:
     """A store failure the client can retry: logged here, a 503 for the client."""
     log.error("object store failure: %s", exc)
-    return ServiceUnavailable("the object store is unavailable; nothing was changed, try again later")
+    return ServiceUnavailable(
+        "the object store is unavailable; nothing was changed, try again later"
+    )
 
 
 def _stored(p: UploadPart) -> Any:
@@ -375,8 +477,15 @@ def _discard_object(gw: Gateway, key: str) -> None:
         log.warning("could not delete orphan object %s", key)
 
 
-def abort(gw: Gateway, session: Session, upload: Upload, who: Actor | None, *, action: str = "upload.abort",
-          state: str = "aborted") -> None:
+def abort(
+    gw: Gateway,
+    session: Session,
+    upload: Upload,
+    who: Actor | None,
+    *,
+    action: str = "upload.abort",
+    state: str = "aborted",
+) -> None:
     gw.store.abort_upload(upload.object_key, upload.store_handle)
     upload.state, upload.ended_at = state, gw.now()
     for row in parts_of(session, upload.id):
@@ -391,7 +500,11 @@ def abort(gw: Gateway, session: Session, upload: Upload, who: Actor | None, *, a
 def sweep_stale(gw: Gateway, now: datetime) -> int:
     """Abort open uploads past their deadline; returns how many were timed out."""
     with gw.db.session() as session:
-        ids = list(session.scalars(select(Upload.id).where(Upload.state == "open", Upload.expires_at <= now)))
+        ids = list(
+            session.scalars(
+                select(Upload.id).where(Upload.state == "open", Upload.expires_at <= now)
+            )
+        )
     for upload_id in ids:
         with events.fail_closed(gw) as session:
             upload = get_upload(session, upload_id)

@@ -77,7 +77,9 @@ class DigestMismatch(StorageError):
     """The part's bytes do not hash to the declared SHA-256; nothing was kept."""
 
     def __init__(self, number: int, expected: str, actual: str) -> None:
-        super().__init__(f"part {number}: SHA-256 of the body is {actual}, expected {expected}; nothing was kept")
+        super().__init__(
+            f"part {number}: SHA-256 of the body is {actual}, expected {expected}; nothing was kept"
+        )
         self.number, self.expected, self.actual = number, expected, actual
 
 
@@ -85,7 +87,9 @@ class TruncatedBody(StorageError):
     """The body ended before ``length`` bytes; nothing was kept."""
 
     def __init__(self, number: int, expected: int, received: int) -> None:
-        super().__init__(f"part {number}: the body ended after {received} of {expected} bytes; nothing was kept")
+        super().__init__(
+            f"part {number}: the body ended after {received} of {expected} bytes; nothing was kept"
+        )
         self.number, self.expected, self.received = number, expected, received
 
 
@@ -142,7 +146,14 @@ class ObjectStore(Protocol):
         ...
 
     def put_part(
-        self, key: str, handle: str, number: int, offset: int, length: int, stream: BinaryIO, sha256_hex: str
+        self,
+        key: str,
+        handle: str,
+        number: int,
+        offset: int,
+        length: int,
+        stream: BinaryIO,
+        sha256_hex: str,
     ) -> StoredPart:
         """Store part ``number`` (1..10000), which starts at byte ``offset`` of the object.
 
@@ -160,7 +171,9 @@ class ObjectStore(Protocol):
         """
         ...
 
-    def complete_upload(self, key: str, handle: str, parts: list[StoredPart], total_size: int) -> None:
+    def complete_upload(
+        self, key: str, handle: str, parts: list[StoredPart], total_size: int
+    ) -> None:
         """Assemble ``parts`` (as returned by :meth:`put_part`) into the object ``key``.
 
         Raises :class:`InvalidPart` when a listed part is not held as described or the
@@ -193,8 +206,7 @@ class ObjectStore(Protocol):
         """The object's size in bytes; :class:`NotFound` if absent."""
         ...
 
-    def exists(self, key: str) -> bool:
-        ...
+    def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> bool:
         """Remove the object for good (S3: every version); False when there was none."""
@@ -227,7 +239,9 @@ def make_store(settings: StorageSettings, *, session: Any = None) -> ObjectStore
 
 def check_key(key: str) -> str:
     if not _KEY.match(key) or any(seg in (".", "..") for seg in key.split("/")):
-        raise InvalidKey(f"invalid object key {key!r}: expected segments of A-Z a-z 0-9 . _ - separated by /")
+        raise InvalidKey(
+            f"invalid object key {key!r}: expected segments of A-Z a-z 0-9 . _ - separated by /"
+        )
     return key
 
 
@@ -236,7 +250,9 @@ def check_part(number: int, offset: int, length: int, sha256_hex: str) -> str:
     if not 1 <= number <= MAX_PART_NUMBER:
         raise InvalidPart(f"part number {number} is out of range 1..{MAX_PART_NUMBER}")
     if length > MAX_PART_SIZE:
-        raise PartTooLarge(f"part {number} is {length} bytes; a part may be at most {MAX_PART_SIZE} bytes")
+        raise PartTooLarge(
+            f"part {number} is {length} bytes; a part may be at most {MAX_PART_SIZE} bytes"
+        )
     if length < 0 or offset < 0:
         raise InvalidPart(f"part {number}: offset and length must not be negative")
     digest = sha256_hex.lower()
@@ -311,7 +327,22 @@ class HashingReader:
 
 
 __all__ = [
-    "CHUNK", "MAX_PART_NUMBER", "MAX_PART_SIZE", "DigestMismatch", "HashingReader", "InvalidKey", "InvalidPart",
-    "NotFound", "ObjectStore", "PartTooLarge", "StorageError", "StorageSettings", "StoredPart", "TruncatedBody",
-    "UploadNotFound", "check_key", "check_part", "make_store",
+    "CHUNK",
+    "MAX_PART_NUMBER",
+    "MAX_PART_SIZE",
+    "DigestMismatch",
+    "HashingReader",
+    "InvalidKey",
+    "InvalidPart",
+    "NotFound",
+    "ObjectStore",
+    "PartTooLarge",
+    "StorageError",
+    "StorageSettings",
+    "StoredPart",
+    "TruncatedBody",
+    "UploadNotFound",
+    "check_key",
+    "check_part",
+    "make_store",
 ]

@@ -51,7 +51,9 @@ class AuditArchive(Protocol):
         ...
 
 
-def make_archive(settings: StorageSettings, *, session: boto3.session.Session | None = None) -> AuditArchive:
+def make_archive(
+    settings: StorageSettings, *, session: boto3.session.Session | None = None
+) -> AuditArchive:
     """The archive for ``settings.backend``: the audit bucket for ``s3``, else ``settings.audit_dir``."""
     if settings.backend == "s3":
         return S3AuditArchive(settings, session=session)
@@ -60,7 +62,9 @@ def make_archive(settings: StorageSettings, *, session: boto3.session.Session | 
 
 def check_name(name: str) -> str:
     if not _NAME.match(name):
-        raise InvalidKey(f"invalid archive name {name!r}: expected A-Z a-z 0-9 . _ - and no leading dot")
+        raise InvalidKey(
+            f"invalid archive name {name!r}: expected A-Z a-z 0-9 . _ - and no leading dot"
+        )
     return name
 
 
@@ -87,7 +91,9 @@ class LocalAuditArchive:
                 os.link(temp, target)
             except FileExistsError:
                 if target.read_bytes() != data:
-                    raise AlreadyPublished(f"{name} is already published with other content") from None
+                    raise AlreadyPublished(
+                        f"{name} is already published with other content"
+                    ) from None
             _fsync_dir(self.folder)
         except OSError as exc:
             raise StorageError(f"cannot publish {name} in {self.folder}: {exc.strerror}") from None
@@ -110,7 +116,9 @@ class LocalAuditArchive:
 class S3AuditArchive:
     """Objects under Object Lock (COMPLIANCE) in the audit bucket."""
 
-    def __init__(self, settings: StorageSettings, *, session: boto3.session.Session | None = None) -> None:
+    def __init__(
+        self, settings: StorageSettings, *, session: boto3.session.Session | None = None
+    ) -> None:
         self.bucket = settings.audit_bucket
         self.prefix = settings.prefix
         self.retention = timedelta(days=settings.audit_retention_days)
@@ -121,8 +129,14 @@ class S3AuditArchive:
         digest = base64.b64encode(hashlib.sha256(data).digest()).decode()
         try:
             self.client.put_object(
-                Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*", ChecksumAlgorithm="SHA256", ChecksumSHA256=digest,
-                ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=datetime.now(UTC) + self.retention,
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                IfNoneMatch="*",
+                ChecksumAlgorithm="SHA256",
+                ChecksumSHA256=digest,
+                ObjectLockMode="COMPLIANCE",
+                ObjectLockRetainUntilDate=datetime.now(UTC) + self.retention,
             )
         except ClientError as exc:
             if error_code(exc) not in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
@@ -135,7 +149,9 @@ class S3AuditArchive:
     def list_names(self) -> list[str]:
         names: list[str] = []
         try:
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            ):
                 names.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", []))
         except (BotoCoreError, ClientError) as exc:
             raise wrap(exc, f"cannot list the audit bucket {self.bucket}") from exc

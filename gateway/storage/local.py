@@ -71,11 +71,20 @@ class LocalStore:
             _fsync_dir(folder)
             _fsync_dir(self.staging)
         except OSError as exc:
-            raise StorageError(f"cannot begin an upload under {self.staging}: {exc.strerror}") from None
+            raise StorageError(
+                f"cannot begin an upload under {self.staging}: {exc.strerror}"
+            ) from None
         return handle
 
     def put_part(
-        self, key: str, handle: str, number: int, offset: int, length: int, stream: BinaryIO, sha256_hex: str
+        self,
+        key: str,
+        handle: str,
+        number: int,
+        offset: int,
+        length: int,
+        stream: BinaryIO,
+        sha256_hex: str,
     ) -> StoredPart:
         digest = check_part(number, offset, length, sha256_hex)
         folder = self._folder(key, handle)
@@ -94,16 +103,22 @@ class LocalStore:
         folder = self._folder(key, handle)
         return [StoredPart(m.number, m.size, m.sha256, m.sha256) for m in _markers(folder).values()]
 
-    def complete_upload(self, key: str, handle: str, parts: list[StoredPart], total_size: int) -> None:
+    def complete_upload(
+        self, key: str, handle: str, parts: list[StoredPart], total_size: int
+    ) -> None:
         folder = self._folder(key, handle)
         held = _markers(folder)
         expected_offset = 0
         for part in sorted(parts, key=lambda p: p.number):
             mark = held.get(part.number)
             if mark is None or mark.size != part.size or mark.sha256 != part.sha256.lower():
-                raise InvalidPart(f"part {part.number} is not stored with size {part.size} and SHA-256 {part.sha256}")
+                raise InvalidPart(
+                    f"part {part.number} is not stored with size {part.size} and SHA-256 {part.sha256}"
+                )
             if mark.offset != expected_offset:
-                raise InvalidPart(f"part {part.number} starts at byte {mark.offset}, expected {expected_offset}")
+                raise InvalidPart(
+                    f"part {part.number} starts at byte {mark.offset}, expected {expected_offset}"
+                )
             expected_offset += part.size
         if expected_offset != total_size:
             raise InvalidPart(f"the parts hold {expected_offset} bytes, expected {total_size}")
@@ -138,7 +153,9 @@ class LocalStore:
         removed = 0
         for folder in self.staging.iterdir():
             try:
-                touched = max([folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.iterdir()])
+                touched = max(
+                    [folder.stat().st_mtime] + [f.stat().st_mtime for f in folder.iterdir()]
+                )
             except OSError:
                 continue
             if touched < cutoff:
@@ -200,7 +217,9 @@ class LocalStore:
                 os.close(fd)
             probe.unlink()
         except OSError as exc:
-            raise StorageError(f"object store {self.root} is not writable: {exc.strerror}") from None
+            raise StorageError(
+                f"object store {self.root} is not writable: {exc.strerror}"
+            ) from None
 
     # --- internals --------------------------------------------------------------------
 
@@ -211,8 +230,10 @@ class LocalStore:
         check_key(key)
         folder = self.staging / handle
         try:
-            ok = len(handle) == 32 and all(c in "0123456789abcdef" for c in handle) and (
-                (folder / "key").read_text() == key
+            ok = (
+                len(handle) == 32
+                and all(c in "0123456789abcdef" for c in handle)
+                and ((folder / "key").read_text() == key)
             )
         except OSError:
             ok = False
@@ -237,7 +258,9 @@ class LocalStore:
         finally:
             os.close(fd)
 
-    def _replace(self, folder: Path, number: int, offset: int, reader: HashingReader, lock: BinaryIO) -> None:
+    def _replace(
+        self, folder: Path, number: int, offset: int, reader: HashingReader, lock: BinaryIO
+    ) -> None:
         temp = folder / f"replace-{number:05d}-{secrets.token_hex(6)}"
         try:
             with open(temp, "xb") as out:
@@ -312,7 +335,9 @@ def _check_neighbours(folder: Path, number: int, offset: int, length: int) -> No
     if before is not None and before.offset + before.size > offset:
         raise InvalidPart(f"part {number} at byte {offset} would overlap part {number - 1}")
     if after is not None and offset + length > after.offset:
-        raise InvalidPart(f"part {number} ending at byte {offset + length} would overlap part {number + 1}")
+        raise InvalidPart(
+            f"part {number} ending at byte {offset + length} would overlap part {number + 1}"
+        )
 
 
 def _write_marker(folder: Path, number: int, offset: int, size: int, sha256: str) -> None:

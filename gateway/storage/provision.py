@@ -39,12 +39,16 @@ _ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/[^/]+$
 _PLACEHOLDER = re.compile(r"\$\{[a-z_]+\}")
 
 
-def provision(settings: StorageSettings, *, session: boto3.session.Session | None = None) -> list[str]:
+def provision(
+    settings: StorageSettings, *, session: boto3.session.Session | None = None
+) -> list[str]:
     """Create or bring up to date what ``settings`` describe; returns one line per step done."""
     if settings.backend == "local":
         return provision_local(settings)
     if settings.backend != "s3":
-        raise StorageError(f'unknown storage backend {settings.backend!r} (expected "local" or "s3")')
+        raise StorageError(
+            f'unknown storage backend {settings.backend!r} (expected "local" or "s3")'
+        )
     session = session or make_session(settings)
     client = make_client(settings, session=session)
     try:
@@ -58,7 +62,12 @@ def provision(settings: StorageSettings, *, session: boto3.session.Session | Non
 
 
 def provision_local(settings: StorageSettings) -> list[str]:
-    folders = [settings.root, settings.root / "objects", settings.root / "staging", settings.audit_dir]
+    folders = [
+        settings.root,
+        settings.root / "objects",
+        settings.root / "staging",
+        settings.audit_dir,
+    ]
     for folder in folders:
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -125,7 +134,9 @@ def _ensure_bucket(client: Any, settings: StorageSettings, name: str, *, object_
         return "exists"
     except ClientError as exc:
         if error_code(exc) not in ("404", "NoSuchBucket", "NotFound"):
-            raise StorageError(f"bucket {name} exists but is not reachable with these credentials") from None
+            raise StorageError(
+                f"bucket {name} exists but is not reachable with these credentials"
+            ) from None
     kwargs: dict[str, Any] = {"Bucket": name}
     if settings.region != "us-east-1":
         kwargs["CreateBucketConfiguration"] = {"LocationConstraint": settings.region}
@@ -135,17 +146,24 @@ def _ensure_bucket(client: Any, settings: StorageSettings, name: str, *, object_
         client.create_bucket(**kwargs)
     except ClientError as exc:
         if error_code(exc) == "BucketAlreadyExists":
-            raise StorageError(f"bucket name {name} is taken by another account; choose another") from None
+            raise StorageError(
+                f"bucket name {name} is taken by another account; choose another"
+            ) from None
         if error_code(exc) != "BucketAlreadyOwnedByYou":
             raise
     return "created"
 
 
-def _protect(client: Any, settings: StorageSettings, bucket: str, lifecycle: list[dict[str, Any]]) -> str:
+def _protect(
+    client: Any, settings: StorageSettings, bucket: str, lifecycle: list[dict[str, Any]]
+) -> str:
     client.put_public_access_block(
         Bucket=bucket,
         PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
         },
     )
     if settings.kms_key_id:
@@ -155,11 +173,18 @@ def _protect(client: Any, settings: StorageSettings, bucket: str, lifecycle: lis
     client.put_bucket_encryption(
         Bucket=bucket,
         ServerSideEncryptionConfiguration={
-            "Rules": [{"ApplyServerSideEncryptionByDefault": default, "BucketKeyEnabled": bool(settings.kms_key_id)}]
+            "Rules": [
+                {
+                    "ApplyServerSideEncryptionByDefault": default,
+                    "BucketKeyEnabled": bool(settings.kms_key_id),
+                }
+            ]
         },
     )
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
-    client.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle})
+    client.put_bucket_lifecycle_configuration(
+        Bucket=bucket, LifecycleConfiguration={"Rules": lifecycle}
+    )
     return f"public access blocked, encrypted ({default['SSEAlgorithm']}), versioned"
 
 
@@ -172,7 +197,9 @@ def _abort_rule(settings: StorageSettings) -> dict[str, Any]:
     }
 
 
-def _artifact_bucket(client: Any, settings: StorageSettings, template: Any, principals: list[str]) -> str:
+def _artifact_bucket(
+    client: Any, settings: StorageSettings, template: Any, principals: list[str]
+) -> str:
     bucket = settings.bucket
     state = _ensure_bucket(client, settings, bucket, object_lock=False)
     expire = {
@@ -186,7 +213,9 @@ def _artifact_bucket(client: Any, settings: StorageSettings, template: Any, prin
     return f"bucket {bucket} ({state}): {protected}, TLS only, only {', '.join(principals)}"
 
 
-def _audit_bucket(client: Any, settings: StorageSettings, template: Any, principals: list[str]) -> str:
+def _audit_bucket(
+    client: Any, settings: StorageSettings, template: Any, principals: list[str]
+) -> str:
     bucket = settings.audit_bucket
     state = _ensure_bucket(client, settings, bucket, object_lock=True)
     protected = _protect(client, settings, bucket, [_abort_rule(settings)])
@@ -194,7 +223,9 @@ def _audit_bucket(client: Any, settings: StorageSettings, template: Any, princip
         Bucket=bucket,
         ObjectLockConfiguration={
             "ObjectLockEnabled": "Enabled",
-            "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": settings.audit_retention_days}},
+            "Rule": {
+                "DefaultRetention": {"Mode": "COMPLIANCE", "Days": settings.audit_retention_days}
+            },
         },
     )
     _apply_policy(client, bucket, template, principals)

@@ -47,7 +47,11 @@ from gateway.storage import (
 )
 
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
-_BAD_PARTS = {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}  # BadDigest: corrupted in transit, a store error
+_BAD_PARTS = {
+    "InvalidPart",
+    "InvalidPartOrder",
+    "EntityTooSmall",
+}  # BadDigest: corrupted in transit, a store error
 
 
 def client_config(settings: StorageSettings, *, streaming: bool = False) -> Config:
@@ -64,11 +68,18 @@ def make_session(settings: StorageSettings) -> boto3.session.Session:
     return boto3.session.Session(region_name=settings.region)
 
 
-def make_client(settings: StorageSettings, *, streaming: bool = False, session: boto3.session.Session | None = None) -> Any:
+def make_client(
+    settings: StorageSettings,
+    *,
+    streaming: bool = False,
+    session: boto3.session.Session | None = None,
+) -> Any:
     """An S3 client for ``settings``."""
     session = session or make_session(settings)
     return session.client(
-        "s3", endpoint_url=settings.endpoint_url or None, config=client_config(settings, streaming=streaming)
+        "s3",
+        endpoint_url=settings.endpoint_url or None,
+        config=client_config(settings, streaming=streaming),
     )
 
 
@@ -89,7 +100,9 @@ def wrap(exc: BaseException, what: str) -> StorageError:
 class S3Store:
     """Objects in ``settings.bucket`` under ``settings.prefix``."""
 
-    def __init__(self, settings: StorageSettings, *, session: boto3.session.Session | None = None) -> None:
+    def __init__(
+        self, settings: StorageSettings, *, session: boto3.session.Session | None = None
+    ) -> None:
         self.bucket = settings.bucket
         self.prefix = settings.prefix
         session = session or make_session(settings)
@@ -108,14 +121,26 @@ class S3Store:
         return str(answer["UploadId"])
 
     def put_part(
-        self, key: str, handle: str, number: int, offset: int, length: int, stream: BinaryIO, sha256_hex: str
+        self,
+        key: str,
+        handle: str,
+        number: int,
+        offset: int,
+        length: int,
+        stream: BinaryIO,
+        sha256_hex: str,
     ) -> StoredPart:
         digest = check_part(number, offset, length, sha256_hex)
         reader = HashingReader(stream, number, length, digest)
         try:
             answer = self.part_client.upload_part(
-                Bucket=self.bucket, Key=self._full(key), UploadId=handle, PartNumber=number,
-                Body=reader, ContentLength=length, ChecksumSHA256=_b64(digest),
+                Bucket=self.bucket,
+                Key=self._full(key),
+                UploadId=handle,
+                PartNumber=number,
+                Body=reader,
+                ContentLength=length,
+                ChecksumSHA256=_b64(digest),
             )
         except StorageError:
             raise
@@ -128,7 +153,9 @@ class S3Store:
                 raise InvalidPart(f"part {number}: S3 refused it: {error_code(exc)}") from exc
             raise wrap(exc, f"cannot store part {number} of {key}") from exc
         if reader.received != length:
-            raise StorageError(f"part {number}: S3 answered after {reader.received} of {length} bytes")
+            raise StorageError(
+                f"part {number}: S3 answered after {reader.received} of {length} bytes"
+            )
         return StoredPart(number=number, size=length, sha256=digest, etag=str(answer["ETag"]))
 
     def stored_parts(self, key: str, handle: str) -> list[StoredPart]:
@@ -139,24 +166,37 @@ class S3Store:
             )
             for page in pages:
                 for p in page.get("Parts", []):
-                    sha = base64.b64decode(p["ChecksumSHA256"]).hex() if p.get("ChecksumSHA256") else ""
-                    found.append(StoredPart(int(p["PartNumber"]), int(p["Size"]), sha, str(p["ETag"])))
+                    sha = (
+                        base64.b64decode(p["ChecksumSHA256"]).hex()
+                        if p.get("ChecksumSHA256")
+                        else ""
+                    )
+                    found.append(
+                        StoredPart(int(p["PartNumber"]), int(p["Size"]), sha, str(p["ETag"]))
+                    )
         except ClientError as exc:
             if error_code(exc) == "NoSuchUpload":
                 raise UploadNotFound(f"no upload {handle!r} in progress for {key}") from None
             raise wrap(exc, f"cannot list the parts of {key}") from exc
         return sorted(found, key=lambda p: p.number)
 
-    def complete_upload(self, key: str, handle: str, parts: list[StoredPart], total_size: int) -> None:
+    def complete_upload(
+        self, key: str, handle: str, parts: list[StoredPart], total_size: int
+    ) -> None:
         if sum(p.size for p in parts) != total_size:
-            raise InvalidPart(f"the parts hold {sum(p.size for p in parts)} bytes, expected {total_size}")
+            raise InvalidPart(
+                f"the parts hold {sum(p.size for p in parts)} bytes, expected {total_size}"
+            )
         listed = [
             {"PartNumber": p.number, "ETag": p.etag, "ChecksumSHA256": _b64(p.sha256)}
             for p in sorted(parts, key=lambda p: p.number)
         ]
         try:
             self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=self._full(key), UploadId=handle, MultipartUpload={"Parts": listed}
+                Bucket=self.bucket,
+                Key=self._full(key),
+                UploadId=handle,
+                MultipartUpload={"Parts": listed},
             )
         except ClientError as exc:
             if error_code(exc) == "NoSuchUpload":
@@ -167,11 +207,15 @@ class S3Store:
         stored = self.size(key)
         if stored != total_size:
             self.delete(key)
-            raise InvalidPart(f"the completed object {key} holds {stored} bytes, expected {total_size}")
+            raise InvalidPart(
+                f"the completed object {key} holds {stored} bytes, expected {total_size}"
+            )
 
     def abort_upload(self, key: str, handle: str) -> None:
         try:
-            self.client.abort_multipart_upload(Bucket=self.bucket, Key=self._full(key), UploadId=handle)
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._full(key), UploadId=handle
+            )
         except ClientError as exc:
             if error_code(exc) not in ("NoSuchUpload", "404"):
                 raise wrap(exc, f"cannot abort the upload of {key}") from exc
@@ -218,7 +262,9 @@ class S3Store:
 
     def size(self, key: str) -> int:
         try:
-            return int(self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"])
+            return int(
+                self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"]
+            )
         except ClientError as exc:
             if error_code(exc) in _MISSING:
                 raise NotFound(f"no object {key}") from None
@@ -235,7 +281,9 @@ class S3Store:
         full = self._full(key)
         try:
             versions: list[dict[str, str]] = []
-            pages = self.client.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=full)
+            pages = self.client.get_paginator("list_object_versions").paginate(
+                Bucket=self.bucket, Prefix=full
+            )
             for page in pages:
                 for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
                     if v["Key"] == full:
@@ -246,7 +294,9 @@ class S3Store:
                 )
                 if answer.get("Errors"):
                     first = answer["Errors"][0]
-                    raise StorageError(f"cannot delete {key}: S3 said {first.get('Code')}: {first.get('Message')}")
+                    raise StorageError(
+                        f"cannot delete {key}: S3 said {first.get('Code')}: {first.get('Message')}"
+                    )
         except (BotoCoreError, ClientError) as exc:
             raise wrap(exc, f"cannot delete {key}") from exc
         return bool(versions)
@@ -254,7 +304,9 @@ class S3Store:
     def presign_get(self, key: str, expires_in_seconds: int) -> str | None:
         return str(
             self.client.generate_presigned_url(
-                "get_object", Params={"Bucket": self.bucket, "Key": self._full(key)}, ExpiresIn=expires_in_seconds
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._full(key)},
+                ExpiresIn=expires_in_seconds,
             )
         )
 

@@ -35,13 +35,17 @@ class Evaluator:
     def register(self, identity: Any | None = None) -> None:
         if identity is not None:
             self.identity = identity
-        r = self.client.put("/v1/me/recipient", json={"recipient": self.recipient}, headers=self.auth)
+        r = self.client.put(
+            "/v1/me/recipient", json={"recipient": self.recipient}, headers=self.auth
+        )
         assert r.status_code == 200, r.get_json()
 
     def ask(self, artifact: dict[str, Any], **body: Any) -> Any:
-        return self.client.post(f"/v1/artifacts/{artifact['id']}/access-requests",
-                                json={"justification": "pre-deployment cyber evaluation", **body},
-                                headers=self.auth)
+        return self.client.post(
+            f"/v1/artifacts/{artifact['id']}/access-requests",
+            json={"justification": "pre-deployment cyber evaluation", **body},
+            headers=self.auth,
+        )
 
     def request(self, artifact: dict[str, Any], **body: Any) -> dict[str, Any]:
         r = self.ask(artifact, **body)
@@ -50,7 +54,9 @@ class Evaluator:
 
     def content(self, artifact: dict[str, Any], range_: str | None = None, **headers: str) -> Any:
         extra = {"Range": range_} if range_ else {}
-        return self.client.get(f"/v1/artifacts/{artifact['id']}/content", headers={**self.auth, **extra, **headers})
+        return self.client.get(
+            f"/v1/artifacts/{artifact['id']}/content", headers={**self.auth, **extra, **headers}
+        )
 
     def url(self, artifact: dict[str, Any]) -> Any:
         return self.client.post(f"/v1/artifacts/{artifact['id']}/download-url", headers=self.auth)
@@ -106,4 +112,8 @@ def entries(client: FlaskClient, principals: Principals, **filters: str) -> list
 
 
 def denials(client: FlaskClient, principals: Principals, reason: str) -> list[dict[str, Any]]:
-    return [e for e in entries(client, principals, action="auth.denied") if e["details"].get("reason") == reason]
+    return [
+        e
+        for e in entries(client, principals, action="auth.denied")
+        if e["details"].get("reason") == reason
+    ]

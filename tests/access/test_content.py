@@ -25,8 +25,9 @@ def config(tmp_path: Path) -> Config:
     return make_config(tmp_path, **{"access.review_window_days": WINDOW_DAYS})
 
 
-def test_download_decrypts_to_the_labs_plaintext(evaluator: Evaluator, shared: Shared, granted: dict,
-                                                  principals: Principals, gw: Gateway) -> None:
+def test_download_decrypts_to_the_labs_plaintext(
+    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals, gw: Gateway
+) -> None:
     r = evaluator.content(shared.artifact)
     assert r.status_code == 200 and r.mimetype == "application/octet-stream"
     assert int(r.headers["Content-Length"]) == len(r.data)
@@ -35,7 +36,9 @@ def test_download_decrypts_to_the_labs_plaintext(evaluator: Evaluator, shared: S
     again = evaluator.content(shared.artifact)
     assert again.data == r.data  # the header is made once per grant
     releases = entries(evaluator.client, principals, action="key.release")
-    assert [(e["grant"], e["details"]["recipient"]) for e in releases] == [(granted["id"], evaluator.recipient)]
+    assert [(e["grant"], e["details"]["recipient"]) for e in releases] == [
+        (granted["id"], evaluator.recipient)
+    ]
     downloads = entries(evaluator.client, principals, action="content.download")
     assert [e["details"]["range"] for e in downloads] == [[0, len(r.data) - 1]] * 2
     with gw.db.session() as session:
@@ -44,18 +47,21 @@ def test_download_decrypts_to_the_labs_plaintext(evaluator: Evaluator, shared: S
         assert stored.recipient == evaluator.recipient
 
 
-def test_the_payload_is_the_labs_untouched(evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway) -> None:
+def test_the_payload_is_the_labs_untouched(
+    evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway
+) -> None:
     body = evaluator.content(shared.artifact).data
     with gw.db.session() as session:
         header = session.get(Grant, granted["id"]).header
     stored = b"".join(gw.store.open_read(f"artifacts/{shared.artifact['upload']}.age"))
     header_size = len(stored) - (len(body) - len(header))
-    assert body[len(header):] == stored[header_size:]
+    assert body[len(header) :] == stored[header_size:]
     assert header != stored[:header_size]  # a new header: the custody stanza is not passed on
 
 
-def test_interrupted_download_resumes_byte_identical(evaluator: Evaluator, shared: Shared, granted: dict,
-                                                      principals: Principals) -> None:
+def test_interrupted_download_resumes_byte_identical(
+    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals
+) -> None:
     whole = evaluator.content(shared.artifact).data
     first = evaluator.content(shared.artifact, "bytes=0-999")
     assert first.status_code == 206 and first.data == whole[:1000]
@@ -66,11 +72,21 @@ def test_interrupted_download_resumes_byte_identical(evaluator: Evaluator, share
     assert tail.data == whole[-10:]
     inside_header = evaluator.content(shared.artifact, "bytes=5-20")
     assert inside_header.data == whole[5:21]
-    ranges = [e["details"]["range"] for e in entries(evaluator.client, principals, action="content.download")]
-    assert ranges[1:] == [[0, 999], [1000, len(whole) - 1], [len(whole) - 10, len(whole) - 1], [5, 20]]
+    ranges = [
+        e["details"]["range"]
+        for e in entries(evaluator.client, principals, action="content.download")
+    ]
+    assert ranges[1:] == [
+        [0, 999],
+        [1000, len(whole) - 1],
+        [len(whole) - 10, len(whole) - 1],
+        [5, 20],
+    ]
 
 
-def test_if_range_mismatch_sends_everything(evaluator: Evaluator, shared: Shared, granted: dict) -> None:
+def test_if_range_mismatch_sends_everything(
+    evaluator: Evaluator, shared: Shared, granted: dict
+) -> None:
     first = evaluator.content(shared.artifact, "bytes=0-9")
     same = evaluator.content(shared.artifact, "bytes=0-9", **{"If-Range": first.headers["ETag"]})
     assert same.status_code == 206
@@ -78,8 +94,9 @@ def test_if_range_mismatch_sends_everything(evaluator: Evaluator, shared: Shared
     assert other.status_code == 200 and evaluator.decrypt(other.data) == shared.plaintext
 
 
-def test_range_past_the_end_is_416(evaluator: Evaluator, shared: Shared, granted: dict,
-                                   principals: Principals) -> None:
+def test_range_past_the_end_is_416(
+    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals
+) -> None:
     total = len(evaluator.content(shared.artifact).data)
     r = evaluator.content(shared.artifact, f"bytes={total}-")
     assert r.status_code == 416 and r.mimetype == "application/problem+json"
@@ -87,7 +104,9 @@ def test_range_past_the_end_is_416(evaluator: Evaluator, shared: Shared, granted
     assert len(denials(evaluator.client, principals, "range past the end")) == 1
 
 
-def test_no_recipient_is_409(client: FlaskClient, principals: Principals, lab: Lab, shared: Shared) -> None:
+def test_no_recipient_is_409(
+    client: FlaskClient, principals: Principals, lab: Lab, shared: Shared
+) -> None:
     fresh = evaluator_for(client, principals, "eval2")  # never registered a recipient
     req = fresh.request(shared.artifact)
     assert approve(lab, req["id"]).status_code == 201
@@ -97,8 +116,14 @@ def test_no_recipient_is_409(client: FlaskClient, principals: Principals, lab: L
     assert entries(client, principals, action="key.release") == []
 
 
-def test_header_is_for_the_grantee_only(client: FlaskClient, principals: Principals, lab: Lab, shared: Shared,
-                                        evaluator: Evaluator, granted: dict) -> None:
+def test_header_is_for_the_grantee_only(
+    client: FlaskClient,
+    principals: Principals,
+    lab: Lab,
+    shared: Shared,
+    evaluator: Evaluator,
+    granted: dict,
+) -> None:
     colleague = evaluator_for(client, principals, "eval2")  # same agency, no grant
     colleague.register()
     assert colleague.content(shared.artifact).status_code == 403
@@ -107,8 +132,9 @@ def test_header_is_for_the_grantee_only(client: FlaskClient, principals: Princip
         colleague.decrypt(body)
 
 
-def test_recipient_changed_after_release_is_not_released_again(evaluator: Evaluator, shared: Shared,
-                                                               granted: dict, principals: Principals) -> None:
+def test_recipient_changed_after_release_is_not_released_again(
+    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals
+) -> None:
     assert evaluator.content(shared.artifact).status_code == 200
     old = evaluator.identity
     evaluator.register(x25519.Identity.generate())
@@ -120,8 +146,9 @@ def test_recipient_changed_after_release_is_not_released_again(evaluator: Evalua
     assert evaluator.decrypt(evaluator.content(shared.artifact).data) == shared.plaintext
 
 
-def test_recipient_changed_before_release_gets_the_new_one(evaluator: Evaluator, shared: Shared,
-                                                          granted: dict) -> None:
+def test_recipient_changed_before_release_gets_the_new_one(
+    evaluator: Evaluator, shared: Shared, granted: dict
+) -> None:
     evaluator.register(x25519.Identity.generate())
     assert evaluator.decrypt(evaluator.content(shared.artifact).data) == shared.plaintext
 
@@ -135,23 +162,43 @@ def test_credentials_follow_the_same_path(lab: Lab, evaluator: Evaluator) -> Non
     assert evaluator.decrypt(evaluator.content(artifact).data) == secret
 
 
-OTHERS = [("lab", "lab-a", 403), ("auditor", "oversight", 403), ("admin", "operator", 403), ("lab_b", "lab-b", 404),
-          ("eval_b", "agency-b", 404)]
+OTHERS = [
+    ("lab", "lab-a", 403),
+    ("auditor", "oversight", 403),
+    ("admin", "operator", 403),
+    ("lab_b", "lab-b", 404),
+    ("eval_b", "agency-b", 404),
+]
 
 
-def test_nobody_else_gets_content_or_header(client: FlaskClient, principals: Principals, shared: Shared,
-                                            granted: dict) -> None:
+def test_nobody_else_gets_content_or_header(
+    client: FlaskClient, principals: Principals, shared: Shared, granted: dict
+) -> None:
     aid = shared.artifact["id"]
     for n, (who, org, status) in enumerate(OTHERS, start=1):
-        assert client.get(f"/v1/artifacts/{aid}/content", headers=principals.auth(who)).status_code == status, who
-        assert client.post(f"/v1/artifacts/{aid}/download-url", headers=principals.auth(who)).status_code == status
+        assert (
+            client.get(f"/v1/artifacts/{aid}/content", headers=principals.auth(who)).status_code
+            == status
+        ), who
+        assert (
+            client.post(
+                f"/v1/artifacts/{aid}/download-url", headers=principals.auth(who)
+            ).status_code
+            == status
+        )
         denied = entries(client, principals, action="auth.denied")
         assert len(denied) == 2 * n and {e["org"] for e in denied[-2:]} == {org}
     assert entries(client, principals, action="key.release") == []
 
 
-def test_state_refusals(client: FlaskClient, principals: Principals, lab: Lab, shared: Shared,
-                        evaluator: Evaluator, clock: FrozenClock) -> None:
+def test_state_refusals(
+    client: FlaskClient,
+    principals: Principals,
+    lab: Lab,
+    shared: Shared,
+    evaluator: Evaluator,
+    clock: FrozenClock,
+) -> None:
     def refused(status: int, reason: str) -> None:
         r = evaluator.content(shared.artifact)
         assert r.status_code == status, r.get_json()
@@ -169,7 +216,9 @@ def test_state_refusals(client: FlaskClient, principals: Principals, lab: Lab, s
     assert client.delete(f"/v1/grants/{grant['id']}", headers=lab.auth).status_code == 204
     refused(403, "grant revoked")
     clock.advance(seconds=1)
-    assert approve(lab, evaluator.request(shared.artifact, duration_hours=1)["id"]).status_code == 201
+    assert (
+        approve(lab, evaluator.request(shared.artifact, duration_hours=1)["id"]).status_code == 201
+    )
     clock.advance(hours=1)
     refused(403, "grant expired")
     clock.advance(days=WINDOW_DAYS)
@@ -178,24 +227,38 @@ def test_state_refusals(client: FlaskClient, principals: Principals, lab: Lab, s
     assert len(entries(client, principals, action="content.download")) == 1
 
 
-def test_withdrawn_artifact_is_gone(client: FlaskClient, principals: Principals, lab: Lab, shared: Shared,
-                                    evaluator: Evaluator, granted: dict) -> None:
-    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+def test_withdrawn_artifact_is_gone(
+    client: FlaskClient,
+    principals: Principals,
+    lab: Lab,
+    shared: Shared,
+    evaluator: Evaluator,
+    granted: dict,
+) -> None:
+    assert (
+        client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    )
     assert evaluator.content(shared.artifact).status_code == 410
     assert evaluator.url(shared.artifact).status_code == 410
     assert len(denials(client, principals, "artifact withdrawn")) == 2
 
 
 def test_content_is_streamed(evaluator: Evaluator, shared: Shared, granted: dict) -> None:
-    r = evaluator.client.get(f"/v1/artifacts/{shared.artifact['id']}/content", headers=evaluator.auth,
-                             buffered=False)
+    r = evaluator.client.get(
+        f"/v1/artifacts/{shared.artifact['id']}/content", headers=evaluator.auth, buffered=False
+    )
     assert r.is_streamed
     assert evaluator.decrypt(b"".join(r.response)) == shared.plaintext
     r.close()
 
 
-def test_an_access_that_cannot_be_logged_does_not_happen(evaluator: Evaluator, shared: Shared, granted: dict,
-                                                         gw: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_access_that_cannot_be_logged_does_not_happen(
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,
+    gw: Gateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from sqlalchemy.exc import OperationalError
 
     from gateway.audit import store
@@ -213,8 +276,14 @@ def test_an_access_that_cannot_be_logged_does_not_happen(evaluator: Evaluator, s
     assert released.status_code == 200 and evaluator.decrypt(released.data) == shared.plaintext
 
 
-def test_concurrent_first_downloads_release_once(app, evaluator: Evaluator, shared: Shared, granted: dict,  # noqa: ANN001
-                                                 principals: Principals, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_concurrent_first_downloads_release_once(
+    app,
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,  # noqa: ANN001
+    principals: Principals,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
@@ -232,7 +301,9 @@ def test_concurrent_first_downloads_release_once(app, evaluator: Evaluator, shar
     monkeypatch.setattr(age, "reheader", racing)
 
     def fetch(_: int) -> bytes:
-        r = app.test_client().get(f"/v1/artifacts/{shared.artifact['id']}/content", headers=evaluator.auth)
+        r = app.test_client().get(
+            f"/v1/artifacts/{shared.artifact['id']}/content", headers=evaluator.auth
+        )
         assert r.status_code == 200, r.get_json()
         return bytes(r.data)
 
@@ -242,9 +313,9 @@ def test_concurrent_first_downloads_release_once(app, evaluator: Evaluator, shar
     assert len(entries(evaluator.client, principals, action="key.release")) == 1
 
 
-def test_the_owning_lab_sees_the_accesses_to_its_artifact(client: FlaskClient, principals: Principals,
-                                                          evaluator: Evaluator, shared: Shared,
-                                                          granted: dict) -> None:
+def test_the_owning_lab_sees_the_accesses_to_its_artifact(
+    client: FlaskClient, principals: Principals, evaluator: Evaluator, shared: Shared, granted: dict
+) -> None:
     evaluator.content(shared.artifact, "bytes=0-99")
     outsider = evaluator_for(client, principals, "eval_b")
     outsider.content(shared.artifact)  # refused, and logged

@@ -29,40 +29,58 @@ def fetch(evaluator: Evaluator, issued: dict, range_: str | None = None) -> byte
     return r.data
 
 
-def test_url_and_header_give_the_plaintext(evaluator: Evaluator, shared: Shared, granted: dict,
-                                           principals: Principals, clock: FrozenClock) -> None:
+def test_url_and_header_give_the_plaintext(
+    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals, clock: FrozenClock
+) -> None:
     r = evaluator.url(shared.artifact)
     assert r.status_code == 201
     issued = r.get_json()
     assert when(issued["expires_at"]) == clock.now() + timedelta(minutes=15)
     header = base64.b64decode(issued["header"])
     stored = fetch(evaluator, issued)  # no bearer token: the URL is the credential
-    assert evaluator.decrypt(header + stored[issued["payload_offset"]:]) == shared.plaintext
+    assert evaluator.decrypt(header + stored[issued["payload_offset"] :]) == shared.plaintext
     assert fetch(evaluator, issued, "bytes=100-199") == stored[100:200]
     # The same header as the content route: one release per grant.
     assert evaluator.content(shared.artifact).data.startswith(header)
     assert len(entries(evaluator.client, principals, action="key.release")) == 1
     issue = entries(evaluator.client, principals, action="url.issue")
-    assert len(issue) == 1 and issue[0]["grant"] == granted["id"] and "url" not in issue[0]["details"]
-    via = [e["details"]["via"] for e in entries(evaluator.client, principals, action="content.download")]
+    assert (
+        len(issue) == 1 and issue[0]["grant"] == granted["id"] and "url" not in issue[0]["details"]
+    )
+    via = [
+        e["details"]["via"]
+        for e in entries(evaluator.client, principals, action="content.download")
+    ]
     assert via == ["url", "url", "gateway"]
 
 
-def test_url_never_outlives_the_grant(lab: Lab, evaluator: Evaluator, shared: Shared, clock: FrozenClock) -> None:
+def test_url_never_outlives_the_grant(
+    lab: Lab, evaluator: Evaluator, shared: Shared, clock: FrozenClock
+) -> None:
     grant = approve(lab, evaluator.request(shared.artifact, duration_hours=1)["id"]).get_json()
     clock.advance(minutes=55)
     issued = evaluator.url(shared.artifact).get_json()
     assert issued["expires_at"] == grant["not_after"]
 
 
-def test_expired_tampered_and_revoked_urls_are_refused(client: FlaskClient, principals: Principals, lab: Lab,
-                                                       evaluator: Evaluator, shared: Shared, granted: dict,
-                                                       clock: FrozenClock) -> None:
+def test_expired_tampered_and_revoked_urls_are_refused(
+    client: FlaskClient,
+    principals: Principals,
+    lab: Lab,
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,
+    clock: FrozenClock,
+) -> None:
     issued = evaluator.url(shared.artifact).get_json()
     u = urlparse(issued["url"])
     q = {k: v[0] for k, v in parse_qs(u.query).items()}
-    for changed in ({"sig": q["sig"][:-2] + ("AA" if q["sig"][-2:] != "AA" else "BB")},
-                    {"expires": str(int(q["expires"]) + 3600)}, {"grant": "grt_other"}, {"sig": ""}):
+    for changed in (
+        {"sig": q["sig"][:-2] + ("AA" if q["sig"][-2:] != "AA" else "BB")},
+        {"expires": str(int(q["expires"]) + 3600)},
+        {"grant": "grt_other"},
+        {"sig": ""},
+    ):
         r = client.get(f"{u.path}?{urlencode({**q, **changed})}")
         assert r.status_code == 403, changed
     other = f"/download/art_other?{u.query}"
@@ -76,10 +94,14 @@ def test_expired_tampered_and_revoked_urls_are_refused(client: FlaskClient, prin
     assert len(denials(client, principals, "grant revoked")) == 1
 
 
-def test_url_range_past_end(client: FlaskClient, evaluator: Evaluator, shared: Shared, granted: dict) -> None:
+def test_url_range_past_end(
+    client: FlaskClient, evaluator: Evaluator, shared: Shared, granted: dict
+) -> None:
     issued = evaluator.url(shared.artifact).get_json()
     r = client.get(path_of(issued["url"]), headers={"Range": f"bytes={shared.artifact['size']}-"})
-    assert r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{shared.artifact['size']}"
+    assert (
+        r.status_code == 416 and r.headers["Content-Range"] == f"bytes */{shared.artifact['size']}"
+    )
 
 
 def test_no_grant_no_url(evaluator: Evaluator, shared: Shared, principals: Principals) -> None:

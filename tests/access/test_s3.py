@@ -30,12 +30,21 @@ def gw(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> I
 
     from gateway import setup
 
-    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
-                        ("AWS_DEFAULT_REGION", "us-east-1")):
+    for name, value in (
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ("AWS_DEFAULT_REGION", "us-east-1"),
+    ):
         monkeypatch.setenv(name, value)
     with mock_aws():
-        config = make_config(tmp_path, **{"storage.backend": "s3", "storage.bucket": BUCKET,
-                                          "storage.audit_bucket": AUDIT_BUCKET})
+        config = make_config(
+            tmp_path,
+            **{
+                "storage.backend": "s3",
+                "storage.bucket": BUCKET,
+                "storage.audit_bucket": AUDIT_BUCKET,
+            },
+        )
         list(setup.init(config))
         # The provisioned bucket policy (tested in tests/storage) admits only the gateway's
         # own principal, which moto cannot tell apart from this test's: drop it here.
@@ -48,14 +57,19 @@ def gw(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> I
 
 
 def versions(key: str) -> list[dict]:
-    answer = boto3.client("s3", region_name="us-east-1").list_object_versions(Bucket=BUCKET, Prefix=key)
+    answer = boto3.client("s3", region_name="us-east-1").list_object_versions(
+        Bucket=BUCKET, Prefix=key
+    )
     return answer.get("Versions", []) + answer.get("DeleteMarkers", [])
 
 
-def test_presigned_url_download_and_withdrawal(client: FlaskClient, lab: Lab, evaluator: Evaluator,
-                                               shared: Shared, granted: dict, gw: Gateway) -> None:
+def test_presigned_url_download_and_withdrawal(
+    client: FlaskClient, lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway
+) -> None:
     key = f"artifacts/{shared.artifact['upload']}.age"
-    assert evaluator.decrypt(evaluator.content(shared.artifact, "bytes=0-").data) == shared.plaintext
+    assert (
+        evaluator.decrypt(evaluator.content(shared.artifact, "bytes=0-").data) == shared.plaintext
+    )
 
     issued = evaluator.url(shared.artifact).get_json()
     query = parse_qs(urlparse(issued["url"]).query)
@@ -63,10 +77,14 @@ def test_presigned_url_download_and_withdrawal(client: FlaskClient, lab: Lab, ev
     fetched = requests.get(issued["url"], timeout=10)
     assert fetched.status_code == 200
     header = base64.b64decode(issued["header"])
-    assert evaluator.decrypt(header + fetched.content[issued["payload_offset"]:]) == shared.plaintext
+    assert (
+        evaluator.decrypt(header + fetched.content[issued["payload_offset"] :]) == shared.plaintext
+    )
 
     assert versions(key)
-    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    assert (
+        client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    )
     assert versions(key) == []
     with gw.db.session() as session:
         assert session.query(CustodyKey).count() == 0
@@ -74,8 +92,9 @@ def test_presigned_url_download_and_withdrawal(client: FlaskClient, lab: Lab, ev
     assert evaluator.url(shared.artifact).status_code == 410
 
 
-def test_expiry_deletes_every_version(lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway,
-                                      clock: FrozenClock) -> None:
+def test_expiry_deletes_every_version(
+    lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway, clock: FrozenClock
+) -> None:
     from gateway.sweeper import sweep_once
 
     key = f"artifacts/{shared.artifact['upload']}.age"

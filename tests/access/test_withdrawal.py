@@ -55,14 +55,26 @@ def no_route_releases(client: FlaskClient, evaluator: Evaluator, shared: Shared)
     assert shown["manifest"] == shared.artifact["manifest"]
 
 
-def test_lab_withdraws(client: FlaskClient, principals: Principals, lab: Lab, evaluator: Evaluator,
-                       shared: Shared, granted: dict, gw: Gateway) -> None:
+def test_lab_withdraws(
+    client: FlaskClient,
+    principals: Principals,
+    lab: Lab,
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,
+    gw: Gateway,
+) -> None:
     evaluator.content(shared.artifact)  # the key was released once
     issued = evaluator.url(shared.artifact).get_json()
-    pending = client.post(f"/v1/artifacts/{shared.artifact['id']}/access-requests", json={"justification": "x"},
-                          headers=principals.auth("eval2")).get_json()
+    pending = client.post(
+        f"/v1/artifacts/{shared.artifact['id']}/access-requests",
+        json={"justification": "x"},
+        headers=principals.auth("eval2"),
+    ).get_json()
     assert gw.store.exists(object_key(shared))
-    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    assert (
+        client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
+    )
     assert_shredded(gw, shared, "withdrawn")
     no_route_releases(client, evaluator, shared)
     u = urlparse(issued["url"])
@@ -72,26 +84,42 @@ def test_lab_withdraws(client: FlaskClient, principals: Principals, lab: Lab, ev
     withdrawn = entries(client, principals, action="artifact.withdraw")
     assert len(withdrawn) == 1 and withdrawn[0]["details"]["key_shredded"] is True
     assert withdrawn[0]["details"]["objects_deleted"] == [object_key(shared)]
-    assert [e["grant"] for e in entries(client, principals, action="grant.revoke")] == [granted["id"]]
+    assert [e["grant"] for e in entries(client, principals, action="grant.revoke")] == [
+        granted["id"]
+    ]
     # The history stays: the release and the download before the withdrawal are still there.
     assert len(entries(client, principals, action="key.release")) == 1
-    assert client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 410
+    assert (
+        client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 410
+    )
 
 
-def test_only_the_owning_lab_withdraws(client: FlaskClient, principals: Principals, shared: Shared,
-                                       gw: Gateway) -> None:
+def test_only_the_owning_lab_withdraws(
+    client: FlaskClient, principals: Principals, shared: Shared, gw: Gateway
+) -> None:
     others = (("eval", 403), ("auditor", 403), ("admin", 403), ("lab_b", 404), ("eval_b", 404))
     for who, status in others:
         r = client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth(who))
         assert r.status_code == status, who
     assert gw.store.exists(object_key(shared))
-    assert client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth("lab")).get_json()["state"] \
+    assert (
+        client.get(
+            f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth("lab")
+        ).get_json()["state"]
         == "available"
+    )
     assert len(entries(client, principals, action="auth.denied")) == len(others)
 
 
-def test_review_window_ends(client: FlaskClient, principals: Principals, lab: Lab, evaluator: Evaluator,
-                            shared: Shared, gw: Gateway, clock: FrozenClock) -> None:
+def test_review_window_ends(
+    client: FlaskClient,
+    principals: Principals,
+    lab: Lab,
+    evaluator: Evaluator,
+    shared: Shared,
+    gw: Gateway,
+    clock: FrozenClock,
+) -> None:
     req = evaluator.request(shared.artifact, duration_hours=24 * WINDOW_DAYS)
     assert approve(lab, req["id"]).status_code == 201
     assert evaluator.content(shared.artifact).status_code == 200
@@ -105,13 +133,25 @@ def test_review_window_ends(client: FlaskClient, principals: Principals, lab: La
     assert len(denials(client, principals, "artifact expired")) == 3
     expired = entries(client, principals, action="artifact.expire")
     assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [object_key(shared)]
-    assert [e["details"]["cause"] for e in entries(client, principals, action="grant.expire")] == ["artifact expired"]
+    assert [e["details"]["cause"] for e in entries(client, principals, action="grant.expire")] == [
+        "artifact expired"
+    ]
     assert sweep_once(gw)["artifacts_expired"] == 0  # idempotent
-    assert client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).get_json()["state"] == "expired"
+    assert (
+        client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).get_json()["state"]
+        == "expired"
+    )
 
 
-def test_sweeper_expires_grants(client: FlaskClient, principals: Principals, evaluator: Evaluator,
-                                shared: Shared, granted: dict, gw: Gateway, clock: FrozenClock) -> None:
+def test_sweeper_expires_grants(
+    client: FlaskClient,
+    principals: Principals,
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,
+    gw: Gateway,
+    clock: FrozenClock,
+) -> None:
     assert evaluator.content(shared.artifact).status_code == 200
     clock.advance(hours=71, minutes=59)
     assert sweep_once(gw)["grants_expired"] == 0
@@ -120,7 +160,9 @@ def test_sweeper_expires_grants(client: FlaskClient, principals: Principals, eva
     with gw.db.session() as session:
         grant = session.get(Grant, granted["id"])
         assert grant.state == "expired" and grant.header is None
-    assert [e["grant"] for e in entries(client, principals, action="grant.expire")] == [granted["id"]]
+    assert [e["grant"] for e in entries(client, principals, action="grant.expire")] == [
+        granted["id"]
+    ]
     assert evaluator.content(shared.artifact).status_code == 403
     assert sweep_once(gw)["grants_expired"] == 0
     assert gw.store.exists(object_key(shared))  # the artifact itself lives on

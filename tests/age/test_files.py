@@ -14,13 +14,25 @@ from gateway.age.format import Stanza, write_header
 from tests.age.conftest import CHUNK, data, decrypt_bytes, encrypt_bytes
 
 BATCH_BYTES = stream.BATCH * CHUNK
-SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK, BATCH_BYTES - 1, BATCH_BYTES, BATCH_BYTES + 1,
-         2 * BATCH_BYTES + CHUNK + 7]
+SIZES = [
+    0,
+    1,
+    CHUNK - 1,
+    CHUNK,
+    CHUNK + 1,
+    3 * CHUNK,
+    BATCH_BYTES - 1,
+    BATCH_BYTES,
+    BATCH_BYTES + 1,
+    2 * BATCH_BYTES + CHUNK + 7,
+]
 
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("threads", [0, 2])
-def test_round_trip_at_chunk_and_batch_boundaries(size: int, threads: int, identity: age.X25519Identity) -> None:
+def test_round_trip_at_chunk_and_batch_boundaries(
+    size: int, threads: int, identity: age.X25519Identity
+) -> None:
     plaintext = data(size, size)
     ciphertext = encrypt_bytes(plaintext, [identity.to_recipient()], threads=threads)
     header = age.parse_header(ciphertext)
@@ -69,7 +81,10 @@ def test_armored_round_trip(size: int, identity: age.X25519Identity) -> None:
     armored = encrypt_bytes(plaintext, [identity.to_recipient()], armor=True)
     text = armored.decode("ascii")
     lines = text.split("\n")
-    assert lines[0] == "-----BEGIN AGE ENCRYPTED FILE-----" and lines[-2] == "-----END AGE ENCRYPTED FILE-----"
+    assert (
+        lines[0] == "-----BEGIN AGE ENCRYPTED FILE-----"
+        and lines[-2] == "-----END AGE ENCRYPTED FILE-----"
+    )
     assert all(len(line) == 64 for line in lines[1:-3]) and 0 < len(lines[-3]) <= 64
     assert decrypt_bytes(armored, [identity]) == plaintext
     assert decrypt_bytes(b"\n  \r\n" + armored + b"\n\n", [identity]) == plaintext
@@ -94,7 +109,10 @@ def test_scrypt_round_trip_and_rules(recipient: age.X25519Recipient) -> None:
         decrypt_bytes(ciphertext, [age.ScryptIdentity("correct horse", max_work_factor=9)])
     with pytest.raises(age.UsageError, match="only recipient"):
         encrypt_bytes(b"x", [age.ScryptRecipient("pw", work_factor=10), recipient])
-    mixed = write_header([*age.ScryptRecipient("pw", work_factor=10).wrap(bytes(16)), Stanza("x", (), b"")], bytes(16))
+    mixed = write_header(
+        [*age.ScryptRecipient("pw", work_factor=10).wrap(bytes(16)), Stanza("x", (), b"")],
+        bytes(16),
+    )
     for ids in ([age.ScryptIdentity("pw")], [age.X25519Identity.generate()]):
         with pytest.raises(age.HeaderError, match="only stanza"):
             age.unwrap_file_key(age.parse_header(mixed), ids)
@@ -141,12 +159,21 @@ def test_encrypt_needs_a_recipient() -> None:
         (lambda p: p[:-1], age.PayloadError),  # truncated final chunk
         (lambda p: p[: -(CHUNK + 16 + 5)], age.PayloadError),  # final chunk dropped
         (lambda p: p + b"\x00", age.PayloadError),  # trailing data
-        (lambda p: p[:16] + p[16 + CHUNK + 16 : 16 + 2 * (CHUNK + 16)] + p[16 : 16 + CHUNK + 16]
-         + p[16 + 2 * (CHUNK + 16) :], age.PayloadError),  # two chunks swapped
+        (
+            lambda p: (
+                p[:16]
+                + p[16 + CHUNK + 16 : 16 + 2 * (CHUNK + 16)]
+                + p[16 : 16 + CHUNK + 16]
+                + p[16 + 2 * (CHUNK + 16) :]
+            ),
+            age.PayloadError,
+        ),  # two chunks swapped
         (lambda p: p[:15], age.HeaderError),  # the nonce is cut
     ],
 )
-def test_payload_tampering_is_refused(mutate: object, error: type, identity: age.X25519Identity) -> None:
+def test_payload_tampering_is_refused(
+    mutate: object, error: type, identity: age.X25519Identity
+) -> None:
     plaintext = data(2 * CHUNK + 100)
     original = encrypt_bytes(plaintext, [identity.to_recipient()])
     header = age.parse_header(original)
@@ -168,8 +195,9 @@ def test_text_streams_are_refused_cleanly(identity: age.X25519Identity) -> None:
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("threads", [0, 2])
-def test_regular_files_round_trip_and_are_left_at_their_end(size: int, threads: int, tmp_path: Path,
-                                                            identity: age.X25519Identity) -> None:
+def test_regular_files_round_trip_and_are_left_at_their_end(
+    size: int, threads: int, tmp_path: Path, identity: age.X25519Identity
+) -> None:
     plaintext = data(size, size + 5)
     source, sealed = tmp_path / "plain", tmp_path / "plain.age"
     source.write_bytes(b"skipped" + plaintext)
@@ -185,8 +213,9 @@ def test_regular_files_round_trip_and_are_left_at_their_end(size: int, threads: 
     assert out.getvalue() == plaintext
 
 
-def test_a_truncated_regular_file_is_refused_with_the_plaintext_before(tmp_path: Path,
-                                                                       identity: age.X25519Identity) -> None:
+def test_a_truncated_regular_file_is_refused_with_the_plaintext_before(
+    tmp_path: Path, identity: age.X25519Identity
+) -> None:
     plaintext = data(3 * BATCH_BYTES, 6)
     ciphertext = encrypt_bytes(plaintext, [identity.to_recipient()])
     path = tmp_path / "cut.age"

@@ -49,7 +49,11 @@ def test_read_header_over_a_source_with_only_read(recipient: age.X25519Recipient
 
 @pytest.mark.parametrize("body_len", [0, 1, 47, 48, 49, 96, 200])
 def test_stanza_bodies_wrap_at_64_columns_and_round_trip(body_len: int) -> None:
-    stanza = Stanza("example.com/test", ("a", "b!"), bytes(range(body_len % 256)) * (body_len // 256) + bytes(body_len % 256))
+    stanza = Stanza(
+        "example.com/test",
+        ("a", "b!"),
+        bytes(range(body_len % 256)) * (body_len // 256) + bytes(body_len % 256),
+    )
     raw = _header(stanza)
     lines = raw.split(b"\n")
     body_lines = lines[2:-2]
@@ -100,7 +104,13 @@ def test_header_size_is_capped() -> None:
 
 def test_stanza_count_is_capped() -> None:
     many = [Stanza("x", (), b"")] * (MAX_STANZAS + 1)
-    raw = b"age-encryption.org/v1\n" + b"".join(s.encode() for s in many) + b"--- " + b"A" * 43 + b"\n"
+    raw = (
+        b"age-encryption.org/v1\n"
+        + b"".join(s.encode() for s in many)
+        + b"--- "
+        + b"A" * 43
+        + b"\n"
+    )
     with pytest.raises(age.HeaderError, match="stanzas"):
         age.parse_header(raw)
 
@@ -122,7 +132,9 @@ def test_random_bytes_never_crash_the_parser(data: bytes) -> None:
 @settings(max_examples=200)
 @given(st.data())
 def test_mutated_headers_parse_or_fail_cleanly(data: st.DataObject) -> None:
-    raw = bytearray(_header(Stanza("X25519", ("c2hhcmU",), bytes(32)), Stanza("other", ("1", "2"), bytes(70))))
+    raw = bytearray(
+        _header(Stanza("X25519", ("c2hhcmU",), bytes(32)), Stanza("other", ("1", "2"), bytes(70)))
+    )
     pos = data.draw(st.integers(0, len(raw) - 1))
     raw[pos] = data.draw(st.integers(0, 255))
     try:

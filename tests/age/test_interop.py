@@ -63,7 +63,9 @@ def _armor(binary: bytes) -> bytes:
 
 @pytest.mark.parametrize("armor", [False, True], ids=["binary", "armored"])
 @pytest.mark.parametrize("size", SIZES)
-def test_age_decrypts_ours(size: int, armor: bool, age_bin: str, keys: tuple[age.X25519Identity, Path]) -> None:
+def test_age_decrypts_ours(
+    size: int, armor: bool, age_bin: str, keys: tuple[age.X25519Identity, Path]
+) -> None:
     identity, path = keys
     plaintext = data(size, size)
     ciphertext = encrypt_bytes(plaintext, [identity.to_recipient()], armor=armor)
@@ -72,19 +74,24 @@ def test_age_decrypts_ours(size: int, armor: bool, age_bin: str, keys: tuple[age
 
 @pytest.mark.parametrize("armor", [False, True], ids=["binary", "armored"])
 @pytest.mark.parametrize("size", SIZES)
-def test_we_decrypt_age(size: int, armor: bool, age_bin: str, keys: tuple[age.X25519Identity, Path]) -> None:
+def test_we_decrypt_age(
+    size: int, armor: bool, age_bin: str, keys: tuple[age.X25519Identity, Path]
+) -> None:
     identity, _ = keys
     plaintext = data(size, size + 1)
     flags = ["-a"] if armor else []
     ciphertext = _age(age_bin, "-e", "-r", str(identity.to_recipient()), *flags, stdin=plaintext)
-    assert ciphertext.startswith(b"-----BEGIN AGE ENCRYPTED FILE-----" if armor else b"age-encryption.org/v1\n")
+    assert ciphertext.startswith(
+        b"-----BEGIN AGE ENCRYPTED FILE-----" if armor else b"age-encryption.org/v1\n"
+    )
     assert decrypt_bytes(ciphertext, [identity]) == plaintext
 
 
 @pytest.mark.parametrize("armor", [False, True], ids=["binary", "armored"])
 @pytest.mark.parametrize("size", SIZES)
-def test_age_decrypts_a_reheadered_age_file(size: int, armor: bool, age_bin: str,
-                                            keys: tuple[age.X25519Identity, Path], tmp_path: Path) -> None:
+def test_age_decrypts_a_reheadered_age_file(
+    size: int, armor: bool, age_bin: str, keys: tuple[age.X25519Identity, Path], tmp_path: Path
+) -> None:
     custody, _ = keys
     evaluator = age.X25519Identity.generate()
     evaluator_file = tmp_path / "evaluator.txt"
@@ -94,14 +101,17 @@ def test_age_decrypts_a_reheadered_age_file(size: int, armor: bool, age_bin: str
     stored = _age(age_bin, "-e", "-r", str(custody.to_recipient()), *flags, stdin=plaintext)
     binary = _dearmor(stored) if armor else stored
     header = age.read_header(io.BytesIO(binary))
-    released = age.reheader(header, [custody], [evaluator.to_recipient()]) + binary[len(header.raw) :]
+    released = (
+        age.reheader(header, [custody], [evaluator.to_recipient()]) + binary[len(header.raw) :]
+    )
     delivered = _armor(released) if armor else released
     assert _age(age_bin, "-d", "-i", str(evaluator_file), stdin=delivered) == plaintext
 
 
 @pytest.mark.parametrize("size", [0, CHUNK, 5 * (1 << 20) + 3])
-def test_files_by_position_interoperate(size: int, age_bin: str, keys: tuple[age.X25519Identity, Path],
-                                        tmp_path: Path) -> None:
+def test_files_by_position_interoperate(
+    size: int, age_bin: str, keys: tuple[age.X25519Identity, Path], tmp_path: Path
+) -> None:
     """The regular-file fast path, both ways: our file for `age -d`, `age -e`'s file for us."""
     identity, path = keys
     plaintext = data(size, size + 3)
@@ -110,8 +120,11 @@ def test_files_by_position_interoperate(size: int, age_bin: str, keys: tuple[age
     with open(plain, "rb") as src, open(ours, "wb") as dst:
         age.encrypt(src, dst, [identity.to_recipient()])
     assert _age(age_bin, "-d", "-i", str(path), ours.as_posix(), stdin=b"") == plaintext
-    done = subprocess.run([age_bin, "-e", "-r", str(identity.to_recipient()), "-o", str(theirs), str(plain)],
-                          capture_output=True, timeout=60)
+    done = subprocess.run(
+        [age_bin, "-e", "-r", str(identity.to_recipient()), "-o", str(theirs), str(plain)],
+        capture_output=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr.decode()
     out = io.BytesIO()
     with open(theirs, "rb") as src:

@@ -24,7 +24,9 @@ def test_x25519_spec_example_identity_gives_spec_recipient() -> None:
 def test_generated_keys_round_trip_through_strings(kind: type) -> None:
     identity = kind.generate()
     text = str(identity)
-    assert text.startswith("AGE-SECRET-KEY-PQ-1" if kind is age.HybridIdentity else "AGE-SECRET-KEY-1")
+    assert text.startswith(
+        "AGE-SECRET-KEY-PQ-1" if kind is age.HybridIdentity else "AGE-SECRET-KEY-1"
+    )
     again = age.parse_identity(text)
     assert type(again) is kind and str(again) == text
     recipient = identity.to_recipient()

@@ -20,8 +20,12 @@ near_boundary = st.builds(lambda k, d: max(0, k * CHUNK + d), st.integers(0, 4),
 
 
 @settings(max_examples=25, deadline=None)
-@given(size=st.one_of(near_boundary, st.integers(0, 5 * CHUNK)), seed=st.integers(0, 2**16),
-       armor=st.booleans(), threads=st.sampled_from([0, 1, 2]))
+@given(
+    size=st.one_of(near_boundary, st.integers(0, 5 * CHUNK)),
+    seed=st.integers(0, 2**16),
+    armor=st.booleans(),
+    threads=st.sampled_from([0, 1, 2]),
+)
 def test_round_trip(size: int, seed: int, armor: bool, threads: int) -> None:
     plaintext = data(size, seed)
     ciphertext = encrypt_bytes(plaintext, [RECIPIENT], armor=armor, threads=threads)
@@ -84,8 +88,12 @@ def test_any_deletion_is_refused(start: int, length: int) -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(junk=st.binary(max_size=600), prefix=st.sampled_from([b"", b"age-encryption.org/v1\n-> X25519 ",
-                                                              b"-----BEGIN AGE ENCRYPTED FILE-----\n"]))
+@given(
+    junk=st.binary(max_size=600),
+    prefix=st.sampled_from(
+        [b"", b"age-encryption.org/v1\n-> X25519 ", b"-----BEGIN AGE ENCRYPTED FILE-----\n"]
+    ),
+)
 def test_hostile_input_only_raises_module_errors(junk: bytes, prefix: bytes) -> None:
     try:
         age.decrypt(io.BytesIO(prefix + junk), io.BytesIO(), [IDENTITY, age.ScryptIdentity("pw")])

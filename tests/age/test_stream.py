@@ -22,7 +22,8 @@ def naive_seal(plaintext: bytes) -> bytes:
     chunks = [plaintext[i : i + CHUNK] for i in range(0, len(plaintext), CHUNK)] or [b""]
     last = len(chunks) - 1
     return b"".join(
-        aead.encrypt(i.to_bytes(11, "big") + bytes([i == last]), c, None) for i, c in enumerate(chunks)
+        aead.encrypt(i.to_bytes(11, "big") + bytes([i == last]), c, None)
+        for i, c in enumerate(chunks)
     )
 
 
@@ -34,7 +35,9 @@ def _seal(plaintext: bytes, threads: int) -> bytes:
 def _open(ciphertext: bytes, threads: int) -> tuple[bytes, Exception | None]:
     out = bytearray()
     try:
-        for piece in stream.open_(io.BytesIO(ciphertext), stream.payload_key(FILE_KEY, NONCE), threads):
+        for piece in stream.open_(
+            io.BytesIO(ciphertext), stream.payload_key(FILE_KEY, NONCE), threads
+        ):
             out += piece
     except age.PayloadError as exc:
         return bytes(out), exc
@@ -47,8 +50,19 @@ def test_payload_key_is_hkdf_of_file_key_and_nonce() -> None:
     assert stream.chunk_nonce(258, True) == bytes(9) + b"\x01\x02\x01"
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK, BATCH_BYTES - 1, BATCH_BYTES, BATCH_BYTES + 1,
-                                  2 * BATCH_BYTES, 2 * BATCH_BYTES + CHUNK + 1])
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        CHUNK,
+        BATCH_BYTES - 1,
+        BATCH_BYTES,
+        BATCH_BYTES + 1,
+        2 * BATCH_BYTES,
+        2 * BATCH_BYTES + CHUNK + 1,
+    ],
+)
 @pytest.mark.parametrize("threads", [0, 1, 3])
 def test_seal_and_open_match_the_naive_reference(size: int, threads: int) -> None:
     plaintext = data(size, size)
@@ -57,7 +71,9 @@ def test_seal_and_open_match_the_naive_reference(size: int, threads: int) -> Non
     assert _open(reference, threads) == (plaintext, None)
 
 
-@pytest.mark.parametrize("bad_chunk", [0, 5, stream.BATCH - 1, stream.BATCH, stream.BATCH + 3, 2 * stream.BATCH + 1])
+@pytest.mark.parametrize(
+    "bad_chunk", [0, 5, stream.BATCH - 1, stream.BATCH, stream.BATCH + 3, 2 * stream.BATCH + 1]
+)
 @pytest.mark.parametrize("threads", [0, 2])
 def test_open_releases_exactly_the_chunks_before_a_bad_one(bad_chunk: int, threads: int) -> None:
     plaintext = data(2 * BATCH_BYTES + 2 * CHUNK + 9, 3)
@@ -99,11 +115,25 @@ def test_encrypt_into_seals_in_place_as_the_file_path_relies_on() -> None:
 def _seal_file(path: Path, offset: int, size: int, threads: int) -> bytes:
     aead = stream.payload_key(FILE_KEY, NONCE)
     with open(path, "rb") as fh:
-        return b"".join(bytes(p) for p in stream.seal_file(fh.fileno(), offset, size, aead, threads))
+        return b"".join(
+            bytes(p) for p in stream.seal_file(fh.fileno(), offset, size, aead, threads)
+        )
 
 
-@pytest.mark.parametrize("size", [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, BATCH_BYTES - 1, BATCH_BYTES,
-                                  BATCH_BYTES + 1, 5 * BATCH_BYTES + 3 * CHUNK + 11])
+@pytest.mark.parametrize(
+    "size",
+    [
+        0,
+        1,
+        CHUNK - 1,
+        CHUNK,
+        CHUNK + 1,
+        BATCH_BYTES - 1,
+        BATCH_BYTES,
+        BATCH_BYTES + 1,
+        5 * BATCH_BYTES + 3 * CHUNK + 11,
+    ],
+)
 @pytest.mark.parametrize("threads", [0, 1, 3])
 def test_seal_file_matches_the_naive_reference(size: int, threads: int, tmp_path: Path) -> None:
     plaintext = data(size, size + 1)
@@ -113,7 +143,9 @@ def test_seal_file_matches_the_naive_reference(size: int, threads: int, tmp_path
 
 
 @pytest.mark.parametrize("threads", [0, 2])
-def test_seal_file_refuses_a_file_that_shrinks_while_it_is_read(threads: int, tmp_path: Path) -> None:
+def test_seal_file_refuses_a_file_that_shrinks_while_it_is_read(
+    threads: int, tmp_path: Path
+) -> None:
     path = tmp_path / "plain"
     path.write_bytes(data(10 * BATCH_BYTES, 8))
     aead = stream.payload_key(FILE_KEY, NONCE)

@@ -34,7 +34,16 @@ CATEGORY: dict[str, type[age.AgeError]] = {
     "payload failure": age.PayloadError,
     "armor failure": age.ArmorError,
 }
-KNOWN_KEYS = {"expect", "payload", "identity", "passphrase", "armored", "compressed", "file key", "comment"}
+KNOWN_KEYS = {
+    "expect",
+    "payload",
+    "identity",
+    "passphrase",
+    "armored",
+    "compressed",
+    "file key",
+    "comment",
+}
 
 
 def _names() -> list[str]:

@@ -29,16 +29,22 @@ class Lab:
         assert r.status_code == 201, r.get_json()
         return r.get_json()
 
-    def put(self, upload: dict[str, Any], number: int, data: bytes, digest: str | None = None) -> Any:
+    def put(
+        self, upload: dict[str, Any], number: int, data: bytes, digest: str | None = None
+    ) -> Any:
         headers = {**self.auth, "X-Content-SHA256": digest or helpers.sha(data)}
-        return self.client.put(f"/v1/uploads/{upload['id']}/parts/{number}", data=data, headers=headers)
+        return self.client.put(
+            f"/v1/uploads/{upload['id']}/parts/{number}", data=data, headers=headers
+        )
 
     def put_all(self, upload: dict[str, Any], data: bytes) -> None:
         for i, part in enumerate(helpers.split(data, upload["part_size"]), start=1):
             r = self.put(upload, i, part)
             assert r.status_code == 200, r.get_json()
 
-    def complete(self, upload: dict[str, Any], data: bytes, plaintext: bytes, /, **changes: Any) -> Any:
+    def complete(
+        self, upload: dict[str, Any], data: bytes, plaintext: bytes, /, **changes: Any
+    ) -> Any:
         m = helpers.manifest(upload, data, plaintext)
         m.update(changes)
         return self.client.post(
@@ -60,6 +66,10 @@ class Lab:
 @pytest.fixture
 def lab(client: FlaskClient, principals: Principals) -> Lab:
     key = SigningKey.generate()
-    r = client.put("/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}, headers=principals.auth("lab"))
+    r = client.put(
+        "/v1/me/signing-key",
+        json={"public_key": helpers.public_b64(key)},
+        headers=principals.auth("lab"),
+    )
     assert r.status_code == 200, r.get_json()
     return Lab(client, principals, key)

@@ -30,7 +30,9 @@ def test_publish_when_due_and_only_then(lab: Lab, gw) -> None:
 
 
 def test_publish_by_count(lab: Lab, gw) -> None:
-    gw.config = gw.config.replace(**{"audit.anchor_every_entries": 2, "audit.anchor_every_minutes": 0})
+    gw.config = gw.config.replace(
+        **{"audit.anchor_every_entries": 2, "audit.anchor_every_minutes": 0}
+    )
     lab.push(b"w")
     assert anchor.publish(gw) is not None
 
@@ -66,9 +68,13 @@ def test_anchor_command(lab: Lab, gw) -> None:
     from gateway.cli import main
 
     lab.push(b"w")
-    env = {"GATEWAY_DATABASE_URL": gw.config.database.url, "GATEWAY_KEYS_DIR": gw.config.keys.dir,
-           "GATEWAY_STORAGE_ROOT": gw.config.storage.root, "GATEWAY_AUDIT_ARCHIVE_DIR": gw.config.audit.archive_dir,
-           "GATEWAY_AUDIT_ORIGIN": gw.config.audit.origin}
+    env = {
+        "GATEWAY_DATABASE_URL": gw.config.database.url,
+        "GATEWAY_KEYS_DIR": gw.config.keys.dir,
+        "GATEWAY_STORAGE_ROOT": gw.config.storage.root,
+        "GATEWAY_AUDIT_ARCHIVE_DIR": gw.config.audit.archive_dir,
+        "GATEWAY_AUDIT_ORIGIN": gw.config.audit.origin,
+    }
     runner = CliRunner(env=env)
     r = runner.invoke(main, ["audit", "publish", "--force"])
     assert r.exit_code == 0, r.output

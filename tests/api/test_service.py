@@ -9,7 +9,12 @@ def test_healthz_and_readyz(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     r = client.get("/readyz")
     assert r.status_code == 200, r.get_json()
-    assert r.get_json()["checks"] == {"metadata": "ok", "audit_log": "ok", "object_store": "ok", "keys": "ok"}
+    assert r.get_json()["checks"] == {
+        "metadata": "ok",
+        "audit_log": "ok",
+        "object_store": "ok",
+        "keys": "ok",
+    }
 
 
 def test_readyz_is_503_when_the_object_store_is_not_writable(client: FlaskClient, config) -> None:
@@ -28,12 +33,18 @@ def test_readyz_is_503_when_the_object_store_is_not_writable(client: FlaskClient
         os.unlink(root)
 
 
-def test_every_error_is_problem_json_with_a_request_id(client: FlaskClient, principals: Principals) -> None:
+def test_every_error_is_problem_json_with_a_request_id(
+    client: FlaskClient, principals: Principals
+) -> None:
     for r in (
         client.get("/nowhere"),
         client.delete("/healthz"),
         client.get("/v1/me"),
-        client.post("/v1/uploads", data="{not json", headers={**principals.auth("lab"), "Content-Type": "application/json"}),
+        client.post(
+            "/v1/uploads",
+            data="{not json",
+            headers={**principals.auth("lab"), "Content-Type": "application/json"},
+        ),
         client.post("/v1/uploads", json=[1, 2], headers=principals.auth("lab")),
     ):
         assert r.mimetype == "application/problem+json", r.data
@@ -47,11 +58,20 @@ def test_every_error_is_problem_json_with_a_request_id(client: FlaskClient, prin
 
 
 def test_a_given_request_id_is_echoed(client: FlaskClient) -> None:
-    assert client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"] == "abc-123"
-    assert client.get("/healthz", headers={"X-Request-Id": "bad id <script>"}).headers["X-Request-Id"].startswith("req_")
+    assert (
+        client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"]
+        == "abc-123"
+    )
+    assert (
+        client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
+        .headers["X-Request-Id"]
+        .startswith("req_")
+    )
 
 
-def test_missing_wrong_expired_or_revoked_token_is_401(client: FlaskClient, principals: Principals, gw, clock) -> None:
+def test_missing_wrong_expired_or_revoked_token_is_401(
+    client: FlaskClient, principals: Principals, gw, clock
+) -> None:
     assert client.get("/v1/me").status_code == 401
     assert client.get("/v1/me", headers={"Authorization": "Bearer gw_nope"}).status_code == 401
     assert client.get("/v1/me", headers={"Authorization": "Basic abc"}).status_code == 401
@@ -69,13 +89,24 @@ def test_missing_wrong_expired_or_revoked_token_is_401(client: FlaskClient, prin
 
 def test_me(client: FlaskClient, principals: Principals) -> None:
     body = client.get("/v1/me", headers=principals.auth("eval")).get_json()
-    assert body == {"name": "eval", "org": "agency-a", "role": "evaluator", "recipient": None, "signing_key": None}
+    assert body == {
+        "name": "eval",
+        "org": "agency-a",
+        "role": "evaluator",
+        "recipient": None,
+        "signing_key": None,
+    }
 
 
 def test_openapi_lists_the_contract(client: FlaskClient) -> None:
     doc = client.get("/v1/openapi.json").get_json()
     assert doc["openapi"].startswith("3.1")
-    for path in ("/v1/uploads", "/v1/uploads/{id}/parts/{n}", "/v1/artifacts/{id}/content", "/v1/audit/checkpoint"):
+    for path in (
+        "/v1/uploads",
+        "/v1/uploads/{id}/parts/{n}",
+        "/v1/artifacts/{id}/content",
+        "/v1/audit/checkpoint",
+    ):
         assert path in doc["paths"]
 
 
@@ -97,7 +128,11 @@ def test_openapi_document_is_valid_and_covers_every_route(client: FlaskClient, a
         if rule.endpoint == "static":
             continue
         path = re.sub(r"<(?:[^:>]+:)?([^>]+)>", r"{\1}", rule.rule)
-        path = path.replace("{upload_id}", "{id}").replace("{artifact_id}", "{id}").replace("{number}", "{n}")
+        path = (
+            path.replace("{upload_id}", "{id}")
+            .replace("{artifact_id}", "{id}")
+            .replace("{number}", "{n}")
+        )
         path = re.sub(r"\{(request_id|grant_id)\}", "{id}", path)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             assert (method, path) in documented, f"{method} {path} is not in the OpenAPI document"

@@ -39,8 +39,16 @@ def test_part_size_is_chosen_so_that_the_parts_hold_the_size(lab: Lab) -> None:
 
 
 def test_too_large_for_ten_thousand_parts_is_refused(lab: Lab) -> None:
-    r = lab.client.post("/v1/uploads", json={"name": "x", "kind": "weights", "share_with": ["agency-a"],
-                                             "size": 10000 * 5 * 1024 * MIB + 1}, headers=lab.auth)
+    r = lab.client.post(
+        "/v1/uploads",
+        json={
+            "name": "x",
+            "kind": "weights",
+            "share_with": ["agency-a"],
+            "size": 10000 * 5 * 1024 * MIB + 1,
+        },
+        headers=lab.auth,
+    )
     assert r.status_code == 422 and "10000 parts" in r.get_json()["detail"]
 
 
@@ -60,7 +68,9 @@ def test_upload_in_any_order_resend_and_complete(lab: Lab, gw, config) -> None:
     assert r.status_code == 201, r.get_json()
     art = r.get_json()
     assert art["state"] == "available" and art["size"] == len(data) and art["org"] == "lab-a"
-    assert art["share_with"] == ["agency-a"] and art["manifest"]["plaintext"]["sha256"] == helpers.sha(plaintext)
+    assert art["share_with"] == ["agency-a"] and art["manifest"]["plaintext"][
+        "sha256"
+    ] == helpers.sha(plaintext)
     stored = b"".join(gw.store.open_read(f"artifacts/{up['id']}.age"))
     assert stored == data
     # A completed upload takes no more parts.
@@ -90,7 +100,9 @@ def test_digest_mismatch_keeps_nothing_and_harms_nothing(lab: Lab, gw) -> None:
         (1, b"", {}, 400, "empty"),
     ],
 )
-def test_bad_part_requests(lab: Lab, number: int, body: bytes, headers: dict, status: int, phrase: str) -> None:
+def test_bad_part_requests(
+    lab: Lab, number: int, body: bytes, headers: dict, status: int, phrase: str
+) -> None:
     up = lab.create()
     h = {**lab.auth, "X-Content-SHA256": helpers.sha(body)}
     for k, v in headers.items():
@@ -132,9 +144,15 @@ def test_a_truncated_body_keeps_nothing(lab: Lab) -> None:
     assert lab.client.get(f"/v1/uploads/{up['id']}", headers=lab.auth).get_json()["parts"] == []
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", "a\\b", "bad\x00name", "tab\tname", "", " ", "x" * 256])
+@pytest.mark.parametrize(
+    "name", ["a/b", "..", "a\\b", "bad\x00name", "tab\tname", "", " ", "x" * 256]
+)
 def test_bad_names_are_refused(lab: Lab, name: str) -> None:
-    r = lab.client.post("/v1/uploads", json={"name": name, "kind": "weights", "share_with": ["agency-a"]}, headers=lab.auth)
+    r = lab.client.post(
+        "/v1/uploads",
+        json={"name": name, "kind": "weights", "share_with": ["agency-a"]},
+        headers=lab.auth,
+    )
     assert r.status_code == 400 and "name" in r.get_json()["detail"]
 
 
@@ -157,16 +175,30 @@ def test_bad_upload_bodies(lab: Lab, body: dict) -> None:
 def test_roles_and_other_orgs(lab: Lab, principals: Principals) -> None:
     up = lab.create()
     c = lab.client
-    assert c.post("/v1/uploads", json={"name": "m", "kind": "weights", "share_with": ["agency-a"]},
-                  headers=principals.auth("eval")).status_code == 403
+    assert (
+        c.post(
+            "/v1/uploads",
+            json={"name": "m", "kind": "weights", "share_with": ["agency-a"]},
+            headers=principals.auth("eval"),
+        ).status_code
+        == 403
+    )
     assert c.get(f"/v1/uploads/{up['id']}", headers=principals.auth("lab_b")).status_code == 404
-    assert c.put(f"/v1/uploads/{up['id']}/parts/1", data=b"x",
-                 headers={**principals.auth("lab_b"), "X-Content-SHA256": helpers.sha(b"x")}).status_code == 404
+    assert (
+        c.put(
+            f"/v1/uploads/{up['id']}/parts/1",
+            data=b"x",
+            headers={**principals.auth("lab_b"), "X-Content-SHA256": helpers.sha(b"x")},
+        ).status_code
+        == 404
+    )
     assert c.delete(f"/v1/uploads/{up['id']}", headers=principals.auth("lab_b")).status_code == 404
     assert c.get("/v1/uploads/up_doesnotexist", headers=lab.auth).status_code == 404
 
 
-def _completion_refused(lab: Lab, gw, up: dict, data: bytes, plaintext: bytes, phrase: str, **kw) -> None:
+def _completion_refused(
+    lab: Lab, gw, up: dict, data: bytes, plaintext: bytes, phrase: str, **kw
+) -> None:
     before = stored_objects(gw.config)
     r = kw.pop("response", None) or lab.complete(up, data, plaintext, **kw)
     assert r.status_code == 422, r.get_json()
@@ -185,7 +217,10 @@ def _completion_refused(lab: Lab, gw, up: dict, data: bytes, plaintext: bytes, p
         ({"kind": "credential"}, "manifest: kind"),
         ({"upload": "up_other"}, "manifest: upload"),
         ({"version": 2}, "manifest"),
-        ({"ciphertext": {"size": 1, "part_size": 5 * MIB, "parts_sha256": "0" * 64}}, "manifest: ciphertext"),
+        (
+            {"ciphertext": {"size": 1, "part_size": 5 * MIB, "parts_sha256": "0" * 64}},
+            "manifest: ciphertext",
+        ),
     ],
 )
 def test_a_manifest_that_lies_is_422(lab: Lab, gw, change: dict, phrase: str) -> None:
@@ -203,8 +238,11 @@ def test_parts_sha256_must_match_the_stored_parts(lab: Lab, gw) -> None:
     lab.put_all(up, data)
     m = helpers.manifest(up, data, plaintext)
     m["ciphertext"]["parts_sha256"] = hashlib.sha256(b"other").hexdigest()
-    r = lab.client.post(f"/v1/uploads/{up['id']}/complete", json={"manifest": m, "signature": helpers.sign(m, lab.key)},
-                        headers=lab.auth)
+    r = lab.client.post(
+        f"/v1/uploads/{up['id']}/complete",
+        json={"manifest": m, "signature": helpers.sign(m, lab.key)},
+        headers=lab.auth,
+    )
     _completion_refused(lab, gw, up, data, plaintext, "parts_sha256", response=r)
 
 
@@ -216,8 +254,11 @@ def test_a_signature_by_an_unregistered_key_is_422(lab: Lab, gw) -> None:
     data = helpers.age_file(up["recipient"], plaintext)
     lab.put_all(up, data)
     m = helpers.manifest(up, data, plaintext)
-    r = lab.client.post(f"/v1/uploads/{up['id']}/complete",
-                        json={"manifest": m, "signature": helpers.sign(m, SigningKey.generate())}, headers=lab.auth)
+    r = lab.client.post(
+        f"/v1/uploads/{up['id']}/complete",
+        json={"manifest": m, "signature": helpers.sign(m, SigningKey.generate())},
+        headers=lab.auth,
+    )
     _completion_refused(lab, gw, up, data, plaintext, "signature", response=r)
 
 
@@ -284,7 +325,11 @@ def test_fail_closed_when_the_audit_log_cannot_record(lab: Lab, gw, monkeypatch)
         raise OperationalError("INSERT INTO audit_entries", {}, Exception("disk I/O error"))
 
     monkeypatch.setattr(store, "append", broken)
-    r = lab.client.post("/v1/uploads", json={"name": "m", "kind": "weights", "share_with": ["agency-a"]}, headers=lab.auth)
+    r = lab.client.post(
+        "/v1/uploads",
+        json={"name": "m", "kind": "weights", "share_with": ["agency-a"]},
+        headers=lab.auth,
+    )
     assert r.status_code == 503
     assert "audit" in r.get_json()["detail"]
     with gw.db.session() as s:
@@ -294,7 +339,13 @@ def test_fail_closed_when_the_audit_log_cannot_record(lab: Lab, gw, monkeypatch)
 def test_client_sees_artifacts_by_role(lab: Lab, principals: Principals) -> None:
     art = lab.push(b"model")
     c = lab.client
-    ids = lambda who: [a["id"] for a in c.get("/v1/artifacts", headers=principals.auth(who)).get_json()["items"]]  # noqa: E731
+
+    def ids(who):
+        return [
+            a["id"]
+            for a in c.get("/v1/artifacts", headers=principals.auth(who)).get_json()["items"]
+        ]
+
     assert ids("lab") == [art["id"]]
     assert ids("lab_b") == []
     assert ids("eval") == [art["id"]]
@@ -304,7 +355,19 @@ def test_client_sees_artifacts_by_role(lab: Lab, principals: Principals) -> None
     assert c.get(f"/v1/artifacts/{art['id']}", headers=principals.auth("eval_b")).status_code == 404
     assert c.get(f"/v1/artifacts/{art['id']}", headers=principals.auth("lab_b")).status_code == 404
     got = c.get(f"/v1/artifacts/{art['id']}", headers=principals.auth("eval")).get_json()
-    for key in ("id", "name", "kind", "org", "size", "state", "share_with", "submitted_at", "review_ends_at", "manifest", "signature"):
+    for key in (
+        "id",
+        "name",
+        "kind",
+        "org",
+        "size",
+        "state",
+        "share_with",
+        "submitted_at",
+        "review_ends_at",
+        "manifest",
+        "signature",
+    ):
         assert key in got
 
 
@@ -315,19 +378,34 @@ def test_artifact_list_pages(lab: Lab, principals: Principals, clock) -> None:
         clock.advance(seconds=1)
     r = lab.client.get("/v1/artifacts?limit=2", headers=lab.auth).get_json()
     assert len(r["items"]) == 2 and r["next_cursor"]
-    r2 = lab.client.get(f"/v1/artifacts?limit=2&cursor={r['next_cursor']}", headers=lab.auth).get_json()
+    r2 = lab.client.get(
+        f"/v1/artifacts?limit=2&cursor={r['next_cursor']}", headers=lab.auth
+    ).get_json()
     assert r2["next_cursor"] is None
     assert [a["id"] for a in r["items"] + r2["items"]] == list(reversed(made))
     assert lab.client.get("/v1/artifacts?limit=0", headers=lab.auth).status_code == 400
     assert lab.client.get("/v1/artifacts?cursor=%%%", headers=lab.auth).status_code == 400
 
 
-def test_signing_keys_are_listed_for_verifiers(client: FlaskClient, lab: Lab, principals: Principals) -> None:
-    items = client.get("/v1/orgs/lab-a/signing-keys", headers=principals.auth("eval")).get_json()["items"]
+def test_signing_keys_are_listed_for_verifiers(
+    client: FlaskClient, lab: Lab, principals: Principals
+) -> None:
+    items = client.get("/v1/orgs/lab-a/signing-keys", headers=principals.auth("eval")).get_json()[
+        "items"
+    ]
     assert [k["public_key"] for k in items] == [helpers.public_b64(lab.key)]
-    assert client.put("/v1/me/signing-key", json={"public_key": "abc"}, headers=lab.auth).status_code == 400
-    assert client.put("/v1/me/signing-key", json={"public_key": helpers.public_b64(lab.key)},
-                      headers=principals.auth("eval")).status_code == 403
+    assert (
+        client.put("/v1/me/signing-key", json={"public_key": "abc"}, headers=lab.auth).status_code
+        == 400
+    )
+    assert (
+        client.put(
+            "/v1/me/signing-key",
+            json={"public_key": helpers.public_b64(lab.key)},
+            headers=principals.auth("eval"),
+        ).status_code
+        == 403
+    )
 
 
 def test_a_post_quantum_custody_key_on_request(lab: Lab, gw) -> None:
@@ -339,8 +417,11 @@ def test_a_post_quantum_custody_key_on_request(lab: Lab, gw) -> None:
     r = lab.complete(up, data, plaintext)
     assert r.status_code == 201, r.get_json()
     assert lab.create()["recipient_type"] == "x25519"
-    r = lab.client.post("/v1/uploads", json={"name": "m", "kind": "weights", "share_with": ["agency-a"],
-                                             "recipient_type": "rsa"}, headers=lab.auth)
+    r = lab.client.post(
+        "/v1/uploads",
+        json={"name": "m", "kind": "weights", "share_with": ["agency-a"], "recipient_type": "rsa"},
+        headers=lab.auth,
+    )
     assert r.status_code == 400 and "recipient_type" in r.get_json()["detail"]
 
 

@@ -34,18 +34,31 @@ def _run(tmp_path: Path, lines: list[str], vkey: str, *saved: str) -> tuple[int,
     return r.exit_code, r.output
 
 
-def test_an_honest_export_verifies(tmp_path: Path, db: Database, signer: note.Signer, log: dict[int, str]) -> None:  # noqa: F811
+def test_an_honest_export_verifies(
+    tmp_path: Path,
+    db: Database,
+    signer: note.Signer,
+    log: dict[int, str],  # noqa: F811 - the imported fixture
+) -> None:
     leaves = _leaves(db)
-    code, out = _run(tmp_path, list(verify.export_lines(enumerate(leaves), log[N])), signer.verifier_key, log[20])
+    code, out = _run(
+        tmp_path, list(verify.export_lines(enumerate(leaves), log[N])), signer.verifier_key, log[20]
+    )
     assert code == 0 and out.startswith("ok"), out
 
 
 @pytest.mark.parametrize("name", sorted(TAMPERINGS))
 def test_each_tampering_fails_with_where(
-    tmp_path: Path, name: str, db: Database, signer: note.Signer, log: dict[int, str]  # noqa: F811
+    tmp_path: Path,
+    name: str,
+    db: Database,
+    signer: note.Signer,
+    log: dict[int, str],  # noqa: F811
 ) -> None:
     leaves = TAMPERINGS[name](_leaves(db))
-    lines = list(verify.export_lines(enumerate(leaves), _forge(leaves, signer)))  # re-signed with the log's key
+    lines = list(
+        verify.export_lines(enumerate(leaves), _forge(leaves, signer))
+    )  # re-signed with the log's key
     code, out = _run(tmp_path, lines, signer.verifier_key, log[N])
     assert code == 1 and out.startswith("FAILED"), out
     expected = verify.verify_export(lines, signer.verifier_key, earlier=[log[N]])
@@ -58,11 +71,17 @@ def test_each_tampering_fails_with_where(
 
 @pytest.mark.parametrize("name", sorted(TAMPERINGS))
 def test_saved_checkpoints_at_every_size_name_the_first_bad_entry(
-    tmp_path: Path, name: str, db: Database, signer: note.Signer, log: dict[int, str]  # noqa: F811
+    tmp_path: Path,
+    name: str,
+    db: Database,
+    signer: note.Signer,
+    log: dict[int, str],  # noqa: F811
 ) -> None:
     """Published anchors are saved checkpoints too: with one at every size, the change is pinned."""
     leaves = TAMPERINGS[name](_leaves(db))
     lines = list(verify.export_lines(enumerate(leaves), _forge(leaves, signer)))
     code, out = _run(tmp_path, lines, signer.verifier_key, *(log[k] for k in range(1, N + 1)))
     first = {"changed-entry": 7}.get(name) or CASES[name][2]
-    assert code == 1 and (f"first bad entry: {first}" in out or f"first bad index: {first}" in out), out
+    assert code == 1 and (
+        f"first bad entry: {first}" in out or f"first bad index: {first}" in out
+    ), out

@@ -29,7 +29,9 @@ def _handler(store: PartStore) -> type[BaseHTTPRequestHandler]:
         def _answer(self, status: int, body: dict[str, Any]) -> None:
             data = json.dumps(body).encode()
             self.send_response(status)
-            self.send_header("Content-Type", "application/problem+json" if status >= 400 else "application/json")
+            self.send_header(
+                "Content-Type", "application/problem+json" if status >= 400 else "application/json"
+            )
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -48,17 +50,26 @@ def _handler(store: PartStore) -> type[BaseHTTPRequestHandler]:
                 return
             body = self.rfile.read(length)
             if fault == "503":
-                self._answer(503, {"title": "Service unavailable", "status": 503, "detail": "try later"})
+                self._answer(
+                    503, {"title": "Service unavailable", "status": 503, "detail": "try later"}
+                )
                 return
             if fault == "403":
-                self._answer(403, {"title": "Forbidden", "status": 403, "detail": "upload u1 is not yours"})
+                self._answer(
+                    403, {"title": "Forbidden", "status": 403, "detail": "upload u1 is not yours"}
+                )
                 return
             if hashlib.sha256(body).hexdigest() != self.headers["X-Content-SHA256"]:
-                self._answer(400, {"type": "x/digest-mismatch", "status": 400, "detail": "digest mismatch"})
+                self._answer(
+                    400, {"type": "x/digest-mismatch", "status": 400, "detail": "digest mismatch"}
+                )
                 return
             with store.lock:
                 store.parts[number] = body
-            self._answer(200, {"number": number, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()})
+            self._answer(
+                200,
+                {"number": number, "size": len(body), "sha256": hashlib.sha256(body).hexdigest()},
+            )
 
     return Handler
 

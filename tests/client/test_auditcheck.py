@@ -22,9 +22,23 @@ ORIGIN = "test.gateway/audit"
 
 
 def _leaves(n: int) -> list[bytes]:
-    return [encode_leaf(index=i, time=datetime(2026, 11, 27, tzinfo=UTC), actor=f"p{i % 3}", org="agency",
-                        role="evaluator", action="content.download", artifact="art_1", grant=None,
-                        outcome="ok", request_id=None, ip=None, details={}) for i in range(n)]
+    return [
+        encode_leaf(
+            index=i,
+            time=datetime(2026, 11, 27, tzinfo=UTC),
+            actor=f"p{i % 3}",
+            org="agency",
+            role="evaluator",
+            action="content.download",
+            artifact="art_1",
+            grant=None,
+            outcome="ok",
+            request_id=None,
+            ip=None,
+            details={},
+        )
+        for i in range(n)
+    ]
 
 
 def _node(leaves: list[bytes], node: merkle.NodeID) -> bytes:
@@ -79,7 +93,9 @@ def test_a_changed_entry_is_found_by_bisection(signer: note.Signer) -> None:
     signed = _checkpoint(leaves, signer)
     shown = list(leaves)
     shown[23] = shown[23].replace(b"p2", b"px")
-    verdict = verify_leaves(signed, _rows(shown), signer.verifier_key, consistency=_consistency(leaves))
+    verdict = verify_leaves(
+        signed, _rows(shown), signer.verifier_key, consistency=_consistency(leaves)
+    )
     assert not verdict.ok and verdict.first_bad == 23
     assert verdict.line().startswith("FAILED: ") and verdict.line().endswith("first bad index: 23")
 
@@ -89,8 +105,13 @@ def test_a_rewritten_history_breaks_the_saved_checkpoint(signer: note.Signer) ->
     old = _checkpoint(leaves[:10], signer)
     rewritten = list(leaves)
     rewritten[4] = rewritten[4].replace(b"p1", b"p0")
-    verdict = verify_leaves(_checkpoint(rewritten, signer), _rows(rewritten), signer.verifier_key, old,
-                            consistency=_consistency(rewritten))
+    verdict = verify_leaves(
+        _checkpoint(rewritten, signer),
+        _rows(rewritten),
+        signer.verifier_key,
+        old,
+        consistency=_consistency(rewritten),
+    )
     assert not verdict.ok and "saved checkpoint" in verdict.message
     assert verify_leaves(_checkpoint(leaves, signer), _rows(leaves), signer.verifier_key, old).ok
 

@@ -20,7 +20,9 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 
 def test_profile_set_reads_the_token_from_stdin(runner: CliRunner, tmp_path: Path) -> None:
-    done = runner.invoke(main, ["profile", "set", "lab", "--url", "http://gw.example"], input="gw_from_stdin\n")
+    done = runner.invoke(
+        main, ["profile", "set", "lab", "--url", "http://gw.example"], input="gw_from_stdin\n"
+    )
     assert done.exit_code == 0, done.output
     path = tmp_path / "config" / "gateway" / "profiles.toml"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
@@ -36,7 +38,9 @@ def test_no_gateway_configured_is_one_line_and_fails(runner: CliRunner) -> None:
     assert done.output.count("\n") == 1 and "Traceback" not in done.output
 
 
-def test_unreachable_gateway_is_one_line_and_fails(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreachable_gateway_is_one_line_and_fails(
+    runner: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("GATEWAY_URL", "http://127.0.0.1:9")
     monkeypatch.setenv("GATEWAY_TOKEN", "gw_x")
     done = runner.invoke(main, ["artifacts"])
@@ -51,7 +55,9 @@ def test_keygen_without_registering_writes_private_files(runner: CliRunner, tmp_
     assert done.output.splitlines()[0].startswith("age1")
     assert stat.S_IMODE(age_key.stat().st_mode) == 0o600
     assert "AGE-SECRET-KEY-1" in age_key.read_text()
-    done = runner.invoke(main, ["keygen", "--type", "signing", "--no-register", "-o", str(sign_key)])
+    done = runner.invoke(
+        main, ["keygen", "--type", "signing", "--no-register", "-o", str(sign_key)]
+    )
     assert done.exit_code == 0 and stat.S_IMODE(sign_key.stat().st_mode) == 0o600
     again = runner.invoke(main, ["keygen", "--type", "age", "--no-register", "-o", str(age_key)])
     assert again.exit_code == 1 and "exists; not overwriting a key" in again.output

@@ -35,8 +35,17 @@ def keys(gw: LocalGateway) -> dict[str, Path]:
 
 
 def _push(gw: LocalGateway, keys: dict[str, Path], path: Path, *extra: str) -> list[str]:
-    return ["push", str(path), "--name", path.name, "--share-with", ORGS["evaluator"][0],
-            "--signing-key", str(keys["signing"]), *extra]
+    return [
+        "push",
+        str(path),
+        "--name",
+        path.name,
+        "--share-with",
+        ORGS["evaluator"][0],
+        "--signing-key",
+        str(keys["signing"]),
+        *extra,
+    ]
 
 
 def _grant(gw: LocalGateway, artifact: str) -> None:
@@ -54,7 +63,9 @@ def _wait_for(check: object, timeout: float = 60.0) -> None:
 
 
 def test_errors_are_one_line_and_fail(gw: LocalGateway, tmp_path: Path) -> None:
-    done = cli(gw.env("evaluator"), "pull", "art_does_not_exist", "-o", str(tmp_path / "x"), check=False)
+    done = cli(
+        gw.env("evaluator"), "pull", "art_does_not_exist", "-o", str(tmp_path / "x"), check=False
+    )
     assert done.returncode != 0
     err = done.stderr.decode()
     assert err.startswith("gateway: error: ") and "Traceback" not in err and err.count("\n") == 1
@@ -67,26 +78,37 @@ def test_errors_are_one_line_and_fail(gw: LocalGateway, tmp_path: Path) -> None:
 def test_profile_and_whoami(gw: LocalGateway, tmp_path: Path) -> None:
     env = {k: v for k, v in gw.env("auditor").items() if k not in ("GATEWAY_URL", "GATEWAY_TOKEN")}
     env["XDG_CONFIG_HOME"] = str(tmp_path)
-    cli(env, "profile", "set", "audit", "--url", gw.url, stdin=gw.tokens["auditor"].encode() + b"\n")
+    cli(
+        env, "profile", "set", "audit", "--url", gw.url, stdin=gw.tokens["auditor"].encode() + b"\n"
+    )
     assert (tmp_path / "gateway" / "profiles.toml").stat().st_mode & 0o777 == 0o600
     me = json.loads(cli(env, "whoami", "--profile", "audit", "--json").stdout)
     assert (me["role"], me["org"]) == ("auditor", ORGS["auditor"][0])
 
 
-def test_push_killed_midway_resumes_and_pulls_back_identical(gw: LocalGateway, keys: dict[str, Path],
-                                                             tmp_path: Path) -> None:
+def test_push_killed_midway_resumes_and_pulls_back_identical(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
     weights = tmp_path / "weights.bin"
     digest = write_weights(weights, 200 * MIB + 12345, seed=b"push-resume")
     env = gw.env("lab")
     pushes = Path(env["XDG_CONFIG_HOME"]) / "gateway" / "pushes"
-    proc = subprocess.Popen([*gateway_command(), *_push(gw, keys, weights, "--jobs", "1")], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*gateway_command(), *_push(gw, keys, weights, "--jobs", "1")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     _wait_for(lambda: any(pushes.glob("*.json")))
     upload = json.loads(next(pushes.glob("*.json")).read_text())["upload"]
     headers = {"Authorization": f"Bearer {gw.tokens['lab']}"}
 
     def parts() -> int:
-        return len(requests.get(f"{gw.url}/v1/uploads/{upload}", headers=headers, timeout=10).json()["parts"])
+        return len(
+            requests.get(f"{gw.url}/v1/uploads/{upload}", headers=headers, timeout=10).json()[
+                "parts"
+            ]
+        )
 
     _wait_for(lambda: parts() >= 3)
     proc.send_signal(signal.SIGKILL)
@@ -104,12 +126,21 @@ def test_push_killed_midway_resumes_and_pulls_back_identical(gw: LocalGateway, k
 
     _grant(gw, artifact["id"])
     out = tmp_path / "pulled.bin"
-    cli(gw.env("evaluator"), "pull", artifact["id"], "-o", str(out), "--identity", str(keys["identity"]))
+    cli(
+        gw.env("evaluator"),
+        "pull",
+        artifact["id"],
+        "-o",
+        str(out),
+        "--identity",
+        str(keys["identity"]),
+    )
     assert sha256_file(out) == digest and out.stat().st_size == weights.stat().st_size
 
 
-def test_pull_interrupted_resumes_to_an_identical_file(gw: LocalGateway, keys: dict[str, Path],
-                                                       tmp_path: Path) -> None:
+def test_pull_interrupted_resumes_to_an_identical_file(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
     weights = tmp_path / "weights.bin"
     digest = write_weights(weights, 300 * MIB + 777, seed=b"pull-resume")
     artifact = json.loads(cli(gw.env("lab"), *_push(gw, keys, weights, "--json")).stdout)
@@ -118,7 +149,9 @@ def test_pull_interrupted_resumes_to_an_identical_file(gw: LocalGateway, keys: d
     partial = tmp_path / "pulled.bin.part"
     env = gw.env("evaluator")
     args = ["pull", artifact["id"], "-o", str(out), "--identity", str(keys["identity"])]
-    proc = subprocess.Popen([*gateway_command(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*gateway_command(), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     _wait_for(lambda: partial.exists() and partial.stat().st_size > 20 * MIB)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -131,8 +164,11 @@ def test_pull_interrupted_resumes_to_an_identical_file(gw: LocalGateway, keys: d
     assert sha256_file(out) == digest and not partial.exists()
     raw = tmp_path / "raw.age"
     cli(env, "pull", artifact["id"], "-o", str(raw), "--raw")
-    age = subprocess.run(["age", "-d", "-i", str(keys["identity"]), "-o", str(tmp_path / "by-age.bin"), str(raw)],
-                         capture_output=True, check=False)
+    age = subprocess.run(
+        ["age", "-d", "-i", str(keys["identity"]), "-o", str(tmp_path / "by-age.bin"), str(raw)],
+        capture_output=True,
+        check=False,
+    )
     if age.returncode == 127:
         pytest.fail("the age program is not installed")
     assert age.returncode == 0, age.stderr

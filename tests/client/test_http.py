@@ -57,12 +57,16 @@ def test_problem_detail_is_the_message() -> None:
     with serving(store) as url:
         api = Api(url, "t")
         with pytest.raises(ApiError) as info:
-            api.request("PUT", "/v1/uploads/u1/parts/7", data=b"x", headers={"X-Content-SHA256": "0"})
+            api.request(
+                "PUT", "/v1/uploads/u1/parts/7", data=b"x", headers={"X-Content-SHA256": "0"}
+            )
     assert info.value.diagnostics() == "upload u1 is not yours" and info.value.status == 403
 
 
 def test_unreachable_gateway_is_one_line() -> None:
     api = Api("http://127.0.0.1:9", "t", timeout=2)
-    with pytest.raises(ApiError, match=r"cannot reach the gateway at http://127\.0\.0\.1:9") as info:
+    with pytest.raises(
+        ApiError, match=r"cannot reach the gateway at http://127\.0\.0\.1:9"
+    ) as info:
         api.get("/v1/me")
     assert info.value.retryable and "\n" not in str(info.value)

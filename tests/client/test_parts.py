@@ -28,19 +28,29 @@ def _decrypt(data: bytes, key: bytes, nonce: bytes, size: int) -> bytes:
     payload = Payload(key, nonce)
     body = data[len(PREFIX) + 16 :]
     n = chunk_count(size)
-    out = [payload.open(i, body[i * SEALED_CHUNK : (i + 1) * SEALED_CHUNK], i == n - 1) for i in range(n)]
+    out = [
+        payload.open(i, body[i * SEALED_CHUNK : (i + 1) * SEALED_CHUNK], i == n - 1)
+        for i in range(n)
+    ]
     return b"".join(out)
 
 
-def _push(plain: bytes, store: PartStore, part_size: int, jobs: int = 2,
-          existing: dict[int, tuple[int, str]] | None = None) -> tuple[list[bytes], bytes, Sealed, list[int]]:
+def _push(
+    plain: bytes,
+    store: PartStore,
+    part_size: int,
+    jobs: int = 2,
+    existing: dict[int, tuple[int, str]] | None = None,
+) -> tuple[list[bytes], bytes, Sealed, list[int]]:
     key, nonce = os.urandom(16), os.urandom(16)
     sealed = Sealed()
     moved: list[int] = []
     with serving(store) as url:
         api = Api(url, "gw_test")
         sender = PartSender(api, "u1", existing or {}, moved.append, backoff=0.01)
-        pieces = ciphertext(io.BytesIO(plain), Payload(key, nonce), PREFIX + nonce, len(plain), sealed)
+        pieces = ciphertext(
+            io.BytesIO(plain), Payload(key, nonce), PREFIX + nonce, len(plain), sealed
+        )
         digests = send_parts(pieces, part_size, sender, jobs)
     data = b"".join(store.parts[n] for n in sorted(store.parts))
     assert _decrypt(data, key, nonce, len(plain)) == plain
@@ -83,24 +93,40 @@ def test_parts_already_held_are_not_sent_again() -> None:
     key, nonce = os.urandom(16), os.urandom(16)
 
     def cut() -> list[bytes]:
-        out = b"".join(bytes(p) for p in ciphertext(io.BytesIO(plain), Payload(key, nonce), PREFIX + nonce,
-                                                   len(plain), Sealed()))
+        out = b"".join(
+            bytes(p)
+            for p in ciphertext(
+                io.BytesIO(plain), Payload(key, nonce), PREFIX + nonce, len(plain), Sealed()
+            )
+        )
         return [out[i : i + 100_000] for i in range(0, len(out), 100_000)]
 
     parts = cut()
     assert parts == cut()  # same key and nonce: the same ciphertext, which is what resuming needs
-    held = {1: (len(parts[0]), hashlib.sha256(parts[0]).hexdigest()),
-            2: (len(parts[1]), "0" * 64)}  # part 2 differs: must be replaced
+    held = {
+        1: (len(parts[0]), hashlib.sha256(parts[0]).hexdigest()),
+        2: (len(parts[1]), "0" * 64),
+    }  # part 2 differs: must be replaced
     store = PartStore()
     with serving(store) as url:
         sender = PartSender(Api(url, "t"), "u1", held, lambda n: None, backoff=0.01)
-        pieces = ciphertext(io.BytesIO(plain), Payload(key, nonce), PREFIX + nonce, len(plain), Sealed())
+        pieces = ciphertext(
+            io.BytesIO(plain), Payload(key, nonce), PREFIX + nonce, len(plain), Sealed()
+        )
         send_parts(pieces, 100_000, sender, 2)
     assert sorted(store.parts) == list(range(2, len(parts) + 1))
 
 
 def test_a_file_that_changes_while_read_is_refused() -> None:
     with pytest.raises(FileChanged):
-        list(ciphertext(io.BytesIO(b"x" * 10), Payload(os.urandom(16), os.urandom(16)), b"", 11, Sealed()))
+        list(
+            ciphertext(
+                io.BytesIO(b"x" * 10), Payload(os.urandom(16), os.urandom(16)), b"", 11, Sealed()
+            )
+        )
     with pytest.raises(FileChanged):
-        list(ciphertext(io.BytesIO(b"x" * 12), Payload(os.urandom(16), os.urandom(16)), b"", 11, Sealed()))
+        list(
+            ciphertext(
+                io.BytesIO(b"x" * 12), Payload(os.urandom(16), os.urandom(16)), b"", 11, Sealed()
+            )
+        )

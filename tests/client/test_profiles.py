@@ -43,7 +43,12 @@ def test_resolution_order(env: dict[str, str]) -> None:
     profiles.save(path, "named", "http://named", "t-named")
     assert resolve(None, env).url == "http://default"
     assert resolve(None, {**env, "GATEWAY_PROFILE": "named"}).url == "http://named"
-    both = {**env, "GATEWAY_PROFILE": "named", "GATEWAY_URL": "http://env", "GATEWAY_TOKEN": "t-env"}
+    both = {
+        **env,
+        "GATEWAY_PROFILE": "named",
+        "GATEWAY_URL": "http://env",
+        "GATEWAY_TOKEN": "t-env",
+    }
     assert (resolve(None, both).url, resolve(None, both).token) == ("http://env", "t-env")
     assert resolve("default", both).url == "http://default"
 

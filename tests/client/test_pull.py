@@ -27,7 +27,9 @@ def _age_file(plain: bytes, identity: age.X25519Identity) -> bytes:
     return out.getvalue()
 
 
-def test_dropped_connections_resume_from_the_next_chunk(tmp_path: Path, identity: age.X25519Identity) -> None:
+def test_dropped_connections_resume_from_the_next_chunk(
+    tmp_path: Path, identity: age.X25519Identity
+) -> None:
     plain = os.urandom(60 * CHUNK + 123)
     store = ContentStore(_age_file(plain, identity), drop_after=[1_500_000, 1_700_000])
     out = part_path(tmp_path / "w.bin")
@@ -37,7 +39,9 @@ def test_dropped_connections_resume_from_the_next_chunk(tmp_path: Path, identity
     assert out.read_bytes() == plain
     assert len(store.ranges) == 3 and all(r.startswith("bytes=") for r in store.ranges)
     starts = [int(r[6:].split("-")[0]) for r in store.ranges]
-    assert starts[0] == 0 and starts[0] < starts[1] < starts[2], "each retry asks only for what is missing"
+    assert starts[0] == 0 and starts[0] < starts[1] < starts[2], (
+        "each retry asks only for what is missing"
+    )
 
 
 def test_a_partial_file_is_kept_and_completed(tmp_path: Path, identity: age.X25519Identity) -> None:
@@ -48,7 +52,10 @@ def test_a_partial_file_is_kept_and_completed(tmp_path: Path, identity: age.X255
     with serving_content(store) as url:
         size, sha = decrypt_to(Api(url, "t"), "a1", [identity], out, False, "test")
     assert sha == hashlib.sha256(plain).hexdigest() and out.read_bytes() == plain
-    assert store.ranges[-1].startswith("bytes=") and int(store.ranges[-1][6:].split("-")[0]) > 3 * CHUNK
+    assert (
+        store.ranges[-1].startswith("bytes=")
+        and int(store.ranges[-1][6:].split("-")[0]) > 3 * CHUNK
+    )
     assert oct(out.stat().st_mode & 0o777) == oct(0o600)
 
 
@@ -61,8 +68,9 @@ def test_a_tampered_chunk_stops_the_pull(tmp_path: Path, identity: age.X25519Ide
         decrypt_to(Api(url, "t"), "a1", [identity], tmp_path / "w.part", False, "test")
 
 
-def test_raw_download_resumes_and_a_complete_partial_needs_no_416(tmp_path: Path,
-                                                                  identity: age.X25519Identity) -> None:
+def test_raw_download_resumes_and_a_complete_partial_needs_no_416(
+    tmp_path: Path, identity: age.X25519Identity
+) -> None:
     data = _age_file(os.urandom(30 * CHUNK), identity)
     partial = tmp_path / "w.age.part"
     partial.write_bytes(data[:123_456])

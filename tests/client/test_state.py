@@ -18,8 +18,17 @@ def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _state(path: Path, upload: str = "up_1") -> PushState:
-    return PushState(gateway="http://gw", upload=upload, file=FileIdentity.of(path), name="w", kind="weights",
-                     part_size=8 << 20, header="aGVhZGVy", nonce="A" * 22 + "==", file_key="S" * 22 + "==")
+    return PushState(
+        gateway="http://gw",
+        upload=upload,
+        file=FileIdentity.of(path),
+        name="w",
+        kind="weights",
+        part_size=8 << 20,
+        header="aGVhZGVy",
+        nonce="A" * 22 + "==",
+        file_key="S" * 22 + "==",
+    )
 
 
 def test_saved_state_is_private_and_found_again(tmp_path: Path, config_home: Path) -> None:

@@ -10,9 +10,14 @@ import pytest
 from gateway import manifest as manifests
 from gateway.client.trust import UntrustedManifest, check_manifest
 
-MANIFEST = {"version": 1, "upload": "up_1", "name": "w", "kind": "weights",
-            "ciphertext": {"size": 300, "part_size": 8 << 20, "parts_sha256": "a" * 64},
-            "plaintext": {"size": 100, "sha256": "b" * 64}}
+MANIFEST = {
+    "version": 1,
+    "upload": "up_1",
+    "name": "w",
+    "kind": "weights",
+    "ciphertext": {"size": 300, "part_size": 8 << 20, "parts_sha256": "a" * 64},
+    "plaintext": {"size": 100, "sha256": "b" * 64},
+}
 
 
 class FakeApi:
@@ -23,7 +28,9 @@ class FakeApi:
 
     def get(self, path: str, **params: Any) -> dict[str, Any]:
         assert path == "/v1/orgs/lab-a/signing-keys"
-        return {"items": [{"public_key": k, "principal": "alice", "created_at": "x"} for k in self.keys]}
+        return {
+            "items": [{"public_key": k, "principal": "alice", "created_at": "x"} for k in self.keys]
+        }
 
 
 def test_first_use_pins_then_a_new_key_is_refused(tmp_path: Path) -> None:
@@ -31,21 +38,38 @@ def test_first_use_pins_then_a_new_key_is_refused(tmp_path: Path) -> None:
     first, second = manifests.generate_signing_key(), manifests.generate_signing_key()
     pub1, pub2 = manifests.public_key_b64(first), manifests.public_key_b64(second)
     sig1, sig2 = manifests.sign(MANIFEST, first), manifests.sign(MANIFEST, second)
-    assert check_manifest(FakeApi([pub1]), "lab-a", MANIFEST, sig1, path=known) == pub1  # pinned now
+    assert (
+        check_manifest(FakeApi([pub1]), "lab-a", MANIFEST, sig1, path=known) == pub1
+    )  # pinned now
     # the gateway now lists a second key (a rotation, or a gateway that lies) and it signed
     with pytest.raises(UntrustedManifest, match="has not seen before"):
         check_manifest(FakeApi([pub1, pub2]), "lab-a", MANIFEST, sig2, path=known)
-    assert check_manifest(FakeApi([pub1, pub2]), "lab-a", MANIFEST, sig2, trust_new=True, path=known) == pub2
-    assert check_manifest(FakeApi([]), "lab-a", MANIFEST, sig2, path=known) == pub2  # pinned: no need to list
+    assert (
+        check_manifest(FakeApi([pub1, pub2]), "lab-a", MANIFEST, sig2, trust_new=True, path=known)
+        == pub2
+    )
+    assert (
+        check_manifest(FakeApi([]), "lab-a", MANIFEST, sig2, path=known) == pub2
+    )  # pinned: no need to list
 
 
 def test_a_signature_under_no_key_is_refused(tmp_path: Path) -> None:
     key = manifests.generate_signing_key()
     other = manifests.generate_signing_key()
     with pytest.raises(UntrustedManifest, match="does not verify"):
-        check_manifest(FakeApi([manifests.public_key_b64(key)]), "lab-a", MANIFEST,
-                       manifests.sign(MANIFEST, other), path=tmp_path / "k.json")
+        check_manifest(
+            FakeApi([manifests.public_key_b64(key)]),
+            "lab-a",
+            MANIFEST,
+            manifests.sign(MANIFEST, other),
+            path=tmp_path / "k.json",
+        )
     changed = {**MANIFEST, "plaintext": {"size": 101, "sha256": "b" * 64}}
     with pytest.raises(UntrustedManifest):
-        check_manifest(FakeApi([manifests.public_key_b64(key)]), "lab-a", changed,
-                       manifests.sign(MANIFEST, key), path=tmp_path / "k.json")
+        check_manifest(
+            FakeApi([manifests.public_key_b64(key)]),
+            "lab-a",
+            changed,
+            manifests.sign(MANIFEST, key),
+            path=tmp_path / "k.json",
+        )

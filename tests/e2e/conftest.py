@@ -33,14 +33,23 @@ class Server:
 
     def gateway(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run the real ``gateway`` command against this server's configuration."""
-        return subprocess.run([str(BIN / "gateway"), *args], env=self.env, cwd=self.root,
-                              capture_output=True, text=True, check=check, timeout=120)
+        return subprocess.run(
+            [str(BIN / "gateway"), *args],
+            env=self.env,
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
 
     def auth(self, who: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[who]}"}
 
     def token(self, org: str, role: str, name: str) -> str:
-        return self.gateway("admin", "token", "create", "--org", org, "--role", role, "--name", name).stdout.strip()
+        return self.gateway(
+            "admin", "token", "create", "--org", org, "--role", role, "--name", name
+        ).stdout.strip()
 
 
 def start_server(root: Path, extra_env: dict[str, str] | None = None) -> Server:
@@ -55,12 +64,16 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None) -> Server:
         **(extra_env or {}),
     }
     (root / "gateway.toml").write_text(
-        "[database]\nurl = \"sqlite:///var/gateway.db\"\n"
-        "[audit]\norigin = \"e2e.gateway/audit\"\n"
+        '[database]\nurl = "sqlite:///var/gateway.db"\n[audit]\norigin = "e2e.gateway/audit"\n'
     )
     server = Server(url=f"http://127.0.0.1:{port}", root=root, env=env)
     server.gateway("init")
-    for org, kind in (("lab-a", "lab"), ("agency-a", "agency"), ("agency-b", "agency"), ("oversight", "oversight")):
+    for org, kind in (
+        ("lab-a", "lab"),
+        ("agency-a", "agency"),
+        ("agency-b", "agency"),
+        ("oversight", "oversight"),
+    ):
         server.gateway("admin", "org", "create", org, "--kind", kind)
     server.tokens = {
         "lab": server.token("lab-a", "lab", "alice"),
@@ -69,8 +82,13 @@ def start_server(root: Path, extra_env: dict[str, str] | None = None) -> Server:
         "auditor": server.token("oversight", "auditor", "otto"),
     }
     log = open(root / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    server.process = subprocess.Popen([str(BIN / "gateway"), "serve", "--port", str(port)], env=env, cwd=root,
-                                      stdout=log, stderr=subprocess.STDOUT)
+    server.process = subprocess.Popen(
+        [str(BIN / "gateway"), "serve", "--port", str(port)],
+        env=env,
+        cwd=root,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if server.process.poll() is not None:

@@ -32,7 +32,9 @@ def crash_midway(server: Server, upload_id: str, number: int, part: bytes) -> No
         s.sendall(head + part[: len(part) // 2])
 
 
-def test_real_age_file_uploaded_in_parts_resumed_and_read_back(server: Server, tmp_path: Path) -> None:
+def test_real_age_file_uploaded_in_parts_resumed_and_read_back(
+    server: Server, tmp_path: Path
+) -> None:
     age = age_program()
     plaintext = helpers.random_bytes(13 * MIB + 4321, seed=7)
     (tmp_path / "weights.bin").write_bytes(plaintext)
@@ -41,29 +43,48 @@ def test_real_age_file_uploaded_in_parts_resumed_and_read_back(server: Server, t
     key = SigningKey.generate()
     assert s.put(server.url + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}).ok
 
-    up = s.post(server.url + "/v1/uploads", json={"name": "weights.bin", "kind": "weights",
-                                                   "share_with": ["agency-a"]}).json()
-    subprocess.run([age, "-r", up["recipient"], "-o", str(tmp_path / "weights.age"), str(tmp_path / "weights.bin")],
-                   check=True)
+    up = s.post(
+        server.url + "/v1/uploads",
+        json={"name": "weights.bin", "kind": "weights", "share_with": ["agency-a"]},
+    ).json()
+    subprocess.run(
+        [
+            age,
+            "-r",
+            up["recipient"],
+            "-o",
+            str(tmp_path / "weights.age"),
+            str(tmp_path / "weights.bin"),
+        ],
+        check=True,
+    )
     data = (tmp_path / "weights.age").read_bytes()
     parts = helpers.split(data, up["part_size"])
     assert len(parts) == 3
 
     def put(n: int) -> requests.Response:
-        return s.put(f"{server.url}/v1/uploads/{up['id']}/parts/{n}", data=parts[n - 1],
-                     headers={"X-Content-SHA256": helpers.sha(parts[n - 1])})
+        return s.put(
+            f"{server.url}/v1/uploads/{up['id']}/parts/{n}",
+            data=parts[n - 1],
+            headers={"X-Content-SHA256": helpers.sha(parts[n - 1])},
+        )
 
     assert put(1).status_code == 200
     assert put(1).status_code == 200  # sent twice: replaces
     crash_midway(server, up["id"], 2, parts[1])
     state = s.get(f"{server.url}/v1/uploads/{up['id']}").json()
     assert [p["number"] for p in state["parts"]] == [1]  # the crashed part left nothing
-    missing = [n for n in range(1, len(parts) + 1) if n not in {p["number"] for p in state["parts"]}]
+    missing = [
+        n for n in range(1, len(parts) + 1) if n not in {p["number"] for p in state["parts"]}
+    ]
     for n in missing:  # resume from what the server says it has
         assert put(n).status_code == 200
 
     m = helpers.manifest(up, data, plaintext)
-    r = s.post(f"{server.url}/v1/uploads/{up['id']}/complete", json={"manifest": m, "signature": helpers.sign(m, key)})
+    r = s.post(
+        f"{server.url}/v1/uploads/{up['id']}/complete",
+        json={"manifest": m, "signature": helpers.sign(m, key)},
+    )
     assert r.status_code == 201, r.text
     art = r.json()
     assert art["size"] == len(data)
@@ -80,7 +101,10 @@ def test_parts_on_one_kept_alive_connection_and_pipelined(server: Server) -> Non
     pipelined right behind a part's body is answered, not swallowed as body bytes."""
     s = requests.Session()
     s.headers.update(server.auth("lab"))
-    up = s.post(server.url + "/v1/uploads", json={"name": "k", "kind": "weights", "share_with": ["agency-a"]}).json()
+    up = s.post(
+        server.url + "/v1/uploads",
+        json={"name": "k", "kind": "weights", "share_with": ["agency-a"]},
+    ).json()
     url = f"{server.url}/v1/uploads/{up['id']}/parts"
     good = helpers.random_bytes(3 * MIB + 17, seed=3)
     assert s.put(f"{url}/1", data=good, headers={"X-Content-SHA256": "0" * 64}).status_code == 400
@@ -90,11 +114,15 @@ def test_parts_on_one_kept_alive_connection_and_pipelined(server: Server) -> Non
     # Two requests in one write: a small part, then a GET on the same connection.
     small = b"pipelined part"
     u = urlparse(server.url)
-    put = (f"PUT /v1/uploads/{up['id']}/parts/2 HTTP/1.1\r\nHost: {u.netloc}\r\n"
-           f"Authorization: Bearer {server.tokens['lab']}\r\nX-Content-SHA256: {helpers.sha(small)}\r\n"
-           f"Content-Length: {len(small)}\r\n\r\n").encode() + small
-    get = (f"GET /v1/uploads/{up['id']} HTTP/1.1\r\nHost: {u.netloc}\r\n"
-           f"Authorization: Bearer {server.tokens['lab']}\r\nConnection: close\r\n\r\n").encode()
+    put = (
+        f"PUT /v1/uploads/{up['id']}/parts/2 HTTP/1.1\r\nHost: {u.netloc}\r\n"
+        f"Authorization: Bearer {server.tokens['lab']}\r\nX-Content-SHA256: {helpers.sha(small)}\r\n"
+        f"Content-Length: {len(small)}\r\n\r\n"
+    ).encode() + small
+    get = (
+        f"GET /v1/uploads/{up['id']} HTTP/1.1\r\nHost: {u.netloc}\r\n"
+        f"Authorization: Bearer {server.tokens['lab']}\r\nConnection: close\r\n\r\n"
+    ).encode()
     with socket.create_connection((u.hostname, u.port)) as sock:
         sock.sendall(put + get)
         answer = b""
@@ -103,4 +131,7 @@ def test_parts_on_one_kept_alive_connection_and_pipelined(server: Server) -> Non
     assert answer.count(b"HTTP/1.1 200") == 2, answer[:400]
     assert b'"number":2' in answer.replace(b" ", b"")
     state = s.get(f"{server.url}/v1/uploads/{up['id']}").json()
-    assert [(p["number"], p["sha256"]) for p in state["parts"]] == [(1, helpers.sha(good)), (2, helpers.sha(small))]
+    assert [(p["number"], p["sha256"]) for p in state["parts"]] == [
+        (1, helpers.sha(good)),
+        (2, helpers.sha(small)),
+    ]

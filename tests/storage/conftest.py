@@ -66,7 +66,13 @@ class Backend:
 @pytest.fixture
 def aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Fake credentials, and nothing read from the developer's ~/.aws."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_SECURITY_TOKEN",
+        "AWS_ENDPOINT_URL",
+        "AWS_ENDPOINT_URL_S3",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
@@ -84,7 +90,9 @@ def _free_port() -> int:
 @pytest.fixture(scope="session")
 def boto_session() -> boto3.session.Session:
     """One boto3 session for every test: each new session parses the API models again (~0.3 s)."""
-    return boto3.session.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+    return boto3.session.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +102,9 @@ def moto_server() -> Iterator[str]:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [str(exe), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -121,8 +131,14 @@ def moto_server() -> Iterator[str]:
 def s3_settings(tmp_path: Path, endpoint_url: str | None = None, **changes: Any) -> StorageSettings:
     unique = uuid.uuid4().hex[:12]
     base = StorageSettings(
-        backend="s3", root=tmp_path / "store", bucket=f"artifacts-{unique}", audit_bucket=f"audit-{unique}",
-        endpoint_url=endpoint_url, prefix="gw/", multipart_abort_days=3, audit_retention_days=1,
+        backend="s3",
+        root=tmp_path / "store",
+        bucket=f"artifacts-{unique}",
+        audit_bucket=f"audit-{unique}",
+        endpoint_url=endpoint_url,
+        prefix="gw/",
+        multipart_abort_days=3,
+        audit_retention_days=1,
         audit_dir=tmp_path / "audit",
     )
     return replace(base, **changes)
@@ -143,7 +159,11 @@ def s3_context(kind: str, request: pytest.FixtureRequest) -> Iterator[str | None
 
 
 def make_backend(
-    kind: str, settings: StorageSettings, session: boto3.session.Session, *, keep_policy: bool = False
+    kind: str,
+    settings: StorageSettings,
+    session: boto3.session.Session,
+    *,
+    keep_policy: bool = False,
 ) -> Backend:
     provision(settings, session=session)
     if settings.backend == "local":
@@ -157,23 +177,33 @@ def make_backend(
 
 @pytest.fixture(params=ALL_KINDS)
 def backend(
-    request: pytest.FixtureRequest, tmp_path: Path, aws_credentials: None, boto_session: boto3.session.Session
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    aws_credentials: None,
+    boto_session: boto3.session.Session,
 ) -> Iterator[Backend]:
     kind = request.param
     if kind == "local":
         yield make_backend(kind, local_settings(tmp_path), boto_session)
         return
     with s3_context(kind, request) as endpoint:
-        yield make_backend(kind, s3_settings(tmp_path, endpoint, gateway_principal_arn=GATEWAY_ARN), boto_session)
+        yield make_backend(
+            kind, s3_settings(tmp_path, endpoint, gateway_principal_arn=GATEWAY_ARN), boto_session
+        )
 
 
 @pytest.fixture(params=S3_KINDS)
 def s3_backend(
-    request: pytest.FixtureRequest, tmp_path: Path, aws_credentials: None, boto_session: boto3.session.Session
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    aws_credentials: None,
+    boto_session: boto3.session.Session,
 ) -> Iterator[Backend]:
     """An S3 store whose buckets keep the provisioned policy (the principal from STS)."""
     with s3_context(request.param, request) as endpoint:
-        yield make_backend(request.param, s3_settings(tmp_path, endpoint), boto_session, keep_policy=True)
+        yield make_backend(
+            request.param, s3_settings(tmp_path, endpoint), boto_session, keep_policy=True
+        )
 
 
 @pytest.fixture

@@ -55,10 +55,14 @@ def test_where_the_documents_live(backend: Backend, archive: AuditArchive) -> No
     if backend.client is None:
         path = settings.audit_dir / "checkpoint-1"
         assert stat.S_IMODE(path.stat().st_mode) == 0o400
-        assert sorted(p.name for p in settings.audit_dir.iterdir()) == ["checkpoint-1"]  # no temporary left
+        assert sorted(p.name for p in settings.audit_dir.iterdir()) == [
+            "checkpoint-1"
+        ]  # no temporary left
         return
     key = settings.prefix + "checkpoint-1"
-    head = backend.client.head_object(Bucket=settings.audit_bucket, Key=key)  # moto lacks GetObjectRetention
+    head = backend.client.head_object(
+        Bucket=settings.audit_bucket, Key=key
+    )  # moto lacks GetObjectRetention
     assert head["ObjectLockMode"] == "COMPLIANCE"
     expected = datetime.now(UTC) + timedelta(days=settings.audit_retention_days)
     assert abs(head["ObjectLockRetainUntilDate"] - expected) < timedelta(minutes=5)

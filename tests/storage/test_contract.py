@@ -42,10 +42,25 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def put(store: ObjectStore, handle: str, number: int, data: bytes, *, digest: str | None = None,
-        stream: io.BytesIO | None = None, key: str = KEY) -> StoredPart:
-    return store.put_part(key, handle, number, (number - 1) * PART, len(data),
-                          stream or io.BytesIO(data), digest or sha(data))
+def put(
+    store: ObjectStore,
+    handle: str,
+    number: int,
+    data: bytes,
+    *,
+    digest: str | None = None,
+    stream: io.BytesIO | None = None,
+    key: str = KEY,
+) -> StoredPart:
+    return store.put_part(
+        key,
+        handle,
+        number,
+        (number - 1) * PART,
+        len(data),
+        stream or io.BytesIO(data),
+        digest or sha(data),
+    )
 
 
 def read_all(store: ObjectStore, key: str = KEY, start: int = 0, end: int | None = None) -> bytes:
@@ -57,7 +72,11 @@ def test_parts_sent_in_any_order_assemble_in_number_order(store: ObjectStore) ->
     handle = store.begin_upload(KEY)
     stored = {n: put(store, handle, n, parts[n - 1]) for n in (3, 1, 2)}
 
-    assert [(p.number, p.size) for p in store.stored_parts(KEY, handle)] == [(1, PART), (2, PART), (3, 123_457)]
+    assert [(p.number, p.size) for p in store.stored_parts(KEY, handle)] == [
+        (1, PART),
+        (2, PART),
+        (3, 123_457),
+    ]
     assert stored[1].sha256 == sha(parts[0]) and stored[1].size == PART
     assert not store.exists(KEY)
 
@@ -208,7 +227,9 @@ def test_delete_removes_the_object_and_every_version(backend: Backend) -> None:
     handle = store.begin_upload(KEY)
     store.complete_upload(KEY, handle, [put(store, handle, 1, data)], len(data))
     if backend.client is not None:  # a second version, as an overwrite would leave
-        backend.client.put_object(Bucket=backend.settings.bucket, Key=backend.full_key(KEY), Body=b"v2")
+        backend.client.put_object(
+            Bucket=backend.settings.bucket, Key=backend.full_key(KEY), Body=b"v2"
+        )
 
     assert store.delete(KEY) is True
 
@@ -216,7 +237,9 @@ def test_delete_removes_the_object_and_every_version(backend: Backend) -> None:
     with pytest.raises(NotFound):
         store.open_read(KEY)
     if backend.client is not None:
-        left = backend.client.list_object_versions(Bucket=backend.settings.bucket, Prefix=backend.full_key(KEY))
+        left = backend.client.list_object_versions(
+            Bucket=backend.settings.bucket, Prefix=backend.full_key(KEY)
+        )
         assert left.get("Versions", []) == [] and left.get("DeleteMarkers", []) == []
     else:
         assert list((backend.settings.root / "objects").rglob("*.age")) == []
@@ -234,7 +257,10 @@ def test_abort_discards_the_upload(backend: Backend) -> None:
     assert not store.exists(KEY)
     store.abort_upload(KEY, handle)  # again: not an error
     if backend.client is not None:
-        assert backend.client.list_multipart_uploads(Bucket=backend.settings.bucket).get("Uploads", []) == []
+        assert (
+            backend.client.list_multipart_uploads(Bucket=backend.settings.bucket).get("Uploads", [])
+            == []
+        )
     else:
         assert list((backend.settings.root / "staging").iterdir()) == []
 
@@ -285,7 +311,10 @@ def test_check_writable_fails_on_an_unusable_store(backend: Backend, tmp_path: P
         blocker.write_bytes(b"")
         broken = make_store(replace(backend.settings, root=blocker / "store"))
     else:
-        broken = make_store(replace(backend.settings, bucket=f"missing-{uuid.uuid4().hex[:12]}"), session=backend.session)
+        broken = make_store(
+            replace(backend.settings, bucket=f"missing-{uuid.uuid4().hex[:12]}"),
+            session=backend.session,
+        )
     with pytest.raises(StorageError):
         broken.check_writable()
 

@@ -110,13 +110,14 @@ def test_cleanup_goes_by_the_last_write(store: LocalStore) -> None:
     assert sorted(p.name for p in store.staging.iterdir()) == [fresh]
 
 
-
 def test_completing_again_after_a_crash_between_move_and_clean_up(store: LocalStore) -> None:
     handle = store.begin_upload(KEY)
     data = os.urandom(1000)
     part = store.put_part(KEY, handle, 1, 0, len(data), io.BytesIO(data), sha(data))
     (store.objects / KEY).parent.mkdir(parents=True)
-    os.replace(store.staging / handle / "data", store.objects / KEY)  # the crash came right after this
+    os.replace(
+        store.staging / handle / "data", store.objects / KEY
+    )  # the crash came right after this
 
     store.complete_upload(KEY, handle, [part], len(data))
 

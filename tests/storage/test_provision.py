@@ -22,9 +22,15 @@ def statements(client: Any, bucket: str) -> dict[str, dict[str, Any]]:
 
 def check_protected(client: Any, bucket: str, principal: str) -> None:
     block = client.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
-    assert block == {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
-                     "RestrictPublicBuckets": True}
-    rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert block == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    rules = client.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"][
+        "Rules"
+    ]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
     assert client.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
 
@@ -39,30 +45,45 @@ def check_protected(client: Any, bucket: str, principal: str) -> None:
     assert others["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": [principal]}}
     assert sorted(others["Resource"]) == [arn, f"{arn}/*"]
 
-    lifecycle = {r["ID"]: r for r in client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
+    lifecycle = {
+        r["ID"]: r for r in client.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    }
     abort = lifecycle["abort-incomplete-multipart-uploads"]
-    assert abort["Status"] == "Enabled" and abort["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 3}
+    assert abort["Status"] == "Enabled" and abort["AbortIncompleteMultipartUpload"] == {
+        "DaysAfterInitiation": 3
+    }
 
 
 def test_s3_buckets_are_provisioned_access_controlled(s3_backend: Backend) -> None:
     client, settings = s3_backend.client, s3_backend.settings
-    principal = s3_backend.session.client("sts", endpoint_url=settings.endpoint_url).get_caller_identity()["Arn"]
+    principal = s3_backend.session.client(
+        "sts", endpoint_url=settings.endpoint_url
+    ).get_caller_identity()["Arn"]
 
     check_protected(client, settings.bucket, principal)
-    rules = {r["ID"]: r for r in client.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]}
+    rules = {
+        r["ID"]: r
+        for r in client.get_bucket_lifecycle_configuration(Bucket=settings.bucket)["Rules"]
+    }
     assert rules["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
 
     check_protected(client, settings.audit_bucket, principal)
-    lock = client.get_object_lock_configuration(Bucket=settings.audit_bucket)["ObjectLockConfiguration"]
+    lock = client.get_object_lock_configuration(Bucket=settings.audit_bucket)[
+        "ObjectLockConfiguration"
+    ]
     assert lock["ObjectLockEnabled"] == "Enabled"
     assert lock["Rule"]["DefaultRetention"]["Mode"] == "COMPLIANCE"
     assert lock["Rule"]["DefaultRetention"]["Days"] == settings.audit_retention_days
 
 
-def test_provisioning_again_restores_the_settings_and_keeps_the_objects(s3_backend: Backend) -> None:
+def test_provisioning_again_restores_the_settings_and_keeps_the_objects(
+    s3_backend: Backend,
+) -> None:
     settings = replace(s3_backend.settings, gateway_principal_arn=GATEWAY_ARN)
     client = s3_backend.client
-    client.delete_bucket_policy(Bucket=settings.bucket)  # moto would refuse the put below (see conftest)
+    client.delete_bucket_policy(
+        Bucket=settings.bucket
+    )  # moto would refuse the put below (see conftest)
     client.put_object(Bucket=settings.bucket, Key="gw/artifacts/kept.age", Body=b"kept")
 
     done = provision(settings, session=s3_backend.session)
@@ -70,16 +91,24 @@ def test_provisioning_again_restores_the_settings_and_keeps_the_objects(s3_backe
     assert len(done) == 2 and "(exists)" in done[0] and "(exists)" in done[1]
     check_protected(client, settings.bucket, GATEWAY_ARN)
     check_protected(client, settings.audit_bucket, GATEWAY_ARN)
-    versions = client.list_object_versions(Bucket=settings.bucket, Prefix="gw/artifacts/kept.age")["Versions"]
+    versions = client.list_object_versions(Bucket=settings.bucket, Prefix="gw/artifacts/kept.age")[
+        "Versions"
+    ]
     assert [v["Key"] for v in versions] == ["gw/artifacts/kept.age"]
 
 
 def test_a_kms_key_selects_sse_kms(s3_backend: Backend) -> None:
-    settings = replace(s3_backend.settings, kms_key_id="arn:aws:kms:us-east-1:123456789012:key/test-key")
+    settings = replace(
+        s3_backend.settings, kms_key_id="arn:aws:kms:us-east-1:123456789012:key/test-key"
+    )
     provision(settings, session=s3_backend.session)
-    rule = s3_backend.client.get_bucket_encryption(Bucket=settings.bucket)["ServerSideEncryptionConfiguration"]["Rules"][0]
+    rule = s3_backend.client.get_bucket_encryption(Bucket=settings.bucket)[
+        "ServerSideEncryptionConfiguration"
+    ]["Rules"][0]
     assert rule["ApplyServerSideEncryptionByDefault"] == {
-        "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": "arn:aws:kms:us-east-1:123456789012:key/test-key"}
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": "arn:aws:kms:us-east-1:123456789012:key/test-key",
+    }
     assert rule["BucketKeyEnabled"] is True
 
 
@@ -87,7 +116,12 @@ def test_local_provisioning_makes_private_directories(tmp_path: Path) -> None:
     settings = local_settings(tmp_path)
     provision(settings)
     provision(settings)  # idempotent
-    for folder in (settings.root, settings.root / "objects", settings.root / "staging", settings.audit_dir):
+    for folder in (
+        settings.root,
+        settings.root / "objects",
+        settings.root / "staging",
+        settings.audit_dir,
+    ):
         assert folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) == 0o700
 
 

@@ -40,7 +40,9 @@ class RecordingStream(io.RawIOBase):
 
 
 @pytest.mark.parametrize("backend", ["local", "s3-server"], indirect=True)
-def test_a_part_is_read_in_bounded_pieces(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_part_is_read_in_bounded_pieces(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
     asked: list[int] = []
     original = HashingReader.read
 
@@ -56,7 +58,9 @@ def test_a_part_is_read_in_bounded_pieces(backend: Backend, monkeypatch: pytest.
 
     part = store.put_part(KEY, handle, 1, 0, len(data), body, hashlib.sha256(data).hexdigest())  # type: ignore[arg-type]
 
-    assert asked and all(0 < n <= CHUNK for n in asked), f"the transport asked for {max(asked)} bytes at once"
+    assert asked and all(0 < n <= CHUNK for n in asked), (
+        f"the transport asked for {max(asked)} bytes at once"
+    )
     assert body.sizes and all(0 < n <= CHUNK for n in body.sizes)
     store.complete_upload(KEY, handle, [part], len(data))
     assert b"".join(store.open_read(KEY)) == data
@@ -64,18 +68,27 @@ def test_a_part_is_read_in_bounded_pieces(backend: Backend, monkeypatch: pytest.
 
 @pytest.mark.parametrize("s3_kind", ["s3-inprocess", "s3-server"])
 def test_s3_parts_carry_their_checksum_and_an_unsigned_streamed_payload(
-    s3_kind: str, request: pytest.FixtureRequest, tmp_path: Path, aws_credentials: None,
+    s3_kind: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    aws_credentials: None,
     boto_session: boto3.session.Session,
 ) -> None:
     """S3 itself refuses a part whose bytes differ from x-amz-checksum-sha256; the body is not pre-hashed."""
     with s3_context(s3_kind, request) as endpoint:
-        backend = make_backend(s3_kind, s3_settings(tmp_path, endpoint, gateway_principal_arn=GATEWAY_ARN),
-                               boto_session)
+        backend = make_backend(
+            s3_kind,
+            s3_settings(tmp_path, endpoint, gateway_principal_arn=GATEWAY_ARN),
+            boto_session,
+        )
         store = backend.store
         sent: list[dict[str, str]] = []
         store.part_client.meta.events.register(  # type: ignore[attr-defined]
-            "before-send.s3.UploadPart", lambda request, **_: sent.append(
-                {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}))
+            "before-send.s3.UploadPart",
+            lambda request, **_: sent.append(
+                {k: v.decode() if isinstance(v, bytes) else v for k, v in request.headers.items()}
+            ),
+        )
         data = random.Random(8).randbytes(MIB)
         digest = hashlib.sha256(data).hexdigest()
         handle = store.begin_upload(KEY)

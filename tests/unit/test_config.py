@@ -13,7 +13,17 @@ def test_defaults_match_the_documented_file() -> None:
 
     text = tomllib.loads((Path(__file__).parents[2] / "config" / "gateway.toml").read_text())
     defaults = cfg.Config()
-    for section in ("server", "database", "storage", "keys", "uploads", "access", "audit", "tokens", "sweeper"):
+    for section in (
+        "server",
+        "database",
+        "storage",
+        "keys",
+        "uploads",
+        "access",
+        "audit",
+        "tokens",
+        "sweeper",
+    ):
         assert set(text[section]) == set(vars(getattr(defaults, section))), section
 
 
@@ -35,16 +45,18 @@ def test_gateway_config_variable_names_the_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("toml", "env", "message"),
     [
-        ("[server]\nport = \"x\"\n", {}, "setting server.port: expected an integer"),
+        ('[server]\nport = "x"\n', {}, "setting server.port: expected an integer"),
         ("", {"GATEWAY_SERVER_PORT": "70000"}, "setting server.port: must be between 1 and 65535"),
-        ("[storage]\nbackend = \"ftp\"\n", {}, "setting storage.backend"),
+        ('[storage]\nbackend = "ftp"\n', {}, "setting storage.backend"),
         ("[server]\nprot = 1\n", {}, "setting server.prot: unknown setting"),
         ("[nonsense]\na = 1\n", {}, "setting [nonsense]: unknown section"),
         ("", {"GATEWAY_ACCESS_REVIEW_WINDOW_DAYS": "45"}, "setting access.review_window_days"),
         ("[server\n", {}, "config file"),
     ],
 )
-def test_a_bad_setting_is_named_in_one_line(tmp_path: Path, toml: str, env: dict[str, str], message: str) -> None:
+def test_a_bad_setting_is_named_in_one_line(
+    tmp_path: Path, toml: str, env: dict[str, str], message: str
+) -> None:
     path = tmp_path / "g.toml"
     path.write_text(toml)
     with pytest.raises(cfg.ConfigError) as info:
