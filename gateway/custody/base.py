@@ -106,7 +106,7 @@ class CustodyContext:
     def __post_init__(self) -> None:
         for name in ("upload_id", "artifact_id", "org"):
             value = getattr(self, name)
-            if not isinstance(value, str) or not _ID.match(value):
+            if not isinstance(value, str) or not _ID.fullmatch(value):
                 raise ValueError(
                     f"custody context {name} must be 1-64 characters of A-Z a-z 0-9 . _ -, got {value!r}"
                 )

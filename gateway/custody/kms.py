@@ -46,7 +46,7 @@ from gateway.custody.base import (
     log_operation,
     split_blob,
 )
-from gateway.custody.settings import CustodySettings
+from gateway.custody.settings import KMS_KEY_ARN, KMS_KEY_NAME, CustodySettings
 
 PER_ARTIFACT = "aws-kms:key:"
 SHARED = "aws-kms:shared:"
@@ -76,7 +76,7 @@ class KmsCustody:
             read_timeout=settings.kms_timeout_seconds,
             retries={"mode": "standard", "max_attempts": settings.kms_max_attempts},
         )
-        self._client = (session or boto3.session.Session()).client(
+        self.client: Any = (session or boto3.session.Session()).client(  # thread-safe
             "kms",
             region_name=settings.kms_region,
             endpoint_url=settings.kms_endpoint_url or None,
@@ -95,7 +95,7 @@ class KmsCustody:
             return KeyRef(SHARED + self.shared_key)
         tags = [{"TagKey": TAG_PREFIX + k, "TagValue": v} for k, v in ctx.fields().items()]
         with self._call("CreateKey"):
-            answer = self._client.create_key(
+            answer = self.client.create_key(
                 Description=(
                     f"gateway custody key of upload {ctx.upload_id} "
                     f"(artifact {ctx.artifact_id}, org {ctx.org})"
@@ -112,7 +112,7 @@ class KmsCustody:
         check_secret(secret)
         key_id, per_artifact = self._key_id(ref)
         with self._call("Encrypt", key_id, per_artifact):
-            answer = self._client.encrypt(
+            answer = self.client.encrypt(
                 KeyId=key_id, Plaintext=bytes(secret), EncryptionContext=ctx.fields()
             )
         return frame_header(FORMAT_KMS, ctx) + bytes(answer["CiphertextBlob"])
@@ -125,7 +125,7 @@ class KmsCustody:
             if state != "Enabled":
                 raise KeyDestroyed(f"KMS key {key_id} is {state}")
         with self._call("Decrypt", key_id, per_artifact):
-            answer = self._client.decrypt(
+            answer = self.client.decrypt(
                 CiphertextBlob=body, KeyId=key_id, EncryptionContext=ctx.fields()
             )
         log_operation("unwrap", self.name, ctx, ref)
@@ -144,32 +144,34 @@ class KmsCustody:
         self._check_owner(ctx, key_id)
         if state != "Disabled":  # at once: the deletion itself only follows the window
             with self._call("DisableKey", key_id, per_artifact):
-                self._client.disable_key(KeyId=bare_id)
+                self.client.disable_key(KeyId=bare_id)
         with self._call("ScheduleKeyDeletion", key_id, per_artifact):
-            self._client.schedule_key_deletion(KeyId=bare_id, PendingWindowInDays=self.window_days)
+            self.client.schedule_key_deletion(KeyId=bare_id, PendingWindowInDays=self.window_days)
         log_operation("destroy", self.name, ctx, ref)
         return True
 
     def check(self) -> None:
         if self.per_artifact:
             with self._call("ListKeys"):
-                self._client.list_keys(Limit=1)
+                self.client.list_keys(Limit=1)
             return
         state = self._state(self.shared_key, False)
         if state != "Enabled":
             raise CustodyUnavailable(f"the shared KMS key {self.shared_key} is {state}")
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
     # --- helpers ------------------------------------------------------------------------
 
     @staticmethod
     def _key_id(ref: KeyRef) -> tuple[str, bool]:
         """``(key id, per-artifact?)``: a reference names its own key, whatever the mode now."""
-        if isinstance(ref, str) and ref.startswith(SHARED):
-            return check_ref(ref, SHARED), False
-        return check_ref(ref, PER_ARTIFACT), True
+        shared = isinstance(ref, str) and ref.startswith(SHARED)
+        key_id = check_ref(ref, SHARED if shared else PER_ARTIFACT)
+        if not (KMS_KEY_NAME if shared else KMS_KEY_ARN).fullmatch(key_id):
+            raise UnwrapFailed(f"key reference {ref[:120]!r} does not name a KMS key")
+        return key_id, not shared
 
     def _state(self, key_id: str, per_artifact: bool) -> str:
         return self._describe(key_id, per_artifact)[0]
@@ -177,14 +179,14 @@ class KmsCustody:
     def _describe(self, key_id: str, per_artifact: bool) -> tuple[str, str]:
         """``(KeyState, KeyId)``: the bare id, which every KMS operation accepts."""
         with self._call("DescribeKey", key_id, per_artifact):
-            answer = self._client.describe_key(KeyId=key_id)
+            answer = self.client.describe_key(KeyId=key_id)
         meta = answer["KeyMetadata"]
         return str(meta["KeyState"]), str(meta["KeyId"])
 
     def _check_owner(self, ctx: CustodyContext, key_id: str) -> None:
         """Refuse to destroy a key whose tags name another artifact (a rewritten reference)."""
         with self._call("ListResourceTags", key_id, True):
-            answer = self._client.list_resource_tags(KeyId=key_id)
+            answer = self.client.list_resource_tags(KeyId=key_id)
         tags = {t["TagKey"]: t["TagValue"] for t in answer.get("Tags", [])}
         for field, value in ctx.fields().items():
             if tags.get(TAG_PREFIX + field) != value:

@@ -145,7 +145,7 @@ class LocalCustody:
 
     def _path(self, ref: KeyRef) -> Path:
         key_id = check_ref(ref, PREFIX)
-        if not _KEY_ID.match(key_id):
+        if not _KEY_ID.fullmatch(key_id):
             raise UnwrapFailed(f"key reference {ref!r} is not a local key reference")
         return self.key_dir / f"{key_id}.key"
 

@@ -266,7 +266,7 @@ _SESSION_LOST = frozenset(
 
 def _key_id(ref: KeyRef) -> bytes:
     hexid = check_ref(ref, PREFIX)
-    if not _KEY_ID.match(hexid):
+    if not _KEY_ID.fullmatch(hexid):
         raise UnwrapFailed(f"key reference {ref!r} is not a PKCS#11 key reference")
     return bytes.fromhex(hexid)
 

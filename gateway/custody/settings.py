@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BACKENDS = ("local", "aws-kms", "pkcs11")
+_ARN = r"arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:[0-9]{12}:"
+KMS_KEY_ARN = re.compile(_ARN + r"key/[A-Za-z0-9-]{1,64}")
+"""The ARN of one KMS key (what a per-artifact reference holds)."""
+KMS_KEY_NAME = re.compile(
+    rf"({_ARN})?key/[A-Za-z0-9-]{{1,64}}|[A-Za-z0-9-]{{1,64}}|({_ARN})?alias/[A-Za-z0-9/_-]{{1,250}}"
+)
+"""A key as ``kms_key_id`` may name it: key id, key ARN, ``alias/name`` or alias ARN."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 _LABEL_PREFIX = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 
@@ -73,6 +80,10 @@ class CustodySettings:
                     self.kms_per_artifact_keys or bool(self.kms_key_id),
                     "kms_key_id: must name the shared key when kms_per_artifact_keys is false",
                 ),
+                (
+                    not self.kms_key_id or bool(KMS_KEY_NAME.fullmatch(self.kms_key_id)),
+                    "kms_key_id: must be a key id, key ARN, alias/NAME or alias ARN",
+                ),
             ]
         if self.backend == "pkcs11":
             checks += [
@@ -85,11 +96,11 @@ class CustodySettings:
                     "pkcs11_token_label: must be 1 to 32 bytes (a PKCS#11 token label)",
                 ),
                 (
-                    bool(self.pkcs11_pin_file) or bool(_ENV_NAME.match(self.pkcs11_pin_env)),
+                    bool(self.pkcs11_pin_file) or bool(_ENV_NAME.fullmatch(self.pkcs11_pin_env)),
                     "pkcs11_pin_env: must name an environment variable when pkcs11_pin_file is empty",
                 ),
                 (
-                    bool(_LABEL_PREFIX.match(self.pkcs11_key_label_prefix)),
+                    bool(_LABEL_PREFIX.fullmatch(self.pkcs11_key_label_prefix)),
                     "pkcs11_key_label_prefix: must be 1-64 characters of A-Z a-z 0-9 . _ : / -",
                 ),
             ]

@@ -115,7 +115,7 @@ def test_a_value_or_reference_of_another_backend_is_refused(backend: Backend) ->
     foreign = {"local": 0x03, "aws-kms": 0x04, "pkcs11": 0x02}[backend.custody.name]
     with pytest.raises(UnwrapFailed, match="wrapped by the"):
         backend.custody.unwrap(ctx, ref, bytes([foreign]) + blob[1:])
-    for bad_ref in ("", "other:abc", ref.split(":", 1)[0] + ":", "x" * 300):
+    for bad_ref in ("", "other:abc", ref.split(":", 1)[0] + ":", ref + "\n", ref + "/", "x" * 300):
         with pytest.raises(UnwrapFailed):
             backend.custody.unwrap(ctx, bad_ref, blob)  # type: ignore[arg-type]
 
