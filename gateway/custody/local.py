@@ -98,12 +98,12 @@ class LocalCustody:
             secret = self._unwrap_legacy(ctx, blob)
         else:
             path = self._path(ref)
-            header, body = split_blob(blob, FORMAT_LOCAL, ctx)
+            aad, body = split_blob(blob, FORMAT_LOCAL, ctx)
             key, _ = self._read_key(path)
             if len(body) < NONCE_SIZE + 16:
                 raise UnwrapFailed("the wrapped value is truncated")
             try:
-                secret = AESGCM(key).decrypt(body[:NONCE_SIZE], body[NONCE_SIZE:], header)
+                secret = AESGCM(key).decrypt(body[:NONCE_SIZE], body[NONCE_SIZE:], aad)
             except InvalidTag:
                 raise UnwrapFailed(f"the value does not open under key {ref}") from None
         log_operation("unwrap", self.name, ctx, ref)

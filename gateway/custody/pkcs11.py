@@ -127,7 +127,7 @@ class Pkcs11Custody:
         from pkcs11.exceptions import PKCS11Error
 
         key_id = _key_id(ref)
-        header, body = split_blob(blob, FORMAT_PKCS11, ctx)
+        aad, body = split_blob(blob, FORMAT_PKCS11, ctx)
         if len(body) < NONCE_SIZE + TAG_BITS // 8 + 1:
             raise UnwrapFailed("the wrapped value is truncated")
 
@@ -136,7 +136,7 @@ class Pkcs11Custody:
             if key is None:
                 raise KeyDestroyed(f"key {ref} is not in token {self.token_label}")
             try:
-                return bytes(key.decrypt(body[NONCE_SIZE:], **_gcm(body[:NONCE_SIZE], header)))
+                return bytes(key.decrypt(body[NONCE_SIZE:], **_gcm(body[:NONCE_SIZE], aad)))
             except PKCS11Error as exc:
                 if type(exc).__name__ in _SESSION_LOST:
                     raise

@@ -155,6 +155,8 @@ def _unwrap_in_child(custody: Pkcs11Custody, args: tuple[Any, ...], out: Any) ->
 
 
 def test_a_forked_worker_logs_in_afresh(hsm_backend: Backend) -> None:
+    # SoftHSM2 happens to accept the parent's session in the child too, so this shows a
+    # forked worker can unwrap, not that the re-initialisation a networked HSM needs ran.
     custody = custody_of(hsm_backend)
     ctx, ref, blob = sealed(custody, SECRET)  # the parent is logged in before the fork
     fork = multiprocessing.get_context("fork")
