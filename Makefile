@@ -12,12 +12,17 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
-# System tools the tests use for real: the `age` program (Debian package `age`).
+# System tools the tests use for real: the `age` program (Debian package `age`) and the
+# SoftHSM2 token the pkcs11 custody tests initialise (Debian package `softhsm2`).
 deps:
 	@command -v age >/dev/null 2>&1 || { \
 	  echo "installing the age program (Debian package age)"; \
 	  (apt-get update -qq && apt-get install -y -qq age) >/dev/null || \
 	  { echo "make: could not install the age program; install the Debian package 'age'" >&2; exit 1; }; }
+	@command -v softhsm2-util >/dev/null 2>&1 || { \
+	  echo "installing SoftHSM2 (Debian package softhsm2)"; \
+	  (apt-get update -qq && apt-get install -y -qq softhsm2) >/dev/null || \
+	  { echo "make: could not install SoftHSM2; install the Debian package 'softhsm2'" >&2; exit 1; }; }
 
 ## Run the gateway on the embedded defaults (SQLite, local object store, keys/) on 127.0.0.1:8080.
 run: $(STAMP)

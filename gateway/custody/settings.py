@@ -1,0 +1,111 @@
+"""The ``[custody]`` settings: which backend keeps the custody identities, and how.
+
+One frozen dataclass with every default; :meth:`CustodySettings.validate` raises
+:class:`gateway.config.ConfigError` naming the first bad setting. Every field is a
+``str``, ``int`` or ``bool``, so the configuration loader reads it from TOML and from
+``GATEWAY_CUSTODY_<KEY>`` environment variables like any other section.
+
+No setting holds a secret: the PKCS#11 PIN is read, when the token is opened, from
+``pkcs11_pin_file`` or from the environment variable named by ``pkcs11_pin_env``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKENDS = ("local", "aws-kms", "pkcs11")
+_ARN = r"arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:[0-9]{12}:"
+KMS_KEY_ARN = re.compile(_ARN + r"key/[A-Za-z0-9-]{1,64}")
+"""The ARN of one KMS key (what a per-artifact reference holds)."""
+KMS_KEY_NAME = re.compile(
+    rf"({_ARN})?key/[A-Za-z0-9-]{{1,64}}|[A-Za-z0-9-]{{1,64}}|({_ARN})?alias/[A-Za-z0-9/_-]{{1,250}}"
+)
+"""A key as ``kms_key_id`` may name it: key id, key ARN, ``alias/name`` or alias ARN."""
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_LABEL_PREFIX = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class CustodySettings:
+    backend: str = "local"
+    # local: directory of per-artifact key files ("" = <keys.dir>/custody).
+    local_key_dir: str = ""
+    # aws-kms: one KMS key per artifact (true), or every value under kms_key_id (false).
+    kms_per_artifact_keys: bool = True
+    kms_key_id: str = ""
+    kms_region: str = "us-east-1"
+    kms_endpoint_url: str = ""
+    kms_deletion_window_days: int = 7
+    kms_timeout_seconds: int = 10
+    kms_max_attempts: int = 3
+    # pkcs11: the module (shared library), the token, where the PIN is, key label prefix.
+    pkcs11_module: str = ""
+    pkcs11_token_label: str = "gateway-custody"  # noqa: S105 - a token's name, not a secret
+    pkcs11_pin_file: str = ""
+    pkcs11_pin_env: str = "GATEWAY_PKCS11_PIN"
+    pkcs11_key_label_prefix: str = "gateway-custody:"
+
+    def validate(self) -> None:
+        """Raise :class:`gateway.config.ConfigError` naming the first setting that is wrong."""
+        from gateway.config import ConfigError  # here: gateway.config imports this module
+
+        for ok, message in self._checks():
+            if not ok:
+                raise ConfigError(f"setting custody.{message}")
+
+    def _checks(self) -> list[tuple[bool, str]]:
+        checks = [
+            (self.backend in BACKENDS, 'backend: must be "local", "aws-kms" or "pkcs11"'),
+            (
+                7 <= self.kms_deletion_window_days <= 30,
+                "kms_deletion_window_days: must be between 7 and 30 (what KMS allows)",
+            ),
+            (
+                1 <= self.kms_timeout_seconds <= 300,
+                "kms_timeout_seconds: must be between 1 and 300",
+            ),
+            (1 <= self.kms_max_attempts <= 10, "kms_max_attempts: must be between 1 and 10"),
+            (
+                not self.kms_endpoint_url
+                or self.kms_endpoint_url.startswith(("https://", "http://")),
+                "kms_endpoint_url: must be empty or an http(s):// URL",
+            ),
+        ]
+        if self.backend == "aws-kms":
+            checks += [
+                (bool(self.kms_region), "kms_region: must not be empty"),
+                (
+                    self.kms_per_artifact_keys or bool(self.kms_key_id),
+                    "kms_key_id: must name the shared key when kms_per_artifact_keys is false",
+                ),
+                (
+                    not self.kms_key_id or bool(KMS_KEY_NAME.fullmatch(self.kms_key_id)),
+                    "kms_key_id: must be a key id, key ARN, alias/NAME or alias ARN",
+                ),
+            ]
+        if self.backend == "pkcs11":
+            checks += [
+                (
+                    bool(self.pkcs11_module) and Path(self.pkcs11_module).is_absolute(),
+                    "pkcs11_module: must be the absolute path of the PKCS#11 library",
+                ),
+                (
+                    0 < len(self.pkcs11_token_label.encode()) <= 32,
+                    "pkcs11_token_label: must be 1 to 32 bytes (a PKCS#11 token label)",
+                ),
+                (
+                    bool(self.pkcs11_pin_file) or bool(_ENV_NAME.fullmatch(self.pkcs11_pin_env)),
+                    "pkcs11_pin_env: must name an environment variable when pkcs11_pin_file is empty",
+                ),
+                (
+                    bool(_LABEL_PREFIX.fullmatch(self.pkcs11_key_label_prefix)),
+                    "pkcs11_key_label_prefix: must be 1-64 characters of A-Z a-z 0-9 . _ : / -",
+                ),
+            ]
+        return checks
+
+    def key_dir(self, keys_dir: Path) -> Path:
+        """Where the ``local`` backend keeps its per-artifact key files."""
+        return Path(self.local_key_dir) if self.local_key_dir else keys_dir / "custody"

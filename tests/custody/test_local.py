@@ -1,0 +1,120 @@
+"""The ``local`` backend: key files on this machine, and the values of today's master key."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from gateway import age
+from gateway.custody import (
+    LEGACY_REF,
+    CustodySettings,
+    CustodyUnavailable,
+    KeyDestroyed,
+    UnwrapFailed,
+    make_custody,
+)
+from gateway.custody.local import LocalCustody
+from gateway.keystore import MasterKey
+from tests.custody.conftest import new_ctx
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def local(keys: Path) -> LocalCustody:
+    custody = make_custody(CustodySettings(backend="local"), keys_dir=keys)
+    assert isinstance(custody, LocalCustody)
+    return custody
+
+
+def key_file(custody: LocalCustody, ref: str) -> Path:
+    return custody.key_dir / f"{ref.removeprefix('local:')}.key"
+
+
+def test_each_artifact_gets_a_private_key_file_in_a_private_directory(
+    local: LocalCustody, keys: Path
+) -> None:
+    refs = [local.create(new_ctx()) for _ in range(3)]
+
+    assert local.key_dir == keys / "custody"
+    assert stat.S_IMODE(local.key_dir.stat().st_mode) == 0o700
+    files = sorted(local.key_dir.iterdir())
+    assert files == sorted(key_file(local, r) for r in refs)
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+
+
+def test_destroy_overwrites_the_key_before_unlinking_it(
+    local: LocalCustody, tmp_path: Path
+) -> None:
+    ctx = new_ctx()
+    ref = local.create(ctx)
+    blob = local.wrap(ctx, ref, b"AGE-SECRET-KEY-1...")
+    other_name = tmp_path / "keys" / "second-name"  # a hard link sees the same blocks
+    os.link(key_file(local, ref), other_name)
+    assert other_name.read_bytes()[:32] != bytes(32)
+
+    local.destroy(ctx, ref)
+
+    assert not key_file(local, ref).exists()
+    assert other_name.read_bytes() == bytes(len(other_name.read_bytes()))
+    with pytest.raises(KeyDestroyed):
+        local.unwrap(ctx, ref, blob)
+
+
+def test_values_of_the_master_key_still_unwrap_under_the_legacy_reference(
+    local: LocalCustody, keys: Path
+) -> None:
+    MasterKey.create(keys / "master.key")
+    identity = str(age.X25519Identity.generate()).encode()
+    ctx = new_ctx()
+    old = MasterKey.load(keys / "master.key").wrap(identity, ctx.upload_id)
+
+    assert local.unwrap(ctx, LEGACY_REF, old) == identity
+    with pytest.raises(UnwrapFailed):  # bound to its upload id, as before
+        local.unwrap(new_ctx(), LEGACY_REF, old)
+    with pytest.raises(ValueError, match="nothing new"):
+        local.wrap(ctx, LEGACY_REF, identity)
+    assert local.destroy(ctx, LEGACY_REF) is False  # deleting the value is the whole shred
+
+
+def test_a_missing_master_key_makes_old_values_unavailable_not_destroyed(
+    local: LocalCustody,
+) -> None:
+    with pytest.raises(CustodyUnavailable, match="master key"):
+        local.unwrap(new_ctx(), LEGACY_REF, b"\x01" + bytes(40))
+
+
+def test_key_files_or_directories_open_to_others_are_refused(local: LocalCustody) -> None:
+    ctx = new_ctx()
+    ref = local.create(ctx)
+    blob = local.wrap(ctx, ref, b"secret")
+    key_file(local, ref).chmod(0o640)
+    with pytest.raises(CustodyUnavailable, match="chmod 600"):
+        local.unwrap(ctx, ref, blob)
+
+    local.key_dir.chmod(0o755)
+    with pytest.raises(CustodyUnavailable, match="chmod 700"):
+        local.check()
+
+
+def test_a_reference_cannot_name_a_file_outside_the_key_directory(local: LocalCustody) -> None:
+    ctx = new_ctx()
+    for ref in ("local:../master", "local:" + "a" * 31, "local:" + "A" * 32):
+        with pytest.raises(UnwrapFailed):
+            local.unwrap(ctx, ref, b"\x02" + bytes(60))  # type: ignore[arg-type]
+
+
+def test_a_key_directory_that_cannot_be_made_is_unavailable(tmp_path: Path) -> None:
+    (tmp_path / "not-a-dir").write_text("")
+    custody = LocalCustody(tmp_path / "not-a-dir" / "custody", tmp_path / "master.key")
+    with pytest.raises(CustodyUnavailable, match="key directory"):
+        custody.create(new_ctx())
+    with pytest.raises(CustodyUnavailable, match="key directory"):
+        custody.check()
