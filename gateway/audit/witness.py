@@ -245,12 +245,12 @@ class WitnessClient:
         self.timeout = timeout
 
     def _read(self, response: requests.Response) -> bytes:
-        data = b""
+        data = bytearray()
         for chunk in response.iter_content(65536):
             data += chunk
             if len(data) > MAX_RESPONSE_BYTES:
                 raise BadWitnessResponse(f"witness response is over {MAX_RESPONSE_BYTES} bytes")
-        return data
+        return bytes(data)
 
     def add_checkpoint(
         self, old_size: int, proof: Sequence[bytes], signed_checkpoint: str

@@ -41,7 +41,9 @@ log = logging.getLogger("gateway.witness")
 class Refusal(Exception):
     """An add-checkpoint request the witness refuses, with its HTTP status and body."""
 
-    def __init__(self, status: int, message: str, content_type: str = "text/plain; charset=utf-8"):
+    def __init__(
+        self, status: int, message: str, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.body = (message + "\n").encode()
@@ -70,7 +72,9 @@ class Stored:
 class Witness:
     """A witness: its cosigners, the logs it cosigns for, its state directory."""
 
-    def __init__(self, cosigners: Sequence[Cosigner], logs: Mapping[str, Log], state: StateDir):
+    def __init__(
+        self, cosigners: Sequence[Cosigner], logs: Mapping[str, Log], state: StateDir
+    ) -> None:
         if not cosigners:
             raise ValueError("a witness needs at least one cosigner key")
         names = {c.name for c in cosigners}
@@ -81,6 +85,7 @@ class Witness:
             raise ValueError(f"log origin {self.name!r} is the witness's own name")
         self.cosigners = tuple(cosigners)
         self.logs = dict(logs)
+        self._by_hash = {origin_hash(origin): origin for origin in self.logs}
         self.state = state
         self._own = [c.verifier for c in cosigners]
 
@@ -99,11 +104,11 @@ class Witness:
 
     def checkpoint(self, key: str) -> bytes | None:
         """The latest cosigned checkpoint of the log whose origin hashes to ``key``."""
-        for origin in self.logs:
-            if origin_hash(origin) == key:
-                stored = self._stored(origin, self.state.read(key))
-                return None if stored is None else stored.data
-        return None
+        origin = self._by_hash.get(key)
+        if origin is None:
+            return None
+        stored = self._stored(origin, self.state.read(key))
+        return None if stored is None else stored.data
 
     def _open(self, body: bytes) -> Submission:
         try:

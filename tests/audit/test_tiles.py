@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Sequence
 
 import pytest
 
@@ -80,8 +81,8 @@ class StoredTree:
         for leaf in leaves:
             self.nodes.update(self.range.append(merkle.leaf_hash(leaf)))
 
-    def hashes(self, ids: object) -> list[bytes]:
-        return [self.nodes[n] for n in ids]  # type: ignore[attr-defined]
+    def hashes(self, ids: Sequence[merkle.NodeID]) -> list[bytes]:
+        return [self.nodes[n] for n in ids]
 
     def tiles(self) -> dict[str, bytes]:
         return {
