@@ -1,19 +1,28 @@
-"""C2SP signed notes and tlog-checkpoints, with Ed25519 keys (PyNaCl).
+"""C2SP signed notes and tlog-checkpoints, with pluggable signature types.
 
 Design note, by the section of the C2SP specifications each piece implements:
 
-- c2sp.org/signed-note, "Signatures": a note is UTF-8 text without control characters other
-  than newline, ending in a newline, then a blank line, then signature lines
+- c2sp.org/signed-note, "Format" and "Signatures": a note is UTF-8 text without control
+  characters other than newline, ending in a newline, then a blank line, then signature lines
   ``— <key name> base64(4-byte key ID || signature)\\n`` (em dash U+2014). The signed message
   is the text, final newline included. :func:`sign_note` writes one, :func:`open_note` parses
   and verifies one, with the rules of golang.org/x/mod ``sumdb/note.Open``: at most 100
-  signature lines, repeated signatures ignored, signatures by unknown keys ignored, a bad
-  signature by a known key fatal, and at least one verified signature required.
-- signed-note, "Verifier keys" and "Signature types" (Ed25519, type 0x01): the key ID is
-  ``SHA-256(name || 0x0A || 0x01 || public key)[:4]``; the vkey string is
-  ``<name>+<hex key ID>+base64(0x01 || public key)`` (:func:`parse_verifier_key`).
+  signature lines (the spec asks for at least 16), repeated signatures ignored, signatures by
+  unknown keys ignored, a bad signature by a known key fatal, and at least one verified
+  signature required. :func:`parse_note` is the parsing half alone, for callers that count
+  signatures against a policy (:mod:`gateway.audit.trust`).
+- signed-note, "Signature types": one key ID formula (:func:`key_id`) and a table
+  (:data:`SIGNATURE_TYPES`) from the type byte to the code that checks that type's keys and
+  signatures, in :mod:`gateway.audit.sigtypes`: 0x01 Ed25519 over the note text, and the two
+  cosignature types of c2sp.org/tlog-cosignature, 0x04 (timestamped Ed25519 over
+  ``cosignature/v1``) and 0x06 (timestamped ML-DSA-44 over ``subtree/v1``). A
+  :class:`Verifier` carries its type; :func:`sign_note` takes any :class:`NoteSigner`
+  (:class:`Signer` here, the cosigners of :mod:`gateway.audit.cosignature`).
+- signed-note, "Verifier keys": ``<name>+<hex key ID>+base64(type || public key)``
+  (:func:`parse_verifier_key`, :attr:`Verifier.vkey`).
 - The signer key file holds ``PRIVATE+KEY+<name>+<hex key ID>+base64(0x01 || seed)``, the
-  encoding of golang.org/x/mod ``note.NewSigner`` (not part of C2SP), so other tools can use it.
+  encoding of golang.org/x/mod ``note.NewSigner`` (not part of C2SP), so other tools can use
+  it; :mod:`gateway.audit.cosignature` uses the same encoding for cosigner keys.
 - c2sp.org/tlog-checkpoint, "Note text": origin line, decimal tree size, base64 root hash, then
   optional non-empty extension lines (:func:`format_checkpoint`, :func:`parse_checkpoint`).
 """
@@ -22,21 +31,28 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
-from nacl.exceptions import BadSignatureError
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
+from gateway.audit.sigtypes import (
+    KEY_ID_SIZE,
+    SIG_ED25519,
+    CosignatureV1Type,
+    Ed25519Type,
+    MLDSA44CosignatureType,
+    SignatureType,
+    key_id,
+)
 from gateway.keystore import read_secret_file, write_secret_file
 
-ALG_ED25519 = b"\x01"
+ALG_ED25519 = bytes([SIG_ED25519])
 SIG_PREFIX = "\u2014 "  # em dash and a space
 MAX_SIGNATURES = 100
-KEY_ID_SIZE = 4
 PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
 _DECIMAL = re.compile(r"(0|[1-9][0-9]*)")
 
@@ -77,33 +93,41 @@ def is_valid_name(name: str) -> bool:
     return bool(name) and "+" not in name and not any(c.isspace() for c in name)
 
 
-def key_id(name: str, public_key: bytes) -> bytes:
-    """signed-note: ``SHA-256(name || 0x0A || 0x01 || public key)[:4]`` for an Ed25519 key."""
-    return hashlib.sha256(name.encode() + b"\n" + ALG_ED25519 + public_key).digest()[:KEY_ID_SIZE]
+def _checkpoint_head(text: bytes) -> tuple[str, int, bytes]:
+    cp = parse_checkpoint(text.decode())
+    return cp.origin, cp.size, cp.root
+
+
+SIGNATURE_TYPES: Mapping[int, SignatureType] = {
+    t.code: t
+    for t in (Ed25519Type(), CosignatureV1Type(), MLDSA44CosignatureType(_checkpoint_head))
+}
+"""Every signature type this package knows, by its type byte (signed-note, "Signature types")."""
 
 
 @dataclass(frozen=True)
 class Verifier:
-    """A trusted Ed25519 note verifier key."""
+    """A trusted note verifier key: name, key ID, public key and signature type."""
 
     name: str
     key_id: bytes
     public_key: bytes
+    sig_type: int = SIG_ED25519
 
     @property
     def vkey(self) -> str:
-        return f"{self.name}+{self.key_id.hex()}+{base64.b64encode(ALG_ED25519 + self.public_key).decode()}"
+        key = base64.b64encode(bytes([self.sig_type]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id.hex()}+{key}"
 
     def verify(self, message: bytes, signature: bytes) -> bool:
-        try:
-            VerifyKey(self.public_key).verify(message, signature)
-        except (BadSignatureError, ValueError):
-            return False
-        return True
+        return SIGNATURE_TYPES[self.sig_type].verify(self.name, self.public_key, message, signature)
 
 
-def parse_verifier_key(vkey: str) -> Verifier:
-    """Parse ``<name>+<hex key ID>+base64(0x01 || public key)``; raise :class:`InvalidKey`."""
+def parse_verifier_key(vkey: str, types: Collection[int] | None = None) -> Verifier:
+    """Parse ``<name>+<hex key ID>+base64(type || public key)``; raise :class:`InvalidKey`.
+
+    ``types`` restricts the accepted signature types (default: every known type).
+    """
     name, _, rest = vkey.partition("+")
     hex_id, _, key64 = rest.partition("+")
     try:
@@ -113,13 +137,26 @@ def parse_verifier_key(vkey: str) -> Verifier:
         raise InvalidKey("verifier key is malformed") from None
     if len(kid) != KEY_ID_SIZE or not is_valid_name(name) or not key:
         raise InvalidKey("verifier key is malformed")
-    if hashlib.sha256(name.encode() + b"\n" + key).digest()[:KEY_ID_SIZE] != kid:
+    if key_id(name, key[0], key[1:]) != kid:
         raise InvalidKey("verifier key ID does not match the key")
-    if key[:1] != ALG_ED25519:
+    kind = SIGNATURE_TYPES.get(key[0])
+    if kind is None:
         raise InvalidKey("verifier key has an unknown signature type")
-    if len(key) != 1 + 32:
+    if types is not None and kind.code not in types:
+        want = ", ".join(f"0x{t:02x}" for t in sorted(types))
+        raise InvalidKey(f"verifier key has signature type 0x{kind.code:02x}, want {want}")
+    if len(key) != 1 + kind.public_key_size:
         raise InvalidKey("verifier key has the wrong length")
-    return Verifier(name, kid, key[1:])
+    return Verifier(name, kid, key[1:], kind.code)
+
+
+class NoteSigner(Protocol):
+    """Anything :func:`sign_note` can sign with: a name, a key ID and a signing function."""
+
+    name: str
+    key_id: bytes
+
+    def sign(self, message: bytes) -> bytes: ...
 
 
 class Signer:
@@ -133,7 +170,7 @@ class Signer:
         self.name = name
         self._key = SigningKey(seed)
         self.public_key = bytes(self._key.verify_key)
-        self.key_id = key_id(name, self.public_key)
+        self.key_id = key_id(name, SIG_ED25519, self.public_key)
 
     @classmethod
     def generate(cls, name: str) -> Signer:
@@ -142,14 +179,7 @@ class Signer:
     @classmethod
     def from_private_key(cls, skey: str) -> Signer:
         """Parse ``PRIVATE+KEY+<name>+<hex key ID>+base64(0x01 || seed)``."""
-        if not skey.startswith(PRIVATE_KEY_PREFIX):
-            raise InvalidKey("signer key is malformed")
-        name, _, rest = skey[len(PRIVATE_KEY_PREFIX) :].partition("+")
-        hex_id, _, key64 = rest.partition("+")
-        try:
-            key = _b64decode(key64)
-        except NoteError:
-            raise InvalidKey("signer key is malformed") from None
+        name, hex_id, key = split_private_key(skey)
         if key[:1] != ALG_ED25519 or len(key) != 33:
             raise InvalidKey("signer key is not an Ed25519 key")
         signer = cls(name, key[1:])
@@ -178,6 +208,18 @@ class Signer:
         return f"Signer({self.verifier_key!r})"
 
 
+def split_private_key(skey: str) -> tuple[str, str, bytes]:
+    """``PRIVATE+KEY+<name>+<hex key ID>+base64(type || key)`` as (name, hex ID, type || key)."""
+    if not skey.startswith(PRIVATE_KEY_PREFIX):
+        raise InvalidKey("signer key is malformed")
+    name, _, rest = skey[len(PRIVATE_KEY_PREFIX) :].partition("+")
+    hex_id, _, key64 = rest.partition("+")
+    try:
+        return name, hex_id, _b64decode(key64)
+    except NoteError:
+        raise InvalidKey("signer key is malformed") from None
+
+
 def create_signer_file(path: Path, name: str) -> Signer:
     """Generate a signer named ``name`` and write it to a new file of mode 0600."""
     signer = Signer.generate(name)
@@ -195,23 +237,34 @@ def _check_text(text: str) -> None:
         raise MalformedNote("note has a control character")
 
 
-def sign_note(text: str, *signers: Signer) -> str:
+def signature_line(signer: NoteSigner, text: str) -> str:
+    """signed-note: one signature line by ``signer`` over the note ``text``."""
+    sig = base64.b64encode(signer.key_id + signer.sign(text.encode())).decode()
+    return f"{SIG_PREFIX}{signer.name} {sig}\n"
+
+
+def sign_note(text: str, *signers: NoteSigner) -> str:
     """signed-note: the note ``text`` (newline-terminated) followed by one signature per signer."""
     if not text.endswith("\n") or not signers:
         raise MalformedNote("note text must end in a newline and have a signer")
     _check_text(text)
-    message = text.encode()
-    lines = []
-    for s in signers:
-        sig = base64.b64encode(s.key_id + s.sign(message)).decode()
-        lines.append(f"{SIG_PREFIX}{s.name} {sig}\n")
-    return text + "\n" + "".join(lines)
+    return text + "\n" + "".join(signature_line(s, text) for s in signers)
 
 
 @dataclass(frozen=True)
 class Signature:
     name: str
     key_id: bytes
+
+
+@dataclass(frozen=True)
+class SignatureLine:
+    """One parsed signature line: key name, key ID, the signature bytes, the line as written."""
+
+    name: str
+    key_id: bytes
+    signature: bytes
+    line: str
 
 
 @dataclass(frozen=True)
@@ -238,7 +291,7 @@ def _split(msg: bytes | str) -> tuple[str, list[str]]:
     return text, sigs[:-1].split("\n")
 
 
-def _parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
+def _parse_signature_line(line: str) -> SignatureLine:
     if not line.startswith(SIG_PREFIX):
         raise MalformedNote("note has a line after the signatures that is not a signature")
     name, _, b64 = line[len(SIG_PREFIX) :].partition(" ")
@@ -248,7 +301,15 @@ def _parse_signature_line(line: str) -> tuple[str, bytes, bytes]:
         raise MalformedNote("note signature is not base64") from None
     if not is_valid_name(name) or not b64 or len(raw) < KEY_ID_SIZE + 1:
         raise MalformedNote("note signature line is malformed")
-    return name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:]
+    return SignatureLine(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:], line + "\n")
+
+
+def parse_note(msg: bytes | str) -> tuple[str, list[SignatureLine]]:
+    """Split a signed note into its text and signature lines, verifying nothing."""
+    text, lines = _split(msg)
+    if len(lines) > MAX_SIGNATURES:
+        raise MalformedNote(f"note has more than {MAX_SIGNATURES} signatures")
+    return text, [_parse_signature_line(line) for line in lines]
 
 
 def open_note(msg: bytes | str, verifiers: Iterable[Verifier | str]) -> Note:
@@ -261,23 +322,20 @@ def open_note(msg: bytes | str, verifiers: Iterable[Verifier | str]) -> Note:
     for v in verifiers:
         ver = parse_verifier_key(v) if isinstance(v, str) else v
         known[(ver.name, ver.key_id)] = ver
-    text, lines = _split(msg)
+    text, lines = parse_note(msg)
     message = text.encode()
     verified: dict[tuple[str, bytes], Signature] = {}
     unverified: dict[str, Signature] = {}
-    for count, line in enumerate(lines, start=1):
-        name, kid, sig = _parse_signature_line(line)
-        if count > MAX_SIGNATURES:
-            raise MalformedNote(f"note has more than {MAX_SIGNATURES} signatures")
-        trusted = known.get((name, kid))
+    for sig in lines:
+        trusted = known.get((sig.name, sig.key_id))
         if trusted is None:
-            unverified.setdefault(line, Signature(name, kid))
+            unverified.setdefault(sig.line, Signature(sig.name, sig.key_id))
             continue
-        if (name, kid) in verified:
+        if (sig.name, sig.key_id) in verified:
             continue
-        if not trusted.verify(message, sig):
-            raise InvalidSignature(f"invalid signature for key {name}+{kid.hex()}")
-        verified[(name, kid)] = Signature(name, kid)
+        if not trusted.verify(message, sig.signature):
+            raise InvalidSignature(f"invalid signature for key {sig.name}+{sig.key_id.hex()}")
+        verified[(sig.name, sig.key_id)] = Signature(sig.name, sig.key_id)
     if not verified:
         raise UnverifiedNote("note has no signature by a trusted key")
     return Note(text, tuple(verified.values()), tuple(unverified.values()))
@@ -326,7 +384,7 @@ def parse_checkpoint(text: str, hash_size: int | None = 32) -> Checkpoint:
     return Checkpoint(origin, int(size), root, tuple(extensions))
 
 
-def sign_checkpoint(cp: Checkpoint, signer: Signer) -> str:
+def sign_checkpoint(cp: Checkpoint, signer: NoteSigner) -> str:
     """The signed note of a checkpoint."""
     return sign_note(format_checkpoint(cp), signer)
 

@@ -197,3 +197,35 @@ def test_a_signer_file_with_a_wrong_key_id_is_refused(tmp_path: Path) -> None:
     bad = signer.private_key().replace(f"+{signer.key_id.hex()}+", "+00000000+")
     with pytest.raises(note.InvalidKey):
         note.Signer.from_private_key(bad)
+
+
+def test_one_key_id_formula_for_every_signature_type() -> None:
+    """signed-note "Signatures": key ID = SHA-256(name || 0x0A || type || public key)[:4]."""
+    import hashlib
+
+    from gateway.audit import sigtypes
+
+    signer = note.Signer("example.com/foo", bytes(range(32)))
+    assert note.key_id(signer.name, signer.public_key) == signer.key_id
+    assert note.key_id(signer.name, sigtypes.SIG_ED25519, signer.public_key) == signer.key_id
+    for sig_type in (0x01, 0x04, 0x06, 0x42):
+        want = hashlib.sha256(b"example.com/foo\n" + bytes([sig_type]) + signer.public_key)
+        assert note.key_id(signer.name, sig_type, signer.public_key) == want.digest()[:4]
+    assert sorted(note.SIGNATURE_TYPES) == [0x01, 0x04, 0x06]
+
+
+def test_a_verifier_key_of_a_known_type_is_refused_where_another_is_required() -> None:
+    signer = note.Signer("example.com/foo", bytes(range(32)))
+    assert note.parse_verifier_key(signer.verifier_key, types={0x01}) == signer.verifier
+    with pytest.raises(note.InvalidKey, match="signature type 0x01, want 0x04, 0x06"):
+        note.parse_verifier_key(signer.verifier_key, types={0x06, 0x04})
+
+
+def test_parse_note_returns_the_signature_bytes_in_order() -> None:
+    a, b = note.Signer("a", bytes(32)), note.Signer("b", bytes(range(32)))
+    signed = note.sign_note("hello\n", a, b)
+    text, sigs = note.parse_note(signed)
+    assert text == "hello\n"
+    assert [(s.name, s.key_id) for s in sigs] == [("a", a.key_id), ("b", b.key_id)]
+    assert sigs[0].signature == a.sign(b"hello\n")
+    assert "".join(s.line for s in sigs) == signed[len("hello\n\n") :]

@@ -1,0 +1,170 @@
+"""The witness: checks a submitted checkpoint against its state and cosigns it, or says why not.
+
+Design note, following c2sp.org/tlog-witness "add-checkpoint" step by step (each refusal is a
+:class:`Refusal` carrying the status the spec assigns):
+
+1. The body is parsed strictly (:func:`gateway.audit.witness.parse_add_checkpoint`): 400.
+2. An origin not in the log list: 404. The note must carry a valid signature by a key the
+   witness trusts for that origin, signatures by other keys ignored; none, or a bad one by a
+   trusted key: 403. A note or checkpoint that does not parse: 400.
+3. Old size above the checkpoint's size: 400. A checkpoint of size 0 whose root is not the
+   empty tree's hash: 422.
+4. Under the log's lock: old size not the size of the latest cosigned checkpoint (0 if none):
+   409 with that size. Old size 0 with a non-empty proof, equal sizes with different roots, or
+   a consistency proof that does not verify from the stored root: 422.
+5. The witness signs a re-encoding of the checkpoint it parsed (not the submitted bytes, so
+   a parser disagreement cannot make it sign something else), stores that text with the log
+   signatures it verified and its cosignatures, durably, and only then answers 200 with its
+   cosignature lines.
+
+A witness policy beyond the spec: checkpoints with extension lines are refused (400), since
+its ML-DSA-44 cosignature would not cover them (c2sp.org/tlog-checkpoint "Signatures").
+A stored checkpoint that no longer verifies under the witness's own keys stops that log with
+a 500 rather than be trusted (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from gateway.audit import merkle, note
+from gateway.audit.cosignature import Cosigner
+from gateway.audit.witness import MalformedRequest, parse_add_checkpoint
+from gateway.witness.loglist import Log
+from gateway.witness.state import StateDir, origin_hash
+
+log = logging.getLogger("gateway.witness")
+
+
+class Refusal(Exception):
+    """An add-checkpoint request the witness refuses, with its HTTP status and body."""
+
+    def __init__(
+        self, status: int, message: str, content_type: str = "text/plain; charset=utf-8"
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = (message + "\n").encode()
+        self.content_type = content_type
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A parsed add-checkpoint request whose log signature verified."""
+
+    log: Log
+    checkpoint: note.Checkpoint
+    log_lines: tuple[str, ...]  # the signature lines by the log's keys, each once
+    old_size: int
+    proof: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
+class Stored:
+    """The latest cosigned checkpoint of a log, as stored and served."""
+
+    checkpoint: note.Checkpoint
+    data: bytes
+
+
+class Witness:
+    """A witness: its cosigners, the logs it cosigns for, its state directory."""
+
+    def __init__(
+        self, cosigners: Sequence[Cosigner], logs: Mapping[str, Log], state: StateDir
+    ) -> None:
+        if not cosigners:
+            raise ValueError("a witness needs at least one cosigner key")
+        names = {c.name for c in cosigners}
+        if len(names) != 1:
+            raise ValueError("a witness's keys share one name")
+        self.name = names.pop()
+        if self.name in logs:
+            raise ValueError(f"log origin {self.name!r} is the witness's own name")
+        self.cosigners = tuple(cosigners)
+        self.logs = dict(logs)
+        self._by_hash = {origin_hash(origin): origin for origin in self.logs}
+        self.state = state
+        self._own = [c.verifier for c in cosigners]
+
+    def verifier_keys(self) -> list[str]:
+        return [c.verifier_key for c in self.cosigners]
+
+    def _stored(self, origin: str, data: bytes | None) -> Stored | None:
+        if data is None:
+            return None
+        try:
+            cp = note.open_checkpoint(data, self._own, origin=origin)
+        except note.NoteError as exc:
+            log.error("stored checkpoint of %s does not verify: %s", origin, exc)
+            raise Refusal(500, "the witness's stored state for this log is damaged") from None
+        return Stored(cp, data)
+
+    def checkpoint(self, key: str) -> bytes | None:
+        """The latest cosigned checkpoint of the log whose origin hashes to ``key``."""
+        origin = self._by_hash.get(key)
+        if origin is None:
+            return None
+        stored = self._stored(origin, self.state.read(key))
+        return None if stored is None else stored.data
+
+    def _open(self, body: bytes) -> Submission:
+        try:
+            request = parse_add_checkpoint(body)
+            first = request.checkpoint.split(b"\n", 1)[0].decode()
+        except (MalformedRequest, UnicodeDecodeError) as exc:
+            raise Refusal(400, f"malformed request: {exc}") from None
+        entry = self.logs.get(first)
+        if entry is None:
+            raise Refusal(404, f"unknown log {first[:100]!r}")
+        try:
+            opened = note.open_note(request.checkpoint, entry.verifiers)
+            cp = note.parse_checkpoint(opened.text)
+        except (note.UnverifiedNote, note.InvalidSignature) as exc:
+            raise Refusal(403, f"invalid signature: {exc}") from None
+        except note.NoteError as exc:
+            raise Refusal(400, f"invalid checkpoint: {exc}") from None
+        if cp.extensions:
+            raise Refusal(400, "invalid checkpoint: extension lines are not cosigned")
+        trusted = {(v.name, v.key_id) for v in entry.verifiers}
+        _, lines = note.parse_note(request.checkpoint)
+        log_lines = dict.fromkeys(s.line for s in lines if (s.name, s.key_id) in trusted)
+        return Submission(entry, cp, tuple(log_lines), request.old_size, request.proof)
+
+    def add_checkpoint(self, body: bytes) -> bytes:
+        """Handle one add-checkpoint body: the cosignature lines, or raise :class:`Refusal`."""
+        sub = self._open(body)
+        cp, old = sub.checkpoint, sub.old_size
+        if old > cp.size:
+            raise Refusal(400, f"old size {old} is above the checkpoint's size {cp.size}")
+        if cp.size == 0 and cp.root != merkle.empty_root():
+            raise Refusal(422, "a checkpoint of size 0 must have the empty tree's root")
+        with self.state.locked(cp.origin) as state:
+            data = state.read()
+            stored = self._stored(cp.origin, data)
+            known = (
+                stored.checkpoint if stored else note.Checkpoint(cp.origin, 0, merkle.empty_root())
+            )
+            if old != known.size:
+                log.info("%s: old size %d, witness has %d", cp.origin, old, known.size)
+                raise Refusal(409, str(known.size), "text/x.tlog.size")
+            _check_consistency(known, cp, sub.proof)
+            text = note.format_checkpoint(cp)
+            cosig_lines = [note.signature_line(c, text) for c in self.cosigners]
+            signed = text + "\n" + "".join(sub.log_lines) + "".join(cosig_lines)
+            state.replace(data, signed.encode())
+        log.info("%s: cosigned size %d (was %d)", cp.origin, cp.size, known.size)
+        return "".join(cosig_lines).encode()
+
+
+def _check_consistency(known: note.Checkpoint, cp: note.Checkpoint, proof: Sequence[bytes]) -> None:
+    if known.size == 0:
+        if proof:
+            raise Refusal(422, "bad consistency proof: old size 0 needs an empty proof")
+        return
+    try:
+        merkle.verify_consistency(known.size, cp.size, proof, known.root, cp.root)
+    except merkle.ProofError as exc:
+        raise Refusal(422, f"bad consistency proof: {exc}") from None
