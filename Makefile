@@ -59,7 +59,7 @@ bench-storage: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
 
 demo: $(STAMP) deps
-	$(BIN)/python -m gateway.demo
+	$(BIN)/python -m tests.demo
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
