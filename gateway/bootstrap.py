@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session
 
 from gateway import events
@@ -48,6 +48,14 @@ def opened(config: Config) -> Iterator[Gateway]:
         gw.close()
 
 
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ValueError:
+        return "(a database URL that does not parse)"
+
+
 def _sqlite_dir(url: str) -> None:
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
@@ -73,7 +81,7 @@ def init(config: Config) -> Iterator[str]:
         write_secret_file(keys / URL_KEY_FILE, secrets.token_bytes(32))
         yield f"created URL signing key {keys / URL_KEY_FILE}"
     migrate(config.database.url)
-    yield f"database ready at {config.database.url}"
+    yield f"database ready at {shown_url(config.database.url)}"
     provision(storage_settings(config))
     where = (
         config.storage.root

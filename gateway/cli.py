@@ -23,6 +23,7 @@ import click
 
 from gateway.client.cli import build, log_level
 from gateway.config import Config, ConfigError, load
+from gateway.storage import StorageError
 from gateway.tui import fail, reported, say
 
 P = ParamSpec("P")
@@ -63,13 +64,29 @@ class State:
 
 @contextmanager
 def server_stack(command: str) -> Iterator[None]:
-    """Turn a missing server module into one line naming the extra that installs it."""
+    """What the server stack raises, as one line: a module not installed, a database refusal.
+
+    A missing module of the ``[server]`` extra names the extra; any other missing module
+    (a database driver, say) names itself. A database error is told by its first line
+    (SQLAlchemy's, without the statement or the URL).
+    """
     try:
         yield
     except ModuleNotFoundError as exc:
-        if (exc.name or "").partition(".")[0] not in SERVER_MODULES:
+        name = exc.name or str(exc)
+        if name.partition(".")[0] in SERVER_MODULES:
+            fail(f"`{command}` needs the server install: pip install '{SERVER_EXTRA}'")
+        fail(f"`{command}` needs the Python module {name}, which is not installed")
+    except Exception as exc:
+        if not type(exc).__module__.startswith("sqlalchemy."):
             raise
-        fail(f"`{command}` needs the server install: pip install '{SERVER_EXTRA}'")
+        fail(f"the database refused: {_first_line(exc)}")
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # the driver's own error, without SQLAlchemy's wrapping
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def operator(fn: Callable[Concatenate[State, P], R]) -> Callable[P, R]:
@@ -83,7 +100,7 @@ def operator(fn: Callable[Concatenate[State, P], R]) -> Callable[P, R]:
         with server_stack(ctx.command_path):
             return fn(state, *args, **kwargs)
 
-    return reported(ConfigError)(wrapper)
+    return reported(ConfigError, StorageError)(wrapper)
 
 
 @click.command()

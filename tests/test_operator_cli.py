@@ -113,6 +113,32 @@ def test_an_unwritable_keys_directory_is_reported_with_its_path(
     ), done.output
 
 
+def test_a_store_that_cannot_be_made_is_one_line(config_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "objects").write_text("a file where the object store should be")
+    done = gateway(config_file, "init")
+    assert done.exit_code == 1
+    assert done.output.splitlines()[-1] == (
+        f"gateway: error: cannot create {tmp_path / 'objects'}: File exists"
+    ), done.output
+
+
+def test_an_unusable_database_is_one_line_and_never_shows_its_password(
+    config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "gw.db").write_text("not a database")
+    done = gateway(config_file, "init")
+    assert done.exit_code == 1
+    assert (
+        done.output.splitlines()[-1]
+        == "gateway: error: the database refused: file is not a database"
+    )
+    monkeypatch.setenv("GATEWAY_DATABASE_URL", "postgresql://ann:hunter2secret@127.0.0.1:1/gw")
+    done = gateway(config_file, "init")
+    assert done.exit_code == 1 and "Traceback" not in done.output, done.output
+    assert done.output.splitlines()[-1].startswith("gateway: error: "), done.output
+    assert "hunter2secret" not in done.output
+
+
 def test_the_choices_offered_are_the_models_own() -> None:
     assert set(cli.ORG_KINDS) == set(models.ORG_KINDS) - {"operator"}
     assert set(cli.ROLES) == set(models.ROLES)
@@ -160,3 +186,12 @@ def test_verbose_logs_each_request_but_never_the_token(
     assert done.stdout.startswith("eve (evaluator) of agency")
     assert ("gateway: DEBUG: gateway.client.http: GET /v1/me: 200" in done.stderr) is logged
     assert token not in done.stderr and token not in done.stdout
+
+
+def test_a_database_url_is_printed_without_its_password() -> None:
+    from gateway.bootstrap import shown_url
+
+    assert (
+        shown_url("postgresql://ann:hunter2@db.example/gw") == "postgresql://ann:***@db.example/gw"
+    )
+    assert shown_url("sqlite:///var/gateway.db") == "sqlite:///var/gateway.db"
