@@ -52,6 +52,24 @@ def story(gw: LocalGateway, work: Path, size: int) -> None:
     say = Narrator()
     lab, ev, au = gw.env("lab"), gw.env("evaluator"), gw.env("auditor")
     say.step(f"A local gateway is running at {gw.url} (temp dir {gw.root})")
+    wid, cid, digest = _lab_pushes(say, lab, work, size)
+    say.step("An auditor keeps today's checkpoint, to prove later that the log only grew")
+    say.run("auditor", au, "audit", "checkpoint", "--save", str(work / "checkpoint-1.txt"))
+    _access(say, lab, ev, work, [wid, cid])
+    _pulls(say, ev, work, wid, cid, digest)
+    _audit(say, gw, au, work)
+
+
+def _push(say: Narrator, lab: Mapping[str, str], work: Path, path: Path, *how: str) -> str:
+    key = str(work / "lab-signing.key")
+    share = ORGS["evaluator"][0]
+    return say.run("lab", lab, "push", str(path), *how, "--share-with", share, "--signing-key", key)
+
+
+def _lab_pushes(
+    say: Narrator, lab: Mapping[str, str], work: Path, size: int
+) -> tuple[str, str, str]:
+    """The lab's key, its weights and a credential pushed: (weights id, credential id, sha256)."""
     say.step("The lab makes a signing key and registers its public half")
     say.run("lab", lab, "whoami")
     say.run("lab", lab, "keygen", "--type", "signing", "-o", str(work / "lab-signing.key"))
@@ -61,74 +79,47 @@ def story(gw: LocalGateway, work: Path, size: int) -> None:
     )
     digest = write_weights(weights, size)
     print(f"    sha256 {digest}")
-    share = ORGS["evaluator"][0]
-    wid = say.run(
-        "lab",
-        lab,
-        "push",
-        str(weights),
-        "--name",
-        "frontier-model-v1",
-        "--kind",
-        "weights",
-        "--share-with",
-        share,
-        "--signing-key",
-        str(work / "lab-signing.key"),
-    )
+    wid = _push(say, lab, work, weights, "--name", "frontier-model-v1", "--kind", "weights")
     credential = work / "endpoint-credential.txt"
     credential.write_text(
         "API_KEY=sk-preview-0123456789abcdef\nENDPOINT=https://preview.frontier-lab.example/v1\n"
     )
-    cid = say.run(
-        "lab",
-        lab,
-        "push",
-        str(credential),
-        "--name",
-        "preview-endpoint",
-        "--kind",
-        "credential",
-        "--share-with",
-        share,
-        "--signing-key",
-        str(work / "lab-signing.key"),
-    )
-    say.step("An auditor keeps today's checkpoint, to prove later that the log only grew")
-    say.run("auditor", au, "audit", "checkpoint", "--save", str(work / "checkpoint-1.txt"))
+    cid = _push(say, lab, work, credential, "--name", "preview-endpoint", "--kind", "credential")
+    return wid, cid, digest
+
+
+def _access(
+    say: Narrator, lab: Mapping[str, str], ev: Mapping[str, str], work: Path, ids: list[str]
+) -> None:
     say.step("The evaluator makes an age identity, sees the artifacts and asks for access")
     say.run("evaluator", ev, "keygen", "--type", "age", "-o", str(work / "evaluator.agekey"))
     say.run("evaluator", ev, "artifacts")
-    rid = say.run(
-        "evaluator", ev, "request", wid, "--justification", "pre-deployment cyber evaluation"
-    )
-    rid2 = say.run(
-        "evaluator", ev, "request", cid, "--justification", "pre-deployment cyber evaluation"
-    )
+    why = "pre-deployment cyber evaluation"
+    requests_made = [say.run("evaluator", ev, "request", i, "--justification", why) for i in ids]
     say.step("The lab reviews the requests and approves them")
     say.run("lab", lab, "requests", "--state", "pending")
-    say.run("lab", lab, "approve", rid, "--hours", "48")
-    say.run("lab", lab, "approve", rid2, "--hours", "48")
+    for rid in requests_made:
+        say.run("lab", lab, "approve", rid, "--hours", "48")
+
+
+def _pulls(
+    say: Narrator, ev: Mapping[str, str], work: Path, wid: str, cid: str, digest: str
+) -> None:
+    identity = str(work / "evaluator.agekey")
     say.step(
         "The evaluator pulls the weights: decrypted, checked against the lab's signed manifest"
     )
     out = work / "pulled.safetensors"
-    say.run(
-        "evaluator", ev, "pull", wid, "-o", str(out), "--identity", str(work / "evaluator.agekey")
-    )
+    say.run("evaluator", ev, "pull", wid, "-o", str(out), "--identity", identity)
     print(f"    identical to the lab's file: {sha256_file(out) == digest}")
     say.step("Again as a raw age file, decrypted by the standard age program")
     raw = work / "pulled.age"
     say.run("evaluator", ev, "pull", wid, "-o", str(raw), "--raw")
     age_out = work / "pulled-by-age.safetensors"
     print(f"  evaluator$ age -d -i evaluator.agekey -o {age_out.name} {raw.name}")
-    subprocess.run(
-        ["age", "-d", "-i", str(work / "evaluator.agekey"), "-o", str(age_out), str(raw)],
-        check=True,
-    )
+    subprocess.run(["age", "-d", "-i", identity, "-o", str(age_out), str(raw)], check=True)
     print(f"    identical to the lab's file: {sha256_file(age_out) == digest}")
-    say.run("evaluator", ev, "pull", cid, "-o", "-", "--identity", str(work / "evaluator.agekey"))
-    _audit(say, gw, au, work)
+    say.run("evaluator", ev, "pull", cid, "-o", "-", "--identity", identity)
 
 
 def _audit(say: Narrator, gw: LocalGateway, au: Mapping[str, str], work: Path) -> None:

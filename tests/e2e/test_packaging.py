@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -107,18 +108,40 @@ def deployed(
 ) -> Iterator[Deployed]:
     work = tmp_path_factory.mktemp("packaging")
     bins = _installs(work, _wheel(work))
-    port = free_port()
     run_dir = work / "run"
     run_dir.mkdir()
+    env = _server_env(work, run_dir, moto_server)
+    server = bins["server"] / "gateway"
+    tokens = _set_up(server, run_dir, env, moto_server)
+    port = free_port()
+    with open(run_dir / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(server), "serve", "--port", str(port)],
+            cwd=run_dir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(url, process, run_dir / "server.log")
+            yield Deployed(url, tokens, bins["client"], work)
+        finally:
+            _stop(process)
+
+
+def _server_env(work: Path, run_dir: Path, endpoint: str) -> dict[str, str]:
+    """The server install's environment: a configuration on S3 at ``endpoint``, nothing else."""
     (run_dir / "gateway.toml").write_text(
         f'[database]\nurl = "sqlite:///{run_dir / "gateway.db"}"\n'
         f'[keys]\ndir = "{run_dir / "keys"}"\n'
-        f'[storage]\nbackend = "s3"\nendpoint_url = "{moto_server}"\n'
+        f'[storage]\nbackend = "s3"\nendpoint_url = "{endpoint}"\n'
         f'bucket = "{BUCKET}"\naudit_bucket = "{AUDIT_BUCKET}"\n'
         "[uploads]\nmin_part_size_mib = 5\ndefault_part_size_mib = 5\n"
         "[sweeper]\ninterval_seconds = 0\n"
     )
-    env = {
+    return {
         "PATH": "/usr/bin:/bin",
         "HOME": str(work),
         "GATEWAY_CONFIG": str(run_dir / "gateway.toml"),
@@ -126,12 +149,15 @@ def deployed(
         "AWS_SHARED_CREDENTIALS_FILE": str(work / "no-aws-credentials"),
         **AWS,
     }
-    server = bins["server"] / "gateway"
+
+
+def _set_up(server: Path, run_dir: Path, env: dict[str, str], endpoint: str) -> dict[str, str]:
+    """``gateway init`` on S3, a lab and an agency; a token for each, by role."""
     _run(server, "init", cwd=run_dir, env=env)
-    _check_provisioned_and_open_for_moto(moto_server)
+    _check_provisioned_and_open_for_moto(endpoint)
     for org, kind in (("lab-a", "lab"), ("agency-a", "agency")):
         _run(server, "admin", "org", "create", org, "--kind", kind, cwd=run_dir, env=env)
-    tokens = {
+    return {
         role: _run(
             *(server, "admin", "token", "create", "--org", org, "--role", role, "--name", name),
             cwd=run_dir,
@@ -139,27 +165,21 @@ def deployed(
         )
         for role, org, name in (("lab", "lab-a", "ann"), ("evaluator", "agency-a", "eve"))
     }
-    log = open(run_dir / "server.log", "wb")  # noqa: SIM115 - closed with the process
-    process = subprocess.Popen(
-        [str(server), "serve", "--port", str(port)],
-        cwd=run_dir,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, run_dir / "server.log")
-        yield Deployed(url, tokens, bins["client"], work)
-    finally:
-        process.terminate()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop ``gateway serve`` and its workers (its whole process group)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break
         try:
             process.wait(timeout=20)
+            return
         except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+            continue
+    process.wait()
 
 
 def _check_provisioned_and_open_for_moto(endpoint: str) -> None:
