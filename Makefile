@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -e '.[server,test,bench]'
 	touch $(STAMP)
 
 # System tools the tests use for real: the `age` program (Debian package `age`) and the
@@ -64,7 +64,7 @@ bench-storage: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
 
 demo: $(STAMP) deps
-	$(BIN)/python -m gateway.demo
+	$(BIN)/python -m tests.demo
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

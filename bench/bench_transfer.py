@@ -23,7 +23,17 @@ import sys
 import time
 from pathlib import Path
 
-from gateway.demo import ORGS, LocalGateway, cli, gateway_command, sha256_file, write_weights
+# The harness is the tests' (tests/harness.py), not the package's: bench runs from the checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.harness import (  # noqa: E402 - after the checkout is on the path
+    ORGS,
+    LocalGateway,
+    cli,
+    gateway_command,
+    sha256_file,
+    write_weights,
+)
 
 MIB = 1 << 20
 

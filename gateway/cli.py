@@ -1,49 +1,58 @@
-"""The ``gateway`` command: operator commands (init, serve, admin, sweep, audit).
+"""The ``gateway`` command: the client's commands and the operator's, in one group.
 
-Messages in the voice of ``age``: ``gateway: error: ...`` and ``gateway: hint: ...``,
-lowercase, no traceback, non-zero exit status on failure.
+Design note. :data:`main` is :func:`gateway.client.cli.build` given, in this one place,
+the operator commands (init, dev-seed, serve, sweep, admin), the operator's ``audit``
+subcommands (publish, anchors) and the ``--config`` root option. The server stack
+(Flask, SQLAlchemy, Alembic, gunicorn, boto3) is the ``[server]`` extra of the
+distribution: the operator commands import it only when they run, so that the base
+install (the client) has every command's help, runs every client command, and answers
+an operator command with one line naming the extra to install.
+
+Messages in the voice of ``age`` (:mod:`gateway.tui`).
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
+from gateway.client.cli import build, log_level
 from gateway.config import Config, ConfigError, load
-from gateway.errors import GatewayError
+from gateway.storage import StorageError
+from gateway.tui import fail, reported, say
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
-
-def fail(message: str, hint: str | None = None, code: int = 1) -> None:
-    click.echo(f"gateway: error: {message}", err=True)
-    if hint:
-        click.echo(f"gateway: hint: {hint}", err=True)
-    sys.exit(code)
-
-
-def reported(fn: F) -> F:
-    """Turn the gateway's own errors into one-line messages and an exit status."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as exc:
-            fail(str(exc))
-        except GatewayError as exc:
-            fail(exc.diagnostics())
-
-    return wrapper  # type: ignore[return-value]
+SERVER_EXTRA = "model-artifact-gateway[server]"
+SERVER_MODULES = frozenset(
+    {
+        "alembic",
+        "boto3",
+        "botocore",
+        "flask",
+        "gunicorn",
+        "prometheus_client",
+        "sqlalchemy",
+        "werkzeug",
+    }
+)
+# The choices of gateway.models (which needs the server stack), restated for --help.
+ORG_KINDS = ("lab", "agency", "oversight")
+ROLES = ("lab", "evaluator", "auditor", "admin")
 
 
 class State:
-    def __init__(self, config_path: str | None) -> None:
+    """What an operator command is run with: the configuration, read when first needed."""
+
+    def __init__(self, config_path: str | None, verbose: int = 0) -> None:
         self.config_path = config_path
+        self.verbose = verbose
         self._config: Config | None = None
 
     @property
@@ -52,90 +61,111 @@ class State:
             self._config = load(self.config_path)
         return self._config
 
-    def gateway(self) -> Any:
-        from gateway.runtime import Gateway
 
-        return Gateway(self.config)
+@contextmanager
+def server_stack(command: str) -> Iterator[None]:
+    """What the server stack raises, as one line: a module not installed, a database refusal.
 
-
-pass_state = click.make_pass_decorator(State)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "config_path",
-    envvar="GATEWAY_CONFIG",
-    type=click.Path(dir_okay=False),
-    help="configuration file (default: $GATEWAY_CONFIG, else config/gateway.toml)",
-)
-@click.version_option(package_name="model-artifact-gateway", prog_name="gateway")
-@click.pass_context
-def main(ctx: click.Context, config_path: str | None) -> None:
-    """Secure model-artifact transfer gateway."""
-    ctx.obj = State(config_path)
+    A missing module of the ``[server]`` extra names the extra; any other missing module
+    (a database driver, say) names itself. A database error is told by its first line
+    (SQLAlchemy's, without the statement or the URL).
+    """
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        name = exc.name or str(exc)
+        if name.partition(".")[0] in SERVER_MODULES:
+            fail(f"`{command}` needs the server install: pip install '{SERVER_EXTRA}'")
+        fail(f"`{command}` needs the Python module {name}, which is not installed")
+    except Exception as exc:
+        if not type(exc).__module__.startswith("sqlalchemy."):
+            raise
+        fail(f"the database refused: {_first_line(exc)}")
 
 
-@main.command()
-@pass_state
-@reported
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)  # the driver's own error, without SQLAlchemy's wrapping
+    text = str(orig if orig is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def operator(fn: Callable[Concatenate[State, P], R]) -> Callable[P, R]:
+    """An operator command: given the :class:`State`, its errors reported, the server checked."""
+
+    @wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        ctx = click.get_current_context()
+        root = ctx.find_root().params
+        state = State(root.get("config_path"), int(root.get("verbose") or 0))
+        with server_stack(ctx.command_path):
+            return fn(state, *args, **kwargs)
+
+    return reported(ConfigError, StorageError)(wrapper)
+
+
+@click.command()
+@operator
 def init(state: State) -> None:
     """Create keys, the database schema and the object store; safe to run again."""
-    from gateway import setup
+    from gateway import bootstrap
 
-    for line in setup.init(state.config):
-        click.echo(f"gateway: {line}", err=True)
+    for line in bootstrap.init(state.config):
+        say(line)
 
 
-@main.command("dev-seed")
-@pass_state
-@reported
+@click.command("dev-seed")
+@operator
 def dev_seed(state: State) -> None:
     """Create a demo lab, agency and oversight org, and print one development token per role."""
-    from gateway import setup
+    from gateway import bootstrap
 
-    tokens = setup.dev_seed(state.gateway())
+    with bootstrap.opened(state.config) as gw:
+        tokens = bootstrap.dev_seed(gw)
     click.echo("# development tokens: for trying the gateway on this machine only", err=True)
     for role, (org, name, token) in tokens.items():
         click.echo(f"{role:<10} {org}/{name}  {token}")
-    config = state.config
-    click.echo(
-        f"gateway: hint: export GATEWAY_URL=http://{config.server.host}:{config.server.port} "
-        "GATEWAY_TOKEN=<a token above>, then try `gateway whoami`",
-        err=True,
+    server = state.config.server
+    say(
+        f"hint: export GATEWAY_URL=http://{server.host}:{server.port} "
+        "GATEWAY_TOKEN=<a token above>, then try `gateway whoami`"
     )
 
 
-@main.command()
+@click.command()
 @click.option("--host", default=None, help="address to listen on (default: server.host)")
 @click.option("--port", default=None, type=int, help="port to listen on (default: server.port)")
-@pass_state
-@reported
+@operator
 def serve(state: State, host: str | None, port: int | None) -> None:
-    """Run the production server (gunicorn, threaded workers, periodic sweeper)."""
+    """Run the production server (gunicorn, threaded workers, periodic sweeper).
+
+    It logs at server.log_level, or at info with -v and debug with -vv.
+    """
     from gateway.server import run
 
     config = state.config
+    changes: dict[str, object] = {}
     if host or port:
-        config = config.replace(
-            **{"server.host": host or config.server.host, "server.port": port or config.server.port}
-        )
-    run(config)
+        changes["server.host"] = host or config.server.host
+        changes["server.port"] = port or config.server.port
+    if state.verbose:
+        changes["server.log_level"] = logging.getLevelName(log_level(state.verbose)).lower()
+    run(config.replace(**changes) if changes else config)
 
 
-@main.command()
-@pass_state
-@reported
+@click.command()
+@operator
 def sweep(state: State) -> None:
     """Expire grants and artifacts, shred keys, delete objects, time out stale uploads."""
+    from gateway import bootstrap
     from gateway.sweeper import sweep_once
 
-    report = sweep_once(state.gateway())
+    with bootstrap.opened(state.config) as gw:
+        report = sweep_once(gw)
     for what, count in report.items():
         click.echo(f"{what}: {count}")
 
 
-@main.group()
+@click.group()
 def admin() -> None:
     """Organisations and tokens (operator bootstrap)."""
 
@@ -147,18 +177,14 @@ def admin_org() -> None:
 
 @admin_org.command("create")
 @click.argument("name")
-@click.option("--kind", type=click.Choice(["lab", "agency", "oversight"]), required=True)
-@pass_state
-@reported
+@click.option("--kind", type=click.Choice(ORG_KINDS), required=True)
+@operator
 def org_create(state: State, name: str, kind: str) -> None:
     """Create organisation NAME."""
-    from gateway import events
-    from gateway.services import identity
+    from gateway import bootstrap
 
-    gw = state.gateway()
-    with events.fail_closed(gw) as session:
-        identity.create_org(session, name, kind, gw.now())
-        events.record(gw, session, "admin.org.create", None, details={"org": name, "kind": kind})
+    with bootstrap.opened(state.config) as gw:
+        bootstrap.create_org(gw, name, kind)
     click.echo(name)
 
 
@@ -169,96 +195,78 @@ def admin_token() -> None:
 
 @admin_token.command("create")
 @click.option("--org", required=True)
-@click.option("--role", type=click.Choice(["lab", "evaluator", "auditor", "admin"]), required=True)
+@click.option("--role", type=click.Choice(ROLES), required=True)
 @click.option("--name", required=True, help="the principal's name within the organisation")
 @click.option(
     "--ttl-days", type=int, default=None, help="lifetime in days (default: tokens.default_ttl_days)"
 )
-@pass_state
-@reported
+@operator
 def token_create(state: State, org: str, role: str, name: str, ttl_days: int | None) -> None:
     """Create a token for principal NAME of ORG; prints only the token on stdout."""
-    from gateway import events
-    from gateway.services import identity
+    from gateway import bootstrap
 
-    gw = state.gateway()
-    ttl = ttl_days if ttl_days is not None else gw.config.tokens.default_ttl_days
-    with events.fail_closed(gw) as session:
-        token, principal = identity.create_token(
-            session, org=org, role=role, name=name, ttl_days=ttl, now=gw.now()
-        )
-        events.record(
-            gw,
-            session,
-            "admin.token.create",
-            None,
-            details={"org": org, "principal": principal.id, "role": role, "ttl_days": ttl},
-        )
+    ttl = ttl_days if ttl_days is not None else state.config.tokens.default_ttl_days
+    with bootstrap.opened(state.config) as gw:
+        token = bootstrap.create_token(gw, org, role, name, ttl)
     click.echo(token)
 
 
 @admin_token.command("revoke")
 @click.option("--org", required=True)
 @click.option("--name", required=True, help="the principal whose tokens are revoked")
-@pass_state
-@reported
+@operator
 def token_revoke(state: State, org: str, name: str) -> None:
     """Revoke every token of principal NAME of ORG."""
-    from gateway import events
-    from gateway.services import identity
+    from gateway import bootstrap
 
-    gw = state.gateway()
-    with events.fail_closed(gw) as session:
-        count = identity.revoke_tokens(session, org=org, name=name, now=gw.now())
-        events.record(
-            gw,
-            session,
-            "admin.token.revoke",
-            None,
-            details={"org": org, "principal": name, "count": count},
-        )
+    with bootstrap.opened(state.config) as gw:
+        count = bootstrap.revoke_tokens(gw, org, name)
     click.echo(f"revoked {count} token(s)", err=True)
 
 
 @click.command("publish")
 @click.option("--force", is_flag=True, help="publish now even if no anchor is due")
-@pass_state
-@reported
+@operator
 def audit_publish(state: State, force: bool) -> None:
     """Publish a signed checkpoint and its entries to the audit archive (operator)."""
+    from gateway import bootstrap
     from gateway.services import anchor
 
-    name = anchor.publish(state.gateway(), force=force)
-    click.echo(f"gateway: published {name}" if name else "gateway: no anchor due", err=True)
+    with bootstrap.opened(state.config) as gw:
+        name = anchor.publish(gw, force=force)
+    say(f"published {name}" if name else "no anchor due")
 
 
 @click.command("anchors")
 @click.option(
     "--key", "vkey", default=None, help="verifier key to trust (default: the gateway's own)"
 )
-@pass_state
-@reported
+@operator
 def audit_anchors(state: State, vkey: str | None) -> None:
     """Check that the live log extends every published checkpoint (operator, offline)."""
+    from gateway import bootstrap
     from gateway.services import anchor
 
-    report = anchor.check_published(state.gateway(), vkey)
+    with bootstrap.opened(state.config) as gw:
+        report = anchor.check_published(gw, vkey)
     if not report.ok:
         fail(report.message)
     click.echo(f"OK: {report.message}")
 
 
-def _register_client() -> None:
-    from gateway.client.commands import register
+CONFIG_OPTION = click.Option(
+    ["--config", "config_path"],
+    envvar="GATEWAY_CONFIG",
+    type=click.Path(dir_okay=False),
+    help="configuration file (default: $GATEWAY_CONFIG, else config/gateway.toml)",
+)
 
-    register(main)
-    audit = main.commands.get("audit")
-    if isinstance(audit, click.Group):
-        audit.add_command(audit_publish)
-        audit.add_command(audit_anchors)
-
-
-_register_client()
+main = build(
+    commands=[init, dev_seed, serve, sweep, admin],
+    audit_commands=[audit_publish, audit_anchors],
+    params=[CONFIG_OPTION],
+)
+"""The ``gateway`` command: every client command and every operator command."""
 
 
 if __name__ == "__main__":  # pragma: no cover

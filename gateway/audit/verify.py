@@ -17,8 +17,12 @@ bisection over the saved checkpoints (the prefix roots that still match bound th
 change from below, the first that does not bounds it from above) and the entries' own index
 fields.
 
+A verdict is told one way, :meth:`Verdict.line`: ``ok: ...``, or ``FAILED: <what>; first bad
+entry: N`` when an entry can be named (else the range it lies in).
+
 Export format (JSON Lines): one ``{"index": i, "leaf": "<base64 leaf>"}`` per entry in index
-order, then one ``{"checkpoint": "<signed note text>"}`` line covering exactly those entries.
+order (:func:`entry_lines`; the anchors' ``entries-*.jsonl`` segments are these lines alone),
+then one ``{"checkpoint": "<signed note text>"}`` line covering exactly those entries.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ import base64
 import binascii
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from gateway.audit import merkle
 from gateway.audit.leaf import LeafError, decode_leaf
@@ -43,7 +48,8 @@ class Verdict:
       end of the entries, or pinned between two saved checkpoints one entry apart), or None
       when no single entry can be named;
     - ``intact_prefix``: the entries before it are proven unchanged by a saved checkpoint;
-    - ``size``: the size of the checkpoint verified against, when it verified.
+    - ``size``: the size of the checkpoint verified against, when it verified;
+    - ``problem``: what failed, without where (``message`` is it with where).
     """
 
     ok: bool
@@ -51,16 +57,63 @@ class Verdict:
     first_bad_index: int | None = None
     intact_prefix: int = 0
     size: int | None = None
+    problem: str = ""
+
+    @classmethod
+    def failure(
+        cls, problem: str, first: int | None = None, size: int | None = None, *, intact: int = 0
+    ) -> Verdict:
+        """A failed verdict; its message names ``first``, the first bad entry, when known."""
+        return cls(False, problem + _where(first, intact, None), first, intact, size, problem)
+
+    def pinned(self, first: int) -> Verdict:
+        """This failure with its first bad entry found otherwise (by bisection, online)."""
+        return replace(
+            self,
+            first_bad_index=first,
+            message=(self.problem or self.message) + _where(first, self.intact_prefix, None),
+        )
+
+    def line(self) -> str:
+        """The verdict as ``gateway audit verify`` prints it: ``ok: ...`` or ``FAILED: ...``."""
+        return self.message if self.ok else f"FAILED: {self.message}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """The verdict as ``gateway audit verify --json`` prints it."""
+        return {
+            "ok": self.ok,
+            "message": self.message,
+            "first_bad_index": self.first_bad_index,
+            "size": self.size,
+        }
+
+
+def _where(first: int | None, lo: int, hi: int | None) -> str:
+    """Where the first change is: the entry ``first``, else in ``[lo, hi)``; what is proven before."""
+    if first is not None:
+        where = f"; first bad entry: {first}"
+    elif hi is not None:
+        where = f"; the first changed entry is between {lo} and {hi - 1}"
+    else:
+        where = ""
+    if lo and (first is None or first > lo):
+        where += f" (entries before {lo} are proven unchanged)"
+    return where
 
 
 class ExportError(ValueError):
     """An export file that is not in the export format."""
 
 
-def export_lines(leaves: Iterable[tuple[int, bytes]], checkpoint: str) -> Iterator[str]:
-    """The lines (each ending in a newline) of an export of ``(index, leaf)`` pairs and their checkpoint."""
+def entry_lines(leaves: Iterable[tuple[int, bytes]]) -> Iterator[str]:
+    """One export line (ending in a newline) per ``(index, leaf)`` pair."""
     for index, leaf in leaves:
         yield json.dumps({"index": index, "leaf": base64.b64encode(leaf).decode()}) + "\n"
+
+
+def export_lines(leaves: Iterable[tuple[int, bytes]], checkpoint: str) -> Iterator[str]:
+    """The lines (each ending in a newline) of an export of ``(index, leaf)`` pairs and their checkpoint."""
+    yield from entry_lines(leaves)
     yield json.dumps({"checkpoint": checkpoint}) + "\n"
 
 
@@ -144,7 +197,7 @@ def _open(text: str, vkey: str, origin: str | None, what: str) -> Checkpoint | V
     try:
         return open_checkpoint(text, [vkey], origin)
     except NoteError as e:
-        return Verdict(False, f"{what} does not verify: {e}")
+        return Verdict.failure(f"{what} does not verify: {e}")
 
 
 def _bisect(olds: Sequence[Checkpoint], scan: _Scan, final_bad: bool) -> tuple[int, int | None]:
@@ -208,15 +261,7 @@ def _judge(
         # The first change lies in [lo, hi): a later bad entry is not the first.
         known_bad = [p for p in known_bad if p < hi] + ([lo] if hi - lo == 1 else [])
     first = min(known_bad) if known_bad else None
-    if first is not None:
-        where = f"; first bad entry: {first}"
-    elif hi is not None:
-        where = f"; the first changed entry is between {lo} and {hi - 1}"
-    else:
-        where = ""
-    if lo and (first is None or first > lo):
-        where += f" (entries before {lo} are proven unchanged)"
-    return Verdict(False, problems[0] + where, first, lo, cp.size)
+    return Verdict(False, problems[0] + _where(first, lo, hi), first, lo, cp.size, problems[0])
 
 
 def verify_log(
@@ -260,7 +305,7 @@ def verify_export(
     try:
         return _verify(items(), lambda: box[0], vkey, earlier, proofs, origin)
     except ExportError as e:
-        return Verdict(False, f"the export is malformed: {e}")
+        return Verdict.failure(f"the export is malformed: {e}")
 
 
 def _verify(
@@ -284,7 +329,7 @@ def _verify(
     if isinstance(cp, Verdict):
         return cp
     if any(o.origin != cp.origin for o in olds):
-        return Verdict(
-            False, "a saved checkpoint is for another log than the checkpoint", size=cp.size
+        return Verdict.failure(
+            "a saved checkpoint is for another log than the checkpoint", size=cp.size
         )
     return _judge(cp, olds, scan, proofs or {})

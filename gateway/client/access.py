@@ -6,15 +6,9 @@ from typing import Any
 
 import click
 
-from gateway.client.base import (
-    api_for,
-    emit_json,
-    json_option,
-    profile_option,
-    reported,
-    say,
-    table,
-)
+from gateway.client.base import api_for, emit_json, json_option, profile_option, table
+from gateway.client.errors import ClientError
+from gateway.tui import reported, say
 
 ARTIFACT_COLUMNS = [
     ("id", "id"),
@@ -57,7 +51,7 @@ def _show(value: Any, as_json: bool, line: str) -> None:
 )
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def artifacts(profile: str | None, as_json: bool, state: str | None) -> None:
     """List the artifacts you can see."""
     api = api_for(profile)
@@ -69,7 +63,7 @@ def artifacts(profile: str | None, as_json: bool, state: str | None) -> None:
 @click.argument("artifact")
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def artifact(profile: str | None, as_json: bool, artifact: str) -> None:
     """Show one artifact, its manifest included."""
     found = api_for(profile).get(f"/v1/artifacts/{artifact}")
@@ -98,7 +92,7 @@ def artifact(profile: str | None, as_json: bool, artifact: str) -> None:
 @click.option("--hours", "duration_hours", type=int, default=None, help="grant duration asked for")
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def request(
     profile: str | None,
     as_json: bool,
@@ -122,7 +116,7 @@ def request(
 )
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def requests_(profile: str | None, as_json: bool, state: str | None) -> None:
     """List access requests (yours, or those on your lab's artifacts)."""
     rows = [
@@ -144,7 +138,7 @@ def requests_(profile: str | None, as_json: bool, state: str | None) -> None:
 )
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def approve(
     profile: str | None, as_json: bool, request_id: str, duration_hours: int | None
 ) -> None:
@@ -161,7 +155,7 @@ def approve(
 @click.option("--reason", default=None, help="told to the evaluator")
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def deny(profile: str | None, as_json: bool, request_id: str, reason: str | None) -> None:
     """Deny an access request."""
     body = {} if reason is None else {"reason": reason}
@@ -175,7 +169,7 @@ def deny(profile: str | None, as_json: bool, request_id: str, reason: str | None
 @click.option("--state", default=None, help="only grants in this state (active, revoked, expired)")
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def grants(profile: str | None, as_json: bool, state: str | None) -> None:
     """List grants."""
     rows = [
@@ -187,7 +181,7 @@ def grants(profile: str | None, as_json: bool, state: str | None) -> None:
 @click.command("revoke")
 @click.argument("grant_id", metavar="GRANT")
 @profile_option
-@reported
+@reported(ClientError)
 def revoke(profile: str | None, grant_id: str) -> None:
     """Revoke a grant now."""
     api_for(profile).delete(f"/v1/grants/{grant_id}")
@@ -198,7 +192,7 @@ def revoke(profile: str | None, grant_id: str) -> None:
 @click.argument("artifact")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 @profile_option
-@reported
+@reported(ClientError)
 def withdraw(profile: str | None, artifact: str, yes: bool) -> None:
     """Withdraw ARTIFACT: grants revoked, key shredded, ciphertext deleted. Cannot be undone."""
     if not yes and not click.confirm(f"withdraw {artifact} and shred its key?", err=True):

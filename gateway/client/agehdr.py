@@ -7,24 +7,18 @@ unwraps the file key with the evaluator's identity, checking the header MAC.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from gateway.errors import GatewayError
+from gateway import age
+from gateway.age.format import Readable
+from gateway.client.errors import AgeKeyError
 
-
-class AgeKeyError(GatewayError):
-    status, slug, title = 400, "age", "age"
-
-
-def _age() -> Any:
-    from gateway import age
-
-    return age
+Identities = Sequence[age.Identity]
 
 
-def check_recipient(recipient: str) -> Any:
-    age = _age()
+def check_recipient(recipient: str) -> age.X25519Recipient | age.HybridRecipient:
+    """The parsed ``age1...`` recipient; :class:`AgeKeyError` when it is not one."""
     try:
         return age.parse_recipient(recipient)
     except age.AgeError as exc:
@@ -33,9 +27,7 @@ def check_recipient(recipient: str) -> Any:
 
 def generate_identity() -> tuple[str, str]:
     """A new X25519 identity: (``AGE-SECRET-KEY-1...``, ``age1...``)."""
-    from gateway.age.x25519 import X25519Identity
-
-    identity = X25519Identity.generate()
+    identity = age.X25519Identity.generate()
     return str(identity), str(identity.to_recipient())
 
 
@@ -46,7 +38,6 @@ def throwaway_recipient() -> str:
 
 def new_header(file_key: bytes, recipients: list[str]) -> bytes:
     """The age header (MAC line included) wrapping ``file_key`` to every recipient."""
-    age = _age()
     parsed = [check_recipient(r) for r in recipients]
     try:
         return bytes(age.wrap_file_key(file_key, parsed))
@@ -54,26 +45,21 @@ def new_header(file_key: bytes, recipients: list[str]) -> bytes:
         raise AgeKeyError(f"cannot write the age header: {exc}") from None
 
 
-def load_identities(path: Path) -> list[Any]:
-    """The identities in an age identity file (comments and blank lines skipped)."""
-    age = _age()
-    found = []
-    for line in path.read_text("utf-8").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            try:
-                found.append(age.parse_identity(line))
-            except age.AgeError:
-                raise AgeKeyError(f"{path}: not an age identity file") from None
-    if not found:
-        raise AgeKeyError(f"{path}: no identity in the file")
-    return found
+def load_identities(path: Path) -> list[age.X25519Identity | age.HybridIdentity]:
+    """The identities in an age identity file (:func:`gateway.age.parse_identities`)."""
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError:
+        raise AgeKeyError(f"{path}: not an age identity file (not UTF-8 text)") from None
+    try:
+        return age.parse_identities(text)
+    except age.KeyFormatError as exc:
+        raise AgeKeyError(f"{path}: not an age identity file ({exc})") from None
 
 
-def open_header(src: Any, identities: list[Any], max_size: int) -> tuple[bytes, int]:
+def open_header(src: Readable, identities: Identities, max_size: int) -> tuple[bytes, int]:
     """Read the header at the start of ``src`` (a binary file object, left just past it):
     (file key, header length in bytes)."""
-    age = _age()
     try:
         header = age.read_header(src, max_size=max_size)
         file_key = age.unwrap_file_key(header, identities)

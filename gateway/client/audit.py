@@ -10,27 +10,19 @@ today's log extends it. The recomputation is :mod:`gateway.audit.verify`'s.
 from __future__ import annotations
 
 import base64
-import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
-from gateway.client.base import (
-    api_for,
-    emit_json,
-    json_option,
-    profile_option,
-    reported,
-    say,
-    table,
-)
+from gateway.client import auditcheck
+from gateway.client.auditcheck import checkpoint_size
+from gateway.client.base import api_for, emit_json, json_option, profile_option, table
+from gateway.client.errors import AuditError, ClientError
+from gateway.client.http import Api
 from gateway.client.profiles import write_private
-from gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from gateway.client.http import Api
+from gateway.tui import fail, reported, say
 
 ENTRY_COLUMNS = [
     ("index", "#"),
@@ -43,29 +35,13 @@ ENTRY_COLUMNS = [
 ]
 
 
-class AuditError(GatewayError):
-    status, slug, title = 422, "audit", "Audit"
-
-
-@click.group("audit")
-def audit_group() -> None:
-    """Read and verify the signed transparency log."""
-
-
-def checkpoint_size(text: str) -> int:
-    lines = text.split("\n")
-    if len(lines) < 3 or not lines[1].isdigit():
-        raise AuditError("the gateway's checkpoint is not a tlog checkpoint")
-    return int(lines[1])
-
-
 def entries(api: Api, start: int = 0, **filters: str | None) -> Iterator[dict[str, Any]]:
     """Entries from ``start`` on (the whole log by default), page by page."""
     params = {k: v for k, v in filters.items() if v}
     yield from api.items("/v1/audit/entries", start=start, **params)
 
 
-@audit_group.command("tail")
+@click.command("tail")
 @click.option(
     "-n", "count", type=int, default=20, show_default=True, help="how many of the latest entries"
 )
@@ -75,7 +51,7 @@ def entries(api: Api, start: int = 0, **filters: str | None) -> Iterator[dict[st
 @click.option("--org", default=None, help="only entries of this organisation's principals")
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def tail(
     profile: str | None,
     as_json: bool,
@@ -97,7 +73,7 @@ def tail(
     table(rows, ENTRY_COLUMNS, as_json=as_json, title="audit entries")
 
 
-@audit_group.command("checkpoint")
+@click.command("checkpoint")
 @click.option(
     "--save",
     "save",
@@ -109,13 +85,11 @@ def tail(
     "--key", "key", default=None, help="verifier key (string or file): check the signature first"
 )
 @profile_option
-@reported
+@reported(ClientError)
 def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
     """Print (or save) the gateway's latest signed checkpoint."""
     text = api_for(profile).text("/v1/audit/checkpoint")
     if key is not None:
-        from gateway.client import auditcheck
-
         auditcheck.check_signature(text, auditcheck.read_key(key))
     if save is None:
         click.echo(text, nl=not text.endswith("\n"))
@@ -125,16 +99,14 @@ def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
     say(f"checkpoint of {checkpoint_size(text)} entries saved in {save}")
 
 
-@audit_group.command("export")
+@click.command("export")
 @click.option(
     "-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=True
 )
 @profile_option
-@reported
+@reported(ClientError)
 def export(profile: str | None, output: Path) -> None:
     """Write the log's leaves and its checkpoint as JSON Lines, for offline verification."""
-    from gateway.client import auditcheck
-
     api = api_for(profile)
     text = api.text("/v1/audit/checkpoint")
     size = checkpoint_size(text)
@@ -161,7 +133,7 @@ def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | 
         raise AuditError(f"the gateway sent {expected} entries, its checkpoint counts {size}")
 
 
-@audit_group.command("verify")
+@click.command("verify")
 @click.option(
     "--key",
     "key",
@@ -186,13 +158,11 @@ def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | 
 )
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def verify(
     profile: str | None, as_json: bool, key: str, since: tuple[Path, ...], export_file: Path | None
 ) -> None:
     """Recompute the log from its leaves and check its signed checkpoint; exit 0 only if all holds."""
-    from gateway.client import auditcheck
-
     vkey = auditcheck.read_key(key)
     old = [path.read_text("utf-8") for path in since]
     if export_file is not None:
@@ -212,7 +182,7 @@ def verify(
     else:
         click.echo(verdict.line())
     if not verdict.ok:
-        raise SystemExit(1)
+        fail("the audit log does not verify")
 
 
 def _consistency(api: Api, old: int, new: int) -> list[bytes]:
@@ -220,6 +190,11 @@ def _consistency(api: Api, old: int, new: int) -> list[bytes]:
     return [base64.b64decode(h) for h in proof.get("hashes", [])]
 
 
-def leaf_entry(leaf: bytes) -> dict[str, Any]:
-    value = json.loads(leaf)
-    return value if isinstance(value, dict) else {}
+COMMANDS: list[click.Command] = [tail, checkpoint, export, verify]
+
+
+def group(extra: Sequence[click.Command] = ()) -> click.Group:
+    """A new ``audit`` group: the client's commands, then ``extra`` (the operator's, say)."""
+    return click.Group(
+        "audit", commands=[*COMMANDS, *extra], help="Read and verify the signed transparency log."
+    )

@@ -18,46 +18,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.audit import merkle, note, verify
-from gateway.errors import GatewayError
+from gateway.audit.verify import Verdict
+from gateway.client.errors import AuditError, AuditKeyError, ClientError
 
 Consistency = Callable[[int, int], list[bytes]]
 
 
-class AuditKeyError(GatewayError):
-    status, slug, title = 400, "audit-key", "Audit key"
-
-
-@dataclass(frozen=True)
-class Verdict:
-    ok: bool
-    message: str
-    first_bad: int | None = None
-    size: int | None = None
-
-    @classmethod
-    def of(cls, v: verify.Verdict) -> Verdict:
-        return cls(v.ok, v.message, v.first_bad_index, v.size)
-
-    def line(self) -> str:
-        if self.ok:
-            return self.message if self.message.startswith("ok") else f"ok: {self.message}"
-        where = ""
-        if self.first_bad is not None and "first bad" not in self.message:
-            where = f"; first bad index: {self.first_bad}"
-        return f"FAILED: {self.message}{where}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "message": self.message,
-            "first_bad_index": self.first_bad,
-            "size": self.size,
-        }
+def checkpoint_size(text: str) -> int:
+    """The tree size of a signed checkpoint's text (its signature is not checked here)."""
+    body = text.partition("\n\n")[0].rstrip("\n") + "\n"  # the note's text, signatures off
+    try:
+        return note.parse_checkpoint(body).size
+    except note.NoteError as exc:
+        raise AuditError(f"the gateway's checkpoint is not a tlog checkpoint: {exc}") from None
 
 
 def read_key(value: str) -> str:
@@ -100,7 +77,7 @@ def bisect(hashes: list[bytes], cp: note.Checkpoint, consistency: Consistency) -
             merkle.verify_consistency(
                 k, cp.size, consistency(k, cp.size), _root(hashes, k), cp.root
             )
-        except (merkle.ProofError, GatewayError, ValueError):
+        except (merkle.ProofError, ClientError, ValueError):
             return False
         return True
 
@@ -154,22 +131,29 @@ def verify_leaves(
     earlier = _olds(old_text)
     proofs: dict[int, list[bytes]] = {}
     if consistency is not None:
+        new = checkpoint_size(text)
         for saved in earlier:
-            old, new = _size(saved), _size(text)
+            old = _saved_size(saved)
             if 0 < old <= new and old not in proofs:
                 proofs[old] = consistency(old, new)
-    result = Verdict.of(verify.verify_log(stream(), text, vkey, earlier=earlier, proofs=proofs))
+    result = verify.verify_log(stream(), text, vkey, earlier=earlier, proofs=proofs)
     if listed and result.ok:
-        return Verdict(False, listed[0][1], listed[0][0], result.size)
-    if result.ok or result.first_bad is not None or consistency is None or result.size is None:
+        index, problem = listed[0]
+        return Verdict.failure(problem, index, result.size)
+    if result.ok or result.first_bad_index is not None or consistency is None:
         return result
-    cp = note.open_checkpoint(text, [vkey])
-    return Verdict(False, result.message, bisect(hashes, cp, consistency), result.size)
+    if result.size is None:
+        return result
+    found = bisect(hashes, note.open_checkpoint(text, [vkey]), consistency)
+    return result if found is None else result.pinned(found)
 
 
-def _size(text: str) -> int:
-    lines = text.split("\n")
-    return int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else 0
+def _saved_size(text: str) -> int:
+    """A saved checkpoint's size, 0 when it is malformed (the verification then says so)."""
+    try:
+        return checkpoint_size(text)
+    except AuditError:
+        return 0
 
 
 def write_export(path: Path, checkpoint_text: str, leaves: Iterable[tuple[int, bytes]]) -> int:
@@ -192,4 +176,4 @@ def write_export(path: Path, checkpoint_text: str, leaves: Iterable[tuple[int, b
 def verify_file(path: Path, vkey: str, old_text: str | Sequence[str] | None) -> Verdict:
     """Verify an export file offline, streaming it, against any number of saved checkpoints."""
     with open(path, encoding="utf-8") as fh:
-        return Verdict.of(verify.verify_export(fh, vkey, earlier=_olds(old_text)))
+        return verify.verify_export(fh, vkey, earlier=_olds(old_text))

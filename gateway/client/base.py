@@ -1,50 +1,21 @@
-"""What every client command shares: the profile option, error reporting, tables and JSON."""
+"""What every client command shares: the profile and JSON options, the API handle, tables."""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import click
+from rich.console import Console
+from rich.table import Table
 
+from gateway.client.http import Api
 from gateway.client.profiles import resolve
-from gateway.errors import GatewayError
-
-if TYPE_CHECKING:
-    from gateway.client.http import Api
+from gateway.tui import say
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fail(message: str, hint: str | None = None, code: int = 1) -> None:
-    from gateway.cli import fail as cli_fail
-
-    cli_fail(message, hint=hint, code=code)
-
-
-def say(message: str) -> None:
-    """A line for the person at the terminal (stderr, so stdout stays for data)."""
-    click.echo(f"gateway: {message}", err=True)
-
-
-def reported(fn: F) -> F:
-    """Errors as one line ``gateway: error: ...`` and a non-zero exit status, no traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except GatewayError as exc:
-            fail(exc.diagnostics())
-        except OSError as exc:
-            fail(f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc))
-        except KeyboardInterrupt:
-            fail("interrupted", code=130)
-
-    return wrapper  # type: ignore[return-value]
 
 
 def profile_option(fn: F) -> F:
@@ -63,8 +34,7 @@ def json_option(fn: F) -> F:
 
 
 def api_for(profile: str | None, *, pool: int = 8) -> Api:
-    from gateway.client.http import Api
-
+    """The gateway a command talks to: the profile named, else the environment's (see profiles)."""
     found = resolve(profile)
     return Api(found.url, found.token, pool=pool)
 
@@ -91,9 +61,6 @@ def table(
     title: str | None = None,
 ) -> None:
     """``rows`` as a rich table (columns: key, heading), or as a JSON list with ``--json``."""
-    from rich.console import Console
-    from rich.table import Table
-
     items = list(rows)
     if as_json:
         emit_json(items)

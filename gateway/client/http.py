@@ -9,22 +9,26 @@ and full jitter, so a flaky link costs time, not the transfer.
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import requests
 
-from gateway.errors import GatewayError
+from gateway.client.errors import ClientError
 
+log = logging.getLogger("gateway.client.http")
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = "gateway-client/0.1"
 
 
-class ApiError(GatewayError):
-    """A request the gateway refused, or one that never reached it."""
+class ApiError(ClientError):
+    """A request the gateway refused (``status``: the one it answered), or one that never
+    reached it (``status`` 0)."""
 
     def __init__(self, detail: str, status: int = 0, problem: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -52,8 +56,6 @@ def error_from(response: requests.Response) -> ApiError:
 
 
 def _path(url: str) -> str:
-    from urllib.parse import urlsplit
-
     return urlsplit(url).path or "/"
 
 
@@ -94,6 +96,7 @@ class Api:
             raise ApiError(f"the gateway at {self.url} did not answer in time") from None
         except requests.exceptions.RequestException as exc:
             raise ApiError(f"request to {self.url} failed: {_reason(exc)}") from None
+        log.debug("%s %s: %s", method, path, response.status_code)
         if response.status_code not in ok:
             try:
                 raise error_from(response)
@@ -176,6 +179,7 @@ def with_retries(
             delay = next(delays, None)
             if delay is None:
                 raise
+            log.info("retrying in %.1f s: %s", delay, exc.detail)
             if on_retry is not None:
                 on_retry(exc, delay)
             sleep(delay)

@@ -19,18 +19,23 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Protocol
 
+from gateway.age.stream import CHUNK
+from gateway.client.errors import FileChanged
 from gateway.client.http import Api, ApiError, with_retries
-from gateway.client.sealing import CHUNK, Payload, chunk_count
-from gateway.errors import GatewayError
+from gateway.client.sealing import Payload, chunk_count
 
 READ_BLOCK = 16 * CHUNK
 SEND_SLICE = 1 << 20
 
 
-class FileChanged(GatewayError):
-    status, slug, title = 409, "file-changed", "File changed"
+class Source(Protocol):
+    """A plaintext read into caller's buffers, as an unbuffered file is."""
+
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+    def read(self, size: int = -1, /) -> bytes | None: ...
 
 
 @dataclass
@@ -42,7 +47,7 @@ class Sealed:
 
 
 def ciphertext(
-    fh: BinaryIO, payload: Payload, prefix: bytes, size: int, out: Sealed
+    fh: Source, payload: Payload, prefix: bytes, size: int, out: Sealed
 ) -> Iterator[bytes | memoryview]:
     """The age file, piece by piece: ``prefix`` (header and nonce), then each sealed chunk.
 
@@ -75,10 +80,10 @@ def ciphertext(
         raise FileChanged("the file grew while it was being read")
 
 
-def _read_full(fh: BinaryIO, view: memoryview) -> int:
+def _read_full(fh: Source, view: memoryview) -> int:
     got = 0
     while got < len(view):
-        n = fh.readinto(view[got:])  # type: ignore[attr-defined]
+        n = fh.readinto(view[got:])
         if not n:
             break
         got += n

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,29 +32,21 @@ import requests
 import urllib3
 from cryptography.exceptions import InvalidTag
 
+from gateway.age.stream import CHUNK, TAG
 from gateway.client import agehdr
+from gateway.client.agehdr import Identities
+from gateway.client.errors import PullError
 from gateway.client.http import Api, ApiError, with_retries
 from gateway.client.progress import Meter
-from gateway.client.sealing import (
-    CHUNK,
-    NONCE,
-    SEALED_CHUNK,
-    TAG,
-    Payload,
-    chunk_count,
-    plaintext_size,
-)
-from gateway.errors import GatewayError
+from gateway.client.sealing import NONCE, SEALED_CHUNK, Payload, chunk_count, plaintext_size
 
 HEADER_PROBE = 64 * 1024
 BATCH = 16
 RING = 4
 WRITEBACK_CHUNKS = 512  # 32 MiB of plaintext
 COPY_BLOCK = 1 << 20
-
-
-class PullError(GatewayError):
-    status, slug, title = 422, "pull", "Pull"
+ATTEMPTS = 8
+Sleep = Callable[[float], None]
 
 
 @dataclass
@@ -86,7 +79,7 @@ def _total(response: requests.Response) -> int:
     return int(response.headers["Content-Length"])
 
 
-def open_file(api: Api, artifact: str, identities: list[Any]) -> tuple[Opened, requests.Response]:
+def open_file(api: Api, artifact: str, identities: Identities) -> tuple[Opened, requests.Response]:
     """Start the download: read the age header and nonce, unwrap the file key with one of
     ``identities``; the response, left at the first payload chunk."""
     response = _content(api, artifact, 0)
@@ -104,14 +97,18 @@ def open_file(api: Api, artifact: str, identities: list[Any]) -> tuple[Opened, r
 
 
 def _read_exact(raw: Any, n: int) -> bytes:
-    data = raw.read(n)
+    data = bytes(raw.read(n))
     if len(data) != n:
         raise ApiError("the connection ended early", status=0)
     return data
 
 
 class Decrypting:
-    """Writes the plaintext of chunks ``done..`` into ``sink``, fetching with Range."""
+    """Writes the plaintext of chunks ``done..`` into ``sink``, fetching with Range.
+
+    A dropped connection is retried (at most :data:`ATTEMPTS` requests in all) after
+    ``sleep(delay)`` with exponential backoff from ``backoff`` seconds.
+    """
 
     def __init__(
         self,
@@ -122,8 +119,12 @@ class Decrypting:
         digest: Any,
         advance: Callable[[int], None],
         first: requests.Response | None = None,
+        *,
+        backoff: float = 0.5,
+        sleep: Sleep = time.sleep,
     ) -> None:
         self.first = first  # a response already positioned at chunk 0, used once
+        self.backoff, self.sleep = backoff, sleep
         self.api, self.artifact, self.opened = api, artifact, opened
         self.sink, self.digest, self.advance = sink, digest, advance
         self.payload = Payload(opened.file_key, opened.nonce)
@@ -133,7 +134,13 @@ class Decrypting:
         self.done_written = 0  # chunks written to the sink
 
     def run(self) -> None:
-        with_retries(self._once, attempts=8, on_retry=self._rewind)
+        with_retries(
+            self._once,
+            attempts=ATTEMPTS,
+            base=self.backoff,
+            sleep=self.sleep,
+            on_retry=self._rewind,
+        )
 
     def _rewind(self, exc: ApiError, delay: float) -> None:
         self.done = self.done_written  # ask again for what was not written
@@ -249,9 +256,19 @@ def _private(path: Path) -> None:
 
 
 def decrypt_to(
-    api: Api, artifact: str, identities: list[Any], partial: Path, progress: bool | None, label: str
+    api: Api,
+    artifact: str,
+    identities: Identities,
+    partial: Path,
+    progress: bool | None,
+    label: str,
+    *,
+    sleep: Sleep = time.sleep,
 ) -> tuple[int, str]:
-    """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and SHA-256."""
+    """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and SHA-256.
+
+    ``sleep`` waits between retries of a dropped connection.
+    """
     opened, first = open_file(api, artifact, identities)
     digest = hashlib.sha256()
     _private(partial)
@@ -260,7 +277,7 @@ def decrypt_to(
     with open(partial, "r+b") as sink, Meter(label, size, enabled=progress) as meter:
         sink.seek(done * CHUNK)
         meter.advance(done * CHUNK)
-        job = Decrypting(api, artifact, opened, sink, digest, meter.advance, first)
+        job = Decrypting(api, artifact, opened, sink, digest, meter.advance, first, sleep=sleep)
         job.done = job.done_written = done
         job.run()
         sink.truncate()
@@ -270,12 +287,12 @@ def decrypt_to(
 
 
 def decrypt_stream(
-    api: Api, artifact: str, identities: list[Any], sink: BinaryIO
+    api: Api, artifact: str, identities: Identities, sink: BinaryIO, *, sleep: Sleep = time.sleep
 ) -> tuple[int, str]:
     """Decrypt the artifact into ``sink`` without a partial file; its plaintext size and SHA-256."""
     opened, first = open_file(api, artifact, identities)
     digest = hashlib.sha256()
-    job = Decrypting(api, artifact, opened, sink, digest, lambda n: None, first)
+    job = Decrypting(api, artifact, opened, sink, digest, lambda n: None, first, sleep=sleep)
     job.run()
     return job.size, digest.hexdigest()
 
@@ -290,11 +307,20 @@ def check_plaintext(manifest: dict[str, Any], size: int, sha256: str) -> None:
         raise PullError("the decrypted file's SHA-256 differs from the lab's signed manifest")
 
 
-def download_raw(api: Api, artifact: str, partial: Path, progress: bool | None, label: str) -> int:
+def download_raw(
+    api: Api,
+    artifact: str,
+    partial: Path,
+    progress: bool | None,
+    label: str,
+    *,
+    sleep: Sleep = time.sleep,
+) -> int:
     """Fetch the age file itself into ``partial``, resuming from its length; the total size.
 
     A resumed request starts one byte before the end of what is kept, so even a complete
-    partial file gets a 206 (never a 416) and tells the total size.
+    partial file gets a 206 (never a 416) and tells the total size. ``sleep`` waits
+    between retries of a dropped connection.
     """
     _private(partial)
 
@@ -326,4 +352,4 @@ def download_raw(api: Api, artifact: str, partial: Path, progress: bool | None, 
             raise ApiError("the connection ended early", status=0)
         return total
 
-    return with_retries(once, attempts=8)
+    return with_retries(once, attempts=ATTEMPTS, sleep=sleep)

@@ -20,15 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from gateway.client import agehdr, state
+from gateway.client.errors import PushError
 from gateway.client.http import Api, ApiError
 from gateway.client.parts import PartSender, Sealed, ciphertext, send_parts
 from gateway.client.progress import Meter
 from gateway.client.sealing import NONCE, Payload, payload_size
-from gateway.errors import GatewayError
-
-
-class PushError(GatewayError):
-    status, slug, title = 400, "push", "Push"
 
 
 @dataclass(frozen=True)
@@ -87,7 +83,7 @@ def _resumable(api: Api, saved: state.PushState, ident: state.FileIdentity) -> b
         if exc.status in (404, 410):
             return False
         raise
-    return upload.get("state") == "open"
+    return bool(upload.get("state") == "open")
 
 
 def start_or_resume(
@@ -164,11 +160,11 @@ def complete(
     manifest: dict[str, Any],
     sign: Callable[[dict[str, Any]], str],
 ) -> dict[str, Any]:
-    artifact = api.post(
+    artifact: dict[str, Any] = api.post(
         f"/v1/uploads/{saved.upload}/complete", {"manifest": manifest, "signature": sign(manifest)}
     )
     state.delete(saved)
-    return artifact  # type: ignore[no-any-return]
+    return artifact
 
 
 def push(

@@ -22,12 +22,8 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gateway.client.errors import PushStateError
 from gateway.client.profiles import config_dir, write_private
-from gateway.errors import GatewayError
-
-
-class StateError(GatewayError):
-    status, slug, title = 400, "push-state", "Push state"
 
 
 @dataclass(frozen=True)
@@ -94,7 +90,7 @@ def _parse(path: Path) -> PushState:
         data["file"] = FileIdentity(**data["file"])
         return PushState(**data)
     except (ValueError, TypeError, KeyError) as exc:
-        raise StateError(f"{path}: unreadable push state ({exc})") from None
+        raise PushStateError(f"{path}: unreadable push state ({exc})") from None
 
 
 def load(gateway: str, file_path: str) -> PushState | None:
@@ -111,7 +107,9 @@ def find(upload: str) -> PushState:
         state = _parse(path)
         if state.upload == upload:
             return state
-    raise StateError(f"no interrupted push of upload {upload} on this machine (looked in {folder})")
+    raise PushStateError(
+        f"no interrupted push of upload {upload} on this machine (looked in {folder})"
+    )
 
 
 def delete(state: PushState) -> None:

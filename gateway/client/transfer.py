@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -9,14 +10,16 @@ from typing import Any
 
 import click
 
-from gateway.client.base import api_for, emit_json, json_option, profile_option, reported, say
-from gateway.errors import GatewayError
+from gateway.client import agehdr, keys, state, trust
+from gateway.client import pull as pulling
+from gateway.client import push as pushing
+from gateway.client.agehdr import Identities
+from gateway.client.base import api_for, emit_json, json_option, profile_option
+from gateway.client.errors import ClientError, InvocationError, PullError
+from gateway.client.http import Api
+from gateway.tui import reported, say
 
 CREDENTIAL_LIMIT = 1 << 20
-
-
-class UsageError(GatewayError):
-    status, slug, title = 400, "usage", "Usage"
 
 
 @click.command("keygen")
@@ -39,19 +42,17 @@ class UsageError(GatewayError):
     "--no-register", is_flag=True, help="only write the key; do not register its public half"
 )
 @profile_option
-@reported
+@reported(ClientError)
 def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) -> None:
     """Make a key pair, keep the private half in a 0600 file, register the public half."""
-    from gateway.client import keys
-
     api = None if no_register else api_for(profile)
     if key_type == "auto":
         if api is None:
-            raise UsageError("--type is needed with --no-register")
+            raise InvocationError("--type is needed with --no-register")
         role = api.get("/v1/me").get("role")
         key_type = {"evaluator": "age", "lab": "signing"}.get(str(role), "")
         if not key_type:
-            raise UsageError(f"a {role} registers no key; pass --type to make one anyway")
+            raise InvocationError(f"a {role} registers no key; pass --type to make one anyway")
     if key_type == "age":
         public = keys.write_age_identity(output)
         if api is not None:
@@ -107,7 +108,7 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
 @json_option
-@reported
+@reported(ClientError)
 def push(
     profile: str | None,
     as_json: bool,
@@ -127,17 +128,12 @@ def push(
     An interrupted push resumes by itself when run again with the same FILE (or with
     --resume UPLOAD, FILE then optional): only the missing parts are sent.
     """
-    from gateway.client import agehdr, keys
-    from gateway.client import push as pushing
-
     if file is None:
         if not resume:
-            raise UsageError("give the FILE to push (or --resume UPLOAD)")
-        from gateway.client import state
-
+            raise InvocationError("give the FILE to push (or --resume UPLOAD)")
         file = Path(state.find(resume).file.path)
     if not share_with and not resume:
-        raise UsageError("--share-with AGENCY is required: who may ask for access")
+        raise InvocationError("--share-with AGENCY is required: who may ask for access")
     for recipient in recipients:
         agehdr.check_recipient(recipient)
     sign = keys.load_signer(signing_key)
@@ -177,7 +173,7 @@ def push(
 @click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
-@reported
+@reported(ClientError)
 def pull(
     profile: str | None,
     artifact: str,
@@ -188,9 +184,6 @@ def pull(
     quiet: bool,
 ) -> None:
     """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it."""
-    from gateway.client import agehdr, trust
-    from gateway.client import pull as pulling
-
     api = api_for(profile)
     info = api.get(f"/v1/artifacts/{artifact}")
     progress = False if quiet else None
@@ -205,7 +198,9 @@ def pull(
         )
         return
     if identity is None:
-        raise UsageError("an age identity is needed to decrypt (-i FILE), or use --raw")
+        raise InvocationError(
+            "an age identity is needed to decrypt", hint="give it with -i FILE, or pull with --raw"
+        )
     identities = agehdr.load_identities(identity)
     if output == "-":
         _print_credential(api, info, identities)
@@ -217,18 +212,16 @@ def pull(
     )
     try:
         pulling.check_plaintext(manifest, size, sha)
-    except GatewayError:
+    except PullError:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, out)
     say(f"{out}: {size} bytes, sha256 {sha}, signed by {info['org']}")
 
 
-def _pull_raw(api: Any, artifact: str, output: str, progress: bool | None) -> None:
-    from gateway.client import pull as pulling
-
+def _pull_raw(api: Api, artifact: str, output: str, progress: bool | None) -> None:
     if output == "-":
-        raise UsageError("--raw writes a file; give -o FILE")
+        raise InvocationError("--raw writes a file; give -o FILE")
     out = Path(output)
     partial = pulling.part_path(out)
     total = pulling.download_raw(api, artifact, partial, progress, f"pull {artifact} (age)")
@@ -236,14 +229,10 @@ def _pull_raw(api: Any, artifact: str, output: str, progress: bool | None) -> No
     say(f"{out}: age file, {total} bytes; decrypt with `age -d -i IDENTITY {out}`")
 
 
-def _print_credential(api: Any, info: dict[str, Any], identities: list[Any]) -> None:
+def _print_credential(api: Api, info: dict[str, Any], identities: Identities) -> None:
     """Decrypt a (small) credential in memory; print it only once it is verified."""
     if info.get("kind") != "credential" or int(info.get("size") or 0) > CREDENTIAL_LIMIT:
-        raise UsageError("only a credential can be printed; give -o FILE")
-    import io
-
-    from gateway.client import pull as pulling
-
+        raise InvocationError("only a credential can be printed; give -o FILE")
     sink = io.BytesIO()
     size, sha = pulling.decrypt_stream(api, info["id"], identities, sink)
     pulling.check_plaintext(info.get("manifest") or {}, size, sha)

@@ -15,13 +15,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from gateway import manifest as manifests
+from gateway.client.errors import UntrustedManifest
 from gateway.client.http import Api
 from gateway.client.profiles import config_dir, write_private
-from gateway.errors import GatewayError
-
-
-class UntrustedManifest(GatewayError):
-    status, slug, title = 422, "untrusted-manifest", "Untrusted manifest"
 
 
 def known_keys_path() -> Path:
@@ -39,8 +36,6 @@ def load_known(path: Path) -> dict[str, dict[str, list[str]]]:
 
 
 def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
-    from gateway import manifest as manifests
-
     try:
         manifests.verify_manifest(manifest, signature, public_key)
     except (manifests.SignatureError, manifests.ManifestError):
@@ -74,8 +69,8 @@ def check_manifest(
         )
     if pinned and not trust_new:
         raise UntrustedManifest(
-            f"the manifest is signed by a key of {org} this machine has not seen before; "
-            "if the lab rotated its key and you checked the new one, pass --trust-new-key"
+            f"the manifest is signed by a key of {org} this machine has not seen before",
+            hint="if the lab rotated its key and you checked the new one, pass --trust-new-key",
         )
     new_pins = list(dict.fromkeys([*pinned, *(listed if not pinned else [signer])]))
     known.setdefault(api.url, {})[org] = new_pins

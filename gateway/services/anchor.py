@@ -4,7 +4,8 @@ Every ``audit.anchor_every_entries`` entries or ``audit.anchor_every_minutes`` m
 (whichever comes first, checked by the sweeper), the current checkpoint is signed and
 published to the audit archive — an S3 bucket under Object Lock in COMPLIANCE mode, or
 a directory of read-only files on ``local`` — together with the entries added since
-the last anchor, as export segments (JSON Lines, at most :data:`SEGMENT` entries each).
+the last anchor, as export segments (the entry lines of an export,
+:func:`gateway.audit.verify.entry_lines`, at most :data:`SEGMENT` entries each).
 Names sort by tree size:
 
     entries-<first index:012d>-<end index:012d>.jsonl
@@ -18,23 +19,20 @@ who controls the database and the signing key.
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from gateway.audit import merkle, note
+from gateway.audit import merkle, note, verify
 from gateway.audit import store as audit_store
 from gateway.runtime import Gateway, storage_settings
+from gateway.storage.archive import AuditArchive, make_archive
 
 SEGMENT = 10_000
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{12})-(\d{8}T\d{6}Z)\.txt$")
 
 
-def archive(gw: Gateway):  # type: ignore[no-untyped-def]
-    from gateway.storage.archive import make_archive
-
+def archive(gw: Gateway) -> AuditArchive:
     return make_archive(storage_settings(gw.config))
 
 
@@ -70,10 +68,7 @@ def publish(gw: Gateway, *, force: bool = False) -> str | None:
         text = note.sign_checkpoint(cp, gw.audit_signer)
         for start in range(last_size, cp.size, SEGMENT):
             end = min(cp.size, start + SEGMENT)
-            lines = [
-                json.dumps({"index": index, "leaf": base64.b64encode(leaf).decode()}) + "\n"
-                for index, leaf in audit_store.iter_leaves(session, start, end)
-            ]
+            lines = verify.entry_lines(audit_store.iter_leaves(session, start, end))
             target.publish(f"entries-{start:012d}-{end:012d}.jsonl", "".join(lines).encode())
     name = f"checkpoint-{cp.size:012d}-{now.strftime('%Y%m%dT%H%M%SZ')}.txt"
     target.publish(name, text.encode())

@@ -7,7 +7,8 @@
 - Block Public Access, all four settings;
 - default encryption: SSE-S3 (AES-256), or SSE-KMS with ``kms_key_id``;
 - versioning;
-- a bucket policy from ``config/bucket-policy.json`` that denies requests without TLS
+- a bucket policy, from the template ``storage.policy_template`` names or else the one in
+  the package (``gateway/storage/bucket-policy.json``), that denies requests without TLS
   (``aws:SecureTransport`` false) and every principal but the gateway's
   (``gateway_principal_arn``, else the caller of STS GetCallerIdentity; an assumed-role
   session is named by its role's ARN, since that is what ``aws:PrincipalArn`` holds);
@@ -25,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from gateway.storage import StorageError, StorageSettings
 from gateway.storage.s3 import error_code, make_client, make_session, wrap
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parents[2] / "config" / "bucket-policy.json"
+DEFAULT_TEMPLATE = "bucket-policy.json"
+"""The packaged bucket policy template, beside this module (package data of ``gateway.storage``)."""
 _ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/[^/]+$")
 _PLACEHOLDER = re.compile(r"\$\{[a-z_]+\}")
 
@@ -94,13 +97,19 @@ def caller_principal_arn(settings: StorageSettings, session: boto3.session.Sessi
 
 
 def load_template(settings: StorageSettings) -> Any:
-    path = settings.policy_template or DEFAULT_TEMPLATE
+    """The bucket policy template: ``settings.policy_template``, else the packaged one."""
+    custom = settings.policy_template
+    where = str(custom) if custom is not None else f"{DEFAULT_TEMPLATE} (packaged)"
     try:
-        return json.loads(Path(path).read_text())
+        if custom is not None:
+            text = Path(custom).read_text(encoding="utf-8")
+        else:
+            text = resources.files("gateway.storage").joinpath(DEFAULT_TEMPLATE).read_text("utf-8")
+        return json.loads(text)
     except OSError as exc:
-        raise StorageError(f"bucket policy template {path}: {exc.strerror}") from None
+        raise StorageError(f"bucket policy template {where}: {exc.strerror or exc}") from None
     except ValueError as exc:
-        raise StorageError(f"bucket policy template {path}: not JSON: {exc}") from None
+        raise StorageError(f"bucket policy template {where}: not JSON: {exc}") from None
 
 
 def render_policy(template: Any, bucket: str, principals: list[str]) -> dict[str, Any]:

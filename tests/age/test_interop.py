@@ -2,14 +2,12 @@
 
 Our files decrypt with ``age -d``; ``age -e`` output decrypts with ours; a re-headered
 file decrypts with ``age -d``; each at the chunk-boundary sizes and a few MiB, binary
-and armored. Without `age` on PATH these tests skip, or fail when ``CI`` is set.
+and armored. Without `age` on PATH these tests skip, or fail in CI (:mod:`tests.tools`).
 """
 
 from __future__ import annotations
 
 import io
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,21 +16,16 @@ import pytest
 from gateway import age
 from gateway.age.armor import ArmorReader, ArmorWriter
 from tests.age.conftest import CHUNK, data, decrypt_bytes, encrypt_bytes
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.interop
 
 SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 5 * (1 << 20) + 3]
-AGE = shutil.which("age")
 
 
 @pytest.fixture(scope="module")
 def age_bin() -> str:
-    if AGE is None:
-        reason = "the age program is not on PATH (apt-get install age)"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return AGE
+    return require_tool("age")
 
 
 @pytest.fixture(scope="module")

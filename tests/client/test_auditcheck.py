@@ -10,13 +10,8 @@ import pytest
 
 from gateway.audit import merkle, note
 from gateway.audit.leaf import encode_leaf
-from gateway.client.auditcheck import (
-    AuditKeyError,
-    read_key,
-    verify_file,
-    verify_leaves,
-    write_export,
-)
+from gateway.client.auditcheck import read_key, verify_file, verify_leaves, write_export
+from gateway.client.errors import AuditKeyError
 
 ORIGIN = "test.gateway/audit"
 
@@ -96,8 +91,8 @@ def test_a_changed_entry_is_found_by_bisection(signer: note.Signer) -> None:
     verdict = verify_leaves(
         signed, _rows(shown), signer.verifier_key, consistency=_consistency(leaves)
     )
-    assert not verdict.ok and verdict.first_bad == 23
-    assert verdict.line().startswith("FAILED: ") and verdict.line().endswith("first bad index: 23")
+    assert not verdict.ok and verdict.first_bad_index == 23
+    assert verdict.line().startswith("FAILED: ") and verdict.line().endswith("first bad entry: 23")
 
 
 def test_a_rewritten_history_breaks_the_saved_checkpoint(signer: note.Signer) -> None:
@@ -121,7 +116,7 @@ def test_a_dropped_entry_is_reported(signer: note.Signer) -> None:
     rows = _rows(leaves)
     del rows[6]
     verdict = verify_leaves(_checkpoint(leaves, signer), rows, signer.verifier_key)
-    assert not verdict.ok and verdict.first_bad == 6
+    assert not verdict.ok and verdict.first_bad_index == 6
 
 
 def test_export_round_trip_and_tamper(tmp_path: Path, signer: note.Signer) -> None:
@@ -150,4 +145,6 @@ def test_an_entry_listed_unlike_its_leaf_is_reported(signer: note.Signer) -> Non
     rows = [(i, leaf, json.loads(leaf)) for i, leaf in enumerate(leaves)]
     rows[5][2]["actor"] = "someone-else"
     verdict = verify_leaves(_checkpoint(leaves, signer), rows, signer.verifier_key)
-    assert not verdict.ok and verdict.first_bad == 5 and "differs from its leaf" in verdict.message
+    assert not verdict.ok and verdict.first_bad_index == 5
+    assert "differs from its leaf" in verdict.message
+    assert verdict.line().endswith("; first bad entry: 5")

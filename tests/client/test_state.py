@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from gateway.client import state
-from gateway.client.state import FileIdentity, PushState, StateError
+from gateway.client.errors import PushStateError
+from gateway.client.state import FileIdentity, PushState
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +52,7 @@ def test_deleting_forgets_the_file_key(tmp_path: Path) -> None:
     where = state.save(saved)
     state.delete(saved)
     assert not where.exists()
-    with pytest.raises(StateError, match="no interrupted push of upload up_1"):
+    with pytest.raises(PushStateError, match="no interrupted push of upload up_1"):
         state.find("up_1")
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.tools import require_tool
+
 BIN = Path(sys.executable).parent
 
 
@@ -120,11 +122,4 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 def age_program() -> str:
     """The real ``age`` program; its absence fails in CI and skips elsewhere."""
-    import shutil
-
-    path = shutil.which("age")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("the age program is required (Debian package age; `make test` installs it)")
-        pytest.skip("the age program is not installed (Debian package age)")
-    return path
+    return require_tool("age")

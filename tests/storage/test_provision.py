@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import stat
 from dataclasses import replace
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -127,9 +128,23 @@ def test_local_provisioning_makes_private_directories(tmp_path: Path) -> None:
 
 def test_policy_template_renders_every_placeholder() -> None:
     template = load_template(StorageSettings())
-    assert Path(DEFAULT_TEMPLATE).name == "bucket-policy.json"
     rendered = json.dumps(render_policy(template, "b", ["arn:aws-us-gov:iam::1:role/g"]))
     assert "${" not in rendered and "arn:aws-us-gov:s3:::b/*" in rendered
+
+
+def test_the_default_template_is_the_packaged_one_and_a_configured_one_wins(
+    tmp_path: Path,
+) -> None:
+    packaged = resources.files("gateway.storage").joinpath(DEFAULT_TEMPLATE)
+    assert load_template(StorageSettings()) == json.loads(packaged.read_text("utf-8"))
+    sids = {s["Sid"] for s in load_template(StorageSettings())["Statement"]}
+    assert sids == {"DenyInsecureTransport", "DenyEveryoneButTheGateway"}
+    own = tmp_path / "policy.json"
+    own.write_text(json.dumps({"Version": "2012-10-17", "Statement": []}))
+    assert load_template(StorageSettings(policy_template=own))["Statement"] == []
+    own.write_text("{not json")
+    with pytest.raises(StorageError, match=r"policy\.json: not JSON"):
+        load_template(StorageSettings(policy_template=own))
 
 
 def test_an_unknown_placeholder_or_missing_template_is_an_error(tmp_path: Path) -> None:

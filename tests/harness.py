@@ -1,14 +1,11 @@
-"""``make demo``: the whole story against a local gateway, narrated, in about a minute.
+"""A throwaway gateway for end-to-end tests, benchmarks and the demo: real processes.
 
-A lab pushes a 256 MiB weights file and a credential, an evaluator asks for access,
-the lab approves, the evaluator pulls with the CLI and again as a raw age file that
-the standard ``age`` program decrypts, and an auditor verifies the log and lists the
-evaluator's accesses. Every step runs the real ``gateway`` command against a real
-``gateway serve`` on a free port, in a temporary directory.
-
-:class:`LocalGateway` (a throwaway gateway with one lab, one agency, one oversight
-body and a token per role) is also what the client's end-to-end tests and
-``bench/bench_transfer.py`` run against.
+:class:`LocalGateway` runs ``gateway init``, creates one lab, one agency and one
+oversight body with a token per role through the real operator commands, and starts
+``gateway serve`` on a free port of 127.0.0.1, all in a temporary directory;
+:func:`cli` runs the real ``gateway`` client command against it. It is what the
+client's end-to-end tests, ``bench/bench_transfer.py`` and ``make demo`` run against,
+from the checkout (it is not part of the package).
 """
 
 from __future__ import annotations
@@ -16,14 +13,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shlex
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -240,169 +236,3 @@ def sha256_file(path: Path) -> str:
         while block := fh.read(1 << 20):
             digest.update(block)
     return digest.hexdigest()
-
-
-class Narrator:
-    def __init__(self) -> None:
-        self.started = time.monotonic()
-
-    def step(self, text: str) -> None:
-        print(f"\n\033[1m[{time.monotonic() - self.started:5.1f}s] {text}\033[0m", flush=True)
-
-    def run(
-        self,
-        who: str,
-        env: Mapping[str, str],
-        *args: str,
-        stdin: bytes | None = None,
-        show: bool = True,
-    ) -> str:
-        print(f"  {who}$ gateway {shlex.join(args)}", flush=True)
-        done = cli(env, *args, stdin=stdin)
-        out = done.stdout.decode(errors="replace").rstrip()
-        if show and out:
-            print("    " + out.replace("\n", "\n    "), flush=True)
-        for line in done.stderr.decode(errors="replace").splitlines():
-            print(f"    {line}", flush=True)
-        return out
-
-
-def story(gw: LocalGateway, work: Path, size: int) -> None:
-    say = Narrator()
-    lab, ev, au = gw.env("lab"), gw.env("evaluator"), gw.env("auditor")
-    say.step(f"A local gateway is running at {gw.url} (temp dir {gw.root})")
-    say.step("The lab makes a signing key and registers its public half")
-    say.run("lab", lab, "whoami")
-    say.run("lab", lab, "keygen", "--type", "signing", "-o", str(work / "lab-signing.key"))
-    weights = work / "model.safetensors"
-    say.step(
-        f"The lab generates {size >> 20} MiB of weights and pushes them, encrypted on its own machine"
-    )
-    digest = write_weights(weights, size)
-    print(f"    sha256 {digest}")
-    share = ORGS["evaluator"][0]
-    wid = say.run(
-        "lab",
-        lab,
-        "push",
-        str(weights),
-        "--name",
-        "frontier-model-v1",
-        "--kind",
-        "weights",
-        "--share-with",
-        share,
-        "--signing-key",
-        str(work / "lab-signing.key"),
-    )
-    credential = work / "endpoint-credential.txt"
-    credential.write_text(
-        "API_KEY=sk-preview-0123456789abcdef\nENDPOINT=https://preview.frontier-lab.example/v1\n"
-    )
-    cid = say.run(
-        "lab",
-        lab,
-        "push",
-        str(credential),
-        "--name",
-        "preview-endpoint",
-        "--kind",
-        "credential",
-        "--share-with",
-        share,
-        "--signing-key",
-        str(work / "lab-signing.key"),
-    )
-    say.step("An auditor keeps today's checkpoint, to prove later that the log only grew")
-    say.run("auditor", au, "audit", "checkpoint", "--save", str(work / "checkpoint-1.txt"))
-    say.step("The evaluator makes an age identity, sees the artifacts and asks for access")
-    say.run("evaluator", ev, "keygen", "--type", "age", "-o", str(work / "evaluator.agekey"))
-    say.run("evaluator", ev, "artifacts")
-    rid = say.run(
-        "evaluator", ev, "request", wid, "--justification", "pre-deployment cyber evaluation"
-    )
-    rid2 = say.run(
-        "evaluator", ev, "request", cid, "--justification", "pre-deployment cyber evaluation"
-    )
-    say.step("The lab reviews the requests and approves them")
-    say.run("lab", lab, "requests", "--state", "pending")
-    say.run("lab", lab, "approve", rid, "--hours", "48")
-    say.run("lab", lab, "approve", rid2, "--hours", "48")
-    say.step(
-        "The evaluator pulls the weights: decrypted, checked against the lab's signed manifest"
-    )
-    out = work / "pulled.safetensors"
-    say.run(
-        "evaluator", ev, "pull", wid, "-o", str(out), "--identity", str(work / "evaluator.agekey")
-    )
-    print(f"    identical to the lab's file: {sha256_file(out) == digest}")
-    say.step("Again as a raw age file, decrypted by the standard age program")
-    raw = work / "pulled.age"
-    say.run("evaluator", ev, "pull", wid, "-o", str(raw), "--raw")
-    age_out = work / "pulled-by-age.safetensors"
-    print(f"  evaluator$ age -d -i evaluator.agekey -o {age_out.name} {raw.name}")
-    subprocess.run(
-        ["age", "-d", "-i", str(work / "evaluator.agekey"), "-o", str(age_out), str(raw)],
-        check=True,
-    )
-    print(f"    identical to the lab's file: {sha256_file(age_out) == digest}")
-    say.run("evaluator", ev, "pull", cid, "-o", "-", "--identity", str(work / "evaluator.agekey"))
-    _audit(say, gw, au, work)
-
-
-def _audit(say: Narrator, gw: LocalGateway, au: Mapping[str, str], work: Path) -> None:
-    say.step(
-        "The auditor verifies the whole log from its leaves, and that it extends the saved checkpoint"
-    )
-    vkey = requests.get(gw.url + "/v1/audit/key", timeout=10).text.strip()
-    (work / "audit.vkey").write_text(vkey + "\n")
-    print(f"    verifier key (handed to the auditor by the operator): {vkey}")
-    say.run("auditor", au, "audit", "export", "-o", str(work / "audit-export.jsonl"))
-    say.run(
-        "auditor",
-        au,
-        "audit",
-        "verify",
-        "--key",
-        str(work / "audit.vkey"),
-        "--since",
-        str(work / "checkpoint-1.txt"),
-    )
-    say.run(
-        "auditor",
-        au,
-        "audit",
-        "verify",
-        "--key",
-        str(work / "audit.vkey"),
-        "--file",
-        str(work / "audit-export.jsonl"),
-    )
-    say.step("The evaluator's accesses, as the auditor sees them")
-    say.run("auditor", au, "audit", "tail", "-n", "30", "--org", ORGS["evaluator"][0])
-    say.step("Done")
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = list(sys.argv[1:] if argv is None else argv)
-    size = int(args[0]) << 20 if args else 256 << 20
-    if shutil.which("age") is None:
-        print("demo: the age program is needed (Debian package age)", file=sys.stderr)
-        return 1
-    with LocalGateway() as gw:
-        work = gw.root / "work"
-        work.mkdir()
-        try:
-            story(gw, work, size)
-        except RuntimeError as exc:
-            print(f"demo: {exc}", file=sys.stderr)
-            print(
-                f"demo: server log:\n{(gw.root / 'server.log').read_text()[-3000:]}",
-                file=sys.stderr,
-            )
-            return 1
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""Installing and administering a gateway from the operator's command line.
+
+``init`` makes the keys, the database schema and the object store, and the operator's
+organisation; ``dev_seed`` adds demo organisations with a development token per role.
+The admin operations (organisations, tokens) each run in one transaction with their
+audit entry, which names the principal by its id (``principal``) and its name
+(``name``), as every entry names an actor by id.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import make_url, select
+from sqlalchemy.orm import Session
+
+from gateway import events
+from gateway.audit import note
+from gateway.config import Config
+from gateway.keystore import MasterKey, write_secret_file
+from gateway.migrations import upgrade
+from gateway.models import Principal
+from gateway.runtime import AUDIT_KEY_FILE, MASTER_KEY_FILE, URL_KEY_FILE, Gateway, storage_settings
+from gateway.services import identity
+from gateway.storage.provision import provision
+
+OPERATOR_ORG = "operator"
+DEV_TOKEN_DAYS = 30
+DEMO = {
+    "lab": ("demo-lab", "lab", "alice"),
+    "evaluator": ("demo-agency", "agency", "eve"),
+    "auditor": ("demo-oversight", "oversight", "otto"),
+    "admin": (OPERATOR_ORG, "operator", "root"),
+}
+
+
+@contextmanager
+def opened(config: Config) -> Iterator[Gateway]:
+    """The gateway's runtime for one command, closed when it is done."""
+    gw = Gateway(config)
+    try:
+        yield gw
+    finally:
+        gw.close()
+
+
+def shown_url(url: str) -> str:
+    """A database URL fit to print: its password, if any, masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ValueError:
+        return "(a database URL that does not parse)"
+
+
+def _sqlite_dir(url: str) -> None:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def migrate(url: str) -> None:
+    """Bring the database schema to the newest revision (Alembic)."""
+    _sqlite_dir(url)
+    upgrade(url)
+
+
+def init(config: Config) -> Iterator[str]:
+    """Create what is missing (keys, schema, object store, operator org); one line per step."""
+    keys = Path(config.keys.dir)
+    keys.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not (keys / MASTER_KEY_FILE).exists():
+        MasterKey.create(keys / MASTER_KEY_FILE)
+        yield f"created master key {keys / MASTER_KEY_FILE}"
+    if not (keys / AUDIT_KEY_FILE).exists():
+        note.create_signer_file(keys / AUDIT_KEY_FILE, config.audit.origin)
+        yield f"created audit signing key {keys / AUDIT_KEY_FILE}"
+    if not (keys / URL_KEY_FILE).exists():
+        write_secret_file(keys / URL_KEY_FILE, secrets.token_bytes(32))
+        yield f"created URL signing key {keys / URL_KEY_FILE}"
+    migrate(config.database.url)
+    yield f"database ready at {shown_url(config.database.url)}"
+    provision(storage_settings(config))
+    where = (
+        config.storage.root
+        if config.storage.backend == "local"
+        else f"s3://{config.storage.bucket}"
+    )
+    yield f"object store ready ({config.storage.backend}: {where})"
+    with opened(config) as gw, gw.db.session() as session:
+        identity.ensure_org(session, OPERATOR_ORG, "operator", gw.now())
+
+
+def create_org(gw: Gateway, name: str, kind: str) -> None:
+    """Organisation ``name`` of ``kind``, recorded as ``admin.org.create``."""
+    with events.fail_closed(gw) as session:
+        identity.create_org(session, name, kind, gw.now())
+        events.record(gw, session, "admin.org.create", None, details={"org": name, "kind": kind})
+
+
+def _issue(
+    gw: Gateway, session: Session, org: str, role: str, name: str, ttl_days: int, **extra: Any
+) -> str:
+    """A new token for principal ``name`` of ``org`` (made if new), recorded in ``session``."""
+    token, principal = identity.create_token(
+        session, org=org, role=role, name=name, ttl_days=ttl_days, now=gw.now()
+    )
+    details = {
+        "org": org,
+        "principal": principal.id,
+        "name": name,
+        "role": role,
+        "ttl_days": ttl_days,
+        **extra,
+    }
+    events.record(gw, session, "admin.token.create", None, details=details)
+    return token
+
+
+def create_token(gw: Gateway, org: str, role: str, name: str, ttl_days: int) -> str:
+    """A new bearer token for principal ``name`` of ``org``, recorded as ``admin.token.create``."""
+    with events.fail_closed(gw) as session:
+        return _issue(gw, session, org, role, name, ttl_days)
+
+
+def revoke_tokens(gw: Gateway, org: str, name: str) -> int:
+    """Revoke every token of principal ``name`` of ``org`` (``admin.token.revoke``); how many."""
+    with events.fail_closed(gw) as session:
+        count = identity.revoke_tokens(session, org=org, name=name, now=gw.now())
+        principal = session.scalars(
+            select(Principal.id).where(Principal.org == org, Principal.name == name)
+        ).one()
+        details = {"org": org, "principal": principal, "name": name, "count": count}
+        events.record(gw, session, "admin.token.revoke", None, details=details)
+    return count
+
+
+def dev_seed(gw: Gateway) -> dict[str, tuple[str, str, str]]:
+    """Demo organisations and a fresh development token for each role: ``{role: (org, name, token)}``."""
+    out = {}
+    with events.fail_closed(gw) as session:
+        for role, (org, kind, name) in DEMO.items():
+            identity.ensure_org(session, org, kind, gw.now())
+            token = _issue(gw, session, org, role, name, DEV_TOKEN_DAYS, development=True)
+            out[role] = (org, name, token)
+    return out
