@@ -20,6 +20,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from gateway.age._shape import WRAPPED_FILE_KEY_SIZE
 from gateway.age.errors import HeaderError, UsageError
 from gateway.age.format import Stanza, b64decode, b64encode
 
@@ -91,7 +92,7 @@ class ScryptIdentity:
             raise HeaderError(
                 f"scrypt work factor {work_factor} is above the limit of {self.max_work_factor}"
             )
-        if len(stanza.body) != 32:
+        if len(stanza.body) != WRAPPED_FILE_KEY_SIZE:
             raise HeaderError("malformed scrypt stanza: the body is not 32 bytes")
         key = _wrap_key(self._passphrase, salt, work_factor)
         try:
