@@ -35,7 +35,7 @@ def _seal(plaintext: bytes, threads: int) -> bytes:
 def _open(ciphertext: bytes, threads: int) -> tuple[bytes, Exception | None]:
     out = bytearray()
     try:
-        for piece in stream.open_(
+        for piece in stream.unseal(
             io.BytesIO(ciphertext), stream.payload_key(FILE_KEY, NONCE), threads
         ):
             out += piece
@@ -186,7 +186,7 @@ def test_open_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path
     aead = stream.payload_key(FILE_KEY, NONCE)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size - 2
-        opened = b"".join(bytes(p) for p in stream.open_file(fh.fileno(), 2, size, aead, 0))
+        opened = b"".join(bytes(p) for p in stream.unseal_file(fh.fileno(), 2, size, aead, 0))
     assert opened == plaintext
 
 
