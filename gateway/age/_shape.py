@@ -20,9 +20,22 @@ SEALED = CHUNK + TAG
 WRAPPED_FILE_KEY_SIZE = FILE_KEY_SIZE + TAG
 
 
+def chunk_nonces(first: int, count: int, final: bool) -> list[bytes]:
+    """The STREAM nonces of chunks ``first`` to ``first + count - 1``, the last one final if
+    ``final``: each is the chunk's index in 11 bytes, big endian, then the flag byte.
+
+    Built as the 96-bit integer ``index << 8 | flag``, one allocation per nonce (a batch's
+    worth is made for every MiB sealed or opened); OverflowError past 2**88 chunks.
+    """
+    nonces = [(index << 8).to_bytes(12, "big") for index in range(first, first + count)]
+    if final and count:
+        nonces[-1] = ((first + count - 1) << 8 | 1).to_bytes(12, "big")
+    return nonces
+
+
 def chunk_nonce(index: int, last: bool) -> bytes:
-    """The STREAM nonce of chunk ``index``: 11 bytes of counter, then the final-chunk flag."""
-    return index.to_bytes(11, "big") + (b"\x01" if last else b"\x00")
+    """The STREAM nonce of chunk ``index`` (:func:`chunk_nonces` of one chunk)."""
+    return chunk_nonces(index, 1, last)[0]
 
 
 def chunk_count(plaintext_size: int) -> int:

@@ -43,6 +43,7 @@ from gateway.age._shape import (
     TAG,
     chunk_count,
     chunk_nonce,
+    chunk_nonces,
     payload_size,
     plaintext_size,
     sealed_offset,
@@ -60,6 +61,7 @@ __all__ = [
     "ReadInto",
     "chunk_count",
     "chunk_nonce",
+    "chunk_nonces",
     "open_chunk",
     "payload_key",
     "payload_size",
@@ -96,13 +98,20 @@ def open_chunk(
     A chunk shorter than a tag, or an empty one anywhere but as the whole stream, is
     refused as forged, whatever its tag says.
     """
+    _open_chunk(aead, chunk_nonce(index, last), index, sealed, last, out)
+
+
+def _open_chunk(
+    aead: ChaCha20Poly1305,
+    nonce: bytes,
+    index: int,
+    sealed: bytes | memoryview,
+    last: bool,
+    out: memoryview,
+) -> None:
     if len(sealed) < TAG or (len(sealed) == TAG and (index > 0 or not last)):
         raise InvalidTag
-    aead.decrypt_into(chunk_nonce(index, last), sealed, None, out[: len(sealed) - TAG])
-
-
-def _nonces(first: int, count: int, final: bool) -> list[bytes]:
-    return [chunk_nonce(first + i, final and i == count - 1) for i in range(count)]
+    aead.decrypt_into(nonce, sealed, None, out[: len(sealed) - TAG])
 
 
 def _check_start(start_chunk: int) -> int:
@@ -125,17 +134,44 @@ def _seal_shape(available: int, index: int) -> SealShape:
     return SealShape(True, available, chunk_count(available))
 
 
+Views = tuple[list[memoryview], list[memoryview]]  # (each chunk's input, its output)
+
+
+def _slices(buf: memoryview, stride: int, size: int, count: int, piece: int) -> list[memoryview]:
+    """Views of ``count`` pieces of at most ``piece`` bytes (``size`` in all), ``stride`` apart."""
+    return [buf[i * stride : i * stride + min(piece, size - i * piece)] for i in range(count)]
+
+
+class _Layouts:
+    """Each slot's chunk views for a full batch, made once: they depend only on its buffers."""
+
+    def __init__(self) -> None:
+        self._full: dict[int, Views] = {}
+
+    def views(self, slot: int, full: bool, make: Callable[[], Views]) -> Views:
+        if not full:
+            return make()
+        if slot not in self._full:
+            self._full[slot] = make()
+        return self._full[slot]
+
+
+def _seal_views(data: memoryview, stride: int, out: memoryview, shape: SealShape) -> Views:
+    plain = _slices(data, stride, shape.size, shape.chunks, CHUNK)
+    return plain, [out[i * SEALED : i * SEALED + len(p) + TAG] for i, p in enumerate(plain)]
+
+
 def _seal_batch(
     aead: ChaCha20Poly1305,
-    plain: list[memoryview],
+    views: Views,
     out: memoryview,
     index: int,
     shape: SealShape,
     load: Callable[[], None] | None = None,
 ) -> Batch:
-    """The job sealing ``plain`` (each chunk's plaintext) into ``out``, one tag after each."""
-    sealed = [out[i * SEALED : i * SEALED + len(p) + TAG] for i, p in enumerate(plain)]
-    nonces, seal_into = _nonces(index, shape.chunks, shape.final), aead.encrypt_into
+    """The job sealing each chunk's plaintext view into its sealed view (a tag after it)."""
+    plain, sealed = views
+    nonces, seal_into = chunk_nonces(index, shape.chunks, shape.final), aead.encrypt_into
 
     def job() -> None:
         if load is not None:
@@ -147,11 +183,6 @@ def _seal_batch(
     return Batch(job, shape.chunks, shape.final, lambda _: whole)
 
 
-def _slices(buf: memoryview, stride: int, size: int, count: int, piece: int) -> list[memoryview]:
-    """Views of ``count`` pieces of at most ``piece`` bytes (``size`` in all), ``stride`` apart."""
-    return [buf[i * stride : i * stride + min(piece, size - i * piece)] for i in range(count)]
-
-
 def seal(
     src: ReadInto, aead: ChaCha20Poly1305, threads: int | None = None, *, start_chunk: int = 0
 ) -> Pieces:
@@ -159,14 +190,16 @@ def seal(
 
     With ``start_chunk``, ``src`` holds the plaintext from that chunk on (at least a byte).
     """
-    pool = Pool(threads)
+    pool, layouts = Pool(threads), _Layouts()
     inp = StreamInput(src, BATCH * CHUNK, pool.slots)
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         got = inp.next_batch(slot)
         shape = _seal_shape(got.available, index)
-        plain = _slices(got.data, CHUNK, shape.size, shape.chunks, CHUNK)
-        return _seal_batch(aead, plain, out, index, shape)
+        views = layouts.views(
+            slot, shape.size == BATCH * CHUNK, lambda: _seal_views(got.data, CHUNK, out, shape)
+        )
+        return _seal_batch(aead, views, out, index, shape)
 
     return run_ring(pool, plan, BATCH * SEALED, _check_start(start_chunk))
 
@@ -184,14 +217,16 @@ def seal_file(
 
     A file that shrinks below ``offset + size`` while it is read raises AgeError.
     """
-    inp = FileInput(fd, offset, size, BATCH * CHUNK)
+    inp, layouts = FileInput(fd, offset, size, BATCH * CHUNK), _Layouts()
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         at = inp.next_batch()
         shape = _seal_shape(at.available, index)
-        plain = _slices(out, SEALED, shape.size, shape.chunks, CHUNK)  # in place, gaps for tags
+        views = layouts.views(  # the plaintext is read into place in ``out``, gaps for tags
+            slot, shape.size == BATCH * CHUNK, lambda: _seal_views(out, SEALED, out, shape)
+        )
         return _seal_batch(
-            aead, plain, out, index, shape, lambda: inp.read(plain, at.position, shape.size)
+            aead, views, out, index, shape, lambda: inp.read(views[0], at.position, shape.size)
         )
 
     return run_ring(Pool(threads), plan, BATCH * SEALED, _check_start(start_chunk))
@@ -212,21 +247,28 @@ def _open_shape(available: int) -> OpenShape:
     return OpenShape(final, size, [min(SEALED, size - i * SEALED) for i in range(count)])
 
 
+def _open_views(data: memoryview, out: memoryview, shape: OpenShape) -> Views:
+    count = len(shape.lengths)
+    return _slices(data, SEALED, shape.size, count, SEALED), [
+        out[i * CHUNK :] for i in range(count)
+    ]
+
+
 def _open_batch(
     aead: ChaCha20Poly1305,
-    data: memoryview,
+    views: Views,
     out: memoryview,
     index: int,
     shape: OpenShape,
     load: Callable[[], None] | None = None,
 ) -> Batch:
-    """The job opening the sealed chunks at the start of ``data`` into ``out``.
+    """The job opening each sealed chunk view into its plaintext view in ``out``.
 
     Its result is None, or the position in the batch of the first chunk that failed.
     """
-    count = len(shape.lengths)
-    sealed = _slices(data, SEALED, shape.size, count, SEALED)
-    plain = [out[i * CHUNK :] for i in range(count)]
+    sealed, plain = views
+    count = len(sealed)
+    nonces = chunk_nonces(index, count, shape.final)
     last = [shape.final and i == count - 1 for i in range(count)]
 
     def job() -> int | None:
@@ -234,7 +276,7 @@ def _open_batch(
             load()
         for i in range(count):
             try:
-                open_chunk(aead, index + i, sealed[i], last[i], plain[i])
+                _open_chunk(aead, nonces[i], index + i, sealed[i], last[i], plain[i])
             except InvalidTag:
                 return i
         return None
@@ -257,12 +299,15 @@ def unseal(
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
     raises PayloadError. With ``start_chunk``, ``src`` holds the stream from that chunk on.
     """
-    pool = Pool(threads)
+    pool, layouts = Pool(threads), _Layouts()
     inp = StreamInput(src, BATCH * SEALED, pool.slots)
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         got = inp.next_batch(slot)
-        return _open_batch(aead, got.data, out, index, _open_shape(got.available))
+        shape = _open_shape(got.available)
+        full = shape.size == BATCH * SEALED
+        views = layouts.views(slot, full, lambda: _open_views(got.data, out, shape))
+        return _open_batch(aead, views, out, index, shape)
 
     return run_ring(pool, plan, BATCH * CHUNK, _check_start(start_chunk))
 
@@ -277,18 +322,20 @@ def unseal_file(
     start_chunk: int = 0,
 ) -> Pieces:
     """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``unseal``."""
-    pool = Pool(threads)
+    pool, layouts = Pool(threads), _Layouts()
     inp = FileInput(fd, offset, size, BATCH * SEALED)
     bufs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(pool.slots)]
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         at = inp.next_batch()
         shape, data = _open_shape(at.available), bufs[slot]
+        full = shape.size == BATCH * SEALED
+        views = layouts.views(slot, full, lambda: _open_views(data, out, shape))
 
         def load() -> None:
             inp.read([data[: shape.size]], at.position, shape.size)
 
-        return _open_batch(aead, data, out, index, shape, load)
+        return _open_batch(aead, views, out, index, shape, load)
 
     return run_ring(pool, plan, BATCH * CHUNK, _check_start(start_chunk))
 

@@ -42,3 +42,15 @@ def test_chunk_nonce_is_the_counter_then_the_final_flag() -> None:
     assert stream.chunk_nonce(2**88 - 1, True) == b"\xff" * 11 + b"\x01"
     with pytest.raises(OverflowError):
         stream.chunk_nonce(2**88, False)
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_a_batch_of_nonces_is_each_chunk_s_nonce(final: bool) -> None:
+    for first, count in [(0, 1), (0, 16), (255, 3), (2**40 - 1, 16), (2**88 - 16, 16)]:
+        nonces = stream.chunk_nonces(first, count, final)
+        spec = [
+            (first + i).to_bytes(11, "big") + bytes([final and i == count - 1])
+            for i in range(count)
+        ]
+        assert nonces == spec
+    assert stream.chunk_nonces(5, 0, True) == []
