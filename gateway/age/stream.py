@@ -62,7 +62,7 @@ __all__ = [
     "chunk_count",
     "chunk_nonce",
     "chunk_nonces",
-    "open_chunk",
+    "unseal_chunk",
     "payload_key",
     "payload_size",
     "plaintext_size",
@@ -90,7 +90,7 @@ def seal_chunk(aead: ChaCha20Poly1305, index: int, chunk: bytes | memoryview, la
     return aead.encrypt(chunk_nonce(index, last), chunk, None)
 
 
-def open_chunk(
+def unseal_chunk(
     aead: ChaCha20Poly1305, index: int, sealed: bytes | memoryview, last: bool, out: memoryview
 ) -> None:
     """Open chunk ``index`` into ``out`` (at least its plaintext's length); InvalidTag if bad.
@@ -98,10 +98,10 @@ def open_chunk(
     A chunk shorter than a tag, or an empty one anywhere but as the whole stream, is
     refused as forged, whatever its tag says.
     """
-    _open_chunk(aead, chunk_nonce(index, last), index, sealed, last, out)
+    _unseal_chunk(aead, chunk_nonce(index, last), index, sealed, last, out)
 
 
-def _open_chunk(
+def _unseal_chunk(
     aead: ChaCha20Poly1305,
     nonce: bytes,
     index: int,
@@ -232,34 +232,34 @@ def seal_file(
     return run_ring(Pool(threads), plan, BATCH * SEALED, _check_start(start_chunk))
 
 
-class OpenShape(NamedTuple):
+class UnsealShape(NamedTuple):
     final: bool  #: the batch holds the final chunk
     size: int  #: ciphertext bytes in the batch
     lengths: list[int]  #: of each sealed chunk
 
 
-def _open_shape(available: int) -> OpenShape:
+def _unseal_shape(available: int) -> UnsealShape:
     final = available <= BATCH * SEALED
     size = available if final else BATCH * SEALED
     if size == 0:
         raise PayloadError("the payload is truncated: it has no chunk")
     count = -(-size // SEALED)
-    return OpenShape(final, size, [min(SEALED, size - i * SEALED) for i in range(count)])
+    return UnsealShape(final, size, [min(SEALED, size - i * SEALED) for i in range(count)])
 
 
-def _open_views(data: memoryview, out: memoryview, shape: OpenShape) -> Views:
+def _unseal_views(data: memoryview, out: memoryview, shape: UnsealShape) -> Views:
     count = len(shape.lengths)
     return _slices(data, SEALED, shape.size, count, SEALED), [
         out[i * CHUNK :] for i in range(count)
     ]
 
 
-def _open_batch(
+def _unseal_batch(
     aead: ChaCha20Poly1305,
     views: Views,
     out: memoryview,
     index: int,
-    shape: OpenShape,
+    shape: UnsealShape,
     load: Callable[[], None] | None = None,
 ) -> Batch:
     """The job opening each sealed chunk view into its plaintext view in ``out``.
@@ -276,7 +276,7 @@ def _open_batch(
             load()
         for i in range(count):
             try:
-                _open_chunk(aead, nonces[i], index + i, sealed[i], last[i], plain[i])
+                _unseal_chunk(aead, nonces[i], index + i, sealed[i], last[i], plain[i])
             except InvalidTag:
                 return i
         return None
@@ -304,10 +304,10 @@ def unseal(
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         got = inp.next_batch(slot)
-        shape = _open_shape(got.available)
+        shape = _unseal_shape(got.available)
         full = shape.size == BATCH * SEALED
-        views = layouts.views(slot, full, lambda: _open_views(got.data, out, shape))
-        return _open_batch(aead, views, out, index, shape)
+        views = layouts.views(slot, full, lambda: _unseal_views(got.data, out, shape))
+        return _unseal_batch(aead, views, out, index, shape)
 
     return run_ring(pool, plan, BATCH * CHUNK, _check_start(start_chunk))
 
@@ -328,14 +328,14 @@ def unseal_file(
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         at = inp.next_batch()
-        shape, data = _open_shape(at.available), bufs[slot]
+        shape, data = _unseal_shape(at.available), bufs[slot]
         full = shape.size == BATCH * SEALED
-        views = layouts.views(slot, full, lambda: _open_views(data, out, shape))
+        views = layouts.views(slot, full, lambda: _unseal_views(data, out, shape))
 
         def load() -> None:
             inp.read([data[: shape.size]], at.position, shape.size)
 
-        return _open_batch(aead, views, out, index, shape, load)
+        return _unseal_batch(aead, views, out, index, shape, load)
 
     return run_ring(pool, plan, BATCH * CHUNK, _check_start(start_chunk))
 

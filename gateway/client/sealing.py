@@ -60,7 +60,7 @@ class Payload:
         """
         return stream.seal(src, self._aead, threads, start_chunk=start_chunk)
 
-    def open_from(
+    def unseal_from(
         self, src: ReadInto, start_chunk: int = 0, threads: int | None = None
     ) -> stream.Pieces:
         """Open the STREAM in ``src``, which starts at chunk ``start_chunk``, as it authenticates.
@@ -76,11 +76,11 @@ class Payload:
     def open(self, index: int, sealed: bytes | memoryview, last: bool) -> bytes:
         """The plaintext of chunk ``index``; :class:`cryptography.exceptions.InvalidTag` if forged."""
         out = bytearray(max(0, len(sealed) - TAG))
-        stream.open_chunk(self._aead, index, sealed, last, memoryview(out))
+        stream.unseal_chunk(self._aead, index, sealed, last, memoryview(out))
         return bytes(out)
 
     def open_into(
         self, index: int, sealed: bytes | memoryview, last: bool, out: memoryview
     ) -> None:
         """:meth:`open` into ``out`` (exactly the plaintext's length), without a copy."""
-        stream.open_chunk(self._aead, index, sealed, last, out)
+        stream.unseal_chunk(self._aead, index, sealed, last, out)

@@ -44,7 +44,7 @@ def test_seal_from_a_chunk_is_the_rest_of_the_whole_payload(start: int, threads:
     assert len(whole) == payload_size(SIZE)
     rest = payload.seal_from(io.BytesIO(plain[start * CHUNK :]), start, threads)
     assert b"".join(bytes(p) for p in rest) == whole[sealed_offset(start) :]
-    opened = payload.open_from(io.BytesIO(whole[sealed_offset(start) :]), start, threads)
+    opened = payload.unseal_from(io.BytesIO(whole[sealed_offset(start) :]), start, threads)
     assert b"".join(bytes(p) for p in opened) == plain[start * CHUNK :]
 
 
