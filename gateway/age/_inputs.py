@@ -13,11 +13,15 @@ chunk, which STREAM must know before sealing or opening it.
   whatever buffers the job names. One call per batch rather than per chunk matters: each
   call releases and takes back the GIL, which the workers would otherwise pass to each
   other tens of thousands of times per GiB. The look-ahead is the file's size.
+
+A batch's chunks are addressed through :class:`ChunkViews`; for a full batch they depend
+only on the slot's buffers, so :class:`Layouts` makes them once per slot.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import NamedTuple, Protocol
 
 from gateway.age.errors import AgeError
@@ -103,3 +107,30 @@ class FileInput:
         """Fill ``views`` with the ``size`` bytes at ``position`` (:func:`pread_full`)."""
         if size:
             pread_full(self._fd, views, position, size)
+
+
+class ChunkViews(NamedTuple):
+    """Where each chunk of a batch is read from and written to, one view per chunk."""
+
+    inputs: list[memoryview]
+    outputs: list[memoryview]
+
+
+def slices(buf: memoryview, stride: int, size: int, count: int, piece: int) -> list[memoryview]:
+    """Views of ``count`` pieces of at most ``piece`` bytes (``size`` in all), ``stride`` apart."""
+    return [buf[i * stride : i * stride + min(piece, size - i * piece)] for i in range(count)]
+
+
+class Layouts:
+    """Each slot's chunk views for a full batch, made once: they depend only on its buffers."""
+
+    def __init__(self) -> None:
+        self._full: dict[int, ChunkViews] = {}
+
+    def views(self, slot: int, full: bool, make: Callable[[], ChunkViews]) -> ChunkViews:
+        """``make()``, or for a full batch the views made the first time for ``slot``."""
+        if not full:
+            return make()
+        if slot not in self._full:
+            self._full[slot] = make()
+        return self._full[slot]

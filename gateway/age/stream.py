@@ -3,7 +3,7 @@
 Design note. ``payload key = HKDF-SHA-256(ikm = file key, salt = nonce, info = "payload")``;
 chunk ``i`` is sealed under :func:`chunk_nonce` ``(i, final)``, with the sizes of
 :mod:`._shape`. The final chunk may be short but is empty only when the whole plaintext
-is. Opening refuses a stream without a final chunk (truncation), a chunk out of place
+is. Unsealing refuses a stream without a final chunk (truncation), a chunk out of place
 (reordering changes its nonce), data after the final chunk, an empty final chunk after
 others, and any altered bit (the AEAD tag). It releases the plaintext of every chunk that
 authenticated before the error, exactly as the reference implementation does (the test
@@ -14,7 +14,7 @@ begins with that chunk, and the output is exactly that part of the whole stream'
 is what lets a transfer resume mid-file.
 
 Chunks go in batches of ``BATCH`` (1 MiB of plaintext), each a job on the worker pool of
-:mod:`._pool`, from the inputs of :mod:`._inputs`; each job seals or opens its chunks with
+:mod:`._pool`, from the inputs of :mod:`._inputs`; each job seals or unseals its chunks with
 ``encrypt_into`` / ``decrypt_into`` (which release the GIL) into its slot's output buffer.
 To seal a regular file, a job reads its batch straight into the output buffer, a 16-byte
 gap left after each chunk for its tag, and seals each chunk there in place (OpenSSL
@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from gateway.age._inputs import FileInput, ReadInto, StreamInput
+from gateway.age._inputs import ChunkViews, FileInput, Layouts, ReadInto, StreamInput, slices
 from gateway.age._pool import Batch, Pool, run_ring
 from gateway.age._shape import (
     CHUNK,
@@ -134,36 +134,15 @@ def _seal_shape(available: int, index: int) -> SealShape:
     return SealShape(True, available, chunk_count(available))
 
 
-Views = tuple[list[memoryview], list[memoryview]]  # (each chunk's input, its output)
-
-
-def _slices(buf: memoryview, stride: int, size: int, count: int, piece: int) -> list[memoryview]:
-    """Views of ``count`` pieces of at most ``piece`` bytes (``size`` in all), ``stride`` apart."""
-    return [buf[i * stride : i * stride + min(piece, size - i * piece)] for i in range(count)]
-
-
-class _Layouts:
-    """Each slot's chunk views for a full batch, made once: they depend only on its buffers."""
-
-    def __init__(self) -> None:
-        self._full: dict[int, Views] = {}
-
-    def views(self, slot: int, full: bool, make: Callable[[], Views]) -> Views:
-        if not full:
-            return make()
-        if slot not in self._full:
-            self._full[slot] = make()
-        return self._full[slot]
-
-
-def _seal_views(data: memoryview, stride: int, out: memoryview, shape: SealShape) -> Views:
-    plain = _slices(data, stride, shape.size, shape.chunks, CHUNK)
-    return plain, [out[i * SEALED : i * SEALED + len(p) + TAG] for i, p in enumerate(plain)]
+def _seal_views(data: memoryview, stride: int, out: memoryview, shape: SealShape) -> ChunkViews:
+    plain = slices(data, stride, shape.size, shape.chunks, CHUNK)
+    sealed = [out[i * SEALED : i * SEALED + len(p) + TAG] for i, p in enumerate(plain)]
+    return ChunkViews(plain, sealed)
 
 
 def _seal_batch(
     aead: ChaCha20Poly1305,
-    views: Views,
+    views: ChunkViews,
     out: memoryview,
     index: int,
     shape: SealShape,
@@ -190,7 +169,7 @@ def seal(
 
     With ``start_chunk``, ``src`` holds the plaintext from that chunk on (at least a byte).
     """
-    pool, layouts = Pool(threads), _Layouts()
+    pool, layouts = Pool(threads), Layouts()
     inp = StreamInput(src, BATCH * CHUNK, pool.slots)
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
@@ -217,7 +196,7 @@ def seal_file(
 
     A file that shrinks below ``offset + size`` while it is read raises AgeError.
     """
-    inp, layouts = FileInput(fd, offset, size, BATCH * CHUNK), _Layouts()
+    inp, layouts = FileInput(fd, offset, size, BATCH * CHUNK), Layouts()
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
         at = inp.next_batch()
@@ -226,7 +205,7 @@ def seal_file(
             slot, shape.size == BATCH * CHUNK, lambda: _seal_views(out, SEALED, out, shape)
         )
         return _seal_batch(
-            aead, views, out, index, shape, lambda: inp.read(views[0], at.position, shape.size)
+            aead, views, out, index, shape, lambda: inp.read(views.inputs, at.position, shape.size)
         )
 
     return run_ring(Pool(threads), plan, BATCH * SEALED, _check_start(start_chunk))
@@ -247,16 +226,15 @@ def _unseal_shape(available: int) -> UnsealShape:
     return UnsealShape(final, size, [min(SEALED, size - i * SEALED) for i in range(count)])
 
 
-def _unseal_views(data: memoryview, out: memoryview, shape: UnsealShape) -> Views:
+def _unseal_views(data: memoryview, out: memoryview, shape: UnsealShape) -> ChunkViews:
     count = len(shape.lengths)
-    return _slices(data, SEALED, shape.size, count, SEALED), [
-        out[i * CHUNK :] for i in range(count)
-    ]
+    outputs = [out[i * CHUNK :] for i in range(count)]
+    return ChunkViews(slices(data, SEALED, shape.size, count, SEALED), outputs)
 
 
 def _unseal_batch(
     aead: ChaCha20Poly1305,
-    views: Views,
+    views: ChunkViews,
     out: memoryview,
     index: int,
     shape: UnsealShape,
@@ -299,7 +277,7 @@ def unseal(
     On a bad stream, yields the plaintext of the chunks that authenticated first, then
     raises PayloadError. With ``start_chunk``, ``src`` holds the stream from that chunk on.
     """
-    pool, layouts = Pool(threads), _Layouts()
+    pool, layouts = Pool(threads), Layouts()
     inp = StreamInput(src, BATCH * SEALED, pool.slots)
 
     def plan(slot: int, out: memoryview, index: int) -> Batch:
@@ -322,7 +300,7 @@ def unseal_file(
     start_chunk: int = 0,
 ) -> Pieces:
     """Decrypt the ``size`` bytes of STREAM at ``offset`` in the regular file ``fd``, as ``unseal``."""
-    pool, layouts = Pool(threads), _Layouts()
+    pool, layouts = Pool(threads), Layouts()
     inp = FileInput(fd, offset, size, BATCH * SEALED)
     bufs = [memoryview(bytearray(BATCH * SEALED)) for _ in range(pool.slots)]
 
