@@ -10,7 +10,13 @@ table: medians of --runs runs, GB/s (1e9 bytes/s), ratio to `age`, peak RSS; the
 ratio of gateway.age to `age` within each round (the tools run back to back in a round),
 as min / median / max over the rounds.
 
+With ``--compare DIR`` (another checkout of this repository), that checkout's gateway.age
+runs in every round too, as ``gateway.age@DIR``, and the report adds its ratio to this
+one's within each round: a before/after comparison less exposed to the machine's drift
+than two separate runs.
+
     .venv/bin/python bench/bench_age.py --size 256M --runs 3
+    .venv/bin/python bench/bench_age.py --size 1G --runs 5 --compare /tmp/gateway-before
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,9 +44,11 @@ def cpu():
 OURS = (
     CPU
     + """
-import sys, time
+import os, sys, time
+import gateway
 from gateway import age
 mode, path, key = sys.argv[1:4]
+assert os.path.realpath(gateway.__file__).startswith(os.path.realpath(os.getcwd()))
 with open(key) as fh:
     ident = age.parse_identities(fh.read())[0]
 with open(path, "rb", buffering=0) as src, open("/dev/null", "wb", buffering=0) as dst:
@@ -77,10 +86,10 @@ def parse_size(text: str) -> int:
     return int(text[:-1]) * units[text[-1].upper()] if text[-1].upper() in units else int(text)
 
 
-def run(cmd: list[str], timed_inside: bool) -> tuple[float, float, int]:
-    """(wall seconds, CPU seconds, peak RSS in bytes) of one process."""
+def run(cmd: list[str], timed_inside: bool, cwd: Path = ROOT) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in bytes) of one process, run in ``cwd``."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, cwd=cwd)
     out = proc.stdout.read() if proc.stdout else b""
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
@@ -106,7 +115,12 @@ def main() -> None:
     ap.add_argument("--size", default="1G", help="plaintext size, e.g. 256M, 1G (default 1G)")
     ap.add_argument("--runs", type=int, default=3, help="runs per measurement; the median is kept")
     ap.add_argument("--dir", default=None, help="where to put the temporary files")
+    ap.add_argument(
+        "--compare", type=Path, default=None, help="another checkout whose gateway.age to time too"
+    )
     args = ap.parse_args()
+    if args.compare is not None and not (args.compare / "gateway" / "age").is_dir():
+        raise SystemExit(f"{args.compare}: not a checkout of this repository")
     size = parse_size(args.size)
     age_bin = shutil.which("age")
     if not age_bin:
@@ -124,18 +138,10 @@ def main() -> None:
         ).stdout.strip()
         subprocess.run([age_bin, "-e", "-r", recipient, "-o", str(cipher), str(plain)], check=True)
         os.sync()  # no write-back of the fresh files while measuring
-        tools = {
-            "gateway.age": lambda m, p: ([py, "-c", OURS, m, str(p), str(key)], True),
-            "age": lambda m, p: (
-                [age_bin, "-e", "-r", recipient, "-o", "/dev/null", str(p)]
-                if m == "encrypt"
-                else [age_bin, "-d", "-i", str(key), "-o", "/dev/null", str(p)],
-                False,
-            ),
-            "pyrage": lambda m, p: ([py, "-c", PYRAGE, m, str(p), str(key)], True),
-        }
+        tools = _tools(py, age_bin, recipient, key, args.compare)
         results: dict[tuple[str, str], tuple[float, float, int]] = {}
-        paired: dict[str, list[float]] = {}
+        paired: dict[str, dict[str, list[float]]] = {t: {} for t in tools if t != "gateway.age"}
+        paired.pop("pyrage")
         for mode, path in (("encrypt", plain), ("decrypt", cipher)):
             samples: dict[str, list[tuple[float, float, int]]] = {t: [] for t in tools}
             order = list(tools)
@@ -145,22 +151,56 @@ def main() -> None:
                     samples[tool].append(run(*tools[tool](mode, path)))
                 order = order[1:] + order[:1]
             # each round ran every tool back to back: their ratio is less exposed to the machine's drift
-            paired[mode] = [
-                a[0] / ours[0]
-                for a, ours in zip(samples["age"], samples["gateway.age"], strict=True)
-            ]
+            for other, ratios in paired.items():
+                ratios[mode] = _ratios(samples[other], samples["gateway.age"])
             for tool, got in samples.items():
                 results[(tool, mode)] = (
                     statistics.median(s for s, _, _ in got),
                     statistics.median(c for _, c, _ in got),
                     max(r for _, _, r in got),
                 )
-    report(results, paired, size, args.runs)
+    report(results, list(tools), paired, size, args.runs)
+
+
+Command = tuple[list[str], bool, Path]
+
+
+def _tools(
+    py: str, age_bin: str, recipient: str, key: Path, compare: Path | None
+) -> dict[str, Callable[[str, Path], Command]]:
+    """Each tool: (mode, input path) -> (command, timed inside, working directory)."""
+    tools: dict[str, Callable[[str, Path], Command]] = {
+        "gateway.age": lambda m, p: ([py, "-c", OURS, m, str(p), str(key)], True, ROOT),
+        "age": lambda m, p: (
+            [age_bin, "-e", "-r", recipient, "-o", "/dev/null", str(p)]
+            if m == "encrypt"
+            else [age_bin, "-d", "-i", str(key), "-o", "/dev/null", str(p)],
+            False,
+            ROOT,
+        ),
+        "pyrage": lambda m, p: ([py, "-c", PYRAGE, m, str(p), str(key)], True, ROOT),
+    }
+    if compare is not None:
+        other = compare.resolve()
+        tools[f"gateway.age@{compare}"] = lambda m, p: (
+            [py, "-c", OURS, m, str(p), str(key)],
+            True,
+            other,
+        )
+    return tools
+
+
+def _ratios(
+    slower: list[tuple[float, float, int]], faster: list[tuple[float, float, int]]
+) -> list[float]:
+    """Per round, how many times faster ``faster`` ran than ``slower`` (wall time ratio)."""
+    return [a[0] / b[0] for a, b in zip(slower, faster, strict=True)]
 
 
 def report(
     results: dict[tuple[str, str], tuple[float, float, int]],
-    paired: dict[str, list[float]],
+    tools: list[str],
+    paired: dict[str, dict[str, list[float]]],
     size: int,
     runs: int,
 ) -> None:
@@ -174,7 +214,7 @@ def report(
     )
     print("|---|---|---|---|---|---|---|")
     base = {m: size / results[("age", m)][0] for m in ("encrypt", "decrypt")}
-    for tool in ("gateway.age", "age", "pyrage"):
+    for tool in tools:
         cells = []
         for mode in ("encrypt", "decrypt"):
             rate = size / results[(tool, mode)][0]
@@ -184,13 +224,15 @@ def report(
         )
         rss = " / ".join(f"{results[(tool, m)][2] / (1 << 20):.0f}" for m in ("encrypt", "decrypt"))
         print(f"| {tool} | {' | '.join(cells)} | {cpu} | {rss} |")
-    print(
-        "\ngateway.age vs age within each round (min / median / max): "
-        + ", ".join(
-            f"{mode} {min(r):.2f}x / {statistics.median(r):.2f}x / {max(r):.2f}x"
-            for mode, r in paired.items()
+    print()
+    for other, by_mode in paired.items():
+        print(
+            f"gateway.age vs {other} within each round (min / median / max): "
+            + ", ".join(
+                f"{mode} {min(r):.2f}x / {statistics.median(r):.2f}x / {max(r):.2f}x"
+                for mode, r in by_mode.items()
+            )
         )
-    )
 
 
 if __name__ == "__main__":

@@ -8,15 +8,14 @@ another upload. Deleting a wrapped value crypto-shreds what it protected.
 
 from __future__ import annotations
 
-import os
 import secrets
-import stat
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import GatewayError
+from gateway.keyfiles import NotARegularFile, ReadableByOthers, create_secret, read_secret
 
 WRAP_VERSION = b"\x01"
 KEY_SIZE = 32
@@ -27,25 +26,23 @@ class KeyStoreError(GatewayError):
 
 
 def write_secret_file(path: Path, data: bytes) -> None:
-    """Create ``path`` with mode 0600 holding ``data``; never overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    """Create ``path`` (and its directory) with mode 0600 holding ``data``.
+
+    Never overwrites: FileExistsError if the file exists.
+    """
+    create_secret(path, data, parents=True)
 
 
 def read_secret_file(path: Path) -> bytes:
-    """Read a key file, refusing one that others can read."""
+    """Read a key file, refusing one that others can read or that is not a regular file."""
     try:
-        st = path.stat()
+        return read_secret(path)
     except FileNotFoundError:
         raise KeyStoreError(f"key file {path} not found; run `gateway init`") from None
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyStoreError(f"key file {path} is readable by others; chmod 600 {path}")
-    return path.read_bytes()
+    except ReadableByOthers:
+        raise KeyStoreError(f"key file {path} is readable by others; chmod 600 {path}") from None
+    except NotARegularFile:
+        raise KeyStoreError(f"key file {path} is not a regular file") from None
 
 
 class MasterKey:

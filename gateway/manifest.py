@@ -1,24 +1,21 @@
 """Signed upload manifests: canonical JSON, Ed25519 signatures, signing key files.
 
-Design note. A lab binds what it uploaded with a manifest (``API.md``, "Uploads"):
+Design note. A lab binds what it uploaded with a manifest (README, "Formats"):
 ``{"version": 1, "upload", "name", "kind", "ciphertext": {"size", "part_size",
 "parts_sha256"}, "plaintext": {"size", "sha256"}}``. It is signed as canonical JSON
-(``json.dumps(m, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` in UTF-8)
+(:func:`gateway.canonical.canonical_json`: sorted keys, no whitespace, UTF-8, no NaN)
 with Ed25519 (RFC 8032, through PyNaCl); signatures and public keys travel as standard
 base64. ``validate_manifest`` checks the shape and names the first bad field; the
 gateway then compares the values with the upload, the evaluator's client with the
-plaintext it decrypted. A lab's signing key lives in a small text file, written 0600
-and refused when others can read it.
+plaintext it decrypted. A lab's signing key lives in a small text file, created 0600
+and never overwritten, and refused when others can read it (:mod:`gateway.keyfiles`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
-import re
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +23,13 @@ from nacl.exceptions import BadSignatureError
 from nacl.exceptions import ValueError as NaclValueError
 from nacl.signing import SigningKey, VerifyKey
 
+from gateway import canonical
+from gateway.age.stream import payload_size
+from gateway.canonical import HEX64
+from gateway.keyfiles import NotARegularFile, ReadableByOthers, create_secret, read_secret
+
 KINDS = ("weights", "credential")
 KEY_FILE_TAG = "gateway-signing-key-v1"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
-_CHUNK, _TAG, _NONCE = 64 * 1024, 16, 16
 _FIELDS = {
     "version": None,
     "upload": None,
@@ -48,34 +48,37 @@ class SignatureError(ManifestError):
     """The signature is malformed or does not verify under the public key."""
 
 
-class KeyFileError(ManifestError):
+class SigningKeyFileError(ManifestError):
     """A signing key file is missing, unreadable, too permissive or malformed."""
 
 
-def canonical_json(manifest: Any) -> bytes:
-    """The exact bytes that are signed: sorted keys, no whitespace, UTF-8."""
+KeyFileError = SigningKeyFileError  # the former name, kept for existing importers
+
+
+def canonical_json(manifest: object) -> bytes:
+    """The exact bytes that are signed (:func:`gateway.canonical.canonical_json`).
+
+    ManifestError when the value has no canonical form (bytes, NaN, a lone surrogate).
+    """
     try:
-        text = json.dumps(
-            manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-        )
+        return canonical.canonical_json(manifest)
     except (TypeError, ValueError) as exc:
         raise ManifestError(f"the manifest is not plain JSON: {exc}") from None
-    return text.encode("utf-8")
 
 
-def _int(value: Any, field: str, minimum: int) -> int:
+def _int(value: object, field: str, minimum: int) -> int:
     if type(value) is not int or value < minimum:
         raise ManifestError(f"{field}: must be an integer of at least {minimum}")
     return value
 
 
-def _text(value: Any, field: str) -> str:
+def _text(value: object, field: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ManifestError(f"{field}: must be a non-empty string")
     return value
 
 
-def _object(manifest: Any, field: str, keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
+def _object(manifest: object, field: str, keys: tuple[str, ...] | list[str]) -> dict[str, Any]:
     where = f"{field}: " if field else ""
     if not isinstance(manifest, dict):
         raise ManifestError(f"{where or 'the manifest: '}must be a JSON object")
@@ -88,7 +91,7 @@ def _object(manifest: Any, field: str, keys: tuple[str, ...] | list[str]) -> dic
     return manifest
 
 
-def validate_manifest(manifest: Any) -> dict[str, Any]:
+def validate_manifest(manifest: object) -> dict[str, Any]:
     """Check the shape of a version 1 manifest; ManifestError names the first bad field."""
     m = _object(manifest, "", list(_FIELDS))
     if type(m["version"]) is not int or m["version"] != 1:
@@ -100,14 +103,13 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     c = _object(m["ciphertext"], "ciphertext", ("size", "part_size", "parts_sha256"))
     size = _int(c["size"], "ciphertext.size", 1)
     _int(c["part_size"], "ciphertext.part_size", 1)
-    if not isinstance(c["parts_sha256"], str) or not _HEX64.fullmatch(c["parts_sha256"]):
+    if not isinstance(c["parts_sha256"], str) or not HEX64.fullmatch(c["parts_sha256"]):
         raise ManifestError("ciphertext.parts_sha256: must be 64 lowercase hex digits")
     p = _object(m["plaintext"], "plaintext", ("size", "sha256"))
     plain = _int(p["size"], "plaintext.size", 0)
-    if not isinstance(p["sha256"], str) or not _HEX64.fullmatch(p["sha256"]):
+    if not isinstance(p["sha256"], str) or not HEX64.fullmatch(p["sha256"]):
         raise ManifestError("plaintext.sha256: must be 64 lowercase hex digits")
-    chunks = max(1, -(-plain // _CHUNK))
-    if size < plain + _NONCE + _TAG * chunks:
+    if size < payload_size(plain):
         raise ManifestError(
             "ciphertext.size: too small to hold an age file of plaintext.size bytes"
         )
@@ -115,7 +117,7 @@ def validate_manifest(manifest: Any) -> dict[str, Any]:
     return m
 
 
-def _b64(text: Any, what: str, size: int, error: type[ManifestError]) -> bytes:
+def _b64(text: object, what: str, size: int, error: type[ManifestError]) -> bytes:
     if not isinstance(text, str):
         raise error(f"{what}: must be a base64 string")
     try:
@@ -136,20 +138,17 @@ def public_key_b64(key: SigningKey) -> str:
     return base64.b64encode(bytes(key.verify_key)).decode()
 
 
-def parse_public_key(text: Any) -> VerifyKey:
+def parse_public_key(text: object) -> VerifyKey:
     """An Ed25519 public key from its base64 form; SignatureError if malformed."""
     return VerifyKey(_b64(text, "public_key", 32, SignatureError))
 
 
-def sign(manifest: Any, key: SigningKey) -> str:
+def sign(manifest: object, key: SigningKey) -> str:
     """The base64 Ed25519 signature of the canonical manifest."""
     return base64.b64encode(key.sign(canonical_json(manifest)).signature).decode()
 
 
-sign_manifest = sign
-
-
-def verify_manifest(manifest: Any, signature: Any, public_key: Any) -> None:
+def verify_manifest(manifest: object, signature: object, public_key: object) -> None:
     """Return if ``signature`` (base64) signs the canonical ``manifest`` under ``public_key``."""
     verify_key = parse_public_key(public_key)
     raw = _b64(signature, "signature", 64, SignatureError)
@@ -169,54 +168,49 @@ def signing_key_file_bytes(key: SigningKey) -> bytes:
 
 
 def parse_signing_key(data: bytes) -> SigningKey:
-    """The key in the text of a signing key file; KeyFileError if malformed."""
+    """The key in the text of a signing key file; SigningKeyFileError if malformed."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise KeyFileError("not a signing key file (not UTF-8 text)") from None
+        raise SigningKeyFileError("not a signing key file (not UTF-8 text)") from None
     lines = [
         ln.strip() for ln in text.splitlines() if ln.strip() and not ln.strip().startswith("#")
     ]
     if len(lines) != 1 or not lines[0].startswith(KEY_FILE_TAG + " "):
-        raise KeyFileError(
+        raise SigningKeyFileError(
             f"not a signing key file (expected one line '{KEY_FILE_TAG} <base64 seed>')"
         )
     return SigningKey(
-        _b64(lines[0][len(KEY_FILE_TAG) + 1 :].strip(), "signing key", 32, KeyFileError)
+        _b64(lines[0][len(KEY_FILE_TAG) + 1 :].strip(), "signing key", 32, SigningKeyFileError)
     )
 
 
 def save_signing_key(path: str | os.PathLike[str], key: SigningKey) -> None:
-    """Write a new key file, mode 0600; KeyFileError if ``path`` exists."""
+    """Write a new key file, mode 0600; SigningKeyFileError if ``path`` exists."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_secret(Path(path), signing_key_file_bytes(key))
     except FileExistsError:
-        raise KeyFileError(f"{path}: already exists; not overwriting a key") from None
+        raise SigningKeyFileError(f"{path}: already exists; not overwriting a key") from None
     except OSError as exc:
-        raise KeyFileError(f"{path}: cannot create: {exc.strerror}") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(signing_key_file_bytes(key))
-        fh.flush()
-        os.fsync(fh.fileno())
+        raise SigningKeyFileError(f"{path}: cannot create: {exc.strerror}") from None
 
 
 def load_signing_key(path: str | os.PathLike[str]) -> SigningKey:
-    """Read a key file; KeyFileError when missing, readable by others, or malformed."""
+    """Read a key file; SigningKeyFileError when missing, readable by others, or malformed."""
     p = Path(path)
     try:
-        mode = p.stat().st_mode
-        if not stat.S_ISREG(mode):
-            raise KeyFileError(f"{p}: not a regular file")
-        if mode & 0o077:
-            raise KeyFileError(
-                f"{p}: readable by others (mode {stat.S_IMODE(mode):o}); chmod 600 it"
-            )
-        data = p.read_bytes()
+        data = read_secret(p)
+    except NotARegularFile:
+        raise SigningKeyFileError(f"{p}: not a regular file") from None
+    except ReadableByOthers as exc:
+        raise SigningKeyFileError(
+            f"{p}: readable by others (mode {exc.mode:o}); chmod 600 it"
+        ) from None
     except FileNotFoundError:
-        raise KeyFileError(f"{p}: no such key file") from None
+        raise SigningKeyFileError(f"{p}: no such key file") from None
     except OSError as exc:
-        raise KeyFileError(f"{p}: cannot read: {exc.strerror}") from None
+        raise SigningKeyFileError(f"{p}: cannot read: {exc.strerror}") from None
     try:
         return parse_signing_key(data)
-    except KeyFileError as exc:
-        raise KeyFileError(f"{p}: {exc}") from None
+    except SigningKeyFileError as exc:
+        raise SigningKeyFileError(f"{p}: {exc}") from None

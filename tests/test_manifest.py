@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import json
 import os
 import stat
 from pathlib import Path
@@ -171,3 +172,25 @@ def test_bad_key_files_give_clear_errors(tmp_path: Path) -> None:
             mf.load_signing_key(path)
     with pytest.raises(mf.KeyFileError, match="not a regular file"):
         mf.load_signing_key(tmp_path)
+
+
+def test_a_string_utf8_cannot_encode_is_a_manifest_error() -> None:
+    """JSON may carry a lone surrogate ("\\ud800"); it has no canonical bytes to sign."""
+    bad = json.loads(json.dumps({**GOOD, "name": "x"}).replace('"x"', '"\\ud800"'))
+    with pytest.raises(mf.ManifestError, match="not plain JSON"):
+        mf.validate_manifest(bad)
+    with pytest.raises(mf.ManifestError, match="not plain JSON"):
+        mf.sign(bad, mf.generate_signing_key())
+
+
+def test_ciphertext_size_is_checked_with_the_age_payload_arithmetic() -> None:
+    def with_sizes(cipher: int, plain: int) -> dict[str, Any]:
+        m = copy.deepcopy(GOOD)
+        m["ciphertext"]["size"], m["plaintext"]["size"] = cipher, plain
+        return m
+
+    for plain in (0, 1, 64 * 1024, 64 * 1024 + 1, 5 * 64 * 1024):
+        smallest = 16 + plain + 16 * max(1, -(-plain // (64 * 1024)))
+        mf.validate_manifest(with_sizes(smallest, plain))
+        with pytest.raises(mf.ManifestError, match="ciphertext.size: too small"):
+            mf.validate_manifest(with_sizes(smallest - 1, plain))

@@ -34,11 +34,19 @@ Files::
 
 ``encrypt``/``decrypt`` and the iterators take ``threads=`` (default: up to 4, by CPU
 count; 0 processes everything on the calling thread): the STREAM chunks of each
-2 MiB batch are sealed or opened on that many threads while the next batch is read.
+1 MiB batch are sealed or opened on that many threads while the next batch is read.
 A regular file (anything with ``fileno()`` on a regular file) is read by position by
 those threads, which is faster; ``encrypt`` then takes the bytes present when it
 starts, and either function leaves the file positioned at its end. Memory stays at a
 few MiB whatever the file size.
+
+The payload by chunk, for transfers that resume (:mod:`gateway.age.stream`)::
+
+    stream.payload_key(file_key, nonce)              the STREAM's AEAD
+    stream.seal(src, aead, start_chunk=0)            ciphertext from that chunk on;
+    stream.unseal(src, aead, start_chunk=0)          plaintext; also seal_file, unseal_file
+    stream.payload_size(n) / plaintext_size(p)       payload bytes (nonce included) <-> plaintext
+    stream.chunk_count(n), stream.sealed_offset(i)   chunks of a plaintext; where chunk i starts
 
 Mixing recipient kinds in one file is allowed, but a file encrypted to a hybrid
 recipient and to an X25519 one is only as strong as X25519 (the spec says SHOULD NOT).

@@ -18,6 +18,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
 from typing import Any
 
+from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
 from gateway.age import stream
 from gateway.age.armor import BEGIN, MAX_WHITESPACE, ArmorReader, ArmorWriter, is_armored
 from gateway.age.errors import HeaderError, MacError, NoIdentityMatchError, UsageError
@@ -33,8 +35,7 @@ from gateway.age.keys import Identity, Recipient
 from gateway.age.scrypt import STANZA_TYPE as SCRYPT
 from gateway.age.scrypt import ScryptRecipient
 from gateway.age.sources import IterReader, PeekReader, check_binary, regular_file
-
-FILE_KEY_SIZE = 16
+from gateway.age.stream import FILE_KEY_SIZE, NONCE_SIZE, ReadInto
 
 
 def _check_header_rules(header: Header) -> None:
@@ -86,15 +87,16 @@ def reheader(
     return wrap_file_key(unwrap_file_key(header, identities), recipients)
 
 
-def _start(recipients: Sequence[Recipient]) -> tuple[bytes, Any]:
+def _new_payload(recipients: Sequence[Recipient]) -> tuple[bytes, ChaCha20Poly1305]:
+    """(header and nonce, payload AEAD) of a new file: a fresh file key and nonce."""
     file_key = os.urandom(FILE_KEY_SIZE)
-    nonce = os.urandom(stream.NONCE_SIZE)
+    nonce = os.urandom(NONCE_SIZE)
     head = wrap_file_key(file_key, recipients) + nonce
     return head, stream.payload_key(file_key, nonce)
 
 
 class _Counting:
-    def __init__(self, src: Any) -> None:
+    def __init__(self, src: ReadInto) -> None:
         self._src = src
         self.count = 0
 
@@ -117,7 +119,7 @@ def encrypt(
     A regular file is encrypted from its position to the size it has when this starts.
     """
     check_binary(src)
-    head, aead = _start(recipients)
+    head, aead = _new_payload(recipients)
     out = ArmorWriter(dst) if armor else dst
     out.write(head)
     regular = regular_file(src)
@@ -144,22 +146,24 @@ def encrypt_iter(
     chunks: Iterable[bytes], recipients: Sequence[Recipient], *, threads: int | None = None
 ) -> Iterator[bytes]:
     """The age file of the concatenated ``chunks``: the header and nonce first, then ciphertext."""
-    head, aead = _start(recipients)
+    head, aead = _new_payload(recipients)
     yield head
     with closing(stream.seal(IterReader(chunks), aead, threads)) as pieces:
         for piece in pieces:
             yield bytes(piece)
 
 
-def _open(src: PeekReader, identities: Sequence[Identity], max_header: int) -> tuple[Any, Any]:
+def _read_preamble(
+    src: PeekReader, identities: Sequence[Identity], max_header: int
+) -> tuple[PeekReader, ChaCha20Poly1305]:
     """(payload reader, payload AEAD) once the header and nonce are read and verified."""
-    reader: Any = src
+    reader = src
     if is_armored(src.peek(MAX_WHITESPACE + len(BEGIN))):
         reader = PeekReader(ArmorReader(src))
     header = read_header(reader, max_size=max_header)
     file_key = unwrap_file_key(header, identities)
-    nonce = reader.read(stream.NONCE_SIZE)
-    if len(nonce) != stream.NONCE_SIZE:
+    nonce = reader.read(NONCE_SIZE)
+    if len(nonce) != NONCE_SIZE:
         raise HeaderError("the file ends before the payload nonce")
     return reader, stream.payload_key(file_key, nonce)
 
@@ -180,14 +184,14 @@ def decrypt(
     check_binary(src)
     regular = regular_file(src)
     peek = PeekReader(src)
-    reader, aead = _open(peek, identities, max_header)
+    reader, aead = _read_preamble(peek, identities, max_header)
     positional = regular is not None and reader is peek
     if regular is not None and positional:
         fd, position, end = regular
         offset = position + peek.consumed
-        pieces = stream.open_file(fd, offset, max(0, end - offset), aead, threads)
+        pieces = stream.unseal_file(fd, offset, max(0, end - offset), aead, threads)
     else:
-        pieces = stream.open_(reader, aead, threads)
+        pieces = stream.unseal(reader, aead, threads)
     total = 0
     with closing(pieces):
         for piece in pieces:
@@ -206,7 +210,7 @@ def decrypt_iter(
     threads: int | None = None,
 ) -> Iterator[bytes]:
     """The plaintext of the age file whose bytes are the concatenated ``chunks``."""
-    reader, aead = _open(PeekReader(IterReader(chunks)), identities, max_header)
-    with closing(stream.open_(reader, aead, threads)) as pieces:
+    reader, aead = _read_preamble(PeekReader(IterReader(chunks)), identities, max_header)
+    with closing(stream.unseal(reader, aead, threads)) as pieces:
         for piece in pieces:
             yield bytes(piece)

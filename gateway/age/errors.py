@@ -53,4 +53,5 @@ class KeyFormatError(AgeError):
 
 
 class UsageError(AgeError):
-    """The call itself is invalid: no recipient, scrypt mixed with others, an empty passphrase."""
+    """The call itself is invalid: no recipient, scrypt mixed with others, an empty passphrase,
+    a STREAM resumed from a chunk that is not there."""

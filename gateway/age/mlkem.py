@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hpke
 from cryptography.hazmat.primitives.asymmetric import mlkem, x25519
 
 from gateway.age import bech32
+from gateway.age._shape import WRAPPED_FILE_KEY_SIZE
 from gateway.age.errors import HeaderError, KeyFormatError
 from gateway.age.format import Stanza, b64decode, b64encode
 
@@ -117,7 +118,7 @@ class HybridIdentity:
             enc = b64decode(stanza.args[0], "mlkem768x25519 enc")
             if len(enc) != ENC_SIZE:
                 raise HeaderError(f"malformed mlkem768x25519 stanza: enc is not {ENC_SIZE} bytes")
-            if len(stanza.body) != 32:
+            if len(stanza.body) != WRAPPED_FILE_KEY_SIZE:
                 raise HeaderError("malformed mlkem768x25519 stanza: the body is not 32 bytes")
             try:
                 self._classic.exchange(

@@ -4,8 +4,10 @@ Design note. A stanza is ``-> scrypt <base64 16-byte salt> <log2 work factor>`` 
 ``ChaCha20-Poly1305(wrap key, file key)`` (nonce of 12 zero bytes), where
 ``wrap key = scrypt(N = 2**work factor, r = 8, p = 1, dkLen = 32,
 S = "age-encryption.org/v1/scrypt" || salt, P = passphrase)``. The work factor must be
-``^[1-9][0-9]*$`` and at most ``max_work_factor`` (22 by default: about 4 GiB and
-seconds of work, the same ceiling as the reference implementation). An scrypt stanza
+``^[1-9][0-9]*$`` (anything else is a malformed stanza) and at most ``max_work_factor``
+(22 by default: about 4 GiB and seconds of work, the same ceiling as the reference
+implementation); a well-formed factor above it, however many digits, is refused as over
+the limit. An scrypt stanza
 must be the only stanza of its header; a header that mixes it with others is refused.
 Primitives: ``cryptography``'s Scrypt and ChaCha20Poly1305.
 """
@@ -20,13 +22,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
+from gateway.age._shape import WRAPPED_FILE_KEY_SIZE
 from gateway.age.errors import HeaderError, UsageError
 from gateway.age.format import Stanza, b64decode, b64encode
 
 STANZA_TYPE = "scrypt"
 _SALT_LABEL = b"age-encryption.org/v1/scrypt"
 _ZERO_NONCE = bytes(12)
-_WORK_FACTOR = re.compile(r"[1-9][0-9]?")
+_WORK_FACTOR = re.compile(r"[1-9][0-9]*")
 DEFAULT_WORK_FACTOR = 18
 MAX_WORK_FACTOR = 22
 
@@ -84,20 +87,25 @@ class ScryptIdentity:
         salt = b64decode(stanza.args[0], "scrypt salt")
         if len(salt) != 16:
             raise HeaderError("malformed scrypt stanza: the salt is not 16 bytes")
-        if not _WORK_FACTOR.fullmatch(stanza.args[1]):
-            raise HeaderError("malformed scrypt stanza: invalid work factor")
-        work_factor = int(stanza.args[1])
-        if work_factor > self.max_work_factor:
-            raise HeaderError(
-                f"scrypt work factor {work_factor} is above the limit of {self.max_work_factor}"
-            )
-        if len(stanza.body) != 32:
+        work_factor = self._work_factor(stanza.args[1])
+        if len(stanza.body) != WRAPPED_FILE_KEY_SIZE:
             raise HeaderError("malformed scrypt stanza: the body is not 32 bytes")
         key = _wrap_key(self._passphrase, salt, work_factor)
         try:
             return ChaCha20Poly1305(key).decrypt(_ZERO_NONCE, stanza.body, None)
         except InvalidTag:
             return None
+
+    def _work_factor(self, arg: str) -> int:
+        if not _WORK_FACTOR.fullmatch(arg):
+            raise HeaderError("malformed scrypt stanza: invalid work factor")
+        # Compare the length first: int() refuses strings of thousands of digits.
+        if len(arg) > len(str(self.max_work_factor)) or int(arg) > self.max_work_factor:
+            shown = arg if len(arg) <= 20 else arg[:20] + "..."
+            raise HeaderError(
+                f"scrypt work factor {shown} is above the limit of {self.max_work_factor}"
+            )
+        return int(arg)
 
     def __repr__(self) -> str:
         return "ScryptIdentity(<passphrase>)"

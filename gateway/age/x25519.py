@@ -23,6 +23,8 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from gateway.age import bech32
+from gateway.age._shape import FILE_KEY_SIZE as FILE_KEY_SIZE  # re-exported
+from gateway.age._shape import WRAPPED_FILE_KEY_SIZE
 from gateway.age.errors import HeaderError, KeyFormatError
 from gateway.age.format import Stanza, b64decode, b64encode
 
@@ -31,7 +33,6 @@ IDENTITY_HRP = "AGE-SECRET-KEY-"
 RECIPIENT_HRP = "age"
 _INFO = b"age-encryption.org/v1/X25519"
 _ZERO_NONCE = bytes(12)
-FILE_KEY_SIZE = 16
 
 
 def _wrap_key(shared: bytes, share: bytes, recipient: bytes) -> bytes:
@@ -115,7 +116,7 @@ class X25519Identity:
             share = b64decode(stanza.args[0], "X25519 share")
             if len(share) != 32:
                 raise HeaderError("malformed X25519 stanza: the share is not 32 bytes")
-            if len(stanza.body) != FILE_KEY_SIZE + 16:
+            if len(stanza.body) != WRAPPED_FILE_KEY_SIZE:
                 raise HeaderError("malformed X25519 stanza: the body is not 32 bytes")
             try:
                 shared = self._key.exchange(X25519PublicKey.from_public_bytes(share))

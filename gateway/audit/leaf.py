@@ -1,17 +1,23 @@
 """The audit entry format: the exact bytes of one Merkle leaf.
 
 An entry is a JSON object with exactly the fields of :data:`LEAF_FIELDS`, written as
-canonical JSON (keys sorted, no whitespace, UTF-8, no NaN), the same canonical form as the
-upload manifests. Times are RFC 3339 in UTC with a ``Z`` suffix. The leaf bytes are what the
-tree hashes (RFC 9162 §2.1.1), so this encoding is part of the log's format: changing it is
-a breaking change.
+canonical JSON (:func:`gateway.canonical.canonical_json`: keys sorted, no whitespace,
+UTF-8, no NaN), the same encoding as the signed upload manifests. Times are RFC 3339 in
+UTC with a ``Z`` suffix and microseconds when there are some
+(:func:`gateway.clock.rfc3339_micro`). The leaf bytes are what the tree hashes (RFC 9162
+§2.1.1), so this encoding is part of the log's format: changing it is a breaking change.
 """
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from gateway.canonical import canonical_json
+from gateway.clock import rfc3339_micro, utc_naive
+
+__all__ = ["LEAF_FIELDS", "LeafError", "canonical_json", "decode_leaf", "encode_leaf", "utc_naive"]
 
 LEAF_FIELDS = (
     "index",
@@ -33,25 +39,6 @@ class LeafError(ValueError):
     """Bytes that are not a well-formed audit entry."""
 
 
-def canonical_json(value: Any) -> bytes:
-    """Canonical JSON: sorted keys, no whitespace, UTF-8, NaN and infinities refused."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode()
-
-
-def utc_naive(t: datetime) -> datetime:
-    """``t`` as a naive UTC datetime (aware times are converted; naive ones are taken as UTC)."""
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t
-
-
-def rfc3339(t: datetime) -> str:
-    """``2026-11-26T12:00:00Z``, with microseconds only when there are some."""
-    t = utc_naive(t)
-    frac = f".{t.microsecond:06d}" if t.microsecond else ""
-    return t.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
-
-
 def encode_leaf(
     *,
     index: int,
@@ -71,7 +58,7 @@ def encode_leaf(
     return canonical_json(
         {
             "index": index,
-            "time": rfc3339(time),
+            "time": rfc3339_micro(time),
             "actor": actor,
             "org": org,
             "role": role,

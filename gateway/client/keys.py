@@ -1,42 +1,45 @@
 """Private key files: an age identity (evaluators) or an Ed25519 signing key (labs).
 
-Both are created with ``O_EXCL`` and mode 0600, never overwritten. The age identity
-file has the layout ``age-keygen`` writes, so the standard ``age -d -i FILE`` reads it.
-The signing key file is the one :mod:`gateway.manifest` defines.
+Both are created new with mode 0600 and never overwritten
+(:func:`gateway.keyfiles.create_secret`). The age identity file has the layout
+``age-keygen`` writes, so the standard ``age -d -i FILE`` reads it. The signing key file
+is the one :mod:`gateway.manifest` defines.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.client import agehdr
+from gateway.clock import rfc3339
 from gateway.errors import GatewayError
+from gateway.keyfiles import create_secret
 
 
-class KeyFileError(GatewayError):
+class PrivateKeyFileError(GatewayError):
+    """A private key file the client cannot create or use."""
+
     status, slug, title = 400, "key-file", "Key file"
+
+
+KeyFileError = PrivateKeyFileError  # the former name, kept for existing importers
 
 
 def create_private(path: Path, data: bytes) -> None:
     """Write a new file readable by its owner only; refuse to replace an existing one."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        create_secret(path, data)
     except FileExistsError:
-        raise KeyFileError(f"{path} exists; not overwriting a key") from None
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
+        raise PrivateKeyFileError(f"{path} exists; not overwriting a key") from None
 
 
 def write_age_identity(path: Path) -> str:
     """A new X25519 age identity in ``path``; its recipient (``age1...``)."""
     secret, recipient = agehdr.generate_identity()
-    created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = rfc3339(datetime.now(UTC))
     create_private(path, f"# created: {created}\n# public key: {recipient}\n{secret}\n".encode())
     return recipient
 
@@ -57,7 +60,7 @@ def load_signer(path: Path) -> Callable[[dict[str, Any]], str]:
     try:
         key = manifest.load_signing_key(path)
     except (ValueError, KeyError) as exc:
-        raise KeyFileError(f"{path}: not a signing key file ({exc})") from None
+        raise PrivateKeyFileError(f"{path}: not a signing key file ({exc})") from None
 
     def sign(m: dict[str, Any]) -> str:
         return str(manifest.sign(m, key))

@@ -1,64 +1,86 @@
-"""The age payload, addressable by chunk, for transfers that resume.
+"""The age payload of one push or pull, addressable by chunk, for transfers that resume.
 
-Design note. An age v1 file (C2SP age, "Payload" section) is ``header || nonce(16) ||
-STREAM``; chunk ``i`` (64 KiB of plaintext, the last one possibly shorter) is sealed
-with ChaCha20-Poly1305 under the payload key and the chunk nonce of
-:mod:`gateway.age.stream`. Sealing is deterministic given the file key, the nonce and
-the chunk index, which is what lets a push resume (the same parts again) and a pull
-resume (from any chunk). :func:`gateway.age.stream.seal` and ``open_`` always start
-at chunk 0, so this module addresses chunks itself, on the same ``payload_key`` and
-``chunk_nonce``; sizes follow the same spec section.
+Design note. An age v1 file (C2SP age, "Payload") is ``header || nonce(16) || STREAM``.
+Sealing is deterministic given the file key, the nonce and the chunk index, which is what
+lets a push resume (the same parts again) and a pull resume (from any chunk). Everything
+here is :mod:`gateway.age.stream`: its sizes and arithmetic, re-exported under the names
+the client uses, and its STREAM, which starts at any chunk (``start_chunk``), so a
+transfer that resumes mid-file seals or opens from there with the same code as a whole
+file. :class:`Payload` binds a file key and nonce to it.
 """
 
 from __future__ import annotations
 
-from gateway.age.stream import CHUNK, NONCE_SIZE, SEALED, TAG, chunk_nonce, payload_key
+from gateway.age import stream
+from gateway.age.stream import (
+    CHUNK,
+    FILE_KEY_SIZE,
+    NONCE_SIZE,
+    SEALED,
+    TAG,
+    ReadInto,
+    chunk_count,
+    payload_size,
+    plaintext_size,
+    sealed_offset,
+)
+
+__all__ = [
+    "CHUNK",
+    "NONCE",
+    "SEALED_CHUNK",
+    "TAG",
+    "Payload",
+    "chunk_count",
+    "payload_size",
+    "plaintext_size",
+    "sealed_offset",
+]
 
 NONCE = NONCE_SIZE
 SEALED_CHUNK = SEALED
 
 
-def chunk_count(plaintext_size: int) -> int:
-    """How many STREAM chunks a plaintext of this size takes (at least one)."""
-    return max(1, -(-plaintext_size // CHUNK))
-
-
-def payload_size(plaintext_size: int) -> int:
-    """Bytes after the header: the nonce, the plaintext and one tag per chunk."""
-    return NONCE + plaintext_size + TAG * chunk_count(plaintext_size)
-
-
-def plaintext_size(payload: int) -> int:
-    """The plaintext size a payload of ``payload`` bytes (nonce included) decrypts to."""
-    body = payload - NONCE
-    if body < TAG:
-        raise ValueError("the payload is too short")
-    full, rest = divmod(body, SEALED_CHUNK)
-    if rest == 0:
-        return full * CHUNK
-    if rest <= TAG and full > 0:
-        raise ValueError("the payload ends inside a tag")
-    return full * CHUNK + rest - TAG
-
-
 class Payload:
-    """The STREAM of one age file: seal or open chunk ``i`` under the file key and nonce."""
+    """The STREAM of one age file under its file key and nonce, from any chunk."""
 
     def __init__(self, file_key: bytes, nonce: bytes) -> None:
-        if len(file_key) != 16 or len(nonce) != NONCE:
+        if len(file_key) != FILE_KEY_SIZE or len(nonce) != NONCE:
             raise ValueError("an age file key is 16 bytes and the payload nonce 16 bytes")
         self.nonce = nonce
-        self._aead = payload_key(file_key, nonce)
+        self._aead = stream.payload_key(file_key, nonce)
+
+    def seal_from(
+        self, src: ReadInto, start_chunk: int = 0, threads: int | None = None
+    ) -> stream.Pieces:
+        """Seal the plaintext in ``src``, which starts at chunk ``start_chunk``.
+
+        Yields views of the ciphertext (each valid until the next), byte for byte the
+        part of the whole file's payload from ``sealed_offset(start_chunk)`` on.
+        """
+        return stream.seal(src, self._aead, threads, start_chunk=start_chunk)
+
+    def unseal_from(
+        self, src: ReadInto, start_chunk: int = 0, threads: int | None = None
+    ) -> stream.Pieces:
+        """Open the STREAM in ``src``, which starts at chunk ``start_chunk``, as it authenticates.
+
+        On a bad stream, yields what authenticated, then raises PayloadError.
+        """
+        return stream.unseal(src, self._aead, threads, start_chunk=start_chunk)
 
     def seal(self, index: int, chunk: bytes | memoryview, last: bool) -> bytes:
-        return self._aead.encrypt(chunk_nonce(index, last), chunk, None)
+        """Chunk ``index`` sealed, for callers that place each chunk themselves."""
+        return stream.seal_chunk(self._aead, index, chunk, last)
 
     def open(self, index: int, sealed: bytes | memoryview, last: bool) -> bytes:
         """The plaintext of chunk ``index``; :class:`cryptography.exceptions.InvalidTag` if forged."""
-        return self._aead.decrypt(chunk_nonce(index, last), sealed, None)
+        out = bytearray(max(0, len(sealed) - TAG))
+        stream.unseal_chunk(self._aead, index, sealed, last, memoryview(out))
+        return bytes(out)
 
     def open_into(
         self, index: int, sealed: bytes | memoryview, last: bool, out: memoryview
     ) -> None:
         """:meth:`open` into ``out`` (exactly the plaintext's length), without a copy."""
-        self._aead.decrypt_into(chunk_nonce(index, last), sealed, None, out)
+        stream.unseal_chunk(self._aead, index, sealed, last, out)

@@ -106,3 +106,20 @@ def test_scrypt_recipient_rejects_bad_parameters() -> None:
         age.ScryptRecipient("pw", work_factor=23)
     with pytest.raises(age.UsageError):
         age.ScryptRecipient("pw", work_factor=0)
+
+
+def _scrypt_stanza(work_factor: str) -> age.Stanza:
+    return age.Stanza("scrypt", ("rF0/NwblUHHTpgQgRpe5CQ", work_factor), bytes(32))
+
+
+@pytest.mark.parametrize("factor", ["23", "100", "9" * 5000])
+def test_a_well_formed_scrypt_work_factor_over_the_limit_is_named_so(factor: str) -> None:
+    """The spec's grammar is ^[1-9][0-9]*$: a long factor is too large, not malformed."""
+    with pytest.raises(age.HeaderError, match="above the limit of 22"):
+        age.ScryptIdentity("password").unwrap([_scrypt_stanza(factor)])
+
+
+@pytest.mark.parametrize("factor", ["0", "010", "+10", "0xa", "1e1", "١٠", ""])
+def test_a_scrypt_work_factor_off_the_grammar_is_malformed(factor: str) -> None:
+    with pytest.raises(age.HeaderError, match="invalid work factor"):
+        age.ScryptIdentity("password").unwrap([_scrypt_stanza(factor)])

@@ -35,7 +35,7 @@ def _seal(plaintext: bytes, threads: int) -> bytes:
 def _open(ciphertext: bytes, threads: int) -> tuple[bytes, Exception | None]:
     out = bytearray()
     try:
-        for piece in stream.open_(
+        for piece in stream.unseal(
             io.BytesIO(ciphertext), stream.payload_key(FILE_KEY, NONCE), threads
         ):
             out += piece
@@ -166,7 +166,7 @@ def _short_reads(monkeypatch: pytest.MonkeyPatch) -> None:
         first = memoryview(buffers[0])
         return real(fd, [first[: max(1, len(first) // 3)]], offset)
 
-    monkeypatch.setattr(stream.os, "preadv", short)
+    monkeypatch.setattr(os, "preadv", short)
 
 
 def test_seal_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -186,5 +186,99 @@ def test_open_file_resumes_short_reads(monkeypatch: pytest.MonkeyPatch, tmp_path
     aead = stream.payload_key(FILE_KEY, NONCE)
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size - 2
-        opened = b"".join(bytes(p) for p in stream.open_file(fh.fileno(), 2, size, aead, 0))
+        opened = b"".join(bytes(p) for p in stream.unseal_file(fh.fileno(), 2, size, aead, 0))
     assert opened == plaintext
+
+
+# A resumed transfer seals or opens from a chunk other than 0: its output must be exactly
+# that part of the whole stream's, at every boundary where the batching could slip.
+RESUME_SIZE = 3 * BATCH_BYTES + 5 * CHUNK + 77
+RESUME_CHUNKS = -(-RESUME_SIZE // CHUNK)
+RESUME_AT = [
+    0,
+    1,
+    stream.BATCH - 1,
+    stream.BATCH,
+    stream.BATCH + 1,
+    2 * stream.BATCH,
+    RESUME_CHUNKS - 2,
+    RESUME_CHUNKS - 1,
+]
+
+
+@pytest.mark.parametrize("start", RESUME_AT)
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_resumed_seal_is_the_rest_of_the_whole_seal(start: int, threads: int) -> None:
+    plaintext = data(RESUME_SIZE, 11)
+    whole = naive_seal(plaintext)
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    rest = io.BytesIO(plaintext[start * CHUNK :])
+    resumed = b"".join(bytes(p) for p in stream.seal(rest, aead, threads, start_chunk=start))
+    assert resumed == whole[start * stream.SEALED :]
+
+
+@pytest.mark.parametrize("start", RESUME_AT)
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_resumed_file_seal_is_the_rest_of_the_whole_seal(
+    start: int, threads: int, tmp_path: Path
+) -> None:
+    plaintext = data(RESUME_SIZE, 12)
+    path = tmp_path / "plain"
+    path.write_bytes(plaintext)
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    offset = start * CHUNK
+    with open(path, "rb") as fh:
+        pieces = stream.seal_file(
+            fh.fileno(), offset, RESUME_SIZE - offset, aead, threads, start_chunk=start
+        )
+        resumed = b"".join(bytes(p) for p in pieces)
+    assert resumed == naive_seal(plaintext)[start * stream.SEALED :]
+
+
+@pytest.mark.parametrize("start", RESUME_AT)
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_resumed_open_gives_the_rest_of_the_plaintext(
+    start: int, threads: int, tmp_path: Path
+) -> None:
+    plaintext = data(RESUME_SIZE, 13)
+    rest = naive_seal(plaintext)[start * stream.SEALED :]
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    opened = stream.unseal(io.BytesIO(rest), aead, threads, start_chunk=start)
+    assert b"".join(bytes(p) for p in opened) == plaintext[start * CHUNK :]
+    path = tmp_path / "sealed"
+    path.write_bytes(b"x" + rest)
+    with open(path, "rb") as fh:
+        pieces = stream.unseal_file(fh.fileno(), 1, len(rest), aead, threads, start_chunk=start)
+        assert b"".join(bytes(p) for p in pieces) == plaintext[start * CHUNK :]
+
+
+def test_a_resumed_open_authenticates_each_chunk_at_its_own_index() -> None:
+    """Chunks handed over under the wrong start index do not authenticate (no silent shift)."""
+    plaintext = data(2 * BATCH_BYTES, 14)
+    rest = naive_seal(plaintext)[stream.BATCH * stream.SEALED :]
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    with pytest.raises(age.PayloadError, match=f"chunk {stream.BATCH - 1} does not"):
+        for _ in stream.unseal(io.BytesIO(rest), aead, 0, start_chunk=stream.BATCH - 1):
+            pass
+    bad = bytearray(rest)
+    bad[3 * stream.SEALED + 5] ^= 1
+    released = bytearray()
+    with pytest.raises(age.PayloadError, match=f"chunk {stream.BATCH + 3} does not"):
+        for piece in stream.unseal(io.BytesIO(bytes(bad)), aead, 2, start_chunk=stream.BATCH):
+            released += piece
+    assert released == plaintext[BATCH_BYTES : BATCH_BYTES + 3 * CHUNK]
+
+
+def test_a_resumed_seal_with_nothing_left_or_a_bad_start_is_refused() -> None:
+    aead = stream.payload_key(FILE_KEY, NONCE)
+    with pytest.raises(age.UsageError, match="nothing to seal from chunk 3"):
+        next(stream.seal(io.BytesIO(b""), aead, 0, start_chunk=3))
+    for start in (-1, 1.0, True):
+        with pytest.raises(age.UsageError, match="start_chunk"):
+            stream.seal(io.BytesIO(b"x"), aead, 0, start_chunk=start)  # type: ignore[arg-type]
+    with pytest.raises(age.PayloadError, match="no chunk"):
+        next(stream.unseal(io.BytesIO(b""), aead, 0, start_chunk=3))
+
+
+def test_the_former_open_names_are_the_same_functions() -> None:
+    assert stream.open_ is stream.unseal and stream.open_file is stream.unseal_file
