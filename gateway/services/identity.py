@@ -17,31 +17,33 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import age
+from gateway.caller import Actor
 from gateway.errors import BadRequest, Conflict, NotFound, Unauthorized
-from gateway.models import (
-    ORG_KINDS,
-    ROLE_FOR_KIND,
-    ROLES,
-    Org,
-    Principal,
-    SigningKey,
-    Token,
-    new_id,
-)
+from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal, Role, SigningKey, Token, new_id
 
 TOKEN_PREFIX = "gw_"  # noqa: S105 - a prefix, not a secret
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Actor:
-    """The authenticated principal of a request (or the operator at the CLI)."""
+class Profile:
+    """A principal as it sees itself: name, org, role, registered recipient and signing key."""
 
-    id: str
     name: str
     org: str
     role: str
-    recipient: str | None = None
+    recipient: str | None
+    signing_key: str | None
+
+
+@dataclass(frozen=True)
+class OrgSigningKey:
+    """A signing key an organisation registered, and the name of the principal who did."""
+
+    public_key: str
+    principal: str
+    created_at: datetime
 
 
 def hash_token(token: str) -> str:
@@ -59,8 +61,8 @@ def check_name(value: str, what: str) -> str:
 
 def create_org(session: Session, name: str, kind: str, now: datetime) -> Org:
     check_name(name, "organisation name")
-    if kind not in ORG_KINDS:
-        raise BadRequest(f"organisation kind must be one of {', '.join(ORG_KINDS[:3])}")
+    if kind not in set(OrgKind):
+        raise BadRequest(f"organisation kind must be one of {', '.join(OrgKind)}")
     if session.get(Org, name) is not None:
         raise Conflict(f"organisation {name} already exists")
     org = Org(name=name, kind=kind, created_at=now)
@@ -87,16 +89,17 @@ def create_token(
     session: Session, *, org: str, role: str, name: str, ttl_days: int, now: datetime
 ) -> tuple[str, Principal]:
     """Create (or reuse) principal ``name`` in ``org`` and issue it a new token."""
-    if role not in ROLES:
-        raise BadRequest(f"role must be one of {', '.join(ROLES)}")
+    if role not in set(Role):
+        raise BadRequest(f"role must be one of {', '.join(Role)}")
     check_name(name, "principal name")
     if ttl_days < 1:
-        raise BadRequest("--ttl-days must be at least 1")
+        raise BadRequest("a token's lifetime must be at least 1 day")
     the_org = get_org(session, org)
-    if ROLE_FOR_KIND[the_org.kind] != role:
+    fits = ROLE_FOR_KIND[OrgKind(the_org.kind)]
+    if fits != role:
         raise BadRequest(
             f"role {role} does not fit organisation {org} (a {the_org.kind}: "
-            f"its principals are {ROLE_FOR_KIND[the_org.kind]}s)"
+            f"its principals are {fits}s)"
         )
     principal = session.scalars(
         select(Principal).where(Principal.org == org, Principal.name == name)
@@ -171,24 +174,53 @@ def register_signing_key(
     return key
 
 
-def org_signing_keys(session: Session, org: str) -> list[SigningKey]:
+def org_signing_keys(session: Session, org: str) -> list[OrgSigningKey]:
+    """The signing keys in force of ``org``, oldest first, each with its principal's name."""
     get_org(session, org)
-    return list(
-        session.scalars(
-            select(SigningKey)
-            .where(SigningKey.org == org, SigningKey.revoked_at.is_(None))
-            .order_by(SigningKey.created_at, SigningKey.id)
+    rows = session.execute(
+        select(SigningKey, Principal.name)
+        .outerjoin(Principal, Principal.id == SigningKey.principal_id)
+        .where(SigningKey.org == org, SigningKey.revoked_at.is_(None))
+        .order_by(SigningKey.created_at, SigningKey.id)
+    ).all()
+    return [
+        OrgSigningKey(
+            key.public_key, name if name is not None else key.principal_id, key.created_at
         )
+        for key, name in rows
+    ]
+
+
+def latest_signing_key(session: Session, principal_id: str) -> SigningKey | None:
+    """The newest signing key in force that ``principal_id`` registered."""
+    return session.scalars(
+        select(SigningKey)
+        .where(SigningKey.principal_id == principal_id, SigningKey.revoked_at.is_(None))
+        .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())
+    ).first()
+
+
+def profile(session: Session, actor: Actor, signing_key: SigningKey | None = None) -> Profile:
+    """``actor`` as it sees itself; ``signing_key`` shown instead of the newest, when given."""
+    principal = session.get(Principal, actor.id)
+    if principal is None:
+        raise NotFound("the principal of this token no longer exists")
+    key = signing_key or latest_signing_key(session, actor.id)
+    return Profile(
+        name=principal.name,
+        org=principal.org,
+        role=principal.role,
+        recipient=principal.recipient,
+        signing_key=key.public_key if key is not None else None,
     )
 
 
 def set_recipient(session: Session, actor: Actor, recipient: str) -> None:
-    from gateway import age
-
     try:
         parsed = age.parse_recipient(recipient)
     except age.AgeError as exc:
         raise BadRequest(f"recipient is not an age recipient: {exc}") from None
     principal = session.get(Principal, actor.id)
-    assert principal is not None
+    if principal is None:
+        raise NotFound("the principal of this token no longer exists")
     principal.recipient = str(parsed)

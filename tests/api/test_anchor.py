@@ -71,7 +71,7 @@ def test_anchor_command(lab: Lab, gw) -> None:
     env = {
         "GATEWAY_DATABASE_URL": gw.config.database.url,
         "GATEWAY_KEYS_DIR": gw.config.keys.dir,
-        "GATEWAY_STORAGE_ROOT": gw.config.storage.root,
+        "GATEWAY_STORAGE_ROOT": str(gw.config.storage.root),
         "GATEWAY_AUDIT_ARCHIVE_DIR": gw.config.audit.archive_dir,
         "GATEWAY_AUDIT_ORIGIN": gw.config.audit.origin,
     }

@@ -154,7 +154,7 @@ def test_admin_actions_are_logged(gw, principals: Principals, client: FlaskClien
     cfg_env = {
         "GATEWAY_DATABASE_URL": gw.config.database.url,
         "GATEWAY_KEYS_DIR": gw.config.keys.dir,
-        "GATEWAY_STORAGE_ROOT": gw.config.storage.root,
+        "GATEWAY_STORAGE_ROOT": str(gw.config.storage.root),
     }
     runner = CliRunner(env=cfg_env)
     r = runner.invoke(main, ["admin", "org", "create", "new-agency", "--kind", "agency"])

@@ -2,7 +2,7 @@
 
 import pytest
 
-from gateway.policy import ACTIONS, Decision, decide
+from gateway.authz import ACTIONS, Decision, decide
 
 A, D, H = Decision.ALLOW, Decision.DENY, Decision.HIDE
 ROLES = ("lab", "evaluator", "auditor", "admin")
