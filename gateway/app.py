@@ -28,13 +28,18 @@ BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
 
 
 def create_app(
-    config: Config | None = None, *, clock: Clock | None = None, gateway: Runtime | None = None
+    config: Config | None = None, *, clock: Clock | None = None, runtime: Runtime | None = None
 ) -> Flask:
+    """The app for ``config`` (else the one loaded from the file and the environment).
+
+    ``runtime`` is the one to carry (tests share one with their fixtures); by default one is
+    built from the configuration, with ``clock``.
+    """
     config = config or load()
-    app = Flask("gateway")
+    app = Flask("gateway", static_folder=None)  # the gateway serves no static files
     app.config["MAX_CONTENT_LENGTH"] = None  # parts are large; each view bounds its own body
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the provider has it; the base does not say
-    app.extensions["gateway"] = gateway or Runtime(config, clock=clock)
+    app.extensions["gateway"] = runtime or Runtime(config, clock=clock)
     problems.init_app(app)
     middleware.init_app(app)
     for module in BLUEPRINTS:
