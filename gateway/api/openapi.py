@@ -111,7 +111,14 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         None,
         {"200": "items, next_cursor"},
     ),
-    ("get", "/v1/artifacts/{artifact_id}", "One artifact", "any with access", None, {"200": "the artifact"}),
+    (
+        "get",
+        "/v1/artifacts/{artifact_id}",
+        "One artifact",
+        "any with access",
+        None,
+        {"200": "the artifact"},
+    ),
     (
         "delete",
         "/v1/artifacts/{artifact_id}",

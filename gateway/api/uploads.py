@@ -10,7 +10,7 @@ from gateway.api import inputs, shapes
 from gateway.api.body import part_body
 from gateway.api.context import authenticate_request, caller, runtime
 from gateway.errors import BadRequest
-from gateway.services import uploads
+from gateway.services import completion, uploads
 from gateway.storage import SHA256_HEX
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
@@ -63,7 +63,7 @@ def complete(upload_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     uploads.get(rt, who, upload_id, "upload.write")
     done = inputs.completion(inputs.json_body())
-    return shapes.artifact(uploads.complete(rt, who, upload_id, done)), 201
+    return shapes.artifact(completion.complete(rt, who, upload_id, done)), 201
 
 
 @bp.delete("/<upload_id>")

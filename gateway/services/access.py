@@ -114,46 +114,7 @@ def create_request(
     who = caller.actor
     duration = _hours(new.duration_hours, rt.config.access.max_grant_hours)
     require_available(rt, caller, "access.request", artifact)
-    now = rt.now()
-    with rt.db.session() as session:
-        open_ = session.scalars(
-            select(AccessRequest).where(
-                AccessRequest.artifact_id == artifact.id,
-                AccessRequest.principal_id == who.id,
-                AccessRequest.state == RequestState.PENDING,
-            )
-        ).first()
-        live = [
-            g
-            for g in session.scalars(
-                select(Grant).where(
-                    Grant.artifact_id == artifact.id,
-                    Grant.grantee_id == who.id,
-                    Grant.state == GrantState.ACTIVE,
-                )
-            )
-            if g.state_at(now) == GrantState.ACTIVE
-        ]
-    if open_ is not None:
-        authz.refuse(
-            rt,
-            caller,
-            "access.request",
-            "request already pending",
-            Conflict(
-                f"access request {open_.id} for this artifact is still pending", request=open_.id
-            ),
-            subject=artifact,
-        )
-    if live:
-        authz.refuse(
-            rt,
-            caller,
-            "access.request",
-            "grant already active",
-            Conflict(f"grant {live[0].id} on this artifact is still active", grant=live[0].id),
-            subject=artifact,
-        )
+    _refuse_duplicates(rt, caller, artifact)
     with events.fail_closed(rt) as session:
         row = AccessRequest(
             id=new_id("req"),
@@ -181,6 +142,51 @@ def create_request(
             },
         )
     return row
+
+
+def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
+    """A recorded 409 while the caller has a pending request or an active grant on ``artifact``."""
+    who, now = caller.actor, rt.now()
+    with rt.db.session() as session:
+        pending = session.scalars(
+            select(AccessRequest).where(
+                AccessRequest.artifact_id == artifact.id,
+                AccessRequest.principal_id == who.id,
+                AccessRequest.state == RequestState.PENDING,
+            )
+        ).first()
+        live = [
+            g
+            for g in session.scalars(
+                select(Grant).where(
+                    Grant.artifact_id == artifact.id,
+                    Grant.grantee_id == who.id,
+                    Grant.state == GrantState.ACTIVE,
+                )
+            )
+            if g.state_at(now) == GrantState.ACTIVE
+        ]
+    if pending is not None:
+        authz.refuse(
+            rt,
+            caller,
+            "access.request",
+            "request already pending",
+            Conflict(
+                f"access request {pending.id} for this artifact is still pending",
+                request=pending.id,
+            ),
+            subject=artifact,
+        )
+    if live:
+        authz.refuse(
+            rt,
+            caller,
+            "access.request",
+            "grant already active",
+            Conflict(f"grant {live[0].id} on this artifact is still active", grant=live[0].id),
+            subject=artifact,
+        )
 
 
 def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval) -> Grant:

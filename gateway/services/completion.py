@@ -1,11 +1,13 @@
-"""The checks an upload must pass to become an artifact; each refuses with 422 naming what failed.
+"""Completing an upload into an artifact: the checks, the store's assembly, the artifact.
 
-All parts are present and sized (every part but the last exactly ``part_size``, the total
-the declared size); the manifest is a valid version 1 manifest that matches the upload and
-the stored parts; its signature verifies under a signing key the lab's organisation
-registered; the concatenated parts begin with an age v1 header holding a stanza that the
-upload's custody identity opens, the header MAC verifying with the file key. None of them
-changes anything.
+Each check refuses with 422 naming what failed, and none changes anything: all parts are
+present and sized (every part but the last exactly ``part_size``, the total the declared
+size); the manifest is a valid version 1 manifest that matches the upload and the stored
+parts; its signature verifies under a signing key the lab's organisation registered; the
+concatenated parts begin with an age v1 header holding a stanza that the upload's custody
+identity opens, the header MAC verifying with the file key. Then the store assembles the
+parts into one object, and the artifact, its shares and its ``upload.complete`` entry are
+written in one transaction.
 """
 
 from __future__ import annotations
@@ -13,15 +15,30 @@ from __future__ import annotations
 import hashlib
 import io
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway import age
+from gateway import age, events
 from gateway import manifest as manifests
+from gateway.caller import Caller
 from gateway.errors import Unprocessable
-from gateway.models import SigningKey, Upload, UploadPart
+from gateway.models import (
+    Artifact,
+    ArtifactShare,
+    ArtifactState,
+    SigningKey,
+    Upload,
+    UploadPart,
+    UploadState,
+    new_id,
+)
+from gateway.runtime import Runtime
+from gateway.services.objects import discard, store_errors
+from gateway.services.uploads import custody_identity, open_upload, parts_of
+from gateway.storage import StoredPart
 
 _FIRST_CHUNK_OVERHEAD = 16 + 16  # the payload's nonce, then at least one chunk's tag
 
@@ -36,13 +53,94 @@ class Completion:
 
 @dataclass(frozen=True)
 class Checked:
-    """What the checks established: the total size, the header's size, the signing key used."""
+    """What the checks established: sizes, the manifest and signature, the key that verified it."""
 
     total: int
     header_size: int
-    signing_key: str
     manifest: dict[str, Any]
     signature: str
+    signing_key: str
+
+
+def complete(rt: Runtime, caller: Caller, upload_id: str, done: Completion) -> Artifact:
+    """Check everything, finish the stored object, then create the artifact atomically."""
+    with rt.db.session() as session:
+        upload = open_upload(rt, session, upload_id)
+        parts = parts_of(session, upload_id)
+        checked = check(rt, session, upload, parts, done)
+    stored = [StoredPart(number=p.number, size=p.size, sha256=p.sha256, etag=p.etag) for p in parts]
+    key = upload.object_key
+    with store_errors(upload_id):
+        rt.store.complete_upload(key, upload.store_handle, stored, checked.total)
+    still_open = False
+    try:
+        with events.fail_closed(rt) as session:
+            current = open_upload(rt, session, upload_id)
+            still_open = True
+            artifact = _make_artifact(rt, session, caller, current, checked)
+    except Exception:
+        # Only a failure of this request's own artifact transaction discards the object.
+        # An upload found no longer open was completed by another request, and the object
+        # is that artifact's ciphertext.
+        if still_open:
+            discard(rt.store, key)
+        raise
+    return artifact
+
+
+def check(
+    rt: Runtime, session: Session, upload: Upload, parts: list[UploadPart], done: Completion
+) -> Checked:
+    """Every completion check, in order; the first that fails refuses with 422."""
+    total = check_parts(upload, parts)
+    manifest = check_manifest(upload, parts, total, done.manifest)
+    signature, signing_key = check_signature(session, upload, manifest, done.signature)
+    identity = custody_identity(rt, session, upload.id)
+    header_size = check_header(upload, identity, total, rt.config.uploads.max_header_bytes)
+    return Checked(total, header_size, manifest, signature, signing_key)
+
+
+def _make_artifact(
+    rt: Runtime, session: Session, caller: Caller, upload: Upload, checked: Checked
+) -> Artifact:
+    now = rt.now()
+    artifact = Artifact(
+        id=new_id("art"),
+        upload_id=upload.id,
+        org=upload.org,
+        name=upload.name,
+        kind=upload.kind,
+        description=upload.description,
+        share_with=upload.share_with,
+        size=checked.total,
+        header_size=checked.header_size,
+        object_key=upload.object_key,
+        state=ArtifactState.AVAILABLE,
+        submitted_at=now,
+        review_ends_at=now + timedelta(days=rt.config.access.review_window_days),
+        manifest=checked.manifest,
+        signature=checked.signature,
+        signing_key=checked.signing_key,
+    )
+    session.add(artifact)
+    session.flush()
+    session.add_all(ArtifactShare(artifact_id=artifact.id, org=org) for org in upload.share_with)
+    upload.state, upload.ended_at, upload.artifact_id = UploadState.COMPLETED, now, artifact.id
+    session.flush()
+    events.record(
+        rt,
+        session,
+        "upload.complete",
+        caller,
+        artifact=artifact.id,
+        subject_org=upload.org,
+        details={
+            "upload": upload.id,
+            "size": checked.total,
+            "parts_sha256": checked.manifest["ciphertext"]["parts_sha256"],
+        },
+    )
+    return artifact
 
 
 def check_parts(upload: Upload, parts: list[UploadPart]) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from gateway import authz, events
 from gateway.caller import Caller
@@ -77,41 +78,18 @@ def shred(
     after it, the artifact stays ``available`` with its custody key, its ciphertext gone.
     """
     withdrawn = state == ArtifactState.WITHDRAWN
-    grant_action, artifact_action = (
-        ("grant.revoke", "artifact.withdraw") if withdrawn else ("grant.expire", "artifact.expire")
-    )
     with events.fail_closed(rt) as session:
-        now = rt.now()
         claimed = cas_update(
             session,
             update(Artifact)
             .where(Artifact.id == artifact_id, Artifact.state == ArtifactState.AVAILABLE)
-            .values(state=state, ended_at=now),
+            .values(state=state, ended_at=rt.now()),
         )
         if not claimed:
             return None
         artifact = session.get(Artifact, artifact_id)
         assert artifact is not None  # the update above just changed it
-        grant_state = GrantState.REVOKED if withdrawn else GrantState.EXPIRED
-        ended = sum(
-            end_grant(rt, session, g, who, grant_state, grant_action, f"artifact {state}")
-            for g in session.scalars(
-                select(Grant).where(
-                    Grant.artifact_id == artifact_id, Grant.state == GrantState.ACTIVE
-                )
-            ).all()
-        )
-        # Headers of grants that ended earlier are key material too: none may survive.
-        session.execute(update(Grant).where(Grant.artifact_id == artifact_id).values(header=None))
-        cancelled = cas_update(
-            session,
-            update(AccessRequest)
-            .where(
-                AccessRequest.artifact_id == artifact_id,
-                AccessRequest.state == RequestState.PENDING,
-            )
-            .values(state=RequestState.CANCELLED, decided_at=now, reason=f"artifact {state}"),
-        )
+        ended, cancelled = _end_access(rt, session, artifact, who, state)
         custody = session.get(CustodyKey, artifact.upload_id)
         if custody is not None:
             session.delete(custody)
@@ -125,7 +103,7 @@ def shred(
         events.record(
             rt,
             session,
-            artifact_action,
+            "artifact.withdraw" if withdrawn else "artifact.expire",
             who,
             artifact=artifact_id,
             subject_org=artifact.org,
@@ -138,6 +116,34 @@ def shred(
             },
         )
     return result
+
+
+def _end_access(
+    rt: Runtime, session: Session, artifact: Artifact, who: Caller | None, state: ArtifactState
+) -> tuple[int, int]:
+    """End the artifact's active grants, delete every header, cancel pending requests."""
+    withdrawn = state == ArtifactState.WITHDRAWN
+    grant_state = GrantState.REVOKED if withdrawn else GrantState.EXPIRED
+    grant_action = "grant.revoke" if withdrawn else "grant.expire"
+    active = session.scalars(
+        select(Grant).where(Grant.artifact_id == artifact.id, Grant.state == GrantState.ACTIVE)
+    ).all()
+    ended = sum(
+        end_grant(rt, session, g, who, grant_state, grant_action, f"artifact {state}")
+        for g in active
+    )
+    # Headers of grants that ended earlier are key material too: none may survive.
+    session.execute(update(Grant).where(Grant.artifact_id == artifact.id).values(header=None))
+    cancelled = cas_update(
+        session,
+        update(AccessRequest)
+        .where(
+            AccessRequest.artifact_id == artifact.id,
+            AccessRequest.state == RequestState.PENDING,
+        )
+        .values(state=RequestState.CANCELLED, decided_at=rt.now(), reason=f"artifact {state}"),
+    )
+    return ended, cancelled
 
 
 def sweep(rt: Runtime, now: datetime) -> dict[str, int]:

@@ -23,10 +23,7 @@ from gateway import age, authz, events
 from gateway.caller import Actor, Caller
 from gateway.errors import BadRequest, Conflict, Gone, PayloadTooLarge, Unprocessable
 from gateway.models import (
-    Artifact,
     ArtifactKind,
-    ArtifactShare,
-    ArtifactState,
     CustodyKey,
     CustodyType,
     Org,
@@ -37,9 +34,8 @@ from gateway.models import (
     new_id,
 )
 from gateway.runtime import Runtime
-from gateway.services import completion
-from gateway.services.objects import discard, store_errors
-from gateway.storage import MAX_PART_SIZE, SHA256_HEX, StoredPart
+from gateway.services.objects import store_errors
+from gateway.storage import MAX_PART_SIZE, SHA256_HEX
 
 log = logging.getLogger("gateway.uploads")
 
@@ -155,13 +151,8 @@ def create(rt: Runtime, caller: Caller, new: NewUpload) -> Upload:
         )
         session.add(upload)
         session.flush()  # the upload row first: the custody key refers to it
-        session.add(
-            CustodyKey(
-                upload_id=upload_id,
-                wrapped=rt.master_key.wrap(str(identity).encode(), upload_id),
-                created_at=now,
-            )
-        )
+        wrapped = rt.master_key.wrap(str(identity).encode(), upload_id)
+        session.add(CustodyKey(upload_id=upload_id, wrapped=wrapped, created_at=now))
         session.flush()
         events.record(
             rt,
@@ -296,85 +287,8 @@ def custody_identity(
     return age.parse_identity(rt.master_key.unwrap(row.wrapped, upload_id).decode())
 
 
-def complete(rt: Runtime, caller: Caller, upload_id: str, done: completion.Completion) -> Artifact:
-    """Check everything, finish the stored object, then create the artifact atomically."""
-    with rt.db.session() as session:
-        upload = _get_open(rt, session, upload_id)
-        parts = parts_of(session, upload_id)
-        total = completion.check_parts(upload, parts)
-        manifest = completion.check_manifest(upload, parts, total, done.manifest)
-        signature, signing_key = completion.check_signature(
-            session, upload, manifest, done.signature
-        )
-        identity = custody_identity(rt, session, upload.id)
-        header_size = completion.check_header(
-            upload, identity, total, rt.config.uploads.max_header_bytes
-        )
-    stored_parts = [
-        StoredPart(number=p.number, size=p.size, sha256=p.sha256, etag=p.etag) for p in parts
-    ]
-    key = upload.object_key
-    with store_errors(upload_id):
-        rt.store.complete_upload(key, upload.store_handle, stored_parts, total)
-    still_open = False
-    try:
-        with events.fail_closed(rt) as session:
-            upload = _get_open(rt, session, upload_id)
-            still_open = True
-            now = rt.now()
-            artifact = Artifact(
-                id=new_id("art"),
-                upload_id=upload.id,
-                org=upload.org,
-                name=upload.name,
-                kind=upload.kind,
-                description=upload.description,
-                share_with=upload.share_with,
-                size=total,
-                header_size=header_size,
-                object_key=upload.object_key,
-                state=ArtifactState.AVAILABLE,
-                submitted_at=now,
-                review_ends_at=now + timedelta(days=rt.config.access.review_window_days),
-                manifest=manifest,
-                signature=signature,
-                signing_key=signing_key,
-            )
-            session.add(artifact)
-            session.flush()
-            session.add_all(
-                ArtifactShare(artifact_id=artifact.id, org=o) for o in upload.share_with
-            )
-            upload.state, upload.ended_at, upload.artifact_id = (
-                UploadState.COMPLETED,
-                now,
-                artifact.id,
-            )
-            session.flush()
-            events.record(
-                rt,
-                session,
-                "upload.complete",
-                caller,
-                artifact=artifact.id,
-                subject_org=upload.org,
-                details={
-                    "upload": upload.id,
-                    "size": total,
-                    "parts_sha256": manifest["ciphertext"]["parts_sha256"],
-                },
-            )
-    except Exception:
-        # Only a failure of this request's own artifact transaction discards the object.
-        # An upload found no longer open was completed by another request, and the object
-        # is that artifact's ciphertext.
-        if still_open:
-            discard(rt.store, key)
-        raise
-    return artifact
-
-
-def _get_open(rt: Runtime, session: Session, upload_id: str) -> Upload:
+def open_upload(rt: Runtime, session: Session, upload_id: str) -> Upload:
+    """The upload, read in ``session``, if it is still open; 409 or 410 saying why not."""
     upload = session.get(Upload, upload_id)
     if upload is None:
         raise Gone(f"upload {upload_id} is no longer open")
