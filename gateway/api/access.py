@@ -26,11 +26,8 @@ def create_request(artifact_id: str) -> ResponseReturnValue:
 def list_requests() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "access.list", what="access requests")
-    with rt.db.session() as session:
-        found = access.requests_visible(
-            session, who.actor, inputs.list_filters(), inputs.page_request()
-        )
-        return shapes.page(found, shapes.request)
+    found = access.requests_visible(rt, who.actor, inputs.list_filters(), inputs.page_request())
+    return shapes.page(found, shapes.request)
 
 
 @bp.get("/access-requests/<request_id>")
@@ -60,11 +57,8 @@ def list_grants() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "grant.list", what="grants")
     now = rt.now()
-    with rt.db.session() as session:
-        found = access.grants_visible(
-            session, who.actor, inputs.list_filters(), inputs.page_request()
-        )
-        return shapes.page(found, lambda g: shapes.grant(g, now))
+    found = access.grants_visible(rt, who.actor, inputs.list_filters(), inputs.page_request())
+    return shapes.page(found, lambda g: shapes.grant(g, now))
 
 
 @bp.delete("/grants/<grant_id>")

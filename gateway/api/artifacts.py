@@ -18,9 +18,7 @@ bp.before_request(authenticate_request)
 def index() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "artifact.list", what="artifacts")
-    with rt.db.session() as session:
-        found = artifacts.visible(session, who.actor, inputs.page_request())
-        return shapes.page(found, shapes.artifact)
+    return shapes.page(artifacts.visible(rt, who.actor, inputs.page_request()), shapes.artifact)
 
 
 @bp.get("/<artifact_id>")

@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from gateway import authz
 from gateway.api import inputs, problems, shapes
 from gateway.api.context import authenticate_request, caller, runtime
-from gateway.audit import store
+from gateway.audit.store import ProofRangeError
 from gateway.errors import BadRequest
 from gateway.services import auditlog
 
@@ -21,9 +21,9 @@ def _auth() -> None:
         authenticate_request()
 
 
-@bp.errorhandler(store.ProofRangeError)
-def _out_of_range(exc: store.ProofRangeError) -> Response:
-    """A proof or position outside the log is the client's to fix: 400."""
+@bp.errorhandler(ProofRangeError)
+def _out_of_range(exc: ProofRangeError) -> Response:
+    """A proof or size outside the log is the client's to fix: 400."""
     return problems.gateway_error(BadRequest(exc.detail))
 
 
@@ -31,9 +31,8 @@ def _out_of_range(exc: store.ProofRangeError) -> Response:
 def entries() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "audit.read_own", what="the audit log")
-    with rt.db.session() as session:
-        found = auditlog.visible(session, who.actor, inputs.entry_filters(), inputs.page_request())
-        return shapes.page(found, shapes.entry)
+    found = auditlog.visible(rt, who.actor, inputs.entry_filters(), inputs.page_request())
+    return shapes.page(found, shapes.entry)
 
 
 def _may_prove() -> None:
@@ -43,30 +42,27 @@ def _may_prove() -> None:
 @bp.get("/checkpoint")
 def checkpoint() -> ResponseReturnValue:
     _may_prove()
-    rt = runtime()
-    with rt.db.session() as session:
-        text = store.sign_checkpoint(session, rt.audit_signer, rt.config.audit.origin)
-    return Response(text, mimetype="text/plain; charset=utf-8")
+    return Response(auditlog.checkpoint(runtime()), mimetype="text/plain; charset=utf-8")
+
+
+def _optional_size(name: str) -> int | None:
+    return inputs.query_int(name, minimum=1) if name in request.args else None
 
 
 @bp.get("/proof/inclusion")
 def inclusion() -> ResponseReturnValue:
     _may_prove()
     index = inputs.query_int("index")
-    with runtime().db.session() as session:
-        size = inputs.query_int("size", store.size(session), minimum=1)
-        hashes = store.inclusion_proof(session, index, size)  # the store checks both bounds
-    return {"index": index, "size": size, "hashes": [shapes.b64(h) for h in hashes]}
+    proof = auditlog.inclusion(runtime(), index, _optional_size("size"))
+    return {"index": index, "size": proof.size, "hashes": [shapes.b64(h) for h in proof.hashes]}
 
 
 @bp.get("/proof/consistency")
 def consistency() -> ResponseReturnValue:
     _may_prove()
     old = inputs.query_int("old", minimum=1)
-    with runtime().db.session() as session:
-        new = inputs.query_int("new", store.size(session), minimum=1)
-        hashes = store.consistency_proof(session, old, new)  # the store checks both bounds
-    return {"old": old, "new": new, "hashes": [shapes.b64(h) for h in hashes]}
+    proof = auditlog.consistency(runtime(), old, _optional_size("new"))
+    return {"old": old, "new": proof.size, "hashes": [shapes.b64(h) for h in proof.hashes]}
 
 
 @bp.get("/key")

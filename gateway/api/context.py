@@ -27,7 +27,5 @@ def authenticate_request() -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         token = ""
-    rt = runtime()
-    with rt.db.session() as session:
-        actor = identity.authenticate(session, token.strip() or None, rt.now())
+    actor = identity.authenticate(runtime(), token.strip() or None)
     g.caller = Caller(actor, request_meta())

@@ -16,8 +16,7 @@ bp.before_request(authenticate_request)
 
 @bp.get("/me")
 def me() -> ResponseReturnValue:
-    with runtime().db.session() as session:
-        return shapes.profile(identity.profile(session, caller().actor))
+    return shapes.profile(identity.profile(runtime(), caller()))
 
 
 @bp.put("/me/recipient")
@@ -25,9 +24,7 @@ def put_recipient() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "me.recipient", what="a recipient")
     recipient = inputs.text(inputs.json_body(), "recipient")
-    with rt.db.session() as session:
-        identity.set_recipient(session, who.actor, recipient)
-        return shapes.profile(identity.profile(session, who.actor))
+    return shapes.profile(identity.set_recipient(rt, who, recipient))
 
 
 @bp.put("/me/signing-key")
@@ -35,14 +32,11 @@ def put_signing_key() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "me.signing_key", what="a signing key")
     public_key = inputs.text(inputs.json_body(), "public_key")
-    with rt.db.session() as session:
-        key = identity.register_signing_key(session, who.actor, public_key, rt.now())
-        return shapes.profile(identity.profile(session, who.actor, key))
+    return shapes.profile(identity.register_signing_key(rt, who, public_key))
 
 
 @bp.get("/orgs/<org>/signing-keys")
 def signing_keys(org: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "org.signing_keys", what="signing keys")
-    with rt.db.session() as session:
-        return {"items": [shapes.signing_key(k) for k in identity.org_signing_keys(session, org)]}
+    return {"items": [shapes.signing_key(k) for k in identity.org_signing_keys(rt, org)]}

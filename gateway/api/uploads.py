@@ -29,8 +29,7 @@ def create() -> ResponseReturnValue:
 def show(upload_id: str) -> ResponseReturnValue:
     rt = runtime()
     upload = uploads.get(rt, caller(), upload_id, "upload.read")
-    with rt.db.session() as session:
-        return shapes.upload(upload, uploads.parts_of(session, upload_id))
+    return shapes.upload(upload, uploads.parts(rt, upload))
 
 
 def _new_part(number: int) -> uploads.NewPart:

@@ -287,7 +287,7 @@ def _require_pending(rt: Runtime, caller: Caller, action: str, req: AccessReques
 
 
 def requests_visible(
-    session: Session, actor: Actor, filters: Filters, request: PageRequest
+    rt: Runtime, actor: Actor, filters: Filters, request: PageRequest
 ) -> Page[AccessRequest]:
     """Lab: requests on its org's artifacts; evaluator: its own; auditor, admin: all."""
     query = select(AccessRequest).where(authz.scope(actor, AccessRequest))
@@ -295,20 +295,22 @@ def requests_visible(
         query = query.where(AccessRequest.artifact_id == filters.artifact)
     if filters.state is not None:
         query = query.where(AccessRequest.state == filters.state)
-    return page(session, query, REQUEST_ORDER, request)
+    with rt.db.session() as session:
+        return page(session, query, REQUEST_ORDER, request)
 
 
 # --- grants -------------------------------------------------------------------------------
 
 
 def grants_visible(
-    session: Session, actor: Actor, filters: Filters, request: PageRequest
+    rt: Runtime, actor: Actor, filters: Filters, request: PageRequest
 ) -> Page[Grant]:
     """Lab: grants on its org's artifacts; evaluator: its own; auditor, admin: all."""
     query = select(Grant).where(authz.scope(actor, Grant))
     if filters.artifact is not None:
         query = query.where(Grant.artifact_id == filters.artifact)
-    return page(session, query, GRANT_ORDER, request)
+    with rt.db.session() as session:
+        return page(session, query, GRANT_ORDER, request)
 
 
 def revoke(rt: Runtime, caller: Caller, grant: Grant) -> None:

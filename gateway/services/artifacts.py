@@ -10,7 +10,6 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from gateway import authz, events
 from gateway.caller import Actor, Caller
@@ -43,10 +42,11 @@ def read(rt: Runtime, caller: Caller, artifact: Artifact) -> Artifact:
     return artifact
 
 
-def visible(session: Session, actor: Actor, request: PageRequest) -> Page[Artifact]:
+def visible(rt: Runtime, actor: Actor, request: PageRequest) -> Page[Artifact]:
     """One page of the artifacts ``actor`` may see, newest first."""
     query = select(Artifact).where(authz.scope(actor, Artifact))
-    return page(session, query, ORDER, request)
+    with rt.db.session() as session:
+        return page(session, query, ORDER, request)
 
 
 def require_available(rt: Runtime, caller: Caller, action: str, artifact: Artifact) -> None:

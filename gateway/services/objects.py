@@ -35,12 +35,12 @@ def store_errors(upload_id: str | None = None) -> Iterator[None]:
         yield
     except storage.DigestMismatch as exc:
         raise DigestMismatch(
-            f"part {exc.number}: the body's SHA-256 does not match X-Content-SHA256; "
+            f"part {exc.number}: the body's SHA-256 does not match the one declared for it; "
             "nothing was kept"
         ) from None
     except storage.TruncatedBody as exc:
         raise BadRequest(
-            f"part {exc.number}: the body ended before Content-Length bytes; nothing was kept"
+            f"part {exc.number}: the body ended before its declared length; nothing was kept"
         ) from None
     except storage.UploadNotFound:
         what = f"upload {upload_id}" if upload_id else "the upload"

@@ -177,6 +177,12 @@ def get(rt: Runtime, caller: Caller, upload_id: str, action: str) -> Upload:
     return authz.require_found(rt, caller, action, upload, what=f"upload {upload_id}")
 
 
+def parts(rt: Runtime, upload: Upload) -> list[UploadPart]:
+    """The parts stored for ``upload``, by number: what a client resumes from."""
+    with rt.db.session() as session:
+        return parts_of(session, upload.id)
+
+
 def parts_of(session: Session, upload_id: str) -> list[UploadPart]:
     return list(
         session.scalars(

@@ -139,3 +139,27 @@ def test_no_import_cycles_but_the_known_ones() -> None:
 def test_a_cycle_is_found() -> None:
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": {"e"}}
     assert strongly_connected(graph) == [frozenset({"a", "b", "c"})]
+
+
+WEB = ("flask", "werkzeug")
+DOMAIN = ("gateway.services", "gateway.events", "gateway.authz", "gateway.caller", "gateway.paging")
+
+
+def _imported_names(path: Path) -> set[str]:
+    names = set()
+    for node in _import_nodes(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_the_domain_does_not_know_the_web_framework() -> None:
+    """Services, authorisation and the audit-recording API import neither Flask nor Werkzeug."""
+    offenders = {
+        name: sorted(n for n in _imported_names(path) if n.split(".")[0] in WEB)
+        for name, path in _modules().items()
+        if name.startswith(DOMAIN)
+    }
+    assert {name: found for name, found in offenders.items() if found} == {}
