@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
+from gateway.models import ArtifactKind, CustodyType
 
 _OBJ = {"type": "object"}
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -249,11 +250,14 @@ SCHEMAS: dict[str, Any] = {
         "required": ["name", "kind", "share_with"],
         "properties": {
             "name": {"type": "string", "maxLength": 255},
-            "kind": {"enum": ["weights", "credential"]},
+            "kind": {"enum": [k.value for k in ArtifactKind]},
             "share_with": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "description": {"type": "string"},
             "size": {"type": "integer", "minimum": 1},
-            "recipient_type": {"enum": ["x25519", "mlkem768x25519"], "default": "x25519"},
+            "recipient_type": {
+                "enum": [c.value for c in CustodyType],
+                "default": CustodyType.X25519.value,
+            },
         },
     },
 }

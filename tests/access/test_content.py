@@ -12,6 +12,7 @@ from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.models import Grant
 from gateway.runtime import Runtime
+from tests import helpers
 from tests.access.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
@@ -53,7 +54,7 @@ def test_the_payload_is_the_labs_untouched(
     body = evaluator.content(shared.artifact).data
     with rt.db.session() as session:
         header = session.get(Grant, granted["id"]).header
-    stored = b"".join(rt.store.open_read(f"artifacts/{shared.artifact['upload']}.age"))
+    stored = b"".join(rt.store.open_read(helpers.object_key(rt, shared.artifact["id"])))
     header_size = len(stored) - (len(body) - len(header))
     assert body[len(header) :] == stored[header_size:]
     assert header != stored[:header_size]  # a new header: the custody stanza is not passed on

@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 from gateway.clock import FrozenClock
 from gateway.models import CustodyKey
 from gateway.runtime import Runtime
+from tests import helpers
 from tests.access.conftest import Evaluator, Shared
 from tests.api.conftest import Lab
 from tests.conftest import make_config
@@ -66,7 +67,7 @@ def versions(key: str) -> list[dict]:
 def test_presigned_url_download_and_withdrawal(
     client: FlaskClient, lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, rt: Runtime
 ) -> None:
-    key = f"artifacts/{shared.artifact['upload']}.age"
+    key = helpers.object_key(rt, shared.artifact["id"])
     assert (
         evaluator.decrypt(evaluator.content(shared.artifact, "bytes=0-").data) == shared.plaintext
     )
@@ -97,7 +98,7 @@ def test_expiry_deletes_every_version(
 ) -> None:
     from gateway.sweeper import sweep_once
 
-    key = f"artifacts/{shared.artifact['upload']}.age"
+    key = helpers.object_key(rt, shared.artifact["id"])
     assert evaluator.content(shared.artifact).status_code == 200
     clock.advance(days=rt.config.access.review_window_days)
     assert sweep_once(rt)["artifacts_expired"] == 1

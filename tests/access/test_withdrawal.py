@@ -15,6 +15,7 @@ from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, Upload
 from gateway.runtime import Runtime
 from gateway.services import uploads
 from gateway.sweeper import sweep_once
+from tests import helpers
 from tests.access.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
@@ -28,8 +29,8 @@ def config(tmp_path: Path) -> Config:
     return make_config(tmp_path, **{"access.review_window_days": WINDOW_DAYS})
 
 
-def object_key(shared: Shared) -> str:
-    return f"artifacts/{shared.artifact['upload']}.age"
+def object_key(rt: Runtime, shared: Shared) -> str:
+    return helpers.object_key(rt, shared.artifact["id"])
 
 
 def assert_shredded(rt: Runtime, shared: Shared, state: str) -> None:
@@ -43,7 +44,7 @@ def assert_shredded(rt: Runtime, shared: Shared, state: str) -> None:
         assert grants and all(g.state != "active" and g.header is None for g in grants)
         with pytest.raises(Gone):
             uploads.custody_identity(rt, session, artifact.upload_id)
-    assert not rt.store.exists(object_key(shared))
+    assert not rt.store.exists(object_key(rt, shared))
 
 
 def no_route_releases(client: FlaskClient, evaluator: Evaluator, shared: Shared) -> None:
@@ -71,7 +72,7 @@ def test_lab_withdraws(
         json={"justification": "x"},
         headers=principals.auth("eval2"),
     ).get_json()
-    assert rt.store.exists(object_key(shared))
+    assert rt.store.exists(object_key(rt, shared))
     assert (
         client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
     )
@@ -83,7 +84,7 @@ def test_lab_withdraws(
         assert session.get(AccessRequest, pending["id"]).state == "cancelled"
     withdrawn = entries(client, principals, action="artifact.withdraw")
     assert len(withdrawn) == 1 and withdrawn[0]["details"]["key_shredded"] is True
-    assert withdrawn[0]["details"]["objects_deleted"] == [object_key(shared)]
+    assert withdrawn[0]["details"]["objects_deleted"] == [object_key(rt, shared)]
     assert [e["grant"] for e in entries(client, principals, action="grant.revoke")] == [
         granted["id"]
     ]
@@ -101,7 +102,7 @@ def test_only_the_owning_lab_withdraws(
     for who, status in others:
         r = client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth(who))
         assert r.status_code == status, who
-    assert rt.store.exists(object_key(shared))
+    assert rt.store.exists(object_key(rt, shared))
     assert (
         client.get(
             f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth("lab")
@@ -132,7 +133,9 @@ def test_review_window_ends(
     no_route_releases(client, evaluator, shared)
     assert len(denials(client, principals, "artifact expired")) == 3
     expired = entries(client, principals, action="artifact.expire")
-    assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [object_key(shared)]
+    assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [
+        object_key(rt, shared)
+    ]
     assert [e["details"]["cause"] for e in entries(client, principals, action="grant.expire")] == [
         "artifact expired"
     ]
@@ -165,4 +168,4 @@ def test_sweeper_expires_grants(
     ]
     assert evaluator.content(shared.artifact).status_code == 403
     assert sweep_once(rt)["grants_expired"] == 0
-    assert rt.store.exists(object_key(shared))  # the artifact itself lives on
+    assert rt.store.exists(object_key(rt, shared))  # the artifact itself lives on

@@ -71,7 +71,7 @@ def test_upload_in_any_order_resend_and_complete(lab: Lab, rt, config) -> None:
     assert art["share_with"] == ["agency-a"] and art["manifest"]["plaintext"][
         "sha256"
     ] == helpers.sha(plaintext)
-    stored = b"".join(rt.store.open_read(f"artifacts/{up['id']}.age"))
+    stored = b"".join(rt.store.open_read(helpers.object_key(rt, art["id"])))
     assert stored == data
     # A completed upload takes no more parts.
     assert lab.put(up, 1, parts[0]).status_code == 409
