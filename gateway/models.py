@@ -18,6 +18,7 @@ from sqlalchemy import (
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -179,6 +180,8 @@ class CustodyKey(Base):
 
 class Artifact(Base):
     __tablename__ = "artifacts"
+    # The order artifacts are listed and paged in (gateway.paging): a page reads its own rows.
+    __table_args__ = (Index("ix_artifacts_listing", "submitted_at", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), unique=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
@@ -208,6 +211,7 @@ class ArtifactShare(Base):
 
 class AccessRequest(Base):
     __tablename__ = "access_requests"
+    __table_args__ = (Index("ix_access_requests_listing", "created_at", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)  # the evaluator's agency
@@ -226,6 +230,7 @@ class AccessRequest(Base):
 
 class Grant(Base):
     __tablename__ = "grants"
+    __table_args__ = (Index("ix_grants_listing", "not_before", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)

@@ -2,9 +2,10 @@
 
 A list is ordered by a :class:`Keyset`, columns that together identify a row (for
 artifacts ``submitted_at`` newest first, then ``id``; for audit entries the index). A page
-is one query for ``limit + 1`` rows after the last key of the previous page, so rows
-inserted while a client pages through never make it skip or repeat one, and no page costs
-more than its own rows (an offset would cost every row before it).
+is one query for ``limit + 1`` rows after the last key of the previous page: rows inserted
+while a client pages through never make it skip or repeat one, and where the database
+reads the list through an index on its keys (each list has one), a page does not cost the
+rows before it, as an offset would.
 
 The cursor handed to the client is opaque: the last row's key as a JSON array in
 URL-safe base64. It is checked on the way back in: a cursor that does not decode, has

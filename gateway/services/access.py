@@ -33,9 +33,12 @@ from gateway.services.artifacts import require_available
 MAX_TEXT = 4096
 
 REQUEST_ORDER = Keyset(
-    Key(AccessRequest.created_at, datetime, descending=True), Key(AccessRequest.id, str)
+    Key(AccessRequest.created_at, datetime, descending=True),
+    Key(AccessRequest.id, str, descending=True),
 )
-GRANT_ORDER = Keyset(Key(Grant.not_before, datetime, descending=True), Key(Grant.id, str))
+GRANT_ORDER = Keyset(
+    Key(Grant.not_before, datetime, descending=True), Key(Grant.id, str, descending=True)
+)
 
 
 @dataclass(frozen=True)

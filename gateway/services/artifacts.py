@@ -21,8 +21,10 @@ from gateway.runtime import Runtime
 
 ENDED = (ArtifactState.WITHDRAWN, ArtifactState.EXPIRED)
 
-ORDER = Keyset(Key(Artifact.submitted_at, datetime, descending=True), Key(Artifact.id, str))
-"""Newest first; ties by id."""
+ORDER = Keyset(
+    Key(Artifact.submitted_at, datetime, descending=True), Key(Artifact.id, str, descending=True)
+)
+"""Newest first (ties by id, the same way, so the listing index is read backwards)."""
 
 
 def get(rt: Runtime, caller: Caller, artifact_id: str, action: str) -> Artifact:

@@ -1,11 +1,12 @@
-"""artifact shares: each artifact's share_with as rows, so listings filter in SQL
+"""artifact shares and listing indexes: lists filter and page in SQL
 
 Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-28
 
-The table is filled from the ``share_with`` of every artifact already stored, so an
-evaluator's list is the same before and after the upgrade.
+``artifact_shares`` holds each artifact's ``share_with`` as rows; it is filled from every
+artifact already stored, so an evaluator's list is the same before and after the upgrade.
+One index per list on the order it pages in, so a page reads only its own rows.
 """
 
 from __future__ import annotations
@@ -19,6 +20,12 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+LISTINGS = {
+    "artifacts": ["submitted_at", "id"],
+    "access_requests": ["created_at", "id"],
+    "grants": ["not_before", "id"],
+}
 
 
 def upgrade() -> None:
@@ -35,6 +42,9 @@ def upgrade() -> None:
     with op.batch_alter_table("artifact_shares", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_artifact_shares_org"), ["org"], unique=False)
 
+    for table, columns in LISTINGS.items():
+        op.create_index(f"ix_{table}_listing", table, columns, unique=False)
+
     rows = op.get_bind().execute(sa.text("SELECT id, share_with FROM artifacts")).all()
     values = []
     for artifact_id, share_with in rows:
@@ -46,6 +56,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    for table in LISTINGS:
+        op.drop_index(f"ix_{table}_listing", table_name=table)
     with op.batch_alter_table("artifact_shares", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_artifact_shares_org"))
     op.drop_table("artifact_shares")
