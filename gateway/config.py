@@ -41,17 +41,35 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class StorageConfig:
+    """The ``[storage]`` section; the object store and the audit archive are built from it.
+
+    Optional settings are None when unset (in the TOML file or the environment, an empty
+    string); ``policy_template`` None means the bucket policy packaged with the gateway.
+    :class:`gateway.storage.StorageSettings` adds the one thing another section decides,
+    where the local audit archive lives (``audit.archive_dir``).
+    """
+
     backend: str = "local"
-    root: str = "var/objects"
+    root: Path = Path("var/objects")
     bucket: str = "gateway-artifacts"
     audit_bucket: str = "gateway-audit"
-    endpoint_url: str = ""
+    endpoint_url: str | None = None
     region: str = "us-east-1"
     prefix: str = ""
-    gateway_principal_arn: str = ""
-    kms_key_id: str = ""
+    gateway_principal_arn: str | None = None
+    kms_key_id: str | None = None
     multipart_abort_days: int = 7
     audit_retention_days: int = 3650
+    policy_template: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Settings arrive as strings from TOML and the environment: make them what they say.
+        for name in ("endpoint_url", "gateway_principal_arn", "kms_key_id"):
+            if getattr(self, name) == "":
+                object.__setattr__(self, name, None)
+        object.__setattr__(self, "root", Path(self.root))
+        template = self.policy_template
+        object.__setattr__(self, "policy_template", Path(template) if template else None)
 
 
 @dataclass(frozen=True)
@@ -143,6 +161,11 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             return int(raw)
         except (TypeError, ValueError):
             raise ConfigError(f"setting {name}: expected an integer, got {raw!r}") from None
+    # A storage path or optional setting, given again as it was built (Config.replace).
+    if isinstance(raw, os.PathLike):
+        return os.fspath(raw)
+    if raw is None and default is None:
+        return None
     if not isinstance(raw, str):
         raise ConfigError(f"setting {name}: expected a string, got {raw!r}")
     return raw
@@ -151,7 +174,7 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
 def _build(values: Mapping[str, Mapping[str, Any]], source: str) -> Config:
     sections: dict[str, Any] = {}
     for sname, sfield in _SECTIONS.items():
-        cls = sfield.default_factory()  # type: ignore[misc,operator]
+        cls = sfield.default_factory()  # type: ignore[operator]
         given = dict(values.get(sname, {}))
         kwargs = {}
         for f in dataclasses.fields(cls):

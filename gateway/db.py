@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import MetaData, Select, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.dml import Update
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -79,10 +80,12 @@ class Database:
         self.engine.dispose()
 
 
-T = TypeVar("T")
+def cas_update(session: Session, statement: Update) -> int:
+    """Run a conditional UPDATE (a compare-and-set); how many rows it changed.
 
-
-def page(session: Session, query: Select[T], limit: int, offset: int) -> tuple[list[T], bool]:
-    """One page of ``query``'s rows, and whether more follow (one row more is fetched to tell)."""
-    rows = list(session.scalars(query.offset(offset).limit(limit + 1)))
-    return rows[:limit], len(rows) > limit
+    The condition is the expected current state (``WHERE id = ? AND state = 'pending'``): of
+    two requests racing to change a row, exactly one sees 1, so exactly one acts.
+    """
+    result = session.execute(statement)
+    assert isinstance(result, CursorResult)  # an UPDATE always answers with a cursor
+    return int(result.rowcount)

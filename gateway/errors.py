@@ -1,12 +1,15 @@
 """One error hierarchy for the whole gateway.
 
-Each error carries an HTTP status and an RFC 9457 problem type; the API renders it as
-``application/problem+json`` and the CLI as one line (``gateway: error: ...``).
+Each error carries an HTTP status, an RFC 9457 problem type and the response headers its
+answer needs (``WWW-Authenticate``, ``Content-Range``, ``Retry-After``), so one renderer
+answers every problem (:mod:`gateway.api.problems`) and the CLI prints any of them as one
+line (``gateway: error: ...``). Nothing here imports Flask: the client uses it too.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 PROBLEM_BASE = "https://gateway.local/problems/"
 
@@ -17,11 +20,15 @@ class GatewayError(Exception):
     status = 500
     slug = "internal-error"
     title = "Internal error"
+    default_headers: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, detail: str, *, headers: Mapping[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
         self.extra = extra
+        self.headers: dict[str, str] = {**self.default_headers, **(headers or {})}
 
     def problem(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -47,6 +54,7 @@ class DigestMismatch(BadRequest):
 
 class Unauthorized(GatewayError):
     status, slug, title = 401, "unauthorized", "Unauthorized"
+    default_headers = {"WWW-Authenticate": 'Bearer realm="gateway"'}
 
 
 class Forbidden(GatewayError):
@@ -70,11 +78,27 @@ class PayloadTooLarge(GatewayError):
 
 
 class RangeNotSatisfiable(GatewayError):
+    """A byte range that starts past the end; the answer names the size in ``Content-Range``."""
+
     status, slug, title = 416, "range-not-satisfiable", "Range not satisfiable"
+
+    def __init__(self, detail: str, *, size: int) -> None:
+        super().__init__(detail, headers={"Content-Range": f"bytes */{size}"}, size=size)
+        self.size = size
 
 
 class Unprocessable(GatewayError):
     status, slug, title = 422, "unprocessable", "Unprocessable content"
+
+
+class TooManyRequests(GatewayError):
+    """Past a rate limit; ``Retry-After`` says in how many seconds to try again."""
+
+    status, slug, title = 429, "too-many-requests", "Too many requests"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(max(0, retry_after))})
+        self.retry_after = retry_after
 
 
 class ServiceUnavailable(GatewayError):

@@ -5,6 +5,11 @@ as the effect it records, so the entry and the effect commit together or not at 
 When the entry cannot be committed the effect does not happen and the client gets
 503 (:func:`fail_closed`). Denials are recorded in a transaction of their own
 (:func:`record_denial`), since they have no effect to share one with.
+
+Who acted is passed in: a :class:`~gateway.caller.Caller` (an actor and the request it
+came through, whose id and client address the entry keeps), a bare
+:class:`~gateway.caller.Actor`, or None for the operator at the CLI. Nothing here knows
+of HTTP or of a web framework.
 """
 
 from __future__ import annotations
@@ -14,67 +19,61 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from flask import g, has_request_context, request
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from gateway.audit import store as audit_store
+from gateway.caller import Actor, Caller
 from gateway.errors import AuditUnavailable, GatewayError
-from gateway.runtime import Gateway
-from gateway.services.identity import Actor
+from gateway.runtime import Runtime
 
 log = logging.getLogger("gateway.events")
 
 CLI_ACTOR = Actor(id="cli", name="operator-cli", org="operator", role="admin")
 
 
-def _request_meta() -> tuple[str | None, str | None]:
-    if not has_request_context():
-        return None, None
-    return getattr(g, "request_id", None), request.remote_addr
-
-
 def record(
-    gw: Gateway,
+    rt: Runtime,
     session: Session,
     action: str,
-    actor: Actor | None,
+    who: Caller | Actor | None,
     *,
     artifact: str | None = None,
     grant: str | None = None,
     subject_org: str | None = None,
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
-) -> Any:
-    """Append one audit entry in ``session``'s transaction; returns the stored entry."""
-    from gateway.audit import store as audit_store
+) -> audit_store.Entry:
+    """Append one audit entry in ``session``'s transaction; returns the stored entry.
 
-    who = actor or CLI_ACTOR
-    request_id, ip = _request_meta()
-    entry = audit_store.append(
+    ``who`` None is the operator at the CLI; an entry has a request id and a client
+    address only when ``who`` is a :class:`Caller` that came through a request.
+    """
+    caller = who if isinstance(who, Caller) else Caller(who or CLI_ACTOR)
+    actor, meta = caller.actor, caller.meta
+    # Looked up on the module at each call, so a test can make the log fail.
+    return audit_store.append(
         session,
-        time=gw.now(),
-        actor=who.id,
-        org=who.org,
-        role=who.role,
+        time=rt.now(),
+        actor=actor.id,
+        org=actor.org,
+        role=actor.role,
         action=action,
         artifact=artifact,
         grant=grant,
         subject_org=subject_org,
         outcome=outcome,
-        request_id=request_id,
-        ip=ip,
+        request_id=meta.request_id if meta is not None else None,
+        ip=meta.ip if meta is not None else None,
         details=details or {},
     )
-    if has_request_context():
-        g.audit_entries = getattr(g, "audit_entries", 0) + 1
-    return entry
 
 
 @contextmanager
-def fail_closed(gw: Gateway) -> Iterator[Session]:
+def fail_closed(rt: Runtime) -> Iterator[Session]:
     """A transaction whose failure to commit (the audit entry included) becomes a 503."""
     try:
-        with gw.db.session() as session:
+        with rt.db.session() as session:
             yield session
     except GatewayError:
         raise
@@ -90,8 +89,8 @@ def fail_closed(gw: Gateway) -> Iterator[Session]:
 
 
 def record_denial(
-    gw: Gateway,
-    actor: Actor,
+    rt: Runtime,
+    who: Caller | Actor,
     action: str,
     reason: str,
     *,
@@ -100,12 +99,12 @@ def record_denial(
     subject_org: str | None = None,
 ) -> None:
     """Record an ``auth.denied`` entry for an authenticated principal, fail-closed."""
-    with fail_closed(gw) as session:
+    with fail_closed(rt) as session:
         record(
-            gw,
+            rt,
             session,
             "auth.denied",
-            actor,
+            who,
             artifact=artifact,
             grant=grant,
             subject_org=subject_org,

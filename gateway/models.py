@@ -1,18 +1,24 @@
 """Metadata models: organisations, principals, tokens, signing keys, uploads, artifacts.
 
-Ids are opaque strings with a short type prefix. Times are stored as naive UTC.
+Ids are opaque strings with a short type prefix. Times are stored as naive UTC. The
+closed sets of values (kinds, roles, states) are string enums: their values
+are the strings stored in the database and shown on the wire, so a member compares equal
+to the column's value.
 """
 
 from __future__ import annotations
 
 import secrets
 from datetime import datetime
+from enum import StrEnum
+from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -23,10 +29,66 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from gateway.db import Base
 
-ORG_KINDS = ("lab", "agency", "oversight", "operator")
-ROLES = ("lab", "evaluator", "auditor", "admin")
+
+class OrgKind(StrEnum):
+    LAB = "lab"
+    AGENCY = "agency"
+    OVERSIGHT = "oversight"
+    OPERATOR = "operator"
+
+
+class Role(StrEnum):
+    LAB = "lab"
+    EVALUATOR = "evaluator"
+    AUDITOR = "auditor"
+    ADMIN = "admin"
+
+
 # Which role a principal of each kind of organisation may hold.
-ROLE_FOR_KIND = {"lab": "lab", "agency": "evaluator", "oversight": "auditor", "operator": "admin"}
+ROLE_FOR_KIND = {
+    OrgKind.LAB: Role.LAB,
+    OrgKind.AGENCY: Role.EVALUATOR,
+    OrgKind.OVERSIGHT: Role.AUDITOR,
+    OrgKind.OPERATOR: Role.ADMIN,
+}
+
+
+class ArtifactKind(StrEnum):
+    WEIGHTS = "weights"
+    CREDENTIAL = "credential"
+
+
+class CustodyType(StrEnum):
+    """The upload's custody key: X25519 (every age release reads it) or the post-quantum hybrid."""
+
+    X25519 = "x25519"
+    MLKEM768X25519 = "mlkem768x25519"
+
+
+class UploadState(StrEnum):
+    OPEN = "open"
+    COMPLETED = "completed"
+    ABORTED = "aborted"
+    TIMED_OUT = "timed_out"
+
+
+class ArtifactState(StrEnum):
+    AVAILABLE = "available"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+class RequestState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    CANCELLED = "cancelled"
+
+
+class GrantState(StrEnum):
+    ACTIVE = "active"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
 
 
 def new_id(prefix: str) -> str:
@@ -86,7 +148,7 @@ class Upload(Base):
     part_size: Mapped[int] = mapped_column(BigInteger)
     max_parts: Mapped[int] = mapped_column(Integer)
     recipient: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # open|completed|aborted|timed_out
+    state: Mapped[str] = mapped_column(String(16), index=True)  # an UploadState
     object_key: Mapped[str] = mapped_column(String(255))
     store_handle: Mapped[str] = mapped_column(Text)
     # The first bytes of part 1 (at most uploads.max_header_bytes): the age header.
@@ -118,6 +180,8 @@ class CustodyKey(Base):
 
 class Artifact(Base):
     __tablename__ = "artifacts"
+    # The order artifacts are listed and paged in (gateway.paging): a page reads its own rows.
+    __table_args__ = (Index("ix_artifacts_listing", "submitted_at", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), unique=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
@@ -128,33 +192,45 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     header_size: Mapped[int] = mapped_column(Integer)
     object_key: Mapped[str] = mapped_column(String(255))
-    state: Mapped[str] = mapped_column(String(16), index=True)  # available|withdrawn|expired
+    state: Mapped[str] = mapped_column(String(16), index=True)  # an ArtifactState
     submitted_at: Mapped[datetime] = mapped_column(DateTime)
     review_ends_at: Mapped[datetime] = mapped_column(DateTime, index=True)
-    manifest: Mapped[dict] = mapped_column(JSON)
+    manifest: Mapped[dict[str, Any]] = mapped_column(JSON)
     signature: Mapped[str] = mapped_column(String(128))
     signing_key: Mapped[str] = mapped_column(String(64))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
+class ArtifactShare(Base):
+    """One agency an artifact is shared with: ``share_with`` as rows, so listings filter in SQL."""
+
+    __tablename__ = "artifact_shares"
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), primary_key=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), primary_key=True, index=True)
+
+
 class AccessRequest(Base):
     __tablename__ = "access_requests"
+    __table_args__ = (Index("ix_access_requests_listing", "created_at", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)  # the evaluator's agency
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"), index=True)
     justification: Mapped[str] = mapped_column(Text)
     duration_hours: Mapped[int | None] = mapped_column(Integer, default=None)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # pending|approved|denied|cancelled
+    state: Mapped[str] = mapped_column(String(16), index=True)  # a RequestState
     created_at: Mapped[datetime] = mapped_column(DateTime)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     decided_by: Mapped[str | None] = mapped_column(String(40), default=None)
     reason: Mapped[str | None] = mapped_column(Text, default=None)
     grant_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # Loaded with the request: whose artifact it is decides who may see and decide it.
+    artifact: Mapped[Artifact] = relationship(lazy="joined", viewonly=True)
 
 
 class Grant(Base):
     __tablename__ = "grants"
+    __table_args__ = (Index("ix_grants_listing", "not_before", "id"),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)
@@ -162,10 +238,18 @@ class Grant(Base):
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"))  # the grantee's agency
     not_before: Mapped[datetime] = mapped_column(DateTime)
     not_after: Mapped[datetime] = mapped_column(DateTime, index=True)
-    state: Mapped[str] = mapped_column(String(16), index=True)  # active|revoked|expired
+    state: Mapped[str] = mapped_column(String(16), index=True)  # a GrantState
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     ended_by: Mapped[str | None] = mapped_column(String(40), default=None)
     # The age header re-written for the grantee's recipient, made once (key release).
     recipient: Mapped[str | None] = mapped_column(Text, default=None)
     header: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     released_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    # Loaded with the grant: whose artifact it is decides who may see and revoke it.
+    artifact: Mapped[Artifact] = relationship(lazy="joined", viewonly=True)
+
+    def state_at(self, now: datetime) -> GrantState:
+        """The state at ``now``, counting an active grant past its ``not_after`` as expired."""
+        if self.state == GrantState.ACTIVE and self.not_after <= now:
+            return GrantState.EXPIRED
+        return GrantState(self.state)

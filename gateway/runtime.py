@@ -1,51 +1,37 @@
 """The gateway's runtime parts, assembled once from the configuration.
 
-One :class:`Gateway` holds the database, object store, master key, audit signer and
-clock. The Flask app carries it (``app.extensions["gateway"]``); the CLI builds one
-directly. Nothing here is global: tests build as many as they like.
+One :class:`Runtime` holds the database, object store, master key, audit signer, URL key
+and clock. The Flask app carries it (``app.extensions["gateway"]``); the CLI builds one
+directly. Nothing here is global: tests build as many as they like. The object store and
+the keys are made on first use, so a command that needs only the database never reads a key.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
+from gateway.audit.note import Signer, load_signer
 from gateway.clock import Clock, SystemClock
 from gateway.config import Config
 from gateway.db import Database
-from gateway.keystore import MasterKey
-
-if TYPE_CHECKING:
-    from gateway.storage import ObjectStore
+from gateway.keystore import MasterKey, read_secret_file
+from gateway.storage import ObjectStore, StorageSettings, make_store
 
 MASTER_KEY_FILE = "master.key"
 AUDIT_KEY_FILE = "audit-signing.key"
 URL_KEY_FILE = "url-signing.key"
 
 
-def storage_settings(config: Config) -> Any:
-    """The object store's settings from the ``[storage]`` section."""
-    from gateway.storage import StorageSettings
-
-    s = config.storage
-    return StorageSettings(
-        backend=s.backend,
-        root=Path(s.root),
-        bucket=s.bucket,
-        audit_bucket=s.audit_bucket,
-        endpoint_url=s.endpoint_url or None,
-        region=s.region,
-        prefix=s.prefix,
-        gateway_principal_arn=s.gateway_principal_arn or None,
-        kms_key_id=s.kms_key_id or None,
-        multipart_abort_days=s.multipart_abort_days,
-        audit_retention_days=s.audit_retention_days,
-        audit_dir=Path(config.audit.archive_dir),
-    )
+def storage_settings(config: Config) -> StorageSettings:
+    """The object store's and audit archive's settings of ``config``."""
+    return StorageSettings.from_config(config)
 
 
-class Gateway:
+class Runtime:
+    """The database, object store, keys and clock of one gateway."""
+
     def __init__(
         self,
         config: Config,
@@ -63,12 +49,14 @@ class Gateway:
     def keys_dir(self) -> Path:
         return Path(self.config.keys.dir)
 
+    @cached_property
+    def storage_settings(self) -> StorageSettings:
+        return StorageSettings.from_config(self.config)
+
     @property
     def store(self) -> ObjectStore:
         if self._store is None:
-            from gateway.storage import make_store
-
-            self._store = make_store(storage_settings(self.config))
+            self._store = make_store(self.storage_settings)
         return self._store
 
     @cached_property
@@ -76,19 +64,19 @@ class Gateway:
         return MasterKey.load(self.keys_dir / MASTER_KEY_FILE)
 
     @cached_property
-    def audit_signer(self) -> Any:
-        from gateway.audit import note
-
-        return note.load_signer(self.keys_dir / AUDIT_KEY_FILE)
+    def audit_signer(self) -> Signer:
+        return load_signer(self.keys_dir / AUDIT_KEY_FILE)
 
     @cached_property
     def url_key(self) -> bytes:
-        from gateway.keystore import read_secret_file
-
         return read_secret_file(self.keys_dir / URL_KEY_FILE)
 
-    def now(self) -> Any:
+    def now(self) -> datetime:
         return self.clock.now()
 
     def close(self) -> None:
         self.db.dispose()
+
+
+Gateway = Runtime
+"""The runtime's former name, still used by the operator CLI, the installer, the server and anchors."""

@@ -2,35 +2,56 @@
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``. Each step is its own transaction and checks state before acting, so
-sweeps are safe to run concurrently and repeatedly.
+sweeps may run repeatedly and concurrently without doing anything twice, with one
+exception: anchors. Sweepers running at once (several workers) can each publish a
+checkpoint of the same size, since a checkpoint's name carries its time.
+
+Each step is guarded: one that fails is logged, counts 0, and does not stop the others;
+the next sweep tries again.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
-from gateway.runtime import Gateway
+from gateway.runtime import Runtime
+from gateway.services import anchor, lifecycle, uploads
 
 log = logging.getLogger("gateway.sweeper")
 
 
-def sweep_once(gw: Gateway) -> dict[str, int]:
-    """One pass; returns what it did, by kind."""
-    from gateway.services import access, anchor, uploads
+def _guarded(what: str, step: Callable[[], dict[str, int]], zero: dict[str, int]) -> dict[str, int]:
+    try:
+        return step()
+    except Exception:  # one failing step must not stop the others; retried next sweep
+        log.exception("sweep step failed: %s; retrying next sweep", what)
+        return zero
 
-    now = gw.now()
-    report = {"uploads_timed_out": uploads.sweep_stale(gw, now)}
-    report.update(access.sweep(gw, now))
-    stale_before = now - timedelta(hours=gw.config.uploads.open_ttl_hours * 2)
-    try:
-        report["orphan_store_uploads"] = gw.store.cleanup_stale_uploads(stale_before)
-    except Exception as exc:  # noqa: BLE001 - cleanup of abandoned store data is best effort
-        log.warning("cleanup of stale store uploads failed: %s", exc)
-        report["orphan_store_uploads"] = 0
-    try:
-        report["anchors_published"] = 1 if anchor.publish(gw) else 0
-    except Exception as exc:  # noqa: BLE001 - retried on the next sweep; the log itself is intact
-        log.error("publishing an audit anchor failed: %s", exc)
-        report["anchors_published"] = 0
+
+def sweep_once(rt: Runtime) -> dict[str, int]:
+    """One pass; returns what it did, by kind."""
+    now = rt.now()
+    stale_before = now - timedelta(hours=rt.config.uploads.open_ttl_hours * 2)
+    report = _guarded(
+        "time out stale uploads",
+        lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
+        {"uploads_timed_out": 0},
+    )
+    report |= _guarded(
+        "expire artifacts and grants",
+        lambda: lifecycle.sweep(rt, now),
+        {"artifacts_expired": 0, "grants_expired": 0},
+    )
+    report |= _guarded(
+        "clean up abandoned store uploads",
+        lambda: {"orphan_store_uploads": rt.store.cleanup_stale_uploads(stale_before)},
+        {"orphan_store_uploads": 0},
+    )
+    report |= _guarded(
+        "publish an audit anchor",
+        lambda: {"anchors_published": 1 if anchor.publish(rt) else 0},
+        {"anchors_published": 0},
+    )
     return report

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from gateway.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import Config
-from gateway.runtime import Gateway
+from gateway.runtime import Runtime
 
 MIB = 1 << 20
 
@@ -46,18 +46,18 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def gw(config: Config, clock: FrozenClock) -> Iterator[Gateway]:
+def rt(config: Config, clock: FrozenClock) -> Iterator[Runtime]:
     from gateway import setup
 
     list(setup.init(config))
-    runtime = Gateway(config, clock=clock)
+    runtime = Runtime(config, clock=clock)
     yield runtime
     runtime.close()
 
 
 @pytest.fixture
-def app(gw: Gateway) -> Flask:
-    return create_app(gw.config, gateway=gw)
+def app(rt: Runtime) -> Flask:
+    return create_app(rt.config, runtime=rt)
 
 
 @pytest.fixture
@@ -88,15 +88,15 @@ SEED = [
 
 
 @pytest.fixture
-def principals(gw: Gateway) -> Principals:
+def principals(rt: Runtime) -> Principals:
     from gateway.services import identity
 
     tokens = {}
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         for short, org, kind, role in SEED:
-            identity.ensure_org(session, org, kind, gw.now())
+            identity.ensure_org(session, org, kind, rt.now())
             token, _ = identity.create_token(
-                session, org=org, role=role, name=short.replace("_", "-"), ttl_days=30, now=gw.now()
+                session, org=org, role=role, name=short.replace("_", "-"), ttl_days=30, now=rt.now()
             )
             tokens[short] = token
     return Principals(tokens)

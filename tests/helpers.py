@@ -11,6 +11,8 @@ from nacl.signing import SigningKey
 
 from gateway import age
 from gateway.manifest import canonical_json
+from gateway.models import Artifact
+from gateway.runtime import Runtime
 
 MIB = 1 << 20
 
@@ -61,3 +63,11 @@ def random_bytes(n: int, seed: int = 0) -> bytes:
         block = hashlib.sha256(block).digest()
         out += block * 64
     return bytes(out[:n])
+
+
+def object_key(rt: Runtime, artifact_id: str) -> str:
+    """Where the store keeps an artifact's ciphertext, as the gateway recorded it."""
+    with rt.db.session() as session:
+        artifact = session.get(Artifact, artifact_id)
+        assert artifact is not None
+        return artifact.object_key

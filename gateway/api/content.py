@@ -1,17 +1,28 @@
-"""Content routes: the re-headered age file (Range honoured), download URLs, signed fetches."""
+"""Content routes: the re-headered age file (Range honoured), download URLs, signed fetches.
+
+HTTP's part of a download is here: which bytes a request asks for (RFC 9110 §14: one
+``bytes=`` range, parsed by Werkzeug; an ``If-Range`` that does not name this content
+strongly sends it whole; other range forms are ignored, as §14.2 allows), and the 200 or
+206 answer with ``Content-Length``, ``Content-Range``, ``Accept-Ranges`` and ``ETag``. What
+is sent, and its audit entry, is :mod:`gateway.services.content`'s.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterator
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, request, url_for
+from flask.typing import ResponseReturnValue
 
-from gateway.api.artifacts import load_artifact
-from gateway.api.common import actor, authenticate_request, gw
-from gateway.app import problem_response
-from gateway.errors import NotFound, RangeNotSatisfiable
-from gateway.models import Artifact
-from gateway.services import content
+from gateway import metrics
+from gateway.api import shapes
+from gateway.api.context import authenticate_request, caller, runtime
+from gateway.api.middleware import request_meta
+from gateway.clock import rfc3339
+from gateway.errors import Forbidden
+from gateway.runtime import Runtime
+from gateway.services import artifacts
+from gateway.services import content as contents
 
 bp = Blueprint("content", __name__)
 
@@ -22,54 +33,103 @@ def _auth() -> None:
         authenticate_request()
 
 
-def _artifact(artifact_id: str) -> Artifact:
-    artifact = load_artifact(artifact_id, "content.read")
-    if artifact is None:
-        raise NotFound(f"artifact {artifact_id} was not found")
-    return artifact
+def _names_this(tag: str) -> bool:
+    """Whether the request's ``If-Range``, if any, names this content (RFC 9110 §13.1.5).
+
+    The comparison is strong: a weak entity tag or a date never matches.
+    """
+    sent = request.headers.get("If-Range")
+    if sent is None:
+        return True
+    return not sent.strip().startswith("W/") and request.if_range.etag == tag
 
 
-def _stream(download: content.Download) -> Response:
+def _wanted(rt: Runtime, content: contents.ContentPlan) -> tuple[int, int] | None:
+    """``(start, end)`` (end exclusive) of the one byte range asked for; None for everything."""
+    if not _names_this(content.tag):
+        return None
+    asked = request.range
+    if asked is None or asked.units != "bytes" or len(asked.ranges) != 1:
+        return None
+    total = content.total
+    start, stop = asked.ranges[0]
+    if start < 0:  # a suffix: the last -start bytes
+        return max(0, total + start), total
+    if start >= total:
+        contents.refuse_range(rt, content, start)
+    return start, total if stop is None else min(stop, total)
+
+
+def _counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """``chunks``, counting the bytes sent; closing it closes the store's reader."""
+    try:
+        for chunk in chunks:
+            metrics.BYTES_OUT.inc(len(chunk))
+            yield chunk
+    finally:
+        close = getattr(chunks, "close", None)
+        if close is not None:
+            close()
+
+
+def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
+    wanted = _wanted(rt, content)
+    start, end = wanted or (0, content.total)
+    headers = {
+        "Content-Length": str(end - start),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{content.tag}"',
+    }
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.total}"
     return Response(
-        download.body,
-        status=download.status,
-        headers=download.headers,
+        _counted(contents.open_range(rt, content, start, end)),
+        status=200 if wanted is None else 206,
+        headers=headers,
         mimetype="application/octet-stream",
         direct_passthrough=True,
     )
 
 
-def _unsatisfiable(exc: RangeNotSatisfiable) -> Response:
-    return problem_response(
-        exc.problem(), exc.status, {"Content-Range": f"bytes */{exc.extra.get('size', '*')}"}
-    )
-
-
 @bp.get("/v1/artifacts/<artifact_id>/content")
-def download(artifact_id: str) -> Response:
-    artifact = _artifact(artifact_id)
-    try:
-        result = content.download(
-            gw(), actor(), artifact, request.headers.get("Range"), request.headers.get("If-Range")
-        )
-    except RangeNotSatisfiable as exc:
-        return _unsatisfiable(exc)
-    return _stream(result)
+def download(artifact_id: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    artifact = artifacts.get(rt, who, artifact_id, "content.read")
+    return _send(rt, contents.plan(rt, who, artifact))
 
 
 @bp.post("/v1/artifacts/<artifact_id>/download-url")
-def download_url(artifact_id: str) -> Any:
-    artifact = _artifact(artifact_id)
-    base = gw().config.server.public_url or request.host_url
-    return content.issue_url(gw(), actor(), artifact, base), 201
-
-
-@bp.get(content.URL_ROUTE + "<artifact_id>")
-def signed(artifact_id: str) -> Response:
-    try:
-        result = content.signed_download(
-            gw(), artifact_id, request.args.to_dict(), request.headers.get("Range")
+def download_url(artifact_id: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    artifact = artifacts.get(rt, who, artifact_id, "content.read")
+    issued = contents.issue_url(rt, who, artifact)
+    url = issued.presigned
+    if url is None:
+        base = rt.config.server.public_url or request.host_url
+        path = url_for(
+            "content.signed",
+            artifact_id=artifact.id,
+            grant=issued.grant,
+            expires=issued.expires,
+            sig=issued.signature,
         )
-    except RangeNotSatisfiable as exc:
-        return _unsatisfiable(exc)
-    return _stream(result)
+        url = base.rstrip("/") + path
+    return {
+        "header": shapes.b64(issued.header),
+        "url": url,
+        "payload_offset": issued.payload_offset,
+        "expires_at": rfc3339(issued.expires_at),
+        "grant": issued.grant,
+    }, 201
+
+
+@bp.get("/download/<artifact_id>")
+def signed(artifact_id: str) -> ResponseReturnValue:
+    args = request.args
+    try:
+        expires = int(args.get("expires", ""))
+    except ValueError:
+        raise Forbidden("the download URL is not valid") from None
+    url = contents.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
+    rt = runtime()
+    return _send(rt, contents.signed_plan(rt, request_meta(), url))

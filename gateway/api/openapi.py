@@ -1,10 +1,15 @@
-"""The OpenAPI 3.1 document of the wire contract (served at ``/v1/openapi.json``)."""
+"""The OpenAPI 3.1 document of the wire contract (served at ``/v1/openapi.json``).
+
+Written by hand, one entry per route; path parameters are named as the routes name them,
+and a test holds the document and the routes to each other in both directions.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from gateway import __version__
+from gateway.models import ArtifactKind, CustodyType
 
 _OBJ = {"type": "object"}
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -72,7 +77,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "get",
-        "/v1/uploads/{id}",
+        "/v1/uploads/{upload_id}",
         "An upload and its stored parts (resume from here)",
         "lab",
         None,
@@ -80,7 +85,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "put",
-        "/v1/uploads/{id}/parts/{n}",
+        "/v1/uploads/{upload_id}/parts/{number}",
         "Store part n (raw bytes, X-Content-SHA256 required)",
         "lab",
         None,
@@ -92,13 +97,13 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "post",
-        "/v1/uploads/{id}/complete",
+        "/v1/uploads/{upload_id}/complete",
         "Complete with a signed manifest",
         "lab",
         {"type": "object", "required": ["manifest", "signature"]},
         {"201": "the artifact", "422": "a completion check failed"},
     ),
-    ("delete", "/v1/uploads/{id}", "Abort an upload", "lab", None, {"204": "aborted"}),
+    ("delete", "/v1/uploads/{upload_id}", "Abort an upload", "lab", None, {"204": "aborted"}),
     (
         "get",
         "/v1/artifacts",
@@ -107,10 +112,17 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         None,
         {"200": "items, next_cursor"},
     ),
-    ("get", "/v1/artifacts/{id}", "One artifact", "any with access", None, {"200": "the artifact"}),
+    (
+        "get",
+        "/v1/artifacts/{artifact_id}",
+        "One artifact",
+        "any with access",
+        None,
+        {"200": "the artifact"},
+    ),
     (
         "delete",
-        "/v1/artifacts/{id}",
+        "/v1/artifacts/{artifact_id}",
         "Withdraw: revoke grants, shred the key, delete objects",
         "lab",
         None,
@@ -118,7 +130,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "post",
-        "/v1/artifacts/{id}/access-requests",
+        "/v1/artifacts/{artifact_id}/access-requests",
         "Request access",
         "evaluator",
         {"type": "object", "required": ["justification"]},
@@ -134,7 +146,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "get",
-        "/v1/access-requests/{id}",
+        "/v1/access-requests/{request_id}",
         "One access request",
         "lab, evaluator, auditor, admin",
         None,
@@ -142,18 +154,18 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "post",
-        "/v1/access-requests/{id}/approve",
+        "/v1/access-requests/{request_id}/approve",
         "Approve: creates a grant",
         "lab",
         _OBJ,
         {"201": "the grant"},
     ),
-    ("post", "/v1/access-requests/{id}/deny", "Deny", "lab", _OBJ, {"200": "the request"}),
+    ("post", "/v1/access-requests/{request_id}/deny", "Deny", "lab", _OBJ, {"200": "the request"}),
     ("get", "/v1/grants", "Grants", "any", None, {"200": "items"}),
-    ("delete", "/v1/grants/{id}", "Revoke a grant", "lab, admin", None, {"204": "revoked"}),
+    ("delete", "/v1/grants/{grant_id}", "Revoke a grant", "lab, admin", None, {"204": "revoked"}),
     (
         "get",
-        "/v1/artifacts/{id}/content",
+        "/v1/artifacts/{artifact_id}/content",
         "Download the age file re-headered for the caller (Range honoured)",
         "evaluator",
         None,
@@ -168,7 +180,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "post",
-        "/v1/artifacts/{id}/download-url",
+        "/v1/artifacts/{artifact_id}/download-url",
         "A header and a time-limited URL of the payload",
         "evaluator",
         None,
@@ -176,7 +188,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ),
     (
         "get",
-        "/download/{id}",
+        "/download/{artifact_id}",
         "Payload bytes behind a gateway-signed URL (local backend; grant=, expires=, sig=)",
         "holder of the URL",
         None,
@@ -238,11 +250,14 @@ SCHEMAS: dict[str, Any] = {
         "required": ["name", "kind", "share_with"],
         "properties": {
             "name": {"type": "string", "maxLength": 255},
-            "kind": {"enum": ["weights", "credential"]},
+            "kind": {"enum": [k.value for k in ArtifactKind]},
             "share_with": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "description": {"type": "string"},
             "size": {"type": "integer", "minimum": 1},
-            "recipient_type": {"enum": ["x25519", "mlkem768x25519"], "default": "x25519"},
+            "recipient_type": {
+                "enum": [c.value for c in CustodyType],
+                "default": CustodyType.X25519.value,
+            },
         },
     },
 }
@@ -266,7 +281,12 @@ def _operation(
     params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
     if params:
         op["parameters"] = [
-            {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+            {
+                "name": p,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer" if p == "number" else "string"},
+            }
             for p in params
         ]
     if body is not None:

@@ -2,81 +2,71 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from flask import Blueprint, request
+from flask.typing import ResponseReturnValue
 
-from gateway import events
+from gateway import authz
+from gateway.api import inputs, shapes
 from gateway.api.body import part_body
-from gateway.api.common import actor, authenticate_request, authorize, gw, json_body
+from gateway.api.context import authenticate_request, caller, runtime
 from gateway.errors import BadRequest
-from gateway.models import Upload
-from gateway.services import artifacts, uploads
+from gateway.services import completion, uploads
+from gateway.storage import SHA256_HEX
 
 bp = Blueprint("uploads", __name__, url_prefix="/v1/uploads")
 bp.before_request(authenticate_request)
 
 
-def _load_own(upload_id: str, action: str) -> Upload:
-    with gw().db.session() as session:
-        upload = session.get(Upload, upload_id)
-    if upload is None:
-        authorize(action, False, what=f"upload {upload_id}")
-        raise AssertionError("unreachable")  # pragma: no cover - authorize raises for foreign
-    authorize(action, upload.org == actor().org, what=f"upload {upload_id}", subject_org=upload.org)
-    return upload
-
-
 @bp.post("")
-def create() -> Any:
-    authorize("upload.create", what="an upload")
-    body = json_body()
-    runtime = gw()
-    with events.fail_closed(runtime) as session:
-        upload = uploads.create(runtime, session, actor(), body)
-    return uploads.upload_json(upload, []), 201
+def create() -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    authz.require(rt, who, "upload.create", what="an upload")
+    upload = uploads.create(rt, who, inputs.new_upload(inputs.json_body()))
+    return shapes.upload(upload, []), 201
 
 
 @bp.get("/<upload_id>")
-def show(upload_id: str) -> Any:
-    upload = _load_own(upload_id, "upload.read")
-    with gw().db.session() as session:
-        return uploads.upload_json(upload, uploads.parts_of(session, upload_id))
+def show(upload_id: str) -> ResponseReturnValue:
+    rt = runtime()
+    upload = uploads.get(rt, caller(), upload_id, "upload.read")
+    return shapes.upload(upload, uploads.parts(rt, upload))
+
+
+def _new_part(number: int) -> uploads.NewPart:
+    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
+        raise BadRequest("chunked part bodies are not accepted: send Content-Length")
+    sha256 = request.headers.get("X-Content-SHA256", "").lower()
+    if not SHA256_HEX.match(sha256):
+        raise BadRequest("header X-Content-SHA256 with the part's hex SHA-256 is required")
+    return uploads.NewPart(number, request.content_length or 0, sha256)
 
 
 @bp.put("/<upload_id>/parts/<int(signed=True):number>")
-def put_part(upload_id: str, number: int) -> Any:
-    upload = _load_own(upload_id, "upload.write")
-    runtime = gw()
-    uploads.require_open(runtime, upload)
-    if "chunked" in request.headers.get("Transfer-Encoding", "").lower():
-        raise BadRequest("chunked part bodies are not accepted: send Content-Length")
-    length, sha256 = uploads.check_part_request(
-        upload, number, request.content_length or 0, request.headers.get("X-Content-SHA256")
-    )
+def put_part(upload_id: str, number: int) -> ResponseReturnValue:
+    rt = runtime()
+    upload = uploads.get(rt, caller(), upload_id, "upload.write")
+    uploads.require_open(rt, upload)
+    part = _new_part(number)
+    uploads.check_part(upload, part.number, part.length)
     # The server's own input, read exactly Content-Length bytes by the store (see body.py).
-    body = part_body(request.environ, length)
+    body = part_body(request.environ, part.length)
     try:
-        part = uploads.store_part(runtime, upload, number, length, sha256, body)
+        stored = uploads.store_part(rt, upload, part, body)
     finally:
         body.close()
-    return {"number": part.number, "size": part.size, "sha256": part.sha256}
+    return shapes.part(stored)
 
 
 @bp.post("/<upload_id>/complete")
-def complete(upload_id: str) -> Any:
-    _load_own(upload_id, "upload.write")
-    body = json_body()
-    runtime = gw()
-    artifact = uploads.complete(runtime, upload_id, actor(), body)
-    return artifacts.artifact_json(artifact), 201
+def complete(upload_id: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    uploads.get(rt, who, upload_id, "upload.write")
+    done = inputs.completion(inputs.json_body())
+    return shapes.artifact(completion.complete(rt, who, upload_id, done)), 201
 
 
 @bp.delete("/<upload_id>")
-def abort(upload_id: str) -> Any:
-    upload = _load_own(upload_id, "upload.write")
-    runtime = gw()
-    uploads.require_open(runtime, upload)
-    with events.fail_closed(runtime) as session:
-        uploads.abort(runtime, session, uploads.get_upload(session, upload_id), actor())
+def abort(upload_id: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    uploads.abort(rt, who, uploads.get(rt, who, upload_id, "upload.write"))
     return "", 204

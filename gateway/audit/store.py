@@ -56,10 +56,26 @@ HEAD_ID = 1
 _INDEX = BigInteger().with_variant(Integer, "sqlite")  # SQLite: the rowid itself
 
 
-class LogIntegrityError(GatewayError):
+class LogError(GatewayError):
+    """Base of the log's own errors; what each means to a client is for its caller to say."""
+
+    slug, title = "audit-log", "Audit log error"
+
+
+class LogIntegrityError(LogError):
     """The stored log lacks a node it must have: the database was damaged or edited."""
 
-    status, slug, title = 500, "audit-integrity", "Audit log integrity error"
+    slug, title = "audit-integrity", "Audit log integrity error"
+
+
+# ProofRangeError and EntryNotFound still derive from BadRequest and NotFound, for the callers
+# that catch those; the API maps them itself and does not rely on it.
+class ProofRangeError(LogError, BadRequest):
+    """A size, index or proof range outside the log."""
+
+
+class EntryNotFound(LogError, NotFound):
+    """No entry at that index."""
 
 
 class Entry(Base):
@@ -262,12 +278,12 @@ def size(session: Session) -> int:
 def _check_size(session: Session, n: int, what: str = "size") -> int:
     current = size(session)
     if not 0 <= n <= current:
-        raise BadRequest(f"{what} {n} is outside the log (0..{current})")
+        raise ProofRangeError(f"{what} {n} is outside the log (0..{current})")
     return current
 
 
 @functools.lru_cache(maxsize=256)
-def _lookup(count: int) -> Select:
+def _lookup(count: int) -> Select[int, int, bytes]:
     """SELECT the subtrees named by ``count`` (level, index) parameter pairs, built once per count.
 
     An OR of primary-key equalities: SQLite searches the key for each (a row-value IN scans).
@@ -310,7 +326,7 @@ def inclusion_proof(session: Session, index: int, size: int) -> list[bytes]:
     """The RFC 9162 inclusion proof of entry ``index`` in the tree of the first ``size`` entries."""
     _check_size(session, size)
     if not 0 <= index < size:
-        raise BadRequest(f"index {index} is not below size {size}")
+        raise ProofRangeError(f"index {index} is not below size {size}")
     nodes = merkle.inclusion_nodes(index, size)
     return nodes.rehash(_hashes(session, nodes.ids))
 
@@ -319,7 +335,7 @@ def consistency_proof(session: Session, old: int, new: int) -> list[bytes]:
     """The RFC 9162 consistency proof from the tree of size ``old`` to the one of size ``new``."""
     _check_size(session, new, "new")
     if not 0 <= old <= new:
-        raise BadRequest(f"old ({old}) must be between 0 and new ({new})")
+        raise ProofRangeError(f"old ({old}) must be between 0 and new ({new})")
     nodes = merkle.consistency_nodes(old, new)
     return nodes.rehash(_hashes(session, nodes.ids))
 
@@ -368,7 +384,7 @@ def leaf(session: Session, index: int) -> bytes:
     """The exact leaf bytes of entry ``index``."""
     value = session.scalar(select(Entry.leaf).where(Entry.index == index))
     if value is None:
-        raise NotFound(f"audit entry {index} not found")
+        raise EntryNotFound(f"audit entry {index} not found")
     return value
 
 

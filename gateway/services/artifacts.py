@@ -1,53 +1,79 @@
-"""Artifacts: what a principal may see of them, according to its role."""
+"""Artifacts: finding one a principal may act on, reading it, listing the ones it may see.
+
+Which artifacts a principal sees is :func:`gateway.authz.scope`'s to say, in SQL: an
+evaluator's list is the artifacts whose ``artifact_shares`` name its agency. An
+evaluator's read of an artifact's metadata is an access, so it is an audit entry.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
+from gateway import authz, events
+from gateway.caller import Actor, Caller
 from gateway.clock import rfc3339
-from gateway.db import page
-from gateway.models import Artifact
-from gateway.services.identity import Actor
+from gateway.errors import Gone
+from gateway.models import Artifact, ArtifactState, Role
+from gateway.paging import Key, Keyset, Page, PageRequest, page
+from gateway.runtime import Runtime
+
+ENDED = (ArtifactState.WITHDRAWN, ArtifactState.EXPIRED)
+
+ORDER = Keyset(
+    Key(Artifact.submitted_at, datetime, descending=True), Key(Artifact.id, str, descending=True)
+)
+"""Newest first (ties by id, the same way, so the listing index is read backwards)."""
 
 
-def artifact_json(a: Artifact) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "name": a.name,
-        "kind": a.kind,
-        "org": a.org,
-        "description": a.description,
-        "size": a.size,
-        "state": a.state,
-        "share_with": a.share_with,
-        "submitted_at": rfc3339(a.submitted_at),
-        "review_ends_at": rfc3339(a.review_ends_at),
-        "ended_at": rfc3339(a.ended_at),
-        "upload": a.upload_id,
-        "manifest": a.manifest,
-        "signature": a.signature,
-    }
+def get(rt: Runtime, caller: Caller, artifact_id: str, action: str) -> Artifact:
+    """The artifact, if ``caller`` may do ``action`` on it; else a recorded 404 or 403."""
+    with rt.db.session() as session:
+        artifact = session.get(Artifact, artifact_id)
+    return authz.require_found(rt, caller, action, artifact, what=f"artifact {artifact_id}")
 
 
-def visible(session: Session, who: Actor, limit: int, offset: int) -> tuple[list[Artifact], bool]:
-    """The artifacts ``who`` may list, newest first, and whether more follow."""
-    query = select(Artifact).order_by(Artifact.submitted_at.desc(), Artifact.id)
-    if who.role == "lab":
-        return page(session, query.where(Artifact.org == who.org), limit, offset)
-    if who.role == "evaluator":
-        # share_with is a JSON list: filter in Python, streaming through the rows.
-        rows = []
-        skipped = 0
-        for a in session.scalars(query).yield_per(500):
-            if who.org in a.share_with:
-                if skipped < offset:
-                    skipped += 1
-                    continue
-                rows.append(a)
-                if len(rows) > limit:
-                    break
-        return rows[:limit], len(rows) > limit
-    return page(session, query, limit, offset)
+def read(rt: Runtime, caller: Caller, artifact: Artifact) -> Artifact:
+    """``artifact`` as its reader sees it; an evaluator's read is recorded first."""
+    if caller.actor.role == Role.EVALUATOR:
+        with events.fail_closed(rt) as session:
+            events.record(
+                rt, session, "artifact.read", caller, artifact=artifact.id, subject_org=artifact.org
+            )
+    return artifact
+
+
+def visible(rt: Runtime, actor: Actor, request: PageRequest) -> Page[Artifact]:
+    """One page of the artifacts ``actor`` may see, newest first."""
+    query = select(Artifact).where(authz.scope(actor, Artifact))
+    with rt.db.session() as session:
+        return page(session, query, ORDER, request)
+
+
+def require_available(rt: Runtime, caller: Caller, action: str, artifact: Artifact) -> None:
+    """410 (recorded) for an artifact withdrawn, expired, or past its review window."""
+    if artifact.state in ENDED:
+        authz.refuse(
+            rt,
+            caller,
+            action,
+            f"artifact {artifact.state}",
+            Gone(
+                f"artifact {artifact.id} was {artifact.state} at {rfc3339(artifact.ended_at)}; "
+                "its key has been shredded"
+            ),
+            subject=artifact,
+        )
+    if artifact.review_ends_at <= rt.now():
+        authz.refuse(
+            rt,
+            caller,
+            action,
+            "review window ended",
+            Gone(
+                f"the review window of artifact {artifact.id} ended at "
+                f"{rfc3339(artifact.review_ends_at)}"
+            ),
+            subject=artifact,
+        )

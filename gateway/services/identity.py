@@ -1,7 +1,9 @@
-"""Organisations, principals and bearer tokens.
+"""Organisations, principals and bearer tokens; a principal's recipient and signing keys.
 
 A token is ``gw_`` followed by 43 URL-safe characters (32 random bytes). It is shown
 once; only its SHA-256 is stored. Lookup is by that hash, then a constant-time compare.
+The operator's functions (organisations, tokens) work in the caller's session, so the
+CLI records each in the same transaction; a principal's own work in their own.
 """
 
 from __future__ import annotations
@@ -17,31 +19,34 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway import age
+from gateway.caller import Actor, Caller
 from gateway.errors import BadRequest, Conflict, NotFound, Unauthorized
-from gateway.models import (
-    ORG_KINDS,
-    ROLE_FOR_KIND,
-    ROLES,
-    Org,
-    Principal,
-    SigningKey,
-    Token,
-    new_id,
-)
+from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal, Role, SigningKey, Token, new_id
+from gateway.runtime import Runtime
 
 TOKEN_PREFIX = "gw_"  # noqa: S105 - a prefix, not a secret
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
-class Actor:
-    """The authenticated principal of a request (or the operator at the CLI)."""
+class Profile:
+    """A principal as it sees itself: name, org, role, registered recipient and signing key."""
 
-    id: str
     name: str
     org: str
     role: str
-    recipient: str | None = None
+    recipient: str | None
+    signing_key: str | None
+
+
+@dataclass(frozen=True)
+class OrgSigningKey:
+    """A signing key an organisation registered, and the name of the principal who did."""
+
+    public_key: str
+    principal: str
+    created_at: datetime
 
 
 def hash_token(token: str) -> str:
@@ -59,8 +64,8 @@ def check_name(value: str, what: str) -> str:
 
 def create_org(session: Session, name: str, kind: str, now: datetime) -> Org:
     check_name(name, "organisation name")
-    if kind not in ORG_KINDS:
-        raise BadRequest(f"organisation kind must be one of {', '.join(ORG_KINDS[:3])}")
+    if kind not in set(OrgKind):
+        raise BadRequest(f"organisation kind must be one of {', '.join(OrgKind)}")
     if session.get(Org, name) is not None:
         raise Conflict(f"organisation {name} already exists")
     org = Org(name=name, kind=kind, created_at=now)
@@ -87,16 +92,17 @@ def create_token(
     session: Session, *, org: str, role: str, name: str, ttl_days: int, now: datetime
 ) -> tuple[str, Principal]:
     """Create (or reuse) principal ``name`` in ``org`` and issue it a new token."""
-    if role not in ROLES:
-        raise BadRequest(f"role must be one of {', '.join(ROLES)}")
+    if role not in set(Role):
+        raise BadRequest(f"role must be one of {', '.join(Role)}")
     check_name(name, "principal name")
     if ttl_days < 1:
-        raise BadRequest("--ttl-days must be at least 1")
+        raise BadRequest("a token's lifetime must be at least 1 day")
     the_org = get_org(session, org)
-    if ROLE_FOR_KIND[the_org.kind] != role:
+    fits = ROLE_FOR_KIND[OrgKind(the_org.kind)]
+    if fits != role:
         raise BadRequest(
             f"role {role} does not fit organisation {org} (a {the_org.kind}: "
-            f"its principals are {ROLE_FOR_KIND[the_org.kind]}s)"
+            f"its principals are {fits}s)"
         )
     principal = session.scalars(
         select(Principal).where(Principal.org == org, Principal.name == name)
@@ -118,17 +124,18 @@ def create_token(
     return token, principal
 
 
-def authenticate(session: Session, token: str | None, now: datetime) -> Actor:
+def authenticate(rt: Runtime, token: str | None) -> Actor:
     """The actor a bearer token stands for, or :class:`Unauthorized`."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 128:
         raise Unauthorized("a valid bearer token is required (Authorization: Bearer gw_...)")
     digest = hash_token(token)
-    row = session.scalars(select(Token).where(Token.token_hash == digest)).first()
+    with rt.db.session() as session:
+        row = session.scalars(select(Token).where(Token.token_hash == digest)).first()
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         raise Unauthorized("the bearer token is not valid")
     if row.revoked_at is not None:
         raise Unauthorized("the bearer token has been revoked")
-    if row.expires_at <= now:
+    if row.expires_at <= rt.now():
         raise Unauthorized("the bearer token has expired")
     p = row.principal
     return Actor(id=p.id, name=p.name, org=p.org, role=p.role, recipient=p.recipient)
@@ -148,9 +155,47 @@ def revoke_tokens(session: Session, *, org: str, name: str, now: datetime) -> in
     return len(rows)
 
 
-def register_signing_key(
-    session: Session, actor: Actor, public_key: str, now: datetime
-) -> SigningKey:
+def org_signing_keys(rt: Runtime, org: str) -> list[OrgSigningKey]:
+    """The signing keys in force of ``org``, oldest first, each with its principal's name."""
+    with rt.db.session() as session:
+        get_org(session, org)
+        rows = session.execute(
+            select(SigningKey, Principal.name)
+            .outerjoin(Principal, Principal.id == SigningKey.principal_id)
+            .where(SigningKey.org == org, SigningKey.revoked_at.is_(None))
+            .order_by(SigningKey.created_at, SigningKey.id)
+        ).all()
+    return [
+        OrgSigningKey(key.public_key, key.principal_id if name is None else name, key.created_at)
+        for key, name in rows
+    ]
+
+
+# --- a principal's own identity: its recipient and signing keys ----------------------------
+
+
+def profile(rt: Runtime, caller: Caller) -> Profile:
+    """The caller as it sees itself."""
+    with rt.db.session() as session:
+        return _profile(session, caller.actor, None)
+
+
+def set_recipient(rt: Runtime, caller: Caller, recipient: str) -> Profile:
+    """Register the age recipient released keys go to (an evaluator's)."""
+    try:
+        parsed = age.parse_recipient(recipient)
+    except age.AgeError as exc:
+        raise BadRequest(f"recipient is not an age recipient: {exc}") from None
+    with rt.db.session() as session:
+        _principal(session, caller.actor).recipient = str(parsed)
+        return _profile(session, caller.actor, None)
+
+
+def register_signing_key(rt: Runtime, caller: Caller, public_key: str) -> Profile:
+    """Register an Ed25519 key that manifests of the caller's org may be signed with (a lab's).
+
+    A key the org already registered is not registered twice; the profile shows it.
+    """
     try:
         raw = base64.b64decode(public_key, validate=True)
     except (ValueError, TypeError):
@@ -158,37 +203,47 @@ def register_signing_key(
     if len(raw) != 32:
         raise BadRequest("public_key must be a 32-byte Ed25519 public key, base64-encoded")
     canonical = base64.b64encode(raw).decode()
-    existing = session.scalars(
-        select(SigningKey).where(SigningKey.org == actor.org, SigningKey.public_key == canonical)
-    ).first()
-    if existing is not None:
-        return existing
-    key = SigningKey(
-        id=new_id("key"), org=actor.org, principal_id=actor.id, public_key=canonical, created_at=now
-    )
-    session.add(key)
-    session.flush()
-    return key
+    actor = caller.actor
+    with rt.db.session() as session:
+        key = session.scalars(
+            select(SigningKey).where(
+                SigningKey.org == actor.org, SigningKey.public_key == canonical
+            )
+        ).first()
+        if key is None:
+            key = SigningKey(
+                id=new_id("key"),
+                org=actor.org,
+                principal_id=actor.id,
+                public_key=canonical,
+                created_at=rt.now(),
+            )
+            session.add(key)
+            session.flush()
+        return _profile(session, actor, key)
 
 
-def org_signing_keys(session: Session, org: str) -> list[SigningKey]:
-    get_org(session, org)
-    return list(
-        session.scalars(
-            select(SigningKey)
-            .where(SigningKey.org == org, SigningKey.revoked_at.is_(None))
-            .order_by(SigningKey.created_at, SigningKey.id)
-        )
-    )
-
-
-def set_recipient(session: Session, actor: Actor, recipient: str) -> None:
-    from gateway import age
-
-    try:
-        parsed = age.parse_recipient(recipient)
-    except age.AgeError as exc:
-        raise BadRequest(f"recipient is not an age recipient: {exc}") from None
+def _principal(session: Session, actor: Actor) -> Principal:
     principal = session.get(Principal, actor.id)
-    assert principal is not None
-    principal.recipient = str(parsed)
+    if principal is None:
+        raise NotFound("the principal of this token no longer exists")
+    return principal
+
+
+def _profile(session: Session, actor: Actor, signing_key: SigningKey | None) -> Profile:
+    principal = _principal(session, actor)
+    key = (
+        signing_key
+        or session.scalars(
+            select(SigningKey)
+            .where(SigningKey.principal_id == actor.id, SigningKey.revoked_at.is_(None))
+            .order_by(SigningKey.created_at.desc(), SigningKey.id.desc())
+        ).first()
+    )
+    return Profile(
+        name=principal.name,
+        org=principal.org,
+        role=principal.role,
+        recipient=principal.recipient,
+        signing_key=key.public_key if key is not None else None,
+    )

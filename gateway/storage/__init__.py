@@ -24,10 +24,13 @@ Use::
     for chunk in store.open_read(key, start, end):     # end exclusive
         ...
 
-Errors: :class:`DigestMismatch` and :class:`TruncatedBody` are the client's fault (400,
-nothing kept); :class:`NotFound` / :class:`UploadNotFound` (404); :class:`PartTooLarge`
-(413); :class:`InvalidPart` (the request or the completion does not fit what is stored);
-any other :class:`StorageError` is the store's (503).
+Errors: :class:`DigestMismatch` and :class:`TruncatedBody` are the client's fault (nothing
+kept); :class:`NotFound` (no such object) and :class:`UploadNotFound` (the upload is no
+longer held); :class:`PartTooLarge` (refused before reading); :class:`InvalidPart` (the
+request or the completion does not fit what is stored); any other :class:`StorageError` is
+the store's own failure. What each means to a client is decided in one place,
+:func:`gateway.services.objects.store_errors` (an upload the store no longer holds is 410
+there, the store's own failures 503).
 """
 
 from __future__ import annotations
@@ -36,22 +39,26 @@ import hashlib
 import hmac
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol, runtime_checkable
+
+from gateway.config import Config, StorageConfig
 
 CHUNK = 1 << 20
 """Bytes moved per read or write: the bound on memory per stream."""
 
 MAX_PART_SIZE = 5 << 30
-"""S3's largest part (5 GiB); both backends enforce it so they accept the same uploads."""
+"""S3's largest part (5 GiB); both backends and the upload service enforce it."""
 
 MAX_PART_NUMBER = 10_000
 """S3's highest part number."""
 
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+"""A SHA-256 digest as lower-case hex, as parts are declared and listed."""
+
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # --- errors -----------------------------------------------------------------------------
@@ -105,23 +112,24 @@ class InvalidPart(StorageError):
 
 
 @dataclass(frozen=True)
-class StorageSettings:
-    """Everything a backend needs; built by the config module from ``[storage]``."""
+class StorageSettings(StorageConfig):
+    """Everything a backend needs: the ``[storage]`` settings, and where the local audit archive is.
 
-    backend: str = "local"
-    root: Path = Path("var/objects")
-    bucket: str = "gateway-artifacts"
-    audit_bucket: str = "gateway-audit"
-    endpoint_url: str | None = None
-    region: str = "us-east-1"
-    prefix: str = ""
-    gateway_principal_arn: str | None = None
-    kms_key_id: str | None = None
-    multipart_abort_days: int = 7
-    audit_retention_days: int = 3650
+    Build it from a configuration with :meth:`from_config`; tests build it directly.
+    ``policy_template`` None means the bucket policy packaged with the gateway.
+    """
+
     audit_dir: Path = Path("var/audit")
-    policy_template: Path | None = None
-    """Bucket policy template; ``None`` = ``config/bucket-policy.json`` of this checkout."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "audit_dir", Path(self.audit_dir))
+
+    @classmethod
+    def from_config(cls, config: Config) -> StorageSettings:
+        """The settings of ``config``: its ``[storage]`` section and ``audit.archive_dir``."""
+        section = {f.name: getattr(config.storage, f.name) for f in fields(StorageConfig)}
+        return cls(**section, audit_dir=Path(config.audit.archive_dir))
 
 
 @dataclass(frozen=True)
@@ -223,6 +231,8 @@ class ObjectStore(Protocol):
 
 def make_store(settings: StorageSettings, *, session: Any = None) -> ObjectStore:
     """The backend named by ``settings.backend`` (``session``: a boto3 session to share, for ``s3``)."""
+    # Imported here: each backend imports this module's contract, and only the chosen
+    # backend is loaded (``s3`` brings boto3).
     if settings.backend == "local":
         from gateway.storage.local import LocalStore
 
@@ -256,7 +266,7 @@ def check_part(number: int, offset: int, length: int, sha256_hex: str) -> str:
     if length < 0 or offset < 0:
         raise InvalidPart(f"part {number}: offset and length must not be negative")
     digest = sha256_hex.lower()
-    if not _HEX64.match(digest):
+    if not SHA256_HEX.match(digest):
         raise InvalidPart(f"part {number}: {sha256_hex!r} is not a hex SHA-256")
     return digest
 
@@ -337,6 +347,7 @@ __all__ = [
     "NotFound",
     "ObjectStore",
     "PartTooLarge",
+    "SHA256_HEX",
     "StorageError",
     "StorageSettings",
     "StoredPart",

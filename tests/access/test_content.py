@@ -11,7 +11,8 @@ from pyrage import x25519
 from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.models import Grant
-from gateway.runtime import Gateway
+from gateway.runtime import Runtime
+from tests import helpers
 from tests.access.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
@@ -26,7 +27,7 @@ def config(tmp_path: Path) -> Config:
 
 
 def test_download_decrypts_to_the_labs_plaintext(
-    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals, gw: Gateway
+    evaluator: Evaluator, shared: Shared, granted: dict, principals: Principals, rt: Runtime
 ) -> None:
     r = evaluator.content(shared.artifact)
     assert r.status_code == 200 and r.mimetype == "application/octet-stream"
@@ -41,19 +42,19 @@ def test_download_decrypts_to_the_labs_plaintext(
     ]
     downloads = entries(evaluator.client, principals, action="content.download")
     assert [e["details"]["range"] for e in downloads] == [[0, len(r.data) - 1]] * 2
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         stored = session.get(Grant, granted["id"])
         assert stored.header is not None and r.data.startswith(stored.header)
         assert stored.recipient == evaluator.recipient
 
 
 def test_the_payload_is_the_labs_untouched(
-    evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway
+    evaluator: Evaluator, shared: Shared, granted: dict, rt: Runtime
 ) -> None:
     body = evaluator.content(shared.artifact).data
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         header = session.get(Grant, granted["id"]).header
-    stored = b"".join(gw.store.open_read(f"artifacts/{shared.artifact['upload']}.age"))
+    stored = b"".join(rt.store.open_read(helpers.object_key(rt, shared.artifact["id"])))
     header_size = len(stored) - (len(body) - len(header))
     assert body[len(header) :] == stored[header_size:]
     assert header != stored[:header_size]  # a new header: the custody stanza is not passed on
@@ -256,7 +257,7 @@ def test_an_access_that_cannot_be_logged_does_not_happen(
     evaluator: Evaluator,
     shared: Shared,
     granted: dict,
-    gw: Gateway,
+    rt: Runtime,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from sqlalchemy.exc import OperationalError
@@ -269,7 +270,7 @@ def test_an_access_that_cannot_be_logged_does_not_happen(
     monkeypatch.setattr(store, "append", broken)
     for r in (evaluator.content(shared.artifact), evaluator.url(shared.artifact)):
         assert r.status_code == 503 and r.mimetype == "application/problem+json"
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         assert session.get(Grant, granted["id"]).header is None  # no key was released
     monkeypatch.undo()
     released = evaluator.content(shared.artifact)

@@ -14,7 +14,8 @@ from flask.testing import FlaskClient
 
 from gateway.clock import FrozenClock
 from gateway.models import CustodyKey
-from gateway.runtime import Gateway
+from gateway.runtime import Runtime
+from tests import helpers
 from tests.access.conftest import Evaluator, Shared
 from tests.api.conftest import Lab
 from tests.conftest import make_config
@@ -24,8 +25,8 @@ AUDIT_BUCKET = "access-test-audit"
 
 
 @pytest.fixture
-def gw(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Gateway]:
-    """The shared ``gw`` fixture, with the object store in a moto S3 bucket."""
+def rt(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[Runtime]:
+    """The shared ``rt`` fixture, with the object store in a moto S3 bucket."""
     from moto import mock_aws
 
     from gateway import setup
@@ -51,7 +52,7 @@ def gw(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> I
         s3 = boto3.client("s3", region_name="us-east-1")
         for bucket in (BUCKET, AUDIT_BUCKET):
             s3.delete_bucket_policy(Bucket=bucket)
-        runtime = Gateway(config, clock=clock)
+        runtime = Runtime(config, clock=clock)
         yield runtime
         runtime.close()
 
@@ -64,9 +65,9 @@ def versions(key: str) -> list[dict]:
 
 
 def test_presigned_url_download_and_withdrawal(
-    client: FlaskClient, lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway
+    client: FlaskClient, lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, rt: Runtime
 ) -> None:
-    key = f"artifacts/{shared.artifact['upload']}.age"
+    key = helpers.object_key(rt, shared.artifact["id"])
     assert (
         evaluator.decrypt(evaluator.content(shared.artifact, "bytes=0-").data) == shared.plaintext
     )
@@ -86,21 +87,21 @@ def test_presigned_url_download_and_withdrawal(
         client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
     )
     assert versions(key) == []
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         assert session.query(CustodyKey).count() == 0
     assert evaluator.content(shared.artifact).status_code == 410
     assert evaluator.url(shared.artifact).status_code == 410
 
 
 def test_expiry_deletes_every_version(
-    lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, gw: Gateway, clock: FrozenClock
+    lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, rt: Runtime, clock: FrozenClock
 ) -> None:
     from gateway.sweeper import sweep_once
 
-    key = f"artifacts/{shared.artifact['upload']}.age"
+    key = helpers.object_key(rt, shared.artifact["id"])
     assert evaluator.content(shared.artifact).status_code == 200
-    clock.advance(days=gw.config.access.review_window_days)
-    assert sweep_once(gw)["artifacts_expired"] == 1
+    clock.advance(days=rt.config.access.review_window_days)
+    assert sweep_once(rt)["artifacts_expired"] == 1
     assert versions(key) == []
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         assert session.query(CustodyKey).count() == 0

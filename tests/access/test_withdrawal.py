@@ -12,9 +12,10 @@ from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.errors import Gone
 from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, Upload
-from gateway.runtime import Gateway
+from gateway.runtime import Runtime
 from gateway.services import uploads
 from gateway.sweeper import sweep_once
+from tests import helpers
 from tests.access.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
@@ -28,13 +29,13 @@ def config(tmp_path: Path) -> Config:
     return make_config(tmp_path, **{"access.review_window_days": WINDOW_DAYS})
 
 
-def object_key(shared: Shared) -> str:
-    return f"artifacts/{shared.artifact['upload']}.age"
+def object_key(rt: Runtime, shared: Shared) -> str:
+    return helpers.object_key(rt, shared.artifact["id"])
 
 
-def assert_shredded(gw: Gateway, shared: Shared, state: str) -> None:
+def assert_shredded(rt: Runtime, shared: Shared, state: str) -> None:
     aid = shared.artifact["id"]
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         artifact = session.get(Artifact, aid)
         assert artifact.state == state and artifact.ended_at is not None
         assert session.get(CustodyKey, artifact.upload_id) is None
@@ -42,8 +43,8 @@ def assert_shredded(gw: Gateway, shared: Shared, state: str) -> None:
         grants = session.query(Grant).filter(Grant.artifact_id == aid).all()
         assert grants and all(g.state != "active" and g.header is None for g in grants)
         with pytest.raises(Gone):
-            uploads.custody_identity(gw, session, artifact.upload_id)
-    assert not gw.store.exists(object_key(shared))
+            uploads.custody_identity(rt, session, artifact.upload_id)
+    assert not rt.store.exists(object_key(rt, shared))
 
 
 def no_route_releases(client: FlaskClient, evaluator: Evaluator, shared: Shared) -> None:
@@ -62,7 +63,7 @@ def test_lab_withdraws(
     evaluator: Evaluator,
     shared: Shared,
     granted: dict,
-    gw: Gateway,
+    rt: Runtime,
 ) -> None:
     evaluator.content(shared.artifact)  # the key was released once
     issued = evaluator.url(shared.artifact).get_json()
@@ -71,19 +72,19 @@ def test_lab_withdraws(
         json={"justification": "x"},
         headers=principals.auth("eval2"),
     ).get_json()
-    assert gw.store.exists(object_key(shared))
+    assert rt.store.exists(object_key(rt, shared))
     assert (
         client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).status_code == 204
     )
-    assert_shredded(gw, shared, "withdrawn")
+    assert_shredded(rt, shared, "withdrawn")
     no_route_releases(client, evaluator, shared)
     u = urlparse(issued["url"])
     assert client.get(f"{u.path}?{u.query}").status_code == 410  # an issued URL too
-    with gw.db.session() as session:
+    with rt.db.session() as session:
         assert session.get(AccessRequest, pending["id"]).state == "cancelled"
     withdrawn = entries(client, principals, action="artifact.withdraw")
     assert len(withdrawn) == 1 and withdrawn[0]["details"]["key_shredded"] is True
-    assert withdrawn[0]["details"]["objects_deleted"] == [object_key(shared)]
+    assert withdrawn[0]["details"]["objects_deleted"] == [object_key(rt, shared)]
     assert [e["grant"] for e in entries(client, principals, action="grant.revoke")] == [
         granted["id"]
     ]
@@ -95,13 +96,13 @@ def test_lab_withdraws(
 
 
 def test_only_the_owning_lab_withdraws(
-    client: FlaskClient, principals: Principals, shared: Shared, gw: Gateway
+    client: FlaskClient, principals: Principals, shared: Shared, rt: Runtime
 ) -> None:
     others = (("eval", 403), ("auditor", 403), ("admin", 403), ("lab_b", 404), ("eval_b", 404))
     for who, status in others:
         r = client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth(who))
         assert r.status_code == status, who
-    assert gw.store.exists(object_key(shared))
+    assert rt.store.exists(object_key(rt, shared))
     assert (
         client.get(
             f"/v1/artifacts/{shared.artifact['id']}", headers=principals.auth("lab")
@@ -117,26 +118,28 @@ def test_review_window_ends(
     lab: Lab,
     evaluator: Evaluator,
     shared: Shared,
-    gw: Gateway,
+    rt: Runtime,
     clock: FrozenClock,
 ) -> None:
     req = evaluator.request(shared.artifact, duration_hours=24 * WINDOW_DAYS)
     assert approve(lab, req["id"]).status_code == 201
     assert evaluator.content(shared.artifact).status_code == 200
     clock.advance(days=WINDOW_DAYS - 1)
-    assert sweep_once(gw)["artifacts_expired"] == 0
+    assert sweep_once(rt)["artifacts_expired"] == 0
     clock.advance(days=1)
-    report = sweep_once(gw)
+    report = sweep_once(rt)
     assert report["artifacts_expired"] == 1 and report["grants_expired"] == 0
-    assert_shredded(gw, shared, "expired")
+    assert_shredded(rt, shared, "expired")
     no_route_releases(client, evaluator, shared)
     assert len(denials(client, principals, "artifact expired")) == 3
     expired = entries(client, principals, action="artifact.expire")
-    assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [object_key(shared)]
+    assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [
+        object_key(rt, shared)
+    ]
     assert [e["details"]["cause"] for e in entries(client, principals, action="grant.expire")] == [
         "artifact expired"
     ]
-    assert sweep_once(gw)["artifacts_expired"] == 0  # idempotent
+    assert sweep_once(rt)["artifacts_expired"] == 0  # idempotent
     assert (
         client.get(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth).get_json()["state"]
         == "expired"
@@ -149,20 +152,20 @@ def test_sweeper_expires_grants(
     evaluator: Evaluator,
     shared: Shared,
     granted: dict,
-    gw: Gateway,
+    rt: Runtime,
     clock: FrozenClock,
 ) -> None:
     assert evaluator.content(shared.artifact).status_code == 200
     clock.advance(hours=71, minutes=59)
-    assert sweep_once(gw)["grants_expired"] == 0
+    assert sweep_once(rt)["grants_expired"] == 0
     clock.advance(minutes=1)
-    assert sweep_once(gw)["grants_expired"] == 1
-    with gw.db.session() as session:
+    assert sweep_once(rt)["grants_expired"] == 1
+    with rt.db.session() as session:
         grant = session.get(Grant, granted["id"])
         assert grant.state == "expired" and grant.header is None
     assert [e["grant"] for e in entries(client, principals, action="grant.expire")] == [
         granted["id"]
     ]
     assert evaluator.content(shared.artifact).status_code == 403
-    assert sweep_once(gw)["grants_expired"] == 0
-    assert gw.store.exists(object_key(shared))  # the artifact itself lives on
+    assert sweep_once(rt)["grants_expired"] == 0
+    assert rt.store.exists(object_key(rt, shared))  # the artifact itself lives on

@@ -146,15 +146,15 @@ def test_denials_of_authenticated_principals_are_logged_but_anonymous_401s_are_n
     )
 
 
-def test_admin_actions_are_logged(gw, principals: Principals, client: FlaskClient) -> None:
+def test_admin_actions_are_logged(rt, principals: Principals, client: FlaskClient) -> None:
     from click.testing import CliRunner
 
     from gateway.cli import main
 
     cfg_env = {
-        "GATEWAY_DATABASE_URL": gw.config.database.url,
-        "GATEWAY_KEYS_DIR": gw.config.keys.dir,
-        "GATEWAY_STORAGE_ROOT": gw.config.storage.root,
+        "GATEWAY_DATABASE_URL": rt.config.database.url,
+        "GATEWAY_KEYS_DIR": rt.config.keys.dir,
+        "GATEWAY_STORAGE_ROOT": str(rt.config.storage.root),
     }
     runner = CliRunner(env=cfg_env)
     r = runner.invoke(main, ["admin", "org", "create", "new-agency", "--kind", "agency"])

@@ -52,7 +52,7 @@ def test_too_large_for_ten_thousand_parts_is_refused(lab: Lab) -> None:
     assert r.status_code == 422 and "10000 parts" in r.get_json()["detail"]
 
 
-def test_upload_in_any_order_resend_and_complete(lab: Lab, gw, config) -> None:
+def test_upload_in_any_order_resend_and_complete(lab: Lab, rt, config) -> None:
     plaintext = helpers.random_bytes(12 * MIB + 123)
     up = lab.create()
     data = helpers.age_file(up["recipient"], plaintext)
@@ -71,13 +71,13 @@ def test_upload_in_any_order_resend_and_complete(lab: Lab, gw, config) -> None:
     assert art["share_with"] == ["agency-a"] and art["manifest"]["plaintext"][
         "sha256"
     ] == helpers.sha(plaintext)
-    stored = b"".join(gw.store.open_read(f"artifacts/{up['id']}.age"))
+    stored = b"".join(rt.store.open_read(helpers.object_key(rt, art["id"])))
     assert stored == data
     # A completed upload takes no more parts.
     assert lab.put(up, 1, parts[0]).status_code == 409
 
 
-def test_digest_mismatch_keeps_nothing_and_harms_nothing(lab: Lab, gw) -> None:
+def test_digest_mismatch_keeps_nothing_and_harms_nothing(lab: Lab, rt) -> None:
     up = lab.create()
     good = helpers.random_bytes(up["part_size"], seed=1)
     assert lab.put(up, 1, good).status_code == 200
@@ -197,14 +197,14 @@ def test_roles_and_other_orgs(lab: Lab, principals: Principals) -> None:
 
 
 def _completion_refused(
-    lab: Lab, gw, up: dict, data: bytes, plaintext: bytes, phrase: str, **kw
+    lab: Lab, rt, up: dict, data: bytes, plaintext: bytes, phrase: str, **kw
 ) -> None:
-    before = stored_objects(gw.config)
+    before = stored_objects(rt.config)
     r = kw.pop("response", None) or lab.complete(up, data, plaintext, **kw)
     assert r.status_code == 422, r.get_json()
     assert phrase in r.get_json()["detail"]
-    assert stored_objects(gw.config) == before
-    with gw.db.session() as s:
+    assert stored_objects(rt.config) == before
+    with rt.db.session() as s:
         assert s.get(Upload, up["id"]).state == "open"
     # Nothing was harmed: the honest completion still works afterwards.
     assert lab.complete(up, data, plaintext).status_code == 201
@@ -223,15 +223,15 @@ def _completion_refused(
         ),
     ],
 )
-def test_a_manifest_that_lies_is_422(lab: Lab, gw, change: dict, phrase: str) -> None:
+def test_a_manifest_that_lies_is_422(lab: Lab, rt, change: dict, phrase: str) -> None:
     plaintext = b"weights" * 1000
     up = lab.create()
     data = helpers.age_file(up["recipient"], plaintext)
     lab.put_all(up, data)
-    _completion_refused(lab, gw, up, data, plaintext, phrase, **change)
+    _completion_refused(lab, rt, up, data, plaintext, phrase, **change)
 
 
-def test_parts_sha256_must_match_the_stored_parts(lab: Lab, gw) -> None:
+def test_parts_sha256_must_match_the_stored_parts(lab: Lab, rt) -> None:
     plaintext = b"weights" * 1000
     up = lab.create()
     data = helpers.age_file(up["recipient"], plaintext)
@@ -243,10 +243,10 @@ def test_parts_sha256_must_match_the_stored_parts(lab: Lab, gw) -> None:
         json={"manifest": m, "signature": helpers.sign(m, lab.key)},
         headers=lab.auth,
     )
-    _completion_refused(lab, gw, up, data, plaintext, "parts_sha256", response=r)
+    _completion_refused(lab, rt, up, data, plaintext, "parts_sha256", response=r)
 
 
-def test_a_signature_by_an_unregistered_key_is_422(lab: Lab, gw) -> None:
+def test_a_signature_by_an_unregistered_key_is_422(lab: Lab, rt) -> None:
     from nacl.signing import SigningKey
 
     plaintext = b"weights"
@@ -259,10 +259,10 @@ def test_a_signature_by_an_unregistered_key_is_422(lab: Lab, gw) -> None:
         json={"manifest": m, "signature": helpers.sign(m, SigningKey.generate())},
         headers=lab.auth,
     )
-    _completion_refused(lab, gw, up, data, plaintext, "signature", response=r)
+    _completion_refused(lab, rt, up, data, plaintext, "signature", response=r)
 
 
-def test_a_non_age_file_is_422(lab: Lab, gw) -> None:
+def test_a_non_age_file_is_422(lab: Lab, rt) -> None:
     up = lab.create()
     data = b"PK\x03\x04 this is a zip, not an age file" * 10
     lab.put_all(up, data)
@@ -270,7 +270,7 @@ def test_a_non_age_file_is_422(lab: Lab, gw) -> None:
     assert r.status_code == 422 and "not an age v1 file" in r.get_json()["detail"]
 
 
-def test_an_age_file_for_another_recipient_is_422(lab: Lab, gw) -> None:
+def test_an_age_file_for_another_recipient_is_422(lab: Lab, rt) -> None:
     from gateway import age
 
     up = lab.create()
@@ -281,7 +281,7 @@ def test_an_age_file_for_another_recipient_is_422(lab: Lab, gw) -> None:
     assert r.status_code == 422 and up["recipient"] in r.get_json()["detail"]
 
 
-def test_missing_parts_are_named(lab: Lab, gw) -> None:
+def test_missing_parts_are_named(lab: Lab, rt) -> None:
     plaintext = helpers.random_bytes(11 * MIB)
     up = lab.create()
     data = helpers.age_file(up["recipient"], plaintext)
@@ -292,31 +292,31 @@ def test_missing_parts_are_named(lab: Lab, gw) -> None:
     assert r.status_code == 422 and "parts are missing: 2" in r.get_json()["detail"]
 
 
-def test_abort_discards_parts(lab: Lab, gw) -> None:
+def test_abort_discards_parts(lab: Lab, rt) -> None:
     up = lab.create()
     lab.put(up, 1, b"abc")
     assert lab.client.delete(f"/v1/uploads/{up['id']}", headers=lab.auth).status_code == 204
     body = lab.client.get(f"/v1/uploads/{up['id']}", headers=lab.auth).get_json()
     assert body["state"] == "aborted" and body["parts"] == []
-    assert stored_objects(gw.config) == []
+    assert stored_objects(rt.config) == []
     assert lab.put(up, 1, b"abc").status_code == 410
 
 
-def test_stale_uploads_time_out(lab: Lab, gw, clock) -> None:
+def test_stale_uploads_time_out(lab: Lab, rt, clock) -> None:
     from gateway.sweeper import sweep_once
 
     up = lab.create()
     lab.put(up, 1, b"abc")
-    clock.advance(hours=gw.config.uploads.open_ttl_hours + 1)
+    clock.advance(hours=rt.config.uploads.open_ttl_hours + 1)
     assert lab.put(up, 2, b"abc").status_code == 410
-    assert sweep_once(gw)["uploads_timed_out"] == 1
-    with gw.db.session() as s:
+    assert sweep_once(rt)["uploads_timed_out"] == 1
+    with rt.db.session() as s:
         assert s.get(Upload, up["id"]).state == "timed_out"
         assert s.query(UploadPart).count() == 0
-    assert stored_objects(gw.config) == []
+    assert stored_objects(rt.config) == []
 
 
-def test_fail_closed_when_the_audit_log_cannot_record(lab: Lab, gw, monkeypatch) -> None:
+def test_fail_closed_when_the_audit_log_cannot_record(lab: Lab, rt, monkeypatch) -> None:
     from sqlalchemy.exc import OperationalError
 
     from gateway.audit import store
@@ -332,7 +332,7 @@ def test_fail_closed_when_the_audit_log_cannot_record(lab: Lab, gw, monkeypatch)
     )
     assert r.status_code == 503
     assert "audit" in r.get_json()["detail"]
-    with gw.db.session() as s:
+    with rt.db.session() as s:
         assert s.query(Upload).count() == 0
 
 
@@ -408,7 +408,7 @@ def test_signing_keys_are_listed_for_verifiers(
     )
 
 
-def test_a_post_quantum_custody_key_on_request(lab: Lab, gw) -> None:
+def test_a_post_quantum_custody_key_on_request(lab: Lab, rt) -> None:
     up = lab.create(recipient_type="mlkem768x25519")
     assert up["recipient"].startswith("age1pq1") and up["recipient_type"] == "mlkem768x25519"
     plaintext = b"weights held for years"
@@ -425,18 +425,18 @@ def test_a_post_quantum_custody_key_on_request(lab: Lab, gw) -> None:
     assert r.status_code == 400 and "recipient_type" in r.get_json()["detail"]
 
 
-def test_a_part_for_an_upload_the_store_no_longer_holds_is_410(lab: Lab, gw) -> None:
+def test_a_part_for_an_upload_the_store_no_longer_holds_is_410(lab: Lab, rt) -> None:
     from gateway.models import Upload as UploadRow
 
     up = lab.create()
-    with gw.db.session() as s:
+    with rt.db.session() as s:
         row = s.get(UploadRow, up["id"])
-        gw.store.abort_upload(row.object_key, row.store_handle)  # as a concurrent abort would
+        rt.store.abort_upload(row.object_key, row.store_handle)  # as a concurrent abort would
     r = lab.put(up, 1, b"abc")
     assert r.status_code == 410 and "no longer open" in r.get_json()["detail"]
 
 
-def test_a_failing_object_store_is_503_and_records_nothing(lab: Lab, gw, monkeypatch) -> None:
+def test_a_failing_object_store_is_503_and_records_nothing(lab: Lab, rt, monkeypatch) -> None:
     from gateway.storage import StorageError
 
     up = lab.create()
@@ -444,7 +444,7 @@ def test_a_failing_object_store_is_503_and_records_nothing(lab: Lab, gw, monkeyp
     def full(*args, **kwargs):  # a full disk cannot be caused here: inject it
         raise StorageError("No space left on device")
 
-    monkeypatch.setattr(gw.store, "put_part", full)
+    monkeypatch.setattr(rt.store, "put_part", full)
     r = lab.put(up, 1, b"abc")
     assert r.status_code == 503 and r.mimetype == "application/problem+json"
     assert "No space" not in r.get_json()["detail"]

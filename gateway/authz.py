@@ -1,0 +1,250 @@
+"""Every authorisation decision of the gateway, and the visibility rules of every list.
+
+Three things live here and nowhere else:
+
+- **The table.** ``decide(role, action, own)`` answers ALLOW, DENY (403) or HIDE (404:
+  the object's existence would leak) for a role doing an action on an own or a foreign
+  object. Unknown roles and actions are denied: the policy fails closed.
+- **Ownership.** :func:`owns` says whether an object is "own" for an actor, for every
+  kind of object: an artifact is a lab's when its org made it and an evaluator's when its
+  agency is in ``share_with``; an upload is its org's; an access request and a grant are
+  the owning lab's (through their artifact) and their evaluator's own; an audit entry is
+  the lab's whose artifact it concerns (``subject_org``).
+- **Visibility.** :func:`scope` is the same rule as a SQL predicate over a model, derived
+  from the table (an object is listed when its read action is ALLOW for it), so every list
+  is filtered in the database and the lists, the single reads and the dashboard agree.
+
+:func:`require` asks the table about one action (on one object, or on none) and, on
+refusal, records an ``auth.denied`` entry through :mod:`gateway.events` before raising
+404 or 403. State refusals of the services (a pending request, a revoked grant) go through
+:func:`refuse`, so every denial of an authenticated principal is recorded in one place.
+Object state (grant active, artifact available) is the services' to check.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import NoReturn, TypeVar
+
+from sqlalchemy import ColumnElement, false, select, true
+
+from gateway import events
+from gateway.audit.store import Entry
+from gateway.caller import Actor, Caller
+from gateway.errors import Forbidden, GatewayError, NotFound
+from gateway.models import AccessRequest, Artifact, ArtifactShare, Grant, Role, Upload
+from gateway.runtime import Runtime
+
+
+class Decision(enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"  # 403: the principal may know the object exists
+    HIDE = "hide"  # 404: answering 403 would leak the object's existence
+
+
+A, D, H = Decision.ALLOW, Decision.DENY, Decision.HIDE
+
+# action -> role -> (decision on own object, decision on a foreign object)
+_TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
+    "me.read": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
+    "me.signing_key": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "me.recipient": {"lab": (D, D), "evaluator": (A, A), "auditor": (D, D), "admin": (D, D)},
+    "org.signing_keys": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
+    "upload.create": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "upload.read": {"lab": (A, H), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "upload.write": {"lab": (A, H), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "artifact.list": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
+    "artifact.read": {"lab": (A, H), "evaluator": (A, H), "auditor": (A, A), "admin": (A, A)},
+    "artifact.withdraw": {"lab": (A, H), "evaluator": (D, H), "auditor": (D, D), "admin": (D, D)},
+    "access.request": {"lab": (D, H), "evaluator": (A, H), "auditor": (D, D), "admin": (D, D)},
+    "access.list": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
+    "access.read": {"lab": (A, H), "evaluator": (A, H), "auditor": (A, A), "admin": (A, A)},
+    "access.decide": {"lab": (A, H), "evaluator": (D, H), "auditor": (D, D), "admin": (D, D)},
+    "grant.list": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
+    "grant.read": {"lab": (A, H), "evaluator": (A, H), "auditor": (A, A), "admin": (A, A)},
+    "grant.revoke": {"lab": (A, H), "evaluator": (D, H), "auditor": (D, D), "admin": (A, A)},
+    "content.read": {"lab": (D, H), "evaluator": (A, H), "auditor": (D, D), "admin": (D, D)},
+    "audit.read_all": {"lab": (D, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
+    "audit.read_own": {"lab": (A, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
+    "audit.proof": {"lab": (A, A), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
+    "admin.manage": {"lab": (D, D), "evaluator": (D, D), "auditor": (D, D), "admin": (A, A)},
+}
+
+ACTIONS = tuple(_TABLE)
+
+Owned = Artifact | Upload | AccessRequest | Grant | Entry
+"""Every kind of object a principal may own."""
+
+OWNED_KINDS: tuple[type[Owned], ...] = (Artifact, Upload, AccessRequest, Grant, Entry)
+
+READ_ACTION: dict[type[Owned], str] = {
+    Artifact: "artifact.read",
+    Upload: "upload.read",
+    AccessRequest: "access.read",
+    Grant: "grant.read",
+    Entry: "audit.read_own",
+}
+"""The action that decides whether a principal may see an object of each kind (and list it)."""
+
+T = TypeVar("T", bound=Owned)
+
+
+def decide(role: str, action: str, own: bool = True) -> Decision:
+    """The decision for ``role`` doing ``action`` on an own or a foreign object."""
+    rules = _TABLE.get(action)
+    if rules is None or role not in rules:
+        return Decision.DENY
+    return rules[role][0 if own else 1]
+
+
+# --- ownership, in Python (one object) and in SQL (a list) --------------------------------
+
+
+def owns(actor: Actor, obj: Owned) -> bool:
+    """Whether ``obj`` is "own" for ``actor`` (what "own" means is listed at the top)."""
+    if isinstance(obj, Artifact):
+        if actor.role == Role.LAB:
+            return obj.org == actor.org
+        if actor.role == Role.EVALUATOR:
+            return actor.org in obj.share_with
+        return True
+    if isinstance(obj, Upload):
+        return obj.org == actor.org
+    if isinstance(obj, AccessRequest | Grant):
+        if actor.role == Role.LAB:
+            return obj.artifact.org == actor.org
+        if actor.role == Role.EVALUATOR:
+            return _principal(obj) == actor.id
+        return True
+    return obj.subject_org == actor.org
+
+
+def _principal(obj: AccessRequest | Grant) -> str:
+    return obj.principal_id if isinstance(obj, AccessRequest) else obj.grantee_id
+
+
+def _owned_sql(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
+    """:func:`owns` as a SQL predicate over ``model``'s rows."""
+    labs_artifacts = select(Artifact.id).where(Artifact.org == actor.org)
+    if model is Artifact:
+        if actor.role == Role.LAB:
+            return Artifact.org == actor.org
+        if actor.role == Role.EVALUATOR:
+            shared = select(ArtifactShare.artifact_id).where(ArtifactShare.org == actor.org)
+            return Artifact.id.in_(shared)
+        return true()
+    if model is Upload:
+        return Upload.org == actor.org
+    if model is AccessRequest:
+        if actor.role == Role.LAB:
+            return AccessRequest.artifact_id.in_(labs_artifacts)
+        if actor.role == Role.EVALUATOR:
+            return AccessRequest.principal_id == actor.id
+        return true()
+    if model is Grant:
+        if actor.role == Role.LAB:
+            return Grant.artifact_id.in_(labs_artifacts)
+        if actor.role == Role.EVALUATOR:
+            return Grant.grantee_id == actor.id
+        return true()
+    return Entry.subject_org == actor.org
+
+
+def scope(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
+    """The rows of ``model`` that ``actor`` may see, as a SQL predicate every listing applies."""
+    action = READ_ACTION[model]
+    if decide(actor.role, action, own=False) is Decision.ALLOW:
+        return true()
+    if decide(actor.role, action, own=True) is Decision.ALLOW:
+        return _owned_sql(actor, model)
+    return false()
+
+
+# --- enforcement ------------------------------------------------------------------------
+
+
+def require(
+    rt: Runtime, caller: Caller, action: str, obj: Owned | None = None, *, what: str
+) -> None:
+    """Ask the table about ``action`` (on ``obj``, or on nothing in particular).
+
+    On refusal, record ``auth.denied`` and raise 404 (HIDE) or 403 (DENY); ``what``
+    names the object in the answer.
+    """
+    own = True if obj is None else owns(caller.actor, obj)
+    _enforce(rt, caller, action, own, what, obj)
+
+
+def require_found(rt: Runtime, caller: Caller, action: str, obj: T | None, *, what: str) -> T:
+    """``obj``, if ``caller`` may do ``action`` on it; a missing object is 404.
+
+    A missing object is refused as a foreign one would be (so a missing id and another
+    org's id answer alike), and is 404 even where the table allows foreign objects.
+    """
+    if obj is None:
+        _enforce(rt, caller, action, False, what, None)
+        raise NotFound(f"{what} was not found")
+    _enforce(rt, caller, action, owns(caller.actor, obj), what, obj)
+    return obj
+
+
+def _enforce(
+    rt: Runtime, caller: Caller, action: str, own: bool, what: str, obj: Owned | None
+) -> None:
+    role = caller.actor.role
+    decision = decide(role, action, own)
+    if decision is Decision.ALLOW:
+        return
+    if decision is Decision.HIDE:
+        refuse(rt, caller, action, "hidden", NotFound(f"{what} was not found"), subject=obj)
+    refuse(
+        rt,
+        caller,
+        action,
+        "forbidden",
+        Forbidden(f"a principal with role {role} may not do {action} on {what}"),
+        subject=obj,
+    )
+
+
+def refuse(
+    rt: Runtime,
+    caller: Caller,
+    action: str,
+    reason: str,
+    error: GatewayError,
+    *,
+    subject: Owned | None = None,
+) -> NoReturn:
+    """Record the refusal of ``action`` as ``auth.denied`` (with ``reason``), then raise ``error``.
+
+    ``subject`` names what was refused in the entry: its artifact, its grant, and the org
+    that owns it (whose lab then sees the refusal in its own audit view).
+    """
+    artifact, grant, org = _subject(subject)
+    events.record_denial(
+        rt, caller, action, reason, artifact=artifact, grant=grant, subject_org=org
+    )
+    raise error
+
+
+def forbid(
+    rt: Runtime, caller: Caller, action: str, reason: str, detail: str, *, subject: Owned
+) -> NoReturn:
+    """A recorded 403 for a state refusal (no grant, pending, denied, revoked, expired)."""
+    refuse(rt, caller, action, reason, Forbidden(detail, reason=reason), subject=subject)
+
+
+def _subject(obj: Owned | None) -> tuple[str | None, str | None, str | None]:
+    """``(artifact id, grant id, owning org)`` of a refused object, for its audit entry."""
+    if isinstance(obj, Artifact):
+        return obj.id, None, obj.org
+    if isinstance(obj, Upload):
+        return None, None, obj.org
+    if isinstance(obj, AccessRequest):
+        return obj.artifact_id, None, obj.artifact.org
+    if isinstance(obj, Grant):
+        return obj.artifact_id, obj.id, obj.artifact.org
+    if isinstance(obj, Entry):
+        return obj.artifact, obj.grant, obj.subject_org
+    return None, None, None
