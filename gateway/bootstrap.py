@@ -24,8 +24,9 @@ from gateway.config import Config
 from gateway.keystore import MasterKey, write_secret_file
 from gateway.migrations import upgrade
 from gateway.models import Principal
-from gateway.runtime import AUDIT_KEY_FILE, MASTER_KEY_FILE, URL_KEY_FILE, Gateway, storage_settings
+from gateway.runtime import AUDIT_KEY_FILE, MASTER_KEY_FILE, URL_KEY_FILE, Runtime
 from gateway.services import identity
+from gateway.storage import StorageSettings
 from gateway.storage.provision import provision
 
 OPERATOR_ORG = "operator"
@@ -39,9 +40,9 @@ DEMO = {
 
 
 @contextmanager
-def opened(config: Config) -> Iterator[Gateway]:
+def opened(config: Config) -> Iterator[Runtime]:
     """The gateway's runtime for one command, closed when it is done."""
-    gw = Gateway(config)
+    gw = Runtime(config)
     try:
         yield gw
     finally:
@@ -82,7 +83,7 @@ def init(config: Config) -> Iterator[str]:
         yield f"created URL signing key {keys / URL_KEY_FILE}"
     migrate(config.database.url)
     yield f"database ready at {shown_url(config.database.url)}"
-    provision(storage_settings(config))
+    provision(StorageSettings.from_config(config))
     where = (
         config.storage.root
         if config.storage.backend == "local"
@@ -93,7 +94,7 @@ def init(config: Config) -> Iterator[str]:
         identity.ensure_org(session, OPERATOR_ORG, "operator", gw.now())
 
 
-def create_org(gw: Gateway, name: str, kind: str) -> None:
+def create_org(gw: Runtime, name: str, kind: str) -> None:
     """Organisation ``name`` of ``kind``, recorded as ``admin.org.create``."""
     with events.fail_closed(gw) as session:
         identity.create_org(session, name, kind, gw.now())
@@ -101,7 +102,7 @@ def create_org(gw: Gateway, name: str, kind: str) -> None:
 
 
 def _issue(
-    gw: Gateway, session: Session, org: str, role: str, name: str, ttl_days: int, **extra: Any
+    gw: Runtime, session: Session, org: str, role: str, name: str, ttl_days: int, **extra: Any
 ) -> str:
     """A new token for principal ``name`` of ``org`` (made if new), recorded in ``session``."""
     token, principal = identity.create_token(
@@ -119,13 +120,13 @@ def _issue(
     return token
 
 
-def create_token(gw: Gateway, org: str, role: str, name: str, ttl_days: int) -> str:
+def create_token(gw: Runtime, org: str, role: str, name: str, ttl_days: int) -> str:
     """A new bearer token for principal ``name`` of ``org``, recorded as ``admin.token.create``."""
     with events.fail_closed(gw) as session:
         return _issue(gw, session, org, role, name, ttl_days)
 
 
-def revoke_tokens(gw: Gateway, org: str, name: str) -> int:
+def revoke_tokens(gw: Runtime, org: str, name: str) -> int:
     """Revoke every token of principal ``name`` of ``org`` (``admin.token.revoke``); how many."""
     with events.fail_closed(gw) as session:
         count = identity.revoke_tokens(session, org=org, name=name, now=gw.now())
@@ -137,7 +138,7 @@ def revoke_tokens(gw: Gateway, org: str, name: str) -> int:
     return count
 
 
-def dev_seed(gw: Gateway) -> dict[str, tuple[str, str, str]]:
+def dev_seed(gw: Runtime) -> dict[str, tuple[str, str, str]]:
     """Demo organisations and a fresh development token for each role: ``{role: (org, name, token)}``."""
     out = {}
     with events.fail_closed(gw) as session:

@@ -24,11 +24,6 @@ AUDIT_KEY_FILE = "audit-signing.key"
 URL_KEY_FILE = "url-signing.key"
 
 
-def storage_settings(config: Config) -> StorageSettings:
-    """The object store's and audit archive's settings of ``config``."""
-    return StorageSettings.from_config(config)
-
-
 class Runtime:
     """The database, object store, keys and clock of one gateway."""
 
@@ -76,7 +71,3 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
-
-
-Gateway = Runtime
-"""The runtime's former name, still used by the operator CLI, the installer, the server and anchors."""

@@ -69,10 +69,10 @@ def _start_sweeper(config: Config) -> Any:
 
 
 def _sweep_forever(config: Config, interval: int) -> None:
-    from gateway.runtime import Gateway
+    from gateway.runtime import Runtime
     from gateway.sweeper import sweep_once
 
-    gw = Gateway(config)
+    gw = Runtime(config)
     stop = threading.Event()
     while not stop.wait(interval):
         try:

@@ -47,9 +47,9 @@ def clock() -> FrozenClock:
 
 @pytest.fixture
 def rt(config: Config, clock: FrozenClock) -> Iterator[Runtime]:
-    from gateway import setup
+    from gateway import bootstrap
 
-    list(setup.init(config))
+    list(bootstrap.init(config))
     runtime = Runtime(config, clock=clock)
     yield runtime
     runtime.close()

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from gateway import cli, models
 from gateway.audit import store as audit_store
 from gateway.config import load
-from gateway.runtime import Gateway
+from gateway.runtime import Runtime
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def gateway(config_file: Path, *args: str) -> Result:
 
 def entries(config_file: Path, action: str) -> list[dict[str, Any]]:
     """The audit entries of ``action``, as their leaves say."""
-    gw = Gateway(load(config_file))
+    gw = Runtime(load(config_file))
     try:
         with gw.db.session() as session:
             leaves = [json.loads(leaf) for _, leaf in audit_store.iter_leaves(session)]
@@ -50,7 +50,7 @@ def entries(config_file: Path, action: str) -> list[dict[str, Any]]:
 
 
 def principal_id(config_file: Path, org: str, name: str) -> str:
-    gw = Gateway(load(config_file))
+    gw = Runtime(load(config_file))
     try:
         with gw.db.session() as session:
             row = session.query(models.Principal).filter_by(org=org, name=name).one()
@@ -140,8 +140,8 @@ def test_an_unusable_database_is_one_line_and_never_shows_its_password(
 
 
 def test_the_choices_offered_are_the_models_own() -> None:
-    assert set(cli.ORG_KINDS) == set(models.ORG_KINDS) - {"operator"}
-    assert set(cli.ROLES) == set(models.ROLES)
+    assert set(cli.ORG_KINDS) == {k.value for k in models.OrgKind} - {"operator"}
+    assert set(cli.ROLES) == {r.value for r in models.Role}
 
 
 class _Me(BaseHTTPRequestHandler):

@@ -50,7 +50,7 @@ from gateway.audit.leaf import encode_leaf, utc_naive
 from gateway.audit.note import Checkpoint, Signer
 from gateway.audit.note import sign_checkpoint as sign_checkpoint_note
 from gateway.db import Base
-from gateway.errors import BadRequest, GatewayError, NotFound
+from gateway.errors import GatewayError
 
 HEAD_ID = 1
 _INDEX = BigInteger().with_variant(Integer, "sqlite")  # SQLite: the rowid itself
@@ -68,13 +68,11 @@ class LogIntegrityError(LogError):
     slug, title = "audit-integrity", "Audit log integrity error"
 
 
-# ProofRangeError and EntryNotFound still derive from BadRequest and NotFound, for the callers
-# that catch those; the API maps them itself and does not rely on it.
-class ProofRangeError(LogError, BadRequest):
+class ProofRangeError(LogError):
     """A size, index or proof range outside the log."""
 
 
-class EntryNotFound(LogError, NotFound):
+class EntryNotFound(LogError):
     """No entry at that index."""
 
 

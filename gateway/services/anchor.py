@@ -25,15 +25,15 @@ from datetime import datetime, timedelta
 
 from gateway.audit import merkle, note, verify
 from gateway.audit import store as audit_store
-from gateway.runtime import Gateway, storage_settings
+from gateway.runtime import Runtime
 from gateway.storage.archive import AuditArchive, make_archive
 
 SEGMENT = 10_000
 _CHECKPOINT = re.compile(r"^checkpoint-(\d{12})-(\d{8}T\d{6}Z)\.txt$")
 
 
-def archive(gw: Gateway) -> AuditArchive:
-    return make_archive(storage_settings(gw.config))
+def archive(gw: Runtime) -> AuditArchive:
+    return make_archive(gw.storage_settings)
 
 
 def published(names: list[str]) -> list[tuple[int, datetime, str]]:
@@ -46,7 +46,7 @@ def published(names: list[str]) -> list[tuple[int, datetime, str]]:
     return sorted(out)
 
 
-def publish(gw: Gateway, *, force: bool = False) -> str | None:
+def publish(gw: Runtime, *, force: bool = False) -> str | None:
     """Publish an anchor if one is due (or ``force``); returns the checkpoint's name, if any."""
     cfg = gw.config.audit
     target = archive(gw)
@@ -82,7 +82,7 @@ class AnchorReport:
     message: str
 
 
-def check_published(gw: Gateway, verifier_key: str | None = None) -> AnchorReport:
+def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorReport:
     """Check the live log against every published checkpoint.
 
     Each published checkpoint's signature is checked, then the live log's leaves are

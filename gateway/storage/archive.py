@@ -26,7 +26,7 @@ from typing import Protocol, runtime_checkable
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.storage import InvalidKey, NotFound, StorageError, StorageSettings
+from gateway.storage.base import InvalidKey, NotFound, StorageError, StorageSettings
 from gateway.storage.s3 import error_code, make_client, wrap
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from gateway.storage import (
+from gateway.storage.base import (
     CHUNK,
     HashingReader,
     InvalidPart,

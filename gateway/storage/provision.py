@@ -33,7 +33,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.storage import StorageError, StorageSettings
+from gateway.storage.base import StorageError, StorageSettings
 from gateway.storage.s3 import error_code, make_client, make_session, wrap
 
 DEFAULT_TEMPLATE = "bucket-policy.json"

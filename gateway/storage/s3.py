@@ -33,7 +33,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.storage import (
+from gateway.storage.base import (
     CHUNK,
     HashingReader,
     InvalidPart,

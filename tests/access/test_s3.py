@@ -29,7 +29,7 @@ def rt(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> I
     """The shared ``rt`` fixture, with the object store in a moto S3 bucket."""
     from moto import mock_aws
 
-    from gateway import setup
+    from gateway import bootstrap
 
     for name, value in (
         ("AWS_ACCESS_KEY_ID", "testing"),
@@ -46,7 +46,7 @@ def rt(tmp_path: Path, clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> I
                 "storage.audit_bucket": AUDIT_BUCKET,
             },
         )
-        list(setup.init(config))
+        list(bootstrap.init(config))
         # The provisioned bucket policy (tested in tests/storage) admits only the gateway's
         # own principal, which moto cannot tell apart from this test's: drop it here.
         s3 = boto3.client("s3", region_name="us-east-1")

@@ -15,7 +15,6 @@ from sqlalchemy import select, update
 from gateway.audit import merkle, note, store
 from gateway.audit.merkle import ProofError
 from gateway.db import Database
-from gateway.errors import BadRequest, NotFound
 from tests.audit import reference
 from tests.audit.conftest import ORIGIN, T0, add_entry, fill, make_db
 
@@ -180,9 +179,9 @@ def test_out_of_range_requests_are_refused(db: Database) -> None:
             lambda: store.consistency_proof(s, 4, 3),
             lambda: store.root(s, -1),
         ):
-            with pytest.raises(BadRequest):
+            with pytest.raises(store.ProofRangeError):
                 call()
-        with pytest.raises(NotFound):
+        with pytest.raises(store.EntryNotFound):
             store.leaf(s, 5)
 
 
