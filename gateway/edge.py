@@ -242,6 +242,16 @@ def too_large(limit: int, what: str) -> Problem:
     )
 
 
+def head_too_large(limit: int) -> Problem:
+    return Problem(
+        431,
+        "Request Header Fields Too Large",
+        "header-too-large",
+        "Request header fields too large",
+        f"the request head is larger than this server accepts ({limit} bytes)",
+    )
+
+
 def timed_out(what: str, seconds: float) -> Problem:
     return Problem(
         408,

@@ -32,8 +32,9 @@ from gunicorn.workers.gthread import TConn
 
 from gateway import edge, metrics
 
-#: A part upload goes to a thread once this much of its body (or all of it) has arrived,
-#: so a client trickling its first bytes never holds one.
+#: A part upload goes to an upload thread once this much of its body has arrived, so a
+#: client trickling its first bytes never holds one; a part no larger than this is read
+#: whole in the loop and served by an ordinary request thread.
 PART_START_BYTES = 64 << 10
 #: Longest a refused connection is kept half-open for its client to read the answer.
 LINGER_SECONDS = 2.0
@@ -180,11 +181,11 @@ class Loop:
             conn.scan_from = max(start, len(buf) - 3)
             if len(buf) > limits.max_header_bytes:
                 return self.refuse(
-                    conn, edge.too_large(limits.max_header_bytes, "the request head")
+                    conn, edge.head_too_large(limits.max_header_bytes)
                 )
             return False
         if end + 4 > limits.max_header_bytes:
-            return self.refuse(conn, edge.too_large(limits.max_header_bytes, "the request head"))
+            return self.refuse(conn, edge.head_too_large(limits.max_header_bytes))
         unreader = conn.parser.unreader
         unreader.unread(bytes(buf))
         buf.clear()
@@ -200,34 +201,39 @@ class Loop:
         return self._framing(conn)
 
     def _framing(self, conn: EdgeConn) -> bool:
-        """After the head: how much body the loop reads before a thread takes over."""
+        """After the head: how much body the loop reads before a thread takes over.
+
+        A part larger than :data:`PART_START_BYTES` waits here for that much, then goes to
+        an upload thread; a smaller part is read whole (it is bounded by its length). Any
+        other body is read whole, at most ``max_json_bytes`` raw bytes.
+        """
         req, limits = conn.req, self.limits
         conn.lane = edge.lane_of(req.method, req.path or "")
         reader = req.body.reader
         chunked = isinstance(reader, ChunkedReader)
         length = 0 if chunked else reader.length
+        part = conn.lane == edge.UPLOAD
+        if part and chunked:
+            return self._ready(conn)  # refused by the application, then closed unread
+        if part and length <= PART_START_BYTES:
+            conn.lane = edge.REQUEST  # served like any request: its body is in memory
         if conn.lane == edge.UPLOAD:
-            if chunked or length == 0:
-                return self._ready(conn)
-            conn.need = min(length, PART_START_BYTES)
+            conn.need, conn.phase = PART_START_BYTES, "part"
             conn.guard = limits.guard("receive")
         elif chunked:
-            conn.scanner = edge.ChunkedScanner()
-        elif length > limits.max_json_bytes:
+            conn.scanner, conn.phase = edge.ChunkedScanner(), "body"
+        elif length > limits.max_json_bytes and not part:
             metrics.edge_too_large()
             return self.refuse(conn, edge.too_large(limits.max_json_bytes, "the request body"))
         else:
-            conn.need = length
+            conn.need, conn.phase = length, "body"
         if req._expected_100_continue and (chunked or length > len(conn.inbuf)):
             req._expected_100_continue = False
             _send_quietly(conn.sock, _100_CONTINUE)
-        conn.phase = "part" if conn.lane == edge.UPLOAD else "body"
         conn.deadline = time.monotonic() + limits.body_timeout
-        return (
-            self._body(conn, bytes(conn.inbuf))
-            if conn.phase == "body"
-            else (len(conn.inbuf) >= conn.need and self._ready(conn))
-        )
+        if conn.phase == "body":
+            return self._body(conn, bytes(conn.inbuf))
+        return len(conn.inbuf) >= conn.need and self._ready(conn)
 
     def _body(self, conn: EdgeConn, data: bytes) -> bool:
         if conn.scanner is None:
