@@ -151,7 +151,12 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
         self._advance(conn, None)
 
     def _advance(self, conn: EdgeConn, data: bytes | None) -> None:
-        ready = self.loop.advance(conn, data)
+        try:
+            ready = self.loop.advance(conn, data)
+        except Exception:  # noqa: BLE001 - the loop must outlive one bad connection
+            self.log.exception("closing a connection after an error in the loop")
+            self.loop.close(conn)
+            return
         if ready:
             self.poller.unregister(conn.sock)
             self.loop.remove(conn)
@@ -185,22 +190,25 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
 
     def finish_request(self, conn: EdgeConn, fs: futures.Future[bool]) -> None:
         """Back in the loop: keep the connection for its next request, or close it."""
-        keep = False
         try:
             keep = bool(fs.result()) if not fs.cancelled() else False
         except Exception:  # noqa: BLE001 - handle() logs; here only the connection's fate
             keep = False
         try:
+            if conn.sock.fileno() < 0:  # closed on the way
+                self.nr_conns -= 1
+                return
             conn.sock.setblocking(False)
-        except OSError:
-            keep = False
-        if keep and self.alive:
-            conn.idle(conn.parser.unreader.take_buffered())
-            self._watch(conn)
-        else:
+            if keep and self.alive:
+                conn.idle(conn.parser.unreader.take_buffered())
+                self._watch(conn)
+                return
             self.loop.add(conn)
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._readable, conn))
             self.loop.linger(conn)
+        except Exception:  # noqa: BLE001 - the loop must outlive one bad connection
+            self.log.exception("closing a connection after an error in the loop")
+            self.loop.close(conn)
 
     # -- the threads ------------------------------------------------------------------
 

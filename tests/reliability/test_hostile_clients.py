@@ -83,15 +83,26 @@ def probes_during(edge: Edge, rounds: int = 3, pause: float = 0.3) -> list[dict[
     return results
 
 
-def held_attack(edge: Edge, opening: bytes, trickle: bool, cut_within: float) -> None:
+def report(edge: Edge, what: str, n: int, results: list[dict[str, float]], cut: int) -> None:
+    """One row of the README's reliability table (shown with ``pytest -s``)."""
+    slowest = max(max(r.values()) for r in results)
+    print(
+        f"\n| {what} | {n} | {len(results) * len(results[0])} answered,"
+        f" slowest {slowest * 1000:.0f} ms | {cut} of {n} | {edge.peak_rss_kib() // 1024} MiB |"
+    )
+
+
+def held_attack(edge: Edge, what: str, opening: bytes, trickle: bool, cut_within: float) -> None:
     """Open the crowd, probe while it holds, then check the server closed all of it."""
     crowd = Crowd(edge, opening)
     try:
         if trickle:
             crowd.trickle()
-        probes_during(edge)
+        results = probes_during(edge)
         crowd.stop.set()
-        assert crowd.closed_by_server(cut_within) == CROWD
+        cut = crowd.closed_by_server(cut_within)
+        report(edge, what, CROWD, results, cut)
+        assert cut == CROWD
     finally:
         crowd.close()
     assert max(probe(edge).values()) <= PROBE_LIMIT
@@ -124,7 +135,8 @@ def test_half_sent_request_heads(edge: Edge) -> None:
 
 
 def test_trickled_request_heads(edge: Edge) -> None:
-    held_attack(edge, b"GET /healthz HTTP/1.1\r\nX-Pad: ", trickle=True, cut_within=6)
+    opening = b"GET /healthz HTTP/1.1\r\nX-Pad: "
+    held_attack(edge, "a request head, 4 bytes/s", opening, trickle=True, cut_within=6)
 
 
 def test_trickled_json_bodies(edge: Edge) -> None:
@@ -132,14 +144,17 @@ def test_trickled_json_bodies(edge: Edge) -> None:
     opening = head(
         "PUT", "/v1/me/recipient", "Content-Length: 1000", "Content-Type: application/json"
     )
-    held_attack(edge, opening + b'{"recipient": "', trickle=True, cut_within=6)
+    opening += b'{"recipient": "'
+    held_attack(edge, "a 1000-byte JSON body, 4 bytes/s", opening, trickle=True, cut_within=6)
     after = edge.metric("gateway_edge_closed_connections_total", reason="body_timeout")
     assert after - before >= CROWD
 
 
 @pytest.mark.parametrize("authenticated", [True, False], ids=["lab", "anonymous"])
 def test_trickled_part_bodies_keep_nothing(edge: Edge, authenticated: bool) -> None:
-    held_attack(edge, part_head(edge, authenticated), trickle=True, cut_within=6)
+    who = "lab" if authenticated else "anonymous"
+    what = f"a 5 MiB part body, 4 bytes/s ({who})"
+    held_attack(edge, what, part_head(edge, authenticated), trickle=True, cut_within=6)
     assert edge.stored_parts(edge.victim_upload) == []
 
 
@@ -147,8 +162,10 @@ def test_part_bodies_that_stall_after_a_fast_start_keep_nothing(edge: Edge) -> N
     """Past the first bytes a part is read by an upload thread: a stall there is cut too."""
     crowd = Crowd(edge, part_head(edge, True) + helpers.random_bytes(256 << 10), n=8)
     try:
-        probes_during(edge)
-        assert crowd.closed_by_server(8) == 8
+        results = probes_during(edge)
+        cut = crowd.closed_by_server(8)
+        report(edge, "a 5 MiB part body: 256 KiB, then silence (lab)", 8, results, cut)
+        assert cut == 8
     finally:
         crowd.close()
     assert edge.stored_parts(edge.victim_upload) == []
@@ -167,13 +184,14 @@ def test_downloads_that_are_never_read(edge: Edge) -> None:
     for s in crowd.socks:  # the smallest receive window, so the server's sends block soon
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     try:
-        probes_during(edge, rounds=4)
+        results = probes_during(edge, rounds=4)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             cut = edge.metric("gateway_edge_closed_connections_total", reason="send_timeout")
             if cut - before >= CROWD:
                 break
             time.sleep(0.5)
+        report(edge, "a 24 MiB download, never read", CROWD, results, int(cut - before))
         assert cut - before >= CROWD
     finally:
         crowd.close()
@@ -226,9 +244,13 @@ def test_gigabyte_json_bodies_are_refused_unread(edge: Edge, framing: str, piece
     ]
     for t in blasters:
         t.start()
-    probes_during(edge, rounds=2, pause=0.1)
+    results = probes_during(edge, rounds=2, pause=0.1)
     for t in blasters:
         t.join(30)
+    refused = int(edge.metric("gateway_edge_too_large_bodies_total") - before)
+    report(
+        edge, f"a 4 GiB JSON body ({framing.split(':')[0]}), sent at once", CROWD, results, refused
+    )
     assert len(sent) == CROWD
     # each was cut after a few MiB (the limit, what the socket buffers took), not gigabytes
     assert max(sent) < 128 * MIB, sorted(sent)[-5:]
