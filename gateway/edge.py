@@ -17,6 +17,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from gunicorn.http import errors as http_errors
 
@@ -119,12 +120,14 @@ class RateGuard:
     def restart(self) -> None:
         self.window_start = self.clock()
         self.window_bytes = 0
-        self.tripped: Stalled | None = None
+        # Why it tripped, never the exception itself: a kept exception's traceback would
+        # hold the transfer's frames (and their buffers) in a cycle until a GC pass.
+        self.tripped: tuple[str, str] | None = None
 
     def check(self, moved: int = 0) -> None:
         """Count ``moved`` bytes; raise :class:`Stalled` when a finished window fell short."""
         if self.tripped is not None:
-            raise self.tripped
+            raise Stalled(self.tripped[0], self.direction, self.tripped[1])
         self.window_bytes += moved
         if self.min_rate <= 0:
             return
@@ -140,9 +143,9 @@ class RateGuard:
         self.window_start += elapsed
         self.window_bytes = 0
 
-    def trip(self, reason: str, detail: str) -> None:
-        self.tripped = Stalled(reason, self.direction, detail)
-        raise self.tripped
+    def trip(self, reason: str, detail: str) -> NoReturn:
+        self.tripped = (reason, detail)
+        raise Stalled(reason, self.direction, detail)
 
 
 class ChunkedScanner:

@@ -180,9 +180,7 @@ class Loop:
         if end < 0:
             conn.scan_from = max(start, len(buf) - 3)
             if len(buf) > limits.max_header_bytes:
-                return self.refuse(
-                    conn, edge.head_too_large(limits.max_header_bytes)
-                )
+                return self.refuse(conn, edge.head_too_large(limits.max_header_bytes))
             return False
         if end + 4 > limits.max_header_bytes:
             return self.refuse(conn, edge.head_too_large(limits.max_header_bytes))

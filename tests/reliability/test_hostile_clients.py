@@ -127,9 +127,8 @@ def part_head(edge: Edge, authenticated: bool, number: int = 1) -> bytes:
 
 def test_half_sent_request_heads(edge: Edge) -> None:
     before = edge.metric("gateway_edge_closed_connections_total", reason="header_timeout")
-    held_attack(
-        edge, b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Pad: ", trickle=False, cut_within=6
-    )
+    opening = b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nX-Pad: "
+    held_attack(edge, "half a request head, then silence", opening, trickle=False, cut_within=6)
     after = edge.metric("gateway_edge_closed_connections_total", reason="header_timeout")
     assert after - before >= CROWD
 
