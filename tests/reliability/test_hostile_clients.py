@@ -151,10 +151,13 @@ def test_trickled_json_bodies(edge: Edge) -> None:
 
 @pytest.mark.parametrize("authenticated", [True, False], ids=["lab", "anonymous"])
 def test_trickled_part_bodies_keep_nothing(edge: Edge, authenticated: bool) -> None:
+    before = edge.metric("gateway_edge_closed_connections_total", reason="min_rate")
     who = "lab" if authenticated else "anonymous"
     what = f"a 5 MiB part body, 4 bytes/s ({who})"
     held_attack(edge, what, part_head(edge, authenticated), trickle=True, cut_within=6)
     assert edge.stored_parts(edge.victim_upload) == []
+    after = edge.metric("gateway_edge_closed_connections_total", reason="min_rate")
+    assert after - before >= CROWD
 
 
 def test_part_bodies_that_stall_after_a_fast_start_keep_nothing(edge: Edge) -> None:

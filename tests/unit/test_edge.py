@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +17,7 @@ from hypothesis import strategies as st
 from gateway import edge
 from gateway.config import ServerConfig
 from gateway.edge_conn import PART_START_BYTES, EdgeConn, Loop
+from gateway.worker import SendGuard
 
 LIMITS = edge.EdgeLimits.from_config(ServerConfig(max_json_bytes=4096, max_header_bytes=2048))
 
@@ -224,3 +227,65 @@ def test_a_parse_error_is_answered_from_the_loop(h: Harness) -> None:
     assert not h.send(b"GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n")
     status, problem = h.answer()
     assert status == 400 and "Content-Length" in str(problem["detail"])
+
+
+def test_an_idle_kept_alive_connection_is_closed_at_its_deadline(h: Harness) -> None:
+    h.conn.idle(b"")
+    h.loop.sweep(h.conn.deadline - 0.1, stopping=False)
+    assert h.closed == []
+    h.loop.sweep(h.conn.deadline + 0.01, stopping=False)
+    assert h.closed == [h.conn]
+
+
+def test_a_pipelined_request_starts_the_next_head_at_once(h: Harness) -> None:
+    h.conn.idle(b"GET /next HTTP/1.1\r\n\r\n")
+    assert h.conn.phase == "head"
+    assert h.loop.advance(h.conn, b"")
+    assert h.conn.req.path == "/next"
+
+
+# -- the send side ----------------------------------------------------------------------
+
+
+def _pair() -> tuple[socket.socket, socket.socket]:
+    server, client = socket.socketpair()
+    for s in (server, client):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    return server, client
+
+
+def test_a_response_nobody_reads_is_cut_after_the_send_timeout() -> None:
+    server, client = _pair()
+    with server, client:
+        sender = SendGuard(server, edge.RateGuard(0, 10.0, "send", 0.3))
+        start = time.monotonic()
+        with pytest.raises(edge.Stalled) as info:
+            sender.sendall(b"x" * (4 << 20))
+        assert info.value.reason == "timeout" and info.value.direction == "send"
+        assert time.monotonic() - start < 5
+
+
+def test_a_response_read_too_slowly_is_cut_by_the_minimum_rate() -> None:
+    server, client = _pair()
+    stop = threading.Event()
+
+    def slow_reader() -> None:  # for 3 s at most: a guard without the rate rule then times out
+        end = time.monotonic() + 3
+        while not stop.wait(0.02) and time.monotonic() < end:
+            try:
+                client.recv(512)
+            except OSError:
+                return
+
+    reader = threading.Thread(target=slow_reader, daemon=True)
+    reader.start()
+    with server, client:
+        sender = SendGuard(server, edge.RateGuard(1 << 20, 0.3, "send", 5.0))
+        try:
+            with pytest.raises(edge.Stalled) as info:
+                sender.sendall(b"x" * (64 << 20))
+            assert info.value.reason == "min_rate"
+        finally:
+            stop.set()
+            reader.join(5)
