@@ -38,6 +38,7 @@ import selectors
 import socket
 import sys
 import time
+from collections.abc import Callable
 from concurrent import futures
 from datetime import datetime
 from functools import partial
@@ -256,7 +257,7 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
                 resp.force_close()
             if not self.alive:
                 resp.force_close()
-            respiter = self.wsgi(environ, resp.start_response)
+            respiter = self.wsgi(environ, _closing_if_unread(conn, resp))
             try:
                 for item in respiter:
                     resp.write(item)
@@ -295,3 +296,19 @@ class EdgeWorker(ThreadWorker):  # type: ignore[misc]
             client.sendall(edge.problem_response(problem))
         except OSError:
             self.log.debug("Failed to send error message.")
+
+
+def _closing_if_unread(conn: EdgeConn, resp: Any) -> Callable[..., Any]:
+    """``start_response`` that answers ``Connection: close`` when a part body was left unread.
+
+    The connection is closed after such an answer whatever it says; saying so keeps a
+    client from sending its next request on it.
+    """
+
+    def start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+        result = resp.start_response(status, headers, exc_info)
+        if conn.lane == edge.UPLOAD and not conn.body_consumed():
+            resp.force_close()
+        return result
+
+    return start_response

@@ -346,6 +346,13 @@ def test_protocol_errors_are_problem_json(edge: Edge, case: str) -> None:
     assert problem["status"] == status and word.lower() in problem["detail"].lower()
 
 
+def test_a_part_body_left_unread_is_answered_connection_close(edge: Edge) -> None:
+    """The anonymous part is refused before its body is read: the client is told to hang up."""
+    status, headers, body = exchange(edge, part_head(edge, authenticated=False) + b"a" * MIB)
+    assert status == 401 and headers["Connection"] == "close", headers
+    assert edge.stored_parts(edge.victim_upload) == []
+
+
 def test_distinct_methods_do_not_grow_metrics(edge: Edge) -> None:
     def size() -> int:
         return len(requests.get(edge.server.url + "/metrics", timeout=5).content)
