@@ -12,9 +12,9 @@ thread) does all the waiting:
   most ``max_json_bytes`` raw bytes whatever the framing, within ``body_timeout_seconds``,
   and answers 413 past the limit without reading on;
 - a part upload (``PUT /v1/uploads/<id>/parts/<n>``) waits in the loop for its first
-  bytes (:data:`PART_START_BYTES`, or the whole part if smaller), then goes to a thread
-  of its own lane, which reads the rest with a per-read timeout and the minimum rate
-  (:mod:`gateway.api.body`);
+  ``PART_START_BYTES`` (:mod:`gateway.edge_conn`), then goes to a thread of its own
+  lane, which reads the rest with a per-read timeout and the minimum rate
+  (:mod:`gateway.api.body`); a part no larger is read whole like any small body;
 - idle kept-alive connections are closed after ``idle_timeout_seconds``.
 
 Responses are written by the threads with ``send_timeout_seconds`` per write and the
