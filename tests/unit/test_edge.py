@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import threading
@@ -289,3 +290,26 @@ def test_a_response_read_too_slowly_is_cut_by_the_minimum_rate() -> None:
         finally:
             stop.set()
             reader.join(5)
+
+
+def test_bytes_held_across_connections_are_bounded() -> None:
+    limits = dataclasses.replace(LIMITS, max_buffered_bytes=6000)
+    pairs = [socket.socketpair() for _ in range(2)]
+    loop = Loop(limits, lambda conn: None)
+    conns = [EdgeConn(GunicornConfig(), s, ("127.0.0.1", 1), ("", 0), limits) for s, _ in pairs]
+    try:
+        for conn, (_, client) in zip(conns, pairs, strict=True):
+            loop.add(conn)
+            client.sendall(
+                b"POST /v1/uploads HTTP/1.1\r\nContent-Length: 4000\r\n\r\n" + b"a" * 3500
+            )
+            loop.advance(conn, None)
+        assert conns[0].phase == "body"  # the first is still being read
+        assert conns[1].phase == "linger"  # the second went past the budget
+        pairs[1][1].settimeout(2)
+        assert b" 503 " in pairs[1][1].recv(65536).split(b"\r\n")[0]
+        assert loop.buffered == len(conns[0].inbuf)
+    finally:
+        for server, client in pairs:
+            server.close()
+            client.close()
