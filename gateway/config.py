@@ -29,9 +29,21 @@ class ServerConfig:
     port: int = 8080
     workers: int = 1
     threads: int = 8
+    upload_threads: int = 4
+    download_threads: int = 4
     timeout: int = 3600
     public_url: str = ""
     log_level: str = "info"
+    header_timeout_seconds: int = 10
+    idle_timeout_seconds: int = 5
+    body_timeout_seconds: int = 30
+    send_timeout_seconds: int = 30
+    min_rate_bytes_per_second: int = 32768
+    min_rate_grace_seconds: int = 10
+    max_header_bytes: int = 32768
+    max_json_bytes: int = 1 << 20
+    max_buffered_bytes: int = 64 << 20
+    max_connections: int = 1000
 
 
 @dataclass(frozen=True)
@@ -214,6 +226,7 @@ def validate(config: Config) -> None:
         (1 <= config.server.port <= 65535, "server.port: must be between 1 and 65535"),
         (config.server.workers >= 1, "server.workers: must be at least 1"),
         (config.server.threads >= 1, "server.threads: must be at least 1"),
+        *_server_checks(config.server),
         (config.storage.backend in ("local", "s3"), 'storage.backend: must be "local" or "s3"'),
         (
             config.uploads.min_part_size_mib >= 5,
@@ -270,6 +283,45 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"setting {message}")
+
+
+def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
+    """The edge's timeouts and bounds: each must be positive, the bounds within reason."""
+    positive = (
+        "upload_threads",
+        "download_threads",
+        "header_timeout_seconds",
+        "idle_timeout_seconds",
+        "body_timeout_seconds",
+        "send_timeout_seconds",
+        "min_rate_grace_seconds",
+    )
+    checks = [(getattr(s, name) >= 1, f"server.{name}: must be at least 1") for name in positive]
+    lanes = s.threads + s.upload_threads + s.download_threads
+    return [
+        *checks,
+        (s.timeout >= 1, "server.timeout: must be at least 1"),
+        (
+            s.min_rate_bytes_per_second >= 0,
+            "server.min_rate_bytes_per_second: must not be negative",
+        ),
+        (
+            1024 <= s.max_header_bytes <= 1 << 20,
+            "server.max_header_bytes: must be between 1024 and 1048576",
+        ),
+        (
+            1024 <= s.max_json_bytes <= 64 << 20,
+            "server.max_json_bytes: must be between 1024 and 67108864",
+        ),
+        (
+            s.max_buffered_bytes >= s.max_json_bytes + s.max_header_bytes,
+            "server.max_buffered_bytes: must be at least server.max_json_bytes + server.max_header_bytes",
+        ),
+        (
+            s.max_connections > lanes,
+            "server.max_connections: must be more than threads + upload_threads + download_threads",
+        ),
+    ]
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
