@@ -63,8 +63,15 @@ class AsciiIntConverter(IntegerConverter):
     A number of more than 19 digits, or at or past 2^63, is a 400 rather than no route.
     """
 
-    def __init__(self, map: Map, *args: Any, signed: bool = False, **kwargs: Any) -> None:
-        super().__init__(map, *args, signed=signed, **kwargs)
+    def __init__(
+        self,
+        map: Map,
+        fixed_digits: int = 0,
+        min: int | None = None,
+        max: int | None = None,
+        signed: bool = False,
+    ) -> None:
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
         self.regex = r"-?[0-9]+" if signed else r"[0-9]+"
 
     def to_python(self, value: str) -> int:

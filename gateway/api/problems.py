@@ -42,10 +42,10 @@ def gateway_error(exc: GatewayError) -> Response:
     if isinstance(exc, Unauthorized):
         metrics.UNAUTHENTICATED.inc()
     meta = g.get("meta")
-    if isinstance(exc, Forbidden) and isinstance(meta, ClientRequest) and meta.bearerless:
-        # A URL whose signature fails never reaches the log's refusals (which count their own).
-        if "reason" not in exc.extra:
-            metrics.anonymous_refusal("bad signature")
+    bearerless = isinstance(meta, ClientRequest) and meta.bearerless
+    # A signed URL whose signature fails never reaches the log's refusals (which count theirs).
+    if bearerless and isinstance(exc, Forbidden) and "reason" not in exc.extra:
+        metrics.anonymous_refusal("bad signature")
     if exc.status >= 500:
         log.error("request %s failed: %s", _request_id(), exc.detail)
     return problem_response(exc.problem(), exc.status, exc.headers)

@@ -99,8 +99,7 @@ def check_create(rt: Runtime, org: str, size: int | None) -> None:
     if count >= q.open_uploads_per_org:
         raise _refuse(
             "open_uploads",
-            f"organisation {org} has {count} open uploads, its quota; "
-            "complete or abort one first",
+            f"organisation {org} has {count} open uploads, its quota; complete or abort one first",
         )
     if size is not None and _fits_an_upload(rt, size):  # else the upload refuses it: 422
         _check_in_flight(org, flying, size, q.in_flight_gib_per_org)

@@ -109,7 +109,10 @@ def test_repeated_denials_collapse_into_one_entry_and_a_count_when_the_interval_
     first_time = clock.now()
     for n in range(BUDGET):
         clock.advance(seconds=1)
-        assert client.post(f"/v1/artifacts/art_nope{n}/access-requests", headers=eve).status_code == 404
+        assert (
+            client.post(f"/v1/artifacts/art_nope{n}/access-requests", headers=eve).status_code
+            == 404
+        )
     logged = _denials(client, principals)
     assert len(logged) == 1 and "count" not in logged[0]["details"]
     assert metric(client, "gateway_denials_collapsed_total") >= BUDGET - 1
@@ -142,9 +145,9 @@ def test_the_sweeper_records_a_closed_intervals_repeats_once(
 
 def test_refusals_of_expired_or_revoked_signed_urls_are_counted_not_logged(
     lab: Lab,
-    evaluator: Evaluator,
-    granted: dict[str, Any],
-    shared: Shared,
+    evaluator: Evaluator,  # noqa: F811 - the imported fixtures
+    granted: dict[str, Any],  # noqa: F811 - the imported fixtures
+    shared: Shared,  # noqa: F811 - the imported fixtures
     clock: FrozenClock,
     principals: Principals,
 ) -> None:

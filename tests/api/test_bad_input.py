@@ -146,7 +146,10 @@ def test_a_lone_surrogate_in_an_upload_name_is_400_and_leaves_no_staging_folder(
     ],
 )
 def test_a_lone_surrogate_anywhere_in_an_access_request_is_400(
-    client: FlaskClient, principals: Principals, shared: Shared, raw: bytes
+    client: FlaskClient,
+    principals: Principals,
+    shared: Shared,  # noqa: F811 - the imported fixtures
+    raw: bytes,
 ) -> None:
     path = f"/v1/artifacts/{shared.artifact['id']}/access-requests"
     body = problem(send_raw(client, "POST", path, raw, principals.auth("eval")), 400)
@@ -175,7 +178,11 @@ def test_a_lone_surrogate_in_the_manifest_at_completion_is_400(lab: Lab) -> None
     ],
 )
 def test_numbers_and_keys_json_does_not_allow_are_400(
-    client: FlaskClient, principals: Principals, shared: Shared, raw: bytes, words: str
+    client: FlaskClient,
+    principals: Principals,
+    shared: Shared,  # noqa: F811 - the imported fixtures
+    raw: bytes,
+    words: str,
 ) -> None:
     path = f"/v1/artifacts/{shared.artifact['id']}/access-requests"
     body = problem(send_raw(client, "POST", path, raw, principals.auth("eval")), 400)
@@ -248,7 +255,11 @@ def test_part_numbers_in_other_digits_or_past_2_63_are_refused_and_store_nothing
     ],
 )
 def test_odd_ranges_are_ignored_or_answered_never_a_500(
-    evaluator: Evaluator, granted: dict[str, Any], shared: Shared, header: str, status: int
+    evaluator: Evaluator,  # noqa: F811 - the imported fixtures
+    granted: dict[str, Any],  # noqa: F811 - the imported fixtures
+    shared: Shared,  # noqa: F811 - the imported fixtures
+    header: str,
+    status: int,
 ) -> None:
     r = evaluator.client.get(
         f"/v1/artifacts/{shared.artifact['id']}/content",

@@ -70,7 +70,8 @@ def test_a_client_chosen_request_id_is_kept_apart_and_never_becomes_the_gateways
     assert re.fullmatch(r"req_[0-9a-f]{24}", r.headers["X-Request-Id"])
     assert r.headers["X-Client-Request-Id"] == "abc-123"
     r2 = client.get(
-        "/v1/artifacts/art_elsewhere", headers={**principals.auth("eval_b"), "X-Request-Id": "abc-123"}
+        "/v1/artifacts/art_elsewhere",
+        headers={**principals.auth("eval_b"), "X-Request-Id": "abc-123"},
     )
     entries = client.get(
         "/v1/audit/entries?action=auth.denied", headers=principals.auth("auditor")
