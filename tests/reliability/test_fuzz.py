@@ -43,8 +43,11 @@ class Target:
     def __init__(self, root: Path) -> None:
         config = make_config(
             root,
-            **{f"limits.{scope}_{kind}": "1000000/minute" for scope in ("principal", "address")
-               for kind in ("reads", "writes", "parts", "content")},
+            **{
+                f"limits.{scope}_{kind}": "1000000/minute"
+                for scope in ("principal", "address")
+                for kind in ("reads", "writes", "parts", "content")
+            },
         )
         list(bootstrap.init(config))
         self.rt = Runtime(config)
@@ -58,7 +61,11 @@ class Target:
             for short, org, kind, role in SEED:
                 identity.ensure_org(session, org, kind, self.rt.now())
                 tokens[short], _ = identity.create_token(
-                    session, org=org, role=role, name=short.replace("_", "-"), ttl_days=30,
+                    session,
+                    org=org,
+                    role=role,
+                    name=short.replace("_", "-"),
+                    ttl_days=30,
                     now=self.rt.now(),
                 )
         return tokens
@@ -77,12 +84,17 @@ class Target:
         upload = self.call("POST", "/v1/uploads", "lab", json=body).get_json()
         data = helpers.age_file(upload["recipient"], b"weights" * 100)
         self.call(
-            "PUT", f"/v1/uploads/{upload['id']}/parts/1", "lab", data=data,
+            "PUT",
+            f"/v1/uploads/{upload['id']}/parts/1",
+            "lab",
+            data=data,
             headers={"X-Content-SHA256": helpers.sha(data)},
         )
         m = helpers.manifest(upload, data, b"weights" * 100)
         art = self.call(
-            "POST", f"/v1/uploads/{upload['id']}/complete", "lab",
+            "POST",
+            f"/v1/uploads/{upload['id']}/complete",
+            "lab",
             json={"manifest": m, "signature": helpers.sign(m, key)},
         ).get_json()
         open_upload = self.call("POST", "/v1/uploads", "lab", json=body).get_json()
@@ -91,11 +103,15 @@ class Target:
         recipient = str(x25519.Identity.generate().to_public())
         self.call("PUT", "/v1/me/recipient", "eval", json={"recipient": recipient})
         req = self.call(
-            "POST", f"/v1/artifacts/{art['id']}/access-requests", "eval",
+            "POST",
+            f"/v1/artifacts/{art['id']}/access-requests",
+            "eval",
             json={"justification": "fuzz"},
         ).get_json()
         other = self.call(
-            "POST", f"/v1/artifacts/{art['id']}/access-requests", "eval2",
+            "POST",
+            f"/v1/artifacts/{art['id']}/access-requests",
+            "eval2",
             json={"justification": "fuzz"},
         ).get_json()
         grant = self.call("POST", f"/v1/access-requests/{req['id']}/approve", "lab", json={})
