@@ -263,9 +263,12 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
-_INT = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
-_STR = {"type": "string"}
-_PAGE = {"limit": {"type": "integer", "minimum": 1, "maximum": 1000}, "cursor": _STR}
+_INT: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+_STR: dict[str, Any] = {"type": "string"}
+_PAGE: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "cursor": _STR,
+}
 # Query parameters and headers, by route (path parameters are read from the path).
 QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("get", "/v1/artifacts"): _PAGE,

@@ -166,7 +166,7 @@ def test_no_generated_request_gets_a_5xx_or_an_error_that_is_not_problem_json(
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy(), real=st.booleans(), pick=st.integers(0, 1))
-        def run(case: Any, real: bool, pick: int) -> None:
+        def run(case: Any, real: bool, pick: int, operation: Any = operation) -> None:
             if real and case.path_parameters:
                 for name in case.path_parameters:
                     pool = target.ids.get(name, ["x"])
