@@ -152,26 +152,30 @@ def check(operation: Any, case: Any, response: Any) -> None:
         assert {"type", "title"} <= set(body), where
 
 
+def fuzz(target: Target, operation: Any, auth: dict[str, str]) -> None:
+    """Bounded examples of one operation, each checked."""
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=operation.as_strategy(), real=st.booleans(), pick=st.integers(0, 1))
+    def run(case: Any, real: bool, pick: int) -> None:
+        if real and case.path_parameters:
+            for name in case.path_parameters:
+                pool = target.ids.get(name, ["x"])
+                case.path_parameters[name] = pool[pick % len(pool)]
+        check(operation, case, case.call(headers=auth))
+
+    run()
+
+
 @pytest.mark.parametrize("who", ROLES)
 def test_no_generated_request_gets_a_5xx_or_an_error_that_is_not_problem_json(
     target: Target, who: str
 ) -> None:
     auth = {"Authorization": f"Bearer {target.tokens[who]}"}
     for operation in operations(target):
-
-        @settings(
-            max_examples=EXAMPLES,
-            deadline=None,
-            database=None,
-            suppress_health_check=list(HealthCheck),
-        )
-        @given(case=operation.as_strategy(), real=st.booleans(), pick=st.integers(0, 1))
-        def run(case: Any, real: bool, pick: int, operation: Any = operation) -> None:
-            if real and case.path_parameters:
-                for name in case.path_parameters:
-                    pool = target.ids.get(name, ["x"])
-                    case.path_parameters[name] = pool[pick % len(pool)]
-            response = case.call(headers=auth)
-            check(operation, case, response)
-
-        run()
+        fuzz(target, operation, auth)
