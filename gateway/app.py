@@ -1,8 +1,8 @@
 """The application factory: it assembles, and does nothing else.
 
 Defaults, then the configuration (given, or loaded from the file and the environment),
-then the runtime, then the problem renderer and the per-request middleware, then one
-blueprint per area.
+then the runtime, then the problem renderer and the per-request middleware (request ids,
+rate limits), then the routing of integers (ASCII digits only), then one blueprint per area.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from gateway.api import (
     audit,
     content,
     identity,
+    inputs,
     middleware,
     problems,
     service,
@@ -41,7 +42,9 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the provider has it; the base does not say
     app.extensions["gateway"] = runtime or Runtime(config, clock=clock)
     problems.init_app(app)
-    middleware.init_app(app)
+    middleware.init_app(app, config.limits)
+    # Before the blueprints: a rule takes its converter when it is added.
+    app.url_map.converters["int"] = inputs.AsciiIntConverter
     for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
     return app

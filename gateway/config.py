@@ -125,6 +125,34 @@ class SweeperConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """``[limits]``: bounds on what one request and one client may send (see the README)."""
+
+    json_max_bytes: int = 1 << 20
+    json_max_depth: int = 32
+    rate_limits: bool = True
+    storage_uri: str = "memory://"
+    principal_reads: str = "1200/minute"
+    principal_writes: str = "600/minute"
+    principal_parts: str = "1200/minute"
+    principal_content: str = "1200/minute"
+    address_reads: str = "3000/minute"
+    address_writes: str = "1200/minute"
+    address_parts: str = "3000/minute"
+    address_content: str = "3000/minute"
+    denial_interval_seconds: int = 60
+
+
+@dataclass(frozen=True)
+class QuotasConfig:
+    """``[quotas]``: what one organisation may hold in open uploads, and the disk's floor."""
+
+    open_uploads_per_org: int = 20
+    in_flight_gib_per_org: int = 1024
+    min_free_mib: int = 1024
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -135,6 +163,8 @@ class Config:
     audit: AuditConfig = field(default_factory=AuditConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     sweeper: SweeperConfig = field(default_factory=SweeperConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    quotas: QuotasConfig = field(default_factory=QuotasConfig)
     source: str = "defaults"
 
     @property
@@ -280,6 +310,7 @@ def validate(config: Config) -> None:
         (config.sweeper.interval_seconds >= 0, "sweeper.interval_seconds: must not be negative"),
         (bool(config.database.url), "database.url: must not be empty"),
     ]
+    checks += _limits_checks(config.limits) + _quotas_checks(config.quotas)
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"setting {message}")
@@ -321,6 +352,44 @@ def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
             s.max_connections > lanes,
             "server.max_connections: must be more than threads + upload_threads + download_threads",
         ),
+    ]
+
+
+RATE_BUDGETS = tuple(
+    f"{scope}_{budget}"
+    for scope in ("principal", "address")
+    for budget in ("reads", "writes", "parts", "content")
+)
+"""The ``[limits]`` settings that are rate budgets (``N/second|minute|hour``)."""
+
+
+def _limits_checks(s: LimitsConfig) -> list[tuple[bool, str]]:
+    from limits import parse_many  # imported here: the client install has no `limits`
+
+    checks = [
+        (
+            1024 <= s.json_max_bytes <= 64 << 20,
+            "limits.json_max_bytes: must be between 1024 and 67108864",
+        ),
+        (2 <= s.json_max_depth <= 256, "limits.json_max_depth: must be between 2 and 256"),
+        (s.denial_interval_seconds >= 1, "limits.denial_interval_seconds: must be at least 1"),
+        (bool(s.storage_uri), "limits.storage_uri: must not be empty"),
+    ]
+    for name in RATE_BUDGETS:
+        value = getattr(s, name)
+        try:
+            ok = len(parse_many(value)) >= 1
+        except ValueError:
+            ok = False
+        checks.append((ok, f"limits.{name}: expected a rate such as '600/minute', got {value!r}"))
+    return checks
+
+
+def _quotas_checks(q: QuotasConfig) -> list[tuple[bool, str]]:
+    return [
+        (q.open_uploads_per_org >= 1, "quotas.open_uploads_per_org: must be at least 1"),
+        (q.in_flight_gib_per_org >= 1, "quotas.in_flight_gib_per_org: must be at least 1"),
+        (q.min_free_mib >= 0, "quotas.min_free_mib: must not be negative"),
     ]
 
 

@@ -82,3 +82,47 @@ def edge_too_large() -> None:
 
 def render() -> bytes:
     return generate_latest(REGISTRY)
+
+
+# --- bounds on abuse: every label below comes from a fixed set ----------------------------
+
+RATE_SCOPES = ("principal", "address")
+RATE_BUDGETS = ("reads", "writes", "parts", "content")
+#: Why a request that carried no principal's token (a signed URL) was refused.
+ANONYMOUS_REASONS = ("bad signature", "url expired", "grant revoked", "grant expired", "other")
+QUOTAS = ("open_uploads", "bytes_in_flight", "free_space")
+
+RATE_LIMITED = Counter(
+    "gateway_rate_limited_requests",
+    "Requests refused 429 past a rate budget, by who was counted and which budget",
+    ["scope", "budget"],
+    registry=REGISTRY,
+)
+DENIALS_COLLAPSED = Counter(
+    "gateway_denials_collapsed",
+    "Refusals counted as repeats of an earlier auth.denied entry instead of being entries",
+    registry=REGISTRY,
+)
+ANONYMOUS_REFUSALS = Counter(
+    "gateway_signed_url_refusals",
+    "Signed-URL requests refused (counted, never logged: the holder is anonymous), by reason",
+    ["reason"],
+    registry=REGISTRY,
+)
+QUOTA_REFUSALS = Counter(
+    "gateway_quota_refusals",
+    "Uploads and parts refused 507, by the quota or floor they would have passed",
+    ["quota"],
+    registry=REGISTRY,
+)
+for _scope in RATE_SCOPES:
+    for _budget in RATE_BUDGETS:
+        RATE_LIMITED.labels(_scope, _budget)
+for _anonymous in ANONYMOUS_REASONS:
+    ANONYMOUS_REFUSALS.labels(_anonymous)
+for _quota in QUOTAS:
+    QUOTA_REFUSALS.labels(_quota)
+
+
+def anonymous_refusal(reason: str) -> None:
+    ANONYMOUS_REFUSALS.labels(reason if reason in ANONYMOUS_REASONS else "other").inc()
