@@ -128,7 +128,6 @@ class SweeperConfig:
 class LimitsConfig:
     """``[limits]``: bounds on what one request and one client may send (see the README)."""
 
-    json_max_bytes: int = 1 << 20
     json_max_depth: int = 32
     rate_limits: bool = True
     storage_uri: str = "memory://"
@@ -367,10 +366,6 @@ def _limits_checks(s: LimitsConfig) -> list[tuple[bool, str]]:
     from limits import parse_many  # imported here: the client install has no `limits`
 
     checks = [
-        (
-            1024 <= s.json_max_bytes <= 64 << 20,
-            "limits.json_max_bytes: must be between 1024 and 67108864",
-        ),
         (2 <= s.json_max_depth <= 256, "limits.json_max_depth: must be between 2 and 256"),
         (s.denial_interval_seconds >= 1, "limits.denial_interval_seconds: must be at least 1"),
         (bool(s.storage_uri), "limits.storage_uri: must not be empty"),

@@ -1,4 +1,4 @@
-"""The sweeper: expiry, crypto-shredding, stale uploads, audit anchors.
+"""The sweeper: expiry, crypto-shredding, stale uploads, collapsed denials, audit anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``. Each step is its own transaction and checks state before acting, so
@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from gateway import events
 from gateway.runtime import Runtime
 from gateway.services import anchor, lifecycle, uploads
 
@@ -48,6 +49,11 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
         "clean up abandoned store uploads",
         lambda: {"orphan_store_uploads": rt.store.cleanup_stale_uploads(stale_before)},
         {"orphan_store_uploads": 0},
+    )
+    report |= _guarded(
+        "close denial intervals",
+        lambda: {"denial_intervals_closed": events.close_denials(rt, now)},
+        {"denial_intervals_closed": 0},
     )
     report |= _guarded(
         "publish an audit anchor",

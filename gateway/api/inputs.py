@@ -5,7 +5,7 @@ here (a clear 400 naming the field), the values' rules where the input is define
 
 Everything a client sends is bounded before it is interpreted, in one place per kind:
 
-- a JSON body (:func:`json_body`) is read from the stream at most ``limits.json_max_bytes``
+- a JSON body (:func:`json_body`) is read from the stream at most ``server.max_json_bytes``
   + 1 bytes, whatever its framing (``Content-Length`` or chunked), and refused 413 past the
   limit without reading the rest; its nesting is measured before the parser can recurse
   (400 past ``limits.json_max_depth``); NaN, Infinity, duplicate keys, numbers outside
@@ -181,16 +181,16 @@ def _name(path: str) -> str:
 
 def json_body(required: bool = True) -> dict[str, Any]:
     """The request's JSON object, or a clear 400/413 (the rules are at the top)."""
-    limits = runtime().config.limits
+    limit = runtime().config.server.max_json_bytes  # the same bound the edge applies
     length = request.content_length
-    if length is not None and length > limits.json_max_bytes:
-        raise PayloadTooLarge(f"a JSON body may be at most {limits.json_max_bytes} bytes")
-    raw = read_bounded(request.stream, limits.json_max_bytes)
+    if length is not None and length > limit:
+        raise PayloadTooLarge(f"a JSON body may be at most {limit} bytes")
+    raw = read_bounded(request.stream, limit)
     if not raw.strip():
         if required:
             raise BadRequest("a JSON object body is required")
         return {}
-    body = parse_json(raw, limits.json_max_depth)
+    body = parse_json(raw, runtime().config.limits.json_max_depth)
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object")
     return body

@@ -73,7 +73,7 @@ def staging(config: Config) -> list[Path]:
 def test_a_chunked_json_body_is_refused_past_its_limit_without_being_read_whole(
     client: FlaskClient, principals: Principals, config: Config
 ) -> None:
-    limit = config.limits.json_max_bytes
+    limit = config.server.max_json_bytes
     body = Endless(16 * limit)
     r = client.open(
         "/v1/me/recipient",
@@ -88,7 +88,7 @@ def test_a_chunked_json_body_is_refused_past_its_limit_without_being_read_whole(
 def test_a_json_body_declaring_more_than_its_limit_is_refused_before_a_byte_is_read(
     client: FlaskClient, principals: Principals, config: Config
 ) -> None:
-    limit = config.limits.json_max_bytes
+    limit = config.server.max_json_bytes
     body = Endless(limit + 1)
     r = client.open(
         "/v1/uploads",
