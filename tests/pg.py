@@ -44,7 +44,7 @@ def find_bindir() -> Path | None:
     """The directory of ``initdb`` and ``pg_ctl``: the configured one, ``PATH``, or Debian's newest."""
     configured = os.environ.get("GATEWAY_PG_BINDIR")
     if configured:
-        return Path(configured)
+        return Path(configured) if (Path(configured) / "initdb").is_file() else None
     on_path = shutil.which("initdb")
     if on_path:
         return Path(on_path).parent
@@ -89,8 +89,14 @@ class Cluster:
             command, cwd=self.root, capture_output=True, text=True, timeout=120, check=False
         )
         if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise ClusterUnavailable(f"{program} failed: {' / '.join(tail)}")
+            tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+            who = (
+                f" (it runs as {self.owner}, which must be able to reach {self.root}: "
+                "point TMPDIR at a directory it can)"
+                if self.owner
+                else ""
+            )
+            raise ClusterUnavailable(f"{program} failed: {tail}{who}")
 
     def start(self) -> None:
         self.socket_dir.mkdir(mode=0o700)
