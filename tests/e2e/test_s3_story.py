@@ -11,6 +11,7 @@ auditor's offline verification; the ciphertext is in the bucket, not on the disk
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -56,7 +58,7 @@ class S3Gateway:
     endpoint: str
     bucket: str
 
-    def s3(self) -> object:
+    def s3(self) -> Any:
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1", **_keys())
 
     def client(self, who: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -169,7 +171,7 @@ def test_the_story_runs_on_s3_without_tls(s3_gateway: S3Gateway, tmp_path: Path)
     plaintext = helpers.random_bytes(7 * MIB + 123, seed=5)
     (tmp_path / "weights.bin").write_bytes(plaintext)
     artifact = _push(s3_gateway, tmp_path)
-    stored = s3_gateway.s3().list_objects_v2(Bucket=s3_gateway.bucket).get("Contents", [])  # type: ignore[attr-defined]
+    stored = s3_gateway.s3().list_objects_v2(Bucket=s3_gateway.bucket).get("Contents", [])
     assert [o["Size"] for o in stored if o["Key"].endswith(".age")] == [
         int(_artifact(s3_gateway, artifact)["size"])
     ]
@@ -242,8 +244,11 @@ def _verify(gw: S3Gateway, work: Path) -> None:
         str(work / "log.jsonl"),
     )
     assert verdict.stdout.startswith("ok: "), verdict.stdout + verdict.stderr
-    actions = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
-    assert len(actions) > 1
+    lines = [json.loads(line) for line in (work / "log.jsonl").read_text().splitlines()]
+    actions = [json.loads(base64.b64decode(x["leaf"]))["action"] for x in lines if "leaf" in x]
+    for action in ("upload.complete", "access.approve", "key.release", "content.download"):
+        assert action in actions, actions
+    assert actions.count("key.release") == 1  # two pulls, one release
 
 
 def test_a_store_that_denies_the_gateway_is_a_503_naming_the_cause(s3_gateway: S3Gateway) -> None:
@@ -259,7 +264,7 @@ def test_a_store_that_denies_the_gateway_is_a_503_naming_the_cause(s3_gateway: S
             }
         ],
     }
-    s3_gateway.s3().put_bucket_policy(Bucket=s3_gateway.bucket, Policy=json.dumps(deny))  # type: ignore[attr-defined]
+    s3_gateway.s3().put_bucket_policy(Bucket=s3_gateway.bucket, Policy=json.dumps(deny))
     url, lab = s3_gateway.server.url, s3_gateway.server.auth("lab")
     answer = requests.post(
         url + "/v1/uploads",
