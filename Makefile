@@ -12,8 +12,10 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install --quiet -e '.[server,test,bench]'
 	touch $(STAMP)
 
-# System tools the tests use for real: the `age` program (Debian package `age`) and the
-# SoftHSM2 token the pkcs11 custody tests initialise (Debian package `softhsm2`).
+# System tools the tests use for real: the `age` program (Debian package `age`), the
+# SoftHSM2 token the pkcs11 custody tests initialise (Debian package `softhsm2`), and the
+# PostgreSQL server programs the tests start throwaway clusters with (Debian package
+# `postgresql`; tests/pg.py finds them under /usr/lib/postgresql/<version>/bin).
 deps:
 	@command -v age >/dev/null 2>&1 || { \
 	  echo "installing the age program (Debian package age)"; \
@@ -23,6 +25,10 @@ deps:
 	  echo "installing SoftHSM2 (Debian package softhsm2)"; \
 	  (apt-get update -qq && apt-get install -y -qq softhsm2) >/dev/null || \
 	  { echo "make: could not install SoftHSM2; install the Debian package 'softhsm2'" >&2; exit 1; }; }
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+	  echo "installing the PostgreSQL server (Debian package postgresql)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null || \
+	  { echo "make: could not install PostgreSQL; install the Debian package 'postgresql'" >&2; exit 1; }; }
 
 ## Run the gateway on the embedded defaults (SQLite, local object store, keys/) on 127.0.0.1:8080.
 run: $(STAMP)

@@ -83,7 +83,11 @@ def init(config: Config) -> Iterator[str]:
         yield f"created URL signing key {keys / URL_KEY_FILE}"
     migrate(config.database.url)
     yield f"database ready at {shown_url(config.database.url)}"
-    provision(StorageSettings.from_config(config))
+    # The store's own warnings (an endpoint without TLS, a policy that locks the gateway
+    # out) are said at init, where the operator can still act on them.
+    for step in provision(StorageSettings.from_config(config)):
+        if step.startswith("warning: "):
+            yield step
     where = (
         config.storage.root
         if config.storage.backend == "local"

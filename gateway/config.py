@@ -48,6 +48,12 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    """The ``[database]`` section: SQLite (the default, one machine) or PostgreSQL (several).
+
+    ``url`` is a SQLAlchemy URL; ``postgresql://`` uses the psycopg 3 driver
+    (:mod:`gateway.db` says what each database is given: isolation, lock waits, time zone).
+    """
+
     url: str = "sqlite:///var/gateway.db"
 
 
@@ -57,6 +63,8 @@ class StorageConfig:
 
     Optional settings are None when unset (in the TOML file or the environment, an empty
     string); ``policy_template`` None means the bucket policy packaged with the gateway.
+    ``allow_insecure_endpoint`` lets ``endpoint_url`` be plain ``http://`` (a test or lab
+    store without TLS); the bucket policy then leaves out its TLS-only statement.
     :class:`gateway.storage.StorageSettings` adds the one thing another section decides,
     where the local audit archive lives (``audit.archive_dir``).
     """
@@ -73,6 +81,7 @@ class StorageConfig:
     multipart_abort_days: int = 7
     audit_retention_days: int = 3650
     policy_template: Path | None = None
+    allow_insecure_endpoint: bool = False
 
     def __post_init__(self) -> None:
         # Settings arrive as strings from TOML and the environment: make them what they say.
