@@ -167,13 +167,6 @@ class Cluster:
         """The name of the template database, migrated once by ``migrate(url)``."""
         if not self._template_ready:
             self.create_database(TEMPLATE)
-            with psycopg.connect(
-                host=str(self.socket_dir), user=SUPERUSER, dbname=TEMPLATE, autocommit=True
-            ) as conn:
-                # Some tests damage the log with SQLite's spelling of a byte string,
-                # CAST('...' AS BLOB); PostgreSQL's is bytea. Only the test databases
-                # have this name, and no migration or model refers to it.
-                conn.execute("CREATE DOMAIN blob AS bytea")
             migrate(self.url(TEMPLATE))
             self._template_ready = True
         return TEMPLATE

@@ -42,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage.base import (
     CHUNK,
+    AccessDenied,
     HashingReader,
     InvalidPart,
     NotFound,
@@ -100,14 +101,6 @@ def make_client(
         endpoint_url=settings.endpoint_url or None,
         config=client_config(settings, streaming=streaming),
     )
-
-
-class AccessDenied(StorageError):
-    """S3 refused the gateway for want of permission: its credentials, or a bucket policy.
-
-    Unlike a store that is down, retrying changes nothing until an operator acts; the
-    message says what was refused and where to look.
-    """
 
 
 def is_insecure(endpoint_url: str | None) -> bool:

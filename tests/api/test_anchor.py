@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import delete, update
+from sqlalchemy.sql.expression import Executable
 
 from gateway import events
 from gateway.audit import store
@@ -67,15 +68,17 @@ def test_publish_by_count_waits_for_that_many_new_entries(rt: Runtime, clock: Fr
 @pytest.mark.parametrize(
     ("tamper", "phrase"),
     [
-        ("UPDATE audit_entries SET leaf = CAST('{}' AS BLOB) WHERE idx = 1", "rewritten"),
-        ("DELETE FROM audit_entries WHERE idx = 0", "missing"),
+        (update(store.Entry).where(store.Entry.index == 1).values(leaf=b"{}"), "rewritten"),
+        (delete(store.Entry).where(store.Entry.index == 0), "missing"),
     ],
 )
-def test_a_log_changed_after_an_anchor_is_caught(lab: Lab, rt, tamper: str, phrase: str) -> None:
+def test_a_log_changed_after_an_anchor_is_caught(
+    lab: Lab, rt: Runtime, tamper: Executable, phrase: str
+) -> None:
     lab.push(b"w")
     anchor.publish(rt, force=True)
     with rt.db.session() as s:
-        s.execute(text(tamper))
+        s.execute(tamper)
     report = anchor.check_published(rt)
     assert not report.ok and phrase in report.message
 
@@ -108,7 +111,7 @@ def test_anchor_command(lab: Lab, rt) -> None:
     r = runner.invoke(main, ["audit", "anchors"])
     assert r.exit_code == 0 and r.stdout.startswith("OK:"), r.output
     with rt.db.session() as s:
-        s.execute(text("UPDATE audit_entries SET leaf = CAST('x' AS BLOB) WHERE idx = 0"))
+        s.execute(update(store.Entry).where(store.Entry.index == 0).values(leaf=b"x"))
     r = runner.invoke(main, ["audit", "anchors"])
     assert r.exit_code == 1 and "gateway: error:" in r.stderr and "rewritten" in r.stderr
 
