@@ -49,7 +49,12 @@ class Verdict:
       when no single entry can be named;
     - ``intact_prefix``: the entries before it are proven unchanged by a saved checkpoint;
     - ``size``: the size of the checkpoint verified against, when it verified;
-    - ``problem``: what failed, without where (``message`` is it with where).
+    - ``problem``: what failed, without where (``message`` is it with where);
+    - ``bad_before``: the end of the range ``[intact_prefix, bad_before)`` that holds the
+      first change, when saved checkpoints (or the end of the entries) bound it; no entry
+      outside that range may be named;
+    - ``root_mismatch``: the entries do not hash to the root of the checkpoint verified
+      against (so a bisection against that checkpoint can locate the change).
     """
 
     ok: bool
@@ -58,6 +63,8 @@ class Verdict:
     intact_prefix: int = 0
     size: int | None = None
     problem: str = ""
+    bad_before: int | None = None
+    root_mismatch: bool = False
 
     @classmethod
     def failure(
@@ -67,7 +74,13 @@ class Verdict:
         return cls(False, problem + _where(first, intact, None), first, intact, size, problem)
 
     def pinned(self, first: int) -> Verdict:
-        """This failure with its first bad entry found otherwise (by bisection, online)."""
+        """This failure with its first bad entry found otherwise (by bisection, online).
+
+        ``first`` must lie in the range this verdict proved holds the change.
+        """
+        end = self.bad_before if self.bad_before is not None else self.size
+        if first < self.intact_prefix or (end is not None and first >= end):
+            raise ValueError(f"entry {first} is outside [{self.intact_prefix}, {end})")
         return replace(
             self,
             first_bad_index=first,
@@ -261,7 +274,16 @@ def _judge(
         # The first change lies in [lo, hi): a later bad entry is not the first.
         known_bad = [p for p in known_bad if p < hi] + ([lo] if hi - lo == 1 else [])
     first = min(known_bad) if known_bad else None
-    return Verdict(False, problems[0] + _where(first, lo, hi), first, lo, cp.size, problems[0])
+    return Verdict(
+        False,
+        problems[0] + _where(first, lo, hi),
+        first,
+        lo,
+        cp.size,
+        problems[0],
+        bad_before=hi,
+        root_mismatch=final_bad,
+    )
 
 
 def verify_log(

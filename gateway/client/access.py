@@ -8,7 +8,7 @@ import click
 
 from gateway.client.base import api_for, emit_json, json_option, profile_option, table
 from gateway.client.errors import ClientError
-from gateway.tui import reported, say
+from gateway.tui import out, reported, say
 
 ARTIFACT_COLUMNS = [
     ("id", "id"),
@@ -42,7 +42,7 @@ def _show(value: Any, as_json: bool, line: str) -> None:
     if as_json:
         emit_json(value)
     else:
-        click.echo(line)
+        out(line)
 
 
 @click.command("artifacts")
@@ -81,9 +81,9 @@ def artifact(profile: str | None, as_json: bool, artifact: str) -> None:
         "submitted_at",
         "review_ends_at",
     ):
-        click.echo(f"{key + ':':<16}{found.get(key)}")
+        out(f"{key + ':':<16}{found.get(key)}")
     plain = (found.get("manifest") or {}).get("plaintext", {})
-    click.echo(f"{'sha256:':<16}{plain.get('sha256')}  (plaintext, {plain.get('size')} bytes)")
+    out(f"{'sha256:':<16}{plain.get('sha256')}  (plaintext, {plain.get('size')} bytes)")
 
 
 @click.command("request")

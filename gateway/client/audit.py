@@ -22,7 +22,7 @@ from gateway.client.base import api_for, emit_json, json_option, profile_option,
 from gateway.client.errors import AuditError, ClientError
 from gateway.client.http import Api
 from gateway.client.profiles import write_private
-from gateway.tui import fail, reported, say
+from gateway.tui import fail, out, reported, say
 
 ENTRY_COLUMNS = [
     ("index", "#"),
@@ -92,7 +92,8 @@ def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
     if key is not None:
         auditcheck.check_signature(text, auditcheck.read_key(key))
     if save is None:
-        click.echo(text, nl=not text.endswith("\n"))
+        for line in text.rstrip("\n").split("\n"):
+            out(line)
         return
     write_private(save, text.encode())
     save.chmod(0o644)
@@ -180,7 +181,7 @@ def verify(
     if as_json:
         emit_json(verdict.as_dict())
     else:
-        click.echo(verdict.line())
+        out(verdict.line())
     if not verdict.ok:
         fail("the audit log does not verify")
 

@@ -10,10 +10,11 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from gateway.client.http import Api
 from gateway.client.profiles import resolve
-from gateway.tui import say
+from gateway.tui import say, shown
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -72,5 +73,6 @@ def table(
     for _, heading in columns:
         view.add_column(heading, overflow="fold")
     for item in items:
-        view.add_row(*(cell(item.get(key)) for key, _ in columns))
-    Console(file=sys.stdout, soft_wrap=False).print(view)
+        # Text, never markup: a cell is the server's string, shown escaped (gateway.tui.shown).
+        view.add_row(*(Text(shown(cell(item.get(key)))) for key, _ in columns))
+    Console(file=sys.stdout, soft_wrap=False, highlight=False, markup=False).print(view)

@@ -22,7 +22,7 @@ from gateway.client import access, audit, transfer
 from gateway.client.base import api_for, emit_json, json_option, profile_option
 from gateway.client.errors import ClientError
 from gateway.client.profiles import ProfileError, load_all, profiles_path, remove, resolve, save
-from gateway.tui import hint, reported, say
+from gateway.tui import hint, out, reported, say, shown
 
 DISTRIBUTION = "model-artifact-gateway"
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -40,11 +40,11 @@ def whoami(profile: str | None, as_json: bool) -> None:
     if as_json:
         emit_json({**me, "gateway": found.url, "profile": found.name})
         return
-    click.echo(f"{me.get('name')} ({me.get('role')}) of {me.get('org')} at {found.url}")
+    out(f"{me.get('name')} ({me.get('role')}) of {me.get('org')} at {found.url}")
     if me.get("recipient"):
-        click.echo(f"recipient:   {me['recipient']}")
+        out(f"recipient:   {me['recipient']}")
     if me.get("signing_key"):
-        click.echo(f"signing key: {me['signing_key']}")
+        out(f"signing key: {me['signing_key']}")
 
 
 @click.group("profile")
@@ -93,7 +93,7 @@ def profile_list(as_json: bool) -> None:
         emit_json(found)
         return
     for name, url in sorted(found.items()):
-        click.echo(f"{name}\t{url}")
+        click.echo(f"{shown(name)}\t{shown(url)}")
 
 
 @profile_group.command("remove")

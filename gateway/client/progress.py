@@ -16,26 +16,35 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from gateway.tui import shown
+
 
 class Meter:
     """Counts bytes moved; thread-safe (several part uploads advance it at once)."""
 
-    def __init__(self, label: str, total: int, *, enabled: bool | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        total: int,
+        *,
+        enabled: bool | None = None,
+        console: Console | None = None,
+    ) -> None:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self._progress: Progress | None = None
         self._task: TaskID | None = None
         if enabled:
             self._progress = Progress(
-                TextColumn("{task.description}"),
+                TextColumn("{task.description}", markup=False),
                 BarColumn(),
                 DownloadColumn(binary_units=True),
                 TransferSpeedColumn(),
                 TimeRemainingColumn(),
-                console=Console(stderr=True),
+                console=console or Console(stderr=True),
                 transient=False,
             )
-            self._task = self._progress.add_task(label, total=total)
+            self._task = self._progress.add_task(shown(label), total=total)
 
     def advance(self, n: int) -> None:
         if self._progress is not None and self._task is not None:

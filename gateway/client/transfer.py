@@ -17,7 +17,7 @@ from gateway.client.agehdr import Identities
 from gateway.client.base import api_for, emit_json, json_option, profile_option
 from gateway.client.errors import ClientError, InvocationError, PullError
 from gateway.client.http import Api
-from gateway.tui import reported, say
+from gateway.tui import out, reported, say
 
 CREDENTIAL_LIMIT = 1 << 20
 
@@ -152,7 +152,7 @@ def push(
     if as_json:
         emit_json(artifact)
         return
-    click.echo(artifact["id"])
+    out(artifact["id"])
     say(f"pushed {req.name} as artifact {artifact['id']}, shared with {', '.join(share_with)}")
 
 
@@ -188,6 +188,7 @@ def pull(
     info = api.get(f"/v1/artifacts/{artifact}")
     progress = False if quiet else None
     manifest, signature = info.get("manifest") or {}, info.get("signature") or ""
+    trust.check_binding(info, manifest)
     trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
     if raw:
         _pull_raw(api, artifact, output, progress)
@@ -216,7 +217,10 @@ def pull(
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, out)
-    say(f"{out}: {size} bytes, sha256 {sha}, signed by {info['org']}")
+    say(
+        f"{out}: {size} bytes, sha256 {sha}: {manifest.get('name')} "
+        f"(upload {manifest.get('upload')}), signed by {info['org']}"
+    )
 
 
 def _pull_raw(api: Api, artifact: str, output: str, progress: bool | None) -> None:

@@ -43,6 +43,25 @@ def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
     return True
 
 
+BOUND_FIELDS = ("upload", "name", "kind")
+"""What a manifest must say the same as the artifact asked for: its upload, name and kind."""
+
+
+def check_binding(info: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Refuse a manifest that is not the artifact's: another upload, name or kind.
+
+    The signature proves the lab signed *a* manifest; this proves it is the one of the
+    artifact the gateway says it serves, so a gateway cannot pass off another (older,
+    withdrawn) artifact of the same lab, with that artifact's genuine manifest, as this one.
+    """
+    for field in BOUND_FIELDS:
+        if manifest.get(field) != info.get(field):
+            raise UntrustedManifest(
+                f"the lab's signed manifest is for {field} {manifest.get(field)!r}, but artifact "
+                f"{info.get('id')} is {field} {info.get(field)!r}: not this artifact's manifest"
+            )
+
+
 def check_manifest(
     api: Api,
     org: str,
