@@ -16,6 +16,7 @@ from gateway.api import (
     content,
     identity,
     middleware,
+    principals,
     problems,
     service,
     uploads,
@@ -24,7 +25,7 @@ from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals)
 
 
 def create_app(
