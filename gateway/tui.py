@@ -125,7 +125,10 @@ def reported(*kinds: type[Exception]) -> Callable[[Callable[P, R]], Callable[P, 
             try:
                 return fn(*args, **kwargs)
             except caught as exc:
-                fail(diagnostics(exc), hint=_hint_of(exc))
+                code = getattr(exc, "exit_code", 1)
+                fail(
+                    diagnostics(exc), hint=_hint_of(exc), code=code if isinstance(code, int) else 1
+                )
             except OSError as exc:
                 fail(os_message(exc))
             except KeyboardInterrupt:

@@ -100,6 +100,18 @@ def load(gateway: str, file_path: str) -> PushState | None:
     return _parse(path)
 
 
+def all_saved() -> list[PushState]:
+    """Every push state on this machine (unreadable ones are skipped), by upload id."""
+    folder = pushes_dir()
+    found = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            found.append(_parse(path))
+        except PushStateError:
+            continue
+    return sorted(found, key=lambda s: s.upload)
+
+
 def find(upload: str) -> PushState:
     """The saved state of upload ``upload`` (for ``gateway push --resume UPLOAD``)."""
     folder = pushes_dir()
