@@ -42,15 +42,15 @@ def log_level(verbose: int) -> int:
 
 
 def configure_logging(verbose: int) -> None:
-    """With ``-v``, log on stderr at INFO (``-vv``: DEBUG); without, leave logging as it is.
+    """With ``-v``, log the gateway's own loggers on stderr at INFO (``-vv``: DEBUG); without,
+    leave logging as it is. Other libraries' loggers stay at WARNING.
 
     Left alone, Python prints warnings and errors on stderr anyway, and ``gateway serve``
     keeps its own log format at ``server.log_level``.
     """
     if verbose > 0:
-        logging.basicConfig(
-            level=log_level(verbose), format="gateway: %(levelname)s: %(name)s: %(message)s"
-        )
+        logging.basicConfig(format="gateway: %(levelname)s: %(name)s: %(message)s")
+        logging.getLogger("gateway").setLevel(log_level(verbose))
 
 
 COMMANDS: list[click.Command] = [
