@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 from gateway import events
 from gateway.audit import note
 from gateway.config import Config
+from gateway.errors import BadRequest
 from gateway.keystore import MasterKey, write_secret_file
 from gateway.migrations import upgrade
-from gateway.models import Principal
+from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal
 from gateway.runtime import AUDIT_KEY_FILE, MASTER_KEY_FILE, URL_KEY_FILE, Runtime
 from gateway.services import identity
 from gateway.storage import StorageSettings, make_store
@@ -171,9 +172,24 @@ def _issue(
     return token
 
 
+def _fits(session: Session, org: str, role: str) -> None:
+    """Refuse a role that an organisation's principals cannot have, in the operator's words."""
+    found = session.get(Org, org)
+    if found is None:
+        return  # the service names the missing organisation
+    fits = ROLE_FOR_KIND[OrgKind(found.kind)]
+    if fits != role:
+        article = "an" if found.kind[:1] in "aeiou" else "a"
+        raise BadRequest(
+            f"role {role} does not fit organisation {org}: it is {article} {found.kind}, "
+            f"whose principals are {fits}s"
+        )
+
+
 def create_token(gw: Runtime, org: str, role: str, name: str, ttl_days: int) -> str:
     """A new bearer token for principal ``name`` of ``org``, recorded as ``admin.token.create``."""
     with events.fail_closed(gw) as session:
+        _fits(session, org, role)
         return _issue(gw, session, org, role, name, ttl_days)
 
 

@@ -227,8 +227,13 @@ def _bisect(olds: Sequence[Checkpoint], scan: _Scan, final_bad: bool) -> tuple[i
 
 
 def _judge(
-    cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapping[int, Sequence[bytes]]
+    cp: Checkpoint,
+    olds: Sequence[Checkpoint],
+    scan: _Scan,
+    proofs: Mapping[int, Sequence[bytes]],
+    export: bool = False,
 ) -> Verdict:
+    """The verdict; an ``export`` older than a saved checkpoint is stale, not a log that shrank."""
     n = scan.rng.size
     problems: list[str] = []
     known_bad: list[int] = []
@@ -242,7 +247,13 @@ def _judge(
     if final_bad:
         problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
     for old in sorted(olds, key=lambda o: o.size):
-        if old.size > cp.size:
+        if old.size > cp.size and export:
+            problems.append(
+                f"the export is older than a saved checkpoint: it holds {cp.size} entries, the "
+                f"saved checkpoint {old.size}, so it cannot show the log still extends that one; "
+                "export the log again"
+            )
+        elif old.size > cp.size:
             known_bad.append(cp.size)
             problems.append(
                 f"the log shrank: a saved checkpoint has {old.size} entries, this one {cp.size}"
@@ -325,7 +336,7 @@ def verify_export(
                 yield item[1], item[0]
 
     try:
-        return _verify(items(), lambda: box[0], vkey, earlier, proofs, origin)
+        return _verify(items(), lambda: box[0], vkey, earlier, proofs, origin, export=True)
     except ExportError as e:
         return Verdict.failure(f"the export is malformed: {e}")
 
@@ -337,6 +348,8 @@ def _verify(
     earlier: Sequence[str],
     proofs: Mapping[int, Sequence[bytes]] | None,
     origin: str | None,
+    *,
+    export: bool = False,
 ) -> Verdict:
     olds: list[Checkpoint] = []
     for text in earlier:
@@ -354,4 +367,4 @@ def _verify(
         return Verdict.failure(
             "a saved checkpoint is for another log than the checkpoint", size=cp.size
         )
-    return _judge(cp, olds, scan, proofs or {})
+    return _judge(cp, olds, scan, proofs or {}, export)

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import requests
 
 from gateway.client.errors import ClientError
+from gateway.client.refusals import in_words
 
 log = logging.getLogger("gateway.client.http")
 T = TypeVar("T")
@@ -70,7 +71,7 @@ def error_from(response: requests.Response) -> ApiError:
     if not detail:
         detail = f"{response.status_code} {response.reason or 'error'} from {response.request.method} {_path(response.url)}"
     return ApiError(
-        str(detail),
+        in_words(str(detail)) if response.status_code == 403 else str(detail),
         status=response.status_code,
         problem=problem,
         retry_after=_seconds(response.headers.get("Retry-After")),
