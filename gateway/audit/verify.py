@@ -226,26 +226,17 @@ def _bisect(olds: Sequence[Checkpoint], scan: _Scan, final_bad: bool) -> tuple[i
     return max(good, default=0), hi
 
 
-def _judge(
+def _against_saved(
     cp: Checkpoint,
     olds: Sequence[Checkpoint],
     scan: _Scan,
     proofs: Mapping[int, Sequence[bytes]],
-    export: bool = False,
-) -> Verdict:
-    """The verdict; an ``export`` older than a saved checkpoint is stale, not a log that shrank."""
+    export: bool,
+    problems: list[str],
+    known_bad: list[int],
+) -> None:
+    """What each saved checkpoint shows of the entries, added to ``problems`` and ``known_bad``."""
     n = scan.rng.size
-    problems: list[str] = []
-    known_bad: list[int] = []
-    if scan.bad is not None:
-        known_bad.append(scan.bad[0])
-        problems.append(scan.bad[1])
-    if n != cp.size:
-        known_bad.append(min(n, cp.size))
-        problems.append(f"the export has {n} entries but its checkpoint says {cp.size}")
-    final_bad = n == cp.size and scan.rng.root() != cp.root
-    if final_bad:
-        problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
     for old in sorted(olds, key=lambda o: o.size):
         if old.size > cp.size and export:
             problems.append(
@@ -271,6 +262,29 @@ def _judge(
                 merkle.verify_consistency(old.size, cp.size, proof, old.root, cp.root)
             except merkle.ProofError as e:
                 problems.append(f"the consistency proof from size {old.size} does not verify: {e}")
+
+
+def _judge(
+    cp: Checkpoint,
+    olds: Sequence[Checkpoint],
+    scan: _Scan,
+    proofs: Mapping[int, Sequence[bytes]],
+    export: bool = False,
+) -> Verdict:
+    """The verdict; an ``export`` older than a saved checkpoint is stale, not a log that shrank."""
+    n = scan.rng.size
+    problems: list[str] = []
+    known_bad: list[int] = []
+    if scan.bad is not None:
+        known_bad.append(scan.bad[0])
+        problems.append(scan.bad[1])
+    if n != cp.size:
+        known_bad.append(min(n, cp.size))
+        problems.append(f"the export has {n} entries but its checkpoint says {cp.size}")
+    final_bad = n == cp.size and scan.rng.root() != cp.root
+    if final_bad:
+        problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
+    _against_saved(cp, olds, scan, proofs, export, problems, known_bad)
     if not problems:
         extra = f", consistent with {len(olds)} saved checkpoint(s)" if olds else ""
         return Verdict(

@@ -29,12 +29,12 @@ GRANT_STATES = ("active", "revoked", "expired")
 ARTIFACT_COLUMNS = [
     Column("id", "id", "id"),
     Column("name", "name", flex=True),
-    Column("kind", "kind", keep=6),
-    Column("org", "lab", keep=4),
+    Column("kind", "kind", keep=4),
+    Column("org", "lab", keep=6),
     Column("size", "size", "size", keep=7),
     Column("state", "state", keep=8),
     Column("share_with", "shared with", flex=True, keep=2),
-    Column("review_ends_at", "review ends", "time", keep=3),
+    Column("review_ends_at", "review ends", "time", keep=5),
     Column("submitted_at", "submitted", "time", wide=True),
     Column("upload", "upload", "id", wide=True),
 ]

@@ -51,7 +51,7 @@ def _who(url: str, token: str) -> str:
     except ApiError as exc:
         if exc.status == 401:
             raise ProfileError(f"the gateway at {url} refused this token: {exc.detail}") from None
-        raise ProfileError(
+        raise ClientError(
             f"{exc.detail}; nothing was saved",
             hint="check the URL, or save the profile without asking the gateway: --no-check",
         ) from None

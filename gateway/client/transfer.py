@@ -187,13 +187,19 @@ def push(
     if as_json:
         emit_json(artifact)
         return
+    _say_pushed(req, artifact, defaulted=kind is None)
+
+
+def _say_pushed(req: pushing.PushRequest, artifact: dict[str, Any], *, defaulted: bool) -> None:
+    """The artifact's id on stdout; its name, kind, size and who it is shared with on stderr."""
     out(artifact["id"])
-    shared = ", ".join(artifact.get("share_with") or share_with) or "nobody"
+    shared = ", ".join(artifact.get("share_with") or req.share_with) or "nobody"
+    size = humane.size(req.identity().size)
     say(
-        f"pushed {req.name} ({artifact.get('kind', chosen)}, {humane.size(artifact.get('size'))}) "
-        f"as artifact {artifact['id']}, shared with {shared}"
+        f"pushed {req.name} ({artifact.get('kind', req.kind)}, {size}) as artifact "
+        f"{artifact['id']}, shared with {shared}"
     )
-    if kind is None and chosen == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
+    if defaulted and req.kind == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
         hint(
             "pushed as weights, the default; a credential, which an evaluator can print with "
             "`gateway pull ... -o -`, is pushed with --kind credential"

@@ -18,6 +18,7 @@ from typing import Any
 from gateway import manifest as manifests
 from gateway.client.errors import UntrustedManifest
 from gateway.client.http import Api
+from gateway.client.keys import fingerprint
 from gateway.client.profiles import config_dir, write_private
 
 
@@ -78,20 +79,22 @@ def check_manifest(
     for key in pinned:
         if verifies(key, manifest, signature):
             return key
-    listed = [
-        str(item["public_key"]) for item in api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])
-    ]
+    items = api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])
+    listed = {str(item["public_key"]): item for item in items}
     signer = next((key for key in listed if verifies(key, manifest, signature)), None)
     if signer is None:
         raise UntrustedManifest(
             f"the manifest's signature does not verify under any signing key of {org}"
         )
     if pinned and not trust_new:
+        who = listed[signer]
         raise UntrustedManifest(
-            f"the manifest is signed by a key of {org} this machine has not seen before",
-            hint="if the lab rotated its key and you checked the new one, pass --trust-new-key",
+            f"the manifest is signed by a key of {org} this machine has not seen before: "
+            f"{signer} ({fingerprint(signer)}, registered by {who.get('principal')} "
+            f"on {who.get('created_at')})",
+            hint="check that key with the lab; if it is theirs, pass --trust-new-key",
         )
-    new_pins = list(dict.fromkeys([*pinned, *(listed if not pinned else [signer])]))
+    new_pins = list(dict.fromkeys([*pinned, *(list(listed) if not pinned else [signer])]))
     known.setdefault(api.url, {})[org] = new_pins
     write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
     return signer

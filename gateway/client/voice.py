@@ -8,6 +8,7 @@ failure of the command does (:mod:`gateway.tui`).
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -20,9 +21,12 @@ USAGE = 2
 
 
 def phrase(message: str) -> str:
-    """click's sentence as a message: first letter lowercase, no trailing period."""
+    """click's sentences as one message: lowercase words after each colon, sentences joined
+    with semicolons, no trailing period (``Invalid value ...: File 'x' does not exist.``
+    becomes ``invalid value ...: file 'x' does not exist``)."""
     text = " ".join(message.split()).rstrip(".")
-    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+    text = re.sub(r"\. (?=[A-Z])", "; ", text)
+    return re.sub(r"(^|: |; )([A-Z])(?=[a-z])", lambda m: m.group(1) + m.group(2).lower(), text)
 
 
 class GatewayGroup(click.Group):

@@ -89,15 +89,10 @@ class AnchorReport:
     message: str
 
 
-def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorReport:
-    """Check the live log against every published checkpoint.
-
-    Each published checkpoint's signature is checked, then the live log's leaves are
-    re-hashed from their stored bytes (not from stored subtree hashes, which a rewrite
-    could keep) and the root at each published size must equal the published root. A
-    non-empty log without any published checkpoint is a failure, not a vacuous success.
-    """
-    vkey = verifier_key or gw.audit_signer.verifier_key
+def _published_checkpoints(
+    gw: Runtime, vkey: str
+) -> list[tuple[str, note.Checkpoint]] | AnchorReport:
+    """Every published checkpoint, signature checked, by size; or the report of a bad one."""
     target = archive(gw)
     checkpoints = []
     for size, _when, name in published(target.list_names()):
@@ -110,6 +105,20 @@ def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorRepor
         if cp.size != size:
             return AnchorReport(False, 0, f"published {name} holds size {cp.size}, not {size}")
         checkpoints.append((name, cp))
+    return checkpoints
+
+
+def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorReport:
+    """Check the live log against every published checkpoint.
+
+    Each published checkpoint's signature is checked, then the live log's leaves are
+    re-hashed from their stored bytes (not from stored subtree hashes, which a rewrite
+    could keep) and the root at each published size must equal the published root. A
+    non-empty log without any published checkpoint is a failure, not a vacuous success.
+    """
+    checkpoints = _published_checkpoints(gw, verifier_key or gw.audit_signer.verifier_key)
+    if isinstance(checkpoints, AnchorReport):
+        return checkpoints
     with gw.db.session() as session:
         live = audit_store.size(session)
         if live and not checkpoints:

@@ -8,6 +8,7 @@ own client configuration directory (known keys, push state, profiles) and its ow
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -109,3 +110,48 @@ def live(app: Flask, rt: Runtime, principals: Principals, tmp_path: Path) -> Ite
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def actions(rt: Runtime) -> list[str]:
+    """The actions of the audit log, in order."""
+    import json
+
+    from gateway.audit import store
+
+    with rt.db.session() as session:
+        return [json.loads(leaf)["action"] for _, leaf in store.iter_leaves(session)]
+
+
+@pytest.fixture
+def evaluator_key(live: Live, tmp_path: Path) -> Path:
+    """eval's age identity, made and registered with ``gateway keygen``."""
+    path = tmp_path / "eval.agekey"
+    done = live.gateway("eval", "keygen", "-o", str(path))
+    assert done.exit_code == 0, done.output
+    return path
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 128 KiB tmpfs: a real file system that fills up (mounting one needs root)."""
+    import shutil
+    import subprocess
+
+    mount = shutil.which("mount")
+    point = tmp_path / "small-disk"
+    point.mkdir()
+    done = (
+        subprocess.run(
+            [mount, "-t", "tmpfs", "-o", "size=128k,mode=0700", "tmpfs", str(point)],
+            capture_output=True,
+            check=False,
+        )
+        if mount and os.geteuid() == 0
+        else None
+    )
+    if done is None or done.returncode != 0:
+        pytest.skip("a small file system needs root to mount a tmpfs")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)

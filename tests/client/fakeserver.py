@@ -54,6 +54,15 @@ def _handler(store: PartStore) -> type[BaseHTTPRequestHandler]:
                     503, {"title": "Service unavailable", "status": 503, "detail": "try later"}
                 )
                 return
+            if fault == "429":
+                data = json.dumps({"status": 429, "detail": "slow down"}).encode()
+                self.send_response(429)
+                self.send_header("Content-Type", "application/problem+json")
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if fault == "403":
                 self._answer(
                     403, {"title": "Forbidden", "status": 403, "detail": "upload u1 is not yours"}
