@@ -59,7 +59,7 @@ GRANT_COLUMNS = [
     Column("grantee_name", "grantee", keep=8),
     Column("state", "state"),
     Column("ends", "ends", "time", keep=7),
-    Column("released", "key", keep=5),
+    Column("released_at", "key released", "time", keep=5),
     Column("artifact", "artifact id", "id", wide=True),
     Column("grantee", "grantee id", "id", wide=True),
     Column("not_before", "from", "time", wide=True),
@@ -163,12 +163,7 @@ def requests_(profile: str | None, as_json: bool, wide: bool, state: str | None)
 
 def _grant_row(grant: dict[str, Any]) -> dict[str, Any]:
     ended = grant.get("state") != "active" and grant.get("ended_at")
-    released = grant.get("released_at")
-    return {
-        **grant,
-        "ends": (ended or grant.get("not_after")),
-        "released": f"released {humane.ago(released)}" if released else "not yet",
-    }
+    return {**grant, "ends": ended or grant.get("not_after")}
 
 
 @click.command("grants")

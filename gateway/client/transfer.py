@@ -61,6 +61,10 @@ def _push_request(
     if data is not None and not name:
         raise InvocationError("a push from standard input needs --name")
     path = Path(file)
+    if data is None and not path.is_file():
+        raise InvocationError(
+            f"{path}: no such file" if not path.exists() else f"{path}: not a regular file"
+        )
     return pushing.PushRequest(path=path, name=name or path.name, kind=kind, data=data, **rest)
 
 

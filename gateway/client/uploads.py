@@ -24,6 +24,7 @@ from gateway.client.base import (
 )
 from gateway.client.errors import ClientError, InvocationError
 from gateway.client.http import Api, ApiError
+from gateway.client.push import expected_size
 from gateway.client.tables import Column, table
 from gateway.tui import reported, say
 
@@ -39,8 +40,10 @@ COLUMNS = [
 ]
 
 
-def _parts(part_size: int, size: int) -> int:
-    return max(1, -(-size // part_size))
+def _parts(saved: state.PushState) -> int:
+    """How many parts the upload has in all."""
+    total = expected_size(len(saved.header_bytes), saved.file.size)
+    return max(1, -(-total // saved.part_size))
 
 
 def _row(api: Api, saved: state.PushState) -> dict[str, Any]:
@@ -64,7 +67,7 @@ def _row(api: Api, saved: state.PushState) -> dict[str, Any]:
         **row,
         "state": found.get("state"),
         "expires_at": found.get("expires_at"),
-        "held": f"{len(found.get('parts', []))} parts, {humane.size(held)}",
+        "held": f"{len(found.get('parts', []))} of {_parts(saved)} parts, {humane.size(held)}",
     }
 
 
