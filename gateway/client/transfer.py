@@ -95,7 +95,7 @@ def _push_stopped(
 
 
 @click.command("push")
-@click.argument("file", required=False, metavar="FILE")
+@click.argument("file", required=False, metavar="[FILE]")
 @click.option("--name", default=None, help="artifact name (default: the file's name)")
 @click.option(
     "--kind",
@@ -158,11 +158,12 @@ def push(
 ) -> None:
     """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id.
 
-    FILE - reads a credential from standard input (up to 1 MiB; --name needed), so it
-    never sits in a file. An interrupted push resumes by itself when run again with the
-    same FILE (or with --resume UPLOAD, FILE then optional): only the missing parts are
-    sent. `gateway uploads` lists interrupted pushes. The push state (the upload id and
-    the age file key) is kept, mode 0600, in ~/.config/gateway/pushes/ until it completes.
+    FILE - reads a credential from standard input (up to 1 MiB; --name needed),
+    so it never sits in a file. An interrupted push resumes by itself when run
+    again with the same FILE (or with --resume UPLOAD, FILE then optional): only
+    the missing parts are sent. `gateway uploads` lists interrupted pushes. The
+    push state (the upload id and the age file key) is kept, mode 0600, in
+    $XDG_CONFIG_HOME/gateway/pushes/ (~/.config by default) until it completes.
     """
     chosen = kind or ("credential" if file == pushing.STDIN else "weights")
     if not share_with and not resume:
