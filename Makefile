@@ -31,10 +31,11 @@ deps:
 	  { echo "make: could not install PostgreSQL; install the Debian package 'postgresql'" >&2; exit 1; }; }
 
 ## Run the gateway on the embedded defaults (SQLite, local object store, keys/) on 127.0.0.1:8080.
+## config/gateway.toml's relative paths are relative to config/: the data is in var/ and keys/.
 run: $(STAMP)
-	$(BIN)/gateway init
-	$(BIN)/gateway dev-seed
-	$(BIN)/gateway serve --host 127.0.0.1 --port 8080
+	$(BIN)/gateway --config config/gateway.toml init
+	$(BIN)/gateway --config config/gateway.toml dev-seed
+	$(BIN)/gateway --config config/gateway.toml serve --host 127.0.0.1 --port 8080
 
 ## Run the whole test suite, slow end-to-end tests included.
 test: $(STAMP) deps

@@ -17,6 +17,7 @@ from gateway.api import (
     identity,
     inputs,
     middleware,
+    principals,
     problems,
     service,
     uploads,
@@ -25,7 +26,7 @@ from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals)
 
 
 def create_app(
