@@ -23,8 +23,9 @@ from gateway.api import (
 from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
+from gateway.web import views as web
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, web)
 
 
 def create_app(
