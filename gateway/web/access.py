@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
@@ -44,10 +46,10 @@ def requests_index() -> ResponseReturnValue:
     )
 
 
-def _show(req: AccessRequest, status: int = 200, **extra: object) -> ResponseReturnValue:
+def _show(req: AccessRequest, status: int = 200, **extra: Any) -> ResponseReturnValue:
     rt = runtime()
     ids = [req.principal_id, req.decided_by]
-    context: dict[str, object] = {
+    context: dict[str, Any] = {
         "req": req,
         "approve": forms.Approve(),
         "deny": forms.Deny(),

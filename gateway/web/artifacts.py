@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import redirect, url_for
 from flask.typing import ResponseReturnValue
 
@@ -40,7 +42,12 @@ def artifact(artifact_id: str) -> ResponseReturnValue:
         rt, who.actor, access.Filters(artifact=item.id), PageRequest(rt.config.web.page_size)
     )
     ids = [r.principal_id for r in requests.items] + [g.grantee_id for g in grants.items]
-    context = {"item": item, "requests": requests, "grants": grants, "accesses": None}
+    context: dict[str, Any] = {
+        "item": item,
+        "requests": requests,
+        "grants": grants,
+        "accesses": None,
+    }
     if may("audit.read_own"):
         context.update(_accesses(item, ids))
     else:
@@ -48,7 +55,7 @@ def artifact(artifact_id: str) -> ResponseReturnValue:
     return render("artifact.html", form=forms.RequestAccess(), may=may, **context)
 
 
-def _accesses(item: Artifact, ids: list[str]) -> dict[str, object]:
+def _accesses(item: Artifact, ids: list[str]) -> dict[str, Any]:
     """Every access to ``item`` the caller may read, each proven in the signed checkpoint."""
     rt, who = runtime(), caller()
     latest = proofs.latest_checkpoint(rt)

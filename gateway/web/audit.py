@@ -9,6 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from gateway import authz
 from gateway.api.context import runtime
+from gateway.audit.store import Entry
 from gateway.audit.tlogproof import EXTENSION
 from gateway.errors import BadRequest
 from gateway.web import directory, proofs, queries
@@ -31,16 +32,25 @@ def day(name: str, end: bool = False) -> datetime | None:
 
 
 def _filters() -> queries.LogFilters:
-    text = {k: (request.args.get(k) or None) for k in ("org", "artifact", "actor", "action")}
-    for key, value in text.items():
-        if value is not None and len(value) > 128:
-            raise BadRequest(f"the {key} filter is at most 128 characters")
     outcome = request.args.get("outcome") or None
     if outcome is not None and outcome not in OUTCOMES:
         raise BadRequest(f"outcome must be one of {', '.join(OUTCOMES)}")
     return queries.LogFilters(
-        outcome=outcome, since=day("since"), until=day("until", end=True), **text
+        org=_text("org"),
+        artifact=_text("artifact"),
+        actor=_text("actor"),
+        action=_text("action"),
+        outcome=outcome,
+        since=day("since"),
+        until=day("until", end=True),
     )
+
+
+def _text(name: str) -> str | None:
+    value = request.args.get(name) or None
+    if value is not None and len(value) > 128:
+        raise BadRequest(f"the {name} filter is at most 128 characters")
+    return value
 
 
 @bp.get("/audit")
@@ -60,7 +70,7 @@ def audit() -> ResponseReturnValue:
     )
 
 
-def _readable(index: int) -> queries.Entry:
+def _readable(index: int) -> Entry:
     rt, who = runtime(), caller()
     found = queries.entry(rt, index)
     entry = authz.require_found(rt, who, "audit.read_own", found, what=f"audit entry {index}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 
-from flask import Response, g, redirect, request, url_for
+from flask import g, redirect, request, url_for
 from flask.typing import ResponseReturnValue
 
 from gateway import metrics
@@ -25,7 +25,7 @@ from gateway.web.base import (
     set_cookie,
 )
 
-HOME = {
+HOME: dict[str, str] = {
     Role.LAB: "web.artifacts_index",
     Role.EVALUATOR: "web.artifacts_index",
     Role.AUDITOR: "web.audit",
@@ -79,7 +79,9 @@ def sign_in() -> ResponseReturnValue:
                 clear_cookie(response, SIGN_IN_COOKIE, SECURE_SIGN_IN_COOKIE)
                 return response
     form.token.data = ""  # never echo a token back into the page
-    page = render("sign_in.html", status, form=form, error=error, next=request.values.get("next", ""))
+    page = render(
+        "sign_in.html", status, form=form, error=error, next=request.values.get("next", "")
+    )
     if fresh:
         set_cookie(page, SIGN_IN_COOKIE, SECURE_SIGN_IN_COOKIE, bound, seconds)
     return page
@@ -88,6 +90,6 @@ def sign_in() -> ResponseReturnValue:
 @bp.post("/sign-out")
 def sign_out() -> ResponseReturnValue:
     sessions.end(runtime(), g.web_session)
-    response: Response = redirect(url_for("web.sign_in"), code=303)
+    response = redirect(url_for("web.sign_in"), code=303)
     clear_cookie(response, SESSION_COOKIE, SECURE_SESSION_COOKIE)
     return response

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, g, redirect, render_template, request, ur
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
 from gateway import metrics
 from gateway.api.context import runtime
@@ -63,7 +64,7 @@ def cookie_name(plain: str, prefixed: str) -> str:
     return prefixed if secure() else plain
 
 
-def set_cookie(response: Response, plain: str, prefixed: str, value: str, seconds: int) -> None:
+def set_cookie(response: BaseResponse, plain: str, prefixed: str, value: str, seconds: int) -> None:
     """An ``HttpOnly``, ``SameSite=Strict`` cookie; ``Secure`` and ``__Host-`` behind TLS."""
     response.set_cookie(
         cookie_name(plain, prefixed),
@@ -76,7 +77,7 @@ def set_cookie(response: Response, plain: str, prefixed: str, value: str, second
     )
 
 
-def clear_cookie(response: Response, plain: str, prefixed: str) -> None:
+def clear_cookie(response: BaseResponse, plain: str, prefixed: str) -> None:
     response.delete_cookie(
         cookie_name(plain, prefixed),
         path="/" if secure() else bp.url_prefix or "/ui",
@@ -112,12 +113,14 @@ def render(template: str, code: int = 200, **context: Any) -> Response:
 def _helpers() -> dict[str, Any]:
     def csrf_field() -> Markup:
         """The hidden CSRF input of a form that has no other fields (a button)."""
-        return Markup(str(csrf.CsrfOnly().csrf_token))
+        return Markup(str(csrf.CsrfOnly().csrf_token))  # noqa: S704 - WTForms escapes its own input
 
     def next_url(cursor: str) -> str:
         """This page with the same filters, at ``cursor``."""
-        args = {k: v for k, v in request.args.items() if k != "cursor" and v}
-        return url_for(request.endpoint or "web.home", **(request.view_args or {}), **args, cursor=cursor)
+        values: dict[str, Any] = {k: v for k, v in request.args.items() if k != "cursor" and v}
+        values.update(request.view_args or {})
+        values["cursor"] = cursor
+        return url_for(request.endpoint or "web.home", **values)
 
     return {"csrf_field": csrf_field, "next_url": next_url}
 
@@ -130,7 +133,9 @@ def _begin() -> ResponseReturnValue | None:
     if request.endpoint in PUBLIC:
         return None
     try:
-        live = sessions.resume(rt, request.cookies.get(cookie_name(SESSION_COOKIE, SECURE_SESSION_COOKIE)))
+        live = sessions.resume(
+            rt, request.cookies.get(cookie_name(SESSION_COOKIE, SECURE_SESSION_COOKIE))
+        )
     except Unauthorized:
         metrics.UNAUTHENTICATED.inc()
         if request.method == "GET":
@@ -155,7 +160,9 @@ def _headers(response: Response) -> Response:
 def _gateway_error(exc: GatewayError) -> ResponseReturnValue:
     if exc.status >= 500:
         log.error("request %s failed: %s", request_meta().request_id, exc.detail)
-    response = render("error.html", exc.status, status=exc.status, title=exc.title, detail=exc.detail)
+    response = render(
+        "error.html", exc.status, status=exc.status, title=exc.title, detail=exc.detail
+    )
     for name, value in exc.headers.items():
         if name != "WWW-Authenticate":
             response.headers[name] = value

@@ -35,7 +35,7 @@ def signing_key(rt: Runtime) -> bytes:
     return hkdf.derive(rt.url_key)
 
 
-class SessionBoundCSRF(CSRF):
+class SessionBoundCSRF(CSRF):  # type: ignore[misc]  # WTForms ships no types
     """A token is the timed signature of the value bound to the caller's session."""
 
     def setup_form(self, form: Any) -> Any:
@@ -60,7 +60,7 @@ class SessionBoundCSRF(CSRF):
             raise ValidationError(REFUSED)
 
 
-class Form(FlaskForm):
+class Form(FlaskForm):  # type: ignore[misc]  # Flask-WTF ships no types
     """Every dashboard form: Flask-WTF, with the session-bound CSRF token above."""
 
     class Meta:

@@ -98,7 +98,8 @@ def tally(entries: list[dict[str, Any]]) -> tuple[list[Total], list[Total]]:
         elif action == "auth.denied":
             c["refused"] += 1
     people = [
-        Total(orgs.get(who, ""), who, **c) for who, c in sorted(counts.items(), key=lambda i: (orgs.get(i[0], ""), i[0]))
+        Total(orgs.get(who, ""), who, **c)
+        for who, c in sorted(counts.items(), key=lambda i: (orgs.get(i[0], ""), i[0]))
     ]
     agencies: dict[str, dict[str, int]] = {}
     for t in people:
@@ -111,12 +112,14 @@ def tally(entries: list[dict[str, Any]]) -> tuple[list[Total], list[Total]]:
 def concerns(entry: dict[str, Any], kind: str, subject: str, members: dict[str, str]) -> bool:
     """Whether an entry belongs in the report on ``subject`` (an artifact id, or an agency)."""
     if kind == "artifact":
-        return entry["artifact"] == subject
+        return bool(entry["artifact"] == subject)
     if entry["org"] == subject:
         return True
     if entry["action"] in DECISIONS:
         details = entry["details"]
-        return details.get("agency") == subject or members.get(details.get("grantee", "")) == subject
+        grantee = details.get("grantee")
+        agency = members.get(grantee) if isinstance(grantee, str) else None
+        return bool(details.get("agency") == subject or agency == subject)
     return False
 
 
@@ -182,7 +185,9 @@ def _time(text: str, what: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ")
     except ValueError:
-        raise ReportError(f"the report's {what} is not an RFC 3339 UTC time: {text[:40]!r}") from None
+        raise ReportError(
+            f"the report's {what} is not an RFC 3339 UTC time: {text[:40]!r}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -218,7 +223,9 @@ def read_report(data: bytes) -> _Parsed:
     return found
 
 
-def _evidence(found: _Parsed, policy: trust.Policy) -> tuple[trust.VerifiedCheckpoint, dict[int, dict[str, Any]]]:
+def _evidence(
+    found: _Parsed, policy: trust.Policy
+) -> tuple[trust.VerifiedCheckpoint, dict[int, dict[str, Any]]]:
     """The verified checkpoint, and every proven entry by index."""
     signed = found.checkpoint[0]
     verified = trust.verify_checkpoint(signed, policy)
@@ -271,7 +278,9 @@ def _check_totals(rows: list[dict[str, str]], entries: list[dict[str, Any]]) -> 
     shown: dict[tuple[str, str], tuple[int, ...]] = {}
     for row in rows:
         key = (row.get("data-org", ""), row.get("data-actor", ""))
-        shown[key] = tuple(_int(row.get(f"data-{name}", ""), f"a total's {name}") for name in COUNTED)
+        shown[key] = tuple(
+            _int(row.get(f"data-{name}", ""), f"a total's {name}") for name in COUNTED
+        )
     if shown != expected:
         raise ReportError("the totals do not match the proven entries")
 

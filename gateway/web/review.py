@@ -80,9 +80,7 @@ def _collect(
 
 
 def _bounds(latest: proofs.Latest, start: datetime, end: datetime) -> queries.LogFilters:
-    return queries.LogFilters(
-        since=start, until=end - timedelta(microseconds=1), below=latest.size
-    )
+    return queries.LogFilters(since=start, until=end - timedelta(microseconds=1), below=latest.size)
 
 
 def artifact_review(rt: Runtime, caller: Caller, item: Artifact, start: datetime) -> Review:
@@ -92,7 +90,9 @@ def artifact_review(rt: Runtime, caller: Caller, item: Artifact, start: datetime
     found: dict[int, Entry] = {}
     bounds = _bounds(latest, start, start + WINDOW)
     _collect(rt, caller, replace(bounds, artifact=item.id), found)
-    return _review(rt, caller, "artifact", item.id, f"{item.name} ({item.org})", start, latest, found)
+    return _review(
+        rt, caller, "artifact", item.id, f"{item.name} ({item.org})", start, latest, found
+    )
 
 
 def agency_review(rt: Runtime, caller: Caller, agency: str, start: datetime) -> Review:

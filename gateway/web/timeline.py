@@ -53,9 +53,7 @@ def lane_of(action: str) -> int | None:
     return None
 
 
-def draw(
-    rows: list[dict[str, Any]], start: datetime, end: datetime, titles: list[str]
-) -> Timeline:
+def draw(rows: list[dict[str, Any]], start: datetime, end: datetime, titles: list[str]) -> Timeline:
     """Place ``rows`` (decoded entries with a naive UTC ``when``), titled by ``titles``."""
     span = (end - start).total_seconds() or 1.0
     inner = WIDTH - LEFT - RIGHT

@@ -30,7 +30,9 @@ def upgrade() -> None:
         sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.Column("revoked_at", sa.DateTime(), nullable=True),
         sa.ForeignKeyConstraint(
-            ["principal_id"], ["principals.id"], name=op.f("fk_web_sessions_principal_id_principals")
+            ["principal_id"],
+            ["principals.id"],
+            name=op.f("fk_web_sessions_principal_id_principals"),
         ),
         sa.ForeignKeyConstraint(
             ["token_id"], ["tokens.id"], name=op.f("fk_web_sessions_token_id_tokens")
