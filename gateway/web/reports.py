@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from flask import Response, render_template, url_for
+from flask import Response, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from markupsafe import Markup
 
@@ -40,7 +40,7 @@ def _agency_review(agency: str) -> review.Review:
     authz.require(rt, who, "audit.read_all", what="an agency's review")
     if agency not in directory.agencies(rt):
         raise NotFound(f"agency {agency} was not found")
-    start, _end = review.window(day("from"), rt.now() - review.WINDOW)
+    start, _end = review.window(day("from"), review.up_to(rt.now()))
     return review.agency_review(rt, who, agency, start)
 
 
@@ -59,7 +59,8 @@ def agency_report(agency: str) -> ResponseReturnValue:
 
 
 def _from(found: review.Review) -> dict[str, Any]:
-    return {"from": found.start.strftime("%Y-%m-%d")}
+    """The window's start as the page was asked for it (none: the default, computed again)."""
+    return {"from": request.args["from"]} if request.args.get("from") else {}
 
 
 def stylesheet() -> str:

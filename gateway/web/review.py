@@ -56,9 +56,14 @@ class Review:
 
 
 def window(first_day: datetime | None, default: datetime) -> tuple[datetime, datetime]:
-    """The 30 days from ``first_day`` (else from ``default``'s day), as naive UTC."""
-    start = datetime.combine((first_day or default).date(), time())
+    """The 30 days from the start of ``first_day``, else from ``default`` itself (naive UTC)."""
+    start = datetime.combine(first_day.date(), time()) if first_day else default
     return start, start + WINDOW
+
+
+def up_to(now: datetime) -> datetime:
+    """The start of the 30 days that end just after ``now`` (so entries made now are in)."""
+    return now + timedelta(seconds=1) - WINDOW
 
 
 def _collect(

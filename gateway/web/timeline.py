@@ -46,9 +46,17 @@ class Timeline:
     marks: list[Mark]
 
 
-def lane_of(action: str) -> int | None:
+REFUSED_LANE = {"access.request": 0, "access.decide": 1, "grant.revoke": 1, "content.read": 3}
+"""Where a refusal is drawn: in the lane of what was attempted."""
+
+
+def lane_of(row: dict[str, Any]) -> int | None:
+    """The lane of an entry: its action's, or for a refusal the attempted action's; None: none."""
+    if row["action"] == "auth.denied":
+        attempted = row["details"].get("attempted")
+        return REFUSED_LANE.get(attempted) if isinstance(attempted, str) else None
     for number, (_name, actions) in enumerate(LANES):
-        if action in actions:
+        if row["action"] in actions:
             return number
     return None
 
@@ -64,7 +72,7 @@ def draw(rows: list[dict[str, Any]], start: datetime, end: datetime, titles: lis
     lanes = [(name, TOP + LANE * n + LANE / 2) for n, (name, _a) in enumerate(LANES)]
     marks = []
     for row, title in zip(rows, titles, strict=True):
-        number = lane_of(row["action"])
+        number = lane_of(row)
         if number is None:
             continue
         kind = "refused" if row["outcome"] != "ok" else f"lane{number}"

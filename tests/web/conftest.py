@@ -73,3 +73,55 @@ def lab(client: FlaskClient, principals: Principals) -> Lab:
     )
     assert r.status_code == 200, r.get_json()
     return Lab(client, principals, key)
+
+
+@dataclass
+class Story:
+    """A month's worth of one artifact: requests, a denial, a grant, a release, downloads."""
+
+    artifact: dict[str, Any]
+    granted: str
+    denied: str
+
+
+@pytest.fixture
+def story(lab: Lab, client: FlaskClient, principals: Principals) -> Story:
+    from gateway.age import X25519Identity
+
+    artifact = lab.push(
+        b"weights " * 1000, name="frontier-model", share_with=["agency-a", "agency-b"]
+    )
+    art = artifact["id"]
+    ev = principals.auth("eval")
+    identity = X25519Identity.generate()
+    assert (
+        client.put(
+            "/v1/me/recipient", json={"recipient": str(identity.to_recipient())}, headers=ev
+        ).status_code
+        < 300
+    )
+    asked = client.post(
+        f"/v1/artifacts/{art}/access-requests", json={"justification": "cyber eval"}, headers=ev
+    ).get_json()
+    other = client.post(
+        f"/v1/artifacts/{art}/access-requests",
+        json={"justification": "<script>alert(1)</script>"},
+        headers=principals.auth("eval_b"),
+    ).get_json()
+    lab_auth = principals.auth("lab")
+    assert (
+        client.post(f"/v1/access-requests/{asked['id']}/approve", headers=lab_auth).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            f"/v1/access-requests/{other['id']}/deny", json={"reason": "no"}, headers=lab_auth
+        ).status_code
+        < 300
+    )
+    assert client.get(f"/v1/artifacts/{art}/content", headers=ev).status_code == 200
+    r = client.get(f"/v1/artifacts/{art}/content", headers={**ev, "Range": "bytes=0-99"})
+    assert r.status_code == 206
+    refused = client.get(f"/v1/artifacts/{art}/content", headers=principals.auth("eval_b"))
+    assert refused.status_code == 403
+    return Story(artifact, asked["id"], other["id"])
