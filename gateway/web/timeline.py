@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-WIDTH, LEFT, RIGHT, TOP, LANE = 960, 120, 16, 28, 36
+WIDTH, LEFT, RIGHT, TOP, LANE = 960, 120, 36, 28, 36
 
 LANES = (
     ("requests", ("access.request",)),
