@@ -25,7 +25,7 @@ from gateway.config import Config, load
 from gateway.runtime import Runtime
 from gateway.web import views as web
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, web)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
 
 
 def create_app(
@@ -45,4 +45,5 @@ def create_app(
     middleware.init_app(app)
     for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
+    web.mount(app)
     return app

@@ -123,6 +123,6 @@ def revoke(grant_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     access.revoke(rt, who, access.get_grant(rt, who, grant_id, "grant.revoke"))
     back = request.form.get("back", "")
-    if back.startswith((bp.url_prefix or "/ui") + "/") and not back.startswith("//"):
+    if back.startswith(request.script_root + "/") and not back.startswith("//"):
         return redirect(back, code=303)
     return redirect(url_for("web.grants"), code=303)

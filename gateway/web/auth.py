@@ -36,7 +36,7 @@ HOME: dict[str, str] = {
 def _next_path() -> str:
     """Where to go after signing in: a path of this dashboard only (never another site)."""
     wanted = request.values.get("next", "")
-    prefix = (bp.url_prefix or "/ui") + "/"
+    prefix = request.script_root + "/"
     if wanted.startswith(prefix) and not wanted.startswith("//") and "\\" not in wanted:
         return wanted
     return url_for("web.home")

@@ -1,6 +1,6 @@
 """The dashboard's blueprint: sessions in, security headers out, errors as pages.
 
-Before every view: the dashboard must be enabled (else 404); the session cookie becomes
+Before every view: the session cookie becomes
 the request's :class:`~gateway.caller.Caller`, built as the API builds it (the actor, and
 the request id and address of :mod:`gateway.api.middleware`); a POST must carry a valid
 CSRF token (else 400, nothing done). After every answer: the security headers. Errors the
@@ -22,7 +22,7 @@ from gateway import metrics
 from gateway.api.context import runtime
 from gateway.api.middleware import request_meta
 from gateway.caller import Caller
-from gateway.errors import BadRequest, GatewayError, NotFound, Unauthorized
+from gateway.errors import BadRequest, GatewayError, Unauthorized
 from gateway.paging import PageRequest
 from gateway.web import csrf, present, sessions
 
@@ -31,7 +31,6 @@ log = logging.getLogger("gateway.web")
 bp = Blueprint(
     "web",
     __name__,
-    url_prefix="/ui",
     template_folder="templates",
     static_folder="static",
     static_url_path="/static",
@@ -70,7 +69,7 @@ def set_cookie(response: BaseResponse, plain: str, prefixed: str, value: str, se
         cookie_name(plain, prefixed),
         value,
         max_age=seconds,
-        path="/" if secure() else bp.url_prefix or "/ui",
+        path="/" if secure() else request.script_root or "/",
         secure=secure(),
         httponly=True,
         samesite="Strict",
@@ -80,7 +79,7 @@ def set_cookie(response: BaseResponse, plain: str, prefixed: str, value: str, se
 def clear_cookie(response: BaseResponse, plain: str, prefixed: str) -> None:
     response.delete_cookie(
         cookie_name(plain, prefixed),
-        path="/" if secure() else bp.url_prefix or "/ui",
+        path="/" if secure() else request.script_root or "/",
         secure=secure(),
         httponly=True,
         samesite="Strict",
@@ -128,8 +127,6 @@ def _helpers() -> dict[str, Any]:
 @bp.before_request
 def _begin() -> ResponseReturnValue | None:
     rt = runtime()
-    if not rt.config.web.enabled:
-        raise NotFound(f"no route {request.path}")
     if request.endpoint in PUBLIC:
         return None
     try:
@@ -139,7 +136,8 @@ def _begin() -> ResponseReturnValue | None:
     except Unauthorized:
         metrics.UNAUTHENTICATED.inc()
         if request.method == "GET":
-            return redirect(url_for("web.sign_in", next=request.full_path.rstrip("?")))
+            here = request.script_root + request.full_path.rstrip("?")
+            return redirect(url_for("web.sign_in", next=here))
         raise
     g.caller = Caller(live.actor, request_meta())
     g.web_session = live.id
@@ -149,14 +147,14 @@ def _begin() -> ResponseReturnValue | None:
     return None
 
 
-@bp.after_request
+@bp.after_app_request
 def _headers(response: Response) -> Response:
     for name, value in HEADERS.items():
         response.headers[name] = value
     return response
 
 
-@bp.errorhandler(GatewayError)
+@bp.app_errorhandler(GatewayError)
 def _gateway_error(exc: GatewayError) -> ResponseReturnValue:
     if exc.status >= 500:
         log.error("request %s failed: %s", request_meta().request_id, exc.detail)
@@ -169,14 +167,14 @@ def _gateway_error(exc: GatewayError) -> ResponseReturnValue:
     return response
 
 
-@bp.errorhandler(HTTPException)
+@bp.app_errorhandler(HTTPException)
 def _http_error(exc: HTTPException) -> ResponseReturnValue:
     status = exc.code or 500
-    detail = exc.description or exc.name
+    detail = f"no page {request.script_root}{request.path}" if status == 404 else exc.description
     return render("error.html", status, status=status, title=exc.name, detail=detail)
 
 
-@bp.errorhandler(Exception)
+@bp.app_errorhandler(Exception)
 def _unexpected(exc: Exception) -> ResponseReturnValue:
     request_id = request_meta().request_id
     log.exception("request %s failed unexpectedly", request_id, exc_info=exc)

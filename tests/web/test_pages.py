@@ -222,6 +222,16 @@ def test_a_post_without_its_csrf_token_is_refused_and_changes_nothing(
     assert size(rt) == start
     shown = client.get(f"/v1/access-requests/{req}", headers=principals.auth("lab")).get_json()
     assert shown["state"] == "pending"
+    # forms without fields of their own (revoke, sign out) rest on the same check
+    grant = client.post(f"/v1/access-requests/{req}/approve", headers=principals.auth("lab"))
+    start = size(rt)
+    for path in (f"/ui/grants/{grant.get_json()['id']}/revoke", "/ui/sign-out"):
+        r = web["lab"].client.post(path, data={"csrf_token": foreign})
+        assert r.status_code == 400, path
+    assert size(rt) == start
+    assert web["lab"].get("/ui/artifacts").status_code == 200  # still signed in
+    grants = client.get("/v1/grants", headers=principals.auth("lab")).get_json()["items"]
+    assert [g["state"] for g in grants] == ["active"]
 
 
 def test_names_and_justifications_with_markup_are_shown_inert(
@@ -262,12 +272,14 @@ def test_every_answer_carries_the_security_headers(
         web["eval"].get("/ui/audit"),  # 403
         web["lab"].get("/ui/static/style.css"),
         web["auditor"].get("/ui/audit?since=yesterday"),  # 400
+        web["auditor"].get("/ui/no-such-page"),  # 404, a page too
     ]
     for r in answers:
         assert r.headers["Content-Security-Policy"] == CSP
         assert r.headers["X-Frame-Options"] == "DENY"
         assert r.headers["Referrer-Policy"] == "no-referrer"
         assert r.headers["Cache-Control"] == "no-store"
+    assert answers[-1].status_code == 404 and answers[-1].mimetype == "text/html"
     assert "frame-ancestors 'none'" in CSP and "script-src" not in CSP
     assert "default-src 'none'" in CSP
 
