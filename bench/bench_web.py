@@ -106,9 +106,12 @@ def main() -> None:
     )
     ap.add_argument("--entries", type=int, default=1_000_000)
     ap.add_argument("--samples", type=int, default=21)
+    ap.add_argument("--dir", type=Path, help="keep the gateway here; run again to reuse its log")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    cfg = config(Path(tmp.name))
+    root = args.dir or Path(tmp.name)
+    reuse = (root / "gateway.db").exists()
+    cfg = config(root)
     list(bootstrap.init(cfg))
     rt = Runtime(cfg)
     with rt.db.session() as session:
@@ -116,7 +119,7 @@ def main() -> None:
         token, _ = identity.create_token(
             session, org="oversight", role="auditor", name="otto", ttl_days=1, now=rt.now()
         )
-    rate = fill(rt, args.entries)
+    rate = 0.0 if reuse else fill(rt, args.entries)
     client = create_app(cfg, runtime=rt).test_client()
     page = client.get("/ui/sign-in").get_data(as_text=True)
     csrf = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page)
@@ -140,7 +143,7 @@ def main() -> None:
     deep_cursor = (
         base64.urlsafe_b64encode(f"[{min(900_000, n - 100)}]".encode()).decode().rstrip("=")
     )
-    print(f"\n{n:,} entries, filled at {rate:,.0f} entries/s\n")
+    print(f"\n{n:,} entries" + (f", filled at {rate:,.0f} entries/s" if rate else "") + "\n")
     print("| page | median | slowest |")
     print("|---|---|---|")
     for label, path in paths:
