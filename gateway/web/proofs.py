@@ -114,7 +114,7 @@ def prove(rt: Runtime, entry: Entry, latest: Latest) -> Proven:
         entry.index,
         size,
         True,
-        f"entry {entry.index} is in the log of {size} entries whose checkpoint is signed "
+        f"Entry {entry.index} is in the log of {size} entries whose checkpoint is signed "
         f"by {latest.verified.log.origin}",
         tlogproof.format_proof(proof),
     )

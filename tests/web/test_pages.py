@@ -361,7 +361,7 @@ def test_the_entry_page_verifies_the_proof_and_shows_a_forged_entry_failing(
 ) -> None:
     lab.push(b"w")
     html = web["auditor"].text("/ui/audit/entries/1")
-    assert "✓ Inclusion verified" in html and "entry 1 is in the log of" in html
+    assert "✓ Inclusion verified" in html and "Entry 1 is in the log of" in html
     proof = web["auditor"].get("/ui/audit/entries/1.tlog-proof")
     assert proof.get_data(as_text=True).startswith("c2sp.org/tlog-proof@v1\nindex 1\n")
     with rt.db.session() as session:

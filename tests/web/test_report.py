@@ -176,3 +176,31 @@ def test_a_window_past_the_limit_is_refused(
     user.sign_in()
     r = user.get(f"/ui/reports/artifacts/{story.artifact['id']}")
     assert r.status_code == 400 and "more than 3 entries" in r.get_data(as_text=True)
+
+
+def test_the_verifier_runs_without_the_server_install(
+    web: dict[str, WebUser], story: Story, rt: Runtime, tmp_path: Path
+) -> None:
+    """An auditor checks a report with the client install alone: no Flask, no SQLAlchemy."""
+    import subprocess
+    import sys
+
+    from tests.client.test_client_only import BLOCKER
+
+    (tmp_path / "review.html").write_bytes(export(web, story))
+    script = BLOCKER + (
+        "import sys\nfrom gateway.web.report import verify_report_command\n"
+        "sys.argv = ['verify-report', 'review.html', '--key', sys.argv[1]]\n"
+        "verify_report_command()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, rt.audit_signer.verifier_key],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ok: the review of artifact ")
