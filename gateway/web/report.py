@@ -324,3 +324,7 @@ def verify_report_command(report: Path, key: str | None, policy_file: Path | Non
     except OSError as exc:
         fail(f"{exc.filename or report}: {exc.strerror or exc}")
     click.echo(verdict.line())
+
+
+if __name__ == "__main__":  # pragma: no cover - ``python -m gateway.web.report FILE --key VKEY``
+    verify_report_command()
