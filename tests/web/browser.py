@@ -16,7 +16,11 @@ from typing import Any
 import requests
 from nacl.signing import SigningKey
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import (
+    NoAlertPresentException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -78,25 +82,52 @@ class Browser:
     def h1(self) -> str:
         return str(self.driver.find_element(By.TAG_NAME, "h1").text)
 
-    def click_link(self, text: str) -> None:
-        """Follow the link whose whole text is ``text`` (in the page's main part first)."""
+    def click_link(self, text: str, *, download: bool = False) -> None:
+        """Follow the link whose whole text is ``text`` (in the page's main part first).
+
+        A link to a ``download`` leaves the page where it is: nothing is waited for.
+        """
         for scope in ("main", "body"):
             found = self.driver.find_element(By.TAG_NAME, scope).find_elements(By.LINK_TEXT, text)
             if found:
-                found[0].click()
+                if download:
+                    found[0].click()
+                else:
+                    self._navigating(found[0].click)
                 return
         raise AssertionError(f"no link {text!r} on {self.driver.current_url}")
 
     def button(self, text: str) -> None:
+        """Press the button labelled ``text``, and wait for the page it leads to."""
         for b in self.driver.find_elements(By.TAG_NAME, "button"):
             if b.text.strip() == text:
-                b.click()
+                self._navigating(b.click)
                 return
         raise AssertionError(f"no button {text!r} on {self.driver.current_url}")
 
+    def _navigating(self, act: Callable[[], None]) -> None:
+        """Do ``act``, then wait until the page it replaces is gone."""
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        act()
+
+        def replaced() -> bool:
+            try:
+                old.is_enabled()
+            except StaleElementReferenceException:
+                return True
+            return False
+
+        self.wait(replaced)
+
     def wait(self, done: Callable[[], bool], timeout: float = 15) -> None:
+        """Until ``done()``; a page replaced while it is read counts as not done yet."""
         deadline = time.monotonic() + timeout
-        while not done():
+        while True:
+            try:
+                if done():
+                    return
+            except (StaleElementReferenceException, NoSuchElementException):
+                pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out on {self.driver.current_url}")
             time.sleep(0.1)

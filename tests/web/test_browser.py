@@ -57,6 +57,7 @@ def test_the_lab_approves_and_later_revokes(browser: Browser, server: Server) ->
     browser.button("Approve")
     browser.wait(lambda: "approved" in browser.h1())
     browser.click_link("frontier-model-v1")
+    browser.wait(lambda: browser.h1().startswith("frontier-model-v1"))
     shown = browser.text()
     assert "active" in shown and ("ends in 1 day" in shown or "ends in 23 hours" in shown), shown
     browser.shot("lab-artifact")
@@ -116,7 +117,7 @@ def test_the_auditor_opens_an_entry_verifies_it_and_exports_the_review(
     browser.go(f"/ui/reports/artifacts/{seeded['artifact']}")
     assert browser.driver.find_element(By.CSS_SELECTOR, "svg.timeline").is_displayed()
     browser.shot("auditor-review")
-    browser.click_link("Export as one HTML file, with proofs")
+    browser.click_link("Export as one HTML file, with proofs", download=True)
     browser.wait(lambda: any(p.suffix == ".html" for p in browser.downloads.iterdir()), 30)
     exported = next(p for p in browser.downloads.iterdir() if p.suffix == ".html")
     key = requests.get(server.url + "/v1/audit/key", timeout=10).text.strip()
