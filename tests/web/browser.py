@@ -119,7 +119,7 @@ class Browser:
 
         self.wait(replaced)
 
-    def wait(self, done: Callable[[], bool], timeout: float = 15) -> None:
+    def wait(self, done: Callable[[], bool], timeout: float = 30) -> None:
         """Until ``done()``; a page replaced while it is read counts as not done yet."""
         deadline = time.monotonic() + timeout
         while True:
