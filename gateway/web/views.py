@@ -26,7 +26,9 @@ def create(parent: Flask) -> Flask:
     """The dashboard's app, carrying ``parent``'s runtime."""
     app = Flask("gateway.web", static_folder=None)
     app.extensions["gateway"] = parent.extensions["gateway"]
-    middleware.init_app(app)
+    middleware.init_app(app, parent.extensions["gateway"].config.limits)
+    # one count per client: the pages spend the same rate budgets as the API
+    app.extensions["gateway.limits"] = parent.extensions["gateway.limits"]
     app.register_blueprint(bp)
     return app
 
