@@ -1,0 +1,1 @@
+"""Whole directories as one archive stream: plan, tar writer, safe extractor, OMS."""
