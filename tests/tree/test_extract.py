@@ -1,0 +1,172 @@
+"""Extraction of the gateway's own archives: verified file by file, resumable, never partial."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import pytest
+
+from gateway.tree.commit import FileEntry
+from gateway.tree.errors import CommitmentMismatch, ExtractError, ResumeError
+from gateway.tree.extract import ArchiveCheck, extract, restart_offset
+from gateway.tree.names import RESERVED
+from gateway.tree.plan import plan_tree
+from gateway.tree.tarfmt import Layout
+from tests.tree.conftest import Spec, archive, archive_hasher, commit, snapshot, write_tree
+
+MODEL: Spec = {
+    "config.json": b'{"layers": 2}',
+    "model-00001-of-00002.safetensors": os.urandom(300_000),
+    "model-00002-of-00002.safetensors": os.urandom(200_001),
+    "tokenizer/tokenizer.json": b"{}" * 1000,
+    "tokenizer/vocab.txt": b"",
+    "scripts/run.sh": (b"#!/bin/sh\n", 0o755),
+    "empty": None,
+}
+
+
+class Cut(io.RawIOBase):
+    """The archive's bytes, then a dropped connection after ``limit`` of them."""
+
+    def __init__(self, data: bytes, limit: int) -> None:
+        self.data, self.limit, self.at = data, limit, 0
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self.at >= self.limit:
+            raise ConnectionError("the connection dropped")
+        n = min(len(buffer), self.limit - self.at)
+        buffer[:n] = self.data[self.at : self.at + n]
+        self.at += n
+        return n
+
+
+def _setup(tmp_path: Path, spec: Spec = MODEL) -> tuple[Path, bytes, list[FileEntry], bytes]:
+    src = write_tree(tmp_path / "src", spec)
+    data, entries, whole = archive(plan_tree(src))
+    return src, data, entries, whole
+
+
+def _verified_only(dest: Path, src: Path) -> None:
+    """Every file at a final name in ``dest`` is the source's; the staging holds no content."""
+    want = snapshot(src)
+    for rel, entry in snapshot(dest).items():
+        if rel.split("/")[0] == RESERVED:
+            assert rel in (RESERVED, f"{RESERVED}/journal"), rel
+            continue
+        assert want[rel] == entry, rel
+
+
+def test_round_trip_restores_the_tree_and_its_modes(tmp_path: Path) -> None:
+    src, data, entries, whole = _setup(tmp_path)
+    dest = tmp_path / "out"
+    done = extract(
+        io.BytesIO(data), dest, entries, commit, archive=ArchiveCheck(whole, archive_hasher())
+    )
+    assert snapshot(dest) == snapshot(src)
+    assert (done.files, done.directories, done.resumed_at) == (6, 3, 0)
+    assert done.archive_commitment == whole
+    assert not (dest / RESERVED).exists()
+
+
+@pytest.mark.parametrize("cut_at", ["boundaries", "chunks"])
+def test_interrupted_extraction_resumes_without_rewriting_verified_files(
+    tmp_path: Path, cut_at: str
+) -> None:
+    src, data, entries, whole = _setup(tmp_path)
+    layout = Layout(plan_tree(src).members)
+    cuts = layout.boundaries() if cut_at == "boundaries" else range(1, len(data), 65536 + 77)
+    for n, cut in enumerate(cuts):
+        dest = tmp_path / f"out{n}"
+        with pytest.raises(ConnectionError):
+            extract(Cut(data, cut), dest, entries, commit)
+        _verified_only(dest, src)
+        inodes = {p: p.stat().st_ino for p in dest.rglob("*") if p.is_file()}
+        restart = restart_offset(dest)
+        assert restart <= cut and restart in layout.boundaries() + [0]
+        chunk_start = restart // 65536 * 65536  # a decrypting pull restarts at a chunk
+        done = extract(
+            io.BytesIO(data[chunk_start:]),
+            dest,
+            entries,
+            commit,
+            src_offset=chunk_start,
+            archive=ArchiveCheck(whole, archive_hasher()),
+        )
+        assert done.resumed_at == restart
+        assert snapshot(dest) == snapshot(src)
+        for path, inode in inodes.items():
+            if RESERVED not in str(path):
+                assert path.stat().st_ino == inode, path
+
+
+def test_a_tampered_file_is_named_and_nothing_unverified_is_left(tmp_path: Path) -> None:
+    src, data, entries, _ = _setup(tmp_path)
+    plan = plan_tree(src)
+    shard = next(m for m in plan.members if m.path.startswith("model-00002"))
+    at = Layout(plan.members).placed(plan.members.index(shard)).data_offset + 1000
+    forged = data[:at] + bytes([data[at] ^ 1]) + data[at + 1 :]
+    dest = tmp_path / "out"
+    with pytest.raises(CommitmentMismatch, match="model-00002-of-00002.safetensors"):
+        extract(io.BytesIO(forged), dest, entries, commit)
+    assert not (dest / shard.path).exists()
+    assert (dest / "model-00001-of-00002.safetensors").exists()
+    assert sorted(p.name for p in (dest / RESERVED).iterdir()) == ["journal"]
+    _verified_only(dest, src)
+
+
+def test_changed_modes_or_directories_fail_the_archive_commitment(tmp_path: Path) -> None:
+    src, data, entries, whole = _setup(tmp_path)
+    (src / "scripts/run.sh").chmod(0o644)
+    (src / "empty").rmdir()
+    other, _, _ = archive(plan_tree(src))
+    with pytest.raises(CommitmentMismatch, match="archive commitment"):
+        extract(
+            io.BytesIO(other),
+            tmp_path / "out",
+            entries,
+            commit,
+            archive=ArchiveCheck(whole, archive_hasher()),
+        )
+
+
+def test_a_file_missing_from_the_archive_is_named(tmp_path: Path) -> None:
+    src, data, entries, _ = _setup(tmp_path)
+    extra = FileEntry("weights/extra.bin", 1, b"\0" * 32)
+    with pytest.raises(ExtractError, match="extra.bin.*not in the archive"):
+        extract(io.BytesIO(data), tmp_path / "out", [*entries, extra], commit)
+
+
+def test_refuses_a_directory_that_is_not_empty(tmp_path: Path) -> None:
+    _, data, entries, _ = _setup(tmp_path)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    (dest / "mine").write_bytes(b"keep")
+    with pytest.raises(ExtractError, match="not empty"):
+        extract(io.BytesIO(data), dest, entries, commit)
+    assert (dest / "mine").read_bytes() == b"keep"
+    assert sorted(os.listdir(dest)) == ["mine"]
+
+
+def test_resume_refuses_another_manifest_and_a_changed_verified_file(tmp_path: Path) -> None:
+    src, data, entries, _ = _setup(tmp_path)
+    dest = tmp_path / "out"
+    with pytest.raises(ConnectionError):
+        extract(Cut(data, len(data) - 2000), dest, entries, commit)
+    other = [FileEntry(e.path, e.size, bytes(32)) for e in entries]
+    with pytest.raises(ResumeError, match="another artifact"):
+        extract(io.BytesIO(data), dest, other, commit)
+    (dest / "config.json").write_bytes(b'{"layers": 3}')
+    with pytest.raises(ResumeError, match="config.json"):
+        extract(io.BytesIO(data), dest, entries, commit)
+
+
+def test_resume_refuses_a_stream_that_starts_too_late(tmp_path: Path) -> None:
+    _, data, entries, _ = _setup(tmp_path)
+    dest = tmp_path / "out"
+    with pytest.raises(ConnectionError):
+        extract(Cut(data, 5000), dest, entries, commit)
+    late = restart_offset(dest) + 512
+    with pytest.raises(ResumeError, match="starts at"):
+        extract(io.BytesIO(data[late:]), dest, entries, commit, src_offset=late)
