@@ -106,16 +106,34 @@ def sign_directory(
     model, out = Path(root), Path(root) / SIGNATURE
     if out.exists() or out.is_symlink():
         raise OmsError(f"{out}: already exists; the directory is signed already")
+    _check_ec_key(Path(private_key), password)
     hashing = ms.hashing.Config().set_ignored_paths(paths=[SIGNATURE], ignore_git_paths=True)
     try:
         config = ms.signing.Config().use_elliptic_key_signer(
             private_key=Path(private_key), password=password
         )
         config.set_hashing_config(hashing).sign(model, out)
-    except (ValueError, TypeError, OSError) as exc:
+    except Exception as exc:  # the library fails in many types; none may leave a signature
         out.unlink(missing_ok=True)
         raise OmsError(f"cannot sign {model} with {private_key}: {exc}") from None
     return out
+
+
+def _check_ec_key(path: Path, password: str | None) -> None:
+    """Refuse, in words, a key model-signing cannot use (it fails obscurely on some)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(path.read_bytes(), password.encode() if password else None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise OmsError(f"cannot sign with {path}: not a readable PEM private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in (
+        "secp256r1",
+        "secp384r1",
+        "secp521r1",
+    ):
+        raise OmsError(f"cannot sign with {path}: OMS signs with P-256, P-384 or P-521 keys only")
 
 
 def verify_directory(root: str | os.PathLike[str], material: Material) -> Verified:
