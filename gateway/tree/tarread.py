@@ -56,22 +56,29 @@ class Header:
 
 
 class PiecesReader:
-    """A ``readinto`` reader over an iterator of byte pieces (such as decrypted STREAM)."""
+    """A reader over an iterator of byte pieces (such as decrypted STREAM).
+
+    Besides ``readinto``, :meth:`readview` hands out the pieces' own bytes without a copy.
+    """
 
     def __init__(self, pieces: Iterator[bytes | memoryview]) -> None:
         self._pieces = pieces
         self._left = memoryview(b"")
 
-    def readinto(self, buffer: memoryview, /) -> int:
+    def readview(self, size: int, /) -> memoryview:
+        """Up to ``size`` bytes, empty at the end; valid only until the next read."""
         while not len(self._left):
             nxt = next(self._pieces, None)
             if nxt is None:
-                return 0
+                return self._left
             self._left = memoryview(nxt).cast("B")
-        n = min(len(buffer), len(self._left))
-        buffer[:n] = self._left[:n]
-        self._left = self._left[n:]
-        return n
+        view, self._left = self._left[:size], self._left[size:]
+        return view
+
+    def readinto(self, buffer: memoryview, /) -> int:
+        view = self.readview(len(buffer))
+        buffer[: len(view)] = view
+        return len(view)
 
 
 def _octal(field: bytes, what: str, where: str) -> int:
@@ -203,22 +210,38 @@ class TarReader:
         exec_bit = kind == DIR or bool(mode & 0o100)
         return Header(name, kind, size, 0o755 if exec_bit else 0o644, raw, start)
 
-    def read_data(self, view: memoryview) -> int:
-        """Read up to ``len(view)`` bytes of the current member's data; 0 at its end."""
-        want = min(len(view), self._left)
-        got = 0
-        while got < want:
-            k = self._src.readinto(view[got:want])
-            if not k:
-                raise ExtractError(f"the archive ends early, at offset {self.offset + got}")
-            got += k
+    def read_data(self, buffer: memoryview) -> memoryview:
+        """Up to ``len(buffer)`` bytes of the current member's data, empty at its end.
+
+        The bytes are in ``buffer``, or, from a source with ``readview`` (a
+        :class:`PiecesReader`), in the source's own piece; valid until the next read.
+        """
+        want = min(len(buffer), self._left)
+        if not want:
+            return buffer[:0]
+        readview = getattr(self._src, "readview", None)
+        if readview is not None:
+            view: memoryview = readview(want)
+            got = len(view)
+        else:
+            view, got = buffer[:want], 0
+            while got < want:
+                k = self._src.readinto(view[got:])
+                if not k:
+                    break
+                got += k
+        if not got:
+            raise ExtractError(f"the archive ends early, at offset {self.offset}")
         self.offset += got
         self._left -= got
         if not self._left and self._pad:
-            pad, self._pad = self._pad, 0
-            if self._exact(pad) != bytes(pad):
-                raise ExtractError(f"offset {self.offset - pad}: padding that is not zeros")
-        return got
+            self._skip_padding()
+        return view[:got]
+
+    def _skip_padding(self) -> None:
+        pad, self._pad = self._pad, 0
+        if self._exact(pad) != bytes(pad):
+            raise ExtractError(f"offset {self.offset - pad}: padding that is not zeros")
 
     def _end(self, start: int) -> None:
         if self._exact(BLOCK) != bytes(BLOCK):

@@ -44,10 +44,13 @@ def seal_tree(
 ) -> tuple[TarStream, Iterator[memoryview]]:
     """The archive's STREAM ciphertext from ``start_chunk`` on, and the stream read.
 
-    The stream's ``commitments`` fill in as files are read (see :class:`TarStream`);
-    close it when done. ``aead`` is :func:`gateway.age.stream.payload_key`'s.
+    The stream hashes on a helper thread (``hash_behind``, which ``seal`` allows); its
+    ``commitments`` are complete once the ciphertext has been read to its end, or the
+    stream closed. ``aead`` is :func:`gateway.age.stream.payload_key`'s.
     """
-    src = TarStream(plan, start=start_chunk * CHUNK, commit=commit, on_file=on_file)
+    src = TarStream(
+        plan, start=start_chunk * CHUNK, commit=commit, on_file=on_file, hash_behind=True
+    )
     return src, stream.seal(src, aead, threads, start_chunk=start_chunk)
 
 

@@ -17,6 +17,14 @@ the stream covers from its first byte gets a commitment; a file the stream start
 the middle of has its first part read once more, only to be hashed (at most that one
 file). ``on_file(path, commitment)`` is called as each is done, so a push can keep them
 for a later resume.
+
+With ``hash_behind``, hashing runs on a helper thread, overlapping the next read (and
+the caller's use of the bytes, such as encrypting them): the bytes one ``readinto``
+returned are hashed while the caller holds them, so the caller must not change a
+buffer it passed until its next ``readinto`` or ``close``. :func:`gateway.age.stream.seal`
+keeps to that (it reads each batch into a slot buffer of its own and encrypts into
+another). ``on_file`` is then called on the helper thread, and ``commitments`` is
+complete once the stream has been read to its end or closed.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from gateway.tree.commit import Commit, Hasher
 from gateway.tree.errors import FileChanged
@@ -33,6 +42,29 @@ from gateway.tree.tarfmt import END_BLOCKS, Layout, member_header
 
 HASH_BLOCK = 1 << 20
 OnFile = Callable[[str, bytes], None]
+
+
+class _Behind:
+    """Hash updates and finalisations run in order on one helper thread."""
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="tree-hash")
+        self._queued: list[Future[None]] = []
+
+    def run(self, job: Callable[[], None]) -> None:
+        self._queued.append(self._pool.submit(job))
+
+    def wait(self) -> None:
+        """Wait for every job queued; the first one's error, if any, is raised."""
+        queued, self._queued = self._queued, []
+        for job in queued:
+            job.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            self._pool.shutdown(wait=True)
 
 
 def open_member(plan: Plan, member: Member) -> int:
@@ -70,6 +102,7 @@ class TarStream:
         start: int = 0,
         commit: Commit | None = None,
         on_file: OnFile | None = None,
+        hash_behind: bool = False,
     ) -> None:
         self.plan = plan
         self.layout = layout or Layout(plan.members)
@@ -81,6 +114,7 @@ class TarStream:
         self._hasher: Hasher | None = None
         self._header = b""
         self._pending = self._covers(self._index)
+        self._behind = _Behind() if hash_behind and commit is not None else None
 
     def _covers(self, index: int) -> bool:
         """Whether the stream, now at ``offset``, still has member ``index``'s file to read."""
@@ -94,9 +128,13 @@ class TarStream:
 
     def readinto(self, buffer: memoryview | bytearray, /) -> int:
         view = memoryview(buffer).cast("B")
+        if self._behind is not None:
+            self._behind.wait()  # what the last call returned is hashed: its buffer is free
         done = 0
         while done < len(view) and self.offset < self.layout.size:
             done += self._fill(view[done:])
+        if self.offset >= self.layout.size and self._behind is not None and not done:
+            self._behind.wait()
         return done
 
     def read(self, size: int = -1, /) -> bytes:
@@ -107,9 +145,14 @@ class TarStream:
         return bytes(out[:n])
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Close the file being read; with ``hash_behind``, finish every commitment first."""
+        try:
+            if self._behind is not None:
+                self._behind.close()
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> TarStream:
         return self
@@ -157,7 +200,7 @@ class TarStream:
         if got <= 0:
             raise FileChanged(f"{quoted(member.path)}: got shorter while read", path=member.path)
         if self._hasher is not None:
-            self._hasher.update(view[:got])
+            self._update(self._hasher, view[:got])
         self.offset += got
         if self.offset == data_end:
             self._finish_file(member)
@@ -189,10 +232,24 @@ class TarStream:
         finally:
             os.close(fd)
         if hasher is not None:
-            digest = hasher.digest()
-            self.commitments[member.path] = digest
-            if self._on_file is not None:
-                self._on_file(member.path, digest)
+            done = hasher
+
+            def finish() -> None:
+                digest = done.digest()
+                self.commitments[member.path] = digest
+                if self._on_file is not None:
+                    self._on_file(member.path, digest)
+
+            if self._behind is not None:
+                self._behind.run(finish)
+            else:
+                finish()
+
+    def _update(self, hasher: Hasher, data: memoryview) -> None:
+        if self._behind is not None:
+            self._behind.run(lambda: hasher.update(data))
+        else:
+            hasher.update(data)
 
 
 def archive_size(plan: Plan) -> int:

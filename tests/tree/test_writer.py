@@ -38,7 +38,9 @@ SIZES = st.one_of(st.sampled_from([0, 1, 511, 512, 513, 1023, 1024, 1025]), st.i
 @st.composite
 def trees(draw: st.DrawFn) -> Spec:
     names = st.text(ALPHABET, min_size=1, max_size=12).filter(lambda n: n not in (".", ".."))
-    long_names = st.builds(lambda n, k: (n * 40)[:k], names, st.integers(90, 160))
+    long_names = st.builds(lambda n, k: (n * 40)[:k], names, st.integers(90, 160)).filter(
+        lambda n: len(n.encode()) <= 255
+    )
     spec: dict[str, bytes | None | tuple[bytes, int]] = {}
     folded: set[str] = set()
     dirs = [""]
