@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from gateway.age.stream import ReadInto
 from gateway.tree.commit import Commit, FileEntry, Hasher, Transcript
 from gateway.tree.errors import CommitmentMismatch, ExtractError, ResumeError
+from gateway.tree.fsops import DIR_FLAGS, fs_errors, start_writeback, write_all
 from gateway.tree.journal import CURRENT, JOURNAL, Done, Journal, fingerprint
 from gateway.tree.names import RESERVED, fold_key, quoted
 from gateway.tree.plan import DIR, FILE, MAX_MEMBERS
@@ -46,7 +47,6 @@ from gateway.tree.tarread import Header, TarReader
 
 COPY = 1 << 20
 WRITEBACK = 32 << 20
-DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True)
@@ -149,25 +149,25 @@ class _Extraction:
 
     def _open(self) -> int:
         """Open ``dest`` and its staging directory, fresh or resumed; the restart offset."""
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(self.dest, 0o755)
-        try:
+        with fs_errors(self.dest):
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(self.dest, 0o755)
             self.root = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            raise ExtractError(f"{quoted(self.dest)}: cannot open: {exc.strerror}") from None
-        entries = os.listdir(self.root)
-        if RESERVED not in entries:
-            if entries:
-                raise ExtractError(
-                    f"{quoted(self.dest)}: not empty; restore into a new or empty directory"
-                )
-            os.mkdir(RESERVED, 0o700, dir_fd=self.root)
+            entries = os.listdir(self.root)
+            if RESERVED not in entries:
+                if entries:
+                    raise ExtractError(
+                        f"{quoted(self.dest)}: not empty; restore into a new or empty directory"
+                    )
+                os.mkdir(RESERVED, 0o700, dir_fd=self.root)
             self.staging = os.open(RESERVED, DIR_FLAGS, dir_fd=self.root)
-            self.journal = Journal.create(self.staging, self.manifest)
-            return 0
-        self.staging = os.open(RESERVED, DIR_FLAGS, dir_fd=self.root)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(CURRENT, dir_fd=self.staging)  # never verified: it starts again
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(CURRENT, dir_fd=self.staging)  # never verified: it starts again
+            if entries == [RESERVED] and JOURNAL not in os.listdir(self.staging):
+                entries = []  # stopped before its journal was made: nothing to resume
+            if RESERVED not in entries:
+                self.journal = Journal.create(self.staging, self.manifest)
+                return 0
         self.journal, done = Journal.reopen(self.staging, self.manifest)
         for d in done:
             self._resume_member(d)
@@ -222,12 +222,13 @@ class _Extraction:
         self._admit(header.path, header.kind)
         parent, name = self._parent(header.path)
         if header.kind == DIR:
-            try:
-                os.mkdir(name, 0o755, dir_fd=parent)
-            except FileExistsError:
-                raise ExtractError(
-                    f"{quoted(header.path)}: already exists", path=header.path
-                ) from None
+            with fs_errors(header.path):
+                try:
+                    os.mkdir(name, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    raise ExtractError(
+                        f"{quoted(header.path)}: already exists", path=header.path
+                    ) from None
             self._record(Done(header.path, DIR, header.raw, None, reader.offset))
             return None
         entry = self.expected[header.path]
@@ -256,34 +257,38 @@ class _Extraction:
         self, header: Header, reader: TarReader, entry: FileEntry, parent: int, name: str
     ) -> os.stat_result:
         """Write, verify and link one file into place; its stat once there."""
-        fd = os.open(
-            CURRENT,
-            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-            0o600,
-            dir_fd=self.staging,
-        )
+        with fs_errors(header.path):
+            fd = os.open(
+                CURRENT,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o600,
+                dir_fd=self.staging,
+            )
         try:
             hasher = self.commit(header.path)
             written = flushed = 0
             while len(piece := reader.read_data(self.buf)):
                 # Hash on the helper thread while this one writes: both only read ``piece``.
                 hashed = self.hashing.submit(hasher.update, piece)
-                written += _write_all(fd, piece)
+                with fs_errors(header.path):
+                    written += write_all(fd, piece)
                 hashed.result()
                 if written - flushed >= WRITEBACK:
-                    _start_writeback(fd, flushed, written - flushed)
+                    start_writeback(fd, flushed, written - flushed)
                     flushed = written
             if not hmac.compare_digest(hasher.digest(), entry.commitment):
                 raise CommitmentMismatch(
                     f"{quoted(header.path)}: its content differs from the signed manifest",
                     path=header.path,
                 )
-            os.fchmod(fd, header.mode)
-            os.fsync(fd)
-            st = os.fstat(fd)
+            with fs_errors(header.path):
+                os.fchmod(fd, header.mode)
+                os.fsync(fd)
+                st = os.fstat(fd)
         finally:
             os.close(fd)
-        self._link_into_place(header.path, parent, name)
+        with fs_errors(header.path):
+            self._link_into_place(header.path, parent, name)
         return st
 
     def _link_into_place(self, path: str, parent: int, name: str) -> None:
@@ -366,21 +371,6 @@ class _Extraction:
             if kind == DIR:
                 os.fsync(self._dir_fd(path))
         os.fsync(self.root)
-
-
-def _write_all(fd: int, data: memoryview) -> int:
-    view = data
-    while len(view):
-        view = view[os.write(fd, view) :]
-    return len(data)
-
-
-def _start_writeback(fd: int, offset: int, length: int) -> None:
-    """Have the kernel start writing a range out now, so the file's fsync waits less."""
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
-        with contextlib.suppress(OSError):
-            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 __all__ = ["ArchiveCheck", "Extracted", "extract", "restart_offset"]

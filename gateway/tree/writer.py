@@ -38,7 +38,7 @@ from gateway.tree.commit import Commit, Hasher
 from gateway.tree.errors import FileChanged
 from gateway.tree.names import quoted
 from gateway.tree.plan import FILE, Identity, Member, Plan
-from gateway.tree.tarfmt import END_BLOCKS, Layout, member_header
+from gateway.tree.tarfmt import Layout, member_header
 
 HASH_BLOCK = 1 << 20
 OnFile = Callable[[str, bytes], None]
@@ -250,11 +250,3 @@ class TarStream:
             self._behind.run(lambda: hasher.update(data))
         else:
             hasher.update(data)
-
-
-def archive_size(plan: Plan) -> int:
-    """The archive's size in bytes, from the plan alone."""
-    return Layout(plan.members).size
-
-
-__all__ = ["END_BLOCKS", "TarStream", "archive_size", "open_member"]

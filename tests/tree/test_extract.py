@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +173,51 @@ def test_resume_refuses_a_stream_that_starts_too_late(tmp_path: Path) -> None:
     late = restart_offset(dest) + 512
     with pytest.raises(ResumeError, match="starts at"):
         extract(io.BytesIO(data[late:]), dest, entries, commit, src_offset=late)
+
+
+def test_a_staging_directory_without_a_journal_starts_afresh(tmp_path: Path) -> None:
+    src, data, entries, _ = _setup(tmp_path)
+    dest = tmp_path / "out"
+    (dest / RESERVED).mkdir(parents=True)
+    (dest / RESERVED / "current").write_bytes(b"half a file")
+    assert extract(io.BytesIO(data), dest, entries, commit).resumed_at == 0
+    assert snapshot(dest) == snapshot(src)
+
+
+def test_filesystem_failures_are_extract_errors_naming_the_path(tmp_path: Path) -> None:
+    _, data, entries, _ = _setup(tmp_path)
+    with pytest.raises(ExtractError, match="No such file or directory"):
+        extract(io.BytesIO(data), tmp_path / "missing" / "out", entries, commit)
+
+
+def test_a_full_disk_names_the_file_and_leaves_it_unnamed(tmp_path: Path) -> None:
+    """A real write failure: the file-size limit (EFBIG) stands in for a full disk."""
+    _, data, entries, _ = _setup(tmp_path)
+    (tmp_path / "archive.tar").write_bytes(data)
+    code = f"""
+import io, resource, signal, sys, json
+sys.path.insert(0, {str(Path(__file__).parents[2])!r})
+from tests.tree.conftest import commit
+from gateway.tree.commit import FileEntry
+from gateway.tree.errors import ExtractError
+from gateway.tree.extract import extract
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (250_000, 250_000))
+entries = [FileEntry(p, s, bytes.fromhex(c)) for p, s, c in json.loads(sys.argv[1])]
+try:
+    extract(open(sys.argv[2], "rb"), sys.argv[3], entries, commit)
+except ExtractError as exc:
+    print(exc.path, exc.detail)
+"""
+    listed = json.dumps([[e.path, e.size, e.commitment.hex()] for e in entries])
+    dest = tmp_path / "out"
+    done = subprocess.run(
+        [sys.executable, "-c", code, listed, str(tmp_path / "archive.tar"), str(dest)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.startswith("model-00001-of-00002.safetensors 'model-00001-of-00002")
+    assert "File too large" in done.stdout
+    assert not (dest / "model-00001-of-00002.safetensors").exists()
+    assert not (dest / RESERVED / "current").exists()

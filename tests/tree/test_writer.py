@@ -222,3 +222,22 @@ def test_a_file_that_shrinks_while_read_is_refused(tmp_path: Path) -> None:
         os.truncate(root / "a", 50)
         with pytest.raises(FileChanged, match="'a'"):
             stream.read()
+
+
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_hashing_behind_the_reader_gives_the_same_commitments(tmp_path: Path, threads: int) -> None:
+    from gateway.age import stream as age_stream
+
+    spec: Spec = {f"d{i % 3}/f{i}": random.Random(i).randbytes(i * 7919) for i in range(40)}
+    spec["big.bin"] = random.Random(0).randbytes(3 << 20)
+    plan = plan_tree(write_tree(tmp_path / "m", spec))
+    data, entries, _ = archive(plan)
+    seen: list[str] = []
+    src = TarStream(plan, commit=commit, hash_behind=True, on_file=lambda p, d: seen.append(p))
+    aead = age_stream.payload_key(b"k" * 16, b"n" * 16)
+    with src:
+        sealed = b"".join(bytes(p) for p in age_stream.seal(src, aead, threads))
+    assert src.commitments == {e.path: e.commitment for e in entries}
+    assert seen == [e.path for e in entries]
+    opened = b"".join(bytes(p) for p in age_stream.unseal(io.BytesIO(sealed), aead))
+    assert opened == data
