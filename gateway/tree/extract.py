@@ -39,14 +39,13 @@ from dataclasses import dataclass
 from gateway.age.stream import ReadInto
 from gateway.tree.commit import Commit, FileEntry, Hasher, Transcript
 from gateway.tree.errors import CommitmentMismatch, ExtractError, ResumeError
-from gateway.tree.fsops import DIR_FLAGS, fs_errors, start_writeback, write_all
+from gateway.tree.fsops import DIR_FLAGS, fs_errors, write_all
 from gateway.tree.journal import CURRENT, JOURNAL, Done, Journal, fingerprint
 from gateway.tree.names import RESERVED, fold_key, quoted
 from gateway.tree.plan import DIR, FILE, MAX_MEMBERS
 from gateway.tree.tarread import Header, TarReader
 
 COPY = 1 << 20
-WRITEBACK = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -266,16 +265,12 @@ class _Extraction:
             )
         try:
             hasher = self.commit(header.path)
-            written = flushed = 0
             while len(piece := reader.read_data(self.buf)):
                 # Hash on the helper thread while this one writes: both only read ``piece``.
                 hashed = self.hashing.submit(hasher.update, piece)
                 with fs_errors(header.path):
-                    written += write_all(fd, piece)
+                    write_all(fd, piece)
                 hashed.result()
-                if written - flushed >= WRITEBACK:
-                    start_writeback(fd, flushed, written - flushed)
-                    flushed = written
             if not hmac.compare_digest(hasher.digest(), entry.commitment):
                 raise CommitmentMismatch(
                     f"{quoted(header.path)}: its content differs from the signed manifest",

@@ -1,4 +1,8 @@
-"""The extractor's filesystem operations: safe directory flags, whole writes, early writeback."""
+"""The extractor's filesystem operations: safe directory flags, whole writes, errors.
+
+No early writeback (``posix_fadvise(DONTNEED)`` every few MiB, as a single-file pull
+does): measured here on 2 GiB it made an extraction a third slower, not faster.
+"""
 
 from __future__ import annotations
 
@@ -29,11 +33,3 @@ def write_all(fd: int, data: memoryview) -> int:
     while len(view):
         view = view[os.write(fd, view) :]
     return len(data)
-
-
-def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Have the kernel start writing a range out now, so the file's fsync waits less."""
-    advise = getattr(os, "posix_fadvise", None)
-    if advise is not None:
-        with contextlib.suppress(OSError):
-            advise(fd, offset, length, os.POSIX_FADV_DONTNEED)

@@ -77,6 +77,7 @@ def _check_tree(root: Path, gnu: str, scratch: Path) -> None:
     whole = {e.path: e.commitment for e in entries}
     rng = random.Random(len(data))
     starts = Layout(plan.members).boundaries() + [rng.randrange(len(data)) for _ in range(12)]
+    starts += range(0, len(data), 65536)  # where a resumed push starts: chunk boundaries
     for start in [*starts, len(data) - 1, len(data)]:
         with TarStream(plan, start=start, commit=commit) as stream:
             assert stream.read() == data[start:], start
