@@ -51,7 +51,7 @@ def test_refusal_escapes_what_it_prints() -> None:
 
 def test_names_that_differ_by_case_or_normalisation_share_a_key() -> None:
     assert fold_key("README.md") == fold_key("readme.MD")
-    assert fold_key("caf\u00e9") == fold_key("cafe\u0301")
+    assert fold_key("café") == fold_key("cafe\u0301")
     assert fold_key("a/b") != fold_key("a/c")
 
 
