@@ -2,7 +2,8 @@
 
 A directory of 8 shards (2 GiB in all by default) and a few small files is:
   seal: planned, archived by ``gateway.tree`` (each file hashed for its commitment)
-        and encrypted by ``gateway.age`` to /dev/null, against
+        and encrypted by ``gateway.age`` to /dev/null (and the same without the
+        commitments, to show what they cost), against
         ``tar -cf - -C DIR . | age -e -r R -o /dev/null``;
   open: an age file of its archive decrypted by ``gateway.age`` and extracted by
         ``gateway.tree`` (each file verified against its commitment, fsynced, linked
@@ -79,17 +80,20 @@ def make_model(root: Path, size_mib: int, shards: int) -> None:
     (root / "tokenizer/tokenizer.json").write_text("{}")
 
 
-def seal(model: Path, out: str, identity: str) -> dict[str, object]:
+def seal(model: Path, out: str, identity: str, hashed: bool = True) -> dict[str, object]:
     """Archive and encrypt ``model`` into ``out``; the sidecar a pull needs (key, manifest)."""
     plan = plan_tree(model)
     file_key, nonce = os.urandom(16), os.urandom(16)
     recipient = age.parse_identity(identity).to_recipient()  # type: ignore[attr-defined]
     header = age.wrap_file_key(file_key, [recipient])
-    src, pieces = seal_tree(plan, stream.payload_key(file_key, nonce), commit=commit)
+    aead = stream.payload_key(file_key, nonce)
+    src, pieces = seal_tree(plan, aead, commit=commit if hashed else None)
     with open(out, "wb", buffering=0) as fh, src:
         fh.write(header + nonce)
         for piece in pieces:
             fh.write(piece)
+    if not hashed:
+        return {}
     files = file_entries(plan.members, src.commitments)
     return {
         "file_key": file_key.hex(),
@@ -130,6 +134,7 @@ def contenders(work: Path, model: Path, key: Path, recipient: str) -> dict[str, 
     age_tar = f"mkdir {out} && age -d -i {key} {work / 'model.age'} | tar -xf - -C {out}"
     return {
         "gateway.tree + gateway.age (seal)": [*me, "seal", str(model), "/dev/null", str(key)],
+        "the same, no commitments": [*me, "seal-bare", str(model), "/dev/null", str(key)],
         "tar -c | age -e": ["sh", "-c", tar_age],
         "gateway.age + gateway.tree (open)": [
             *me,
@@ -185,8 +190,8 @@ def _table(results: dict[str, list[tuple[float, int]]], size_mib: int) -> None:
 
 
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "seal":
-        seal(Path(sys.argv[2]), sys.argv[3], _identity(Path(sys.argv[4])))
+    if len(sys.argv) > 1 and sys.argv[1] in ("seal", "seal-bare"):
+        seal(Path(sys.argv[2]), sys.argv[3], _identity(Path(sys.argv[4])), sys.argv[1] == "seal")
         return
     if len(sys.argv) > 1 and sys.argv[1] == "open":
         open_into(Path(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4]))
