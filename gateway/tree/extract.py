@@ -21,15 +21,16 @@ left is the files already verified, at their names, the directories made, and
 ``DIR/.gateway-incoming/journal`` recording them. Run again on the same ``DIR`` with the
 same manifest, :func:`extract` resumes: it checks that each recorded file is as it was
 left, then reads the stream from :func:`restart_offset` (a stream starting earlier is
-skipped forward). On success ``.gateway-incoming`` is removed.
+skipped forward). A run stopped between naming a verified file and recording it leaves
+that file unrecorded at its name: the first member after the restart may find its own
+name taken, and adopts what is there if it is a directory or a file with the member's
+commitment. On success ``.gateway-incoming`` is removed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hmac
-import json
 import os
 import stat
 from collections.abc import Iterable
@@ -39,8 +40,8 @@ from dataclasses import dataclass
 from gateway.age.stream import ReadInto
 from gateway.tree.commit import Commit, FileEntry, Hasher, Transcript
 from gateway.tree.errors import CommitmentMismatch, ExtractError, ResumeError
-from gateway.tree.fsops import DIR_FLAGS, fs_errors, write_all
-from gateway.tree.journal import CURRENT, JOURNAL, Done, Journal, fingerprint
+from gateway.tree.fsops import DIR_FLAGS, fs_errors, link_no_replace, write_all
+from gateway.tree.journal import CURRENT, JOURNAL, Done, Journal, fingerprint, restart_offset
 from gateway.tree.names import RESERVED, fold_key, quoted
 from gateway.tree.plan import DIR, FILE, MAX_MEMBERS
 from gateway.tree.tarread import Header, TarReader
@@ -62,22 +63,6 @@ class ArchiveCheck:
 
     expected: bytes
     hasher: Hasher
-
-
-def restart_offset(dest: str | os.PathLike[str]) -> int:
-    """Where the archive must restart for an interrupted extraction into ``dest``; 0 if none."""
-    try:
-        with open(os.path.join(dest, RESERVED, JOURNAL), "rb") as fh:
-            lines = fh.read().split(b"\n")[1:-1]
-    except FileNotFoundError:
-        return 0
-    end = 0
-    for line in lines:
-        try:
-            end = int(json.loads(line)["end"])
-        except (ValueError, KeyError, TypeError):
-            break
-    return end
 
 
 def extract(
@@ -118,6 +103,7 @@ class _Extraction:
         self.parent_path, self.parent_fd = "", -1
         self.buf = memoryview(bytearray(COPY))
         self.hashing = ThreadPoolExecutor(1, thread_name_prefix="tree-verify")
+        self.adopt = False  #: resuming: the next member may already be in place
 
     def close(self) -> None:
         self.hashing.shutdown(wait=True)
@@ -168,6 +154,7 @@ class _Extraction:
                 self.journal = Journal.create(self.staging, self.manifest)
                 return 0
         self.journal, done = Journal.reopen(self.staging, self.manifest)
+        self.adopt = True
         for d in done:
             self._resume_member(d)
         return done[-1].end if done else 0
@@ -225,9 +212,12 @@ class _Extraction:
                 try:
                     os.mkdir(name, 0o755, dir_fd=parent)
                 except FileExistsError:
-                    raise ExtractError(
-                        f"{quoted(header.path)}: already exists", path=header.path
-                    ) from None
+                    st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                    if not (self.adopt and stat.S_ISDIR(st.st_mode)):
+                        raise ExtractError(
+                            f"{quoted(header.path)}: already exists", path=header.path
+                        ) from None
+            self.adopt = False
             self._record(Done(header.path, DIR, header.raw, None, reader.offset))
             return None
         entry = self.expected[header.path]
@@ -238,6 +228,7 @@ class _Extraction:
                 path=header.path,
             )
         st = self._write_file(header, reader, entry, parent, name)
+        self.adopt = False
         self._record(
             Done(
                 header.path,
@@ -283,26 +274,35 @@ class _Extraction:
         finally:
             os.close(fd)
         with fs_errors(header.path):
-            self._link_into_place(header.path, parent, name)
+            try:
+                link_no_replace(self.staging, parent, name, header.path)
+            except ExtractError:
+                adopted = self._adopt(entry, parent, name)
+                if adopted is None:
+                    raise
+                os.unlink(CURRENT, dir_fd=self.staging)
+                return adopted
         return st
 
-    def _link_into_place(self, path: str, parent: int, name: str) -> None:
+    def _adopt(self, entry: FileEntry, parent: int, name: str) -> os.stat_result | None:
+        """The stat of a file already at ``name`` that is the verified member, else None.
+
+        Only for the first member after a resume: a run stopped between linking a
+        verified file and recording it leaves the file there, unrecorded.
+        """
+        if not self.adopt:
+            return None
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
         try:
-            os.link(
-                CURRENT, name, src_dir_fd=self.staging, dst_dir_fd=parent, follow_symlinks=False
-            )
-        except FileExistsError:
-            raise ExtractError(f"{quoted(path)}: already exists", path=path) from None
-        except OSError as exc:
-            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
-                raise
-            # A filesystem without hard links: rename, after checking the name is free.
-            with contextlib.suppress(FileNotFoundError):
-                os.stat(name, dir_fd=parent, follow_symlinks=False)
-                raise ExtractError(f"{quoted(path)}: already exists", path=path) from None
-            os.rename(CURRENT, name, src_dir_fd=self.staging, dst_dir_fd=parent)
-            return
-        os.unlink(CURRENT, dir_fd=self.staging)
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != entry.size:
+                return None
+            hasher = self.commit(entry.path)
+            while n := os.readv(fd, [self.buf]):
+                hasher.update(self.buf[:n])
+            return st if hmac.compare_digest(hasher.digest(), entry.commitment) else None
+        finally:
+            os.close(fd)
 
     def _parent(self, path: str) -> tuple[int, str]:
         """A descriptor of ``path``'s directory (opened without following links), and its name."""

@@ -137,3 +137,19 @@ class Journal:
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+def restart_offset(dest: str | os.PathLike[str]) -> int:
+    """Where the archive must restart for an interrupted extraction into ``dest``; 0 if none."""
+    try:
+        with open(os.path.join(dest, RESERVED, JOURNAL), "rb") as fh:
+            lines = fh.read().split(b"\n")[1:-1]
+    except FileNotFoundError:
+        return 0
+    end = 0
+    for line in lines:
+        try:
+            end = int(json.loads(line)["end"])
+        except (ValueError, KeyError, TypeError):
+            break
+    return end

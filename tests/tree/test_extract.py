@@ -221,3 +221,35 @@ except ExtractError as exc:
     assert "File too large" in done.stdout
     assert not (dest / "model-00001-of-00002.safetensors").exists()
     assert not (dest / RESERVED / "current").exists()
+
+
+def _drop_last_journal_line(dest: Path) -> None:
+    journal = dest / RESERVED / "journal"
+    lines = journal.read_bytes().split(b"\n")
+    journal.write_bytes(b"\n".join(lines[:-2]) + b"\n")
+
+
+def test_a_file_named_but_not_yet_recorded_is_adopted_on_resume(tmp_path: Path) -> None:
+    """A run killed between linking a verified file and recording it in the journal."""
+    src, data, entries, _ = _setup(tmp_path)
+    layout = Layout(plan_tree(src).members)
+    dest = tmp_path / "out"
+    with pytest.raises(ConnectionError):
+        extract(Cut(data, layout.boundaries()[4]), dest, entries, commit)
+    _drop_last_journal_line(dest)
+    extract(io.BytesIO(data), dest, entries, commit)
+    assert snapshot(dest) == snapshot(src)
+
+
+def test_an_unrecorded_file_that_differs_is_not_adopted(tmp_path: Path) -> None:
+    src, data, entries, _ = _setup(tmp_path)
+    layout = Layout(plan_tree(src).members)
+    dest = tmp_path / "out"
+    with pytest.raises(ConnectionError):
+        extract(Cut(data, layout.boundaries()[4]), dest, entries, commit)
+    _drop_last_journal_line(dest)
+    last = plan_tree(src).members[3].path
+    (dest / last).write_bytes(b"\0" * (dest / last).stat().st_size)
+    with pytest.raises(ExtractError, match="already exists"):
+        extract(io.BytesIO(data), dest, entries, commit)
+    assert (dest / last).read_bytes() == b"\0" * (dest / last).stat().st_size
