@@ -9,7 +9,9 @@ A directory of 8 shards (2 GiB in all by default) and a few small files is:
         ``gateway.tree`` (each file verified against its commitment, fsynced, linked
         into place), against ``age -d -i KEY FILE | tar -xf - -C OUT`` and the same
         followed by ``sync`` (the extractor makes every file durable; tar does not).
-Each contender runs in its own process, interleaved, the page cache warm for all; peak
+Each contender runs in its own process, interleaved (every other round in the reverse
+order, so none always follows the same one), its input read just before so the
+page cache is warm for all; CPU s is the user and system time of its processes; peak
 RSS is the largest of its processes' (GNU ``time -f %M``; measured from this script's
 own ``wait4`` it would include this script, whose pages a child holds until it execs).
 Target: faster than the baselines, peak RSS under 200 MiB. The commitments stand in
@@ -19,6 +21,7 @@ name and content.
 
     .venv/bin/python bench/bench_tree.py [--size-mib 2048] [--shards 8] [--runs 3]
                                          [--commitment hmac-sha256|blake3] [--work DIR]
+                                         [--only open --only 'tar -x' ...]
 
 Prints a markdown table of medians, with the range.
 """
@@ -116,15 +119,19 @@ def open_into(age_file: Path, sidecar: Path, out: Path) -> None:
         extract_payload(pieces, out, files, commit, archive=check)
 
 
-def timed(argv: list[str], rss_file: Path) -> tuple[float, int]:
-    """Run ``argv`` under GNU time; (seconds, peak RSS in bytes of its largest process)."""
-    timer = ["/usr/bin/time", "-f", "%M", "-o", str(rss_file)]
+Run = tuple[float, float, int]  #: wall seconds, CPU seconds (user + system), peak RSS bytes
+
+
+def timed(argv: list[str], rss_file: Path) -> Run:
+    """Run ``argv`` under GNU time: wall and CPU time of its processes, its largest peak RSS."""
+    timer = ["/usr/bin/time", "-f", "%M %U %S", "-o", str(rss_file)]
     start = time.perf_counter()
     done = subprocess.run([*timer, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{argv} failed: {done.stderr.decode(errors='replace')}")
-    return elapsed, int(rss_file.read_text().split()[-1]) * 1024
+    rss, user, system = rss_file.read_text().split()[-3:]
+    return elapsed, float(user) + float(system), int(rss) * 1024
 
 
 def contenders(work: Path, model: Path, key: Path, recipient: str) -> dict[str, list[str]]:
@@ -134,7 +141,7 @@ def contenders(work: Path, model: Path, key: Path, recipient: str) -> dict[str, 
     age_tar = f"mkdir {out} && age -d -i {key} {work / 'model.age'} | tar -xf - -C {out}"
     return {
         "gateway.tree + gateway.age (seal)": [*me, "seal", str(model), "/dev/null", str(key)],
-        "the same, no commitments": [*me, "seal-bare", str(model), "/dev/null", str(key)],
+        "the same, no commitments (seal)": [*me, "seal-bare", str(model), "/dev/null", str(key)],
         "tar -c | age -e": ["sh", "-c", tar_age],
         "gateway.age + gateway.tree (open)": [
             *me,
@@ -160,31 +167,45 @@ def run(args: argparse.Namespace) -> None:
         ).stdout.strip()
         side = seal(model, str(work / "model.age"), _identity(key))
         (work / "sidecar.json").write_text(json.dumps(side))
-        results: dict[str, list[tuple[float, int]]] = {}
-        for _ in range(args.runs):
-            for name, argv in contenders(work, model, key, recipient).items():
+        results: dict[str, list[Run]] = {}
+        for run_no in range(args.runs):
+            order = list(contenders(work, model, key, recipient).items())
+            for name, argv in order if run_no % 2 == 0 else order[::-1]:
+                if args.only and not any(word in name for word in args.only):
+                    continue
                 shutil.rmtree(work / "out", ignore_errors=True)
                 os.sync()
+                _warm(model if "seal" in name or "tar -c" in name else work / "model.age")
                 results.setdefault(name, []).append(timed(argv, work / "rss"))
         _table(results, args.size_mib)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def _warm(path: Path) -> None:
+    """Read ``path`` (a file, or every file under it) so the contender finds it cached."""
+    for file in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+        with open(file, "rb", buffering=0) as fh:
+            while fh.read(8 * MIB):
+                pass
+
+
 def _identity(key: Path) -> str:
     return next(ln for ln in key.read_text().splitlines() if ln.startswith("AGE-SECRET-KEY-"))
 
 
-def _table(results: dict[str, list[tuple[float, int]]], size_mib: int) -> None:
-    print(f"| {size_mib} MiB, {COMMITMENT} | median s | range s | GB/s | peak RSS |")
-    print("|---|---|---|---|---|")
+def _table(results: dict[str, list[Run]], size_mib: int) -> None:
+    print(f"| {size_mib} MiB, {COMMITMENT} | median s | range s | GB/s | CPU s | peak RSS |")
+    print("|---|---|---|---|---|---|")
     for name, runs in results.items():
-        times = [t for t, _ in runs]
+        times = [t for t, _, _ in runs]
         med = statistics.median(times)
-        rss = max(r for _, r in runs) / MIB
+        cpu = statistics.median(c for _, c, _ in runs)
+        rss = max(r for _, _, r in runs) / MIB
         gbps = size_mib * MIB / med / 1e9
         print(
-            f"| {name} | {med:.2f} | {min(times):.2f}-{max(times):.2f} | {gbps:.2f} | {rss:.0f} MiB |"
+            f"| {name} | {med:.2f} | {min(times):.2f}-{max(times):.2f} | {gbps:.2f} "
+            f"| {cpu:.2f} | {rss:.0f} MiB |"
         )
     print(f"(load average {os.getloadavg()[0]:.1f})")
 
@@ -200,6 +221,9 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=2048)
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--only", action="append", help="run only contenders whose name holds this (repeatable)"
+    )
     parser.add_argument("--commitment", choices=["hmac-sha256", "blake3"], default=COMMITMENT)
     parser.add_argument("--work", default=None, help="where to make the model (default: TMPDIR)")
     args = parser.parse_args()

@@ -34,6 +34,9 @@ Entry points for ``gateway pull ART -o DIR`` (the evaluator)::
                     archive=ArchiveCheck(whole, hasher))
     oms.verify_directory(DIR, material)              # when the manifest says model.sig
 
+(:func:`gateway.tree.extract.extract` takes any ``readinto`` source; the package does
+not re-export it, so ``gateway.tree.extract`` stays the module.)
+
 Errors are :class:`TreeError` subclasses with a one-line ``detail`` for
 ``gateway: error: ...`` and the member in ``path``.
 """
@@ -57,7 +60,7 @@ from gateway.tree.errors import (
     ResumeError,
     TreeError,
 )
-from gateway.tree.extract import ArchiveCheck, Extracted, extract, restart_offset
+from gateway.tree.extract import ArchiveCheck, Extracted, restart_offset
 from gateway.tree.plan import Identity, Member, Plan, plan_tree
 from gateway.tree.transfer import archive_size, extract_payload, resume_chunk, seal_tree
 from gateway.tree.writer import TarStream
@@ -83,7 +86,6 @@ __all__ = [
     "TreeError",
     "archive_commitment",
     "archive_size",
-    "extract",
     "extract_payload",
     "file_entries",
     "oms",
