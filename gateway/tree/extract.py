@@ -34,7 +34,6 @@ import hmac
 import os
 import stat
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from gateway.age.stream import ReadInto
@@ -47,6 +46,7 @@ from gateway.tree.plan import DIR, FILE, MAX_MEMBERS
 from gateway.tree.tarread import Header, TarReader
 
 COPY = 1 << 20
+SLICE = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -102,11 +102,9 @@ class _Extraction:
         self.journal: Journal | None = None
         self.parent_path, self.parent_fd = "", -1
         self.buf = memoryview(bytearray(COPY))
-        self.hashing = ThreadPoolExecutor(1, thread_name_prefix="tree-verify")
         self.adopt = False  #: resuming: the next member may already be in place
 
     def close(self) -> None:
-        self.hashing.shutdown(wait=True)
         if self.journal is not None:
             self.journal.close()
         for fd in (self.parent_fd, self.staging, self.root):
@@ -257,11 +255,13 @@ class _Extraction:
         try:
             hasher = self.commit(header.path)
             while len(piece := reader.read_data(self.buf)):
-                # Hash on the helper thread while this one writes: both only read ``piece``.
-                hashed = self.hashing.submit(hasher.update, piece)
-                with fs_errors(header.path):
-                    write_all(fd, piece)
-                hashed.result()
+                # Hash and write each 64 KiB while it is in this core's cache: measured
+                # here, that took less CPU than hashing on a helper thread.
+                for at in range(0, len(piece), SLICE):
+                    part = piece[at : at + SLICE]
+                    hasher.update(part)
+                    with fs_errors(header.path):
+                        write_all(fd, part)
             if not hmac.compare_digest(hasher.digest(), entry.commitment):
                 raise CommitmentMismatch(
                     f"{quoted(header.path)}: its content differs from the signed manifest",
