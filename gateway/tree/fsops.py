@@ -1,7 +1,8 @@
 """The extractor's filesystem operations: safe directory flags, whole writes, errors.
 
 No early writeback (``posix_fadvise(DONTNEED)`` every few MiB, as a single-file pull
-does): measured here on 2 GiB it made an extraction a third slower, not faster.
+does): in the runs measured here (2 GiB, on a loaded machine) it made an extraction
+slower, not faster.
 """
 
 from __future__ import annotations
