@@ -34,6 +34,11 @@ Entry points for ``gateway pull ART -o DIR`` (the evaluator)::
                     archive=ArchiveCheck(whole, hasher))
     oms.verify_directory(DIR, material)              # when the manifest says model.sig
 
+    A decryptor that writes to a file object (``pull.Decrypting`` writes to its sink)
+    takes an :class:`ExtractSink` instead: ``sink = ExtractSink(DIR, files, commit,
+    start_chunk=c, archive=...)``, then ``sink.close()`` (the result, or the refusal) or,
+    when the download fails for good, ``sink.abort()`` (resumable).
+
 (:func:`gateway.tree.extract.extract` takes any ``readinto`` source; the package does
 not re-export it, so ``gateway.tree.extract`` stays the module.)
 
@@ -62,6 +67,7 @@ from gateway.tree.errors import (
 )
 from gateway.tree.extract import ArchiveCheck, Extracted, restart_offset
 from gateway.tree.plan import Identity, Member, Plan, plan_tree
+from gateway.tree.sink import ExtractSink
 from gateway.tree.transfer import archive_size, extract_payload, resume_chunk, seal_tree
 from gateway.tree.writer import TarStream
 
@@ -71,6 +77,7 @@ __all__ = [
     "Commit",
     "CommitmentMismatch",
     "ExtractError",
+    "ExtractSink",
     "Extracted",
     "FileChanged",
     "FileEntry",

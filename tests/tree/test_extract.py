@@ -253,3 +253,38 @@ def test_an_unrecorded_file_that_differs_is_not_adopted(tmp_path: Path) -> None:
     with pytest.raises(ExtractError, match="already exists"):
         extract(io.BytesIO(data), dest, entries, commit)
     assert (dest / last).read_bytes() == b"\0" * (dest / last).stat().st_size
+
+
+def test_a_sink_fed_by_writes_extracts_and_resumes(tmp_path: Path) -> None:
+    from gateway.tree.sink import ExtractSink
+    from gateway.tree.transfer import resume_chunk
+
+    src, data, entries, whole = _setup(tmp_path)
+    dest = tmp_path / "out"
+    sink = ExtractSink(dest, entries, commit)
+    buf = bytearray(70_000)  # reused at once by the writer, as a decryptor's ring is
+    for at in range(0, len(data) // 2, len(buf)):
+        piece = data[at : at + len(buf)]
+        buf[: len(piece)] = piece
+        sink.write(memoryview(buf)[: len(piece)])
+        buf[:] = bytes(len(buf))
+    sink.abort()
+    _verified_only(dest, src)
+    start = resume_chunk(dest)
+    sink = ExtractSink(
+        dest, entries, commit, start_chunk=start, archive=ArchiveCheck(whole, archive_hasher())
+    )
+    sink.write(data[start * 65536 :])
+    assert sink.close().resumed_at >= start * 65536
+    assert snapshot(dest) == snapshot(src)
+
+
+def test_a_sink_raises_the_extractors_error_to_its_writer(tmp_path: Path) -> None:
+    from gateway.tree.sink import ExtractSink
+
+    _, data, entries, _ = _setup(tmp_path)
+    sink = ExtractSink(tmp_path / "out", entries[1:], commit, depth=1)
+    with pytest.raises(ExtractError, match="not in the signed manifest"):
+        for at in range(0, len(data), 4096):
+            sink.write(data[at : at + 4096])
+        sink.close()
