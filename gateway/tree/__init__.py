@@ -15,9 +15,12 @@ Entry points for ``gateway push DIR`` (the lab)::
     oms.find_signature(plan)                         # model.sig inside: record it
     oms.sign_directory(DIR, KEY)                     # --oms-key, before plan_tree
     size = archive_size(plan)                        # plaintext size of the age file
-    src, pieces = seal_tree(plan, aead, start_chunk=c, commit=commit, on_file=keep)
-    ...send pieces (the STREAM from chunk c: sealed_offset(c) in the payload)...
+    src, pieces = age_file_from(plan, aead, header + nonce, offset,
+                                commit=commit, on_file=keep)
+    ...send pieces: the age file from byte ``offset`` (0, or where the first part the
+       gateway lacks begins), e.g. send_parts numbering from that part...
     src.close()                                      # src.commitments now complete
+    (seal_tree(plan, aead, start_chunk=c, ...) gives the bare STREAM from chunk c.)
     files = file_entries(plan.members, commitments)  # the manifest's files list
     whole = archive_commitment(plan.members, commitments, hasher)
 
@@ -68,7 +71,13 @@ from gateway.tree.errors import (
 from gateway.tree.extract import ArchiveCheck, Extracted, restart_offset
 from gateway.tree.plan import Identity, Member, Plan, plan_tree
 from gateway.tree.sink import ExtractSink
-from gateway.tree.transfer import archive_size, extract_payload, resume_chunk, seal_tree
+from gateway.tree.transfer import (
+    age_file_from,
+    archive_size,
+    extract_payload,
+    resume_chunk,
+    seal_tree,
+)
 from gateway.tree.writer import TarStream
 
 __all__ = [
@@ -92,6 +101,7 @@ __all__ = [
     "Transcript",
     "TreeError",
     "archive_commitment",
+    "age_file_from",
     "archive_size",
     "extract_payload",
     "file_entries",

@@ -13,13 +13,14 @@ needs the stream again. The standard tools read the same file:
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Iterator
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 from gateway.age import stream
-from gateway.age.stream import CHUNK
+from gateway.age.stream import CHUNK, SEALED
 from gateway.tree.commit import Commit, FileEntry
 from gateway.tree.extract import ArchiveCheck, Extracted, extract, restart_offset
 from gateway.tree.plan import Plan
@@ -52,6 +53,41 @@ def seal_tree(
         plan, start=start_chunk * CHUNK, commit=commit, on_file=on_file, hash_behind=True
     )
     return src, stream.seal(src, aead, threads, start_chunk=start_chunk)
+
+
+def age_file_from(
+    plan: Plan,
+    aead: ChaCha20Poly1305,
+    prefix: bytes,
+    offset: int,
+    *,
+    commit: Commit | None = None,
+    on_file: OnFile | None = None,
+    threads: int | None = None,
+) -> tuple[TarStream, Iterator[bytes | memoryview]]:
+    """The whole age file (``prefix``: its header and payload nonce) from byte ``offset`` on.
+
+    For a push resumed at a part: ``offset`` is where the first part the gateway lacks
+    begins. Sealing starts at the chunk holding ``offset``; nothing before it is read.
+    """
+    if offset < len(prefix):
+        src, pieces = seal_tree(plan, aead, commit=commit, on_file=on_file, threads=threads)
+        return src, itertools.chain([prefix[offset:]], pieces)
+    into = offset - len(prefix)  # bytes into the sealed chunks
+    chunk = min(into // SEALED, max(stream.chunk_count(archive_size(plan)) - 1, 0))
+    src, pieces = seal_tree(
+        plan, aead, start_chunk=chunk, commit=commit, on_file=on_file, threads=threads
+    )
+    return src, _skip(pieces, into - chunk * SEALED)
+
+
+def _skip(pieces: Iterator[memoryview], n: int) -> Iterator[bytes | memoryview]:
+    for piece in pieces:
+        if n >= len(piece):
+            n -= len(piece)
+            continue
+        yield piece[n:]
+        n = 0
 
 
 def resume_chunk(dest: str | os.PathLike[str]) -> int:

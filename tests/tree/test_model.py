@@ -30,7 +30,13 @@ from gateway.tree.commit import archive_commitment, file_entries
 from gateway.tree.extract import ArchiveCheck
 from gateway.tree.oms import PublicKey, sign_directory, verify_directory
 from gateway.tree.plan import plan_tree
-from gateway.tree.transfer import archive_size, extract_payload, resume_chunk, seal_tree
+from gateway.tree.transfer import (
+    age_file_from,
+    archive_size,
+    extract_payload,
+    resume_chunk,
+    seal_tree,
+)
 from tests.tools import require_tool
 from tests.tree.conftest import archive_hasher, commit
 
@@ -217,3 +223,31 @@ def test_an_interrupted_pull_resumes_from_the_chunk_it_names(
     assert done.resumed_at >= start * CHUNK
     _diff(model, out)
     verify_directory(out, oms_key)
+
+
+def test_the_age_file_from_any_byte_is_the_whole_files_tail(
+    tmp_path: Path, signed_model: tuple[Path, PublicKey]
+) -> None:
+    model, _ = signed_model
+    plan = plan_tree(model)
+    identity = age.X25519Identity.generate()
+    file_key, nonce = b"f" * 16, b"n" * 16
+    prefix = age.wrap_file_key(file_key, [identity.to_recipient()]) + nonce
+    aead = stream.payload_key(file_key, nonce)
+    src, pieces = age_file_from(plan, aead, prefix, 0)
+    with src:
+        whole = b"".join(bytes(p) for p in pieces)
+    assert len(whole) == len(prefix) - 16 + stream.payload_size(archive_size(plan))
+    part = 1 << 20  # parts of 1 MiB: where a resumed push starts
+    for offset in (
+        1,
+        len(prefix),
+        len(prefix) + 1,
+        part,
+        2 * part,
+        len(whole) - 17,
+        len(whole) - 1,
+    ):
+        src, pieces = age_file_from(plan, aead, prefix, offset, commit=commit)
+        with src:
+            assert b"".join(bytes(p) for p in pieces) == whole[offset:], offset
