@@ -70,6 +70,10 @@ bench-upload: $(STAMP) deps
 bench-transfer: $(STAMP) deps
 	$(BIN)/python bench/bench_transfer.py --size-mib 2048
 
+.PHONY: bench-tree
+bench-tree: $(STAMP) deps
+	$(BIN)/python bench/bench_tree.py --size-mib 2048 --runs 3
+
 bench-audit: $(STAMP)
 	$(BIN)/python bench/bench_audit.py --entries 1000000
 

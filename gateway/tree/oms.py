@@ -1,0 +1,232 @@
+"""OpenSSF Model Signing (OMS): find, make and check a directory's ``model.sig``.
+
+Design note. An OMS signature (``sigstore/model-transparency``, PyPI ``model-signing``
+1.x) is a Sigstore bundle over a DSSE envelope whose in-toto statement lists every
+file of the model with its SHA-256 (predicate ``resources``) and the paths the signer
+left out (``serialization.ignore_paths``; the library always leaves out ``.git``,
+``.gitattributes``, ``.gitignore`` and ``.github``, and the signature itself when it was
+made with its command line or with :func:`sign_directory`). Here:
+
+- :func:`find_signature` says whether a plan holds ``model.sig`` at its top, so the
+  manifest can record that the signature travels inside the archive;
+- :func:`sign_directory` signs a directory with an elliptic-curve key (P-256, P-384 or
+  P-521, PEM), writing ``model.sig`` into it before it is planned;
+- :func:`verify_directory` checks a restored directory against verification material
+  the lab registered: a :class:`PublicKey`, a :class:`CertificateIdentity` (the chain
+  to trust and, optionally, an identity the signing certificate must name) or a
+  :class:`SigstoreIdentity` (keyless: identity and OIDC issuer; needs Sigstore's trust
+  root, so the network or a ``trust_config``).
+
+The archive carries every file, ignored ones included, and the manifest's per-file
+commitments cover them all; the OMS check covers only what the signer hashed.
+:class:`Verified` says which files that is. ``model_signing`` is imported only here,
+when called, so the base install works without it (the ``oms`` extra brings it).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.tree.errors import OmsError
+from gateway.tree.plan import FILE, Plan
+
+SIGNATURE = "model.sig"
+_INSTALL_HINT = "OpenSSF Model Signing needs: pip install 'model-artifact-gateway[oms]'"
+
+
+@dataclass(frozen=True)
+class PublicKey:
+    """An elliptic-curve public key (PEM) the lab signs with."""
+
+    pem: bytes
+
+
+@dataclass(frozen=True)
+class CertificateIdentity:
+    """Certificates to trust (PEM) and, if set, a name the signing certificate must hold.
+
+    ``identity`` is compared exactly with the certificate's subject alternative names
+    (e-mail, URI or DNS) and its subject common name.
+    """
+
+    chain_pem: bytes
+    identity: str | None = None
+
+
+@dataclass(frozen=True)
+class SigstoreIdentity:
+    """A keyless Sigstore signer: the identity in its certificate and the OIDC issuer."""
+
+    identity: str
+    issuer: str
+    use_staging: bool = False
+    trust_config: Path | None = None
+
+
+Material = PublicKey | CertificateIdentity | SigstoreIdentity
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A directory whose files match the OMS signature."""
+
+    covered: tuple[str, ...]  #: files the signature lists, all matching
+    not_covered: tuple[str, ...]  #: files present that the signer left out
+
+
+def find_signature(plan: Plan) -> bool:
+    """Whether the plan holds an OMS signature (a regular file ``model.sig`` at its top)."""
+    return any(m.path == SIGNATURE and m.kind == FILE for m in plan.members)
+
+
+def _library() -> Any:
+    try:
+        import model_signing
+    except ImportError:
+        raise OmsError(_INSTALL_HINT) from None
+    return model_signing
+
+
+def sign_directory(
+    root: str | os.PathLike[str], private_key: str | os.PathLike[str], password: str | None = None
+) -> Path:
+    """Sign ``root`` with an elliptic-curve private key (PEM file); the ``model.sig`` written.
+
+    OmsError when ``root`` already holds one (it is not replaced) or the key is unusable.
+    """
+    ms = _library()
+    model, out = Path(root), Path(root) / SIGNATURE
+    if out.exists() or out.is_symlink():
+        raise OmsError(f"{out}: already exists; the directory is signed already")
+    _check_ec_key(Path(private_key), password)
+    hashing = ms.hashing.Config().set_ignored_paths(paths=[SIGNATURE], ignore_git_paths=True)
+    try:
+        config = ms.signing.Config().use_elliptic_key_signer(
+            private_key=Path(private_key), password=password
+        )
+        config.set_hashing_config(hashing).sign(model, out)
+    except Exception as exc:  # the library fails in many types; none may leave a signature
+        out.unlink(missing_ok=True)
+        raise OmsError(f"cannot sign {model} with {private_key}: {exc}") from None
+    return out
+
+
+def _check_ec_key(path: Path, password: str | None) -> None:
+    """Refuse, in words, a key model-signing cannot use (it fails obscurely on some)."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(path.read_bytes(), password.encode() if password else None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise OmsError(f"cannot sign with {path}: not a readable PEM private key ({exc})") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name not in (
+        "secp256r1",
+        "secp384r1",
+        "secp521r1",
+    ):
+        raise OmsError(f"cannot sign with {path}: OMS signs with P-256, P-384 or P-521 keys only")
+
+
+def verify_directory(root: str | os.PathLike[str], material: Material) -> Verified:
+    """Check ``root`` against its ``model.sig`` under ``material``; OmsError names what differs."""
+    ms = _library()
+    model, sig = Path(root), Path(root) / SIGNATURE
+    if not sig.is_file() or sig.is_symlink():
+        raise OmsError(f"{SIGNATURE}: no OpenSSF model signature in {model}")
+    with tempfile.TemporaryDirectory(prefix="gateway-oms-") as tmp:
+        try:
+            config = _verifier(ms, material, Path(tmp))
+            config.verify(model, sig)
+        except OmsError:
+            raise
+        except Exception as exc:  # the library fails in many types; every one is a refusal
+            raise OmsError(_explain(exc)) from None
+    bundle = _bundle(sig)
+    try:
+        if isinstance(material, CertificateIdentity) and material.identity is not None:
+            _check_certificate_identity(bundle, material.identity)
+        covered = tuple(sorted(_resources(bundle)))
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise OmsError(f"{SIGNATURE}: a bundle without the expected fields") from None
+    present = sorted(_files(model))
+    return Verified(covered, tuple(p for p in present if p not in set(covered)))
+
+
+def _verifier(ms: Any, material: Material, tmp: Path) -> Any:
+    config = ms.verifying.Config()
+    if isinstance(material, PublicKey):
+        key = tmp / "key.pem"
+        key.write_bytes(material.pem)
+        return config.use_elliptic_key_verifier(public_key=key)
+    if isinstance(material, CertificateIdentity):
+        chain = tmp / "chain.pem"
+        chain.write_bytes(material.chain_pem)
+        return config.use_certificate_verifier(certificate_chain=[chain])
+    return config.use_sigstore_verifier(
+        identity=material.identity,
+        oidc_issuer=material.issuer,
+        use_staging=material.use_staging,
+        trust_config=material.trust_config,
+    )
+
+
+def _explain(exc: Exception) -> str:
+    text = str(exc)
+    if not text.startswith("Signature mismatch"):
+        return f"the OpenSSF model signature does not verify: {text or type(exc).__name__}"
+    parts = [f"{name} differs" for name in re.findall(r"Hash mismatch for '([^']*)'", text)]
+    for what, word in (("Extra files found", "not signed"), ("Missing files", "missing")):
+        match = re.search(what + r" in model '[^']*': ([^\"\]]*)", text)
+        if match:
+            parts.append(f"{match.group(1).rstrip()} {word}")
+    return "the directory does not match its OpenSSF model signature: " + "; ".join(parts)
+
+
+def _bundle(sig: Path) -> dict[str, Any]:
+    try:
+        bundle: dict[str, Any] = json.loads(sig.read_bytes())
+    except ValueError:
+        raise OmsError(f"{SIGNATURE}: not a Sigstore bundle") from None
+    return bundle
+
+
+def _resources(bundle: dict[str, Any]) -> Iterator[str]:
+    payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+    for resource in payload["predicate"]["resources"]:
+        yield str(resource["name"])
+
+
+def _files(model: Path) -> Iterator[str]:
+    for path in model.rglob("*"):
+        if path.is_file():
+            yield path.relative_to(model).as_posix()
+
+
+def _check_certificate_identity(bundle: dict[str, Any], identity: str) -> None:
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    chain = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
+    leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]["rawBytes"]))
+    names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    try:
+        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    if san is not None:
+        for kind in (x509.RFC822Name, x509.UniformResourceIdentifier, x509.DNSName):
+            names.extend(san.get_values_for_type(kind))
+    if identity not in names:
+        raise OmsError(
+            f"{SIGNATURE}: signed by a certificate for {', '.join(map(str, names)) or 'no name'}, "
+            f"not {identity}"
+        )
