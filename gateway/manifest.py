@@ -239,9 +239,8 @@ def _plaintext_v2(value: object) -> int:
         e = _object(entry, where, ("path", "size", "commitment"))
         path = _text(e["path"], f"{where}.path")
         if "\0" in path or path in seen:
-            raise ManifestError(
-                f"{where}.path: {'holds NUL' if chr(0) in path else 'listed twice'}"
-            )
+            why = "holds NUL" if "\0" in path else "listed twice"
+            raise ManifestError(f"{where}.path: {why}")
         seen.add(path)
         total += _int(e["size"], f"{where}.size", 0)
         _hex(e["commitment"], f"{where}.commitment")
