@@ -104,7 +104,7 @@ def _with(path: str, value: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("path", "value", "field"),
     [
-        ("version", 2, "version"),
+        ("version", 3, "version"),
         ("version", True, "version"),
         ("version", "1", "version"),
         ("upload", KeyError, "upload"),

@@ -2,9 +2,10 @@
 
 The age file is decrypted as it arrives, chunk by chunk: ChaCha20-Poly1305 authenticates
 every 64 KiB chunk before its plaintext is written to ``FILE.part`` (mode 0600, beside
-the output). Only when the whole stream decrypted, its size and SHA-256 equal the
-manifest's, and the manifest's signature verifies under the lab's pinned key
-(:mod:`gateway.client.trust`), is ``FILE.part`` renamed to ``FILE``; otherwise it is
+the output). Only when the whole stream decrypted, its size and commitment equal the
+manifest's (version 2: an HMAC keyed by the file key just unwrapped; version 1: SHA-256;
+:func:`gateway.manifest.check_plaintext`), and the manifest's signature verifies under
+the lab's pinned key (:mod:`gateway.client.trust`), is ``FILE.part`` renamed to ``FILE``; otherwise it is
 deleted. So plaintext never sits at the output name unverified.
 
 Resume: a dropped connection is retried with ``Range`` from the first chunk not yet
@@ -32,6 +33,7 @@ import requests
 import urllib3
 from cryptography.exceptions import InvalidTag
 
+from gateway import manifest as manifests
 from gateway.age.stream import CHUNK, TAG
 from gateway.client import agehdr, humane
 from gateway.client.agehdr import Identities
@@ -47,6 +49,8 @@ WRITEBACK_CHUNKS = 512  # 32 MiB of plaintext
 COPY_BLOCK = 1 << 20
 ATTEMPTS = 8
 Sleep = Callable[[float], None]
+Digest = Callable[[bytes], manifests.Hasher]
+"""What hashes the plaintext, given the file key (:func:`gateway.manifest.plaintext_digest`)."""
 
 
 @dataclass
@@ -279,14 +283,14 @@ def decrypt_to(
     progress: bool | None,
     label: str,
     *,
+    digest_for: Digest = lambda file_key: hashlib.sha256(),
     sleep: Sleep = time.sleep,
 ) -> tuple[int, str]:
-    """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and SHA-256.
-
-    ``sleep`` waits between retries of a dropped connection.
+    """Decrypt the artifact into ``partial`` (resuming it); its plaintext size and hex
+    digest by ``digest_for`` (SHA-256 unless told). ``sleep`` waits between retries.
     """
     opened, first = open_file(api, artifact, identities)
-    digest = hashlib.sha256()
+    digest = digest_for(opened.file_key)
     _private(partial)
     size = plaintext_size(opened.total - opened.header_len)
     done = _keep_whole_chunks(partial, size, digest)
@@ -311,24 +315,37 @@ def decrypt_to(
 
 
 def decrypt_stream(
-    api: Api, artifact: str, identities: Identities, sink: BinaryIO, *, sleep: Sleep = time.sleep
+    api: Api,
+    artifact: str,
+    identities: Identities,
+    sink: BinaryIO,
+    *,
+    digest_for: Digest = lambda file_key: hashlib.sha256(),
+    sleep: Sleep = time.sleep,
 ) -> tuple[int, str]:
-    """Decrypt the artifact into ``sink`` without a partial file; its plaintext size and SHA-256."""
+    """Decrypt the artifact into ``sink`` without a partial file; its plaintext size and
+    hex digest by ``digest_for`` (SHA-256 unless told)."""
     opened, first = open_file(api, artifact, identities)
-    digest = hashlib.sha256()
+    digest = digest_for(opened.file_key)
     job = Decrypting(api, artifact, opened, sink, digest, lambda n: None, first, sleep=sleep)
     job.run()
     return job.size, digest.hexdigest()
 
 
-def check_plaintext(manifest: dict[str, Any], size: int, sha256: str) -> None:
-    plain = manifest.get("plaintext", {})
-    if plain.get("size") != size:
-        raise PullError(
-            f"the decrypted file has {size} bytes, the lab's manifest says {plain.get('size')}"
-        )
-    if plain.get("sha256") != sha256:
-        raise PullError("the decrypted file's SHA-256 differs from the lab's signed manifest")
+def digest_for(manifest: dict[str, Any]) -> Digest:
+    """What hashes the plaintext of ``manifest``'s artifact; PullError if this client cannot."""
+    try:
+        return manifests.plaintext_digest(manifest)
+    except manifests.ManifestError as exc:
+        raise PullError(f"cannot check this artifact: {exc}") from None
+
+
+def check_plaintext(manifest: dict[str, Any], size: int, digest: str) -> None:
+    """PullError unless the decrypted plaintext's size and digest are the signed manifest's."""
+    try:
+        manifests.check_plaintext(manifest, size, digest)
+    except manifests.ManifestError as exc:
+        raise PullError(str(exc)) from None
 
 
 def download_raw(

@@ -164,18 +164,22 @@ def _pull_to(
         os.replace(partial, out)
         say(f"{out}: age file, {total} bytes; decrypt with `age -d -i IDENTITY {out}`")
         plain = manifest.get("plaintext", {})
-        say(
-            f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes, "
-            f"sha256 {plain.get('sha256')}"
-        )
+        said = f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes"
+        if manifest.get("version") == 1:
+            said += f", sha256 {plain.get('sha256')}"
+        else:
+            said += "; its commitment is keyed by the file key: pull without --raw to check it"
+        say(said)
         return
-    size, sha = pulling.decrypt_to(
-        api, artifact, identities, partial, progress, f"pull {info['name']}"
+    digest = pulling.digest_for(manifest)
+    size, checked = pulling.decrypt_to(
+        api, artifact, identities, partial, progress, f"pull {info['name']}", digest_for=digest
     )
-    pulling.check_plaintext(manifest, size, sha)
+    pulling.check_plaintext(manifest, size, checked)
     os.replace(partial, out)
+    what = "sha256" if manifest.get("version") == 1 else "keyed commitment"
     say(
-        f"{out}: {size} bytes, sha256 {sha}: {manifest.get('name')} "
+        f"{out}: {size} bytes, {what} {checked}: {manifest.get('name')} "
         f"(upload {manifest.get('upload')}), signed by {info['org']}"
     )
 
@@ -188,13 +192,15 @@ def _print_credential(api: Api, info: dict[str, Any], identities: Identities) ->
             hint="give -o FILE",
         )
     sink = io.BytesIO()
+    manifest = info.get("manifest") or {}
+    digest = pulling.digest_for(manifest)
     try:
-        size, sha = pulling.decrypt_stream(api, info["id"], identities, sink)
+        size, checked = pulling.decrypt_stream(api, info["id"], identities, sink, digest_for=digest)
     except ApiError as exc:
         if exc.status == 403 and exc.hint is None:
             exc.hint = access_hint(api, str(info["id"]))
         raise
-    pulling.check_plaintext(info.get("manifest") or {}, size, sha)
+    pulling.check_plaintext(manifest, size, checked)
     sys.stdout.buffer.write(sink.getvalue())
     sys.stdout.flush()
 

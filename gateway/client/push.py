@@ -18,8 +18,9 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from gateway import manifest as manifests
 from gateway.client import agehdr, state
 from gateway.client.errors import PushError
 from gateway.client.http import Api, ApiError
@@ -158,7 +159,8 @@ def _abort_quietly(api: Api, saved: state.PushState) -> None:
 def upload_file(
     api: Api, saved: state.PushState, req: PushRequest, run: PushRun | None = None
 ) -> dict[str, Any]:
-    """Encrypt and send every part; the manifest to sign. ``run`` learns how far it got."""
+    """Encrypt and send every part; the version 2 manifest to sign. ``run`` learns how far it
+    got. The plaintext commitment is keyed by the file key (:mod:`gateway.manifest`)."""
     existing = {
         int(p["number"]): (int(p["size"]), str(p["sha256"]))
         for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])
@@ -166,7 +168,8 @@ def upload_file(
     header = saved.header_bytes
     total = expected_size(len(header), saved.file.size)
     payload = Payload(saved.file_key_bytes, saved.nonce_bytes)
-    sealed = Sealed()
+    # The reader feeds its digest every plaintext byte in order: here, the keyed commitment.
+    sealed = Sealed(plaintext=cast(Any, manifests.plaintext_hasher(saved.file_key_bytes)))
     with req.source() as fh, Meter(f"push {req.name}", total, enabled=req.progress) as meter:
         if req.identity() != saved.file:
             raise PushError(f"{req.path} changed since the push started")
@@ -177,7 +180,7 @@ def upload_file(
         pieces = ciphertext(fh, payload, header + payload.nonce, saved.file.size, sealed)
         digests = send_parts(pieces, saved.part_size, sender, req.jobs)
     return {
-        "version": 1,
+        "version": 2,
         "upload": saved.upload,
         "name": saved.name,
         "kind": saved.kind,
@@ -186,7 +189,7 @@ def upload_file(
             "part_size": saved.part_size,
             "parts_sha256": hashlib.sha256(b"".join(digests)).hexdigest(),
         },
-        "plaintext": {"size": sealed.size, "sha256": sealed.plaintext.hexdigest()},
+        "plaintext": {"size": sealed.size, "commitment": sealed.plaintext.hexdigest()},
     }
 
 

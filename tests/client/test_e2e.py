@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from gateway import manifest as manifests
 from tests.harness import ORGS, LocalGateway, cli, gateway_command, sha256_file, write_weights
 from tests.tools import require_tool
 
@@ -103,7 +105,8 @@ def test_push_killed_midway_resumes_and_pulls_back_identical(
         stderr=subprocess.PIPE,
     )
     _wait_for(lambda: any(pushes.glob("*.json")))
-    upload = json.loads(next(pushes.glob("*.json")).read_text())["upload"]
+    saved = json.loads(next(pushes.glob("*.json")).read_text())
+    upload, file_key = saved["upload"], base64.b64decode(saved["file_key"])
     headers = {"Authorization": f"Bearer {gw.tokens['lab']}"}
 
     def parts() -> int:
@@ -124,7 +127,9 @@ def test_push_killed_midway_resumes_and_pulls_back_identical(
     assert f"resuming upload {upload}" in done.stderr.decode()
     artifact = json.loads(done.stdout)
     assert artifact["manifest"]["upload"] == upload
-    assert artifact["manifest"]["plaintext"]["sha256"] == digest
+    # Version 2: the commitment of the whole file, keyed by the push's own file key.
+    assert artifact["manifest"]["version"] == 2
+    assert artifact["manifest"]["plaintext"]["commitment"] == _committed(weights, file_key)
     assert not list(pushes.glob("*.json")), "the state file (with the file key) must be gone"
 
     _grant(gw, artifact["id"])
@@ -139,6 +144,14 @@ def test_push_killed_midway_resumes_and_pulls_back_identical(
         str(keys["identity"]),
     )
     assert sha256_file(out) == digest and out.stat().st_size == weights.stat().st_size
+
+
+def _committed(path: Path, file_key: bytes) -> str:
+    hasher = manifests.plaintext_hasher(file_key)
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            hasher.update(block)
+    return hasher.hexdigest()
 
 
 def test_pull_interrupted_resumes_to_an_identical_file(
@@ -183,3 +196,30 @@ def test_pull_interrupted_resumes_to_an_identical_file(
     assert age.returncode == 0, age.stderr
     assert sha256_file(tmp_path / "by-age.bin") == digest
     os.unlink(raw)
+
+
+def test_a_push_writes_manifest_v2_and_the_pull_checks_its_commitment(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    weights = tmp_path / "small.bin"
+    digest = write_weights(weights, 3 * MIB + 1, seed=b"manifest-v2")
+    artifact = json.loads(cli(gw.env("lab"), *_push(gw, keys, weights, "--json")).stdout)
+    manifest = artifact["manifest"]
+    assert manifest["version"] == 2 and set(manifest["plaintext"]) == {"size", "commitment"}
+    for role in ("lab", "evaluator", "auditor"):  # the evaluator before any grant
+        seen = requests.get(
+            f"{gw.url}/v1/artifacts/{artifact['id']}",
+            headers={"Authorization": f"Bearer {gw.tokens[role]}"},
+            timeout=10,
+        )
+        assert seen.status_code == 200 and seen.json()["manifest"] == manifest
+        assert digest not in seen.text and "sha256" not in json.dumps(
+            seen.json()["manifest"]["plaintext"]
+        )
+    _grant(gw, artifact["id"])
+    out = tmp_path / "pulled.bin"
+    args = ["pull", artifact["id"], "-o", str(out), "--identity", str(keys["identity"])]
+    done = cli(gw.env("evaluator"), *args)
+    # The pull says the commitment it computed under the file key: the lab's, checked.
+    assert f"keyed commitment {manifest['plaintext']['commitment']}" in done.stderr.decode()
+    assert sha256_file(out) == digest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from gateway import age
+from gateway import manifest as manifests
 from gateway.age.stream import CHUNK
 from gateway.client.errors import PullError
 from gateway.client.http import Api
-from gateway.client.pull import decrypt_to, download_raw, part_path
+from gateway.client.pull import check_plaintext, decrypt_to, download_raw, part_path
 from tests.client.fakeserver import ContentStore, serving_content
 
 
@@ -92,3 +94,30 @@ def test_raw_download_resumes_and_a_complete_partial_needs_no_416(
         assert download_raw(api, "a1", partial, False, "test", sleep=_no_sleep) == len(data)
     assert partial.read_bytes() == data
     assert store.ranges[0] == "bytes=123455-" and store.ranges[-1] == f"bytes={len(data) - 1}-"
+
+
+def test_a_resumed_pull_commits_to_the_whole_plaintext_under_the_file_key(
+    tmp_path: Path, identity: age.X25519Identity
+) -> None:
+    plain = os.urandom(6 * CHUNK + 77)
+    store = ContentStore(_age_file(plain, identity))
+    out = tmp_path / "w.bin.part"
+    out.write_bytes(plain[: 2 * CHUNK + 5])
+    seen: list[bytes] = []
+
+    def keyed(file_key: bytes) -> manifests.Hasher:
+        seen.append(file_key)
+        return manifests.plaintext_hasher(file_key)
+
+    with serving_content(store) as url:
+        size, digest = decrypt_to(
+            Api(url, "t"), "a1", [identity], out, False, "test", digest_for=keyed, sleep=_no_sleep
+        )
+    [file_key] = seen
+    key = manifests.derive_key(file_key, b"gateway manifest v2 plaintext")
+    assert digest == hmac.new(key, plain, hashlib.sha256).hexdigest()
+    signed = {"version": 2, "plaintext": {"size": len(plain), "commitment": digest}}
+    check_plaintext(signed, size, digest)
+    wrong = {"version": 2, "plaintext": {"size": len(plain), "commitment": "0" * 64}}
+    with pytest.raises(PullError, match="keyed commitment differs"):
+        check_plaintext(wrong, size, digest)
