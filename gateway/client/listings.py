@@ -107,6 +107,17 @@ def _when(value: Any) -> str:
     return "-" if value is None else f"{value} ({humane.ago(value)})"
 
 
+def _plaintext_line(plain_side: dict[str, Any]) -> tuple[str, str]:
+    """The manifest's plaintext commitment: v2's is keyed (only a key holder can check it)."""
+    size = humane.size(plain_side.get("size"))
+    if plain_side.get("commitment"):
+        return ("commitment", f"{plain_side['commitment']} (keyed, plaintext {size})")
+    if plain_side.get("archive"):
+        files = len(plain_side.get("files") or [])
+        return ("commitment", f"{plain_side['archive']} (keyed, {files} files, {size})")
+    return ("sha256", f"{plain_side.get('sha256')} (plaintext, {size})")
+
+
 def _artifact_lines(found: dict[str, Any]) -> list[tuple[str, str]]:
     plain_side = (found.get("manifest") or {}).get("plaintext", {})
     size = found.get("size")
@@ -121,10 +132,7 @@ def _artifact_lines(found: dict[str, Any]) -> list[tuple[str, str]]:
         ("submitted", _when(found.get("submitted_at"))),
         ("review ends", _when(found.get("review_ends_at"))),
         ("upload", plain(found.get("upload"))),
-        (
-            "sha256",
-            f"{plain_side.get('sha256')} (plaintext, {humane.size(plain_side.get('size'))})",
-        ),
+        _plaintext_line(plain_side),
     ]
     if found.get("description"):
         lines.insert(3, ("description", plain(found["description"])))

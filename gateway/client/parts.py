@@ -1,6 +1,6 @@
 """Encrypt a file as it is read and send it as upload parts, in parallel, in bounded memory.
 
-One reader thread reads the plaintext in order, hashes it (SHA-256 for the manifest),
+One reader thread reads the plaintext in order, hashes it (the manifest's plaintext commitment),
 seals it chunk by chunk (:class:`gateway.client.sealing.Payload`) and fills part-sized
 buffers; a small pool of sender threads hashes each full part and PUTs it, retrying
 with backoff. There are exactly ``jobs`` part buffers: the reader waits for a free
@@ -25,6 +25,7 @@ from gateway.age.stream import CHUNK
 from gateway.client.errors import FileChanged
 from gateway.client.http import Api, ApiError, with_retries
 from gateway.client.sealing import Payload, chunk_count
+from gateway.manifest import Hasher
 
 READ_BLOCK = 16 * CHUNK
 SEND_SLICE = 1 << 20
@@ -40,9 +41,9 @@ class Source(Protocol):
 
 @dataclass
 class Sealed:
-    """What the reader learnt on the way: the plaintext digest and size."""
+    """What the reader learnt on the way: the plaintext commitment and size."""
 
-    plaintext: hashlib._Hash = field(default_factory=hashlib.sha256)
+    plaintext: Hasher = field(default_factory=hashlib.sha256)
     size: int = 0
 
 

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from gateway import manifest as manifests
 from gateway.client import agehdr, state
@@ -169,7 +169,7 @@ def upload_file(
     total = expected_size(len(header), saved.file.size)
     payload = Payload(saved.file_key_bytes, saved.nonce_bytes)
     # The reader feeds its digest every plaintext byte in order: here, the keyed commitment.
-    sealed = Sealed(plaintext=cast(Any, manifests.plaintext_hasher(saved.file_key_bytes)))
+    sealed = Sealed(plaintext=manifests.plaintext_hasher(saved.file_key_bytes))
     with req.source() as fh, Meter(f"push {req.name}", total, enabled=req.progress) as meter:
         if req.identity() != saved.file:
             raise PushError(f"{req.path} changed since the push started")
