@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -209,9 +210,25 @@ class ArtifactShare(Base):
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), primary_key=True, index=True)
 
 
+def _only(state: str) -> dict[str, Any]:
+    """A partial index's condition, on both databases the gateway runs on."""
+    where = text(f"state = '{state}'")
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 class AccessRequest(Base):
     __tablename__ = "access_requests"
-    __table_args__ = (Index("ix_access_requests_listing", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_access_requests_listing", "created_at", "id"),
+        # At most one pending request per evaluator and artifact, whoever races.
+        Index(
+            "uq_access_requests_pending",
+            "artifact_id",
+            "principal_id",
+            unique=True,
+            **_only(RequestState.PENDING),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)  # the evaluator's agency
@@ -230,7 +247,13 @@ class AccessRequest(Base):
 
 class Grant(Base):
     __tablename__ = "grants"
-    __table_args__ = (Index("ix_grants_listing", "not_before", "id"),)
+    __table_args__ = (
+        Index("ix_grants_listing", "not_before", "id"),
+        # At most one active grant per evaluator and artifact: one header, one recipient.
+        Index(
+            "uq_grants_active", "artifact_id", "grantee_id", unique=True, **_only(GrantState.ACTIVE)
+        ),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)

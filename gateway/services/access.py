@@ -9,6 +9,11 @@ whether or not the sweeper has written the ``grant.expire`` entry yet.
 Who may try is decided by :mod:`gateway.authz`; the state refusals here (pending,
 denied, revoked, gone...) are recorded as ``auth.denied`` entries by
 :func:`gateway.authz.refuse` before the error is raised.
+
+Races are closed by the database, not by the checks made first (those give the friendly
+answer): a partial unique index allows one pending request and one active grant per
+evaluator and artifact, and a decision locks the artifact's row while it checks it is
+still available (:func:`lock_available`), so a withdrawal and an approval serialise.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import authz, events
@@ -25,9 +31,18 @@ from gateway.caller import Actor, Caller
 from gateway.clock import rfc3339
 from gateway.db import cas_update
 from gateway.errors import BadRequest, Conflict
-from gateway.models import AccessRequest, Artifact, Grant, GrantState, RequestState, new_id
+from gateway.models import (
+    AccessRequest,
+    Artifact,
+    ArtifactState,
+    Grant,
+    GrantState,
+    RequestState,
+    new_id,
+)
 from gateway.paging import Key, Keyset, Page, PageRequest, page
 from gateway.runtime import Runtime
+from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
 
 MAX_TEXT = 4096
@@ -111,6 +126,10 @@ def get_grant(rt: Runtime, caller: Caller, grant_id: str, action: str) -> Grant:
 # --- requests ---------------------------------------------------------------------------
 
 
+class _Taken(Exception):
+    """A unique index refused the row: another request got there first."""
+
+
 def create_request(
     rt: Runtime, caller: Caller, artifact: Artifact, new: NewRequest
 ) -> AccessRequest:
@@ -118,57 +137,76 @@ def create_request(
     duration = _hours(new.duration_hours, rt.config.access.max_grant_hours)
     require_available(rt, caller, "access.request", artifact)
     _refuse_duplicates(rt, caller, artifact)
-    with events.fail_closed(rt) as session:
-        row = AccessRequest(
-            id=new_id("req"),
-            artifact_id=artifact.id,
-            org=who.org,
-            principal_id=who.id,
-            justification=new.justification,
-            duration_hours=duration,
-            state=RequestState.PENDING,
-            created_at=rt.now(),
-        )
-        session.add(row)
-        session.flush()
-        events.record(
-            rt,
-            session,
-            "access.request",
-            caller,
-            artifact=artifact.id,
-            subject_org=artifact.org,
-            details={
-                "request": row.id,
-                "justification": new.justification,
-                "duration_hours": duration,
-            },
-        )
+    try:
+        with events.fail_closed(rt) as session:
+            row = AccessRequest(
+                id=new_id("req"),
+                artifact_id=artifact.id,
+                org=who.org,
+                principal_id=who.id,
+                justification=new.justification,
+                duration_hours=duration,
+                state=RequestState.PENDING,
+                created_at=rt.now(),
+            )
+            session.add(row)
+            _flush_unique(session)
+            events.record(
+                rt,
+                session,
+                "access.request",
+                caller,
+                artifact=artifact.id,
+                subject_org=artifact.org,
+                details={
+                    "request": row.id,
+                    "justification": new.justification,
+                    "duration_hours": duration,
+                },
+            )
+    except _Taken:
+        _refuse_duplicates(rt, caller, artifact)  # names the request that won
+        raise Conflict("an access request for this artifact is already pending") from None
     return row
 
 
-def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
-    """A recorded 409 while the caller has a pending request or an active grant on ``artifact``."""
-    who, now = caller.actor, rt.now()
+def _flush_unique(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        raise _Taken from None
+
+
+def _refuse_duplicates(
+    rt: Runtime, caller: Caller, artifact: Artifact, *, grantee: str | None = None
+) -> None:
+    """A recorded 409 while the evaluator has a pending request or an active grant on ``artifact``.
+
+    The evaluator is the caller, or ``grantee`` when a lab approves (then only grants count).
+    """
+    who, now = grantee or caller.actor.id, rt.now()
     with rt.db.session() as session:
-        pending = session.scalars(
-            select(AccessRequest).where(
-                AccessRequest.artifact_id == artifact.id,
-                AccessRequest.principal_id == who.id,
-                AccessRequest.state == RequestState.PENDING,
-            )
-        ).first()
+        pending = None
+        if grantee is None:
+            pending = session.scalars(
+                select(AccessRequest).where(
+                    AccessRequest.artifact_id == artifact.id,
+                    AccessRequest.principal_id == who,
+                    AccessRequest.state == RequestState.PENDING,
+                )
+            ).first()
         live = [
             g
             for g in session.scalars(
                 select(Grant).where(
                     Grant.artifact_id == artifact.id,
-                    Grant.grantee_id == who.id,
+                    Grant.grantee_id == who,
                     Grant.state == GrantState.ACTIVE,
                 )
             )
             if g.state_at(now) == GrantState.ACTIVE
         ]
+    action = "access.request" if grantee is None else "access.decide"
     if pending is not None:
         authz.refuse(
             rt,
@@ -185,7 +223,7 @@ def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
         authz.refuse(
             rt,
             caller,
-            "access.request",
+            action,
             "grant already active",
             Conflict(f"grant {live[0].id} on this artifact is still active", grant=live[0].id),
             subject=artifact,
@@ -193,14 +231,40 @@ def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
 
 
 def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval) -> Grant:
-    """Turn a pending request into a grant ending at the earliest of its limits."""
+    """Turn a pending request into a grant ending at the earliest of its limits.
+
+    In one transaction: the artifact is locked while still available, the grantee's active
+    grants past their end are expired (so they never block this one), the request is
+    decided (compare-and-set), and the grant is inserted under its unique index.
+    """
     artifact = req.artifact
     requested = req.duration_hours or rt.config.access.default_grant_hours
     duration = _hours(approval.duration_hours, requested) or requested
     _require_pending(rt, caller, "access.decide", req)
     require_available(rt, caller, "access.decide", artifact)
+    try:
+        grant = _grant(rt, caller, req, duration)
+    except _Gone:
+        fresh = get_artifact(rt, caller, artifact.id, "access.decide")
+        require_available(rt, caller, "access.decide", fresh)
+        raise Conflict(f"artifact {artifact.id} is no longer available") from None
+    except _Taken:
+        _refuse_duplicates(rt, caller, artifact, grantee=req.principal_id)
+        raise Conflict("the grantee already has an active grant on this artifact") from None
+    return grant
+
+
+class _Gone(Exception):
+    """The artifact was no longer available when the transaction locked it."""
+
+
+def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Grant:
+    artifact = req.artifact
     now = rt.now()
     with events.fail_closed(rt) as session:
+        if not lock_available(session, artifact.id, now):
+            raise _Gone
+        _expire_past(rt, session, artifact.id, req.principal_id, now)
         grant = Grant(
             id=new_id("grt"),
             artifact_id=artifact.id,
@@ -220,7 +284,7 @@ def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval)
             grant_id=grant.id,
         )
         session.add(grant)
-        session.flush()
+        _flush_unique(session)
         events.record(
             rt,
             session,
@@ -238,6 +302,43 @@ def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval)
             },
         )
     return grant
+
+
+def lock_available(session: Session, artifact_id: str, now: datetime) -> bool:
+    """Lock the artifact's row if it is available and inside its window; False if not.
+
+    A no-op update: it takes the row lock a withdrawal's compare-and-set also takes, so
+    whatever this transaction decides commits wholly before or wholly after a withdrawal
+    (SQLite serialises every write transaction anyway).
+    """
+    return bool(
+        cas_update(
+            session,
+            update(Artifact)
+            .where(
+                Artifact.id == artifact_id,
+                Artifact.state == ArtifactState.AVAILABLE,
+                Artifact.review_ends_at > now,
+            )
+            .values(state=Artifact.state),
+        )
+    )
+
+
+def _expire_past(
+    rt: Runtime, session: Session, artifact_id: str, grantee_id: str, now: datetime
+) -> None:
+    """Expire the grantee's grants on the artifact whose time is up but whose row says active."""
+    past = session.scalars(
+        select(Grant).where(
+            Grant.artifact_id == artifact_id,
+            Grant.grantee_id == grantee_id,
+            Grant.state == GrantState.ACTIVE,
+            Grant.not_after <= now,
+        )
+    ).all()
+    for grant in past:
+        end_grant(rt, session, grant, None, GrantState.EXPIRED, "grant.expire", "duration ended")
 
 
 def deny(rt: Runtime, caller: Caller, req: AccessRequest, denial: Denial) -> AccessRequest:

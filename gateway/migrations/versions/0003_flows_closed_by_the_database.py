@@ -1,0 +1,73 @@
+"""flows closed by the database: one pending request and one active grant per evaluator
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-01
+
+Partial unique indexes (SQLite and PostgreSQL alike) hold what the services check
+first: at most one pending access request, and at most one active grant, per evaluator
+and artifact, whichever requests, processes or instances race. A database that already
+holds duplicates is not changed: the upgrade stops and names them, since ending a grant or
+a request is an audited decision for a lab or an admin to make, not for a migration.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+PENDING = sa.text("state = 'pending'")
+ACTIVE = sa.text("state = 'active'")
+
+
+def _refuse_duplicates(table: str, who: str, state: str, advice: str) -> None:
+    found = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                f"SELECT artifact_id, {who}, COUNT(*) FROM {table} WHERE state = :state "  # noqa: S608 - constant names
+                f"GROUP BY artifact_id, {who} HAVING COUNT(*) > 1"
+            ),
+            {"state": state},
+        )
+        .all()
+    )
+    if found:
+        pairs = ", ".join(f"{artifact} by {principal} ({n})" for artifact, principal, n in found)
+        raise RuntimeError(
+            f"{table}: more than one {state} row per artifact and {who}: {pairs}; "
+            f"{advice}, then upgrade again"
+        )
+
+
+def upgrade() -> None:
+    _refuse_duplicates("access_requests", "principal_id", "pending", "deny all but one")
+    _refuse_duplicates("grants", "grantee_id", "active", "expire or revoke all but one")
+    with op.batch_alter_table("access_requests", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_access_requests_pending",
+            ["artifact_id", "principal_id"],
+            unique=True,
+            sqlite_where=PENDING,
+            postgresql_where=PENDING,
+        )
+    with op.batch_alter_table("grants", schema=None) as batch_op:
+        batch_op.create_index(
+            "uq_grants_active",
+            ["artifact_id", "grantee_id"],
+            unique=True,
+            sqlite_where=ACTIVE,
+            postgresql_where=ACTIVE,
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("grants", schema=None) as batch_op:
+        batch_op.drop_index("uq_grants_active")
+    with op.batch_alter_table("access_requests", schema=None) as batch_op:
+        batch_op.drop_index("uq_access_requests_pending")
