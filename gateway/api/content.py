@@ -5,11 +5,19 @@ HTTP's part of a download is here: which bytes a request asks for (RFC 9110 §14
 strongly sends it whole; other range forms are ignored, as §14.2 allows), and the 200 or
 206 answer with ``Content-Length``, ``Content-Range``, ``Accept-Ranges`` and ``ETag``. What
 is sent, and its audit entry, is :mod:`gateway.services.content`'s.
+
+A transfer cut while it streams (its grant ended) ends the connection: under gunicorn the
+socket is shut down, so the client sees the body end before its ``Content-Length``; under
+another server the iterator raises, which every WSGI server answers by closing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
@@ -21,8 +29,10 @@ from gateway.api.middleware import request_meta
 from gateway.clock import rfc3339
 from gateway.errors import Forbidden
 from gateway.runtime import Runtime
-from gateway.services import artifacts
+from gateway.services import artifacts, urls
 from gateway.services import content as contents
+
+log = logging.getLogger("gateway.api.content")
 
 bp = Blueprint("content", __name__)
 
@@ -60,12 +70,19 @@ def _wanted(rt: Runtime, content: contents.ContentPlan) -> tuple[int, int] | Non
     return start, total if stop is None else min(stop, total)
 
 
-def _counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _counted(chunks: Iterator[bytes], environ: dict[str, Any]) -> Iterator[bytes]:
     """``chunks``, counting the bytes sent; closing it closes the store's reader."""
     try:
         for chunk in chunks:
             metrics.BYTES_OUT.inc(len(chunk))
             yield chunk
+    except contents.TransferCut as cut:
+        log.warning("transfer cut: %s", cut)
+        sock = environ.get("gunicorn.socket")
+        if not isinstance(sock, socket.socket):
+            raise
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
@@ -83,7 +100,7 @@ def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.total}"
     return Response(
-        _counted(contents.open_range(rt, content, start, end)),
+        _counted(contents.open_range(rt, content, start, end), request.environ),
         status=200 if wanted is None else 206,
         headers=headers,
         mimetype="application/octet-stream",
@@ -102,7 +119,7 @@ def download(artifact_id: str) -> ResponseReturnValue:
 def download_url(artifact_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     artifact = artifacts.get(rt, who, artifact_id, "content.read")
-    issued = contents.issue_url(rt, who, artifact)
+    issued = urls.issue_url(rt, who, artifact)
     url = issued.presigned
     if url is None:
         base = rt.config.server.public_url or request.host_url
@@ -130,6 +147,6 @@ def signed(artifact_id: str) -> ResponseReturnValue:
         expires = int(args.get("expires", ""))
     except ValueError:
         raise Forbidden("the download URL is not valid") from None
-    url = contents.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
+    url = urls.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
     rt = runtime()
-    return _send(rt, contents.signed_plan(rt, request_meta(), url))
+    return _send(rt, urls.signed_plan(rt, request_meta(), url))

@@ -175,3 +175,55 @@ def test_a_request_past_an_ended_grant_is_accepted(
     assert _when(grant["not_after"]) <= clock.now()
     assert evaluator.ask(shared.artifact).status_code == 201
     assert clock.now() - _when(grant["not_before"]) == timedelta(hours=1)
+
+
+def test_a_grant_that_expires_while_its_key_is_being_released_releases_nothing(
+    evaluator: Evaluator,
+    shared: Shared,
+    lab: Lab,
+    principals: Principals,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The grant was active when checked; its time is up by the release's transaction."""
+    from gateway.services import release
+
+    approve(lab, evaluator.request(shared.artifact, duration_hours=1)["id"])
+    custody = release._custody
+
+    def slow_custody(*args: Any) -> Any:
+        identity = custody(*args)
+        clock.advance(hours=1)  # the grant's not_after passes meanwhile
+        return identity
+
+    monkeypatch.setattr(release, "_custody", slow_custody)
+    r = evaluator.content(shared.artifact)
+    assert r.status_code == 403 and r.mimetype == "application/problem+json"
+    assert entries(lab.client, principals, action="key.release") == []
+    assert entries(lab.client, principals, action="content.download") == []
+
+
+def test_an_artifact_withdrawn_while_its_key_is_being_released_releases_nothing(
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,
+    lab: Lab,
+    principals: Principals,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The header was made from the stored one; the lab withdraws before it is stored."""
+    from gateway import age
+
+    reheader = age.reheader
+
+    def withdrawn_meanwhile(*args: Any) -> Any:
+        made = reheader(*args)
+        r = lab.client.delete(f"/v1/artifacts/{shared.artifact['id']}", headers=lab.auth)
+        assert r.status_code in (202, 204)
+        return made
+
+    monkeypatch.setattr(age, "reheader", withdrawn_meanwhile)
+    r = evaluator.content(shared.artifact)
+    assert r.status_code == 410 and r.mimetype == "application/problem+json"
+    assert entries(lab.client, principals, action="key.release") == []
+    assert denials(lab.client, principals, "artifact withdrawn")
