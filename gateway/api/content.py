@@ -6,6 +6,10 @@ strongly sends it whole; other range forms are ignored, as §14.2 allows), and t
 206 answer with ``Content-Length``, ``Content-Range``, ``Accept-Ranges`` and ``ETag``. What
 is sent, and its audit entry, is :mod:`gateway.services.content`'s.
 
+``HEAD`` answers the headers a GET would, and ``X-Key-Released``; it releases no key and
+logs no download. Before the grant's key was ever released there is no header yet, so
+there is no ``Content-Length`` either (``X-Key-Released: false``).
+
 A transfer cut while it streams (its grant ended) ends the connection: under gunicorn the
 socket is shut down, so the client sees the body end before its ``Content-Length``; under
 another server the iterator raises, which every WSGI server answers by closing.
@@ -89,7 +93,8 @@ def _counted(chunks: Iterator[bytes], environ: dict[str, Any]) -> Iterator[bytes
             close()
 
 
-def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
+def _headers(rt: Runtime, content: contents.ContentPlan) -> tuple[int, dict[str, str], int, int]:
+    """The status, headers and byte range ``[start, end)`` of the answer for ``content``."""
     wanted = _wanted(rt, content)
     start, end = wanted or (0, content.total)
     headers = {
@@ -99,19 +104,38 @@ def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
     }
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.total}"
+    return 200 if wanted is None else 206, headers, start, end
+
+
+def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
+    status, headers, start, end = _headers(rt, content)
     return Response(
         _counted(contents.open_range(rt, content, start, end), request.environ),
-        status=200 if wanted is None else 206,
+        status=status,
         headers=headers,
         mimetype="application/octet-stream",
         direct_passthrough=True,
     )
 
 
+def _head(rt: Runtime, content: contents.ContentPlan | contents.Unreleased) -> Response:
+    """A GET's headers without its body, entry or key release."""
+    if isinstance(content, contents.Unreleased):
+        status = 200
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{content.tag}"', "X-Key-Released": "false"}
+    else:
+        status, headers, _, _ = _headers(rt, content)
+        headers["X-Key-Released"] = "true"
+    # An iterator, not a sequence: Werkzeug then adds no Content-Length of its own.
+    return Response(iter(()), status=status, headers=headers, mimetype="application/octet-stream")
+
+
 @bp.get("/v1/artifacts/<artifact_id>/content")
 def download(artifact_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     artifact = artifacts.get(rt, who, artifact_id, "content.read")
+    if request.method == "HEAD":
+        return _head(rt, contents.head(rt, who, artifact))
     return _send(rt, contents.plan(rt, who, artifact))
 
 
@@ -149,4 +173,5 @@ def signed(artifact_id: str) -> ResponseReturnValue:
         raise Forbidden("the download URL is not valid") from None
     url = urls.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
     rt = runtime()
-    return _send(rt, urls.signed_plan(rt, request_meta(), url))
+    content = urls.signed_plan(rt, request_meta(), url)
+    return _head(rt, content) if request.method == "HEAD" else _send(rt, content)

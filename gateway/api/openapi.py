@@ -166,16 +166,19 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "get",
         "/v1/artifacts/{artifact_id}/content",
-        "Download the age file re-headered for the caller (Range honoured)",
+        "Download the age file re-headered for the caller (Range honoured; cut when the grant"
+        " ends). HEAD: the same headers and X-Key-Released, no key released, nothing logged;"
+        " no Content-Length before the key's release",
         "evaluator",
         None,
         {
             "200": "application/octet-stream",
             "206": "partial content",
-            "403": "no active grant",
-            "409": "no recipient",
+            "403": "no active grant, or it ended before the first byte",
+            "409": "no recipient, or another recipient than the key went to",
             "410": "withdrawn or expired",
             "416": "range past the end",
+            "503": "the audit log or the object store is unavailable",
         },
     ),
     (
@@ -189,14 +192,16 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "get",
         "/download/{artifact_id}",
-        "Payload bytes behind a gateway-signed URL (local backend; grant=, expires=, sig=)",
+        "Payload bytes behind a gateway-signed URL (grant=, expires=, sig=; cut when the grant"
+        " ends). HEAD: the same headers, nothing logged",
         "holder of the URL",
         None,
         {
             "200": "the stored payload",
             "206": "partial content",
-            "403": "bad or expired signature",
+            "403": "bad or expired signature, grant ended, or the grantee holds no valid token",
             "410": "withdrawn or expired",
+            "503": "the audit log or the object store is unavailable",
         },
     ),
     (

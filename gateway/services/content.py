@@ -44,7 +44,7 @@ from gateway.errors import Forbidden, GatewayError, Gone, RangeNotSatisfiable
 from gateway.models import Artifact, ArtifactState, Grant, GrantState, Token
 from gateway.runtime import Runtime
 from gateway.services.objects import store_errors
-from gateway.services.release import active_grant, read_range, release
+from gateway.services.release import active_grant, read_range, release, released_header
 
 log = logging.getLogger("gateway.content")
 
@@ -82,6 +82,30 @@ class ContentPlan:
     @property
     def tag(self) -> str:
         return f"{self.artifact.id}.{'stored' if self.header is None else self.grant.id}"
+
+
+@dataclass(frozen=True)
+class Unreleased:
+    """A ``HEAD`` before the grant's key was ever released.
+
+    A HEAD makes no header, so the length of the content (which starts with it) is not
+    known yet; ``tag`` is the one the content will have once a GET releases the key.
+    """
+
+    tag: str
+
+
+def head(rt: Runtime, caller: Caller, artifact: Artifact) -> ContentPlan | Unreleased:
+    """What a GET would send, found without releasing the key and without logging a download.
+
+    Refusals (no grant, no recipient, another recipient) are those of a GET, recorded alike.
+    """
+    grant = active_grant(rt, caller, artifact, "content.read")
+    header = released_header(rt, caller, grant, "content.read")
+    if header is None:
+        return Unreleased(f"{artifact.id}.{grant.id}")
+    total = len(header) + artifact.size - artifact.header_size
+    return ContentPlan(caller, artifact, grant, total, header)
 
 
 def plan(rt: Runtime, caller: Caller, artifact: Artifact) -> ContentPlan:

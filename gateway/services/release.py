@@ -143,6 +143,18 @@ def release(rt: Runtime, caller: Caller, artifact: Artifact, grant: Grant, actio
     return _released(rt, caller, current, recipient, action)
 
 
+def released_header(rt: Runtime, caller: Caller, grant: Grant, action: str) -> bytes | None:
+    """The grant's header if its key was released to the caller's recipient; None if never.
+
+    Refuses as :func:`release` would (no recipient registered, another recipient since
+    the release) but makes nothing and records nothing else: what a ``HEAD`` needs.
+    """
+    recipient = _recipient(rt, caller, grant, action)
+    if grant.header is None:
+        return None
+    return _released(rt, caller, grant, recipient, action)
+
+
 def _store(
     rt: Runtime, caller: Caller, artifact: Artifact, grant: Grant, made: bytes, recipient: str
 ) -> bool | None:
