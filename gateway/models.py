@@ -202,6 +202,24 @@ class Artifact(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
+class PendingDeletion(Base):
+    """A stored object of a shredded artifact, still to be deleted from the store.
+
+    Queued in the shredding transaction, deleted after it commits; a deletion that fails
+    stays queued and the sweeper retries it every sweep. ``reason`` is the artifact's end
+    (``withdrawn`` or ``expired``).
+    """
+
+    __tablename__ = "pending_deletions"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
 class ArtifactShare(Base):
     """One agency an artifact is shared with: ``share_with`` as rows, so listings filter in SQL."""
 

@@ -1,4 +1,4 @@
-"""The sweeper: expiry, crypto-shredding, stale uploads, audit anchors.
+"""The sweeper: expiry, crypto-shredding, deleting shredded objects, stale uploads, audit anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``. Each step is its own transaction and checks state before acting, so
@@ -38,6 +38,12 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
         "time out stale uploads",
         lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
         {"uploads_timed_out": 0},
+    )
+    # The backlog first: objects of artifacts shredded earlier whose deletion failed.
+    report |= _guarded(
+        "delete the stored objects of shredded artifacts",
+        lambda: {"objects_deleted": lifecycle.sweep_deletions(rt)},
+        {"objects_deleted": 0},
     )
     report |= _guarded(
         "expire artifacts and grants",

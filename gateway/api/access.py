@@ -70,6 +70,9 @@ def revoke(grant_id: str) -> ResponseReturnValue:
 
 @bp.delete("/artifacts/<artifact_id>")
 def withdraw(artifact_id: str) -> ResponseReturnValue:
+    """204 once withdrawn and deleted; 202 when withdrawn (shredded) but the deletion is pending."""
     rt, who = runtime(), caller()
-    lifecycle.withdraw(rt, who, artifacts.get(rt, who, artifact_id, "artifact.withdraw"))
-    return "", 204
+    done = lifecycle.withdraw(rt, who, artifacts.get(rt, who, artifact_id, "artifact.withdraw"))
+    if done.deleted:
+        return "", 204
+    return {"artifact": done.artifact, "state": done.state, "deletion": "pending"}, 202

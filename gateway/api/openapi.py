@@ -126,7 +126,13 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         "Withdraw: revoke grants, shred the key, delete objects",
         "lab",
         None,
-        {"204": "withdrawn"},
+        {
+            "202": "withdrawn and shredded; deleting the stored objects is pending (the sweeper"
+            " retries): JSON {artifact, state, deletion: pending}",
+            "204": "withdrawn, shredded and the stored objects deleted",
+            "410": "already withdrawn or expired",
+            "503": "the audit log is unavailable: nothing was changed",
+        },
     ),
     (
         "post",

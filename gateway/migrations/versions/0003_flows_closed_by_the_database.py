@@ -1,4 +1,4 @@
-"""flows closed by the database: one pending request and one active grant per evaluator
+"""flows closed by the database: unique pending requests and active grants, deletion queue
 
 Revision ID: 0003
 Revises: 0002
@@ -9,6 +9,9 @@ first: at most one pending access request, and at most one active grant, per eva
 and artifact, whichever requests, processes or instances race. A database that already
 holds duplicates is not changed: the upgrade stops and names them, since ending a grant or
 a request is an audited decision for a lab or an admin to make, not for a migration.
+
+``pending_deletions`` queues the stored objects of shredded artifacts: the shred commits
+first, the store deletes after, and the sweeper retries a deletion until it succeeds.
 """
 
 from __future__ import annotations
@@ -48,6 +51,26 @@ def _refuse_duplicates(table: str, who: str, state: str, advice: str) -> None:
 def upgrade() -> None:
     _refuse_duplicates("access_requests", "principal_id", "pending", "deny all but one")
     _refuse_duplicates("grants", "grantee_id", "active", "expire or revoke all but one")
+    op.create_table(
+        "pending_deletions",
+        sa.Column("key", sa.String(length=255), nullable=False),
+        sa.Column("artifact_id", sa.String(length=40), nullable=False),
+        sa.Column("reason", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("created_at", sa.DateTime(), nullable=False),
+        sa.Column("last_attempt_at", sa.DateTime(), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["artifact_id"],
+            ["artifacts.id"],
+            name=op.f("fk_pending_deletions_artifact_id_artifacts"),
+        ),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_pending_deletions")),
+    )
+    with op.batch_alter_table("pending_deletions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_pending_deletions_artifact_id"), ["artifact_id"], unique=False
+        )
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
         batch_op.create_index(
             "uq_access_requests_pending",
@@ -67,6 +90,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("pending_deletions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_pending_deletions_artifact_id"))
+    op.drop_table("pending_deletions")
     with op.batch_alter_table("grants", schema=None) as batch_op:
         batch_op.drop_index("uq_grants_active")
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
