@@ -68,6 +68,8 @@ class CustodyType(StrEnum):
 
 class UploadState(StrEnum):
     OPEN = "open"
+    # Claimed by one completion (gateway.services.completion): only it assembles.
+    COMPLETING = "completing"
     COMPLETED = "completed"
     ABORTED = "aborted"
     TIMED_OUT = "timed_out"
@@ -158,6 +160,11 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     artifact_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # While completing: when the claim was made, and what it completes with
+    # ({"manifest", "signature", "by": the claiming principal}), so a retry of the same
+    # completion or the sweeper can finish it.
+    completing_since: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    completion: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class UploadPart(Base):

@@ -1,4 +1,4 @@
-"""The sweeper: expiry, crypto-shredding, deleting shredded objects, stale uploads, audit anchors.
+"""The sweeper: stale completions and uploads, expiry, crypto-shredding, deletions, audit anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``. Each step is its own transaction and checks state before acting, so
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from gateway.runtime import Runtime
-from gateway.services import anchor, lifecycle, uploads
+from gateway.services import anchor, completion, lifecycle, uploads
 
 log = logging.getLogger("gateway.sweeper")
 
@@ -34,7 +34,13 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
     """One pass; returns what it did, by kind."""
     now = rt.now()
     stale_before = now - timedelta(hours=rt.config.uploads.open_ttl_hours * 2)
+    # Stale completions first: one returned to open is then timed out like any open upload.
     report = _guarded(
+        "finish or revert stale completions",
+        lambda: completion.sweep_stale(rt, now),
+        {"completions_finished": 0, "completions_reverted": 0},
+    )
+    report |= _guarded(
         "time out stale uploads",
         lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
         {"uploads_timed_out": 0},

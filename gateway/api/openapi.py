@@ -92,18 +92,37 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         {
             "200": "number, size, sha256",
             "400": "digest mismatch or bad part",
+            "409": "being completed, or completed: the parts are frozen",
+            "410": "aborted or timed out",
             "413": "larger than part_size",
         },
     ),
     (
         "post",
         "/v1/uploads/{upload_id}/complete",
-        "Complete with a signed manifest",
+        "Complete with a signed manifest (idempotent: the same completion again answers its"
+        " artifact)",
         "lab",
         {"type": "object", "required": ["manifest", "signature"]},
-        {"201": "the artifact", "422": "a completion check failed"},
+        {
+            "200": "the artifact, made earlier by the same completion",
+            "201": "the artifact",
+            "409": "being completed by another request (send the same completion again), or"
+            " completed or being completed with another manifest or signature",
+            "410": "aborted or timed out",
+            "422": "a completion check failed",
+            "503": "the database, the audit log or the object store is unavailable; the parts"
+            " are kept",
+        },
     ),
-    ("delete", "/v1/uploads/{upload_id}", "Abort an upload", "lab", None, {"204": "aborted"}),
+    (
+        "delete",
+        "/v1/uploads/{upload_id}",
+        "Abort an upload",
+        "lab",
+        None,
+        {"204": "aborted", "409": "being completed, or completed", "410": "ended already"},
+    ),
     (
         "get",
         "/v1/artifacts",

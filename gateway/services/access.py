@@ -12,8 +12,9 @@ denied, revoked, gone...) are recorded as ``auth.denied`` entries by
 
 Races are closed by the database, not by the checks made first (those give the friendly
 answer): a partial unique index allows one pending request and one active grant per
-evaluator and artifact, and a decision locks the artifact's row while it checks it is
-still available (:func:`lock_available`), so a withdrawal and an approval serialise.
+evaluator and artifact, and an approval locks the artifact's row while it checks it is
+still available (:func:`gateway.services.grants.lock_available`), so a withdrawal and an
+approval serialise. Grants themselves, and how they end, are in :mod:`gateway.services.grants`.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from gateway.errors import BadRequest, Conflict
 from gateway.models import (
     AccessRequest,
     Artifact,
-    ArtifactState,
     Grant,
     GrantState,
     RequestState,
@@ -42,6 +42,7 @@ from gateway.models import (
 )
 from gateway.paging import Key, Keyset, Page, PageRequest, page
 from gateway.runtime import Runtime
+from gateway.services import grants
 from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
 
@@ -50,9 +51,6 @@ MAX_TEXT = 4096
 REQUEST_ORDER = Keyset(
     Key(AccessRequest.created_at, datetime, descending=True),
     Key(AccessRequest.id, str, descending=True),
-)
-GRANT_ORDER = Keyset(
-    Key(Grant.not_before, datetime, descending=True), Key(Grant.id, str, descending=True)
 )
 
 
@@ -114,13 +112,6 @@ def get_request(rt: Runtime, caller: Caller, request_id: str, action: str) -> Ac
         req = session.get(AccessRequest, request_id)
     what = f"access request {request_id}"
     return authz.require_found(rt, caller, action, req, what=what)
-
-
-def get_grant(rt: Runtime, caller: Caller, grant_id: str, action: str) -> Grant:
-    """The grant (with its artifact), if ``caller`` may do ``action`` on it."""
-    with rt.db.session() as session:
-        grant = session.get(Grant, grant_id)
-    return authz.require_found(rt, caller, action, grant, what=f"grant {grant_id}")
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -262,9 +253,9 @@ def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Gr
     artifact = req.artifact
     now = rt.now()
     with events.fail_closed(rt) as session:
-        if not lock_available(session, artifact.id, now):
+        if not grants.lock_available(session, artifact.id, now):
             raise _Gone
-        _expire_past(rt, session, artifact.id, req.principal_id, now)
+        grants.expire_past(rt, session, artifact.id, req.principal_id, now)
         grant = Grant(
             id=new_id("grt"),
             artifact_id=artifact.id,
@@ -302,43 +293,6 @@ def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Gr
             },
         )
     return grant
-
-
-def lock_available(session: Session, artifact_id: str, now: datetime) -> bool:
-    """Lock the artifact's row if it is available and inside its window; False if not.
-
-    A no-op update: it takes the row lock a withdrawal's compare-and-set also takes, so
-    whatever this transaction decides commits wholly before or wholly after a withdrawal
-    (SQLite serialises every write transaction anyway).
-    """
-    return bool(
-        cas_update(
-            session,
-            update(Artifact)
-            .where(
-                Artifact.id == artifact_id,
-                Artifact.state == ArtifactState.AVAILABLE,
-                Artifact.review_ends_at > now,
-            )
-            .values(state=Artifact.state),
-        )
-    )
-
-
-def _expire_past(
-    rt: Runtime, session: Session, artifact_id: str, grantee_id: str, now: datetime
-) -> None:
-    """Expire the grantee's grants on the artifact whose time is up but whose row says active."""
-    past = session.scalars(
-        select(Grant).where(
-            Grant.artifact_id == artifact_id,
-            Grant.grantee_id == grantee_id,
-            Grant.state == GrantState.ACTIVE,
-            Grant.not_after <= now,
-        )
-    ).all()
-    for grant in past:
-        end_grant(rt, session, grant, None, GrantState.EXPIRED, "grant.expire", "duration ended")
 
 
 def deny(rt: Runtime, caller: Caller, req: AccessRequest, denial: Denial) -> AccessRequest:
@@ -401,69 +355,3 @@ def requests_visible(
         query = query.where(AccessRequest.state == filters.state)
     with rt.db.session() as session:
         return page(session, query, REQUEST_ORDER, request)
-
-
-# --- grants -------------------------------------------------------------------------------
-
-
-def grants_visible(
-    rt: Runtime, actor: Actor, filters: Filters, request: PageRequest
-) -> Page[Grant]:
-    """Lab: grants on its org's artifacts; evaluator: its own; auditor, admin: all."""
-    query = select(Grant).where(authz.scope(actor, Grant))
-    if filters.artifact is not None:
-        query = query.where(Grant.artifact_id == filters.artifact)
-    with rt.db.session() as session:
-        return page(session, query, GRANT_ORDER, request)
-
-
-def revoke(rt: Runtime, caller: Caller, grant: Grant) -> None:
-    state = grant.state_at(rt.now())
-    if state != GrantState.ACTIVE:
-        authz.refuse(
-            rt,
-            caller,
-            "grant.revoke",
-            f"grant {state}",
-            Conflict(f"grant {grant.id} is already {state}"),
-            subject=grant,
-        )
-    with events.fail_closed(rt) as session:
-        row = session.get(Grant, grant.id)
-        assert row is not None  # grants are never deleted
-        if not end_grant(rt, session, row, caller, GrantState.REVOKED, "grant.revoke", "revoked"):
-            raise Conflict(f"grant {grant.id} is already {row.state}")
-
-
-def end_grant(
-    rt: Runtime,
-    session: Session,
-    grant: Grant,
-    who: Caller | None,
-    state: GrantState,
-    action: str,
-    cause: str,
-) -> bool:
-    """End an active grant and delete its header, with its audit entry; False if not active."""
-    done = cas_update(
-        session,
-        update(Grant)
-        .where(Grant.id == grant.id, Grant.state == GrantState.ACTIVE)
-        .values(
-            state=state, ended_at=rt.now(), ended_by=who.actor.id if who else None, header=None
-        ),
-    )
-    if not done:
-        return False
-    artifact = session.get(Artifact, grant.artifact_id)
-    events.record(
-        rt,
-        session,
-        action,
-        who,
-        artifact=grant.artifact_id,
-        grant=grant.id,
-        subject_org=artifact.org if artifact else None,
-        details={"grantee": grant.grantee_id, "cause": cause},
-    )
-    return True

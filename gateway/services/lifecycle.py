@@ -44,8 +44,8 @@ from gateway.models import (
     Upload,
 )
 from gateway.runtime import Runtime
-from gateway.services.access import end_grant
 from gateway.services.artifacts import ENDED
+from gateway.services.grants import end_grant
 
 log = logging.getLogger("gateway.lifecycle")
 

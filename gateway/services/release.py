@@ -41,9 +41,9 @@ from gateway.models import (
     RequestState,
 )
 from gateway.runtime import Runtime
-from gateway.services.access import lock_available
 from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
+from gateway.services.grants import lock_available
 from gateway.services.objects import store_errors
 from gateway.services.uploads import custody_identity
 

@@ -1,4 +1,4 @@
-"""flows closed by the database: unique pending requests and active grants, deletion queue
+"""flows closed by the database: unique requests and grants, deletions, completion claims
 
 Revision ID: 0003
 Revises: 0002
@@ -10,7 +10,9 @@ and artifact, whichever requests, processes or instances race. A database that a
 holds duplicates is not changed: the upgrade stops and names them, since ending a grant or
 a request is an audited decision for a lab or an admin to make, not for a migration.
 
-``pending_deletions`` queues the stored objects of shredded artifacts: the shred commits
+``uploads.completing_since`` and ``uploads.completion`` hold a completion's claim (the
+``completing`` state): only its claimant assembles, and a retry of the same completion or
+the sweeper finishes it. ``pending_deletions`` queues the stored objects of shredded artifacts: the shred commits
 first, the store deletes after, and the sweeper retries a deletion until it succeeds.
 """
 
@@ -51,6 +53,9 @@ def _refuse_duplicates(table: str, who: str, state: str, advice: str) -> None:
 def upgrade() -> None:
     _refuse_duplicates("access_requests", "principal_id", "pending", "deny all but one")
     _refuse_duplicates("grants", "grantee_id", "active", "expire or revoke all but one")
+    with op.batch_alter_table("uploads", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("completing_since", sa.DateTime(), nullable=True))
+        batch_op.add_column(sa.Column("completion", sa.JSON(), nullable=True))
     op.create_table(
         "pending_deletions",
         sa.Column("key", sa.String(length=255), nullable=False),
@@ -93,6 +98,9 @@ def downgrade() -> None:
     with op.batch_alter_table("pending_deletions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pending_deletions_artifact_id"))
     op.drop_table("pending_deletions")
+    with op.batch_alter_table("uploads", schema=None) as batch_op:
+        batch_op.drop_column("completion")
+        batch_op.drop_column("completing_since")
     with op.batch_alter_table("grants", schema=None) as batch_op:
         batch_op.drop_index("uq_grants_active")
     with op.batch_alter_table("access_requests", schema=None) as batch_op:
