@@ -20,7 +20,7 @@ A transfer happens only while its grant does:
   and why. The time bound holds for a client that reads slowly: a check is due as soon as
   the next chunk is asked for, and how long one chunk may take to send is the worker's
   minimum send rate's to bound. An open file of a shredded local object is ended the
-  same way.
+  same way, and so is a stream whose store fails half-way (reason ``object store failed``).
 
 A gateway-signed download URL (:mod:`gateway.services.urls`) is served through the same
 :func:`open_range`, so it is checked, logged and re-checked the same way.
@@ -45,11 +45,13 @@ from gateway.models import Artifact, ArtifactState, Grant, GrantState, Token
 from gateway.runtime import Runtime
 from gateway.services.objects import store_errors
 from gateway.services.release import active_grant, read_range, release, released_header
+from gateway.storage import StorageError
 
 log = logging.getLogger("gateway.content")
 
 VIA_GATEWAY, VIA_URL = "gateway", "url"
 TOKENS_ENDED = "grantee has no valid token"
+STORE_FAILED = "object store failed"
 
 
 class TransferCut(Exception):
@@ -198,70 +200,83 @@ def _refuse_ended(rt: Runtime, content: ContentPlan, reason: str) -> NoReturn:
 def open_range(rt: Runtime, content: ContentPlan, start: int, end: int) -> Iterator[bytes]:
     """Bytes ``[start, end)`` of ``content``, checked and logged first, re-checked as they stream.
 
-    The store is read before this returns, so a missing object or a failing store is an
-    error here, before any answer has begun.
+    The store is opened and its first chunk read before the entry is appended, so a
+    missing object or a failing store is an error here, before any answer has begun,
+    and the log holds no download the store could not have served.
     """
     artifact = content.artifact
-    with events.fail_closed(rt) as session:
-        reason = ended(session, content, rt.now(), lock=True)
-        if reason is None:
-            events.record(
-                rt,
-                session,
-                "content.download",
-                content.caller,
-                artifact=artifact.id,
-                grant=content.grant.id,
-                subject_org=artifact.org,
-                details={
-                    "range": [start, end - 1],
-                    "bytes": end - start,
-                    "total": content.total,
-                    "via": content.via,
-                },
-            )
-    if reason is not None:
-        _refuse_ended(rt, content, reason)
     if content.header is None:
         pieces = _primed(read_range(rt, artifact.object_key, start, end))
     else:
         pieces = _with_header(rt, content, start, end)
+    try:
+        with events.fail_closed(rt) as session:
+            reason = ended(session, content, rt.now(), lock=True)
+            if reason is None:
+                events.record(
+                    rt,
+                    session,
+                    "content.download",
+                    content.caller,
+                    artifact=artifact.id,
+                    grant=content.grant.id,
+                    subject_org=artifact.org,
+                    details={
+                        "range": [start, end - 1],
+                        "bytes": end - start,
+                        "total": content.total,
+                        "via": content.via,
+                    },
+                )
+    except BaseException:
+        _close(pieces)
+        raise
+    if reason is not None:
+        _close(pieces)
+        _refuse_ended(rt, content, reason)
     return _rechecked(rt, content, pieces, (start, end))
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
 
 
 def _with_header(rt: Runtime, content: ContentPlan, start: int, end: int) -> Iterator[bytes]:
     header = content.header or b""
     artifact = content.artifact
-    head = header[start:end]
     payload_start = max(start, len(header)) - len(header) + artifact.header_size
     payload_end = end - len(header) + artifact.header_size
-    rest = _primed(read_range(rt, artifact.object_key, payload_start, payload_end))
-    if not head:
-        return rest
-
-    def chained() -> Iterator[bytes]:
-        yield head
-        yield from rest
-
-    return chained()
+    return _primed(
+        read_range(rt, artifact.object_key, payload_start, payload_end), header[start:end]
+    )
 
 
-def _primed(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Fetch the first chunk now, so a missing object is an error before the status line."""
+def _primed(chunks: Iterator[bytes], head: bytes = b"") -> Iterator[bytes]:
+    """``head``, then ``chunks``, whose first chunk is fetched now: a missing object is an
+    error before the status line."""
     with store_errors():
         first = next(chunks, b"")
+    return _Pieces([p for p in (head, first) if p], chunks)
 
-    def rest() -> Iterator[bytes]:
-        try:
-            if first:
-                yield first
-            yield from chunks
-        finally:
-            close = getattr(chunks, "close", None)
-            if close is not None:
-                close()
 
-    return rest()
+class _Pieces:
+    """Pieces already in hand, then the rest of a store's chunks; closing closes the store's reader."""
+
+    def __init__(self, ready: list[bytes], chunks: Iterator[bytes]) -> None:
+        self._ready, self._chunks = ready, chunks
+
+    def __iter__(self) -> _Pieces:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._ready:
+            return self._ready.pop(0)
+        return next(self._chunks)
+
+    def close(self) -> None:
+        _close(self._chunks)
 
 
 def _rechecked(
@@ -272,7 +287,15 @@ def _rechecked(
     sent = window = 0
     checked = time.monotonic()
     try:
-        for piece in pieces:
+        while True:
+            try:
+                piece = next(pieces)
+            except StopIteration:
+                return
+            except StorageError as exc:
+                log.error("the store failed under grant %s: %s", content.grant.id, exc)
+                _record_cut(rt, content, planned, sent, STORE_FAILED)
+                raise TransferCut(STORE_FAILED, sent) from None
             elapsed = time.monotonic() - checked
             if window >= limits.recheck_bytes or elapsed >= limits.recheck_seconds:
                 reason = _recheck(rt, content)
@@ -284,9 +307,7 @@ def _rechecked(
             sent += len(piece)
             window += len(piece)
     finally:
-        close = getattr(pieces, "close", None)
-        if close is not None:
-            close()
+        _close(pieces)
 
 
 def _recheck(rt: Runtime, content: ContentPlan) -> str | None:

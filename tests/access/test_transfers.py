@@ -272,3 +272,60 @@ def test_revoking_the_grantees_tokens_ends_its_urls_and_transfers(
     assert r.status_code == 403 and "token" in r.get_json()["detail"]
     cut = entries(client, principals, action="content.cut")
     assert [c["details"]["reason"] for c in cut] == ["grantee has no valid token"]
+
+
+def test_a_store_that_cannot_open_the_object_logs_no_download(
+    evaluator: Evaluator,
+    large: Shared,
+    large_grant: dict,
+    principals: Principals,
+    rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The store fails (an outage, cannot be caused locally): 503, and no entry for bytes never sent."""
+    from gateway.storage import StorageError
+
+    assert evaluator.content(large.artifact, "bytes=0-9").status_code == 206
+    before = entries(evaluator.client, principals, action="content.download")
+
+    def down(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        raise StorageError("S3: 503 SlowDown")
+
+    monkeypatch.setattr(rt.store, "open_read", down)
+    r = evaluator.content(large.artifact)
+    assert r.status_code == 503 and r.mimetype == "application/problem+json"
+    assert entries(evaluator.client, principals, action="content.download") == before
+
+
+def test_a_store_failing_mid_stream_cuts_the_transfer_and_says_how_far_it_got(
+    evaluator: Evaluator,
+    large: Shared,
+    large_grant: dict,
+    principals: Principals,
+    rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from gateway.storage import StorageError
+
+    open_read = rt.store.open_read
+
+    def breaks(*args: Any, **kwargs: Any) -> Iterator[bytes]:
+        chunks = open_read(*args, **kwargs)
+
+        def failing() -> Iterator[bytes]:
+            yield next(chunks)
+            yield next(chunks)
+            raise StorageError("connection reset by the store")
+
+        return failing()
+
+    evaluator.content(large.artifact, "bytes=0-0")  # the key is released first
+    monkeypatch.setattr(rt.store, "open_read", breaks)
+    stream = content_stream(evaluator, large)
+    stream.rest()
+    stream.close()
+    assert stream.cut and stream.received < stream.length
+    cut = entries(evaluator.client, principals, action="content.cut")
+    assert [(c["details"]["reason"], c["details"]["sent"]) for c in cut] == [
+        ("object store failed", stream.received)
+    ]
