@@ -119,7 +119,7 @@ def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
 
 
 def _head(rt: Runtime, content: contents.ContentPlan | contents.Unreleased) -> Response:
-    """A GET's headers without its body, entry or key release."""
+    """The headers a GET would answer, without its body, its entry or a key release."""
     if isinstance(content, contents.Unreleased):
         status = 200
         headers = {"Accept-Ranges": "bytes", "ETag": f'"{content.tag}"', "X-Key-Released": "false"}

@@ -1,4 +1,4 @@
-"""``HEAD`` on content answers a GET's headers, releases no key and logs no download."""
+"""``HEAD`` on content answers the headers a GET would, releases no key and logs no download."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def test_head_after_the_release_answers_what_a_get_would(
     )
     assert part.headers["Content-Length"] == "10"
     downloads = entries(evaluator.client, principals, action="content.download")
-    assert len(downloads) == 1  # the GET's only
+    assert len(downloads) == 1  # only the one of the GET
 
 
 def test_head_without_a_grant_is_refused_like_a_get(
