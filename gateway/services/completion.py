@@ -44,6 +44,7 @@ from gateway.models import (
     ArtifactState,
     Principal,
     Upload,
+    UploadPart,
     UploadState,
     new_id,
 )
@@ -120,8 +121,8 @@ def claim(rt: Runtime, caller: Caller, upload_id: str, done: Completion) -> Clai
             _require_same(upload, done)
             return _claimed(rt, session, upload, record, stale, now)
         require_open(rt, upload)
-        parts = parts_of(session, upload_id)
-        checked = check(rt, session, upload, parts, done.manifest, done.signature)
+        # The claim first: it locks the row a part upload also updates, so the parts read
+        # next are the ones assembled. A check that fails rolls the claim back with it.
         taken = cas_update(
             session,
             update(Upload)
@@ -130,7 +131,9 @@ def claim(rt: Runtime, caller: Caller, upload_id: str, done: Completion) -> Clai
         )
         if not taken:
             raise Conflict(f"upload {upload_id} changed meanwhile; send the completion again")
-        return _claim_of(upload, parts_of(session, upload_id), checked, now, mine=True)
+        parts = parts_of(session, upload_id)
+        checked = check(rt, session, upload, parts, done.manifest, done.signature)
+        return _claim_of(upload, parts, checked, now, mine=True)
 
 
 def _claimed(
@@ -167,7 +170,7 @@ def _claimed(
 
 
 def _claim_of(
-    upload: Upload, parts: list[Any], checked: Checked, since: datetime, *, mine: bool
+    upload: Upload, parts: list[UploadPart], checked: Checked, since: datetime, *, mine: bool
 ) -> Claim:
     stored = tuple(StoredPart(p.number, p.size, p.sha256, p.etag) for p in parts)
     return Claim(upload.id, upload.object_key, upload.store_handle, since, stored, checked, mine)
