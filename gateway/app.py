@@ -1,8 +1,8 @@
 """The application factory: it assembles, and does nothing else.
 
 Defaults, then the configuration (given, or loaded from the file and the environment),
-then the runtime, then the problem renderer and the per-request middleware, then one
-blueprint per area.
+then the runtime, then the problem renderer and the per-request middleware (request ids,
+rate limits), then the routing of integers (ASCII digits only), then one blueprint per area.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from gateway.api import (
     audit,
     content,
     identity,
+    inputs,
     middleware,
+    principals,
     problems,
     service,
     uploads,
@@ -23,8 +25,9 @@ from gateway.api import (
 from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
+from gateway.web import views as web
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals)
 
 
 def create_app(
@@ -41,7 +44,10 @@ def create_app(
     app.json.sort_keys = False  # type: ignore[attr-defined]  # the provider has it; the base does not say
     app.extensions["gateway"] = runtime or Runtime(config, clock=clock)
     problems.init_app(app)
-    middleware.init_app(app)
+    middleware.init_app(app, config.limits)
+    # Before the blueprints: a rule takes its converter when it is added.
+    app.url_map.converters["int"] = inputs.AsciiIntConverter
     for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
+    web.mount(app)
     return app

@@ -15,8 +15,9 @@ from __future__ import annotations
 import json
 import re
 
-#: A SHA-256 digest as the gateway writes it: 64 lowercase hex digits (use ``fullmatch``).
-HEX64 = re.compile(r"[0-9a-f]{64}")
+#: A SHA-256 digest as the gateway writes it: exactly 64 lowercase hex digits, anchored at
+#: both ends so that ``match`` and ``fullmatch`` agree (``$`` would allow a trailing newline).
+HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
 def canonical_json(value: object) -> bytes:

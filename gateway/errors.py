@@ -101,6 +101,12 @@ class TooManyRequests(GatewayError):
         self.retry_after = retry_after
 
 
+class InsufficientStorage(GatewayError):
+    """Past an organisation's quota, or below the free-space floor: nothing was stored."""
+
+    status, slug, title = 507, "insufficient-storage", "Insufficient storage"
+
+
 class ServiceUnavailable(GatewayError):
     status, slug, title = 503, "unavailable", "Service unavailable"
 

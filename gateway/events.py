@@ -4,12 +4,19 @@ Every part of the gateway calls :func:`record` inside the same database transact
 as the effect it records, so the entry and the effect commit together or not at all.
 When the entry cannot be committed the effect does not happen and the client gets
 503 (:func:`fail_closed`). Denials are recorded in a transaction of their own
-(:func:`record_denial`), since they have no effect to share one with.
+(:func:`record_denial`), since they have no effect to share one with; repeats of one
+denial within an interval are counted and recorded as one entry when the interval
+closes (:mod:`gateway.services.denials`, :func:`close_denials`).
 
 Who acted is passed in: a :class:`~gateway.caller.Caller` (an actor and the request it
 came through, whose id and client address the entry keeps), a bare
 :class:`~gateway.caller.Actor`, or None for the operator at the CLI. Nothing here knows
 of HTTP or of a web framework.
+
+An entry's ``request_id`` is always the server's own. What the client said of its request
+travels in a :class:`ClientRequest`: the id it chose (kept in ``details`` as
+``client_request_id``), and whether it came with no principal's token (a signed URL:
+whoever holds one is anonymous, so refusals under it are counted in metrics, never logged).
 """
 
 from __future__ import annotations
@@ -17,19 +24,35 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from gateway import metrics
 from gateway.audit import store as audit_store
-from gateway.caller import Actor, Caller
+from gateway.caller import Actor, Caller, RequestMeta
+from gateway.clock import rfc3339_micro
 from gateway.errors import AuditUnavailable, GatewayError
 from gateway.runtime import Runtime
+from gateway.services import denials
 
 log = logging.getLogger("gateway.events")
 
 CLI_ACTOR = Actor(id="cli", name="operator-cli", org="operator", role="admin")
+_UNAVAILABLE = (
+    "the audit log could not record this action, so it was not carried out; try again later"
+)
+
+
+@dataclass(frozen=True)
+class ClientRequest(RequestMeta):
+    """A request's metadata and what its client said of it (see the top of this module)."""
+
+    client_request_id: str | None = None
+    bearerless: bool = False
 
 
 def record(
@@ -51,6 +74,9 @@ def record(
     """
     caller = who if isinstance(who, Caller) else Caller(who or CLI_ACTOR)
     actor, meta = caller.actor, caller.meta
+    details = dict(details or {})
+    if isinstance(meta, ClientRequest) and meta.client_request_id is not None:
+        details.setdefault("client_request_id", meta.client_request_id)
     # Looked up on the module at each call, so a test can make the log fail.
     return audit_store.append(
         session,
@@ -65,7 +91,7 @@ def record(
         outcome=outcome,
         request_id=meta.request_id if meta is not None else None,
         ip=meta.ip if meta is not None else None,
-        details=details or {},
+        details=details,
     )
 
 
@@ -83,9 +109,7 @@ def fail_closed(rt: Runtime) -> Iterator[Session]:
             type(exc).__name__,
             getattr(exc, "orig", exc),
         )
-        raise AuditUnavailable(
-            "the audit log could not record this action, so it was not carried out; try again later"
-        ) from None
+        raise AuditUnavailable(_UNAVAILABLE) from None
 
 
 def record_denial(
@@ -98,16 +122,94 @@ def record_denial(
     grant: str | None = None,
     subject_org: str | None = None,
 ) -> None:
-    """Record an ``auth.denied`` entry for an authenticated principal, fail-closed."""
+    """Record the refusal of an authenticated principal, fail-closed; a repeat is counted.
+
+    The first refusal of one thing in an interval is an ``auth.denied`` entry; repeats are
+    counted (:mod:`gateway.services.denials`). A refusal under a request that carries no
+    principal's token (a signed URL) is counted in metrics only.
+    """
+    caller = who if isinstance(who, Caller) else Caller(who)
+    meta = caller.meta
+    if isinstance(meta, ClientRequest) and meta.bearerless:
+        metrics.anonymous_refusal(reason)
+        return
+    actor = caller.actor
+    key = denials.DenialKey(
+        actor.id, actor.org, actor.role, action, reason, artifact, grant, subject_org
+    )
+    # Two first refusals racing to open the interval: the loser's insert conflicts, and on
+    # the second try it finds the winner's row and counts itself there.
+    for attempt in (1, 2):
+        try:
+            with fail_closed(rt) as session:
+                _deny(rt, session, caller, key)
+            return
+        except AuditUnavailable as exc:
+            if attempt == 2 or not isinstance(exc.__context__, IntegrityError):
+                raise
+
+
+def _deny(rt: Runtime, session: Session, caller: Caller, key: denials.DenialKey) -> None:
+    now = rt.now()
+    meta = caller.meta
+    request_id = meta.request_id if meta is not None else None
+    ip = meta.ip if meta is not None else None
+    interval = timedelta(seconds=rt.config.limits.denial_interval_seconds)
+    if denials.count_repeat(session, key, now, interval, request_id, ip):
+        metrics.DENIALS_COLLAPSED.inc()
+        return
+    row = denials.closed(session, key)
+    if row is not None and row.count:
+        _record_repeats(rt, session, row)
+    record(
+        rt,
+        session,
+        "auth.denied",
+        caller,
+        artifact=key.artifact,
+        grant=key.grant,
+        subject_org=key.subject_org,
+        outcome="denied",
+        details={"attempted": key.action, "reason": key.reason},
+    )
+    denials.start(session, key, now, row)
+
+
+def _record_repeats(rt: Runtime, session: Session, row: denials.DenialCount) -> None:
+    """One ``auth.denied`` entry for the ``row.count`` repeats of a closed interval."""
+    actor = Actor(id=row.actor, name=row.actor, org=row.org, role=row.role)
+    meta = RequestMeta(row.last_request_id, row.last_ip) if row.last_request_id else None
+    first, last = row.first or row.window_start, row.last or row.window_start
+    record(
+        rt,
+        session,
+        "auth.denied",
+        Caller(actor, meta),
+        artifact=row.artifact or None,
+        grant=row.grant or None,
+        subject_org=row.subject_org or None,
+        outcome="denied",
+        details={
+            "attempted": row.action,
+            "reason": row.reason,
+            "count": row.count,
+            "first": rfc3339_micro(first),
+            "last": rfc3339_micro(last),
+        },
+    )
+
+
+def close_denials(rt: Runtime, now: datetime) -> int:
+    """Record the repeats of every closed interval as one entry each; how many were recorded.
+
+    For the sweeper: without it, an interval's repeats wait for that denial to happen again.
+    """
+    interval = timedelta(seconds=rt.config.limits.denial_interval_seconds)
+    recorded = 0
     with fail_closed(rt) as session:
-        record(
-            rt,
-            session,
-            "auth.denied",
-            who,
-            artifact=artifact,
-            grant=grant,
-            subject_org=subject_org,
-            outcome="denied",
-            details={"attempted": action, "reason": reason},
-        )
+        for row in denials.expired(session, now, interval):
+            if row.count:
+                _record_repeats(rt, session, row)
+                recorded += 1
+            denials.forget(session, row)
+    return recorded

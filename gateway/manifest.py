@@ -52,9 +52,6 @@ class SigningKeyFileError(ManifestError):
     """A signing key file is missing, unreadable, too permissive or malformed."""
 
 
-KeyFileError = SigningKeyFileError  # the former name, kept for existing importers
-
-
 def canonical_json(manifest: object) -> bytes:
     """The exact bytes that are signed (:func:`gateway.canonical.canonical_json`).
 

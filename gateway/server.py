@@ -9,6 +9,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from gateway.config import Config
+from gateway.worker import EdgeWorker
 
 log = logging.getLogger("gateway.server")
 
@@ -24,10 +25,15 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "bind": f"{s.host}:{s.port}",
             "workers": s.workers,
             "threads": s.threads,
-            "worker_class": "gthread",
+            # Our own gthread: heads and small bodies read in the event loop, every wait bounded.
+            "worker_class": EdgeWorker.bound(s),
+            "worker_connections": s.max_connections,
+            # The master's heartbeat check: a worker silent this long is restarted.
             "timeout": s.timeout,
             "graceful_timeout": 30,
-            "keepalive": 5,
+            "keepalive": s.idle_timeout_seconds,
+            # Responses go through the worker's send guard (timeouts, minimum rate), never sendfile.
+            "sendfile": False,
             "loglevel": s.log_level,
             "accesslog": "-",
             # The access log must never carry secrets: method and path only (signed URLs carry one in the query).

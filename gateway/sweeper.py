@@ -1,4 +1,4 @@
-"""The sweeper: stale completions and uploads, expiry, crypto-shredding, deletions, audit anchors.
+"""The sweeper: stale completions and uploads, expiry, shredding, deletions, denials, anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``. Each step is its own transaction and checks state before acting, so
@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from datetime import timedelta
 
+from gateway import events
 from gateway.runtime import Runtime
 from gateway.services import anchor, completion, lifecycle, uploads
 
@@ -60,6 +61,11 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
         "clean up abandoned store uploads",
         lambda: {"orphan_store_uploads": rt.store.cleanup_stale_uploads(stale_before)},
         {"orphan_store_uploads": 0},
+    )
+    report |= _guarded(
+        "close denial intervals",
+        lambda: {"denial_intervals_closed": events.close_denials(rt, now)},
+        {"denial_intervals_closed": 0},
     )
     report |= _guarded(
         "publish an audit anchor",

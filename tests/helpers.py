@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 from nacl.signing import SigningKey
 
 from gateway import age
-from gateway.manifest import canonical_json
+from gateway import manifest as manifests
 from gateway.models import Artifact
 from gateway.runtime import Runtime
 
@@ -48,11 +47,11 @@ def manifest(upload: dict[str, Any], data: bytes, plaintext: bytes) -> dict[str,
 
 
 def sign(m: dict[str, Any], key: SigningKey) -> str:
-    return base64.b64encode(key.sign(canonical_json(m)).signature).decode()
+    return manifests.sign(m, key)
 
 
 def public_b64(key: SigningKey) -> str:
-    return base64.b64encode(bytes(key.verify_key)).decode()
+    return manifests.public_key_b64(key)
 
 
 def random_bytes(n: int, seed: int = 0) -> bytes:

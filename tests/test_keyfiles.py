@@ -153,8 +153,3 @@ def test_every_key_file_kind_refuses_to_be_read_by_others(tmp_path: Path) -> Non
         mf.load_signing_key(signing)
     with pytest.raises(keys.PrivateKeyFileError, match="readable by others"):
         keys.load_signer(signing)
-
-
-def test_the_former_error_names_still_import() -> None:
-    assert mf.KeyFileError is mf.SigningKeyFileError
-    assert keys.KeyFileError is keys.PrivateKeyFileError

@@ -145,18 +145,18 @@ def test_key_file_round_trip_is_private(tmp_path: Path) -> None:
     loaded = mf.load_signing_key(path)
     assert bytes(loaded) == bytes(key)
     assert mf.public_key_b64(key) in path.read_text()
-    with pytest.raises(mf.KeyFileError, match="already exists"):
+    with pytest.raises(mf.SigningKeyFileError, match="already exists"):
         mf.save_signing_key(path, mf.generate_signing_key())
     assert bytes(mf.load_signing_key(path)) == bytes(key)
 
 
 def test_bad_key_files_give_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(mf.KeyFileError, match="no such key file"):
+    with pytest.raises(mf.SigningKeyFileError, match="no such key file"):
         mf.load_signing_key(tmp_path / "missing")
     loose = tmp_path / "loose.key"
     loose.write_bytes(mf.signing_key_file_bytes(SigningKey.generate()))
     os.chmod(loose, 0o644)
-    with pytest.raises(mf.KeyFileError, match="readable by others"):
+    with pytest.raises(mf.SigningKeyFileError, match="readable by others"):
         mf.load_signing_key(loose)
     for name, content in [
         ("empty", b""),
@@ -168,9 +168,9 @@ def test_bad_key_files_give_clear_errors(tmp_path: Path) -> None:
         path = tmp_path / name
         path.write_bytes(content)
         os.chmod(path, 0o600)
-        with pytest.raises(mf.KeyFileError, match=name):
+        with pytest.raises(mf.SigningKeyFileError, match=name):
             mf.load_signing_key(path)
-    with pytest.raises(mf.KeyFileError, match="not a regular file"):
+    with pytest.raises(mf.SigningKeyFileError, match="not a regular file"):
         mf.load_signing_key(tmp_path)
 
 

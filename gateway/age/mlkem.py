@@ -62,7 +62,10 @@ class HybridRecipient:
         return cls(data)
 
     def wrap(self, file_key: bytes) -> list[Stanza]:
-        sealed = _SUITE.encrypt(file_key, self._key, info=INFO)
+        try:
+            sealed = _SUITE.encrypt(file_key, self._key, info=INFO)
+        except ValueError:  # cryptography refuses an X25519 share that is a low-order point
+            raise KeyFormatError("the hybrid recipient's X25519 key is a low-order point") from None
         enc, body = sealed[:ENC_SIZE], sealed[ENC_SIZE:]
         return [Stanza(STANZA_TYPE, (b64encode(enc),), body)]
 

@@ -318,10 +318,6 @@ def unseal_file(
     return run_ring(pool, plan, BATCH * CHUNK, _check_start(start_chunk))
 
 
-open_ = unseal  # the former names, kept for existing importers
-open_file = unseal_file
-
-
 def _diagnose(
     aead: ChaCha20Poly1305, sealed: memoryview, out: memoryview, index: int, last: bool
 ) -> Generator[memoryview, None, None]:

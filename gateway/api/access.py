@@ -57,8 +57,7 @@ def list_grants() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "grant.list", what="grants")
     now = rt.now()
-    artifact = inputs.list_filters().artifact
-    found = grants.grants_visible(rt, who.actor, artifact, inputs.page_request())
+    found = grants.grants_visible(rt, who.actor, inputs.list_filters(), inputs.page_request())
     return shapes.page(found, lambda g: shapes.grant(g, now))
 
 

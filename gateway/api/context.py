@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from flask import current_app, g, request
 
-from gateway.api.middleware import request_meta
+from gateway.api.middleware import budget, rate_limits, request_meta
 from gateway.caller import Caller
+from gateway.limits import PRINCIPAL
 from gateway.runtime import Runtime
 from gateway.services import identity
 
@@ -22,10 +23,14 @@ def caller() -> Caller:
 
 
 def authenticate_request() -> None:
-    """``before_request`` of every ``/v1`` blueprint: the bearer token becomes the caller."""
+    """``before_request`` of every ``/v1`` blueprint: the bearer token becomes the caller.
+
+    The request then counts against that principal's rate budget (429 past it).
+    """
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer":
         token = ""
     actor = identity.authenticate(runtime(), token.strip() or None)
     g.caller = Caller(actor, request_meta())
+    rate_limits().hit(PRINCIPAL, budget(), actor.id)

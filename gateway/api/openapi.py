@@ -262,6 +262,23 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         {"200": "old, new, hashes"},
     ),
     ("get", "/v1/audit/key", "Note verifier key", "anyone", None, {"200": "text/plain"}),
+    (
+        "get",
+        "/v1/principals",
+        "Who principals are, by id (?id=prn_...&id=..., at most 100): those the caller may see",
+        "lab (its org, its artifacts' requesters, its audit view's actors); evaluator (itself, "
+        "who decided or ended its requests and grants); auditor, admin (all)",
+        None,
+        {"200": "items: id, name, org, role", "400": "no id, more than 100, or a malformed one"},
+    ),
+    (
+        "get",
+        "/v1/principals/{principal_id}",
+        "Who one principal is (`me`: the caller)",
+        "as GET /v1/principals",
+        None,
+        {"200": "id, name, org, role", "404": "no such principal, or not one the caller may see"},
+    ),
 ]
 
 SCHEMAS: dict[str, Any] = {
@@ -293,43 +310,115 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+_INT: dict[str, Any] = {"type": "integer", "minimum": 0, "maximum": (1 << 63) - 1}
+_STR: dict[str, Any] = {"type": "string"}
+_PAGE: dict[str, dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": 1000},
+    "cursor": _STR,
+}
+# Query parameters and headers, by route (path parameters are read from the path).
+QUERY: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("get", "/v1/artifacts"): _PAGE,
+    ("get", "/v1/access-requests"): {**_PAGE, "artifact": _STR, "state": _STR},
+    ("get", "/v1/grants"): {**_PAGE, "artifact": _STR, "state": _STR},
+    ("get", "/v1/audit/entries"): {
+        **_PAGE,
+        "start": _INT,
+        "artifact": _STR,
+        "actor": _STR,
+        "action": _STR,
+    },
+    ("get", "/v1/audit/proof/inclusion"): {"index": _INT, "size": _INT},
+    ("get", "/v1/audit/proof/consistency"): {"old": _INT, "new": _INT},
+    ("get", "/download/{artifact_id}"): {"grant": _STR, "expires": _INT, "sig": _STR},
+}
+REQUIRED_QUERY = {"index", "old"}
+HEADERS: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("put", "/v1/uploads/{upload_id}/parts/{number}"): {"X-Content-SHA256": _STR},
+    ("get", "/v1/artifacts/{artifact_id}/content"): {"Range": _STR, "If-Range": _STR},
+    ("get", "/download/{artifact_id}"): {"Range": _STR, "If-Range": _STR},
+}
+# Answers every authenticated route may give, whatever it does.
+COMMON = {
+    "400": "bad input (the detail names it)",
+    "401": "no valid token",
+    "403": "refused to this role or in this state",
+    "404": "not found, or not visible to the caller",
+    "429": "past a rate budget (Retry-After says when to try again)",
+}
+# Answers of routes that act on an object, or change one: its state decides.
+STATEFUL = {
+    "409": "conflicts with the object's state (the detail says which)",
+    "410": "no longer there: ended, withdrawn, expired or shredded",
+}
+BODY_TOO_LARGE = {"413": "the body is past its limit"}
+STORAGE = {"507": "past the organisation's quota or the free-space floor"}
+
+
+def _problem(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/problem+json": {"schema": _PROBLEM}}}
+
+
+def _parameters(method: str, path: str) -> list[dict[str, Any]]:
+    params: list[dict[str, Any]] = [
+        {
+            "name": p,
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 10000}
+            if p == "number"
+            else {"type": "string"},
+        }
+        for p in (p.strip("{}") for p in path.split("/") if p.startswith("{"))
+    ]
+    for name, schema in QUERY.get((method, path), {}).items():
+        params.append(
+            {"name": name, "in": "query", "required": name in REQUIRED_QUERY, "schema": schema}
+        )
+    for name, schema in HEADERS.get((method, path), {}).items():
+        params.append({"name": name, "in": "header", "required": False, "schema": schema})
+    return params
+
+
+def _answers(method: str, path: str, body: Any, responses: dict[str, str]) -> dict[str, Any]:
+    extra: dict[str, str] = {}
+    if path.startswith("/v1/") and path not in ("/v1/audit/key", "/v1/openapi.json"):
+        extra |= COMMON
+    elif path.startswith("/download/"):
+        extra |= {"400": COMMON["400"], "403": "bad, expired or revoked URL", "429": COMMON["429"]}
+    else:
+        extra |= {"429": COMMON["429"]}
+    if path.startswith(("/v1/", "/download/")) and ("{" in path or method != "get"):
+        extra |= STATEFUL
+    if body is not None:
+        extra |= BODY_TOO_LARGE
+    if (method, path) in (
+        ("post", "/v1/uploads"),
+        ("put", "/v1/uploads/{upload_id}/parts/{number}"),
+    ):
+        extra |= STORAGE
+    merged = {**extra, **responses}
+    return {
+        code: _problem(text) if int(code) >= 400 else {"description": text}
+        for code, text in sorted(merged.items())
+    }
+
+
 def _operation(
     method: str, path: str, summary: str, roles: str, body: Any, responses: dict[str, str]
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
         "description": f"Who: {roles}.",
-        "responses": {
-            code: (
-                {"description": text, "content": {"application/problem+json": {"schema": _PROBLEM}}}
-                if int(code) >= 400
-                else {"description": text}
-            )
-            for code, text in responses.items()
-        },
+        "responses": _answers(method, path, body, responses),
     }
-    params = [p.strip("{}") for p in path.split("/") if p.startswith("{")]
+    params = _parameters(method, path)
     if params:
-        op["parameters"] = [
-            {
-                "name": p,
-                "in": "path",
-                "required": True,
-                "schema": {"type": "integer" if p == "number" else "string"},
-            }
-            for p in params
-        ]
+        op["parameters"] = params
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if path.startswith("/v1/") and path not in ("/v1/audit/key", "/v1/openapi.json"):
         op["security"] = [{"bearer": []}]
-        op["responses"].setdefault(
-            "401",
-            {
-                "description": "no valid token",
-                "content": {"application/problem+json": {"schema": _PROBLEM}},
-            },
-        )
     return op
 
 

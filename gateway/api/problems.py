@@ -1,7 +1,8 @@
 """Every problem the API answers, rendered in one place as RFC 9457 ``application/problem+json``.
 
 Errors carry their own status, type and headers (:mod:`gateway.errors`); this module only
-renders them. Anonymous 401s are counted in ``/metrics`` here, never logged in the audit log.
+renders them. Anonymous 401s, and signed URLs whose signature fails, are counted in
+``/metrics`` here, never logged in the audit log.
 Anything unexpected becomes a 500 that names the request id and logs the traceback.
 """
 
@@ -15,7 +16,8 @@ from flask import Flask, Response, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from gateway import metrics
-from gateway.errors import GatewayError, Unauthorized
+from gateway.errors import Forbidden, GatewayError, Unauthorized
+from gateway.events import ClientRequest
 
 log = logging.getLogger("gateway")
 
@@ -39,6 +41,11 @@ def _request_id() -> str:
 def gateway_error(exc: GatewayError) -> Response:
     if isinstance(exc, Unauthorized):
         metrics.UNAUTHENTICATED.inc()
+    meta = g.get("meta")
+    bearerless = isinstance(meta, ClientRequest) and meta.bearerless
+    # A signed URL whose signature fails never reaches the log's refusals (which count theirs).
+    if bearerless and isinstance(exc, Forbidden) and "reason" not in exc.extra:
+        metrics.anonymous_refusal("bad signature")
     if exc.status >= 500:
         log.error("request %s failed: %s", _request_id(), exc.detail)
     return problem_response(exc.problem(), exc.status, exc.headers)

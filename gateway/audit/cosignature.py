@@ -65,6 +65,11 @@ class Cosigner:
         """The ``timestamped_signature`` of note text ``message`` at ``timestamp``."""
         raise NotImplementedError
 
+    def check_origin(self, origin: str) -> None:
+        """Raise :class:`~gateway.audit.note.NoteError` unless this cosigner can sign ``origin``'s checkpoints."""
+        if not origin or "\n" in origin:
+            raise note.MalformedCheckpoint("a log origin is one non-empty line")
+
     def sign(self, message: bytes) -> bytes:
         """The ``timestamped_signature`` of note text ``message``, timestamped now."""
         timestamp = int(self._clock())
@@ -111,6 +116,14 @@ class MLDSA44Cosigner(Cosigner):
     def _public_key(self) -> bytes:
         self._key = mldsa.MLDSA44PrivateKey.from_seed_bytes(self._seed)
         return self._key.public_key().public_bytes_raw()
+
+    def check_origin(self, origin: str) -> None:
+        """``subtree/v1`` names the origin with a one-byte length: at most 255 bytes."""
+        super().check_origin(origin)
+        if len(origin.encode()) > 255:
+            raise note.MalformedCheckpoint(
+                "an ML-DSA-44 cosignature names a log origin of at most 255 bytes"
+            )
 
     def sign_at(self, message: bytes, timestamp: int) -> bytes:
         cp = note.parse_checkpoint(message.decode())

@@ -7,10 +7,13 @@ Design note, by the section of the C2SP specifications each piece implements:
   ``— <key name> base64(4-byte key ID || signature)\\n`` (em dash U+2014). The signed message
   is the text, final newline included. :func:`sign_note` writes one, :func:`open_note` parses
   and verifies one, with the rules of golang.org/x/mod ``sumdb/note.Open``: at most 100
-  signature lines (the spec asks for at least 16), repeated signatures ignored, signatures by
-  unknown keys ignored, a bad signature by a known key fatal, and at least one verified
-  signature required. :func:`parse_note` is the parsing half alone, for callers that count
-  signatures against a policy (:mod:`gateway.audit.trust`).
+  signature lines (the spec asks for at least 16), repeated identical lines ignored,
+  signatures by unknown keys ignored, a bad signature by a known key fatal, and at least one
+  verified signature required. Where Go skips every further line by a key it has already
+  verified, this verifies each distinct line by a known key, so a note it accepts carries no
+  line a stricter verifier (:mod:`gateway.audit.trust`, another witness) would refuse.
+  :func:`parse_note` is the parsing half alone, for callers that count signatures against a
+  policy.
 - signed-note, "Signature types": one key ID formula (:func:`key_id`) and a table
   (:data:`SIGNATURE_TYPES`) from the type byte to the code that checks that type's keys and
   signatures, in :mod:`gateway.audit.sigtypes`: 0x01 Ed25519 over the note text, and the two
@@ -25,6 +28,15 @@ Design note, by the section of the C2SP specifications each piece implements:
   it; :mod:`gateway.audit.cosignature` uses the same encoding for cosigner keys.
 - c2sp.org/tlog-checkpoint, "Note text": origin line, decimal tree size, base64 root hash, then
   optional non-empty extension lines (:func:`format_checkpoint`, :func:`parse_checkpoint`).
+  The size is at most 20 digits (a 64-bit number), so no input reaches Python's limit on
+  integer conversion.
+
+Base64 is canonical (RFC 4648, the unused bits of the last character zero) in keys and in a
+checkpoint's root hash, so a parsed checkpoint formats back to the very text that was signed.
+Signature lines are read as Go reads them (a line whose base64 is not canonical decodes, and
+then fails or passes verification on its bytes, as in the litewitness conformance tests),
+but :attr:`SignatureLine.line` is the canonical re-encoding, so nothing this package stores or
+passes on carries another encoding.
 """
 
 from __future__ import annotations
@@ -33,7 +45,7 @@ import base64
 import binascii
 import re
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -54,7 +66,7 @@ ALG_ED25519 = bytes([SIG_ED25519])
 SIG_PREFIX = "\u2014 "  # em dash and a space
 MAX_SIGNATURES = 100
 PRIVATE_KEY_PREFIX = "PRIVATE+KEY+"
-_DECIMAL = re.compile(r"(0|[1-9][0-9]*)")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 class NoteError(ValueError):
@@ -81,11 +93,15 @@ class MalformedCheckpoint(NoteError):
     """A note text is not a tlog-checkpoint."""
 
 
-def _b64decode(s: str) -> bytes:
+def _b64decode(s: str, *, canonical: bool = True) -> bytes:
+    """Standard base64; ``canonical``: a value in any other encoding is refused."""
     try:
-        return base64.b64decode(s.encode("ascii"), validate=True)
+        raw = base64.b64decode(s.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise NoteError("invalid base64") from None
+    if canonical and base64.b64encode(raw).decode("ascii") != s:
+        raise NoteError("base64 is not in canonical form")
+    return raw
 
 
 def is_valid_name(name: str) -> bool:
@@ -253,13 +269,20 @@ def sign_note(text: str, *signers: NoteSigner) -> str:
 
 @dataclass(frozen=True)
 class Signature:
+    """A signature of an opened note: key name, key ID and its line (base64 canonical)."""
+
     name: str
     key_id: bytes
+    line: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
 class SignatureLine:
-    """One parsed signature line: key name, key ID, the signature bytes, the line as written."""
+    """One parsed signature line: key name, key ID, the signature bytes, the line re-encoded.
+
+    ``line`` is the line with its base64 in canonical form (the form every signer writes), so
+    a line stored or passed on has one encoding whatever the submitter wrote.
+    """
 
     name: str
     key_id: bytes
@@ -296,12 +319,13 @@ def _parse_signature_line(line: str) -> SignatureLine:
         raise MalformedNote("note has a line after the signatures that is not a signature")
     name, _, b64 = line[len(SIG_PREFIX) :].partition(" ")
     try:
-        raw = _b64decode(b64)
+        raw = _b64decode(b64, canonical=False)  # as Go reads it; the line is re-encoded below
     except NoteError:
         raise MalformedNote("note signature is not base64") from None
     if not is_valid_name(name) or not b64 or len(raw) < KEY_ID_SIZE + 1:
         raise MalformedNote("note signature line is malformed")
-    return SignatureLine(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:], line + "\n")
+    canonical = f"{SIG_PREFIX}{name} {base64.b64encode(raw).decode()}\n"
+    return SignatureLine(name, raw[:KEY_ID_SIZE], raw[KEY_ID_SIZE:], canonical)
 
 
 def parse_note(msg: bytes | str) -> tuple[str, list[SignatureLine]]:
@@ -315,8 +339,10 @@ def parse_note(msg: bytes | str) -> tuple[str, list[SignatureLine]]:
 def open_note(msg: bytes | str, verifiers: Iterable[Verifier | str]) -> Note:
     """Parse and verify a signed note against the trusted ``verifiers`` (objects or vkey strings).
 
-    Raises :class:`MalformedNote`, :class:`InvalidSignature` (a trusted key's signature fails)
-    or :class:`UnverifiedNote` (no trusted key signed it).
+    Every distinct line by a trusted key is verified; ``verified`` holds the first line of
+    each trusted key that signed. Raises :class:`MalformedNote`, :class:`InvalidSignature`
+    (a line by a trusted key does not verify) or :class:`UnverifiedNote` (no trusted key
+    signed it).
     """
     known: dict[tuple[str, bytes], Verifier] = {}
     for v in verifiers:
@@ -326,16 +352,18 @@ def open_note(msg: bytes | str, verifiers: Iterable[Verifier | str]) -> Note:
     message = text.encode()
     verified: dict[tuple[str, bytes], Signature] = {}
     unverified: dict[str, Signature] = {}
+    checked: set[str] = set()  # an identical line verifies alike: once is enough
     for sig in lines:
         trusted = known.get((sig.name, sig.key_id))
         if trusted is None:
-            unverified.setdefault(sig.line, Signature(sig.name, sig.key_id))
+            unverified.setdefault(sig.line, Signature(sig.name, sig.key_id, sig.line))
             continue
-        if (sig.name, sig.key_id) in verified:
+        if sig.line in checked:
             continue
         if not trusted.verify(message, sig.signature):
             raise InvalidSignature(f"invalid signature for key {sig.name}+{sig.key_id.hex()}")
-        verified[(sig.name, sig.key_id)] = Signature(sig.name, sig.key_id)
+        checked.add(sig.line)
+        verified.setdefault((sig.name, sig.key_id), Signature(sig.name, sig.key_id, sig.line))
     if not verified:
         raise UnverifiedNote("note has no signature by a trusted key")
     return Note(text, tuple(verified.values()), tuple(unverified.values()))
@@ -375,8 +403,8 @@ def parse_checkpoint(text: str, hash_size: int | None = 32) -> Checkpoint:
         raise MalformedCheckpoint("checkpoint size is not a decimal 64-bit number")
     try:
         root = _b64decode(root64)
-    except NoteError:
-        raise MalformedCheckpoint("checkpoint root hash is not base64") from None
+    except NoteError as exc:
+        raise MalformedCheckpoint(f"checkpoint root hash: {exc}") from None
     if hash_size is not None and len(root) != hash_size:
         raise MalformedCheckpoint(f"checkpoint root hash is {len(root)} bytes, want {hash_size}")
     if any(not ext for ext in extensions):

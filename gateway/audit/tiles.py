@@ -43,7 +43,7 @@ HashSource = Callable[[Sequence[NodeID]], Sequence[bytes]]
 """Returns the stored hashes of complete subtrees, in the order asked."""
 
 _GROUP = re.compile(r"x?[0-9]{3}")
-_DECIMAL = re.compile(r"0|[1-9][0-9]*")
+_DECIMAL = re.compile(r"0|[1-9][0-9]{0,2}")  # a level (<= 63) or a partial width (< 256)
 
 
 class TileError(ValueError):
@@ -66,11 +66,16 @@ def encode_index(n: int) -> str:
     return "/".join(reversed(groups))
 
 
+_MAX_GROUPS = len(encode_index(MAX_INDEX).split("/"))
+
+
 def parse_index(text: str) -> int:
     """The tile index of a canonical ``<N>`` path part (``x001/x234/067``)."""
     groups = text.split("/")
-    if not all(_GROUP.fullmatch(g) for g in groups) or any(
-        g.startswith("x") != (i < len(groups) - 1) for i, g in enumerate(groups)
+    if (
+        len(groups) > _MAX_GROUPS
+        or not all(_GROUP.fullmatch(g) for g in groups)
+        or any(g.startswith("x") != (i < len(groups) - 1) for i, g in enumerate(groups))
     ):
         raise TileError(f"malformed tile index {text!r}")
     n = 0

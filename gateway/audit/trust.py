@@ -47,7 +47,7 @@ MAX_ENTRIES = 256
 NONE = "none"
 _BAD_OCTET = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 _SPLIT = re.compile(r"[ \t]+")
-_K = re.compile(r"[1-9][0-9]*")
+_K = re.compile(r"[1-9][0-9]{0,3}")  # a group has at most 2 * MAX_ENTRIES members
 
 
 class PolicyError(ValueError):

@@ -14,23 +14,33 @@ Design note, by the section of c2sp.org/tlog-witness each piece implements:
   refusals the spec defines (:class:`WitnessRefused`).
 - "Monitor Retrieval Mechanism": ``GET <monitoring prefix>/<origin hash>/checkpoint`` with
   the lowercase hex SHA-256 of the origin (:func:`origin_hash`).
-- :class:`WitnessClient` does the HTTP with ``requests`` (timeouts and a response size
-  limit); :func:`cosign` submits a checkpoint to one witness, retrying once from the size a
-  409 names, and :func:`add_cosignatures` folds the returned lines into the log's note.
-  Whether enough witnesses cosigned is :func:`gateway.audit.trust.verify_checkpoint` with the
-  log's own policy.
+- :class:`WitnessClient` does the HTTP with ``http.client``, owning its connection so each
+  exchange is bounded twice: every socket operation by ``timeout``, and the whole exchange
+  (connecting, sending, the answer's head and body) by ``deadline``, after which a watchdog
+  shuts the connection down. A witness that trickles its answer a byte at a time, within
+  every read's timeout, therefore cannot hold the log longer than the deadline. Answers are
+  at most :data:`MAX_RESPONSE_BYTES`; redirects are never followed (a 3xx is a refusal: the
+  witness is the URL the log was configured with). :func:`cosign` submits a checkpoint to one
+  witness, retrying once from the size a 409 names, and :func:`add_cosignatures` folds the
+  returned lines into the log's note. Whether enough witnesses cosigned is
+  :func:`gateway.audit.trust.verify_checkpoint` with the log's own policy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
+import http.client
 import re
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-
-import requests
+from urllib.parse import SplitResult, urlsplit
 
 from gateway.audit import note
 from gateway.audit.merkle import HASH_SIZE
@@ -69,6 +79,10 @@ class WitnessRefused(WitnessError):
 
 class BadWitnessResponse(WitnessError):
     """The witness's answer breaks the protocol: no valid cosignature, a bad size body, ..."""
+
+
+class WitnessUnreachable(WitnessError):
+    """The witness could not be reached, or did not answer within the deadline."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +238,70 @@ def origin_hash(origin: str) -> str:
     return hashlib.sha256(origin.encode()).hexdigest()
 
 
+class _Watchdog:
+    """Shuts a connection down when its deadline passes, unless the exchange ended first."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.started = time.monotonic()
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer: threading.Timer | None = None
+
+    def watch(self, sock: socket.socket) -> None:
+        remaining = self.started + self.seconds - time.monotonic()
+        with self._lock:
+            self._sock = sock
+            self._timer = threading.Timer(max(0.0, remaining), self._expire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _expire(self) -> None:
+        with self._lock:  # the socket is only closed after end() took this lock
+            if self._sock is None:
+                return
+            self.expired = True
+            with contextlib.suppress(OSError):  # the TCP shutdown, under TLS too: reads see EOF
+                socket.socket.shutdown(self._sock, socket.SHUT_RDWR)
+
+    def end(self) -> None:
+        with self._lock:
+            self._sock = None
+            if self._timer is not None:
+                self._timer.cancel()
+
+
+_LENGTH = re.compile(r"[0-9]{1,19}")
+
+
+def _read(response: http.client.HTTPResponse) -> bytes:
+    """The answer's body, at most :data:`MAX_RESPONSE_BYTES`."""
+    length = response.getheader("Content-Length")
+    too_large = BadWitnessResponse(f"witness response is over {MAX_RESPONSE_BYTES} bytes")
+    if length is not None and (not _LENGTH.fullmatch(length) or int(length) > MAX_RESPONSE_BYTES):
+        raise too_large
+    data = bytearray()
+    while chunk := response.read1(65536):  # returns what has arrived: the watchdog can act
+        data += chunk
+        if len(data) > MAX_RESPONSE_BYTES:
+            raise too_large
+    return bytes(data)
+
+
+def _split_url(url: str) -> SplitResult:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"a witness URL is http:// or https:// with a host, got {url[:100]!r}")
+    return parts
+
+
 class WitnessClient:
-    """One witness: its name, submission and monitoring prefixes, and the keys it cosigns with."""
+    """One witness: its name, submission and monitoring prefixes, and the keys it cosigns with.
+
+    ``timeout`` bounds each socket operation and ``deadline`` each whole exchange, in
+    seconds; ``ssl_context`` (default: the system's trusted CAs) is used for https URLs.
+    """
 
     def __init__(
         self,
@@ -233,47 +309,75 @@ class WitnessClient:
         keys: Sequence[Verifier],
         *,
         monitoring_url: str | None = None,
-        session: requests.Session | None = None,
         timeout: float = 10.0,
+        deadline: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not keys:
             raise ValueError("a witness needs at least one cosigner key")
+        if not 0 < timeout <= deadline:
+            raise ValueError("the timeout must be positive and at most the deadline")
         self.url = url.rstrip("/")
         self.monitoring_url = (monitoring_url or url).rstrip("/")
+        _split_url(self.url)
+        _split_url(self.monitoring_url)
         self.keys = tuple(keys)
-        self.session = session or requests.Session()
         self.timeout = timeout
+        self.deadline = deadline
+        self._ssl_context = ssl_context
 
-    def _read(self, response: requests.Response) -> bytes:
-        data = bytearray()
-        for chunk in response.iter_content(65536):
-            data += chunk
-            if len(data) > MAX_RESPONSE_BYTES:
-                raise BadWitnessResponse(f"witness response is over {MAX_RESPONSE_BYTES} bytes")
-        return bytes(data)
+    def _exchange(self, method: str, url: str, body: bytes | None) -> tuple[int, str, bytes]:
+        """``(status, content type, body)`` of one request, within the deadline."""
+        parts = _split_url(url)
+        connection: http.client.HTTPConnection
+        if parts.scheme == "https":
+            context = self._ssl_context or ssl.create_default_context()
+            connection = http.client.HTTPSConnection(
+                parts.hostname or "", parts.port, timeout=self.timeout, context=context
+            )
+        else:
+            connection = http.client.HTTPConnection(
+                parts.hostname or "", parts.port, timeout=self.timeout
+            )
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        watchdog = _Watchdog(self.deadline)
+        try:
+            connection.connect()
+            assert connection.sock is not None
+            watchdog.watch(connection.sock)
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            data = _read(response)
+            return response.status, response.getheader("Content-Type") or "", data
+        except (OSError, http.client.HTTPException) as exc:
+            if watchdog.expired:
+                raise WitnessUnreachable(
+                    f"witness {self.url} did not answer within {self.deadline:g} s"
+                ) from None
+            if isinstance(exc, http.client.HTTPException):
+                raise BadWitnessResponse(f"witness {self.url} answered badly: {exc}") from None
+            raise WitnessUnreachable(f"cannot reach witness {self.url}: {exc}") from None
+        finally:
+            watchdog.end()  # first: the socket is not shut down once it may be reused
+            connection.close()
 
     def add_checkpoint(
         self, old_size: int, proof: Sequence[bytes], signed_checkpoint: str
     ) -> list[Cosignature] | Conflict:
         """POST add-checkpoint; the verified cosignatures, or the witness's size on 409."""
         body = format_add_checkpoint(old_size, proof, signed_checkpoint)
-        with self.session.post(
-            self.url + "/add-checkpoint", data=body, timeout=self.timeout, stream=True
-        ) as r:
-            data = self._read(r)
-            content_type = r.headers.get("Content-Type", "")
-            return parse_response(r.status_code, content_type, data, signed_checkpoint, self.keys)
+        status, content_type, data = self._exchange("POST", self.url + "/add-checkpoint", body)
+        return parse_response(status, content_type, data, signed_checkpoint, self.keys)
 
     def checkpoint(self, origin: str) -> str | None:
         """The witness's latest cosigned checkpoint of ``origin`` (unverified), or None on 404."""
         url = f"{self.monitoring_url}/{origin_hash(origin)}/checkpoint"
-        with self.session.get(url, timeout=self.timeout, stream=True) as r:
-            data = self._read(r)
-            if r.status_code == 404:
-                return None
-            if r.status_code != 200:
-                raise WitnessRefused(r.status_code, data.decode("utf-8", "replace"))
-            return data.decode("utf-8", "replace")
+        status, _, data = self._exchange("GET", url, None)
+        if status == 404:
+            return None
+        if status != 200:
+            raise WitnessRefused(status, data.decode("utf-8", "replace"))
+        return data.decode("utf-8", "replace")
 
 
 ProofFrom = Callable[[int], Sequence[bytes]]
@@ -286,7 +390,7 @@ def cosign(
     """Submit ``signed_checkpoint``; on a 409 retry once from the witness's size.
 
     Returns the size the witness had before (for the log to remember) and its cosignatures.
-    Raises :class:`WitnessError` (a second 409 included).
+    Raises :class:`WitnessError` (a second 409, an unreachable or too slow witness included).
     """
     cp = note.parse_checkpoint(note.parse_note(signed_checkpoint)[0])
     result = witness.add_checkpoint(old_size, proof_from(old_size), signed_checkpoint)

@@ -22,7 +22,8 @@ services use it::
     identity = age.parse_identity(custody.unwrap(ctx, ref, blob).decode())
 
     # shred (withdrawal, expiry, abort), after the rows are deleted and flushed, before
-    # the commit: a failure rolls the shred back; destroy is idempotent, so retry freely
+    # the commit: a failure rolls the shred back; destroy is idempotent, so retry freely.
+    # ReferenceMismatch here means the key was destroyed but the stored ref was rewritten.
     custody.destroy(ctx, ref)
 
     custody.check()   # readiness (/readyz): raises CustodyUnavailable when not usable
@@ -30,10 +31,16 @@ services use it::
 Values wrapped before this package (``keystore.MasterKey``) unwrap with the ``local``
 backend under :data:`LEGACY_REF`.
 
+Every operation finds the artifact's key from ``ctx`` (a file, label or alias named from
+the upload id) and only compares ``ref`` with it, so a reference rewritten in the database
+is an alarm, never a way around the key: ``destroy`` destroys ctx's key whatever ``ref``
+says, and returns False only when the backend holds no live key for ctx.
+
 Errors (no HTTP status; the services map them): :class:`CustodyUnavailable` -> 503,
-:class:`KeyDestroyed` -> 410, :class:`UnwrapFailed` / :class:`ContextMismatch` -> 500 and
-an integrity alarm in the log (the database or a key was tampered with). ``ValueError``
-for a malformed context or secret (a caller's bug).
+:class:`KeyDestroyed` -> 410, :class:`UnwrapFailed` / :class:`ContextMismatch` /
+:class:`ReferenceMismatch` -> 500 and an integrity alarm in the log (the database or a key
+was tampered with). ``ValueError`` for a malformed context or secret, or a second
+``create`` for one upload (a caller's bug).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ from gateway.custody.base import (
     CustodyUnavailable,
     KeyDestroyed,
     KeyRef,
+    ReferenceMismatch,
     UnwrapFailed,
 )
 from gateway.custody.settings import BACKENDS, CustodySettings
@@ -100,6 +108,7 @@ __all__ = [
     "CustodyUnavailable",
     "KeyDestroyed",
     "KeyRef",
+    "ReferenceMismatch",
     "UnwrapFailed",
     "make_custody",
 ]

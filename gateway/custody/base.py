@@ -20,15 +20,24 @@ Layout of a wrapped value::
 
     format (1 byte) || context length (2 bytes, big-endian) || context (canonical JSON) || body
 
+Each artifact's key is found from its context, never from the stored reference: a
+backend derives where the key lives (a file name, a PKCS#11 label, a KMS alias) from the
+upload id, and checks what it finds against the whole context. The reference is only
+compared with the reference of the key found (:func:`check_reference`); one that differs is
+:class:`ReferenceMismatch`, an integrity alarm. So a reference rewritten in the database can
+neither make :meth:`Custody.destroy` skip the artifact's key (destroy destroys the key of the
+context it is given, whatever the reference says) nor make an operation use another key.
+
 The errors are a closed set and carry no HTTP status: the services map them
 (:class:`CustodyUnavailable` -> 503, :class:`KeyDestroyed` -> 410, :class:`UnwrapFailed`
-and :class:`ContextMismatch` -> 500 with an integrity alarm in the log: no client can
-cause them). Their messages name ids and backend objects, never key material or PINs;
-the services choose what a client is told.
+and its subclasses :class:`ContextMismatch` and :class:`ReferenceMismatch` -> 500 with an
+integrity alarm in the log: no client can cause them). Their messages name ids and backend
+objects, never key material or PINs; the services choose what a client is told.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -84,7 +93,15 @@ class UnwrapFailed(CustodyError):
 
 
 class ContextMismatch(UnwrapFailed):
-    """The value was wrapped for another upload, artifact or organisation than asked."""
+    """The value, or the key found for the upload, belongs to another upload, artifact or org."""
+
+
+class ReferenceMismatch(ContextMismatch):
+    """The stored key reference is not the reference of the key held for the context.
+
+    Only a rewritten database row causes it. :meth:`Custody.destroy` raises it after
+    destroying the context's key (the message says so), so the shred has happened.
+    """
 
 
 # --- the context ------------------------------------------------------------------------
@@ -118,6 +135,10 @@ class CustodyContext:
     def canonical(self) -> bytes:
         return json.dumps(self.fields(), sort_keys=True, separators=(",", ":")).encode("ascii")
 
+    def digest(self) -> bytes:
+        """16 bytes naming this context's key (``local`` and ``pkcs11`` references)."""
+        return hashlib.sha256(self.canonical()).digest()[:16]
+
 
 # --- the interface ----------------------------------------------------------------------
 
@@ -135,25 +156,39 @@ class Custody(Protocol):
     the value itself shreds."""
 
     def create(self, ctx: CustodyContext) -> KeyRef:
-        """Make a fresh key-encryption key for this artifact; returns its reference."""
+        """Make a fresh key-encryption key for this artifact; returns its reference.
+
+        ``ValueError`` if the backend already holds a key for this upload (a caller's bug:
+        each upload has one key, made once).
+        """
         ...
 
     def wrap(self, ctx: CustodyContext, ref: KeyRef, secret: bytes) -> bytes:
-        """Wrap ``secret`` (1..:data:`MAX_SECRET_BYTES`) under ``ref``, bound to ``ctx``."""
+        """Wrap ``secret`` (1..:data:`MAX_SECRET_BYTES`) under ctx's key, bound to ``ctx``.
+
+        :class:`ReferenceMismatch` unless ``ref`` is that key's reference.
+        """
         ...
 
     def unwrap(self, ctx: CustodyContext, ref: KeyRef, blob: bytes) -> bytes:
-        """The secret, or :class:`KeyDestroyed`, :class:`ContextMismatch`, :class:`UnwrapFailed`."""
+        """The secret, or :class:`KeyDestroyed`, :class:`ContextMismatch`, :class:`UnwrapFailed`.
+
+        The key is ctx's; :class:`ReferenceMismatch` unless ``ref`` is its reference.
+        """
         ...
 
     def destroy(self, ctx: CustodyContext, ref: KeyRef) -> bool:
-        """Destroy the key for good; True if this call destroyed it, False if it was gone.
+        """Destroy ctx's key for good; True if this call destroyed it, False if none is left.
 
-        Idempotent. Refuses (:class:`ContextMismatch`) a key that belongs to another
-        artifact, so a rewritten reference cannot make the gateway destroy someone else's.
+        The key is found from ``ctx`` alone, whatever ``ref`` says; False only when the
+        backend shows it holds no live key for this context (never made, or destroyed
+        already), so a retry is safe. Refuses (:class:`ContextMismatch`, nothing destroyed)
+        a key found for this upload that was made for another artifact or organisation.
+        When ``ref`` is not the reference of the key it destroyed, raises
+        :class:`ReferenceMismatch` afterwards: the key is gone, and the database was rewritten.
         Cannot be rolled back: call it inside the shredding transaction, after the
         database changes are flushed and before the commit, so a failure here leaves
-        nothing shredded and a failed commit afterwards is safely retried.
+        the database unshredded and the call is retried.
         """
         ...
 
@@ -174,14 +209,20 @@ def check_secret(secret: bytes) -> None:
         raise ValueError(f"a custody secret must be 1 to {MAX_SECRET_BYTES} bytes")
 
 
-def check_ref(ref: str, prefix: str) -> str:
-    """The part of ``ref`` after ``prefix``; :class:`UnwrapFailed` if it is not this backend's."""
-    if not isinstance(ref, str) or len(ref) > MAX_REF_CHARS or not ref.startswith(prefix):
-        raise UnwrapFailed(f"key reference {str(ref)[:80]!r} is not a {prefix!r} reference")
-    rest = ref[len(prefix) :]
-    if not rest:
-        raise UnwrapFailed(f"key reference {ref!r} names no key")
-    return rest
+def check_reference(
+    ctx: CustodyContext, ref: str, expected: str, *, destroyed: bool = False
+) -> None:
+    """:class:`ReferenceMismatch` unless ``ref`` is ``expected``, the reference of ctx's key.
+
+    ``destroyed``: the key was destroyed before the mismatch was found; the message says so.
+    """
+    if isinstance(ref, str) and ref == expected:
+        return
+    done = "; the key was destroyed all the same" if destroyed else ""
+    raise ReferenceMismatch(
+        f"key reference {str(ref)[:120]!r} is not {expected!r}, the key held for upload "
+        f"{ctx.upload_id}: the stored reference was rewritten{done}"
+    )
 
 
 def frame_header(fmt: int, ctx: CustodyContext) -> bytes:

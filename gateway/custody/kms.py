@@ -5,19 +5,24 @@ are under 100) with the encryption context ``{"upload", "artifact", "org"}``, so
 KMS refuses to decrypt it for any other context, and KMS's own record of each
 ``Decrypt`` (CloudTrail) names the artifact: a second log, independent of the gateway's.
 
-Two modes:
+Two modes, chosen by configuration (``kms_per_artifact_keys``), never by a reference:
 
 - **per-artifact keys** (the default): :meth:`KmsCustody.create` makes a KMS key for
   the artifact (``CreateKey``, tagged ``gateway:upload``, ``gateway:artifact``,
-  ``gateway:org``); :meth:`KmsCustody.destroy` disables it at once and schedules its
-  deletion after ``deletion_window_days`` (7-30, KMS's bounds). A disabled key decrypts
-  nothing, so every copy of the value, in any backup, is useless from then on.
-- **shared key**: every value under one key (``kms_key_id``). ``destroy`` destroys
-  nothing: an old database backup still opens while that key lives and the gateway's
-  credentials can use it. Only deleting the value shreds.
+  ``gateway:org``) and names it with the alias ``<kms_alias_prefix><upload id>``
+  (``CreateAlias``; a ``.`` in the id becomes ``/``, which no id holds). Every operation
+  finds the key through that alias (``DescribeKey``), never through the stored reference,
+  which is only compared with the key found. :meth:`KmsCustody.destroy` checks the key's
+  tags against the context, disables it at once and schedules its deletion after
+  ``deletion_window_days`` (7-30, KMS's bounds). A disabled key decrypts nothing, so every
+  copy of the value, in any backup, is useless from then on.
+- **shared key**: every value under one key (``kms_key_id``); the only reference accepted
+  is ``aws-kms:shared:<kms_key_id>``. ``destroy`` destroys nothing: an old database backup
+  still opens while that key lives and the gateway's credentials can use it. Only deleting
+  the value shreds. Values of one mode do not unwrap in the other.
 
-Before each ``Decrypt`` of a per-artifact value the key's state is read
-(``DescribeKey``): a key that is disabled, pending deletion or gone raises
+Before each ``Decrypt`` of a per-artifact value the key's state is read (the same
+``DescribeKey``): a key that is disabled, pending deletion or gone raises
 :class:`KeyDestroyed` without the value being sent; KMS's own refusals map the same way.
 
 botocore logs request and response bodies at DEBUG, which for these calls hold the
@@ -26,10 +31,12 @@ secret; while this backend calls KMS, those records are dropped (:class:`_QuietB
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from gateway.custody.base import (
@@ -40,21 +47,34 @@ from gateway.custody.base import (
     KeyDestroyed,
     KeyRef,
     UnwrapFailed,
-    check_ref,
+    check_reference,
     check_secret,
     frame_header,
     log_operation,
     split_blob,
 )
-from gateway.custody.settings import KMS_KEY_ARN, KMS_KEY_NAME, CustodySettings
+from gateway.custody.settings import CustodySettings
 
 PER_ARTIFACT = "aws-kms:key:"
 SHARED = "aws-kms:shared:"
 TAG_PREFIX = "gateway:"
-DESTROYED_STATES = ("Disabled", "PendingDeletion", "PendingReplicaDeletion")
+PENDING_DELETION = ("PendingDeletion", "PendingReplicaDeletion")
 _REFUSED = ("InvalidCiphertextException", "IncorrectKeyException", "AccessDeniedException")
 _GONE = ("DisabledException", "KMSInvalidStateException", "NotFoundException")
 _BODY_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.awsrequest")
+
+
+@dataclass(frozen=True)
+class _Found:
+    """The per-artifact key an alias names: its state, bare id and ARN."""
+
+    state: str
+    key_id: str
+    arn: str
+
+    @property
+    def ref(self) -> KeyRef:
+        return KeyRef(PER_ARTIFACT + self.arn)
 
 
 class KmsCustody:
@@ -69,6 +89,7 @@ class KmsCustody:
         self.per_artifact = settings.kms_per_artifact_keys
         self.destroys_keys = self.per_artifact
         self.shared_key = settings.kms_key_id
+        self.alias_prefix = settings.kms_alias_prefix
         self.region = settings.kms_region
         self.window_days = settings.kms_deletion_window_days
         config = BotoConfig(
@@ -92,10 +113,10 @@ class KmsCustody:
 
     def create(self, ctx: CustodyContext) -> KeyRef:
         if not self.per_artifact:
-            return KeyRef(SHARED + self.shared_key)
+            return self._shared_ref()
         tags = [{"TagKey": TAG_PREFIX + k, "TagValue": v} for k, v in ctx.fields().items()]
         with self._call("CreateKey"):
-            answer = self.client.create_key(
+            meta = self.client.create_key(
                 Description=(
                     f"gateway custody key of upload {ctx.upload_id} "
                     f"(artifact {ctx.artifact_id}, org {ctx.org})"
@@ -103,28 +124,25 @@ class KmsCustody:
                 KeyUsage="ENCRYPT_DECRYPT",
                 KeySpec="SYMMETRIC_DEFAULT",
                 Tags=[*tags, {"TagKey": TAG_PREFIX + "purpose", "TagValue": "custody"}],
-            )
-        ref = KeyRef(PER_ARTIFACT + answer["KeyMetadata"]["Arn"])
+            )["KeyMetadata"]
+        self._name(ctx, str(meta["KeyId"]))
+        ref = KeyRef(PER_ARTIFACT + meta["Arn"])
         log_operation("create", self.name, ctx, ref)
         return ref
 
     def wrap(self, ctx: CustodyContext, ref: KeyRef, secret: bytes) -> bytes:
         check_secret(secret)
-        key_id, per_artifact = self._key_id(ref)
-        with self._call("Encrypt", key_id, per_artifact):
+        key_id = self._usable(ctx, ref)
+        with self._call("Encrypt", key_id, self.per_artifact):
             answer = self.client.encrypt(
                 KeyId=key_id, Plaintext=bytes(secret), EncryptionContext=ctx.fields()
             )
         return frame_header(FORMAT_KMS, ctx) + bytes(answer["CiphertextBlob"])
 
     def unwrap(self, ctx: CustodyContext, ref: KeyRef, blob: bytes) -> bytes:
-        key_id, per_artifact = self._key_id(ref)
         _, body = split_blob(blob, FORMAT_KMS, ctx)
-        if per_artifact:
-            state = self._state(key_id, per_artifact)
-            if state != "Enabled":
-                raise KeyDestroyed(f"KMS key {key_id} is {state}")
-        with self._call("Decrypt", key_id, per_artifact):
+        key_id = self._usable(ctx, ref)
+        with self._call("Decrypt", key_id, self.per_artifact):
             answer = self.client.decrypt(
                 CiphertextBlob=body, KeyId=key_id, EncryptionContext=ctx.fields()
             )
@@ -132,22 +150,22 @@ class KmsCustody:
         return bytes(answer["Plaintext"])
 
     def destroy(self, ctx: CustodyContext, ref: KeyRef) -> bool:
-        key_id, per_artifact = self._key_id(ref)
-        if not per_artifact:
+        if not self.per_artifact:
+            check_reference(ctx, ref, self._shared_ref())
             return False  # the shared key is never destroyed; deleting the value shreds
-        try:
-            state, bare_id = self._describe(key_id, per_artifact)
-        except KeyDestroyed:
+        found = self._find(ctx)
+        if found is None or found.state in PENDING_DELETION:
             return False
-        if state in ("PendingDeletion", "PendingReplicaDeletion"):
-            return False
-        self._check_owner(ctx, key_id)
-        if state != "Disabled":  # at once: the deletion itself only follows the window
-            with self._call("DisableKey", key_id, per_artifact):
-                self.client.disable_key(KeyId=bare_id)
-        with self._call("ScheduleKeyDeletion", key_id, per_artifact):
-            self.client.schedule_key_deletion(KeyId=bare_id, PendingWindowInDays=self.window_days)
-        log_operation("destroy", self.name, ctx, ref)
+        self._check_owner(ctx, found.key_id)
+        if found.state != "Disabled":  # at once: the deletion itself only follows the window
+            with self._call("DisableKey", found.arn, True):
+                self.client.disable_key(KeyId=found.key_id)
+        with self._call("ScheduleKeyDeletion", found.arn, True):
+            self.client.schedule_key_deletion(
+                KeyId=found.key_id, PendingWindowInDays=self.window_days
+            )
+        log_operation("destroy", self.name, ctx, found.ref)
+        check_reference(ctx, ref, found.ref, destroyed=True)
         return True
 
     def check(self) -> None:
@@ -155,7 +173,7 @@ class KmsCustody:
             with self._call("ListKeys"):
                 self.client.list_keys(Limit=1)
             return
-        state = self._state(self.shared_key, False)
+        state = self._describe(self.shared_key, False).state
         if state != "Enabled":
             raise CustodyUnavailable(f"the shared KMS key {self.shared_key} is {state}")
 
@@ -164,27 +182,59 @@ class KmsCustody:
 
     # --- helpers ------------------------------------------------------------------------
 
-    @staticmethod
-    def _key_id(ref: KeyRef) -> tuple[str, bool]:
-        """``(key id, per-artifact?)``: a reference names its own key, whatever the mode now."""
-        shared = isinstance(ref, str) and ref.startswith(SHARED)
-        key_id = check_ref(ref, SHARED if shared else PER_ARTIFACT)
-        if not (KMS_KEY_NAME if shared else KMS_KEY_ARN).fullmatch(key_id):
-            raise UnwrapFailed(f"key reference {ref[:120]!r} does not name a KMS key")
-        return key_id, not shared
+    def alias(self, ctx: CustodyContext) -> str:
+        """The alias naming ctx's key: KMS alias names hold no ``.``, and no id holds ``/``."""
+        return self.alias_prefix + ctx.upload_id.replace(".", "/")
 
-    def _state(self, key_id: str, per_artifact: bool) -> str:
-        return self._describe(key_id, per_artifact)[0]
+    def _shared_ref(self) -> KeyRef:
+        return KeyRef(SHARED + self.shared_key)
 
-    def _describe(self, key_id: str, per_artifact: bool) -> tuple[str, str]:
-        """``(KeyState, KeyId)``: the bare id, which every KMS operation accepts."""
+    def _usable(self, ctx: CustodyContext, ref: KeyRef) -> str:
+        """The key to use for ctx, after checking ``ref`` against it and, per artifact, its state."""
+        if not self.per_artifact:
+            check_reference(ctx, ref, self._shared_ref())
+            return self.shared_key
+        found = self._find(ctx)
+        if found is None:
+            raise KeyDestroyed(f"no KMS key has the alias {self.alias(ctx)}")
+        check_reference(ctx, ref, found.ref)
+        if found.state != "Enabled":
+            raise KeyDestroyed(f"KMS key {found.arn} is {found.state}")
+        return found.arn
+
+    def _find(self, ctx: CustodyContext) -> _Found | None:
+        """ctx's key, through its alias; None when KMS has no such alias (or key)."""
+        try:
+            return self._describe(self.alias(ctx), True)
+        except KeyDestroyed:
+            return None
+
+    def _describe(self, key_id: str, per_artifact: bool) -> _Found:
         with self._call("DescribeKey", key_id, per_artifact):
-            answer = self.client.describe_key(KeyId=key_id)
-        meta = answer["KeyMetadata"]
-        return str(meta["KeyState"]), str(meta["KeyId"])
+            meta = self.client.describe_key(KeyId=key_id)["KeyMetadata"]
+        return _Found(str(meta["KeyState"]), str(meta["KeyId"]), str(meta["Arn"]))
+
+    def _name(self, ctx: CustodyContext, key_id: str) -> None:
+        """Give a new key ctx's alias; if that fails, the key is scheduled for deletion."""
+        from botocore.exceptions import ClientError
+
+        try:
+            with self._call("CreateAlias", key_id, True):
+                try:
+                    self.client.create_alias(AliasName=self.alias(ctx), TargetKeyId=key_id)
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") == "AlreadyExistsException":
+                        raise ValueError(
+                            f"upload {ctx.upload_id} already has a custody key ({self.alias(ctx)})"
+                        ) from None
+                    raise
+        except BaseException:
+            with contextlib.suppress(Exception):  # an unnamed key is never used: do not keep it
+                self.client.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+            raise
 
     def _check_owner(self, ctx: CustodyContext, key_id: str) -> None:
-        """Refuse to destroy a key whose tags name another artifact (a rewritten reference)."""
+        """Refuse to destroy a key whose tags name another artifact (an alias moved in KMS)."""
         with self._call("ListResourceTags", key_id, True):
             answer = self.client.list_resource_tags(KeyId=key_id)
         tags = {t["TagKey"]: t["TagValue"] for t in answer.get("Tags", [])}

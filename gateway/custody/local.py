@@ -1,24 +1,31 @@
 """The ``local`` custody backend: one key file per artifact, on this machine. For development.
 
-Each artifact gets its own AES-256 key in ``<key_dir>/<32 hex>.key`` (mode 0600, in a
-0700 directory), followed by the canonical context it belongs to. Values are AES-256-GCM
-under that key, the framing header as associated data. :meth:`LocalCustody.destroy`
-overwrites the file, syncs it and unlinks it, so a database copy made at any time no
+Each artifact gets its own AES-256 key in ``<key_dir>/<upload id>.key`` (mode 0600, in a
+0700 directory), followed by the canonical context it belongs to; the file is named from the
+context, so every operation finds the key from the context it is given, and the reference
+(``local:`` and 32 hex characters of :meth:`CustodyContext.digest`) is only checked against
+it. Values are AES-256-GCM under that key, the framing header as associated data.
+
+:meth:`LocalCustody.destroy` first renames the file to ``<upload id>.destroyed`` (one atomic
+step after which nothing opens the key: a tombstone there means destroyed), then overwrites
+it, syncs it and unlinks it. A crash at any point leaves either the live key or a tombstone,
+and the next destroy for the context finishes the job. A database copy made at any time no
 longer opens once the file is gone, unless someone also kept a copy of ``key_dir`` from
-before. The key files sit on the same disk as the database: whoever copies that disk
-while an artifact is live can open it, and an overwritten file may survive on an SSD or
-a copy-on-write filesystem. Use ``aws-kms`` or ``pkcs11`` beyond one machine.
+before. The key files sit on the same disk as the database: whoever copies that disk while
+an artifact is live can open it, and an overwritten file may survive on an SSD or a
+copy-on-write filesystem. Use ``aws-kms`` or ``pkcs11`` beyond one machine.
 
 Values wrapped before per-artifact keys (``keystore.MasterKey``: ``0x01 || nonce ||
 AES-GCM``, the upload id as associated data) still unwrap under :data:`LEGACY_REF` with
-``keys/master.key``; nothing new is wrapped that way, and destroying such a value's
-"key" destroys nothing (deleting the value is the whole shred).
+``keys/master.key``, unless the upload has a key file (then the reference was rewritten);
+nothing new is wrapped that way, and destroying such a value's "key" destroys nothing
+(deleting the value is the whole shred).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import secrets
 import stat
 from pathlib import Path
@@ -35,8 +42,9 @@ from gateway.custody.base import (
     CustodyUnavailable,
     KeyDestroyed,
     KeyRef,
+    ReferenceMismatch,
     UnwrapFailed,
-    check_ref,
+    check_reference,
     check_secret,
     frame_header,
     log_operation,
@@ -46,7 +54,8 @@ from gateway.custody.base import (
 PREFIX = "local:"
 KEY_SIZE = 32
 NONCE_SIZE = 12
-_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
+KEY_SUFFIX = ".key"
+TOMBSTONE_SUFFIX = ".destroyed"
 
 
 class LocalCustody:
@@ -66,8 +75,9 @@ class LocalCustody:
 
     def create(self, ctx: CustodyContext) -> KeyRef:
         self._ensure_dir()
-        key_id = secrets.token_hex(16)
-        path = self.key_dir / f"{key_id}.key"
+        path = self._key_path(ctx)
+        if self._tombstone(ctx).exists():
+            raise ValueError(f"upload {ctx.upload_id} already had a custody key, destroyed")
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
@@ -76,11 +86,13 @@ class LocalCustody:
             finally:
                 os.close(fd)
             self._sync_dir()
+        except FileExistsError:
+            raise ValueError(f"upload {ctx.upload_id} already has a custody key") from None
         except OSError as exc:
             raise CustodyUnavailable(
                 f"cannot write a key file in {self.key_dir}: {exc.strerror}"
             ) from None
-        ref = KeyRef(PREFIX + key_id)
+        ref = reference(ctx)
         log_operation("create", self.name, ctx, ref)
         return ref
 
@@ -88,18 +100,24 @@ class LocalCustody:
         check_secret(secret)
         if ref == LEGACY_REF:
             raise ValueError("nothing new is wrapped under the master key; create() a key first")
-        key, _ = self._read_key(self._path(ref))
+        check_reference(ctx, ref, reference(ctx))
+        key = self._key(ctx)
         header = frame_header(FORMAT_LOCAL, ctx)
         nonce = secrets.token_bytes(NONCE_SIZE)
         return header + nonce + AESGCM(key).encrypt(nonce, bytes(secret), header)
 
     def unwrap(self, ctx: CustodyContext, ref: KeyRef, blob: bytes) -> bytes:
         if ref == LEGACY_REF:
+            if self._key_path(ctx).exists() or self._tombstone(ctx).exists():
+                raise ReferenceMismatch(
+                    f"upload {ctx.upload_id} has a key file, not a value under the master key: "
+                    "the stored reference was rewritten"
+                )
             secret = self._unwrap_legacy(ctx, blob)
         else:
-            path = self._path(ref)
-            aad, body = split_blob(blob, FORMAT_LOCAL, ctx)
-            key, _ = self._read_key(path)
+            aad, body = split_blob(blob, FORMAT_LOCAL, ctx)  # first: it names a moved field
+            check_reference(ctx, ref, reference(ctx))
+            key = self._key(ctx)
             if len(body) < NONCE_SIZE + 16:
                 raise UnwrapFailed("the wrapped value is truncated")
             try:
@@ -110,27 +128,28 @@ class LocalCustody:
         return secret
 
     def destroy(self, ctx: CustodyContext, ref: KeyRef) -> bool:
-        if ref == LEGACY_REF:
-            return False
-        path = self._path(ref)
+        self._ensure_dir()
+        finished = self._finish(ctx)  # a destroy that crashed half-way
+        path = self._key_path(ctx)
         try:
             _, owner = self._read_key(path)
         except KeyDestroyed:
-            return False
+            if finished:
+                log_operation("destroy", self.name, ctx, str(ref))
+            return finished
         if owner != ctx.canonical():
-            raise ContextMismatch(f"key {ref} belongs to another artifact; not destroyed")
+            raise ContextMismatch(
+                f"key file {path.name} belongs to {owner[:200]!r}, not {ctx.canonical()!r}; "
+                "not destroyed"
+            )
         try:
-            with open(path, "r+b") as fh:  # overwrite first: unlinking alone leaves the blocks
-                fh.write(b"\0" * path.stat().st_size)
-                fh.flush()
-                os.fsync(fh.fileno())
-            path.unlink()
+            os.rename(path, self._tombstone(ctx))  # from here on, the key is destroyed
             self._sync_dir()
-        except FileNotFoundError:
-            return False
         except OSError as exc:
             raise CustodyUnavailable(f"cannot remove key file {path}: {exc.strerror}") from None
-        log_operation("destroy", self.name, ctx, ref)
+        self._finish(ctx)
+        log_operation("destroy", self.name, ctx, str(ref))
+        check_reference(ctx, ref, reference(ctx), destroyed=True)
         return True
 
     def check(self) -> None:
@@ -143,11 +162,42 @@ class LocalCustody:
 
     # --- helpers ------------------------------------------------------------------------
 
-    def _path(self, ref: KeyRef) -> Path:
-        key_id = check_ref(ref, PREFIX)
-        if not _KEY_ID.fullmatch(key_id):
-            raise UnwrapFailed(f"key reference {ref!r} is not a local key reference")
-        return self.key_dir / f"{key_id}.key"
+    def _key_path(self, ctx: CustodyContext) -> Path:
+        return self.key_dir / (ctx.upload_id + KEY_SUFFIX)
+
+    def _tombstone(self, ctx: CustodyContext) -> Path:
+        return self.key_dir / (ctx.upload_id + TOMBSTONE_SUFFIX)
+
+    def _key(self, ctx: CustodyContext) -> bytes:
+        """ctx's key; :class:`KeyDestroyed` if it is gone, :class:`ContextMismatch` if not ctx's."""
+        if self._tombstone(ctx).exists():
+            raise KeyDestroyed(f"the key of upload {ctx.upload_id} is being destroyed")
+        key, owner = self._read_key(self._key_path(ctx))
+        if owner != ctx.canonical():
+            raise ContextMismatch(
+                f"the key file of upload {ctx.upload_id} belongs to {owner[:200]!r}"
+            )
+        return key
+
+    def _finish(self, ctx: CustodyContext) -> bool:
+        """Overwrite, sync and unlink ctx's tombstone; True if there was one."""
+        tomb = self._tombstone(ctx)
+        try:
+            fd = os.open(tomb, os.O_WRONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise CustodyUnavailable(f"cannot open {tomb}: {exc.strerror}") from None
+        try:
+            _overwrite(fd)  # unlinking alone leaves the blocks
+            os.close(fd)
+            tomb.unlink()
+            self._sync_dir()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+            raise CustodyUnavailable(f"cannot destroy {tomb}: {exc.strerror}") from None
+        return True
 
     def _ensure_dir(self) -> None:
         try:
@@ -207,3 +257,17 @@ def _read_private(path: Path, *, missing: Exception) -> bytes:
             return fh.read(64 * 1024)
     finally:
         os.close(fd)
+
+
+def reference(ctx: CustodyContext) -> KeyRef:
+    """The reference of ctx's key file."""
+    return KeyRef(PREFIX + ctx.digest().hex())
+
+
+def _overwrite(fd: int) -> None:
+    """Zero the whole file behind ``fd`` and sync it."""
+    size = os.fstat(fd).st_size
+    view = memoryview(bytes(size))
+    while view:
+        view = view[os.write(fd, view) :]
+    os.fsync(fd)

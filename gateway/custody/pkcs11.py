@@ -1,12 +1,15 @@
 """The ``pkcs11`` custody backend: one AES-256 key per artifact inside a PKCS#11 token (an HSM).
 
 :meth:`Pkcs11Custody.create` generates the key in the token (``CKA_TOKEN``, ``PRIVATE``,
-``SENSITIVE``, never ``EXTRACTABLE``, usable only to encrypt and decrypt), labelled
-``<prefix><upload id>`` with a random 16-byte ``CKA_ID``, which the reference names.
-Values are ``CKM_AES_GCM`` inside the token (12-byte nonce, 128-bit tag, the framing
-header as associated data); the key never leaves it. :meth:`Pkcs11Custody.destroy`
-destroys the key object in the token, after which no copy of the value, however old,
-opens anywhere.
+``SENSITIVE``, never ``EXTRACTABLE``, not ``COPYABLE`` or ``MODIFIABLE``, ``DESTROYABLE``,
+usable only to encrypt and decrypt), labelled ``<prefix><upload id>``, with the 16 bytes of
+:meth:`CustodyContext.digest` as its ``CKA_ID``. Every operation finds the key by its label,
+from the context, and checks its ``CKA_ID`` against the whole context; the reference
+(``pkcs11:`` and that id in hex) is only compared with it. Values are ``CKM_AES_GCM``
+inside the token (12-byte nonce, 128-bit tag, the framing header as associated data); the
+key never leaves it and the token refuses to copy it. :meth:`Pkcs11Custody.destroy`
+destroys every key object labelled for the upload that was made for this context, after
+which no copy of the value, however old, opens anywhere.
 
 GCM needs the caller's nonce here (SoftHSM2 and most HSMs take it; an HSM in a mode
 that generates its own IV would refuse it, and such a module is not supported yet).
@@ -14,24 +17,30 @@ that generates its own IV would refuse it, and such a module is not supported ye
 Sessions: one logged-in session per token per process, shared by every backend object
 and used under one lock, so the threaded gateway is safe; after a fork the child
 initialises the library again and logs in afresh. A lost session (token removed,
-reset) is reopened once before :class:`CustodyUnavailable`. The PIN is read from
-``pkcs11_pin_file`` or ``$pkcs11_pin_env`` only when logging in, never kept, logged or
-put in a message.
+reset) is reopened once before :class:`CustodyUnavailable`.
+
+The PIN: from ``pkcs11_pin_file`` (preferred) it is read at each login and never kept.
+From ``$pkcs11_pin_env`` it is read once, then removed from the process's environment, so
+no child process inherits it, and kept in this object's memory for the logins a fork or a
+lost session need (``/proc/<pid>/environ`` still shows the environment the process was
+started with: use the file). A second backend object of the process may share the login
+only with the same PIN, checked against a salted scrypt derivation kept by the session,
+never against a fast hash. The PIN is never logged or put in a message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import os
-import re
 import secrets
 import stat
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TypeVar
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from gateway.custody.base import (
     FORMAT_PKCS11,
@@ -41,7 +50,7 @@ from gateway.custody.base import (
     KeyDestroyed,
     KeyRef,
     UnwrapFailed,
-    check_ref,
+    check_reference,
     check_secret,
     frame_header,
     log_operation,
@@ -52,7 +61,6 @@ from gateway.custody.settings import CustodySettings
 PREFIX = "pkcs11:"
 NONCE_SIZE = 12
 TAG_BITS = 128
-_KEY_ID = re.compile(r"^[0-9a-f]{32}$")
 T = TypeVar("T")
 
 
@@ -71,6 +79,7 @@ class Pkcs11Custody:
         self._pin_file = settings.pkcs11_pin_file
         self._pin_env = settings.pkcs11_pin_env
         self._environ = os.environ if environ is None else environ
+        self._env_pin = ""  # the PIN from the environment, once read (removed from there)
         self._token: _Token | None = None
         self._verified = False  # this object's PIN checked against the process's login
         self._lock = threading.Lock()
@@ -83,12 +92,14 @@ class Pkcs11Custody:
     def create(self, ctx: CustodyContext) -> KeyRef:
         from pkcs11 import Attribute, KeyType
 
-        key_id = secrets.token_bytes(16)
         template = {
             Attribute.TOKEN: True,
             Attribute.PRIVATE: True,
             Attribute.SENSITIVE: True,
             Attribute.EXTRACTABLE: False,
+            Attribute.COPYABLE: False,  # C_CopyObject would make a twin that outlives destroy
+            Attribute.MODIFIABLE: False,
+            Attribute.DESTROYABLE: True,
             Attribute.ENCRYPT: True,
             Attribute.DECRYPT: True,
             Attribute.WRAP: False,
@@ -96,29 +107,33 @@ class Pkcs11Custody:
             Attribute.SIGN: False,
             Attribute.VERIFY: False,
             Attribute.DERIVE: False,
-            Attribute.MODIFIABLE: False,
         }
 
         def generate(session: Any) -> None:
+            if self._keys(session, ctx):
+                raise ValueError(f"upload {ctx.upload_id} already has a custody key")
             session.generate_key(
-                KeyType.AES, 256, id=key_id, label=self._label(ctx), store=True, template=template
+                KeyType.AES,
+                256,
+                id=ctx.digest(),
+                label=self._label(ctx),
+                store=True,
+                template=template,
             )
 
         self._run("generate a key", generate)
-        ref = KeyRef(PREFIX + key_id.hex())
+        ref = reference(ctx)
         log_operation("create", self.name, ctx, ref)
         return ref
 
     def wrap(self, ctx: CustodyContext, ref: KeyRef, secret: bytes) -> bytes:
         check_secret(secret)
-        key_id = _key_id(ref)
+        check_reference(ctx, ref, reference(ctx))
         header = frame_header(FORMAT_PKCS11, ctx)
         nonce = secrets.token_bytes(NONCE_SIZE)
 
         def encrypt(session: Any) -> bytes:
-            key = self._find(session, key_id)
-            if key is None:
-                raise KeyDestroyed(f"key {ref} is not in token {self.token_label}")
+            key = self._key(session, ctx)
             return bytes(key.encrypt(bytes(secret), **_gcm(nonce, header)))
 
         return header + nonce + self._run("encrypt", encrypt)
@@ -126,15 +141,13 @@ class Pkcs11Custody:
     def unwrap(self, ctx: CustodyContext, ref: KeyRef, blob: bytes) -> bytes:
         from pkcs11.exceptions import PKCS11Error
 
-        key_id = _key_id(ref)
-        aad, body = split_blob(blob, FORMAT_PKCS11, ctx)
+        aad, body = split_blob(blob, FORMAT_PKCS11, ctx)  # first: it names a moved field
+        check_reference(ctx, ref, reference(ctx))
         if len(body) < NONCE_SIZE + TAG_BITS // 8 + 1:
             raise UnwrapFailed("the wrapped value is truncated")
 
         def decrypt(session: Any) -> bytes:
-            key = self._find(session, key_id)
-            if key is None:
-                raise KeyDestroyed(f"key {ref} is not in token {self.token_label}")
+            key = self._key(session, ctx)
             try:
                 return bytes(key.decrypt(body[NONCE_SIZE:], **_gcm(body[:NONCE_SIZE], aad)))
             except PKCS11Error as exc:
@@ -153,24 +166,24 @@ class Pkcs11Custody:
     def destroy(self, ctx: CustodyContext, ref: KeyRef) -> bool:
         from pkcs11 import Attribute
 
-        key_id = _key_id(ref)
+        def remove(session: Any) -> tuple[int, int]:
+            keys = self._keys(session, ctx)
+            own = [k for k in keys if bytes(k[Attribute.ID]) == ctx.digest()]
+            for key in own:
+                key.destroy()
+            return len(own), len(keys) - len(own)
 
-        def remove(session: Any) -> bool:
-            key = self._find(session, key_id)
-            if key is None:
-                return False
-            if key[Attribute.LABEL] != self._label(ctx):
-                raise ContextMismatch(
-                    f"key {ref} is labelled {key[Attribute.LABEL]!r}, "
-                    f"not {self._label(ctx)!r}; not destroyed"
-                )
-            key.destroy()
-            return True
-
-        destroyed = self._run("destroy a key", remove)
+        destroyed, foreign = self._run("destroy a key", remove)
         if destroyed:
-            log_operation("destroy", self.name, ctx, ref)
-        return destroyed
+            log_operation("destroy", self.name, ctx, reference(ctx))
+        if foreign:
+            raise ContextMismatch(
+                f"token {self.token_label} holds {foreign} key(s) labelled {self._label(ctx)!r} "
+                f"made for another artifact or organisation; not destroyed"
+            )
+        if destroyed:
+            check_reference(ctx, ref, reference(ctx), destroyed=True)
+        return destroyed > 0
 
     def check(self) -> None:
         from pkcs11 import Mechanism
@@ -194,15 +207,29 @@ class Pkcs11Custody:
     def _label(self, ctx: CustodyContext) -> str:
         return self.label_prefix + ctx.upload_id
 
-    def _find(self, session: Any, key_id: bytes) -> Any:
+    def _keys(self, session: Any, ctx: CustodyContext) -> list[Any]:
+        """Every secret key in the token labelled for ctx's upload."""
         from pkcs11 import Attribute, ObjectClass
 
-        found = list(
-            session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.ID: key_id})
-        )
-        if len(found) > 1:
-            raise UnwrapFailed(f"token {self.token_label} holds {len(found)} keys with one id")
-        return found[0] if found else None
+        template = {Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.LABEL: self._label(ctx)}
+        return list(session.get_objects(template))
+
+    def _key(self, session: Any, ctx: CustodyContext) -> Any:
+        """ctx's one key; :class:`KeyDestroyed` if none, :class:`UnwrapFailed` otherwise amiss."""
+        from pkcs11 import Attribute
+
+        keys = self._keys(session, ctx)
+        if not keys:
+            raise KeyDestroyed(f"no key labelled {self._label(ctx)!r} in token {self.token_label}")
+        if len(keys) > 1:
+            raise UnwrapFailed(
+                f"token {self.token_label} holds {len(keys)} keys labelled {self._label(ctx)!r}"
+            )
+        if bytes(keys[0][Attribute.ID]) != ctx.digest():
+            raise ContextMismatch(
+                f"the key labelled {self._label(ctx)!r} was made for another artifact or organisation"
+            )
+        return keys[0]
 
     def _run(self, operation: str, fn: Callable[[Any], T]) -> T:
         """``fn(session)`` under the token's lock, reopening a lost session once."""
@@ -233,6 +260,10 @@ class Pkcs11Custody:
             return self._token
 
     def _read_pin(self) -> str:
+        if not self._pin_file and not self._env_pin:
+            self._env_pin = self._environ.get(self._pin_env, "")
+            if isinstance(self._environ, MutableMapping):
+                self._environ.pop(self._pin_env, None)  # os.environ: unsetenv, for children
         if self._pin_file:
             path = Path(self._pin_file)
             try:
@@ -244,7 +275,7 @@ class Pkcs11Custody:
             except OSError as exc:
                 raise CustodyUnavailable(f"cannot read PIN file {path}: {exc.strerror}") from None
         else:
-            pin = self._environ.get(self._pin_env, "")
+            pin = self._env_pin
         if not pin:
             where = f"file {self._pin_file}" if self._pin_file else f"${self._pin_env}"
             raise CustodyUnavailable(f"no PKCS#11 PIN in {where}")
@@ -264,11 +295,9 @@ _SESSION_LOST = frozenset(
 )
 
 
-def _key_id(ref: KeyRef) -> bytes:
-    hexid = check_ref(ref, PREFIX)
-    if not _KEY_ID.fullmatch(hexid):
-        raise UnwrapFailed(f"key reference {ref!r} is not a PKCS#11 key reference")
-    return bytes.fromhex(hexid)
+def reference(ctx: CustodyContext) -> KeyRef:
+    """The reference of ctx's key: its ``CKA_ID`` in hex."""
+    return KeyRef(PREFIX + ctx.digest().hex())
 
 
 def _gcm(nonce: bytes, aad: bytes) -> dict[str, Any]:
@@ -291,7 +320,7 @@ class _Token:
         self.users = 0
         self._session: Any = None
         self._pid = 0
-        self._pin_digest = b""
+        self._pin_check = (b"", b"")  # (salt, scrypt of the PIN that logged in)
 
     @classmethod
     def acquire(cls, module: str, label: str) -> _Token:
@@ -315,7 +344,8 @@ class _Token:
         ``verify``: a new user of a session already logged in must know its PIN too.
         """
         if self._session is not None and self._pid == os.getpid():
-            if verify and not hmac.compare_digest(self._pin_digest, _digest(read_pin())):
+            salt, derived = self._pin_check
+            if verify and not hmac.compare_digest(derived, _derive(read_pin(), salt)):
                 raise CustodyUnavailable(
                     f"token {self.label} is open in this process under another PIN"
                 )
@@ -350,9 +380,11 @@ class _Token:
             raise CustodyUnavailable(
                 f"cannot open token {self.label} with {self.module}: {type(exc).__name__}"
             ) from None
-        self._pid, self._pin_digest = os.getpid(), _digest(pin)
+        salt = secrets.token_bytes(16)
+        self._pid, self._pin_check = os.getpid(), (salt, _derive(pin, salt))
         return session
 
 
-def _digest(pin: str) -> bytes:
-    return hashlib.sha256(b"gateway-custody-pin\0" + pin.encode()).digest()
+def _derive(pin: str, salt: bytes) -> bytes:
+    """A slow, salted derivation of the PIN (scrypt, 16 MiB): all a session keeps of it."""
+    return Scrypt(salt=salt, length=32, n=1 << 14, r=8, p=1).derive(pin.encode())

@@ -11,19 +11,20 @@ No setting holds a secret: the PKCS#11 PIN is read, when the token is opened, fr
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BACKENDS = ("local", "aws-kms", "pkcs11")
 _ARN = r"arn:aws[a-z-]*:kms:[a-z0-9-]{1,32}:[0-9]{12}:"
-KMS_KEY_ARN = re.compile(_ARN + r"key/[A-Za-z0-9-]{1,64}")
-"""The ARN of one KMS key (what a per-artifact reference holds)."""
 KMS_KEY_NAME = re.compile(
     rf"({_ARN})?key/[A-Za-z0-9-]{{1,64}}|[A-Za-z0-9-]{{1,64}}|({_ARN})?alias/[A-Za-z0-9/_-]{{1,250}}"
 )
 """A key as ``kms_key_id`` may name it: key id, key ARN, ``alias/name`` or alias ARN."""
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_ALIAS_PREFIX = re.compile(r"alias/[A-Za-z0-9/_-]{0,128}")  # KMS allows 256 with the upload id
 _LABEL_PREFIX = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 
 
@@ -35,6 +36,7 @@ class CustodySettings:
     # aws-kms: one KMS key per artifact (true), or every value under kms_key_id (false).
     kms_per_artifact_keys: bool = True
     kms_key_id: str = ""
+    kms_alias_prefix: str = "alias/gateway-custody/"  # + upload id: each per-artifact key's alias
     kms_region: str = "us-east-1"
     kms_endpoint_url: str = ""
     kms_deletion_window_days: int = 7
@@ -68,9 +70,15 @@ class CustodySettings:
             ),
             (1 <= self.kms_max_attempts <= 10, "kms_max_attempts: must be between 1 and 10"),
             (
-                not self.kms_endpoint_url
-                or self.kms_endpoint_url.startswith(("https://", "http://")),
-                "kms_endpoint_url: must be empty or an http(s):// URL",
+                not self.kms_endpoint_url or _secure_endpoint(self.kms_endpoint_url),
+                "kms_endpoint_url: must be empty or an https:// URL "
+                "(http:// only to a loopback address)",
+            ),
+            (
+                bool(_ALIAS_PREFIX.fullmatch(self.kms_alias_prefix))
+                and not self.kms_alias_prefix.startswith("alias/aws/"),
+                "kms_alias_prefix: must be alias/ and up to 128 characters of "
+                "A-Z a-z 0-9 / _ -, not under alias/aws/",
             ),
         ]
         if self.backend == "aws-kms":
@@ -109,3 +117,25 @@ class CustodySettings:
     def key_dir(self, keys_dir: Path) -> Path:
         """Where the ``local`` backend keeps its per-artifact key files."""
         return Path(self.local_key_dir) if self.local_key_dir else keys_dir / "custody"
+
+
+def _secure_endpoint(url: str) -> bool:
+    """https://, or http:// to this machine only: custody identities must not cross a network in clear."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        return False
+    if not host or parts.username is not None or not port_ok:
+        return False
+    if parts.scheme == "https":
+        return True
+    if parts.scheme != "http":
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

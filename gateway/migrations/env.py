@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from alembic import context
 
-import gateway.audit.store  # noqa: F401 - registers the audit tables
-import gateway.models  # noqa: F401 - registers the metadata tables
-from gateway.db import Base, make_engine
+from gateway import schema
+from gateway.db import make_engine
 
 config = context.config
-target_metadata = Base.metadata
+target_metadata = schema.metadata
 
 
 def run_migrations_offline() -> None:

@@ -45,8 +45,12 @@ from gateway.runtime import Runtime
 from gateway.services import grants
 from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
+from gateway.services.grants import GRANT_ORDER, Filters, get_grant, grants_visible, revoke
 
 MAX_TEXT = 4096
+
+# Grants live in gateway.services.grants; these names stay here for their callers.
+__all__ = ["GRANT_ORDER", "Filters", "get_grant", "grants_visible", "revoke"]
 
 REQUEST_ORDER = Keyset(
     Key(AccessRequest.created_at, datetime, descending=True),
@@ -85,14 +89,6 @@ class Denial:
     def __post_init__(self) -> None:
         if self.reason is not None and len(self.reason) > MAX_TEXT:
             raise BadRequest(f"field 'reason' must be a string of at most {MAX_TEXT} characters")
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What a list of requests or grants is narrowed to (None: no narrowing)."""
-
-    artifact: str | None = None
-    state: str | None = None
 
 
 def _hours(value: int | None, ceiling: int) -> int | None:

@@ -8,6 +8,7 @@ at once, whether or not the sweeper has written the ``grant.expire`` entry yet.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select, update
@@ -26,6 +27,14 @@ GRANT_ORDER = Keyset(
 )
 
 
+@dataclass(frozen=True)
+class Filters:
+    """What a list of requests or grants is narrowed to (None: no narrowing)."""
+
+    artifact: str | None = None
+    state: str | None = None
+
+
 def get_grant(rt: Runtime, caller: Caller, grant_id: str, action: str) -> Grant:
     """The grant (with its artifact), if ``caller`` may do ``action`` on it."""
     with rt.db.session() as session:
@@ -34,12 +43,12 @@ def get_grant(rt: Runtime, caller: Caller, grant_id: str, action: str) -> Grant:
 
 
 def grants_visible(
-    rt: Runtime, actor: Actor, artifact: str | None, request: PageRequest
+    rt: Runtime, actor: Actor, filters: Filters, request: PageRequest
 ) -> Page[Grant]:
     """Lab: grants on its org's artifacts; evaluator: its own; auditor, admin: all."""
     query = select(Grant).where(authz.scope(actor, Grant))
-    if artifact is not None:
-        query = query.where(Grant.artifact_id == artifact)
+    if filters.artifact is not None:
+        query = query.where(Grant.artifact_id == filters.artifact)
     with rt.db.session() as session:
         return page(session, query, GRANT_ORDER, request)
 

@@ -181,11 +181,20 @@ def profile(rt: Runtime, caller: Caller) -> Profile:
 
 
 def set_recipient(rt: Runtime, caller: Caller, recipient: str) -> Profile:
-    """Register the age recipient released keys go to (an evaluator's)."""
+    """Register the age recipient released keys go to (an evaluator's).
+
+    A recipient is taken only once a file key has been wrapped to it: one that parses but
+    cannot be used (a low-order X25519 point, a malformed ML-KEM key) is refused here, not
+    at the first key release.
+    """
     try:
         parsed = age.parse_recipient(recipient)
     except age.AgeError as exc:
         raise BadRequest(f"recipient is not an age recipient: {exc}") from None
+    try:
+        age.wrap_file_key(secrets.token_bytes(16), [parsed])
+    except (age.AgeError, ValueError) as exc:  # cryptography's own refusals are ValueErrors
+        raise BadRequest(f"recipient cannot be wrapped to: {exc}") from None
     with rt.db.session() as session:
         _principal(session, caller.actor).recipient = str(parsed)
         return _profile(session, caller.actor, None)

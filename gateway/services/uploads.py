@@ -35,6 +35,7 @@ from gateway.models import (
     new_id,
 )
 from gateway.runtime import Runtime
+from gateway.services import quotas
 from gateway.services.objects import store_errors
 from gateway.storage import MAX_PART_SIZE, SHA256_HEX
 
@@ -122,6 +123,7 @@ def _require_agencies(session: Session, names: tuple[str, ...]) -> None:
 
 def create(rt: Runtime, caller: Caller, new: NewUpload) -> Upload:
     """Open an upload: its custody key, its store upload, its row and its ``upload.create`` entry."""
+    quotas.check_create(rt, caller.actor.org, new.size)
     who = caller.actor
     with events.fail_closed(rt) as session:
         _require_agencies(session, new.share_with)
@@ -242,6 +244,7 @@ class Readable(Protocol):
 
 def store_part(rt: Runtime, upload: Upload, part: NewPart, stream: Readable) -> UploadPart:
     """Stream one part into the store; the database row is written only once it verified."""
+    quotas.check_part(rt, upload, part.number, part.length)
     head = _HeadCapture(stream, rt.config.uploads.max_header_bytes) if part.number == 1 else None
     # The store only calls read() on what it is given, so any Readable will do.
     body = cast(BinaryIO, head if head is not None else stream)

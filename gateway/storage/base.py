@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
 
+from gateway.canonical import HEX64
 from gateway.config import Config, StorageConfig
 
 CHUNK = 1 << 20
@@ -26,7 +27,7 @@ MAX_PART_SIZE = 5 << 30
 MAX_PART_NUMBER = 10_000
 """S3's highest part number."""
 
-SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+SHA256_HEX = HEX64
 """A SHA-256 digest as lower-case hex, as parts are declared and listed."""
 
 _KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
@@ -45,6 +46,14 @@ class NotFound(StorageError, FileNotFoundError):
 
 class UploadNotFound(NotFound):
     """The upload handle is unknown: never begun, completed, aborted or cleaned up."""
+
+
+class AccessDenied(StorageError):
+    """The store refused the gateway for want of permission: its credentials, or a bucket policy.
+
+    Unlike a store that is down, retrying changes nothing until an operator acts; the
+    message says what was refused and where to look.
+    """
 
 
 class InvalidKey(StorageError, ValueError):

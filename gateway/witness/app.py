@@ -3,9 +3,12 @@
 Routes, with one URL prefix serving as both submission and monitoring prefix (the spec
 allows it):
 
-- ``POST /add-checkpoint``: the body is read up to ``max_body`` bytes (413 beyond); the
-  answer is the witness's: 200 with cosignature lines, 409 ``text/x.tlog.size`` with its
-  size, or 400/403/404/422 with a one-line reason (``text/plain``).
+- ``POST /add-checkpoint``: the body is read up to ``max_body`` bytes (413 beyond; at most
+  half the state's size limit, so what is stored always fits it); a body that does not arrive
+  in time (:mod:`gateway.witness.worker`) gets 408 and the connection is closed. The answer is
+  the witness's: 200 with cosignature lines, 409 ``text/x.tlog.size`` with its size, 429 with
+  ``Retry-After`` when the log is over its budget, or 400/403/404/413/422 with a one-line
+  reason (``text/plain``).
 - ``GET /<origin hash>/checkpoint`` ("Monitor Retrieval Mechanism"): the latest cosigned
   checkpoint of that log (its verified log signatures and the witness's cosignatures), 404 if
   the witness never cosigned one; ``Cache-Control: no-cache``, since it changes.
@@ -28,6 +31,7 @@ log = logging.getLogger("gateway.witness")
 DEFAULT_MAX_BODY = 256 * 1024
 TEXT = "text/plain; charset=utf-8"
 _CHECKPOINT = re.compile(r"/([0-9a-f]{64})/checkpoint")
+_LENGTH = re.compile(r"[0-9]{1,19}")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 _REASONS = {
@@ -36,10 +40,12 @@ _REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     411: "Length Required",
     413: "Content Too Large",
     422: "Unprocessable Entity",
+    429: "Too Many Requests",
     500: "Internal Server Error",
 }
 
@@ -48,6 +54,9 @@ class WitnessApp:
     """WSGI application around a :class:`Witness`."""
 
     def __init__(self, witness: Witness, max_body: int = DEFAULT_MAX_BODY) -> None:
+        limit = max_body_limit(witness.state.max_bytes)
+        if not 1 <= max_body <= limit:
+            raise ValueError(f"the largest request body must be 1 to {limit} bytes")
         self.witness = witness
         self.max_body = max_body
 
@@ -60,7 +69,7 @@ class WitnessApp:
                 refusal.status,
                 refusal.content_type,
                 refusal.body,
-                [],
+                refusal.headers,
             )
         except Exception:  # noqa: BLE001 - never a traceback to the client; the log has it
             log.exception("witness request %s %s failed", method, path)
@@ -92,13 +101,21 @@ class WitnessApp:
     def _body(self, environ: dict[str, Any]) -> bytes:
         length = environ.get("CONTENT_LENGTH") or ""
         chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if not length.isdigit() and not chunked:
+        too_large = Refusal(413, f"the request body is over {self.max_body} bytes")
+        if length and not _LENGTH.fullmatch(length):
+            if length.isascii() and length.isdigit():
+                raise too_large  # twenty digits or more
+            raise Refusal(400, "the Content-Length is not a decimal number")
+        if not length and not chunked:
             raise Refusal(411, "the request needs a Content-Length")
-        if length.isdigit() and int(length) > self.max_body:
-            raise Refusal(413, f"the request body is over {self.max_body} bytes")
-        data = bytes(environ["wsgi.input"].read(self.max_body + 1))
+        if length and int(length) > self.max_body:
+            raise too_large
+        try:
+            data = bytes(environ["wsgi.input"].read(self.max_body + 1))
+        except OSError:  # the client stalled past its deadline (the worker then closes), or left
+            raise Refusal(408, "the request body did not arrive in time") from None
         if len(data) > self.max_body:
-            raise Refusal(413, f"the request body is over {self.max_body} bytes")
+            raise too_large
         return data
 
     def _home(self) -> bytes:
@@ -106,3 +123,8 @@ class WitnessApp:
         lines += [f"vkey {k}" for k in self.witness.verifier_keys()]
         lines += ["", *(f"log {origin}" for origin in sorted(self.witness.logs))]
         return ("\n".join(lines) + "\n").encode()
+
+
+def max_body_limit(state_bytes: int) -> int:
+    """The largest ``max_body`` for a state limit: half, leaving room for the cosignatures."""
+    return state_bytes // 2

@@ -17,8 +17,10 @@ import click
 
 from gateway.audit import cosignature, note, sigtypes
 from gateway.errors import GatewayError
+from gateway.witness.app import max_body_limit
 from gateway.witness.loglist import LogListError
 from gateway.witness.server import ServeOptions, run
+from gateway.witness.state import MAX_STATE_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
 _TYPES = {"mldsa44": sigtypes.SIG_MLDSA44_COSIGNATURE, "ed25519": sigtypes.SIG_COSIGNATURE_V1}
@@ -100,13 +102,25 @@ def vkeys(path: Path) -> None:
     "--max-body",
     default=256 * 1024,
     show_default=True,
-    type=click.IntRange(1024, 16 << 20),
+    type=click.IntRange(1024, max_body_limit(MAX_STATE_BYTES)),
     help="largest add-checkpoint body, in bytes",
 )
+@click.option(
+    "--request-timeout",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1, 300),
+    help="seconds a client has to send a whole request",
+)
+@click.option(
+    "--io-timeout",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 300),
+    help="seconds any one read from or write to a client may wait",
+)
 @reported
-def serve(
-    key: Path, state: Path, logs: Path | None, host: str, port: int, threads: int, max_body: int
-) -> None:
+def serve(key: Path, state: Path, logs: Path | None, **limits: Any) -> None:
     """Serve add-checkpoint and the cosigned checkpoints over HTTP."""
     if not key.is_file():
         fail(
@@ -115,8 +129,9 @@ def serve(
     log_list = logs or state / "logs"
     if not log_list.is_file():
         fail(f"no log list at {log_list}", "write one in logs/v0 format: see README")
-    options = ServeOptions(key, state, log_list, host, port, threads=threads, max_body=max_body)
-    run(options)
+    if limits["io_timeout"] > limits["request_timeout"]:
+        fail("--io-timeout must be at most --request-timeout")
+    run(ServeOptions(key, state, log_list, **limits))
 
 
 def main() -> None:

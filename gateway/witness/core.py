@@ -5,33 +5,41 @@ Design note, following c2sp.org/tlog-witness "add-checkpoint" step by step (each
 
 1. The body is parsed strictly (:func:`gateway.audit.witness.parse_add_checkpoint`): 400.
 2. An origin not in the log list: 404. The note must carry a valid signature by a key the
-   witness trusts for that origin, signatures by other keys ignored; none, or a bad one by a
-   trusted key: 403. A note or checkpoint that does not parse: 400.
+   witness trusts for that origin, signatures by other keys ignored; none, or any line by a
+   trusted key that does not verify: 403. A note or checkpoint that does not parse, or whose
+   text is not the canonical encoding of the checkpoint it parses to: 400.
 3. Old size above the checkpoint's size: 400. A checkpoint of size 0 whose root is not the
    empty tree's hash: 422.
 4. Under the log's lock: old size not the size of the latest cosigned checkpoint (0 if none):
    409 with that size. Old size 0 with a non-empty proof, equal sizes with different roots, or
    a consistency proof that does not verify from the stored root: 422.
-5. The witness signs a re-encoding of the checkpoint it parsed (not the submitted bytes, so
-   a parser disagreement cannot make it sign something else), stores that text with the log
-   signatures it verified and its cosignatures, durably, and only then answers 200 with its
-   cosignature lines.
+5. The checkpoint it already cosigned, submitted again: the stored cosignatures, with nothing
+   signed or written (the spec asks for cosignatures on the checkpoint, not new ones).
+6. Otherwise the log's budget (``qpd``, :mod:`gateway.witness.budget`) is spent, or 429
+   with ``Retry-After``. The witness signs the checkpoint's text, stores it with the first
+   verified signature line of each of the log's keys (nothing it did not verify) and its own
+   cosignatures, durably, and only then answers 200 with its cosignature lines. A result over
+   the state's size limit is refused (413) and nothing is stored.
 
 A witness policy beyond the spec: checkpoints with extension lines are refused (400), since
 its ML-DSA-44 cosignature would not cover them (c2sp.org/tlog-checkpoint "Signatures").
-A stored checkpoint that no longer verifies under the witness's own keys stops that log with
-a 500 rather than be trusted (fail closed).
+A log whose origin one of its keys cannot sign for (over 255 bytes for ML-DSA-44) is refused
+when the witness starts. A stored checkpoint that no longer verifies under the witness's own
+keys stops that log with a 500 rather than be trusted (fail closed).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gateway.audit import merkle, note
 from gateway.audit.cosignature import Cosigner
 from gateway.audit.witness import MalformedRequest, parse_add_checkpoint
+from gateway.witness.budget import Budget, Clock
 from gateway.witness.loglist import Log
 from gateway.witness.state import StateDir, origin_hash
 
@@ -39,24 +47,30 @@ log = logging.getLogger("gateway.witness")
 
 
 class Refusal(Exception):
-    """An add-checkpoint request the witness refuses, with its HTTP status and body."""
+    """An add-checkpoint request the witness refuses, with its HTTP status, body and headers."""
 
     def __init__(
-        self, status: int, message: str, content_type: str = "text/plain; charset=utf-8"
+        self,
+        status: int,
+        message: str,
+        content_type: str = "text/plain; charset=utf-8",
+        headers: Sequence[tuple[str, str]] = (),
     ) -> None:
         super().__init__(message)
         self.status = status
         self.body = (message + "\n").encode()
         self.content_type = content_type
+        self.headers = list(headers)
 
 
 @dataclass(frozen=True)
 class Submission:
-    """A parsed add-checkpoint request whose log signature verified."""
+    """A parsed add-checkpoint request whose log signatures all verified."""
 
     log: Log
     checkpoint: note.Checkpoint
-    log_lines: tuple[str, ...]  # the signature lines by the log's keys, each once
+    text: str  # the checkpoint's note text, canonical
+    log_lines: tuple[str, ...]  # the first verified signature line of each of the log's keys
     old_size: int
     proof: tuple[bytes, ...]
 
@@ -67,14 +81,20 @@ class Stored:
 
     checkpoint: note.Checkpoint
     data: bytes
+    cosignatures: bytes = field(default=b"")  # its own lines, one per key; b"" if one is missing
 
 
 class Witness:
     """A witness: its cosigners, the logs it cosigns for, its state directory."""
 
     def __init__(
-        self, cosigners: Sequence[Cosigner], logs: Mapping[str, Log], state: StateDir
+        self,
+        cosigners: Sequence[Cosigner],
+        logs: Mapping[str, Log],
+        state: StateDir,
+        clock: Clock = time.monotonic,
     ) -> None:
+        """``clock`` paces the logs' budgets (seconds, monotonic)."""
         if not cosigners:
             raise ValueError("a witness needs at least one cosigner key")
         names = {c.name for c in cosigners}
@@ -83,9 +103,16 @@ class Witness:
         self.name = names.pop()
         if self.name in logs:
             raise ValueError(f"log origin {self.name!r} is the witness's own name")
+        for origin in logs:
+            for c in cosigners:
+                try:
+                    c.check_origin(origin)
+                except note.NoteError as exc:
+                    raise ValueError(f"log origin {origin[:60]!r}: {exc}") from None
         self.cosigners = tuple(cosigners)
         self.logs = dict(logs)
         self._by_hash = {origin_hash(origin): origin for origin in self.logs}
+        self._budgets = {o: Budget(entry.qpd, clock) for o, entry in self.logs.items() if entry.qpd}
         self.state = state
         self._own = [c.verifier for c in cosigners]
 
@@ -96,11 +123,15 @@ class Witness:
         if data is None:
             return None
         try:
-            cp = note.open_checkpoint(data, self._own, origin=origin)
+            opened = note.open_note(data, self._own)
+            cp = note.parse_checkpoint(opened.text)
+            if cp.origin != origin:
+                raise note.MalformedCheckpoint(f"checkpoint is for origin {cp.origin!r}")
         except note.NoteError as exc:
             log.error("stored checkpoint of %s does not verify: %s", origin, exc)
             raise Refusal(500, "the witness's stored state for this log is damaged") from None
-        return Stored(cp, data)
+        own = "".join(s.line for s in opened.verified)
+        return Stored(cp, data, own.encode() if len(opened.verified) == len(self._own) else b"")
 
     def checkpoint(self, key: str) -> bytes | None:
         """The latest cosigned checkpoint of the log whose origin hashes to ``key``."""
@@ -128,10 +159,21 @@ class Witness:
             raise Refusal(400, f"invalid checkpoint: {exc}") from None
         if cp.extensions:
             raise Refusal(400, "invalid checkpoint: extension lines are not cosigned")
-        trusted = {(v.name, v.key_id) for v in entry.verifiers}
-        _, lines = note.parse_note(request.checkpoint)
-        log_lines = dict.fromkeys(s.line for s in lines if (s.name, s.key_id) in trusted)
-        return Submission(entry, cp, tuple(log_lines), request.old_size, request.proof)
+        if note.format_checkpoint(cp) != opened.text:  # what is signed is what was checked
+            raise Refusal(400, "invalid checkpoint: its text is not in canonical form")
+        lines = tuple(s.line for s in opened.verified)  # every one by a key of this log
+        return Submission(entry, cp, opened.text, lines, request.old_size, request.proof)
+
+    def _spend(self, origin: str) -> None:
+        budget = self._budgets.get(origin)
+        wait = budget.spend() if budget is not None else 0.0
+        if wait > 0:
+            seconds = str(max(1, math.ceil(wait)))
+            raise Refusal(
+                429,
+                f"log {origin[:100]!r} is over its budget of new checkpoints; retry later",
+                headers=[("Retry-After", seconds)],
+            )
 
     def add_checkpoint(self, body: bytes) -> bytes:
         """Handle one add-checkpoint body: the cosignature lines, or raise :class:`Refusal`."""
@@ -151,10 +193,14 @@ class Witness:
                 log.info("%s: old size %d, witness has %d", cp.origin, old, known.size)
                 raise Refusal(409, str(known.size), "text/x.tlog.size")
             _check_consistency(known, cp, sub.proof)
-            text = note.format_checkpoint(cp)
-            cosig_lines = [note.signature_line(c, text) for c in self.cosigners]
-            signed = text + "\n" + "".join(sub.log_lines) + "".join(cosig_lines)
-            state.replace(data, signed.encode())
+            if stored is not None and stored.cosignatures and cp == stored.checkpoint:
+                return stored.cosignatures  # a replay: the same statement, nothing new to sign
+            self._spend(cp.origin)
+            cosig_lines = [note.signature_line(c, sub.text) for c in self.cosigners]
+            signed = (sub.text + "\n" + "".join(sub.log_lines) + "".join(cosig_lines)).encode()
+            if len(signed) > state.max_bytes:
+                raise Refusal(413, f"the cosigned checkpoint would be over {state.max_bytes} bytes")
+            state.replace(data, signed)
         log.info("%s: cosigned size %d (was %d)", cp.origin, cp.size, known.size)
         return "".join(cosig_lines).encode()
 

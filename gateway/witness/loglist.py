@@ -12,11 +12,11 @@ read it, so an operator can use one list for all of them:
   ``contact <text>``, in that order.
 
 Where the network's format is stricter or silent, this reader decides, and says so:
-``qpd`` and ``contact`` are optional (a private witness has no use for them; ``qpd`` is read
-and kept, not enforced); any other key is an error rather than ignored, so a typo cannot
-silently drop a log; a vkey listed twice is an error; one origin listed with two vkeys trusts
-both (key rotation). Log keys are Ed25519 (0x01), as the network requires, or ML-DSA-44
-(0x06), which c2sp.org/tlog-checkpoint recommends for logs.
+``qpd`` and ``contact`` are optional (a private witness has no use for them; a ``qpd`` given
+bounds the log's new cosignatures, :mod:`gateway.witness.budget`); any other key is an error
+rather than ignored, so a typo cannot silently drop a log; a vkey listed twice is an error;
+one origin listed with two vkeys trusts both (key rotation). Log keys are Ed25519 (0x01), as
+the network requires, or ML-DSA-44 (0x06), which c2sp.org/tlog-checkpoint recommends for logs.
 """
 
 from __future__ import annotations

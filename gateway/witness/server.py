@@ -1,10 +1,12 @@
 """``gateway witness serve``: the witness's WSGI app under gunicorn.
 
 Why gunicorn rather than ``http.server``: the spec asks witnesses to support HTTP keep-alive;
-a witness faces the network, so it needs per-connection timeouts, request-line and header
-limits and a graceful stop on SIGTERM, which gunicorn's gthread worker gives and the stdlib
-server does not; and operators already run the gateway this way. Correctness does not depend
-on the server model: every log's state is serialised by a thread lock and an ``flock``
+a witness faces the network, so it needs request-line and header limits and a graceful stop
+on SIGTERM, which gunicorn gives and the stdlib server does not; and operators already run
+the gateway this way. gunicorn's gthread worker waits on a slow client without a timeout, so
+the witness runs its own subclass (:mod:`gateway.witness.worker`), which bounds every read and
+write and each request's whole arrival. Correctness does not depend on the server model:
+every log's state is serialised by a thread lock and an ``flock``
 (:mod:`gateway.witness.state`), so any number of threads or workers is safe.
 """
 
@@ -22,6 +24,7 @@ from gateway.witness.app import WitnessApp
 from gateway.witness.core import Witness
 from gateway.witness.loglist import parse_log_list
 from gateway.witness.state import StateDir
+from gateway.witness.worker import worker_class
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class ServeOptions:
     threads: int = 4
     timeout: int = 30
     max_body: int = 256 * 1024
+    request_timeout: int = 10  # seconds a client has to send a whole request
+    io_timeout: int = 5  # seconds any one read from or write to a client may wait
     log_level: str = "info"
 
 
@@ -59,7 +64,7 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "bind": f"{o.host}:{o.port}",
             "workers": o.workers,
             "threads": o.threads,
-            "worker_class": "gthread",
+            "worker_class": worker_class(o.io_timeout, o.request_timeout),
             "timeout": o.timeout,
             "graceful_timeout": 10,
             "keepalive": 30,
@@ -84,5 +89,6 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
 
 def run(options: ServeOptions) -> None:
+    worker_class(options.io_timeout, options.request_timeout)  # fail before forking, too
     build_app(options)  # fail before forking, with the reason, if keys or the log list are bad
     _Server(options).run()

@@ -13,7 +13,12 @@ checkpoint before responding", and checking the old size and persisting the new 
 - :meth:`LogState.replace` is a compare-and-set: under the lock it re-reads the file and
   refuses to write unless it still holds exactly the bytes the caller decided on. The new file
   is written to a temporary name, fsynced, renamed over the old one, and the directory is
-  fsynced, so after a crash the file is either the old checkpoint or the new one.
+  fsynced, so after a crash the file is either the old checkpoint or the new one. Only the
+  holder of a log's lock writes that log's temporary files, so the next holder removes any it
+  finds (a crash's leftovers); nothing else is ever removed, least of all another process's
+  file in flight.
+- A stored checkpoint is at most ``max_bytes`` (:data:`MAX_STATE_BYTES` unless given): a
+  larger one is never written, and one found larger is refused when read.
 """
 
 from __future__ import annotations
@@ -41,22 +46,25 @@ def origin_hash(origin: str) -> str:
 class LogState:
     """One log's stored checkpoint, valid only inside :meth:`StateDir.locked`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: int = MAX_STATE_BYTES) -> None:
         self.path = path
+        self.max_bytes = max_bytes
 
     def read(self) -> bytes | None:
         """The stored checkpoint, or None if the witness never cosigned for this log."""
         try:
             with open(self.path, "rb") as f:
-                data = f.read(MAX_STATE_BYTES + 1)
+                data = f.read(self.max_bytes + 1)
         except FileNotFoundError:
             return None
-        if len(data) > MAX_STATE_BYTES:
-            raise StateError(f"{self.path} is larger than {MAX_STATE_BYTES} bytes")
+        if len(data) > self.max_bytes:
+            raise StateError(f"{self.path} is larger than {self.max_bytes} bytes")
         return data
 
     def replace(self, expected: bytes | None, new: bytes) -> None:
         """Store ``new`` if the file still holds ``expected`` (None: no file); durable on return."""
+        if len(new) > self.max_bytes:
+            raise StateError(f"a checkpoint of {len(new)} bytes is over {self.max_bytes}")
         if self.read() != expected:
             raise StateError(f"{self.path} changed while it was locked")
         directory = self.path.parent
@@ -82,18 +90,17 @@ class LogState:
 
 
 class StateDir:
-    """The witness's state directory."""
+    """The witness's state directory; each stored checkpoint at most ``max_bytes``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, max_bytes: int = MAX_STATE_BYTES) -> None:
         self.root = root
+        self.max_bytes = max_bytes
         self.checkpoints = root / "checkpoints"
         self.locks = root / "locks"
         for d in (self.checkpoints, self.locks):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._guard = threading.Lock()
         self._threads: dict[str, threading.Lock] = {}
-        for stale in self.checkpoints.glob(".*.tmp"):  # left by a crash before a rename
-            stale.unlink(missing_ok=True)
 
     def _thread_lock(self, key: str) -> threading.Lock:
         with self._guard:
@@ -107,7 +114,10 @@ class StateDir:
             fd = os.open(self.locks / f"{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                yield LogState(self.checkpoints / key)
+                # Only a holder of this lock writes these: any found now is a crash's leftover.
+                for stale in self.checkpoints.glob(f".{key}.*.tmp"):
+                    stale.unlink(missing_ok=True)
+                yield LogState(self.checkpoints / key, self.max_bytes)
             finally:
                 os.close(fd)  # closing releases the flock
 
@@ -115,4 +125,4 @@ class StateDir:
         """The stored checkpoint under an origin hash, without the lock (a consistent file)."""
         if len(key) != 64 or any(c not in "0123456789abcdef" for c in key):
             return None
-        return LogState(self.checkpoints / key).read()
+        return LogState(self.checkpoints / key, self.max_bytes).read()

@@ -188,7 +188,9 @@ def test_nobody_else_gets_content_or_header(
             == status
         )
         denied = entries(client, principals, action="auth.denied")
-        assert len(denied) == 2 * n and {e["org"] for e in denied[-2:]} == {org}
+        # content and a download URL are both content.read: the second refusal within the
+        # interval is counted as a repeat of the first, not recorded again
+        assert len(denied) == n and denied[-1]["org"] == org
     assert entries(client, principals, action="key.release") == []
 
 
@@ -241,7 +243,7 @@ def test_withdrawn_artifact_is_gone(
     )
     assert evaluator.content(shared.artifact).status_code == 410
     assert evaluator.url(shared.artifact).status_code == 410
-    assert len(denials(client, principals, "artifact withdrawn")) == 2
+    assert len(denials(client, principals, "artifact withdrawn")) == 1  # the URL's: a repeat
 
 
 def test_content_is_streamed(evaluator: Evaluator, shared: Shared, granted: dict) -> None:

@@ -123,3 +123,14 @@ def test_a_well_formed_scrypt_work_factor_over_the_limit_is_named_so(factor: str
 def test_a_scrypt_work_factor_off_the_grammar_is_malformed(factor: str) -> None:
     with pytest.raises(age.HeaderError, match="invalid work factor"):
         age.ScryptIdentity("password").unwrap([_scrypt_stanza(factor)])
+
+
+@pytest.mark.parametrize("point", [bytes(32), (1).to_bytes(32, "little")])
+def test_a_hybrid_recipient_with_a_low_order_x25519_share_is_a_key_error(point: bytes) -> None:
+    """cryptography refuses the share with a bare ValueError; age's callers get KeyFormatError."""
+    from gateway.age import mlkem
+
+    good = age.HybridIdentity.generate().to_recipient()
+    bad = mlkem.HybridRecipient(good.public[: mlkem.MLKEM_PUBLIC_SIZE] + point)
+    with pytest.raises(age.KeyFormatError, match="low-order"):
+        bad.wrap(b"k" * 16)

@@ -278,7 +278,3 @@ def test_a_resumed_seal_with_nothing_left_or_a_bad_start_is_refused() -> None:
             stream.seal(io.BytesIO(b"x"), aead, 0, start_chunk=start)  # type: ignore[arg-type]
     with pytest.raises(age.PayloadError, match="no chunk"):
         next(stream.unseal(io.BytesIO(b""), aead, 0, start_chunk=3))
-
-
-def test_the_former_open_names_are_the_same_functions() -> None:
-    assert stream.open_ is stream.unseal and stream.open_file is stream.unseal_file

@@ -60,16 +60,28 @@ def test_every_error_is_problem_json_with_a_request_id(
     assert client.delete("/healthz").status_code == 405
 
 
-def test_a_given_request_id_is_echoed(client: FlaskClient) -> None:
-    assert (
-        client.get("/healthz", headers={"X-Request-Id": "abc-123"}).headers["X-Request-Id"]
-        == "abc-123"
+def test_a_client_chosen_request_id_is_kept_apart_and_never_becomes_the_gateways(
+    client: FlaskClient, principals: Principals
+) -> None:
+    """Two principals sending one X-Request-Id get entries with different request ids."""
+    sent = {**principals.auth("eval"), "X-Request-Id": "abc-123"}
+    r = client.get("/v1/artifacts/art_nowhere", headers=sent)
+    assert r.status_code == 404
+    assert re.fullmatch(r"req_[0-9a-f]{24}", r.headers["X-Request-Id"])
+    assert r.headers["X-Client-Request-Id"] == "abc-123"
+    r2 = client.get(
+        "/v1/artifacts/art_elsewhere",
+        headers={**principals.auth("eval_b"), "X-Request-Id": "abc-123"},
     )
-    assert (
-        client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
-        .headers["X-Request-Id"]
-        .startswith("req_")
-    )
+    entries = client.get(
+        "/v1/audit/entries?action=auth.denied", headers=principals.auth("auditor")
+    ).get_json()["items"]
+    logged = {e["entry"]["request_id"]: e["entry"]["details"] for e in entries}
+    assert set(logged) == {r.headers["X-Request-Id"], r2.headers["X-Request-Id"]}
+    assert all(d["client_request_id"] == "abc-123" for d in logged.values())
+    bad = client.get("/healthz", headers={"X-Request-Id": "bad id <script>"})
+    assert bad.headers["X-Request-Id"].startswith("req_")
+    assert "X-Client-Request-Id" not in bad.headers
 
 
 def test_missing_wrong_expired_or_revoked_token_is_401(

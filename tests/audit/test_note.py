@@ -229,3 +229,66 @@ def test_parse_note_returns_the_signature_bytes_in_order() -> None:
     assert [(s.name, s.key_id) for s in sigs] == [("a", a.key_id), ("b", b.key_id)]
     assert sigs[0].signature == a.sign(b"hello\n")
     assert "".join(s.line for s in sigs) == signed[len("hello\n\n") :]
+
+
+def _noncanonical(b64: str) -> str:
+    """The same bytes in base64 whose unused trailing bits are not zero."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    body = b64.rstrip("=")
+    assert len(body) % 4 in (2, 3), "needs padding to have spare bits"
+    flipped = alphabet[alphabet.index(body[-1]) ^ 1]
+    return body[:-1] + flipped + "=" * (len(b64) - len(body))
+
+
+def test_every_distinct_line_by_a_trusted_key_is_verified() -> None:
+    signer = note.Signer("example.com/log", bytes(32))
+    signed = note.sign_checkpoint(Checkpoint("example.com/log", 3, merkle.leaf_hash(b"r")), signer)
+    bogus = note.SIG_PREFIX + signer.name + " "
+    bogus += base64.b64encode(signer.key_id + bytes(64)).decode() + "\n"
+
+    with pytest.raises(note.InvalidSignature):  # the repeated key's second line is checked too
+        note.open_note(signed + bogus, [signer.verifier])
+    repeated = signed + signed.split("\n\n", 1)[1]  # the very same line twice: one signature
+    opened = note.open_note(repeated, [signer.verifier])
+    assert [(s.name, s.line) for s in opened.verified] == [
+        (signer.name, signed.split("\n\n", 1)[1])
+    ]
+
+
+def test_a_root_hash_or_key_in_non_canonical_base64_is_refused() -> None:
+    signer = note.Signer("example.com/log", bytes(32))
+    text = note.format_checkpoint(Checkpoint("example.com/log", 3, merkle.leaf_hash(b"r")))
+    origin, size, root, _ = text.split("\n")
+    other = "\n".join([origin, size, _noncanonical(root)]) + "\n"
+    assert base64.b64decode(_noncanonical(root)) == base64.b64decode(root)
+
+    with pytest.raises(note.MalformedCheckpoint, match="canonical"):
+        note.parse_checkpoint(other)
+    with pytest.raises(note.MalformedCheckpoint):
+        note.open_checkpoint(note.sign_note(other, signer), [signer.verifier])
+    from gateway.audit.cosignature import MLDSA44Cosigner
+
+    vkey = MLDSA44Cosigner("witness.example/w1", bytes(32)).verifier_key  # 1313 bytes: padded
+    name, kid, key = vkey.split("+", 2)
+    assert note.parse_verifier_key(vkey).vkey == vkey
+    with pytest.raises(note.InvalidKey):
+        note.parse_verifier_key(f"{name}+{kid}+{_noncanonical(key)}")
+
+
+def test_a_signature_line_is_read_as_go_reads_it_and_kept_canonical() -> None:
+    signer = note.Signer("example.com/log", bytes(32))
+    signed = note.sign_note("hello\n", signer)
+    line = signed.split("\n\n", 1)[1]
+    name, b64 = line[len(note.SIG_PREFIX) : -1].split(" ")
+    odd = signed.replace(line, f"{note.SIG_PREFIX}{name} {_noncanonical(b64)}\n")
+
+    assert note.parse_note(odd)[1][0].line == line
+    assert note.open_note(odd, [signer.verifier]).verified[0].line == line
+
+
+@pytest.mark.parametrize("digits", [20, 21, 5000])
+def test_a_tree_size_is_at_most_twenty_digits(digits: int) -> None:
+    text = f"example.com/log\n{'9' * digits}\n{base64.b64encode(bytes(32)).decode()}\n"
+    with pytest.raises(note.MalformedCheckpoint, match="64-bit"):
+        note.parse_checkpoint(text)
+    assert note.parse_checkpoint(text.replace("9" * digits, str((1 << 64) - 1))).size == 2**64 - 1

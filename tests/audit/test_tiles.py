@@ -155,6 +155,10 @@ def test_paths_match_tessera(tile: Tile | Bundle, path: str) -> None:
         "tiles/0/001",
         "tile/0",
         "",
+        # numbers of any length are refused as malformed, never past int()'s digit limit
+        "tile/" + "9" * 5000 + "/001",
+        "tile/0/001.p/" + "9" * 5000,
+        "tile/0/" + "x000/" * 5000 + "001",
     ],
 )
 def test_malformed_and_non_canonical_paths_are_refused(path: str) -> None:

@@ -135,6 +135,7 @@ H = base64.b64encode(bytes(32)).decode()
         f"c2sp.org/tlog-proof@v1\nindex 0\n\nexample.com/log\n1\n{H}\n",  # checkpoint unsigned
         "c2sp.org/tlog-proof@v1\nindex 0\n\n" + note.sign_note("just text\n", LOG),
         f"c2sp.org/tlog-proof@v1\nindex 0\nextra YQ==\n\n{CP}",  # extra after the index
+        "c2sp.org/tlog-proof@v1\nindex 0\n\n" + CP.replace("\n", "\n" + "9" * 5000, 1),
     ],
 )
 def test_malformed_proofs_are_refused(text: str) -> None:

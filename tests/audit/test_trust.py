@@ -159,9 +159,17 @@ def test_cosignatures_from_the_future_can_be_refused() -> None:
 
 def test_malformed_checkpoints_are_refused_as_such() -> None:
     policy = trust.parse_policy(EXAMPLE)
-    for bad in ("", "not a note", note.sign_note("just text\n", LOG)):
+    huge = TEXT.replace("\n42\n", "\n" + "9" * 5000 + "\n")  # past int()'s digit limit
+    for bad in ("", "not a note", note.sign_note("just text\n", LOG), note.sign_note(huge, LOG)):
         with pytest.raises(trust.MalformedCheckpointNote):
             trust.verify_checkpoint(bad, policy)
+
+
+def test_a_group_threshold_of_any_length_is_a_policy_error() -> None:
+    members = f"witness X1 {W['X1'].verifier_key}\n"
+    for k in ("9" * 5, "9" * 5000):
+        with pytest.raises(PolicyError, match="threshold"):
+            trust.parse_policy(f"{members}group g {k} X1\nquorum g\n")
 
 
 def test_syntax_whitespace_comments_and_urls() -> None:

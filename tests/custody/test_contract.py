@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import logging
+import secrets
 import struct
 from concurrent.futures import ThreadPoolExecutor
 
@@ -17,6 +18,7 @@ from gateway.custody import (
     Custody,
     CustodyContext,
     KeyDestroyed,
+    ReferenceMismatch,
     UnwrapFailed,
 )
 from tests.custody.conftest import Backend, new_ctx
@@ -74,10 +76,10 @@ def test_a_value_unwraps_only_for_the_context_it_was_wrapped_for(
 
     with pytest.raises(ContextMismatch, match=field.removesuffix("_id")):
         backend.custody.unwrap(other, ref, blob)
-    # Rewriting the clear copy of the context does not help: the binding is cryptographic.
-    with pytest.raises(UnwrapFailed) as refused:
+    # Rewriting the clear copy of the context does not help: the key is other's (none, or
+    # not this one), and the binding is cryptographic besides.
+    with pytest.raises((UnwrapFailed, KeyDestroyed)):
         backend.custody.unwrap(other, ref, rewrite_context(blob, other))
-    assert not isinstance(refused.value, ContextMismatch)
     assert backend.custody.unwrap(ctx, ref, blob) == backend.custody.unwrap(ctx, ref, blob)
 
 
@@ -151,14 +153,83 @@ def test_destroying_one_artifact_leaves_the_others(destroying: Backend) -> None:
     assert age.parse_identity(destroying.custody.unwrap(*b).decode())
 
 
-def test_destroy_refuses_a_key_of_another_artifact(destroying: Backend) -> None:
+def test_destroy_follows_the_context_never_a_reference_to_another_artifact(
+    destroying: Backend,
+) -> None:
     ctx_a, ref_a, blob_a = sealed(destroying.custody)
-    ctx_b, _, _ = sealed(destroying.custody)
+    ctx_b, ref_b, blob_b = sealed(destroying.custody)
 
-    with pytest.raises(ContextMismatch):
+    with pytest.raises(ReferenceMismatch, match="destroyed all the same"):
         destroying.custody.destroy(ctx_b, ref_a)  # a rewritten reference in B's row
 
-    assert destroying.custody.unwrap(ctx_a, ref_a, blob_a)
+    assert destroying.custody.unwrap(ctx_a, ref_a, blob_a)  # A's key is untouched
+    with pytest.raises(KeyDestroyed):
+        destroying.custody.unwrap(ctx_b, ref_b, blob_b)  # B's own key is gone
+    assert destroying.custody.destroy(ctx_b, ref_b) is False
+
+
+def rewritten_refs(other: str) -> list[str]:
+    """What a database insider may write over a reference before the shred, for any backend.
+
+    ``other`` is the real reference of another artifact's key.
+    """
+    refs = [
+        other,
+        "local:" + secrets.token_hex(16),
+        "local:master-key",
+        "pkcs11:" + secrets.token_hex(16),
+        "aws-kms:key:arn:aws:kms:us-east-1:123456789012:key/00000000-0000-0000-0000-000000000000",
+        other[:-1] + ("0" if other[-1] != "0" else "1"),
+        "",
+        "x" * 300,
+    ]
+    return list(dict.fromkeys(refs))
+
+
+def test_a_rewritten_reference_never_turns_destroy_into_nothing_to_destroy(
+    destroying: Backend,
+) -> None:
+    """The key the context owns is destroyed whatever the row says; the rewrite is an alarm."""
+    custody = destroying.custody
+    other = sealed(custody)[1]
+    for i in range(len(rewritten_refs(other)) + 1):
+        ctx, ref, blob = sealed(custody)
+        own_shared = ref.replace("aws-kms:key:", "aws-kms:shared:")  # this key, "shared" mode
+        bad = [*rewritten_refs(other), own_shared][i]
+        if bad == ref:
+            continue  # not a KMS reference: nothing to respell
+        kept = bytes(blob)  # a backup from before the shred
+
+        with pytest.raises(ReferenceMismatch):
+            custody.unwrap(ctx, bad, blob)  # type: ignore[arg-type]
+        with pytest.raises(ReferenceMismatch, match="destroyed all the same"):
+            custody.destroy(ctx, bad)  # type: ignore[arg-type]
+
+        with pytest.raises(KeyDestroyed):
+            custody.unwrap(ctx, ref, kept)
+        assert custody.destroy(ctx, ref) is False, bad
+
+
+def test_destroy_refuses_a_context_that_shares_only_the_upload(destroying: Backend) -> None:
+    ctx, ref, blob = sealed(destroying.custody)
+    for field in ("artifact_id", "org"):
+        other = dataclasses.replace(ctx, **{field: "other-" + getattr(ctx, field)[:40]})
+        with pytest.raises(ContextMismatch) as refused:
+            destroying.custody.destroy(other, ref)
+        assert not isinstance(refused.value, ReferenceMismatch)
+    assert destroying.custody.unwrap(ctx, ref, blob)  # still alive: it was not other's to destroy
+
+
+def test_destroy_of_a_context_with_no_key_is_nothing_to_destroy(destroying: Backend) -> None:
+    ctx = new_ctx()
+    assert destroying.custody.destroy(ctx, "local:master-key") is False  # type: ignore[arg-type]
+
+
+def test_one_upload_gets_one_key(destroying: Backend) -> None:
+    ctx, ref, blob = sealed(destroying.custody)
+    with pytest.raises(ValueError, match="already"):
+        destroying.custody.create(ctx)
+    assert destroying.custody.unwrap(ctx, ref, blob)
 
 
 def test_many_threads_create_wrap_unwrap_and_destroy_at_once(backend: Backend) -> None:

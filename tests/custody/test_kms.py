@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from botocore.stub import Stubber
 from gateway.custody import (
     CustodyUnavailable,
     KeyDestroyed,
+    ReferenceMismatch,
     UnwrapFailed,
     make_custody,
 )
@@ -222,3 +224,62 @@ def test_botocore_bodies_are_kept_out_of_the_log_only_during_custody_calls(
 
     kms.client.list_keys(Limit=1)  # the same loggers still work for everything else
     assert any(r.name == "botocore.endpoint" for r in caplog.records)
+
+
+def test_each_artifacts_key_is_found_through_the_alias_of_its_upload(kms: Backend) -> None:
+    assert isinstance(kms.custody, KmsCustody)
+    ctx = dataclasses.replace(new_ctx(), upload_id="up.dotted.id")  # ids may hold a "."
+    ref = kms.custody.create(ctx)
+    alias = "alias/gateway-custody/up/dotted/id"
+
+    meta = kms.client.describe_key(KeyId=alias)["KeyMetadata"]
+    assert ref == "aws-kms:key:" + meta["Arn"]
+    blob = kms.custody.wrap(ctx, ref, SECRET)
+    assert kms.custody.unwrap(ctx, ref, blob) == SECRET
+    assert kms.custody.destroy(ctx, ref) is True
+    assert kms.client.describe_key(KeyId=alias)["KeyMetadata"]["KeyState"] == "PendingDeletion"
+
+
+def test_the_shared_spelling_of_a_per_artifact_key_is_no_way_around_its_destruction(
+    kms: Backend,
+) -> None:
+    """A reference rewritten to aws-kms:shared:<the same ARN> once skipped the key's state."""
+    ctx, ref, blob = sealed(kms.custody, SECRET)
+    shared = ref.replace("aws-kms:key:", "aws-kms:shared:")
+    key = ref.removeprefix("aws-kms:key:")
+
+    with pytest.raises(ReferenceMismatch):
+        kms.custody.unwrap(ctx, shared, blob)  # type: ignore[arg-type]
+    with pytest.raises(ReferenceMismatch, match="destroyed all the same"):
+        kms.custody.destroy(ctx, shared)  # type: ignore[arg-type]
+
+    meta = kms.client.describe_key(KeyId=key)["KeyMetadata"]
+    assert meta["KeyState"] == "PendingDeletion" and meta["Enabled"] is False
+    with pytest.raises(KeyDestroyed):
+        kms.custody.unwrap(ctx, ref, blob)  # the backup from before the shred
+
+
+def test_the_shared_key_mode_accepts_only_the_configured_key(make_backend: Any) -> None:
+    shared = make_backend("kms-shared")
+    ctx, ref, blob = sealed(shared.custody, SECRET)
+    other = shared.client.create_key(Description="another key")["KeyMetadata"]["Arn"]
+    per_artifact = "aws-kms:key:" + ref.removeprefix("aws-kms:shared:")
+    for bad in ("aws-kms:shared:" + other, per_artifact):
+        with pytest.raises(ReferenceMismatch):
+            shared.custody.unwrap(ctx, bad, blob)
+        with pytest.raises(ReferenceMismatch):
+            shared.custody.destroy(ctx, bad)
+    assert shared.custody.unwrap(ctx, ref, blob) == SECRET
+
+
+def test_a_second_create_for_an_upload_leaves_no_key_behind(kms: Backend) -> None:
+    ctx, ref, blob = sealed(kms.custody, SECRET)
+    before = {k["KeyId"] for k in kms.client.list_keys()["Keys"]}
+
+    with pytest.raises(ValueError, match="already has a custody key"):
+        kms.custody.create(ctx)
+
+    made = {k["KeyId"] for k in kms.client.list_keys()["Keys"]} - before
+    states = {kms.client.describe_key(KeyId=k)["KeyMetadata"]["KeyState"] for k in made}
+    assert states == {"PendingDeletion"}  # the key it made, unnamed, is on its way out
+    assert kms.custody.unwrap(ctx, ref, blob) == SECRET

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -11,12 +12,15 @@ import pytest
 from gateway import age
 from gateway.custody import (
     LEGACY_REF,
+    CustodyContext,
     CustodySettings,
     CustodyUnavailable,
     KeyDestroyed,
+    ReferenceMismatch,
     UnwrapFailed,
     make_custody,
 )
+from gateway.custody import local as local_module
 from gateway.custody.local import LocalCustody
 from gateway.keystore import MasterKey
 from tests.custody.conftest import new_ctx
@@ -34,20 +38,23 @@ def local(keys: Path) -> LocalCustody:
     return custody
 
 
-def key_file(custody: LocalCustody, ref: str) -> Path:
-    return custody.key_dir / f"{ref.removeprefix('local:')}.key"
+def key_file(custody: LocalCustody, ctx: CustodyContext) -> Path:
+    return custody.key_dir / f"{ctx.upload_id}.key"
 
 
-def test_each_artifact_gets_a_private_key_file_in_a_private_directory(
+def test_each_artifact_gets_a_private_key_file_named_from_its_context(
     local: LocalCustody, keys: Path
 ) -> None:
-    refs = [local.create(new_ctx()) for _ in range(3)]
+    contexts = [new_ctx() for _ in range(3)]
+    refs = [local.create(ctx) for ctx in contexts]
 
     assert local.key_dir == keys / "custody"
     assert stat.S_IMODE(local.key_dir.stat().st_mode) == 0o700
     files = sorted(local.key_dir.iterdir())
-    assert files == sorted(key_file(local, r) for r in refs)
+    assert files == sorted(key_file(local, ctx) for ctx in contexts)
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files)
+    assert refs == [f"local:{ctx.digest().hex()}" for ctx in contexts]
+    assert all(key_file(local, c).read_bytes()[32:] == c.canonical() for c in contexts)
 
 
 def test_destroy_overwrites_the_key_before_unlinking_it(
@@ -57,12 +64,12 @@ def test_destroy_overwrites_the_key_before_unlinking_it(
     ref = local.create(ctx)
     blob = local.wrap(ctx, ref, b"AGE-SECRET-KEY-1...")
     other_name = tmp_path / "keys" / "second-name"  # a hard link sees the same blocks
-    os.link(key_file(local, ref), other_name)
+    os.link(key_file(local, ctx), other_name)
     assert other_name.read_bytes()[:32] != bytes(32)
 
     local.destroy(ctx, ref)
 
-    assert not key_file(local, ref).exists()
+    assert not key_file(local, ctx).exists() and os.listdir(local.key_dir) == []
     assert other_name.read_bytes() == bytes(len(other_name.read_bytes()))
     with pytest.raises(KeyDestroyed):
         local.unwrap(ctx, ref, blob)
@@ -95,7 +102,7 @@ def test_key_files_or_directories_open_to_others_are_refused(local: LocalCustody
     ctx = new_ctx()
     ref = local.create(ctx)
     blob = local.wrap(ctx, ref, b"secret")
-    key_file(local, ref).chmod(0o640)
+    key_file(local, ctx).chmod(0o640)
     with pytest.raises(CustodyUnavailable, match="chmod 600"):
         local.unwrap(ctx, ref, blob)
 
@@ -106,9 +113,49 @@ def test_key_files_or_directories_open_to_others_are_refused(local: LocalCustody
 
 def test_a_reference_cannot_name_a_file_outside_the_key_directory(local: LocalCustody) -> None:
     ctx = new_ctx()
+    local.create(ctx)
+    blob = b"\x02" + len(ctx.canonical()).to_bytes(2, "big") + ctx.canonical() + bytes(40)
     for ref in ("local:../master", "local:" + "a" * 31, "local:" + "A" * 32):
-        with pytest.raises(UnwrapFailed):
-            local.unwrap(ctx, ref, b"\x02" + bytes(60))  # type: ignore[arg-type]
+        with pytest.raises(ReferenceMismatch):
+            local.unwrap(ctx, ref, blob)  # type: ignore[arg-type]
+
+
+def test_a_legacy_reference_on_an_upload_with_a_key_file_is_an_alarm(local: LocalCustody) -> None:
+    ctx = new_ctx()
+    ref = local.create(ctx)
+    blob = local.wrap(ctx, ref, b"AGE-SECRET-KEY-1...")
+    with pytest.raises(ReferenceMismatch):
+        local.unwrap(ctx, LEGACY_REF, b"\x01" + bytes(40))
+    with pytest.raises(ReferenceMismatch, match="destroyed all the same"):
+        local.destroy(ctx, LEGACY_REF)
+    with pytest.raises(KeyDestroyed):
+        local.unwrap(ctx, ref, blob)
+
+
+def test_a_crash_in_the_middle_of_destroy_leaves_it_destroyed_and_finishable(
+    local: LocalCustody, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between hiding the key and wiping it: unwrap says destroyed, destroy finishes."""
+    ctx = new_ctx()
+    ref = local.create(ctx)
+    blob = local.wrap(ctx, ref, b"AGE-SECRET-KEY-1...")
+
+    def crash(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local_module, "_overwrite", crash)  # the fault a power cut would be
+    with pytest.raises(CustodyUnavailable):
+        local.destroy(ctx, ref)
+    monkeypatch.undo()
+
+    with pytest.raises(KeyDestroyed):
+        local.unwrap(ctx, ref, blob)
+    with pytest.raises(ValueError, match="already had"):
+        local.create(ctx)  # no second key while the first is not wiped
+    assert len(os.listdir(local.key_dir)) == 1  # the tombstone, still holding the key bytes
+    assert local.destroy(ctx, ref) is True
+    assert os.listdir(local.key_dir) == []
+    assert local.destroy(ctx, ref) is False
 
 
 def test_a_key_directory_that_cannot_be_made_is_unavailable(tmp_path: Path) -> None:

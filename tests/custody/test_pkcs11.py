@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import multiprocessing
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.custody import CustodyUnavailable, KeyDestroyed, make_custody
+from gateway.custody import (
+    ContextMismatch,
+    CustodyContext,
+    CustodyUnavailable,
+    KeyDestroyed,
+    make_custody,
+)
 from gateway.custody.pkcs11 import Pkcs11Custody, _Token
 from tests.custody.conftest import Backend, pkcs11_settings
 from tests.custody.hsm import SoftHsm
-from tests.custody.test_contract import sealed
+from tests.custody.test_contract import rewrite_context, sealed
 
 SECRET = b"AGE-SECRET-KEY-PQ-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
 
@@ -28,9 +39,9 @@ def custody_of(backend: Backend) -> Pkcs11Custody:
     return backend.custody
 
 
-def token_key(custody: Pkcs11Custody, ref: str) -> Any:
-    """The key object, looked up through the backend's own logged-in session."""
-    return custody._run("inspect", lambda s: custody._find(s, bytes.fromhex(ref[7:])))
+def token_keys(custody: Pkcs11Custody, ctx: CustodyContext) -> list[Any]:
+    """The key objects labelled for ctx's upload, through the backend's own session."""
+    return custody._run("inspect", lambda s: custody._keys(s, ctx))
 
 
 def test_the_key_is_generated_in_the_token_and_can_never_leave_it(hsm_backend: Backend) -> None:
@@ -39,9 +50,10 @@ def test_the_key_is_generated_in_the_token_and_can_never_leave_it(hsm_backend: B
 
     custody = custody_of(hsm_backend)
     ctx, ref, _ = sealed(custody, SECRET)
-    key = token_key(custody, ref)
+    (key,) = token_keys(custody, ctx)
 
     assert key[Attribute.LABEL] == custody.label_prefix + ctx.upload_id
+    assert bytes(key[Attribute.ID]) == ctx.digest() and ref == "pkcs11:" + ctx.digest().hex()
     for attribute, value in {
         Attribute.TOKEN: True,
         Attribute.PRIVATE: True,
@@ -50,6 +62,9 @@ def test_the_key_is_generated_in_the_token_and_can_never_leave_it(hsm_backend: B
         Attribute.NEVER_EXTRACTABLE: True,
         Attribute.ALWAYS_SENSITIVE: True,
         Attribute.LOCAL: True,
+        Attribute.COPYABLE: False,
+        Attribute.MODIFIABLE: False,
+        Attribute.DESTROYABLE: True,
         Attribute.WRAP: False,
         Attribute.DERIVE: False,
         Attribute.VALUE_LEN: 32,
@@ -57,6 +72,38 @@ def test_the_key_is_generated_in_the_token_and_can_never_leave_it(hsm_backend: B
         assert key[attribute] == value, attribute
     with pytest.raises(AttributeSensitive):
         key[Attribute.VALUE]  # noqa: B018
+
+
+def test_the_token_refuses_to_copy_the_key(hsm_backend: Backend) -> None:
+    """A C_CopyObject twin would open every old copy of the value after the shred."""
+    from pkcs11.exceptions import PKCS11Error
+
+    custody = custody_of(hsm_backend)
+    ctx, ref, blob = sealed(custody, SECRET)
+    (key,) = token_keys(custody, ctx)
+    with custody._open_token().lock, pytest.raises(PKCS11Error):
+        key.copy({})  # C_CopyObject in the backend's own session
+    assert len(token_keys(custody, ctx)) == 1
+    assert custody.destroy(ctx, ref) is True
+    with pytest.raises(KeyDestroyed):
+        custody.unwrap(ctx, ref, blob)
+
+
+def test_a_key_labelled_for_the_upload_but_made_for_another_artifact_is_not_destroyed(
+    hsm_backend: Backend,
+) -> None:
+    custody = custody_of(hsm_backend)
+    hsm = hsm_backend.hsm
+    assert hsm is not None
+    ctx, ref, blob = sealed(custody, SECRET)
+    other = dataclasses.replace(ctx, artifact_id="art_OTHER", org="org-OTHER")
+
+    with pytest.raises(ContextMismatch, match="another artifact"):
+        custody.destroy(other, ref)
+    with pytest.raises(ContextMismatch):
+        custody.unwrap(other, "pkcs11:" + other.digest().hex(), rewrite_context(blob, other))  # type: ignore[arg-type]
+    assert hsm.labels(custody.label_prefix + ctx.upload_id) == 1
+    assert custody.unwrap(ctx, ref, blob) == SECRET
 
 
 def test_after_destroy_the_token_no_longer_holds_the_key(hsm_backend: Backend) -> None:
@@ -70,7 +117,7 @@ def test_after_destroy_the_token_no_longer_holds_the_key(hsm_backend: Backend) -
     assert custody.destroy(ctx, ref) is True
 
     assert hsm.labels(label) == 0
-    assert token_key(custody, ref) is None
+    assert token_keys(custody, ctx) == []
     with pytest.raises(KeyDestroyed):
         custody.unwrap(ctx, ref, blob)
 
@@ -183,3 +230,41 @@ def test_the_pin_never_reaches_the_log(
         assert hsm_backend.hsm.pin not in record.getMessage()
     assert _Token._open  # the registry holds the open token, not the PIN
     assert all(not hasattr(t, "pin") for t in _Token._open.values())
+
+
+def test_a_pin_from_the_environment_is_removed_from_it_after_login(
+    softhsm: SoftHsm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable would otherwise be inherited by every child process the gateway starts."""
+    monkeypatch.setenv("GATEWAY_TEST_PKCS11_PIN", softhsm.pin)
+    custody = make_custody(pkcs11_settings(softhsm), keys_dir=tmp_path)  # os.environ
+    ctx, ref, blob = sealed(custody, SECRET)
+
+    assert "GATEWAY_TEST_PKCS11_PIN" not in os.environ
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.environ.get('GATEWAY_TEST_PKCS11_PIN'))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert child.stdout == "None\n"
+    token = custody._open_token()
+    with token.lock:
+        token.drop()  # a lost session: logging in again needs the PIN once more
+    assert custody.unwrap(ctx, ref, blob) == SECRET
+    custody.close()
+
+
+def test_the_session_keeps_no_fast_hash_of_the_pin(hsm_backend: Backend) -> None:
+    custody = custody_of(hsm_backend)
+    sealed(custody, SECRET)
+    assert hsm_backend.hsm is not None
+    pin = hsm_backend.hsm.pin.encode()
+    fast = {
+        hashlib.sha256(pin).digest(),
+        hashlib.sha256(b"gateway-custody-pin\0" + pin).digest(),
+    }
+    kept = [v for t in _Token._open.values() for v in vars(t).values()]
+    flat = [x for v in kept for x in (v if isinstance(v, tuple) else (v,))]
+    assert not fast & {x for x in flat if isinstance(x, bytes)}
+    assert all(pin.decode() != x for x in flat)

@@ -21,6 +21,7 @@ backend = "local"
 local_key_dir = ""
 kms_per_artifact_keys = true
 kms_key_id = ""
+kms_alias_prefix = "alias/gateway-custody/"
 kms_region = "us-east-1"
 kms_endpoint_url = ""
 kms_deletion_window_days = 7
@@ -60,6 +61,18 @@ def test_the_defaults_are_valid_and_choose_the_local_backend(tmp_path: Path) -> 
         ({"kms_timeout_seconds": 0}, "custody.kms_timeout_seconds"),
         ({"kms_max_attempts": 0}, "custody.kms_max_attempts"),
         ({"kms_endpoint_url": "127.0.0.1:4566"}, "custody.kms_endpoint_url"),
+        # custody identities never cross a network in clear: http:// only to this machine
+        ({"kms_endpoint_url": "http://kms.example.com"}, "custody.kms_endpoint_url"),
+        ({"kms_endpoint_url": "http://127.0.0.1.example.com:4566"}, "custody.kms_endpoint_url"),
+        ({"kms_endpoint_url": "http://10.0.0.5:4566"}, "custody.kms_endpoint_url"),
+        ({"kms_endpoint_url": "ftp://127.0.0.1"}, "custody.kms_endpoint_url"),
+        ({"kms_endpoint_url": "https://"}, "custody.kms_endpoint_url"),
+        ({"kms_endpoint_url": "https://user:pw@kms.example.com"}, "custody.kms_endpoint_url"),
+        ({"kms_endpoint_url": "https://kms.example.com:99999"}, "custody.kms_endpoint_url"),
+        ({"kms_alias_prefix": "gateway-custody/"}, "custody.kms_alias_prefix"),
+        ({"kms_alias_prefix": "alias/aws/custody/"}, "custody.kms_alias_prefix"),
+        ({"kms_alias_prefix": "alias/gateway.custody/"}, "custody.kms_alias_prefix"),
+        ({"kms_alias_prefix": "alias/" + "a" * 129}, "custody.kms_alias_prefix"),
         (
             {"backend": "aws-kms", "kms_per_artifact_keys": False},
             "custody.kms_key_id",
@@ -91,6 +104,21 @@ def test_a_bad_setting_is_named(changes: dict[str, object], setting: str) -> Non
         settings.validate()
     with pytest.raises(ConfigError, match=f"^setting {setting}: "):
         make_custody(settings, keys_dir=Path("keys"))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://kms.eu-west-1.amazonaws.com",
+        "https://kms.example.com:8443",
+        "http://127.0.0.1:4566",
+        "http://127.9.9.9:4566",
+        "http://[::1]:4566",
+        "http://localhost:4566",
+    ],
+)
+def test_kms_endpoints_over_tls_or_on_this_machine_are_accepted(url: str) -> None:
+    CustodySettings(backend="aws-kms", kms_endpoint_url=url).validate()
 
 
 def test_each_backend_name_makes_its_backend_without_connecting(

@@ -166,6 +166,7 @@ def build(tmp_path: Path, backend: str, moto_url: str | None = None) -> Gateway:
         settings |= {
             "storage.backend": "s3",
             "storage.endpoint_url": moto_url,
+            "storage.allow_insecure_endpoint": True,  # moto server speaks plain http
             "storage.bucket": f"faults-{unique}",
             "storage.audit_bucket": f"faults-audit-{unique}",
             # moto dates every multipart upload 2010-11-10, so the sweeper's clean-up of

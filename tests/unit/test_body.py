@@ -11,6 +11,7 @@ from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
 from gateway.api.body import SocketBody, WSGIBody, part_body
+from gateway.edge import ENVIRON_RATE_GUARD, RateGuard, Stalled
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 NEXT = b"GET /next HTTP/1.1\r\n\r\n"
@@ -78,3 +79,59 @@ def test_a_body_abandoned_half_way_is_handed_back_to_be_drained(conn) -> None:
 
 def test_anything_else_takes_the_portable_path() -> None:
     assert isinstance(part_body({"wsgi.input": io.BytesIO(b"abc")}, 3), WSGIBody)
+
+
+def _guarded(server: socket.socket, already: bytes, guard: RateGuard) -> SocketBody:
+    body, _unreader = _gunicorn_body(server, already)
+    reader = part_body({"wsgi.input": body, ENVIRON_RATE_GUARD: guard}, len(BODY))
+    assert isinstance(reader, SocketBody)
+    return reader
+
+
+def test_a_stalled_body_raises_stalled_after_the_timeout(conn) -> None:
+    server, client = conn
+    client.sendall(BODY[:1000])  # then nothing more, the connection open
+    reader = _guarded(server, b"", RateGuard(0, 10, "receive", timeout=0.2))
+    assert reader.read(1000) == BODY[:1000]
+    with pytest.raises(Stalled) as info:
+        reader.read(1000)
+    assert info.value.reason == "timeout"
+
+
+def test_a_client_that_closed_reads_as_the_end_not_a_stall(conn) -> None:
+    server, client = conn
+    client.sendall(BODY[:1000])
+    client.close()
+    reader = _guarded(server, b"", RateGuard(0, 10, "receive", timeout=5))
+    assert reader.read(1000) == BODY[:1000]
+    assert reader.read(1000) == b""
+
+
+def test_a_trickled_body_falls_below_the_minimum_rate(conn) -> None:
+    server, client = conn
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.02):
+            client.send(b"x")
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    reader = _guarded(server, b"", RateGuard(1 << 20, 0.3, "receive", timeout=5))
+    try:
+        with pytest.raises(Stalled) as info:
+            for _ in range(1000):
+                reader.read(65536)
+        assert info.value.reason == "min_rate"
+    finally:
+        stop.set()
+        thread.join(5)
+
+
+def test_the_portable_path_passes_a_stall_on() -> None:
+    class Stalling(io.RawIOBase):
+        def read(self, n: int = -1) -> bytes:
+            raise Stalled("timeout", "receive", "stalled")
+
+    with pytest.raises(Stalled):
+        WSGIBody(Stalling()).read(10)  # type: ignore[arg-type]

@@ -6,9 +6,18 @@ from gateway import config as cfg
 
 
 def test_defaults_match_the_documented_file() -> None:
-    """config/gateway.toml documents every setting with its default."""
-    documented = cfg.load(Path(__file__).parents[2] / "config" / "gateway.toml", environ={})
-    assert documented.replace() == cfg.Config(source=documented.source)
+    """config/gateway.toml documents every setting with its default; its paths, relative to
+    config/, are the defaults' paths relative to the checkout."""
+    root = Path(__file__).parents[2]
+    documented = cfg.load(root / "config" / "gateway.toml", environ={})
+    defaults = cfg.Config(source=documented.source)
+    resolved = {
+        "database.url": f"sqlite:///{root / 'var' / 'gateway.db'}",
+        "storage.root": str(root / "var" / "objects"),
+        "keys.dir": str(root / "keys"),
+        "audit.archive_dir": str(root / "var" / "audit"),
+    }
+    assert documented.replace() == defaults.replace(**resolved)
     import tomllib
 
     text = tomllib.loads((Path(__file__).parents[2] / "config" / "gateway.toml").read_text())
@@ -68,3 +77,40 @@ def test_a_bad_setting_is_named_in_one_line(
 def test_missing_config_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(cfg.ConfigError, match="not found"):
         cfg.load(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GATEWAY_SERVER_HEADER_TIMEOUT_SECONDS": "0"}, "server.header_timeout_seconds"),
+        ({"GATEWAY_SERVER_IDLE_TIMEOUT_SECONDS": "-1"}, "server.idle_timeout_seconds"),
+        ({"GATEWAY_SERVER_BODY_TIMEOUT_SECONDS": "0"}, "server.body_timeout_seconds"),
+        ({"GATEWAY_SERVER_SEND_TIMEOUT_SECONDS": "0"}, "server.send_timeout_seconds"),
+        ({"GATEWAY_SERVER_MIN_RATE_GRACE_SECONDS": "0"}, "server.min_rate_grace_seconds"),
+        ({"GATEWAY_SERVER_MIN_RATE_BYTES_PER_SECOND": "-1"}, "server.min_rate_bytes_per_second"),
+        ({"GATEWAY_SERVER_MAX_JSON_BYTES": "100"}, "server.max_json_bytes"),
+        ({"GATEWAY_SERVER_MAX_HEADER_BYTES": str(2 << 20)}, "server.max_header_bytes"),
+        ({"GATEWAY_SERVER_MAX_BUFFERED_BYTES": "4096"}, "server.max_buffered_bytes"),
+        ({"GATEWAY_SERVER_MAX_CONNECTIONS": "16"}, "server.max_connections"),
+        ({"GATEWAY_SERVER_UPLOAD_THREADS": "0"}, "server.upload_threads"),
+        ({"GATEWAY_SERVER_DOWNLOAD_THREADS": "0"}, "server.download_threads"),
+        ({"GATEWAY_SERVER_TIMEOUT": "0"}, "server.timeout"),
+    ],
+)
+def test_edge_bounds_are_validated(env: dict[str, str], message: str) -> None:
+    with pytest.raises(cfg.ConfigError) as info:
+        cfg.load(environ=env)
+    assert str(info.value).startswith(f"setting {message}")
+
+
+def test_edge_bounds_can_be_set() -> None:
+    c = cfg.load(
+        environ={
+            "GATEWAY_CONFIG": "",
+            "GATEWAY_SERVER_HEADER_TIMEOUT_SECONDS": "2",
+            "GATEWAY_SERVER_MAX_JSON_BYTES": "4096",
+            "GATEWAY_SERVER_MIN_RATE_BYTES_PER_SECOND": "0",
+        }
+    )
+    assert (c.server.header_timeout_seconds, c.server.max_json_bytes) == (2, 4096)
+    assert c.server.min_rate_bytes_per_second == 0

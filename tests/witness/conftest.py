@@ -60,6 +60,7 @@ class WitnessProcess:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     keys: list[Verifier] = field(default_factory=list)
+    options: list[str] = field(default_factory=lambda: ["--threads", "8"])
 
     @property
     def url(self) -> str:
@@ -81,7 +82,7 @@ class WitnessProcess:
         log = open(self.root / "witness.log", "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gateway.witness", "serve", "--key", str(self.key_file),
-             "--state", str(self.root / "state"), "--port", str(self.port), "--threads", "8"],
+             "--state", str(self.root / "state"), "--port", str(self.port), *self.options],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
         deadline = time.monotonic() + 30

@@ -1,7 +1,7 @@
 """flows closed by the database: unique requests and grants, deletions, completion claims
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-01
 
 Partial unique indexes (SQLite and PostgreSQL alike) hold what the services check
@@ -21,8 +21,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
