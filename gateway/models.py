@@ -130,6 +130,8 @@ class Token(Base):
 
 class SigningKey(Base):
     __tablename__ = "signing_keys"
+    # One row per key and org, whichever registrations race (services.identity re-reads).
+    __table_args__ = (Index("uq_signing_keys_org_public_key", "org", "public_key", unique=True),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))

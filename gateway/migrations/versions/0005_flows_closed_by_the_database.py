@@ -14,6 +14,8 @@ a request is an audited decision for a lab or an admin to make, not for a migrat
 ``completing`` state): only its claimant assembles, and a retry of the same completion or
 the sweeper finishes it. ``pending_deletions`` queues the stored objects of shredded artifacts: the shred commits
 first, the store deletes after, and the sweeper retries a deletion until it succeeds.
+A signing key is registered once per org (``uq_signing_keys_org_public_key``), so racing
+registrations of one key leave one row; an upgrade over duplicates stops and names them.
 """
 
 from __future__ import annotations
@@ -50,8 +52,28 @@ def _refuse_duplicates(table: str, who: str, state: str, advice: str) -> None:
         )
 
 
+def _refuse_duplicate_keys() -> None:
+    found = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT org, public_key, COUNT(*) FROM signing_keys "
+                "GROUP BY org, public_key HAVING COUNT(*) > 1"
+            )
+        )
+        .all()
+    )
+    if found:
+        pairs = ", ".join(f"{key} of {org} ({n})" for org, key, n in found)
+        raise RuntimeError(
+            f"signing_keys: a key registered more than once by one org: {pairs}; "
+            "delete all but one row of each (the oldest), then upgrade again"
+        )
+
+
 def upgrade() -> None:
     _refuse_duplicates("access_requests", "principal_id", "pending", "deny all but one")
+    _refuse_duplicate_keys()
     _refuse_duplicates("grants", "grantee_id", "active", "expire or revoke all but one")
     with op.batch_alter_table("uploads", schema=None) as batch_op:
         batch_op.add_column(sa.Column("completing_since", sa.DateTime(), nullable=True))
@@ -84,6 +106,8 @@ def upgrade() -> None:
             sqlite_where=PENDING,
             postgresql_where=PENDING,
         )
+    with op.batch_alter_table("signing_keys", schema=None) as batch_op:
+        batch_op.create_index("uq_signing_keys_org_public_key", ["org", "public_key"], unique=True)
     with op.batch_alter_table("grants", schema=None) as batch_op:
         batch_op.create_index(
             "uq_grants_active",
@@ -95,6 +119,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("signing_keys", schema=None) as batch_op:
+        batch_op.drop_index("uq_signing_keys_org_public_key")
     with op.batch_alter_table("pending_deletions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_pending_deletions_artifact_id"))
     op.drop_table("pending_deletions")
