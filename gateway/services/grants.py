@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from gateway import authz, events
 from gateway.caller import Actor, Caller
 from gateway.db import cas_update
-from gateway.errors import Conflict
+from gateway.errors import BadRequest, Conflict
 from gateway.models import Artifact, ArtifactState, Grant, GrantState
 from gateway.paging import Key, Keyset, Page, PageRequest, page
 from gateway.runtime import Runtime
@@ -45,12 +45,32 @@ def get_grant(rt: Runtime, caller: Caller, grant_id: str, action: str) -> Grant:
 def grants_visible(
     rt: Runtime, actor: Actor, filters: Filters, request: PageRequest
 ) -> Page[Grant]:
-    """Lab: grants on its org's artifacts; evaluator: its own; auditor, admin: all."""
+    """Lab: grants on its org's artifacts; evaluator: its own; auditor, admin: all.
+
+    ``filters.state`` is the state a grant shows (:meth:`Grant.state_at`): a grant past
+    its ``not_after`` is ``expired`` whether or not the sweeper has ended its row yet.
+    """
     query = select(Grant).where(authz.scope(actor, Grant))
     if filters.artifact is not None:
         query = query.where(Grant.artifact_id == filters.artifact)
+    if filters.state is not None:
+        query = query.where(_in_state(filters.state, rt.now()))
     with rt.db.session() as session:
         return page(session, query, GRANT_ORDER, request)
+
+
+def _in_state(state: str, now: datetime) -> ColumnElement[bool]:
+    """The SQL of :meth:`Grant.state_at` equal to ``state``; 400 for a state there is not."""
+    if state == GrantState.ACTIVE:
+        return and_(Grant.state == GrantState.ACTIVE, Grant.not_after > now)
+    if state == GrantState.EXPIRED:
+        return or_(
+            Grant.state == GrantState.EXPIRED,
+            and_(Grant.state == GrantState.ACTIVE, Grant.not_after <= now),
+        )
+    if state == GrantState.REVOKED:
+        return Grant.state == GrantState.REVOKED
+    raise BadRequest(f"state must be one of {', '.join(GrantState)}; got {state!r}")
 
 
 def revoke(rt: Runtime, caller: Caller, grant: Grant) -> None:
