@@ -138,7 +138,10 @@ def check_signature(
         except manifests.SignatureError:
             continue
     raise Unprocessable(
-        f"signature: does not verify under any signing key registered by {upload.org}"
+        f"signature: the manifest's signature does not verify under "
+        f"{'the signing key' if len(keys) == 1 else f'any of the {len(keys)} signing keys'} "
+        f"{upload.org} has registered; sign the manifest with one of them, or "
+        "register the key that signed it (PUT /v1/me/signing-key), then complete again"
     )
 
 

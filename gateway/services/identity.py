@@ -111,7 +111,8 @@ def create_token(
     fits = ROLE_FOR_KIND[OrgKind(the_org.kind)]
     if fits != role:
         raise BadRequest(
-            f"role {role} does not fit organisation {org} (a {the_org.kind}: "
+            f"role {role} does not fit organisation {org} "
+            f"({'an' if the_org.kind[0] in 'aeiou' else 'a'} {the_org.kind}: "
             f"its principals are {fits}s)"
         )
     principal = session.scalars(
