@@ -132,6 +132,9 @@ class UploadsConfig:
     max_parts: int = 10000
     open_ttl_hours: int = 72
     max_header_bytes: int = 65536
+    # A completion claimed this long ago and not finished is stale: a retry of the same
+    # completion, or the sweeper, may take it over (finish it, or return the upload to open).
+    completing_timeout_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,13 @@ class AccessConfig:
     default_grant_hours: int = 72
     max_grant_hours: int = 720
     download_url_ttl_seconds: int = 900
+    # A transfer re-checks its grant and artifact after this many bytes or seconds,
+    # whichever comes first, and stops when either has ended.
+    recheck_bytes: int = 4 << 20
+    recheck_seconds: int = 5
+    # S3 presigned URLs bypass the gateway (no re-check, no log of their use): off unless
+    # asked for, and then valid for at most recheck_seconds.
+    presigned_urls: bool = False
 
 
 @dataclass(frozen=True)
@@ -350,6 +360,18 @@ def validate(config: Config) -> None:
         (
             60 <= config.access.download_url_ttl_seconds <= 900,
             "access.download_url_ttl_seconds: must be between 60 and 900",
+        ),
+        (
+            64 << 10 <= config.access.recheck_bytes <= 1 << 30,
+            "access.recheck_bytes: must be between 65536 and 1073741824",
+        ),
+        (
+            1 <= config.access.recheck_seconds <= 300,
+            "access.recheck_seconds: must be between 1 and 300",
+        ),
+        (
+            1 <= config.uploads.completing_timeout_seconds <= 86400,
+            "uploads.completing_timeout_seconds: must be between 1 and 86400",
         ),
         (
             bool(config.audit.origin)

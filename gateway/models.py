@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -67,6 +68,8 @@ class CustodyType(StrEnum):
 
 class UploadState(StrEnum):
     OPEN = "open"
+    # Claimed by one completion (gateway.services.completion): only it assembles.
+    COMPLETING = "completing"
     COMPLETED = "completed"
     ABORTED = "aborted"
     TIMED_OUT = "timed_out"
@@ -127,6 +130,8 @@ class Token(Base):
 
 class SigningKey(Base):
     __tablename__ = "signing_keys"
+    # One row per key and org, whichever registrations race (services.identity re-reads).
+    __table_args__ = (Index("uq_signing_keys_org_public_key", "org", "public_key", unique=True),)
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
@@ -157,6 +162,11 @@ class Upload(Base):
     expires_at: Mapped[datetime] = mapped_column(DateTime)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     artifact_id: Mapped[str | None] = mapped_column(String(40), default=None)
+    # While completing: when the claim was made, and what it completes with
+    # ({"manifest", "signature", "by": the claiming principal}), so a retry of the same
+    # completion or the sweeper can finish it.
+    completing_since: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    completion: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 
 
 class UploadPart(Base):
@@ -201,6 +211,24 @@ class Artifact(Base):
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 
 
+class PendingDeletion(Base):
+    """A stored object of a shredded artifact, still to be deleted from the store.
+
+    Queued in the shredding transaction, deleted after it commits; a deletion that fails
+    stays queued and the sweeper retries it every sweep. ``reason`` is the artifact's end
+    (``withdrawn`` or ``expired``).
+    """
+
+    __tablename__ = "pending_deletions"
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
+    reason: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
 class ArtifactShare(Base):
     """One agency an artifact is shared with: ``share_with`` as rows, so listings filter in SQL."""
 
@@ -209,9 +237,25 @@ class ArtifactShare(Base):
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), primary_key=True, index=True)
 
 
+def _only(state: str) -> dict[str, Any]:
+    """A partial index's condition, on both databases the gateway runs on."""
+    where = text(f"state = '{state}'")
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
 class AccessRequest(Base):
     __tablename__ = "access_requests"
-    __table_args__ = (Index("ix_access_requests_listing", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_access_requests_listing", "created_at", "id"),
+        # At most one pending request per evaluator and artifact, whoever races.
+        Index(
+            "uq_access_requests_pending",
+            "artifact_id",
+            "principal_id",
+            unique=True,
+            **_only(RequestState.PENDING),
+        ),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)  # the evaluator's agency
@@ -230,7 +274,13 @@ class AccessRequest(Base):
 
 class Grant(Base):
     __tablename__ = "grants"
-    __table_args__ = (Index("ix_grants_listing", "not_before", "id"),)
+    __table_args__ = (
+        Index("ix_grants_listing", "not_before", "id"),
+        # At most one active grant per evaluator and artifact: one header, one recipient.
+        Index(
+            "uq_grants_active", "artifact_id", "grantee_id", unique=True, **_only(GrantState.ACTIVE)
+        ),
+    )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     artifact_id: Mapped[str] = mapped_column(ForeignKey("artifacts.id"), index=True)
     request_id: Mapped[str] = mapped_column(ForeignKey("access_requests.id"), unique=True)

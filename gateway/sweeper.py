@@ -1,4 +1,4 @@
-"""The sweeper: expiry, crypto-shredding, stale uploads, collapsed denials, audit anchors.
+"""The sweeper: stale completions and uploads, expiry, shredding, deletions, denials, anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``. Each step is its own transaction and checks state before acting, so
@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from gateway import events
 from gateway.runtime import Runtime
-from gateway.services import anchor, lifecycle, uploads
+from gateway.services import anchor, completion, lifecycle, uploads
 
 log = logging.getLogger("gateway.sweeper")
 
@@ -35,10 +35,22 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
     """One pass; returns what it did, by kind."""
     now = rt.now()
     stale_before = now - timedelta(hours=rt.config.uploads.open_ttl_hours * 2)
+    # Stale completions first: one returned to open is then timed out like any open upload.
     report = _guarded(
+        "finish or revert stale completions",
+        lambda: completion.sweep_stale(rt, now),
+        {"completions_finished": 0, "completions_reverted": 0},
+    )
+    report |= _guarded(
         "time out stale uploads",
         lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
         {"uploads_timed_out": 0},
+    )
+    # The backlog first: objects of artifacts shredded earlier whose deletion failed.
+    report |= _guarded(
+        "delete the stored objects of shredded artifacts",
+        lambda: {"objects_deleted": lifecycle.sweep_deletions(rt)},
+        {"objects_deleted": 0},
     )
     report |= _guarded(
         "expire artifacts and grants",

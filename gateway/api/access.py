@@ -8,7 +8,7 @@ from flask.typing import ResponseReturnValue
 from gateway import authz
 from gateway.api import inputs, shapes
 from gateway.api.context import authenticate_request, caller, runtime
-from gateway.services import access, artifacts, lifecycle
+from gateway.services import access, artifacts, grants, lifecycle
 
 bp = Blueprint("access", __name__, url_prefix="/v1")
 bp.before_request(authenticate_request)
@@ -57,19 +57,22 @@ def list_grants() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "grant.list", what="grants")
     now = rt.now()
-    found = access.grants_visible(rt, who.actor, inputs.list_filters(), inputs.page_request())
+    found = grants.grants_visible(rt, who.actor, inputs.list_filters(), inputs.page_request())
     return shapes.page(found, lambda g: shapes.grant(g, now))
 
 
 @bp.delete("/grants/<grant_id>")
 def revoke(grant_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
-    access.revoke(rt, who, access.get_grant(rt, who, grant_id, "grant.revoke"))
+    grants.revoke(rt, who, grants.get_grant(rt, who, grant_id, "grant.revoke"))
     return "", 204
 
 
 @bp.delete("/artifacts/<artifact_id>")
 def withdraw(artifact_id: str) -> ResponseReturnValue:
+    """204 once withdrawn and deleted; 202 when withdrawn (shredded) but the deletion is pending."""
     rt, who = runtime(), caller()
-    lifecycle.withdraw(rt, who, artifacts.get(rt, who, artifact_id, "artifact.withdraw"))
-    return "", 204
+    done = lifecycle.withdraw(rt, who, artifacts.get(rt, who, artifact_id, "artifact.withdraw"))
+    if done.deleted:
+        return "", 204
+    return {"artifact": done.artifact, "state": done.state, "deletion": "pending"}, 202

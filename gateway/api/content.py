@@ -5,11 +5,23 @@ HTTP's part of a download is here: which bytes a request asks for (RFC 9110 §14
 strongly sends it whole; other range forms are ignored, as §14.2 allows), and the 200 or
 206 answer with ``Content-Length``, ``Content-Range``, ``Accept-Ranges`` and ``ETag``. What
 is sent, and its audit entry, is :mod:`gateway.services.content`'s.
+
+``HEAD`` answers the headers a GET would, and ``X-Key-Released``; it releases no key and
+logs no download. Before the grant's key was ever released there is no header yet, so
+there is no ``Content-Length`` either (``X-Key-Released: false``).
+
+A transfer cut while it streams (its grant ended) ends the connection: under gunicorn the
+socket is shut down, so the client sees the body end before its ``Content-Length``; under
+another server the iterator raises, which every WSGI server answers by closing.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import socket
 from collections.abc import Iterator
+from typing import Any
 
 from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
@@ -21,8 +33,10 @@ from gateway.api.middleware import request_meta
 from gateway.clock import rfc3339
 from gateway.errors import Forbidden
 from gateway.runtime import Runtime
-from gateway.services import artifacts
+from gateway.services import artifacts, urls
 from gateway.services import content as contents
+
+log = logging.getLogger("gateway.api.content")
 
 bp = Blueprint("content", __name__)
 
@@ -60,19 +74,27 @@ def _wanted(rt: Runtime, content: contents.ContentPlan) -> tuple[int, int] | Non
     return start, total if stop is None else min(stop, total)
 
 
-def _counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def _counted(chunks: Iterator[bytes], environ: dict[str, Any]) -> Iterator[bytes]:
     """``chunks``, counting the bytes sent; closing it closes the store's reader."""
     try:
         for chunk in chunks:
             metrics.BYTES_OUT.inc(len(chunk))
             yield chunk
+    except contents.TransferCut as cut:
+        log.warning("transfer cut: %s", cut)
+        sock = environ.get("gunicorn.socket")
+        if not isinstance(sock, socket.socket):
+            raise
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
     finally:
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
 
 
-def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
+def _headers(rt: Runtime, content: contents.ContentPlan) -> tuple[int, dict[str, str], int, int]:
+    """The status, headers and byte range ``[start, end)`` of the answer for ``content``."""
     wanted = _wanted(rt, content)
     start, end = wanted or (0, content.total)
     headers = {
@@ -82,19 +104,38 @@ def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
     }
     if wanted is not None:
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{content.total}"
+    return 200 if wanted is None else 206, headers, start, end
+
+
+def _send(rt: Runtime, content: contents.ContentPlan) -> Response:
+    status, headers, start, end = _headers(rt, content)
     return Response(
-        _counted(contents.open_range(rt, content, start, end)),
-        status=200 if wanted is None else 206,
+        _counted(contents.open_range(rt, content, start, end), request.environ),
+        status=status,
         headers=headers,
         mimetype="application/octet-stream",
         direct_passthrough=True,
     )
 
 
+def _head(rt: Runtime, content: contents.ContentPlan | contents.Unreleased) -> Response:
+    """The headers a GET would answer, without its body, its entry or a key release."""
+    if isinstance(content, contents.Unreleased):
+        status = 200
+        headers = {"Accept-Ranges": "bytes", "ETag": f'"{content.tag}"', "X-Key-Released": "false"}
+    else:
+        status, headers, _, _ = _headers(rt, content)
+        headers["X-Key-Released"] = "true"
+    # An iterator, not a sequence: Werkzeug then adds no Content-Length of its own.
+    return Response(iter(()), status=status, headers=headers, mimetype="application/octet-stream")
+
+
 @bp.get("/v1/artifacts/<artifact_id>/content")
 def download(artifact_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     artifact = artifacts.get(rt, who, artifact_id, "content.read")
+    if request.method == "HEAD":
+        return _head(rt, contents.head(rt, who, artifact))
     return _send(rt, contents.plan(rt, who, artifact))
 
 
@@ -102,7 +143,7 @@ def download(artifact_id: str) -> ResponseReturnValue:
 def download_url(artifact_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     artifact = artifacts.get(rt, who, artifact_id, "content.read")
-    issued = contents.issue_url(rt, who, artifact)
+    issued = urls.issue_url(rt, who, artifact)
     url = issued.presigned
     if url is None:
         base = rt.config.server.public_url or request.host_url
@@ -130,6 +171,7 @@ def signed(artifact_id: str) -> ResponseReturnValue:
         expires = int(args.get("expires", ""))
     except ValueError:
         raise Forbidden("the download URL is not valid") from None
-    url = contents.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
+    url = urls.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
     rt = runtime()
-    return _send(rt, contents.signed_plan(rt, request_meta(), url))
+    content = urls.signed_plan(rt, request_meta(), url)
+    return _head(rt, content) if request.method == "HEAD" else _send(rt, content)

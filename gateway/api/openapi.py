@@ -92,18 +92,37 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         {
             "200": "number, size, sha256",
             "400": "digest mismatch or bad part",
+            "409": "being completed, or completed: the parts are frozen",
+            "410": "aborted or timed out",
             "413": "larger than part_size",
         },
     ),
     (
         "post",
         "/v1/uploads/{upload_id}/complete",
-        "Complete with a signed manifest",
+        "Complete with a signed manifest (idempotent: the same completion again answers its"
+        " artifact)",
         "lab",
         {"type": "object", "required": ["manifest", "signature"]},
-        {"201": "the artifact", "422": "a completion check failed"},
+        {
+            "200": "the artifact, made earlier by the same completion",
+            "201": "the artifact",
+            "409": "being completed by another request (send the same completion again), or"
+            " completed or being completed with another manifest or signature",
+            "410": "aborted or timed out",
+            "422": "a completion check failed",
+            "503": "the database, the audit log or the object store is unavailable; the parts"
+            " are kept",
+        },
     ),
-    ("delete", "/v1/uploads/{upload_id}", "Abort an upload", "lab", None, {"204": "aborted"}),
+    (
+        "delete",
+        "/v1/uploads/{upload_id}",
+        "Abort an upload",
+        "lab",
+        None,
+        {"204": "aborted", "409": "being completed, or completed", "410": "ended already"},
+    ),
     (
         "get",
         "/v1/artifacts",
@@ -126,7 +145,13 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         "Withdraw: revoke grants, shred the key, delete objects",
         "lab",
         None,
-        {"204": "withdrawn"},
+        {
+            "202": "withdrawn and shredded; deleting the stored objects is pending (the sweeper"
+            " retries): JSON {artifact, state, deletion: pending}",
+            "204": "withdrawn, shredded and the stored objects deleted",
+            "410": "already withdrawn or expired",
+            "503": "the audit log is unavailable: nothing was changed",
+        },
     ),
     (
         "post",
@@ -166,16 +191,19 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "get",
         "/v1/artifacts/{artifact_id}/content",
-        "Download the age file re-headered for the caller (Range honoured)",
+        "Download the age file re-headered for the caller (Range honoured; cut when the grant"
+        " ends). HEAD: the same headers and X-Key-Released, no key released, nothing logged;"
+        " no Content-Length before the key's release",
         "evaluator",
         None,
         {
             "200": "application/octet-stream",
             "206": "partial content",
-            "403": "no active grant",
-            "409": "no recipient",
+            "403": "no active grant, or it ended before the first byte",
+            "409": "no recipient, or another recipient than the key went to",
             "410": "withdrawn or expired",
             "416": "range past the end",
+            "503": "the audit log or the object store is unavailable",
         },
     ),
     (
@@ -189,14 +217,16 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "get",
         "/download/{artifact_id}",
-        "Payload bytes behind a gateway-signed URL (local backend; grant=, expires=, sig=)",
+        "Payload bytes behind a gateway-signed URL (grant=, expires=, sig=; cut when the grant"
+        " ends). HEAD: the same headers, nothing logged",
         "holder of the URL",
         None,
         {
             "200": "the stored payload",
             "206": "partial content",
-            "403": "bad or expired signature",
+            "403": "bad or expired signature, grant ended, or the grantee holds no valid token",
             "410": "withdrawn or expired",
+            "503": "the audit log or the object store is unavailable",
         },
     ),
     (

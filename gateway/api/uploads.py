@@ -62,7 +62,8 @@ def complete(upload_id: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     uploads.get(rt, who, upload_id, "upload.write")
     done = inputs.completion(inputs.json_body())
-    return shapes.artifact(completion.complete(rt, who, upload_id, done)), 201
+    completed = completion.complete(rt, who, upload_id, done)
+    return shapes.artifact(completed.artifact), 201 if completed.created else 200
 
 
 @bp.delete("/<upload_id>")

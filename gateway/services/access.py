@@ -9,6 +9,12 @@ whether or not the sweeper has written the ``grant.expire`` entry yet.
 Who may try is decided by :mod:`gateway.authz`; the state refusals here (pending,
 denied, revoked, gone...) are recorded as ``auth.denied`` entries by
 :func:`gateway.authz.refuse` before the error is raised.
+
+Races are closed by the database, not by the checks made first (those give the friendly
+answer): a partial unique index allows one pending request and one active grant per
+evaluator and artifact, and an approval locks the artifact's row while it checks it is
+still available (:func:`gateway.services.grants.lock_available`), so a withdrawal and an
+approval serialise. Grants themselves, and how they end, are in :mod:`gateway.services.grants`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import authz, events
@@ -25,19 +32,29 @@ from gateway.caller import Actor, Caller
 from gateway.clock import rfc3339
 from gateway.db import cas_update
 from gateway.errors import BadRequest, Conflict
-from gateway.models import AccessRequest, Artifact, Grant, GrantState, RequestState, new_id
+from gateway.models import (
+    AccessRequest,
+    Artifact,
+    Grant,
+    GrantState,
+    RequestState,
+    new_id,
+)
 from gateway.paging import Key, Keyset, Page, PageRequest, page
 from gateway.runtime import Runtime
+from gateway.services import grants
+from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
+from gateway.services.grants import GRANT_ORDER, Filters, get_grant, grants_visible, revoke
 
 MAX_TEXT = 4096
+
+# Grants live in gateway.services.grants; these names stay here for their callers.
+__all__ = ["GRANT_ORDER", "Filters", "get_grant", "grants_visible", "revoke"]
 
 REQUEST_ORDER = Keyset(
     Key(AccessRequest.created_at, datetime, descending=True),
     Key(AccessRequest.id, str, descending=True),
-)
-GRANT_ORDER = Keyset(
-    Key(Grant.not_before, datetime, descending=True), Key(Grant.id, str, descending=True)
 )
 
 
@@ -74,14 +91,6 @@ class Denial:
             raise BadRequest(f"field 'reason' must be a string of at most {MAX_TEXT} characters")
 
 
-@dataclass(frozen=True)
-class Filters:
-    """What a list of requests or grants is narrowed to (None: no narrowing)."""
-
-    artifact: str | None = None
-    state: str | None = None
-
-
 def _hours(value: int | None, ceiling: int) -> int | None:
     if value is not None and not 1 <= value <= ceiling:
         raise BadRequest(
@@ -101,14 +110,11 @@ def get_request(rt: Runtime, caller: Caller, request_id: str, action: str) -> Ac
     return authz.require_found(rt, caller, action, req, what=what)
 
 
-def get_grant(rt: Runtime, caller: Caller, grant_id: str, action: str) -> Grant:
-    """The grant (with its artifact), if ``caller`` may do ``action`` on it."""
-    with rt.db.session() as session:
-        grant = session.get(Grant, grant_id)
-    return authz.require_found(rt, caller, action, grant, what=f"grant {grant_id}")
-
-
 # --- requests ---------------------------------------------------------------------------
+
+
+class _Taken(Exception):
+    """A unique index refused the row: another request got there first."""
 
 
 def create_request(
@@ -118,57 +124,76 @@ def create_request(
     duration = _hours(new.duration_hours, rt.config.access.max_grant_hours)
     require_available(rt, caller, "access.request", artifact)
     _refuse_duplicates(rt, caller, artifact)
-    with events.fail_closed(rt) as session:
-        row = AccessRequest(
-            id=new_id("req"),
-            artifact_id=artifact.id,
-            org=who.org,
-            principal_id=who.id,
-            justification=new.justification,
-            duration_hours=duration,
-            state=RequestState.PENDING,
-            created_at=rt.now(),
-        )
-        session.add(row)
-        session.flush()
-        events.record(
-            rt,
-            session,
-            "access.request",
-            caller,
-            artifact=artifact.id,
-            subject_org=artifact.org,
-            details={
-                "request": row.id,
-                "justification": new.justification,
-                "duration_hours": duration,
-            },
-        )
+    try:
+        with events.fail_closed(rt) as session:
+            row = AccessRequest(
+                id=new_id("req"),
+                artifact_id=artifact.id,
+                org=who.org,
+                principal_id=who.id,
+                justification=new.justification,
+                duration_hours=duration,
+                state=RequestState.PENDING,
+                created_at=rt.now(),
+            )
+            session.add(row)
+            _flush_unique(session)
+            events.record(
+                rt,
+                session,
+                "access.request",
+                caller,
+                artifact=artifact.id,
+                subject_org=artifact.org,
+                details={
+                    "request": row.id,
+                    "justification": new.justification,
+                    "duration_hours": duration,
+                },
+            )
+    except _Taken:
+        _refuse_duplicates(rt, caller, artifact)  # names the request that won
+        raise Conflict("an access request for this artifact is already pending") from None
     return row
 
 
-def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
-    """A recorded 409 while the caller has a pending request or an active grant on ``artifact``."""
-    who, now = caller.actor, rt.now()
+def _flush_unique(session: Session) -> None:
+    try:
+        session.flush()
+    except IntegrityError:
+        raise _Taken from None
+
+
+def _refuse_duplicates(
+    rt: Runtime, caller: Caller, artifact: Artifact, *, grantee: str | None = None
+) -> None:
+    """A recorded 409 while the evaluator has a pending request or an active grant on ``artifact``.
+
+    The evaluator is the caller, or ``grantee`` when a lab approves (then only grants count).
+    """
+    who, now = grantee or caller.actor.id, rt.now()
     with rt.db.session() as session:
-        pending = session.scalars(
-            select(AccessRequest).where(
-                AccessRequest.artifact_id == artifact.id,
-                AccessRequest.principal_id == who.id,
-                AccessRequest.state == RequestState.PENDING,
-            )
-        ).first()
+        pending = None
+        if grantee is None:
+            pending = session.scalars(
+                select(AccessRequest).where(
+                    AccessRequest.artifact_id == artifact.id,
+                    AccessRequest.principal_id == who,
+                    AccessRequest.state == RequestState.PENDING,
+                )
+            ).first()
         live = [
             g
             for g in session.scalars(
                 select(Grant).where(
                     Grant.artifact_id == artifact.id,
-                    Grant.grantee_id == who.id,
+                    Grant.grantee_id == who,
                     Grant.state == GrantState.ACTIVE,
                 )
             )
             if g.state_at(now) == GrantState.ACTIVE
         ]
+    action = "access.request" if grantee is None else "access.decide"
     if pending is not None:
         authz.refuse(
             rt,
@@ -185,7 +210,7 @@ def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
         authz.refuse(
             rt,
             caller,
-            "access.request",
+            action,
             "grant already active",
             Conflict(f"grant {live[0].id} on this artifact is still active", grant=live[0].id),
             subject=artifact,
@@ -193,14 +218,40 @@ def _refuse_duplicates(rt: Runtime, caller: Caller, artifact: Artifact) -> None:
 
 
 def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval) -> Grant:
-    """Turn a pending request into a grant ending at the earliest of its limits."""
+    """Turn a pending request into a grant ending at the earliest of its limits.
+
+    In one transaction: the artifact is locked while still available, the grantee's active
+    grants past their end are expired (so they never block this one), the request is
+    decided (compare-and-set), and the grant is inserted under its unique index.
+    """
     artifact = req.artifact
     requested = req.duration_hours or rt.config.access.default_grant_hours
     duration = _hours(approval.duration_hours, requested) or requested
     _require_pending(rt, caller, "access.decide", req)
     require_available(rt, caller, "access.decide", artifact)
+    try:
+        grant = _grant(rt, caller, req, duration)
+    except _Gone:
+        fresh = get_artifact(rt, caller, artifact.id, "access.decide")
+        require_available(rt, caller, "access.decide", fresh)
+        raise Conflict(f"artifact {artifact.id} is no longer available") from None
+    except _Taken:
+        _refuse_duplicates(rt, caller, artifact, grantee=req.principal_id)
+        raise Conflict("the grantee already has an active grant on this artifact") from None
+    return grant
+
+
+class _Gone(Exception):
+    """The artifact was no longer available when the transaction locked it."""
+
+
+def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Grant:
+    artifact = req.artifact
     now = rt.now()
     with events.fail_closed(rt) as session:
+        if not grants.lock_available(session, artifact.id, now):
+            raise _Gone
+        grants.expire_past(rt, session, artifact.id, req.principal_id, now)
         grant = Grant(
             id=new_id("grt"),
             artifact_id=artifact.id,
@@ -220,7 +271,7 @@ def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval)
             grant_id=grant.id,
         )
         session.add(grant)
-        session.flush()
+        _flush_unique(session)
         events.record(
             rt,
             session,
@@ -300,69 +351,3 @@ def requests_visible(
         query = query.where(AccessRequest.state == filters.state)
     with rt.db.session() as session:
         return page(session, query, REQUEST_ORDER, request)
-
-
-# --- grants -------------------------------------------------------------------------------
-
-
-def grants_visible(
-    rt: Runtime, actor: Actor, filters: Filters, request: PageRequest
-) -> Page[Grant]:
-    """Lab: grants on its org's artifacts; evaluator: its own; auditor, admin: all."""
-    query = select(Grant).where(authz.scope(actor, Grant))
-    if filters.artifact is not None:
-        query = query.where(Grant.artifact_id == filters.artifact)
-    with rt.db.session() as session:
-        return page(session, query, GRANT_ORDER, request)
-
-
-def revoke(rt: Runtime, caller: Caller, grant: Grant) -> None:
-    state = grant.state_at(rt.now())
-    if state != GrantState.ACTIVE:
-        authz.refuse(
-            rt,
-            caller,
-            "grant.revoke",
-            f"grant {state}",
-            Conflict(f"grant {grant.id} is already {state}"),
-            subject=grant,
-        )
-    with events.fail_closed(rt) as session:
-        row = session.get(Grant, grant.id)
-        assert row is not None  # grants are never deleted
-        if not end_grant(rt, session, row, caller, GrantState.REVOKED, "grant.revoke", "revoked"):
-            raise Conflict(f"grant {grant.id} is already {row.state}")
-
-
-def end_grant(
-    rt: Runtime,
-    session: Session,
-    grant: Grant,
-    who: Caller | None,
-    state: GrantState,
-    action: str,
-    cause: str,
-) -> bool:
-    """End an active grant and delete its header, with its audit entry; False if not active."""
-    done = cas_update(
-        session,
-        update(Grant)
-        .where(Grant.id == grant.id, Grant.state == GrantState.ACTIVE)
-        .values(
-            state=state, ended_at=rt.now(), ended_by=who.actor.id if who else None, header=None
-        ),
-    )
-    if not done:
-        return False
-    artifact = session.get(Artifact, grant.artifact_id)
-    events.record(
-        rt,
-        session,
-        action,
-        who,
-        artifact=grant.artifact_id,
-        grant=grant.id,
-        subject_org=artifact.org if artifact else None,
-        details={"grantee": grant.grantee_id, "cause": cause},
-    )
-    return True

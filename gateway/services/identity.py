@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway import age
@@ -75,10 +76,19 @@ def create_org(session: Session, name: str, kind: str, now: datetime) -> Org:
 
 
 def ensure_org(session: Session, name: str, kind: str, now: datetime) -> Org:
+    """The org ``name``, created if missing, even when another transaction creates it too."""
     existing = session.get(Org, name)
     if existing is not None:
         return existing
-    return create_org(session, name, kind, now)
+    try:
+        with session.begin_nested():
+            return create_org(session, name, kind, now)
+    except IntegrityError:
+        # Created by a transaction that committed between the read and the insert.
+        raced = session.get(Org, name, populate_existing=True)
+        if raced is None:
+            raise
+        return raced
 
 
 def get_org(session: Session, name: str) -> Org:
@@ -101,7 +111,8 @@ def create_token(
     fits = ROLE_FOR_KIND[OrgKind(the_org.kind)]
     if fits != role:
         raise BadRequest(
-            f"role {role} does not fit organisation {org} (a {the_org.kind}: "
+            f"role {role} does not fit organisation {org} "
+            f"({'an' if the_org.kind[0] in 'aeiou' else 'a'} {the_org.kind}: "
             f"its principals are {fits}s)"
         )
     principal = session.scalars(
@@ -220,16 +231,33 @@ def register_signing_key(rt: Runtime, caller: Caller, public_key: str) -> Profil
             )
         ).first()
         if key is None:
-            key = SigningKey(
-                id=new_id("key"),
-                org=actor.org,
-                principal_id=actor.id,
-                public_key=canonical,
-                created_at=rt.now(),
-            )
-            session.add(key)
-            session.flush()
+            key = _insert_key(session, actor, canonical, rt.now())
         return _profile(session, actor, key)
+
+
+def _insert_key(session: Session, actor: Actor, public_key: str, now: datetime) -> SigningKey:
+    """Insert the org's key; the row a racing registration committed first if there is one."""
+    key = SigningKey(
+        id=new_id("key"),
+        org=actor.org,
+        principal_id=actor.id,
+        public_key=public_key,
+        created_at=now,
+    )
+    try:
+        with session.begin_nested():
+            session.add(key)
+    except IntegrityError:
+        # The unique index on (org, public_key) holds what the read above could not.
+        raced = session.scalars(
+            select(SigningKey).where(
+                SigningKey.org == actor.org, SigningKey.public_key == public_key
+            )
+        ).first()
+        if raced is None:
+            raise
+        return raced
+    return key
 
 
 def _principal(session: Session, actor: Actor) -> Principal:

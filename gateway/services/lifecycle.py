@@ -1,19 +1,30 @@
 """The end of an artifact's life: withdrawal by its lab, expiry at the review window's end.
 
-Both crypto-shred the artifact in one fail-closed transaction: its grants end (their
-re-written headers are deleted), its pending requests are cancelled, the wrapped custody
-identity (``CustodyKey``) is deleted, the stored object is deleted, and each step is an
-audit entry. The metadata and the audit history stay. The sweeper also expires grants
-past their ``not_after``.
+Both crypto-shred the artifact, and neither ever fails open:
+
+1. One fail-closed transaction ends it: the artifact is claimed (compare-and-set
+   ``available`` to ``withdrawn`` or ``expired``), its grants end (their re-written headers
+   are deleted), its pending requests are cancelled, the deletion of its stored object is
+   queued (``pending_deletions``), the ``artifact.*`` entry is appended, and last, just
+   before the commit, the custody key is destroyed (:func:`_destroy_custody_key`). Once
+   this commits, nothing can release the key or send the content again.
+2. Then the store deletes the object. Success removes it from the queue with its own
+   ``object.delete`` entry; a failure (an outage, throttling) leaves it queued, and the
+   sweeper retries it every sweep until it succeeds. The lab is told which happened.
+
+The metadata and the audit history stay. The sweeper also expires grants past their
+``not_after``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
 from gateway import authz, events
@@ -28,24 +39,31 @@ from gateway.models import (
     CustodyKey,
     Grant,
     GrantState,
+    PendingDeletion,
     RequestState,
     Upload,
 )
 from gateway.runtime import Runtime
-from gateway.services.access import end_grant
 from gateway.services.artifacts import ENDED
-from gateway.services.objects import store_errors
+from gateway.services.grants import end_grant
 
 log = logging.getLogger("gateway.lifecycle")
+
+DELETIONS_PER_SWEEP = 100
+MAX_ERROR = 500
 
 
 @dataclass(frozen=True)
 class Shredded:
+    """What ending an artifact did; ``deleted`` False means its object's deletion is pending."""
+
+    artifact: str
+    state: str
     grants_ended: int
     requests_cancelled: int
     key_shredded: bool
-    object_deleted: str | None
-    """The key of the stored object deleted, None when the store held none any more."""
+    object_key: str
+    deleted: bool = False
 
 
 def withdraw(rt: Runtime, caller: Caller, artifact: Artifact) -> Shredded:
@@ -72,10 +90,8 @@ def shred(
 ) -> Shredded | None:
     """End an available artifact as ``withdrawn`` or ``expired``; None if it had already ended.
 
-    Every step shares one transaction with its audit entry, and the object is deleted
-    last inside it, so the ``artifact.*`` entry is only committed once the store has let go
-    of the ciphertext. The store's delete cannot be rolled back: should the commit fail
-    after it, the artifact stays ``available`` with its custody key, its ciphertext gone.
+    The shred commits first (see the module's steps); the object is deleted after it, and
+    ``deleted`` says whether that has happened yet.
     """
     withdrawn = state == ArtifactState.WITHDRAWN
     with events.fail_closed(rt) as session:
@@ -90,16 +106,19 @@ def shred(
         artifact = session.get(Artifact, artifact_id)
         assert artifact is not None  # the update above just changed it
         ended, cancelled = _end_access(rt, session, artifact, who, state)
-        custody = session.get(CustodyKey, artifact.upload_id)
-        if custody is not None:
-            session.delete(custody)
         upload = session.get(Upload, artifact.upload_id)
         if upload is not None:
             upload.header_prefix = None  # the kept copy of the stored header goes with the object
-        session.flush()
-        with store_errors():
-            deleted = artifact.object_key if rt.store.delete(artifact.object_key) else None
-        result = Shredded(ended, cancelled, custody is not None, deleted)
+        session.add(
+            PendingDeletion(
+                key=artifact.object_key,
+                artifact_id=artifact.id,
+                reason=state,
+                attempts=0,
+                created_at=rt.now(),
+            )
+        )
+        had_key = session.get(CustodyKey, artifact.upload_id) is not None
         events.record(
             rt,
             session,
@@ -110,12 +129,31 @@ def shred(
             details={
                 "grants_ended": ended,
                 "requests_cancelled": cancelled,
-                "key_shredded": result.key_shredded,
+                "key_shredded": had_key,
                 # A list in the entry's format: an artifact is one object today.
-                "objects_deleted": [deleted] if deleted else [],
+                "objects_to_delete": [artifact.object_key],
             },
         )
-    return result
+        session.flush()
+        _destroy_custody_key(session, artifact)
+        result = Shredded(artifact_id, state, ended, cancelled, had_key, artifact.object_key)
+    return dataclasses.replace(result, deleted=delete_object(rt, result.object_key, who))
+
+
+def _destroy_custody_key(session: Session, artifact: Artifact) -> None:
+    """Crypto-shred: make the artifact's custody key unusable, as the shred's last step.
+
+    Today the key is the wrapped identity's row, deleted with the transaction. A custody
+    backend that destroys keys itself (a KMS key disabled and scheduled for deletion, an
+    HSM key object removed) is called here instead: after every row of the shred is
+    flushed and its entry appended, just before the commit, since a destroyed key cannot
+    be restored. Destroying must be idempotent: if the commit then fails, the artifact
+    stays available in the database with a dead key, and withdrawing again finishes it.
+    """
+    custody = session.get(CustodyKey, artifact.upload_id)
+    if custody is not None:
+        session.delete(custody)
+        session.flush()
 
 
 def _end_access(
@@ -144,6 +182,88 @@ def _end_access(
         .values(state=RequestState.CANCELLED, decided_at=rt.now(), reason=f"artifact {state}"),
     )
     return ended, cancelled
+
+
+# --- deleting the stored objects of shredded artifacts ----------------------------------
+
+
+def delete_object(rt: Runtime, key: str, who: Caller | None) -> bool:
+    """Delete a queued object from the store; True once deleted and logged, False if pending.
+
+    Any failure leaves the object queued, with the attempt counted, for the next sweep.
+    """
+    try:
+        found = rt.store.delete(key)
+    except Exception as exc:  # noqa: BLE001 - any failure of the store leaves it queued
+        log.warning("could not delete the stored object %s; the sweeper retries: %s", key, exc)
+        _count_attempt(rt, key, f"{type(exc).__name__}: {exc}")
+        return False
+    try:
+        return _deleted(rt, key, who, found)
+    except Exception as exc:  # noqa: BLE001 - deleted, not logged: the sweeper logs it
+        log.warning("deleted %s but could not log it; the sweeper retries: %s", key, exc)
+        _count_attempt(rt, key, f"{type(exc).__name__}: {exc}")
+        return False
+
+
+def _deleted(rt: Runtime, key: str, who: Caller | None, found: bool) -> bool:
+    """Take the key off the queue with its ``object.delete`` entry (once, whoever races)."""
+    with events.fail_closed(rt) as session:
+        row = session.get(PendingDeletion, key)
+        if row is None:
+            return True  # another sweep logged it meanwhile
+        artifact = session.get(Artifact, row.artifact_id)
+        taken = session.execute(delete(PendingDeletion).where(PendingDeletion.key == key))
+        assert isinstance(taken, CursorResult)  # a DELETE always answers with a cursor
+        if not taken.rowcount:
+            return True
+        events.record(
+            rt,
+            session,
+            "object.delete",
+            who,
+            artifact=row.artifact_id,
+            subject_org=artifact.org if artifact is not None else None,
+            details={
+                "key": key,
+                "reason": row.reason,
+                "attempts": row.attempts + 1,
+                "found": found,
+            },
+        )
+    return True
+
+
+def _count_attempt(rt: Runtime, key: str, error: str) -> None:
+    try:
+        with rt.db.session() as session:
+            session.execute(
+                update(PendingDeletion)
+                .where(PendingDeletion.key == key)
+                .values(
+                    attempts=PendingDeletion.attempts + 1,
+                    last_error=error[:MAX_ERROR],
+                    last_attempt_at=rt.now(),
+                )
+            )
+    except Exception as exc:  # noqa: BLE001 - the count is a courtesy; the queue row stays
+        log.warning("could not count a failed deletion of %s: %s", key, exc)
+
+
+def sweep_deletions(rt: Runtime) -> int:
+    """Retry the queued deletions, oldest first; how many were deleted."""
+    with rt.db.session() as session:
+        keys = list(
+            session.scalars(
+                select(PendingDeletion.key)
+                .order_by(PendingDeletion.created_at, PendingDeletion.key)
+                .limit(DELETIONS_PER_SWEEP)
+            )
+        )
+    return sum(delete_object(rt, key, None) for key in keys)
+
+
+# --- the sweeper's expiry -----------------------------------------------------------------
 
 
 def sweep(rt: Runtime, now: datetime) -> dict[str, int]:

@@ -4,7 +4,11 @@ Once per grant the stored header (the object's first ``artifact.header_size`` by
 opened with the upload's custody identity and a new header is written for the grantee's
 registered recipient (``age.reheader``: a fresh X25519 stanza and MAC, the payload
 untouched). The ``key.release`` entry and the header are written in one transaction, so the
-header is never stored, let alone sent, without its committed audit entry.
+header is never stored, let alone sent, without its committed audit entry. That transaction
+also decides: it locks the artifact's row while it is still available and inside its
+window, checks its custody key is still there, and stores the header only under a
+compare-and-set on a grant still active, inside its time and not yet released, so a
+revocation, an expiry or a withdrawal that commits first leaves nothing released.
 
 The header is bound to the recipient registered at release time. If the grantee later
 registers another recipient, the grant's key is *not* released a second time: content
@@ -37,7 +41,9 @@ from gateway.models import (
     RequestState,
 )
 from gateway.runtime import Runtime
+from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
+from gateway.services.grants import lock_available
 from gateway.services.objects import store_errors
 from gateway.services.uploads import custody_identity
 
@@ -121,14 +127,55 @@ def release(rt: Runtime, caller: Caller, artifact: Artifact, grant: Grant, actio
     raw = b"".join(read_range(rt, artifact.object_key, 0, artifact.header_size))
     header = age.read_header(io.BytesIO(raw), max_size=max(len(raw), 1024))
     made = age.reheader(header, [identity], [age.parse_recipient(recipient)])
+    stored = _store(rt, caller, artifact, grant, made, recipient)
+    if stored is None:  # the artifact ended meanwhile: the refusal says how
+        require_available(rt, caller, action, get_artifact(rt, caller, artifact.id, action))
+        raise Gone(f"artifact {artifact.id} has ended")
+    if stored:
+        return made
+    with rt.db.session() as session:  # released meanwhile by a concurrent request, or ended
+        current = session.get(Grant, grant.id)
+    if current is None or current.header is None:
+        state = current.state_at(rt.now()) if current is not None else GrantState.REVOKED
+        authz.forbid(
+            rt, caller, action, f"grant {state}", f"grant {grant.id} is {state}", subject=grant
+        )
+    return _released(rt, caller, current, recipient, action)
+
+
+def released_header(rt: Runtime, caller: Caller, grant: Grant, action: str) -> bytes | None:
+    """The grant's header if its key was released to the caller's recipient; None if never.
+
+    Refuses as :func:`release` would (no recipient registered, another recipient since
+    the release) but makes nothing and records nothing else: what a ``HEAD`` needs.
+    """
+    recipient = _recipient(rt, caller, grant, action)
+    if grant.header is None:
+        return None
+    return _released(rt, caller, grant, recipient, action)
+
+
+def _store(
+    rt: Runtime, caller: Caller, artifact: Artifact, grant: Grant, made: bytes, recipient: str
+) -> bool | None:
+    """Store the header with its ``key.release`` entry: True if stored, False if the grant
+    was released or ended meanwhile, None if the artifact ended meanwhile."""
+    now = rt.now()
     with events.fail_closed(rt) as session:
+        if not lock_available(session, artifact.id, now):
+            return None
         if session.get(CustodyKey, artifact.upload_id) is None:
-            raise Gone(f"artifact {artifact.id} has been shredded")
+            return None
         stored = cas_update(
             session,
             update(Grant)
-            .where(Grant.id == grant.id, Grant.state == GrantState.ACTIVE, Grant.header.is_(None))
-            .values(header=made, recipient=recipient, released_at=rt.now()),
+            .where(
+                Grant.id == grant.id,
+                Grant.state == GrantState.ACTIVE,
+                Grant.not_after > now,
+                Grant.header.is_(None),
+            )
+            .values(header=made, recipient=recipient, released_at=now),
         )
         if stored:
             events.record(
@@ -145,15 +192,7 @@ def release(rt: Runtime, caller: Caller, artifact: Artifact, grant: Grant, actio
                     "header_size": len(made),
                 },
             )
-    if stored:
-        return made
-    with rt.db.session() as session:  # released meanwhile by a concurrent request, or ended
-        current = session.get(Grant, grant.id)
-    if current is None or current.header is None:
-        authz.forbid(
-            rt, caller, action, "grant ended", f"grant {grant.id} has ended", subject=grant
-        )
-    return _released(rt, caller, current, recipient, action)
+    return bool(stored)
 
 
 def _recipient(rt: Runtime, caller: Caller, grant: Grant, action: str) -> str:

@@ -14,13 +14,14 @@ import math
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import BinaryIO, Protocol, cast
+from typing import Any, BinaryIO, Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from gateway import age, authz, events
 from gateway.caller import Actor, Caller
+from gateway.db import cas_update
 from gateway.errors import BadRequest, Conflict, Gone, PayloadTooLarge, Unprocessable
 from gateway.models import (
     ArtifactKind,
@@ -194,8 +195,11 @@ def parts_of(session: Session, upload_id: str) -> list[UploadPart]:
 
 
 def require_open(rt: Runtime, upload: Upload) -> None:
+    """409 while it is being completed or once completed; 410 once it ended otherwise."""
     if upload.state == UploadState.COMPLETED:
         raise Conflict(f"upload {upload.id} is already completed (artifact {upload.artifact_id})")
+    if upload.state == UploadState.COMPLETING:
+        raise Conflict(f"upload {upload.id} is being completed; it takes no more changes")
     if upload.state != UploadState.OPEN:
         raise Gone(f"upload {upload.id} is {upload.state.replace('_', ' ')}")
     if upload.expires_at <= rt.now():
@@ -257,16 +261,34 @@ def store_part(rt: Runtime, upload: Upload, part: NewPart, stream: Readable) -> 
         )
     now = rt.now()
     with events.fail_closed(rt) as session:
+        _still_open(rt, session, upload.id, head.captured if head is not None else None)
         row = session.get(UploadPart, (upload.id, part.number))
         if row is None:
             row = UploadPart(upload_id=upload.id, number=part.number, created_at=now)
             session.add(row)
         row.size, row.sha256, row.etag, row.created_at = part.length, part.sha256, stored.etag, now
-        if head is not None:
-            current = session.get(Upload, upload.id)
-            if current is not None:
-                current.header_prefix = head.captured
     return row
+
+
+def _still_open(rt: Runtime, session: Session, upload_id: str, header: bytes | None) -> None:
+    """Lock the upload's row while it is open (a completion's claim takes the same row), or refuse.
+
+    Once an upload is claimed for completion its parts are frozen: a part that arrives
+    after the claim is not recorded (409), whatever the store did with its bytes.
+    """
+    values: dict[str, Any] = (
+        {"state": Upload.state} if header is None else {"header_prefix": header}
+    )
+    if not cas_update(
+        session,
+        update(Upload)
+        .where(Upload.id == upload_id, Upload.state == UploadState.OPEN)
+        .values(**values),
+    ):
+        current = session.get(Upload, upload_id, populate_existing=True)
+        if current is None:
+            raise Gone(f"upload {upload_id} is no longer open")
+        require_open(rt, current)
 
 
 class _HeadCapture:
@@ -296,44 +318,51 @@ def custody_identity(
     return age.parse_identity(rt.master_key.unwrap(row.wrapped, upload_id).decode())
 
 
-def open_upload(rt: Runtime, session: Session, upload_id: str) -> Upload:
-    """The upload, read in ``session``, if it is still open; 409 or 410 saying why not."""
-    upload = session.get(Upload, upload_id)
-    if upload is None:
-        raise Gone(f"upload {upload_id} is no longer open")
-    require_open(rt, upload)
-    return upload
-
-
 def abort(rt: Runtime, caller: Caller, upload: Upload) -> None:
-    """The lab aborts an open upload: its parts, staging and custody key are discarded."""
+    """The lab aborts an open upload: its parts, staging and custody key are discarded.
+
+    The abort commits first (a compare-and-set from ``open``, so it never races a
+    completion's claim); the store's staging is discarded after, best effort: whatever
+    is left is invisible and the sweeper's clean-up of stale store uploads removes it.
+    """
     require_open(rt, upload)
-    with events.fail_closed(rt) as session:
-        row = session.get(Upload, upload.id)
-        if row is None:
-            raise Gone(f"upload {upload.id} is no longer open")
-        _end(rt, session, row, caller, action="upload.abort", state=UploadState.ABORTED)
+    _end(rt, upload.id, caller, action="upload.abort", state=UploadState.ABORTED)
 
 
 def _end(
     rt: Runtime,
-    session: Session,
-    upload: Upload,
+    upload_id: str,
     who: Caller | Actor | None,
     *,
     action: str,
     state: UploadState,
-) -> None:
-    with store_errors(upload.id):
+) -> bool:
+    """End an open upload as ``state`` with its entry, then discard its store upload."""
+    with events.fail_closed(rt) as session:
+        ended = cas_update(
+            session,
+            update(Upload)
+            .where(Upload.id == upload_id, Upload.state == UploadState.OPEN)
+            .values(state=state, ended_at=rt.now(), header_prefix=None),
+        )
+        upload = session.get(Upload, upload_id, populate_existing=True)
+        if not ended or upload is None:
+            if upload is not None and who is not None:
+                require_open(rt, upload)
+            return False
+        for row in parts_of(session, upload_id):
+            session.delete(row)
+        custody = session.get(CustodyKey, upload_id)
+        if custody is not None:
+            session.delete(custody)
+        events.record(
+            rt, session, action, who, subject_org=upload.org, details={"upload": upload_id}
+        )
+    try:
         rt.store.abort_upload(upload.object_key, upload.store_handle)
-    upload.state, upload.ended_at = state, rt.now()
-    for row in parts_of(session, upload.id):
-        session.delete(row)
-    custody = session.get(CustodyKey, upload.id)
-    if custody is not None:
-        session.delete(custody)
-    upload.header_prefix = None
-    events.record(rt, session, action, who, subject_org=upload.org, details={"upload": upload.id})
+    except Exception as exc:  # noqa: BLE001 - left for the clean-up of stale store uploads
+        log.warning("could not discard the store upload of %s: %s", upload_id, exc)
+    return True
 
 
 def sweep_stale(rt: Runtime, now: datetime) -> int:
@@ -354,9 +383,4 @@ def sweep_stale(rt: Runtime, now: datetime) -> int:
 
 
 def _time_out(rt: Runtime, upload_id: str) -> bool:
-    with events.fail_closed(rt) as session:
-        upload = session.get(Upload, upload_id)
-        if upload is None or upload.state != UploadState.OPEN:
-            return False
-        _end(rt, session, upload, None, action="upload.timeout", state=UploadState.TIMED_OUT)
-        return True
+    return _end(rt, upload_id, None, action="upload.timeout", state=UploadState.TIMED_OUT)

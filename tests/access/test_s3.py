@@ -1,4 +1,4 @@
-"""The access path on the S3 backend (moto, in-process): presigned URLs, shredding deletes every version."""
+"""The access path on the S3 backend (moto, in-process): download URLs, shredding deletes every version."""
 
 from __future__ import annotations
 
@@ -64,9 +64,29 @@ def versions(key: str) -> list[dict]:
     return answer.get("Versions", []) + answer.get("DeleteMarkers", [])
 
 
-def test_presigned_url_download_and_withdrawal(
+def test_urls_are_the_gateways_own_unless_presigning_is_on(
     client: FlaskClient, lab: Lab, evaluator: Evaluator, shared: Shared, granted: dict, rt: Runtime
 ) -> None:
+    """A presigned URL bypasses the gateway's checks and log: off by default."""
+    issued = evaluator.url(shared.artifact).get_json()
+    url = urlparse(issued["url"])
+    assert url.path == f"/download/{shared.artifact['id']}" and "X-Amz-Expires" not in url.query
+    fetched = client.get(f"{url.path}?{url.query}")
+    assert fetched.status_code == 200
+    header = base64.b64decode(issued["header"])
+    assert evaluator.decrypt(header + fetched.data[issued["payload_offset"] :]) == shared.plaintext
+
+
+def test_presigned_urls_last_at_most_the_recheck_bound(
+    client: FlaskClient,
+    lab: Lab,
+    evaluator: Evaluator,
+    shared: Shared,
+    granted: dict,
+    rt: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(rt, "config", rt.config.replace(**{"access.presigned_urls": True}))
     key = helpers.object_key(rt, shared.artifact["id"])
     assert (
         evaluator.decrypt(evaluator.content(shared.artifact, "bytes=0-").data) == shared.plaintext
@@ -74,7 +94,7 @@ def test_presigned_url_download_and_withdrawal(
 
     issued = evaluator.url(shared.artifact).get_json()
     query = parse_qs(urlparse(issued["url"]).query)
-    assert int(query["X-Amz-Expires"][0]) == 900  # at most 15 minutes
+    assert int(query["X-Amz-Expires"][0]) == rt.config.access.recheck_seconds
     fetched = requests.get(issued["url"], timeout=10)
     assert fetched.status_code == 200
     header = base64.b64decode(issued["header"])

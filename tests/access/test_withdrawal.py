@@ -1,4 +1,7 @@
-"""Withdrawal and expiry: grants end, the custody key is shredded, objects are deleted, all logged."""
+"""Withdrawal and expiry: grants end, the custody key is shredded, objects are deleted, all logged.
+
+What happens when the store cannot delete is in ``test_shredding.py``.
+"""
 
 from __future__ import annotations
 
@@ -84,7 +87,10 @@ def test_lab_withdraws(
         assert session.get(AccessRequest, pending["id"]).state == "cancelled"
     withdrawn = entries(client, principals, action="artifact.withdraw")
     assert len(withdrawn) == 1 and withdrawn[0]["details"]["key_shredded"] is True
-    assert withdrawn[0]["details"]["objects_deleted"] == [object_key(rt, shared)]
+    assert withdrawn[0]["details"]["objects_to_delete"] == [object_key(rt, shared)]
+    deleted = entries(client, principals, action="object.delete")
+    assert [e["details"]["key"] for e in deleted] == [object_key(rt, shared)]
+    assert deleted[0]["index"] > withdrawn[0]["index"]
     assert [e["grant"] for e in entries(client, principals, action="grant.revoke")] == [
         granted["id"]
     ]
@@ -133,8 +139,12 @@ def test_review_window_ends(
     no_route_releases(client, evaluator, shared)
     assert len(denials(client, principals, "artifact expired")) == 2  # content+URL collapse
     expired = entries(client, principals, action="artifact.expire")
-    assert len(expired) == 1 and expired[0]["details"]["objects_deleted"] == [
+    assert len(expired) == 1 and expired[0]["details"]["objects_to_delete"] == [
         object_key(rt, shared)
+    ]
+    deleted = entries(client, principals, action="object.delete")
+    assert [(e["details"]["key"], e["details"]["reason"]) for e in deleted] == [
+        (object_key(rt, shared), "expired")
     ]
     assert [e["details"]["cause"] for e in entries(client, principals, action="grant.expire")] == [
         "artifact expired"

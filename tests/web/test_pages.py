@@ -135,7 +135,12 @@ def test_deny_revoke_and_withdraw_through_the_pages_write_the_apis_entries(
             art: "A",
         }
         acts.append(shape(done[: middle - start - 1] + done[middle - start :], ids))
-    assert [e["action"] for e in acts[0]] == ["access.deny", "grant.revoke", "artifact.withdraw"]
+    assert [e["action"] for e in acts[0]] == [
+        "access.deny",
+        "grant.revoke",
+        "artifact.withdraw",
+        "object.delete",  # the stored object, deleted after the shred committed
+    ]
     assert acts[1] == acts[0]
 
 
