@@ -27,7 +27,7 @@ from flask import Blueprint, Response, request, url_for
 from flask.typing import ResponseReturnValue
 
 from gateway import metrics
-from gateway.api import shapes
+from gateway.api import inputs, shapes
 from gateway.api.context import authenticate_request, caller, runtime
 from gateway.api.middleware import request_meta
 from gateway.clock import rfc3339
@@ -167,10 +167,10 @@ def download_url(artifact_id: str) -> ResponseReturnValue:
 @bp.get("/download/<artifact_id>")
 def signed(artifact_id: str) -> ResponseReturnValue:
     args = request.args
-    try:
-        expires = int(args.get("expires", ""))
-    except ValueError:
-        raise Forbidden("the download URL is not valid") from None
+    # ASCII digits only: int() would also take "+1", " 1", "1_0" and non-ASCII digits
+    expires = inputs.decimal(args.get("expires", ""))
+    if expires is None:
+        raise Forbidden("the download URL is not valid: its expires is not a time in seconds")
     url = urls.SignedUrl(artifact_id, args.get("grant", ""), expires, args.get("sig", ""))
     rt = runtime()
     content = urls.signed_plan(rt, request_meta(), url)

@@ -91,6 +91,10 @@ def test_expired_tampered_and_revoked_urls_are_refused(
         {"expires": str(int(q["expires"]) + 3600)},
         {"grant": "grt_other"},
         {"sig": ""},
+        # the same number, not in ASCII decimal digits: never parsed as it
+        *({"expires": form} for form in ("+" + q["expires"], " " + q["expires"])),
+        {"expires": q["expires"].translate(str.maketrans("0123456789", "０１２３４５６７８９"))},
+        {"expires": ""},
     ):
         r = client.get(f"{u.path}?{urlencode({**q, **changed})}")
         assert r.status_code == 403, changed
