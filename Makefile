@@ -15,7 +15,9 @@ $(STAMP): setup.cfg pyproject.toml
 # System tools the tests use for real: the `age` program (Debian package `age`), the
 # SoftHSM2 token the pkcs11 custody tests initialise (Debian package `softhsm2`), and the
 # PostgreSQL server programs the tests start throwaway clusters with (Debian package
-# `postgresql`; tests/pg.py finds them under /usr/lib/postgresql/<version>/bin).
+# `postgresql`; tests/pg.py finds them under /usr/lib/postgresql/<version>/bin), and nginx,
+# which the edge tests and `make run-cluster` put in front of the gateway (Debian package
+# `nginx`; config/nginx.conf).
 deps:
 	@command -v age >/dev/null 2>&1 || { \
 	  echo "installing the age program (Debian package age)"; \
@@ -29,6 +31,10 @@ deps:
 	  echo "installing the PostgreSQL server (Debian package postgresql)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null || \
 	  { echo "make: could not install PostgreSQL; install the Debian package 'postgresql'" >&2; exit 1; }; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "installing nginx (Debian package nginx)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null || \
+	  { echo "make: could not install nginx; install the Debian package 'nginx'" >&2; exit 1; }; }
 
 ## Run the gateway on the embedded defaults (SQLite, local object store, keys/) on 127.0.0.1:8080.
 run: $(STAMP)
