@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web demo deps clean
+.PHONY: run run-cluster test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web demo deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,10 @@ run: $(STAMP)
 	$(BIN)/gateway --config config/gateway.toml dev-seed
 	$(BIN)/gateway --config config/gateway.toml serve --host 127.0.0.1 --port 8080
 
+## The production topology locally: PostgreSQL, moto (S3, KMS), three instances, nginx (TLS).
+run-cluster: $(STAMP) deps
+	$(BIN)/python scripts/run_cluster.py
+
 ## Run the whole test suite, slow end-to-end tests included.
 test: $(STAMP) deps
 	$(BIN)/python -m pytest -n 2 -q
@@ -56,8 +60,8 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests bench scripts
+	$(BIN)/ruff format --check gateway tests bench scripts
 	$(BIN)/codespell gateway tests bench config README.md CHANGELOG.md
 
 typecheck: $(STAMP)
