@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,14 +124,14 @@ def lab_loop(
     share_with: str,
     rec: Recorder,
     outcomes: Outcomes,
-    deadline: float,
+    running: Callable[[], bool],
     seed: int,
 ) -> None:
     s, rng = session(token), random.Random(seed)
     key = SigningKey.generate()
     s.put(urls[0] + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}, timeout=30)
     n = 0
-    while time.monotonic() < deadline:
+    while running():
         n += 1
         _upload(urls, s, key, share_with, rec, outcomes, rng, f"m-{seed}-{n}")
         base = rng.choice(urls)
@@ -204,14 +204,19 @@ def _upload(
 
 
 def evaluator_loop(
-    urls: Sequence[str], token: str, rec: Recorder, outcomes: Outcomes, deadline: float, seed: int
+    urls: Sequence[str],
+    token: str,
+    rec: Recorder,
+    outcomes: Outcomes,
+    running: Callable[[], bool],
+    seed: int,
 ) -> None:
     s, rng = session(token), random.Random(seed)
     identity = x25519.Identity.generate()
     s.put(urls[0] + "/v1/me/recipient", json={"recipient": str(identity.to_public())}, timeout=30)
     asked: set[str] = set()
     released: set[str] = set()
-    while time.monotonic() < deadline:
+    while running():
         base = rng.choice(urls)
         items = s.get(base + "/v1/artifacts?limit=20", timeout=30).json()["items"]
         live = [a["id"] for a in items if a["state"] == "available"]
@@ -249,7 +254,9 @@ def evaluator_loop(
             )
 
 
-def denier_loop(urls: Sequence[str], token: str, deadline: float, refused: list[int]) -> None:
+def denier_loop(
+    urls: Sequence[str], token: str, running: Callable[[], bool], refused: list[int]
+) -> None:
     """Refusals of one thing (an access request for no artifact), on every instance at once.
 
     They are counted in one interval (``limits.denial_interval_seconds`` outlasts the run);
@@ -264,7 +271,7 @@ def denier_loop(urls: Sequence[str], token: str, deadline: float, refused: list[
         return r.status_code
 
     with ThreadPoolExecutor(len(urls)) as pool:
-        while time.monotonic() < deadline:
+        while running():
             statuses = list(pool.map(refuse, urls))
             assert statuses == [404] * len(urls), statuses
             refused.extend(statuses)
@@ -272,11 +279,11 @@ def denier_loop(urls: Sequence[str], token: str, deadline: float, refused: list[
 
 
 def checkpoint_loop(
-    urls: Sequence[str], token: str, deadline: float, seen: list[str], rec: Recorder
+    urls: Sequence[str], token: str, running: Callable[[], bool], seen: list[str], rec: Recorder
 ) -> None:
     """Checkpoints as each instance serves them while the log grows."""
     s, n = session(token), 0
-    while time.monotonic() < deadline:
+    while running():
         r = s.get(urls[n % len(urls)] + "/v1/audit/checkpoint", timeout=30)
         if r.status_code != 200:
             with rec.lock:
