@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run run-cluster test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web demo deps clean
+.PHONY: run run-cluster test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web bench-cluster demo deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,7 +68,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Benchmarks (their numbers are in the README). Each takes minutes; run one with `make bench-age` etc.
-bench: bench-age bench-upload bench-transfer bench-audit bench-storage bench-web
+bench: bench-age bench-upload bench-transfer bench-audit bench-storage bench-web bench-cluster
 
 bench-age: $(STAMP) deps
 	$(BIN)/python bench/bench_age.py --size 1G --runs 3
@@ -87,6 +87,9 @@ bench-storage: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python bench/bench_web.py --entries 1000000
+
+bench-cluster: $(STAMP) deps
+	$(BIN)/python bench/bench_cluster.py --seconds 5
 
 demo: $(STAMP) deps
 	$(BIN)/python -m tests.demo
