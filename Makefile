@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web demo deps clean
+.PHONY: run run-cluster test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web bench-cluster demo deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,10 @@ $(STAMP): setup.cfg pyproject.toml
 # System tools the tests use for real: the `age` program (Debian package `age`), the
 # SoftHSM2 token the pkcs11 custody tests initialise (Debian package `softhsm2`), and the
 # PostgreSQL server programs the tests start throwaway clusters with (Debian package
-# `postgresql`; tests/pg.py finds them under /usr/lib/postgresql/<version>/bin).
-# headless Chromium and its driver the dashboard's browser tests drive (Debian packages
-# `chromium` and `chromium-driver`).
+# `postgresql`; tests/pg.py finds them under /usr/lib/postgresql/<version>/bin), nginx,
+# which the edge tests and `make run-cluster` put in front of the gateway (Debian package
+# `nginx`; config/nginx.conf), and the headless Chromium and its driver the dashboard's
+# browser tests drive (Debian packages `chromium` and `chromium-driver`).
 deps:
 	@command -v age >/dev/null 2>&1 || { \
 	  echo "installing the age program (Debian package age)"; \
@@ -31,6 +32,10 @@ deps:
 	  echo "installing the PostgreSQL server (Debian package postgresql)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null || \
 	  { echo "make: could not install PostgreSQL; install the Debian package 'postgresql'" >&2; exit 1; }; }
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || { \
+	  echo "installing nginx (Debian package nginx)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx) >/dev/null || \
+	  { echo "make: could not install nginx; install the Debian package 'nginx'" >&2; exit 1; }; }
 	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
 	  echo "installing Chromium and its driver (Debian packages chromium, chromium-driver)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null || \
@@ -43,6 +48,10 @@ run: $(STAMP)
 	$(BIN)/gateway --config config/gateway.toml dev-seed
 	$(BIN)/gateway --config config/gateway.toml serve --host 127.0.0.1 --port 8080
 
+## The production topology locally: PostgreSQL, moto (S3, KMS), three instances, nginx (TLS).
+run-cluster: $(STAMP) deps
+	$(BIN)/python scripts/run_cluster.py
+
 ## Run the whole test suite, slow end-to-end tests included.
 test: $(STAMP) deps
 	$(BIN)/python -m pytest -n 2 -q
@@ -51,15 +60,15 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check gateway tests bench
-	$(BIN)/ruff format --check gateway tests bench
+	$(BIN)/ruff check gateway tests bench scripts
+	$(BIN)/ruff format --check gateway tests bench scripts
 	$(BIN)/codespell gateway tests bench config README.md CHANGELOG.md
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Benchmarks (their numbers are in the README). Each takes minutes; run one with `make bench-age` etc.
-bench: bench-age bench-upload bench-transfer bench-audit bench-storage bench-web
+bench: bench-age bench-upload bench-transfer bench-audit bench-storage bench-web bench-cluster
 
 bench-age: $(STAMP) deps
 	$(BIN)/python bench/bench_age.py --size 1G --runs 3
@@ -82,6 +91,9 @@ bench-storage: $(STAMP)
 
 bench-web: $(STAMP)
 	$(BIN)/python bench/bench_web.py --entries 1000000
+
+bench-cluster: $(STAMP) deps
+	$(BIN)/python bench/bench_cluster.py --seconds 5
 
 demo: $(STAMP) deps
 	$(BIN)/python -m tests.demo

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 import tomllib
@@ -71,6 +72,12 @@ class ServerConfig:
     max_json_bytes: int = 1 << 20
     max_buffered_bytes: int = 64 << 20
     max_connections: int = 1000
+    # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or
+    # networks (CIDR). Empty: no peer is a proxy, and the address logged is the peer's own.
+    trusted_proxies: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trusted_proxies", tuple(self.trusted_proxies))
 
 
 @dataclass(frozen=True)
@@ -240,6 +247,8 @@ _SECTIONS = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     kind = type(default)
+    if kind is tuple:
+        return _coerce_list(name, raw)
     if kind is bool:
         if isinstance(raw, bool):
             return raw
@@ -270,6 +279,15 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     if not isinstance(raw, str):
         raise ConfigError(f"setting {name}: expected a string, got {raw!r}")
     return raw
+
+
+def _coerce_list(name: str, raw: Any) -> tuple[str, ...]:
+    """A list of strings: a TOML array, or (from the environment) one string, comma-separated."""
+    if isinstance(raw, str):
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+    if isinstance(raw, (list, tuple)) and all(isinstance(item, str) for item in raw):
+        return tuple(raw)
+    raise ConfigError(f"setting {name}: expected a list of strings, got {raw!r}")
 
 
 def _build(values: Mapping[str, Mapping[str, Any]], source: str) -> Config:
@@ -430,6 +448,7 @@ def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
     lanes = s.threads + s.upload_threads + s.download_threads
     return [
         *checks,
+        *_proxy_checks(s.trusted_proxies),
         (s.timeout >= 1, "server.timeout: must be at least 1"),
         (
             s.min_rate_bytes_per_second >= 0,
@@ -452,6 +471,17 @@ def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
             "server.max_connections: must be more than threads + upload_threads + download_threads",
         ),
     ]
+
+
+def _proxy_checks(proxies: tuple[str, ...]) -> list[tuple[bool, str]]:
+    checks = []
+    for proxy in proxies:
+        try:
+            ipaddress.ip_network(proxy)
+            checks.append((True, ""))
+        except ValueError as exc:  # the reason: not an address, or host bits set in a network
+            checks.append((False, f"server.trusted_proxies: {exc}"))
+    return checks
 
 
 RATE_BUDGETS = tuple(

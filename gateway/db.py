@@ -17,6 +17,12 @@ guarantees the services rely on are the same:
   and an audited action fails closed.
 - **Times are UTC.** Timestamps are stored naive, in UTC; PostgreSQL sessions run with
   ``TimeZone=UTC`` so nothing is shifted by a server's local zone.
+- **One leader per job.** :meth:`Database.leader` says whether this caller may run a job
+  (a sweep step) now, and keeps every other process, thread and instance on the same
+  database from running it until the block ends, without waiting: PostgreSQL's
+  ``pg_try_advisory_lock`` on a connection of its own, SQLite's one machine a
+  non-blocking ``flock`` on a file beside the database. Either is released when its
+  holder dies (the connection or the file closes), so a crashed leader blocks nobody.
 
 Models of every area derive from :class:`Base`; the schema is created and upgraded by
 Alembic.
@@ -24,11 +30,18 @@ Alembic.
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData, create_engine, event
+from sqlalchemy import MetaData, create_engine, event, text
 from sqlalchemy.engine import URL, CursorResult, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.dml import Update
@@ -46,6 +59,15 @@ LOCK_TIMEOUT_SECONDS = 30
 
 POSTGRESQL_DRIVER = "postgresql+psycopg"
 """The driver a bare ``postgresql://`` (or ``postgres://``) URL is given: psycopg 3."""
+
+
+log = logging.getLogger("gateway.db")
+_LEADER_NAME = re.compile(r"[a-z0-9][a-z0-9 ._:-]{0,127}")
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(:key)")
+_UNLOCK = text("SELECT pg_advisory_unlock(:key)")
+#: Leaders of in-memory SQLite databases (one process by definition), by URL and name.
+_MEMORY_LEADERS: dict[tuple[str, str], threading.Lock] = {}
+_MEMORY_GUARD = threading.Lock()
 
 
 class Base(DeclarativeBase):
@@ -133,6 +155,72 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def leader(self, name: str) -> Iterator[bool]:
+        """Whether this caller leads job ``name`` now; if so, nobody else does until the block ends.
+
+        Never waits: a caller that gets False should skip the job (another is running it).
+        ``name`` is lowercase letters, digits, spaces and ``._:-``, at most 128 characters.
+        """
+        if not _LEADER_NAME.fullmatch(name):
+            raise ValueError(f"leader name {name!r}: lowercase letters, digits, spaces, ._:-")
+        backend = self.engine.dialect.name
+        if backend == "postgresql":
+            with self._advisory_lock(name) as held:
+                yield held
+        elif backend == "sqlite":
+            with self._file_lock(name) as held:
+                yield held
+        else:  # not a supported database: nothing to exclude other instances with
+            yield True
+
+    @contextmanager
+    def _advisory_lock(self, name: str) -> Iterator[bool]:
+        """A session-level advisory lock, on a connection held for the block and nothing else."""
+        digest = hashlib.sha256(b"gateway.leader\0" + name.encode()).digest()
+        key = int.from_bytes(digest[:8], "big", signed=True)  # advisory keys are bigint
+        with self.engine.connect() as conn:
+            held = bool(conn.execute(_TRY_LOCK, {"key": key}).scalar())
+            conn.commit()  # the lock outlives the transaction; the connection idles outside one
+            try:
+                yield held
+            finally:
+                if held:
+                    try:
+                        conn.execute(_UNLOCK, {"key": key})
+                        conn.commit()
+                    except Exception:  # noqa: BLE001 - closing the connection releases it anyway
+                        log.warning(
+                            "could not release leader lock %r; closing its connection", name
+                        )
+                        conn.invalidate()
+
+    @contextmanager
+    def _file_lock(self, name: str) -> Iterator[bool]:
+        """``flock`` on ``<database>.leader-<name>`` (an in-memory database: a process lock)."""
+        path = make_url(self.url).database
+        if not path or path == ":memory:":
+            with _MEMORY_GUARD:
+                lock = _MEMORY_LEADERS.setdefault((self.url, name), threading.Lock())
+            held = lock.acquire(blocking=False)
+            try:
+                yield held
+            finally:
+                if held:
+                    lock.release()
+            return
+        lock_path = Path(f"{path}.leader-{re.sub(r'[^a-z0-9]+', '-', name).strip('-')}")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                held = False
+            yield held  # the lock goes with the descriptor, closed below
+        finally:
+            os.close(fd)
 
 
 def cas_update(session: Session, statement: Update) -> int:

@@ -32,6 +32,9 @@ class _Server(BaseApplication):  # type: ignore[misc]
             "timeout": s.timeout,
             "graceful_timeout": 30,
             "keepalive": s.idle_timeout_seconds,
+            # gunicorn's own reading of X-Forwarded-Proto (wsgi.url_scheme): from the same
+            # proxies the application believes (server.trusted_proxies), by default none.
+            "forwarded_allow_ips": ",".join(s.trusted_proxies),
             # Responses go through the worker's send guard (timeouts, minimum rate), never sendfile.
             "sendfile": False,
             "loglevel": s.log_level,

@@ -1,10 +1,13 @@
 """The sweeper: stale completions and uploads, expiry, shredding, deletions, denials, anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
-``gateway serve``. Each step is its own transaction and checks state before acting, so
-sweeps may run repeatedly and concurrently without doing anything twice, with one
-exception: anchors. Sweepers running at once (several workers) can each publish a
-checkpoint of the same size, since a checkpoint's name carries its time.
+``gateway serve``, in every worker of every instance. Each step runs only under its
+leader lock (:meth:`gateway.db.Database.leader`, named after the step): on one database,
+one process at a time runs a given step, and a sweeper that finds it held skips that
+step this time (another is doing it). Steps whose rows are claimed by compare-and-set
+(expiry, shredding) would be safe without it; the others need it: two sweepers could
+each time out one upload, each record one closed denial interval, or each publish a
+checkpoint of the same size (a checkpoint's name carries its time).
 
 Each step is guarded: one that fails is logged, counts 0, and does not stop the others;
 the next sweep tries again.
@@ -23,9 +26,16 @@ from gateway.services import anchor, completion, lifecycle, uploads
 log = logging.getLogger("gateway.sweeper")
 
 
-def _guarded(what: str, step: Callable[[], dict[str, int]], zero: dict[str, int]) -> dict[str, int]:
+def _guarded(
+    rt: Runtime, what: str, step: Callable[[], dict[str, int]], zero: dict[str, int]
+) -> dict[str, int]:
+    """``step()`` if this sweeper leads ``what`` now, else ``zero``; a failure logged, as ``zero``."""
     try:
-        return step()
+        with rt.db.leader(f"sweep: {what}") as leading:
+            if not leading:
+                log.debug("sweep step %s: another sweeper is running it", what)
+                return zero
+            return step()
     except Exception:  # one failing step must not stop the others; retried next sweep
         log.exception("sweep step failed: %s; retrying next sweep", what)
         return zero
@@ -37,37 +47,44 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
     stale_before = now - timedelta(hours=rt.config.uploads.open_ttl_hours * 2)
     # Stale completions first: one returned to open is then timed out like any open upload.
     report = _guarded(
+        rt,
         "finish or revert stale completions",
         lambda: completion.sweep_stale(rt, now),
         {"completions_finished": 0, "completions_reverted": 0},
     )
     report |= _guarded(
+        rt,
         "time out stale uploads",
         lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
         {"uploads_timed_out": 0},
     )
     # The backlog first: objects of artifacts shredded earlier whose deletion failed.
     report |= _guarded(
+        rt,
         "delete the stored objects of shredded artifacts",
         lambda: {"objects_deleted": lifecycle.sweep_deletions(rt)},
         {"objects_deleted": 0},
     )
     report |= _guarded(
+        rt,
         "expire artifacts and grants",
         lambda: lifecycle.sweep(rt, now),
         {"artifacts_expired": 0, "grants_expired": 0},
     )
     report |= _guarded(
+        rt,
         "clean up abandoned store uploads",
         lambda: {"orphan_store_uploads": rt.store.cleanup_stale_uploads(stale_before)},
         {"orphan_store_uploads": 0},
     )
     report |= _guarded(
+        rt,
         "close denial intervals",
         lambda: {"denial_intervals_closed": events.close_denials(rt, now)},
         {"denial_intervals_closed": 0},
     )
     report |= _guarded(
+        rt,
         "publish an audit anchor",
         lambda: {"anchors_published": 1 if anchor.publish(rt) else 0},
         {"anchors_published": 0},

@@ -11,14 +11,24 @@ not fit is ignored.
 Before anything else, the request counts against its client address's rate budget
 (:mod:`gateway.limits`); an authenticated one then counts against its principal's too
 (:func:`gateway.api.context.authenticate_request`).
+
+Behind a proxy (``server.trusted_proxies``), the client's address is the one the proxy
+passes on in ``X-Forwarded-For`` (and the scheme its ``X-Forwarded-Proto``), believed only
+when the request's peer is one of those proxies (:class:`TrustedProxies`); from any other
+peer those headers are ignored, so no client can choose the address its entries carry or
+the rate budget it counts against.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import metrics
 from gateway.caller import RequestMeta
@@ -30,6 +40,38 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 #: Views whose requests carry no principal's token: a signed URL is its own credential.
 BEARERLESS = frozenset({"content.signed"})
 CLIENT_ID_HEADER = "X-Client-Request-Id"
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
+
+class TrustedProxies:
+    """WSGI: ``X-Forwarded-For`` and ``-Proto`` applied only when the peer is a trusted proxy.
+
+    From a trusted peer, the last ``X-Forwarded-For`` value (the one that proxy added:
+    anything before it came from the client) becomes ``REMOTE_ADDR``
+    (werkzeug's ``ProxyFix``, one hop). From any other peer the request passes unchanged.
+    """
+
+    def __init__(self, app: WSGIApplication, proxies: Iterable[str]) -> None:
+        self.app = app
+        self.networks = tuple(ipaddress.ip_network(p) for p in proxies)
+        self.behind_proxy = ProxyFix(app, x_for=1, x_proto=1)
+
+    def trusts(self, peer: str | None) -> bool:
+        """Whether ``peer`` (a ``REMOTE_ADDR``) is one of the trusted proxies."""
+        try:
+            address = ipaddress.ip_address(peer or "")
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        if self.trusts(environ.get("REMOTE_ADDR")):
+            return self.behind_proxy(environ, start_response)
+        return self.app(environ, start_response)
 
 
 def request_meta() -> RequestMeta:
@@ -71,6 +113,9 @@ def _finish(response: Response) -> Response:
 
 
 def init_app(app: Flask, limits: LimitsConfig) -> None:
+    proxies = app.extensions["gateway"].config.server.trusted_proxies
+    if proxies:
+        app.wsgi_app = TrustedProxies(app.wsgi_app, proxies)  # type: ignore[method-assign]
     app.extensions["gateway.limits"] = RateLimits(limits)
     app.before_request(_begin)
     app.after_request(_finish)
