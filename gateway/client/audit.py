@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from gateway.client import auditcheck
+from gateway.client import auditcheck, auditviews
 from gateway.client.auditcheck import checkpoint_size
 from gateway.client.base import api_for, emit_json, json_option, profile_option, table
 from gateway.client.errors import AuditError, ClientError
@@ -170,13 +170,15 @@ def verify(
     else:
         api = api_for(profile)
         text = api.text("/v1/audit/checkpoint")
+        views = auditviews.ViewCheck()
         verdict = auditcheck.verify_leaves(
             text,
-            _listed(api, checkpoint_size(text)),
+            views.tap(_listed(api, checkpoint_size(text))),
             vkey,
             old,
             consistency=lambda o, n: _consistency(api, o, n),
         )
+        verdict = views.check(api, verdict)
     if as_json:
         emit_json(verdict.as_dict())
     else:

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from gateway.client import access, audit, transfer
+from gateway.client import access, audit, auditmine, transfer
 from gateway.client.base import api_for, emit_json, json_option, profile_option
 from gateway.client.errors import ClientError
 from gateway.client.profiles import ProfileError, load_all, profiles_path, remove, resolve, save
@@ -140,7 +140,7 @@ def build(
     @click.group(
         "gateway",
         context_settings=CONTEXT,
-        commands=[*COMMANDS, audit.group(audit_commands), *commands],
+        commands=[*COMMANDS, audit.group([auditmine.mine, *audit_commands]), *commands],
         params=list(params),
     )
     @click.option(
