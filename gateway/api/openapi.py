@@ -50,14 +50,34 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "put",
         "/v1/me/signing-key",
-        "Register a manifest signing key",
+        "Register a manifest signing key, with the key's signature of the registration "
+        "statement (proof of possession)",
         "lab",
         {
             "type": "object",
-            "required": ["public_key"],
-            "properties": {"public_key": {"type": "string"}},
+            "required": ["public_key", "proof"],
+            "properties": {"public_key": {"type": "string"}, "proof": {"type": "string"}},
         },
-        {"200": "the principal"},
+        {
+            "200": "the principal",
+            "409": "held by another organisation, or revoked",
+        },
+    ),
+    (
+        "get",
+        "/v1/me/signing-keys",
+        "Every signing key of the caller's organisation, revoked ones included",
+        "lab",
+        None,
+        {"200": "items"},
+    ),
+    (
+        "delete",
+        "/v1/me/signing-keys/{key_id}",
+        "Revoke a signing key of the caller's organisation, for good",
+        "lab",
+        None,
+        {"204": "revoked", "409": "already revoked"},
     ),
     (
         "get",

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from gateway.client import access, audit, auditmine, transfer
+from gateway.client import access, audit, auditmine, signingkeys, transfer
 from gateway.client.base import api_for, emit_json, json_option, profile_option
 from gateway.client.errors import ClientError
 from gateway.client.profiles import ProfileError, load_all, profiles_path, remove, resolve, save
@@ -123,7 +123,13 @@ def configure_logging(verbose: int) -> None:
         )
 
 
-COMMANDS: list[click.Command] = [whoami, profile_group, *transfer.COMMANDS, *access.COMMANDS]
+COMMANDS: list[click.Command] = [
+    whoami,
+    profile_group,
+    *transfer.COMMANDS,
+    *access.COMMANDS,
+    *signingkeys.COMMANDS,
+]
 
 
 def build(

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from gateway.client import agehdr, keys, state, trust
+from gateway.client import agehdr, keys, possession, state, trust
 from gateway.client import pull as pulling
 from gateway.client import push as pushing
 from gateway.client.agehdr import Identities
@@ -60,7 +60,7 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
     else:
         public = keys.write_signing_key(output)
         if api is not None:
-            api.put("/v1/me/signing-key", {"public_key": public})
+            possession.register(api, output)
     click.echo(public)
     say(f"private key written to {output}" + ("" if api is None else "; public key registered"))
 
