@@ -135,6 +135,7 @@ def main() -> None:
                     bucket="bench-artifacts",
                     audit_bucket="bench-audit",
                     endpoint_url=url,
+                    allow_insecure_endpoint=True,  # moto speaks http
                     gateway_principal_arn="arn:aws:iam::1:role/bench",
                 )
             else:

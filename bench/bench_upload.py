@@ -118,6 +118,7 @@ def run_one(backend: str, size_mib: int, work: Path, args_jobs: int = 2) -> dict
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "GATEWAY_STORAGE_BUCKET": f"bench-{size_mib}",
                 "GATEWAY_STORAGE_AUDIT_BUCKET": f"bench-audit-{size_mib}",
+                "GATEWAY_STORAGE_ALLOW_INSECURE_ENDPOINT": "true",  # moto speaks http
             }
         )
 

@@ -1,4 +1,13 @@
-"""Shared fixtures: a configured gateway in a temp dir, its app and client, seeded orgs."""
+"""Shared fixtures: a configured gateway in a temp dir, its app and client, seeded orgs.
+
+Every gateway these fixtures build runs once on SQLite and once on PostgreSQL: ``db_url``
+is parametrised over both, and ``rt`` puts the gateway on it whatever ``config`` says,
+so a suite that overrides ``config`` is parametrised too. The PostgreSQL cases use one
+throwaway cluster per test session (:mod:`tests.pg`) and a fresh database per test,
+copied from a template migrated once. Where PostgreSQL is not installed they skip with
+the reason; in CI (``GATEWAY_REQUIRE_VECTORS=1``) they fail. ``-m "not postgresql"``
+leaves them out.
+"""
 
 from __future__ import annotations
 
@@ -14,8 +23,48 @@ from gateway.app import create_app
 from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.runtime import Runtime
+from tests import pg
+from tests.tools import missing
 
 MIB = 1 << 20
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "postgresql: runs on a throwaway PostgreSQL cluster (tests/pg.py)"
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[pg.Cluster]:
+    """The session's PostgreSQL cluster, started on first use and removed at the end."""
+    try:
+        cluster = pg.start_cluster()
+    except pg.ClusterUnavailable as exc:
+        missing(f"no PostgreSQL for these tests: {exc}")
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: pg.Cluster) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database of this test's own, dropped afterwards."""
+    from gateway.migrations import upgrade
+
+    with pg_cluster.database(pg_cluster.template(upgrade)) as url:
+        yield url
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The database URL of this test's gateway: a SQLite file, or a PostgreSQL database."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("pg_url")
+        return url
+    return f"sqlite:///{tmp_path / 'gateway.db'}"
 
 
 def make_config(root: Path, **overrides: object) -> Config:
@@ -36,8 +85,8 @@ def make_config(root: Path, **overrides: object) -> Config:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Config:
-    return make_config(tmp_path)
+def config(tmp_path: Path, db_url: str) -> Config:
+    return make_config(tmp_path, **{"database.url": db_url})
 
 
 @pytest.fixture
@@ -46,9 +95,11 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-def rt(config: Config, clock: FrozenClock) -> Iterator[Runtime]:
+def rt(config: Config, clock: FrozenClock, db_url: str) -> Iterator[Runtime]:
+    """The gateway of ``config``, initialised, on ``db_url``."""
     from gateway import bootstrap
 
+    config = config.replace(**{"database.url": db_url})
     list(bootstrap.init(config))
     runtime = Runtime(config, clock=clock)
     yield runtime

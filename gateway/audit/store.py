@@ -17,7 +17,10 @@ Design note (RFC 9162 §2.1 for the tree, c2sp.org/tlog-checkpoint for checkpoin
 - ``audit_head`` is one row: size, root, and the right border of the tree (the hashes of
   ``merkle.root_nodes(size)``, concatenated), so an append reads one row and hashes O(log n).
   Appends lock it (``SELECT ... FOR UPDATE``; SQLite takes its write lock at BEGIN), so the
-  sequence stays single, without gaps or forks, across processes and instances.
+  sequence stays single, without gaps or forks, across processes and instances. On
+  PostgreSQL this relies on READ COMMITTED (:mod:`gateway.db`): the locking read returns
+  the head as the previous holder committed it. Under REPEATABLE READ or SERIALIZABLE a
+  head moved since the transaction's snapshot would fail the append instead.
 
 :func:`append` works inside the caller's transaction and never commits: the entry commits
 together with the effect it records, or neither does.

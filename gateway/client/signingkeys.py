@@ -13,16 +13,17 @@ from pathlib import Path
 import click
 
 from gateway.client import possession
-from gateway.client.base import api_for, json_option, profile_option, table
+from gateway.client.base import api_for, json_option, profile_option, wide_option
 from gateway.client.errors import ClientError, InvocationError
+from gateway.client.tables import Column, table
 from gateway.tui import reported, say
 
 COLUMNS = [
-    ("id", "id"),
-    ("public_key", "public key"),
-    ("principal", "registered by"),
-    ("created_at", "registered"),
-    ("revoked_at", "revoked"),
+    Column("id", "id", "id"),
+    Column("public_key", "public key", flex=True),
+    Column("principal", "registered by", "id", keep=4),
+    Column("created_at", "registered", "time", keep=6),
+    Column("revoked_at", "revoked", "time", keep=5),
 ]
 
 
@@ -52,11 +53,12 @@ def register(profile: str | None, key_file: Path) -> None:
 @group.command("list")
 @profile_option
 @json_option
+@wide_option
 @reported(ClientError)
-def listing(profile: str | None, as_json: bool) -> None:
+def listing(profile: str | None, as_json: bool, wide: bool) -> None:
     """Every signing key of your organisation, revoked ones included."""
     items = api_for(profile).get("/v1/me/signing-keys").get("items", [])
-    table(items, COLUMNS, as_json=as_json, title="signing keys")
+    table(items, COLUMNS, as_json=as_json, title="signing keys", wide=wide)
 
 
 @group.command("revoke")

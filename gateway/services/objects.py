@@ -49,6 +49,12 @@ def store_errors(upload_id: str | None = None) -> Iterator[None]:
         raise Unprocessable(f"the object store does not hold the parts as listed: {exc}") from None
     except FileNotFoundError:  # storage.NotFound is one
         raise Gone("the stored object is no longer there") from None
+    except storage.AccessDenied as exc:
+        log.error("object store refused the gateway: %s", exc)
+        raise ServiceUnavailable(
+            "the object store refused the gateway access (its credentials or the bucket policy); "
+            "nothing was changed"
+        ) from None
     except storage.StorageError as exc:
         raise store_unavailable(exc) from None
 

@@ -24,14 +24,14 @@ def checks(rt: Runtime) -> dict[str, str]:
             audit_store.size(session)
         found["metadata"] = found["audit_log"] = OK
     except Exception as exc:
-        log.warning("metadata not ready: %s", type(exc).__name__)
+        log.warning("metadata not ready: %s: %s", type(exc).__name__, exc)
         found.setdefault("metadata", UNAVAILABLE)
         found.setdefault("audit_log", UNAVAILABLE)
     try:
         rt.store.check_writable()
         found["object_store"] = OK
     except Exception as exc:
-        log.warning("object store not ready: %s", type(exc).__name__)
+        log.warning("object store not ready: %s: %s", type(exc).__name__, exc)
         found["object_store"] = UNAVAILABLE
     try:
         rt.master_key  # noqa: B018 - loading it is the check

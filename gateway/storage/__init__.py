@@ -42,6 +42,7 @@ from gateway.storage.base import (
     MAX_PART_NUMBER,
     MAX_PART_SIZE,
     SHA256_HEX,
+    AccessDenied,
     DigestMismatch,
     HashingReader,
     InvalidKey,
@@ -59,6 +60,7 @@ from gateway.storage.base import (
 )
 
 __all__ = [
+    "AccessDenied",
     "CHUNK",
     "DigestMismatch",
     "HashingReader",

@@ -48,6 +48,14 @@ class UploadNotFound(NotFound):
     """The upload handle is unknown: never begun, completed, aborted or cleaned up."""
 
 
+class AccessDenied(StorageError):
+    """The store refused the gateway for want of permission: its credentials, or a bucket policy.
+
+    Unlike a store that is down, retrying changes nothing until an operator acts; the
+    message says what was refused and where to look.
+    """
+
+
 class InvalidKey(StorageError, ValueError):
     """A key or name that is not a relative path of safe segments."""
 

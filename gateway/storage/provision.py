@@ -19,6 +19,15 @@
 The audit bucket is created with Object Lock, and its default retention is COMPLIANCE
 mode for ``audit_retention_days``: nobody, the account root included, can delete or
 overwrite an anchored checkpoint before then.
+
+A plain ``http://`` endpoint (a lab's MinIO, moto) is refused, in one line naming the
+setting, unless ``allow_insecure_endpoint`` is set: a TLS-only policy would lock the
+gateway out of its own buckets. With it, every statement conditioned on
+``aws:SecureTransport`` is left out of the policy, and a warning says so. When the
+policy names the caller itself, provisioning ends by writing and deleting a probe object
+in the artifact bucket, so a store that evaluates the policy otherwise than S3 does (moto
+ignores its conditions) is named in a warning here, not first met at the first upload.
+Warnings are the returned lines that begin with ``warning:``.
 """
 
 from __future__ import annotations
@@ -34,12 +43,20 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage.base import StorageError, StorageSettings
-from gateway.storage.s3 import error_code, make_client, make_session, wrap
+from gateway.storage.s3 import (
+    error_code,
+    is_denied,
+    is_insecure,
+    make_client,
+    make_session,
+    wrap,
+)
 
 DEFAULT_TEMPLATE = "bucket-policy.json"
 """The packaged bucket policy template, beside this module (package data of ``gateway.storage``)."""
 _ASSUMED_ROLE = re.compile(r"^arn:([^:]+):sts::(\d+):assumed-role/([^/]+)/[^/]+$")
 _PLACEHOLDER = re.compile(r"\$\{[a-z_]+\}")
+_TLS_KEY = "aws:securetransport"
 
 
 def provision(
@@ -52,16 +69,89 @@ def provision(
         raise StorageError(
             f'unknown storage backend {settings.backend!r} (expected "local" or "s3")'
         )
+    template, warnings = transport_policy(settings, load_template(settings))
     session = session or make_session(settings)
     client = make_client(settings, session=session)
     try:
         principals = [settings.gateway_principal_arn or caller_principal_arn(settings, session)]
-        template = load_template(settings)
-        done = [_artifact_bucket(client, settings, template, principals)]
+        done = [*warnings, _artifact_bucket(client, settings, template, principals)]
         done.append(_audit_bucket(client, settings, template, principals))
+        if not settings.gateway_principal_arn:
+            done += _probe(client, settings)
     except (BotoCoreError, ClientError) as exc:
         raise wrap(exc, "cannot provision the buckets") from exc
     return done
+
+
+def requires_tls(template: Any) -> bool:
+    """Whether any statement of the policy template is conditioned on ``aws:SecureTransport``."""
+    return any(_mentions_tls(s) for s in _statements(template))
+
+
+def transport_policy(settings: StorageSettings, template: Any) -> tuple[Any, list[str]]:
+    """The template fit for ``settings.endpoint_url``, and the warnings to show; or refuse.
+
+    Over TLS the template is used as it is. A plain ``http://`` endpoint is refused unless
+    ``allow_insecure_endpoint`` is set; then the TLS-only statements are left out.
+    """
+    endpoint = settings.endpoint_url
+    if not is_insecure(endpoint):
+        return template, []
+    if not settings.allow_insecure_endpoint:
+        lockout = (
+            ", and the bucket policy denies every request without TLS, so the gateway would "
+            "lock itself out of its buckets"
+            if requires_tls(template)
+            else ""
+        )
+        raise StorageError(
+            f"setting storage.endpoint_url: {endpoint} does not use TLS{lockout}; use an "
+            "https:// endpoint, or set storage.allow_insecure_endpoint = true for a test or "
+            "lab store"
+        )
+    warning = (
+        f"warning: storage.allow_insecure_endpoint is set: requests to {endpoint} travel "
+        "without TLS, and the bucket policy does not require it"
+    )
+    kept = [s for s in _statements(template) if not _mentions_tls(s)]
+    return {**template, "Statement": kept} if isinstance(template, dict) else template, [warning]
+
+
+def _statements(template: Any) -> list[Any]:
+    statements = template.get("Statement", []) if isinstance(template, dict) else []
+    return statements if isinstance(statements, list) else [statements]
+
+
+def _mentions_tls(statement: Any) -> bool:
+    condition = statement.get("Condition", {}) if isinstance(statement, dict) else {}
+    if not isinstance(condition, dict):
+        return False
+    return any(
+        isinstance(keys, dict) and any(str(k).lower() == _TLS_KEY for k in keys)
+        for keys in condition.values()
+    )
+
+
+def _probe(client: Any, settings: StorageSettings) -> list[str]:
+    """Write and delete a probe object in the artifact bucket, as the gateway will; a warning if refused."""
+    key = f"{settings.prefix}.probe/provision"
+    try:
+        answer = client.put_object(Bucket=settings.bucket, Key=key, Body=b"probe")
+        version = answer.get("VersionId")
+        client.delete_object(
+            Bucket=settings.bucket, Key=key, **({"VersionId": version} if version else {})
+        )
+    except ClientError as exc:
+        if not is_denied(exc):
+            raise
+        warning = (
+            f"warning: bucket {settings.bucket}: the bucket policy just provisioned denies the "
+            f"gateway itself (S3 said {error_code(exc)}), so uploads and downloads will fail; "
+            "this store does not evaluate the policy as AWS S3 does (moto ignores its "
+            "conditions): give storage.policy_template a policy it honours (README: the S3 profile)"
+        )
+        return [warning]
+    return []
 
 
 def provision_local(settings: StorageSettings) -> list[str]:
@@ -219,7 +309,8 @@ def _artifact_bucket(
     }
     protected = _protect(client, settings, bucket, [_abort_rule(settings), expire])
     _apply_policy(client, bucket, template, principals)
-    return f"bucket {bucket} ({state}): {protected}, TLS only, only {', '.join(principals)}"
+    only = ", ".join(principals)
+    return f"bucket {bucket} ({state}): {protected}, {_transport(template)}, only {only}"
 
 
 def _audit_bucket(
@@ -239,7 +330,14 @@ def _audit_bucket(
     )
     _apply_policy(client, bucket, template, principals)
     days = settings.audit_retention_days
-    return f"audit bucket {bucket} ({state}): {protected}, Object Lock COMPLIANCE {days} days, TLS only"
+    return (
+        f"audit bucket {bucket} ({state}): {protected}, Object Lock COMPLIANCE {days} days, "
+        f"{_transport(template)}"
+    )
+
+
+def _transport(template: Any) -> str:
+    return "TLS only" if requires_tls(template) else "TLS not required by the policy"
 
 
 def _apply_policy(client: Any, bucket: str, template: Any, principals: list[str]) -> None:

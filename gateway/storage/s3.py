@@ -19,11 +19,18 @@ buffering it. Three botocore details make that hold:
 
 Deleting an object removes every version and delete marker, so a shredded artifact's
 ciphertext is really gone from a versioned bucket.
+
+A request S3 refuses for want of permission (403: the credentials, or a bucket policy
+that denies the gateway) raises :class:`AccessDenied`, whose message names the cause,
+apart from the store simply failing. A plain ``http://`` endpoint is refused at init
+unless ``storage.allow_insecure_endpoint`` is set (:mod:`gateway.storage.provision`),
+and every store made for one logs a warning.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -35,6 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage.base import (
     CHUNK,
+    AccessDenied,
     HashingReader,
     InvalidPart,
     NotFound,
@@ -46,7 +54,19 @@ from gateway.storage.base import (
     check_part,
 )
 
+log = logging.getLogger("gateway.storage.s3")
+
 _MISSING = {"NoSuchKey", "404", "NotFound", "NoSuchVersion"}
+_DENIED = {
+    "AccessDenied",
+    "AllAccessDisabled",
+    "AccountProblem",
+    "ExpiredToken",
+    "InvalidAccessKeyId",
+    "InvalidToken",
+    "SignatureDoesNotMatch",
+    "TokenRefreshRequired",
+}  # and any other answer with HTTP status 403
 _BAD_PARTS = {
     "InvalidPart",
     "InvalidPartOrder",
@@ -83,17 +103,37 @@ def make_client(
     )
 
 
+def is_insecure(endpoint_url: str | None) -> bool:
+    """Whether requests to ``endpoint_url`` travel without TLS (``None``: AWS, over TLS)."""
+    return bool(endpoint_url) and not str(endpoint_url).lower().startswith("https://")
+
+
 def error_code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", ""))
     return ""
 
 
+def is_denied(exc: BaseException) -> bool:
+    """Whether ``exc`` is S3 refusing permission (an access error code, or any 403)."""
+    if not isinstance(exc, ClientError):
+        return False
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return error_code(exc) in _DENIED or status == 403
+
+
 def wrap(exc: BaseException, what: str) -> StorageError:
-    """A :class:`StorageError` describing a botocore failure."""
+    """A :class:`StorageError` describing a botocore failure; :class:`AccessDenied` for a 403."""
     if isinstance(exc, ClientError):
         message = exc.response.get("Error", {}).get("Message", "")
-        return StorageError(f"{what}: S3 said {error_code(exc)}: {message}")
+        said = f"S3 said {error_code(exc)}: {message}" if message else f"S3 said {error_code(exc)}"
+        if is_denied(exc):
+            return AccessDenied(
+                f"{what}: the object store denied the gateway access ({said}); check the "
+                "gateway's credentials and the bucket policy (storage.policy_template, "
+                "storage.allow_insecure_endpoint)"
+            )
+        return StorageError(f"{what}: {said}")
     return StorageError(f"{what}: {exc}")
 
 
@@ -105,6 +145,12 @@ class S3Store:
     ) -> None:
         self.bucket = settings.bucket
         self.prefix = settings.prefix
+        if is_insecure(settings.endpoint_url):
+            log.warning(
+                "object store endpoint %s is not TLS (storage.allow_insecure_endpoint): "
+                "requests and presigned URLs travel in the clear",
+                settings.endpoint_url,
+            )
         session = session or make_session(settings)
         self.client = make_client(settings, session=session)
         self.part_client = make_client(settings, streaming=True, session=session)
@@ -174,7 +220,7 @@ class S3Store:
                     found.append(
                         StoredPart(int(p["PartNumber"]), int(p["Size"]), sha, str(p["ETag"]))
                     )
-        except ClientError as exc:
+        except (BotoCoreError, ClientError) as exc:
             if error_code(exc) == "NoSuchUpload":
                 raise UploadNotFound(f"no upload {handle!r} in progress for {key}") from None
             raise wrap(exc, f"cannot list the parts of {key}") from exc
@@ -198,7 +244,7 @@ class S3Store:
                 UploadId=handle,
                 MultipartUpload={"Parts": listed},
             )
-        except ClientError as exc:
+        except (BotoCoreError, ClientError) as exc:
             if error_code(exc) == "NoSuchUpload":
                 raise UploadNotFound(f"no upload {handle!r} in progress for {key}") from None
             if error_code(exc) in _BAD_PARTS:
@@ -216,7 +262,7 @@ class S3Store:
             self.client.abort_multipart_upload(
                 Bucket=self.bucket, Key=self._full(key), UploadId=handle
             )
-        except ClientError as exc:
+        except (BotoCoreError, ClientError) as exc:
             if error_code(exc) not in ("NoSuchUpload", "404"):
                 raise wrap(exc, f"cannot abort the upload of {key}") from exc
 
@@ -249,7 +295,7 @@ class S3Store:
         extra = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if ranged else {}
         try:
             answer = self.client.get_object(Bucket=self.bucket, Key=self._full(key), **extra)
-        except ClientError as exc:
+        except (BotoCoreError, ClientError) as exc:
             if error_code(exc) in _MISSING:
                 raise NotFound(f"no object {key}") from None
             if error_code(exc) == "InvalidRange":
@@ -265,7 +311,7 @@ class S3Store:
             return int(
                 self.client.head_object(Bucket=self.bucket, Key=self._full(key))["ContentLength"]
             )
-        except ClientError as exc:
+        except (BotoCoreError, ClientError) as exc:
             if error_code(exc) in _MISSING:
                 raise NotFound(f"no object {key}") from None
             raise wrap(exc, f"cannot look up {key}") from exc
@@ -294,7 +340,8 @@ class S3Store:
                 )
                 if answer.get("Errors"):
                     first = answer["Errors"][0]
-                    raise StorageError(
+                    kind = AccessDenied if first.get("Code") in _DENIED else StorageError
+                    raise kind(
                         f"cannot delete {key}: S3 said {first.get('Code')}: {first.get('Message')}"
                     )
         except (BotoCoreError, ClientError) as exc:
@@ -327,6 +374,8 @@ class S3Store:
 def _chunks(body: Any) -> Iterator[bytes]:
     try:
         yield from body.iter_chunks(CHUNK)
+    except BotoCoreError as exc:  # the connection broke mid-object
+        raise StorageError(f"reading an object broke off: {exc}") from exc
     finally:
         body.close()
 

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import delete, update
+from sqlalchemy.sql.expression import Executable
 
 from gateway import events
 from gateway.audit import store
@@ -69,15 +70,17 @@ def test_publish_by_count_waits_for_that_many_new_entries(rt: Runtime, clock: Fr
 @pytest.mark.parametrize(
     ("tamper", "phrase"),
     [
-        ("UPDATE audit_entries SET leaf = CAST('{}' AS BLOB) WHERE idx = 1", "rewritten"),
-        ("DELETE FROM audit_entries WHERE idx = 0", "missing"),
+        (update(store.Entry).where(store.Entry.index == 1).values(leaf=b"{}"), "rewritten"),
+        (delete(store.Entry).where(store.Entry.index == 0), "missing"),
     ],
 )
-def test_a_log_changed_after_an_anchor_is_caught(lab: Lab, rt, tamper: str, phrase: str) -> None:
+def test_a_log_changed_after_an_anchor_is_caught(
+    lab: Lab, rt: Runtime, tamper: Executable, phrase: str
+) -> None:
     lab.push(b"w")
     anchor.publish(rt, force=True)
     with rt.db.session() as s:
-        s.execute(text(tamper))
+        s.execute(tamper)
     report = anchor.check_published(rt)
     assert not report.ok and phrase in report.message
 
@@ -110,7 +113,7 @@ def test_anchor_command(lab: Lab, rt) -> None:
     r = runner.invoke(main, ["audit", "anchors"])
     assert r.exit_code == 0 and r.stdout.startswith("OK:"), r.output
     with rt.db.session() as s:
-        s.execute(text("UPDATE audit_entries SET leaf = CAST('x' AS BLOB) WHERE idx = 0"))
+        s.execute(update(store.Entry).where(store.Entry.index == 0).values(leaf=b"x"))
     r = runner.invoke(main, ["audit", "anchors"])
     assert r.exit_code == 1 and "gateway: error:" in r.stderr and "rewritten" in r.stderr
 
@@ -125,3 +128,23 @@ def test_the_sweeper_publishes_anchors(lab: Lab, rt, clock) -> None:
     clock.advance(minutes=rt.config.audit.anchor_every_minutes)
     assert sweep_once(rt)["anchors_published"] == 1
     assert anchor.check_published(rt).checked == 2
+
+
+def test_a_log_with_entries_but_no_published_checkpoint_fails_the_check(lab: Lab, rt) -> None:
+    empty = anchor.check_published(rt)
+    assert empty.ok and empty.checked == 0, "an empty log has nothing to vouch for"
+    lab.push(b"w")
+    report = anchor.check_published(rt)
+    assert not report.ok and report.checked == 0
+    assert "no published checkpoint" in report.message, report.message
+
+
+def test_anchors_deleted_from_the_local_archive_are_not_an_ok(lab: Lab, rt) -> None:
+    lab.push(b"w")
+    anchor.publish(rt, force=True)
+    assert anchor.check_published(rt).ok
+    folder = Path(rt.config.audit.archive_dir)
+    for path in folder.glob("checkpoint-*"):
+        path.unlink()  # what an operator who controls the disk can do
+    report = anchor.check_published(rt)
+    assert not report.ok and "no published checkpoint" in report.message, report.message

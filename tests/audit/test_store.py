@@ -1,9 +1,16 @@
-"""The log store: appends, roots, proofs and filters, checked against the naive reference tree."""
+"""The log store: appends, roots, proofs and filters, checked against the naive reference tree.
+
+Every test runs on SQLite and on PostgreSQL (``logs``): each log is empty and new, in
+memory or a file for SQLite, a database of its own on the session's cluster for PostgreSQL.
+"""
 
 from __future__ import annotations
 
 import json
 import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,6 +24,46 @@ from gateway.audit.merkle import ProofError
 from gateway.db import Database
 from tests.audit import reference
 from tests.audit.conftest import ORIGIN, T0, add_entry, fill, make_db
+from tests.conftest import DATABASES
+
+Logs = Callable[..., AbstractContextManager[str]]
+"""``logs(shared=False)``: the URL of a new empty log; ``shared`` if other engines open it too."""
+
+
+@pytest.fixture(params=DATABASES)
+def logs(request: pytest.FixtureRequest, tmp_path: Path) -> Logs:
+    if request.param == "postgresql":
+        from gateway.migrations import upgrade
+
+        cluster = request.getfixturevalue("pg_cluster")
+        template = cluster.template(upgrade)
+        return lambda shared=False: cluster.database(template)
+
+    @contextmanager
+    def sqlite(shared: bool = False) -> Iterator[str]:
+        url = f"sqlite:///{tmp_path / f'log-{uuid.uuid4().hex[:8]}.db'}" if shared else "sqlite://"
+        if shared:
+            make_db(url).dispose()
+        yield url
+
+    return sqlite
+
+
+@contextmanager
+def opened(url: str) -> Iterator[Database]:
+    """The log at ``url``, its tables made if it is new (a SQLite memory database is)."""
+    database = make_db(url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def db(logs: Logs) -> Iterator[Database]:
+    """An empty log of this test's own, on SQLite or PostgreSQL."""
+    with logs() as url, opened(url) as database:
+        yield database
 
 
 def _leaves(db: Database) -> list[bytes]:
@@ -92,11 +139,14 @@ def test_roots_and_proofs_match_the_reference_for_every_size(db: Database) -> No
                 assert store.consistency_proof(s, old, size) == reference.proof(old, leaves[:size])
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(n=st.integers(2, 80), data=st.data())
-def test_every_proof_from_the_store_verifies(n: int, data: st.DataObject) -> None:
-    db = make_db()
-    try:
+def test_every_proof_from_the_store_verifies(logs: Logs, n: int, data: st.DataObject) -> None:
+    with logs() as url, opened(url) as db:
         fill(db, n, per_tx=data.draw(st.integers(1, 64)))
         leaves = _leaves(db)
         with db.session() as s:
@@ -145,8 +195,6 @@ def test_every_proof_from_the_store_verifies(n: int, data: st.DataObject) -> Non
             if old > 1 and old < size:
                 with pytest.raises(ProofError):
                     merkle.verify_consistency(old - 1, size, cons, store.root(s, old - 1), root)
-    finally:
-        db.dispose()
 
 
 def test_savepoints_and_many_appends_per_transaction_keep_the_sequence(db: Database) -> None:
@@ -243,15 +291,31 @@ def test_a_damaged_head_border_stops_appends(db: Database) -> None:
         add_entry(s, 3)
 
 
-def test_concurrent_appenders_keep_one_sequence(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    make_db(url).dispose()
+def test_concurrent_appenders_keep_one_sequence(logs: Logs) -> None:
+    """Engines of their own, as other processes and instances have, race from an empty log."""
+    with logs(shared=True) as url:
+        _append_concurrently(url, workers=4, each=15)
+        with opened(url) as db:
+            leaves = _leaves(db)
+            assert [json.loads(x)["index"] for x in leaves] == list(range(60))
+            assert sorted(json.loads(x)["request_id"] for x in leaves) == sorted(
+                f"req-{100 * w + i}" for w in range(4) for i in range(15)
+            )
+            with db.session() as s:
+                assert store.root(s, 60) == reference.mth(leaves)
+                assert s.scalar(select(store.Head.size)) == 60
+
+
+def _append_concurrently(url: str, workers: int, each: int) -> None:
+    """``workers`` threads, each on an engine of its own, append ``each`` entries one per transaction."""
     errors: list[BaseException] = []
+    start = threading.Barrier(workers)
 
     def worker(w: int) -> None:
-        db = Database(url)  # its own engine and connections, as another process has
+        db = Database(url)
         try:
-            for i in range(15):
+            start.wait()
+            for i in range(each):
                 with db.session() as s:
                     add_entry(s, 100 * w + i)
         except BaseException as e:  # noqa: BLE001 - reported below
@@ -259,19 +323,9 @@ def test_concurrent_appenders_keep_one_sequence(tmp_path: Path) -> None:
         finally:
             db.dispose()
 
-    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
-    db = Database(url)
-    leaves = _leaves(db)
-    assert [json.loads(x)["index"] for x in leaves] == list(range(60))
-    assert sorted(json.loads(x)["request_id"] for x in leaves) == sorted(
-        f"req-{100 * w + i}" for w in range(4) for i in range(15)
-    )
-    with db.session() as s:
-        assert store.root(s, 60) == reference.mth(leaves)
-        assert s.scalar(select(store.Head.size)) == 60
-    db.dispose()

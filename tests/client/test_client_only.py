@@ -38,6 +38,7 @@ CLIENT_COMMANDS = {
     "requests",
     "revoke",
     "signing-key",
+    "uploads",
     "whoami",
     "withdraw",
 }

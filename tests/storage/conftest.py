@@ -8,6 +8,8 @@ its own, provisioned by :func:`gateway.storage.provision.provision`.
 moto evaluates a bucket policy's Deny statements as unconditional (it ignores the
 ``aws:SecureTransport`` and ``aws:PrincipalArn`` conditions), so after provisioning the
 object tests remove the policy; ``test_provision.py`` reads the policy back instead.
+moto server speaks plain HTTP, so its settings allow an insecure endpoint (the policy then
+has no TLS statement); in-process moto stands behind the default AWS endpoint, over TLS.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ def s3_settings(tmp_path: Path, endpoint_url: str | None = None, **changes: Any)
         bucket=f"artifacts-{unique}",
         audit_bucket=f"audit-{unique}",
         endpoint_url=endpoint_url,
+        allow_insecure_endpoint=endpoint_url is not None,
         prefix="gw/",
         multipart_abort_days=3,
         audit_retention_days=1,

@@ -1,17 +1,30 @@
-"""The Alembic migrations build exactly the schema the models describe."""
+"""The Alembic migrations build exactly the schema the models describe, on SQLite and PostgreSQL."""
 
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from gateway import schema
 from gateway.db import make_engine
 from gateway.migrations import upgrade
+from tests.conftest import DATABASES
 
 
-def test_migrations_match_the_models(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+@pytest.fixture(params=DATABASES)
+def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all: a new SQLite file, or a new PostgreSQL database."""
+    if request.param == "postgresql":
+        with request.getfixturevalue("pg_cluster").database() as url:
+            yield url
+    else:
+        yield f"sqlite:///{tmp_path / 'm.db'}"
+
+
+def test_migrations_match_the_models(empty_url: str) -> None:
+    url = empty_url
     upgrade(url)
     upgrade(url)  # idempotent
     engine = make_engine(url)
@@ -21,7 +34,7 @@ def test_migrations_match_the_models(tmp_path: Path) -> None:
     assert diff == []
 
 
-def test_artifacts_stored_before_the_shares_table_are_shared_after_it(tmp_path: Path) -> None:
+def test_artifacts_stored_before_the_shares_table_are_shared_after_it(empty_url: str) -> None:
     """0002 fills artifact_shares from the share_with of every artifact already stored."""
     from datetime import datetime
 
@@ -29,7 +42,7 @@ def test_artifacts_stored_before_the_shares_table_are_shared_after_it(tmp_path: 
 
     from gateway.models import Artifact, ArtifactShare, Org, Principal, Upload
 
-    url = f"sqlite:///{tmp_path / 'm.db'}"
+    url = empty_url
     upgrade(url, "0001")
     engine = make_engine(url)
     now = datetime(2026, 11, 26)
