@@ -29,6 +29,8 @@ from pathlib import Path
 import requests
 from nacl.signing import SigningKey
 
+from gateway.client import possession
+
 BIN = Path(sys.executable).parent
 MIB = 1 << 20
 PART = 64 * MIB
@@ -162,10 +164,8 @@ def run_one(backend: str, size_mib: int, work: Path, args_jobs: int = 2) -> dict
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {token}"
         key = SigningKey.generate()
-        s.put(
-            url + "/v1/me/signing-key",
-            json={"public_key": base64.b64encode(bytes(key.verify_key)).decode()},
-        )
+        me = s.get(url + "/v1/me").json()
+        s.put(url + "/v1/me/signing-key", json=possession.prove(key, me["org"], me["name"]))
         up = s.post(
             url + "/v1/uploads", json={"name": "bench", "kind": "weights", "share_with": ["agency"]}
         ).json()

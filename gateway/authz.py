@@ -9,7 +9,9 @@ Three things live here and nowhere else:
   kind of object: an artifact is a lab's when its org made it and an evaluator's when its
   agency is in ``share_with``; an upload is its org's; an access request and a grant are
   the owning lab's (through their artifact) and their evaluator's own; an audit entry is
-  the lab's whose artifact it concerns (``subject_org``).
+  its own for every org it concerns (:func:`gateway.audit.leaf.concerns`: the actor's org
+  and the org that owns what it is about), so a lab reads the entries about its artifacts
+  and its principals, and an agency those about its evaluators; a signing key is its org's.
 - **Visibility.** :func:`scope` is the same rule as a SQL predicate over a model, derived
   from the table (an object is listed when its read action is ALLOW for it), so every list
   is filtered in the database and the lists, the single reads and the dashboard agree.
@@ -29,10 +31,21 @@ from typing import NoReturn, TypeVar
 from sqlalchemy import ColumnElement, false, or_, select, true
 
 from gateway import events
+from gateway.audit import store as audit_store
+from gateway.audit.leaf import HIDDEN
 from gateway.audit.store import Entry
 from gateway.caller import Actor, Caller
 from gateway.errors import Forbidden, GatewayError, NotFound
-from gateway.models import AccessRequest, Artifact, ArtifactShare, Grant, Principal, Role, Upload
+from gateway.models import (
+    AccessRequest,
+    Artifact,
+    ArtifactShare,
+    Grant,
+    Principal,
+    Role,
+    SigningKey,
+    Upload,
+)
 from gateway.runtime import Runtime
 
 
@@ -48,6 +61,7 @@ A, D, H = Decision.ALLOW, Decision.DENY, Decision.HIDE
 _TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
     "me.read": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
     "me.signing_key": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "signing_key.revoke": {"lab": (A, H), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
     "me.recipient": {"lab": (D, D), "evaluator": (A, A), "auditor": (D, D), "admin": (D, D)},
     "org.signing_keys": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
     "upload.create": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
@@ -65,18 +79,18 @@ _TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
     "grant.revoke": {"lab": (A, H), "evaluator": (D, H), "auditor": (D, D), "admin": (A, A)},
     "content.read": {"lab": (D, H), "evaluator": (A, H), "auditor": (D, D), "admin": (D, D)},
     "audit.read_all": {"lab": (D, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
-    "audit.read_own": {"lab": (A, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
-    "audit.proof": {"lab": (A, A), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
+    "audit.read_own": {"lab": (A, D), "evaluator": (A, D), "auditor": (A, A), "admin": (D, D)},
+    "audit.proof": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (D, D)},
     "admin.manage": {"lab": (D, D), "evaluator": (D, D), "auditor": (D, D), "admin": (A, A)},
     "principal.read": {"lab": (A, H), "evaluator": (A, H), "auditor": (A, A), "admin": (A, A)},
 }
 
 ACTIONS = tuple(_TABLE)
 
-Owned = Artifact | Upload | AccessRequest | Grant | Entry
+Owned = Artifact | Upload | AccessRequest | Grant | Entry | SigningKey
 """Every kind of object a principal may own."""
 
-OWNED_KINDS: tuple[type[Owned], ...] = (Artifact, Upload, AccessRequest, Grant, Entry)
+OWNED_KINDS: tuple[type[Owned], ...] = (Artifact, Upload, AccessRequest, Grant, Entry, SigningKey)
 
 READ_ACTION: dict[type[Owned], str] = {
     Artifact: "artifact.read",
@@ -84,6 +98,7 @@ READ_ACTION: dict[type[Owned], str] = {
     AccessRequest: "access.read",
     Grant: "grant.read",
     Entry: "audit.read_own",
+    SigningKey: "org.signing_keys",
 }
 """The action that decides whether a principal may see an object of each kind (and list it)."""
 
@@ -109,7 +124,7 @@ def owns(actor: Actor, obj: Owned) -> bool:
         if actor.role == Role.EVALUATOR:
             return actor.org in obj.share_with
         return True
-    if isinstance(obj, Upload):
+    if isinstance(obj, Upload | SigningKey):
         return obj.org == actor.org
     if isinstance(obj, AccessRequest | Grant):
         if actor.role == Role.LAB:
@@ -117,7 +132,7 @@ def owns(actor: Actor, obj: Owned) -> bool:
         if actor.role == Role.EVALUATOR:
             return _principal(obj) == actor.id
         return True
-    return obj.subject_org == actor.org
+    return actor.org in obj.concerned()
 
 
 def _principal(obj: AccessRequest | Grant) -> str:
@@ -136,6 +151,8 @@ def _owned_sql(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
         return true()
     if model is Upload:
         return Upload.org == actor.org
+    if model is SigningKey:
+        return SigningKey.org == actor.org
     if model is AccessRequest:
         if actor.role == Role.LAB:
             return AccessRequest.artifact_id.in_(labs_artifacts)
@@ -148,7 +165,7 @@ def _owned_sql(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
         if actor.role == Role.EVALUATOR:
             return Grant.grantee_id == actor.id
         return true()
-    return Entry.subject_org == actor.org
+    return audit_store.concerning(actor.org)
 
 
 def scope(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
@@ -179,7 +196,7 @@ def principal_scope(actor: Actor) -> ColumnElement[bool]:
         asked = select(AccessRequest.principal_id).where(
             AccessRequest.artifact_id.in_(labs_artifacts)
         )
-        logged = select(Entry.actor).where(Entry.subject_org == actor.org)
+        logged = select(Entry.actor).where(audit_store.concerning(actor.org))
         return or_(Principal.org == actor.org, Principal.id.in_(asked), Principal.id.in_(logged))
     if actor.role == Role.EVALUATOR:
         decided = select(AccessRequest.decided_by).where(AccessRequest.principal_id == actor.id)
@@ -224,7 +241,7 @@ def _enforce(
     if decision is Decision.ALLOW:
         return
     if decision is Decision.HIDE:
-        refuse(rt, caller, action, "hidden", NotFound(f"{what} was not found"), subject=obj)
+        refuse(rt, caller, action, HIDDEN, NotFound(f"{what} was not found"), subject=obj)
     refuse(
         rt,
         caller,
@@ -267,7 +284,7 @@ def _subject(obj: Owned | None) -> tuple[str | None, str | None, str | None]:
     """``(artifact id, grant id, owning org)`` of a refused object, for its audit entry."""
     if isinstance(obj, Artifact):
         return obj.id, None, obj.org
-    if isinstance(obj, Upload):
+    if isinstance(obj, Upload | SigningKey):
         return None, None, obj.org
     if isinstance(obj, AccessRequest):
         return obj.artifact_id, None, obj.artifact.org

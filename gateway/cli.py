@@ -221,7 +221,7 @@ def sweep(state: State) -> None:
 
 @click.group()
 def admin() -> None:
-    """Organisations and tokens (operator bootstrap)."""
+    """Organisations, tokens and signing keys (operator bootstrap)."""
 
 
 @admin.group("org")
@@ -276,6 +276,25 @@ def token_revoke(state: State, org: str, name: str) -> None:
     with bootstrap.opened(state.config) as gw:
         count = bootstrap.revoke_tokens(gw, org, name)
     click.echo(f"revoked {count} token(s)", err=True)
+
+
+@admin.group("signing-key")
+def admin_signing_key() -> None:
+    """Organisations' manifest-signing keys."""
+
+
+@admin_signing_key.command("revoke")
+@click.option("--org", required=True, help="the organisation that registered the key")
+@click.option("--key", "key", required=True, help="the key's id, or its public key (base64)")
+@operator
+def signing_key_revoke(state: State, org: str, key: str) -> None:
+    """Revoke a signing key of ORG for good (an identity.signing_key.revoke entry)."""
+    from gateway import bootstrap
+    from gateway.services import identity
+
+    with bootstrap.opened(state.config) as gw:
+        row = identity.revoke_signing_key(gw, None, identity.operator_signing_key(gw, org, key))
+    say(f"signing key {row.id} of {org} revoked")
 
 
 @click.command("publish")

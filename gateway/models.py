@@ -135,7 +135,7 @@ class SigningKey(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
-    public_key: Mapped[str] = mapped_column(String(64), index=True)
+    public_key: Mapped[str] = mapped_column(String(64), index=True, unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 

@@ -9,13 +9,20 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
+import gateway.audit.chains
 import gateway.audit.store
 import gateway.models
 import gateway.services.denials
 import gateway.web.models
 from gateway.db import Base
 
-MODULES = (gateway.models, gateway.audit.store, gateway.services.denials, gateway.web.models)
+MODULES = (
+    gateway.models,
+    gateway.audit.store,
+    gateway.audit.chains,
+    gateway.services.denials,
+    gateway.web.models,
+)
 """The modules that declare tables."""
 
 metadata: MetaData = Base.metadata

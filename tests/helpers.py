@@ -10,6 +10,7 @@ from nacl.signing import SigningKey
 
 from gateway import age
 from gateway import manifest as manifests
+from gateway.client import possession
 from gateway.models import Artifact
 from gateway.runtime import Runtime
 
@@ -52,6 +53,11 @@ def sign(m: dict[str, Any], key: SigningKey) -> str:
 
 def public_b64(key: SigningKey) -> str:
     return manifests.public_key_b64(key)
+
+
+def key_registration(key: SigningKey, me: dict[str, Any]) -> dict[str, str]:
+    """The body of ``PUT /v1/me/signing-key`` for ``key``, with its proof, as ``me`` (``/v1/me``)."""
+    return possession.prove(key, me["org"], me["name"])
 
 
 def random_bytes(n: int, seed: int = 0) -> bytes:

@@ -29,7 +29,7 @@ MANIFEST = (
 
 
 def _leaf(time: datetime) -> bytes:
-    return leaf.encode_leaf(
+    return leaf.encode_leaf_v1(
         index=7,
         time=time,
         actor="prn_1",

@@ -195,3 +195,44 @@ def test_a_database_url_is_printed_without_its_password() -> None:
         shown_url("postgresql://ann:hunter2@db.example/gw") == "postgresql://ann:***@db.example/gw"
     )
     assert shown_url("sqlite:///var/gateway.db") == "sqlite:///var/gateway.db"
+
+
+def test_the_operator_revokes_a_signing_key_on_record(config_file: Path) -> None:
+    from nacl.signing import SigningKey
+
+    from gateway.caller import Actor, Caller
+    from gateway.client import possession
+    from gateway.services import identity
+
+    assert gateway(config_file, "init").exit_code == 0
+    assert gateway(config_file, "admin", "org", "create", "lab-a", "--kind", "lab").exit_code == 0
+    made = gateway(
+        config_file, "admin", "token", "create", "--org", "lab-a", "--role", "lab", "--name", "ann"
+    )
+    assert made.exit_code == 0, made.output
+    body = possession.prove(SigningKey.generate(), "lab-a", "ann")
+    gw = Runtime(load(config_file))
+    try:
+        ann = Actor(principal_id(config_file, "lab-a", "ann"), "ann", "lab-a", "lab")
+        identity.register_signing_key(gw, Caller(ann), body["public_key"], body["proof"])
+    finally:
+        gw.close()
+
+    revoke = ("admin", "signing-key", "revoke")
+    unknown = gateway(config_file, *revoke, "--org", "lab-a", "--key", "key_nope")
+    assert unknown.exit_code == 1
+    assert unknown.output == "gateway: error: organisation lab-a has no signing key key_nope\n"
+    elsewhere = gateway(config_file, *revoke, "--org", "operator", "--key", body["public_key"])
+    assert elsewhere.exit_code == 1, "a key is revoked only as the org that holds it"
+    assert entries(config_file, "identity.signing_key.revoke") == []
+
+    done = gateway(config_file, *revoke, "--org", "lab-a", "--key", body["public_key"])
+    assert done.exit_code == 0, done.output
+    (entry,) = entries(config_file, "identity.signing_key.revoke")
+    assert entry["actor"] == "cli" and entry["subject_org"] == "lab-a"
+    assert entry["details"]["public_key"] == body["public_key"]
+    assert (entry["details"]["old"], entry["details"]["new"]) == ("active", "revoked")
+    assert done.output == f"gateway: signing key {entry['details']['key']} of lab-a revoked\n"
+    twice = gateway(config_file, *revoke, "--org", "lab-a", "--key", entry["details"]["key"])
+    assert twice.exit_code == 1 and "already revoked" in twice.output
+    assert len(entries(config_file, "identity.signing_key.revoke")) == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from flask import Blueprint, Response, request
 from flask.typing import ResponseReturnValue
 
@@ -31,8 +33,30 @@ def _out_of_range(exc: ProofRangeError) -> Response:
 def entries() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "audit.read_own", what="the audit log")
-    found = auditlog.visible(rt, who.actor, inputs.entry_filters(), inputs.page_request())
-    return shapes.page(found, shapes.entry)
+    filters = replace(
+        inputs.entry_filters(),
+        concerning=inputs.query_text("concerning"),
+        with_proofs=_flag("with_proofs"),
+    )
+    if filters.with_proofs:
+        _may_prove()
+        filters = replace(filters, size=_optional_size("size"))
+    elif "size" in request.args:
+        raise BadRequest("query parameter size needs with_proofs=1")
+    found = auditlog.visible(rt, who.actor, filters, inputs.page_request())
+    body = shapes.page(found.page, shapes.entry)
+    if found.size is not None:
+        body["size"] = found.size
+        for item in body["items"]:
+            item["proof"] = [shapes.b64(h) for h in found.proofs[item["index"]]]
+    return body
+
+
+def _flag(name: str) -> bool:
+    raw = request.args.get(name, "0")
+    if raw not in ("0", "1"):
+        raise BadRequest(f"query parameter {name} must be 0 or 1")
+    return raw == "1"
 
 
 def _may_prove() -> None:

@@ -1,6 +1,8 @@
-"""Identity routes: who am I, my recipient and signing key, an org's signing keys."""
+"""Identity routes: who am I, my recipient and signing keys, an org's signing keys."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from flask import Blueprint
 from flask.typing import ResponseReturnValue
@@ -8,6 +10,8 @@ from flask.typing import ResponseReturnValue
 from gateway import authz
 from gateway.api import inputs, shapes
 from gateway.api.context import authenticate_request, caller, runtime
+from gateway.clock import rfc3339
+from gateway.models import SigningKey
 from gateway.services import identity
 
 bp = Blueprint("identity", __name__, url_prefix="/v1")
@@ -31,8 +35,35 @@ def put_recipient() -> ResponseReturnValue:
 def put_signing_key() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "me.signing_key", what="a signing key")
-    public_key = inputs.text(inputs.json_body(), "public_key")
-    return shapes.profile(identity.register_signing_key(rt, who, public_key))
+    body = inputs.json_body()
+    public_key, proof = inputs.text(body, "public_key"), inputs.text(body, "proof")
+    return shapes.profile(identity.register_signing_key(rt, who, public_key, proof))
+
+
+def _key(k: SigningKey) -> dict[str, Any]:
+    return {
+        "id": k.id,
+        "public_key": k.public_key,
+        "principal": k.principal_id,
+        "created_at": rfc3339(k.created_at),
+        "revoked_at": rfc3339(k.revoked_at),
+    }
+
+
+@bp.get("/me/signing-keys")
+def my_signing_keys() -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    authz.require(rt, who, "me.signing_key", what="signing keys")
+    return {"items": [_key(k) for k in identity.own_signing_keys(rt, who)]}
+
+
+@bp.delete("/me/signing-keys/<key_id>")
+def revoke_signing_key(key_id: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    found = identity.find_signing_key(rt, key_id)
+    key = authz.require_found(rt, who, "signing_key.revoke", found, what=f"signing key {key_id}")
+    identity.revoke_signing_key(rt, who, key)
+    return "", 204
 
 
 @bp.get("/orgs/<org>/signing-keys")

@@ -3,8 +3,13 @@
 Design note (RFC 9162 §2.1 for the tree, c2sp.org/tlog-checkpoint for checkpoints):
 
 - ``audit_entries`` holds each entry's exact leaf bytes (:mod:`gateway.audit.leaf`) under its
-  index, with copies of the fields a reader filters on. ``subject_org`` (the org that owns the
-  artifact concerned) is not in the leaf: it only selects what a lab may be shown.
+  index, with the fields a reader filters on beside it: :func:`gateway.audit.leaf.columns` of
+  the leaf, written by :func:`append` and nowhere else, so a verifier re-derives every one.
+- ``audit_entry_orgs`` holds, for each entry, the orgs it concerns
+  (:func:`gateway.audit.leaf.concerns`): what a lab's or an agency's view is scoped by.
+  ``audit_org_heads`` holds each org's latest entry, from which :func:`append` computes the
+  new entry's ``prev`` (:func:`gateway.audit.leaf.link`) and which it moves forward, under
+  the head row's lock.
 - ``audit_subtrees`` holds the hash of every complete subtree (level, index), written as the
   tree grows: appending leaf n creates the leaf node and one node per trailing 1 bit of n.
   Every node a root or a proof needs (:mod:`gateway.audit.merkle`) is such a subtree, so a
@@ -32,6 +37,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     DateTime,
     Index,
     Integer,
@@ -48,8 +54,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gateway.audit import merkle
-from gateway.audit.leaf import encode_leaf, utc_naive
+from gateway.audit import chains, merkle
+from gateway.audit import leaf as leafmod
+from gateway.audit.chains import EntryOrg
+from gateway.audit.leaf import utc_naive
 from gateway.audit.note import Checkpoint, Signer
 from gateway.audit.note import sign_checkpoint as sign_checkpoint_note
 from gateway.db import Base
@@ -79,11 +87,18 @@ class EntryNotFound(LogError):
     """No entry at that index."""
 
 
+class EntryTooLarge(LogError):
+    """An entry larger than an entry bundle can hold: refused, nothing appended."""
+
+    status, slug, title = 413, "audit-entry-too-large", "Audit entry too large"
+
+
 class Entry(Base):
-    """One audit entry: ``leaf`` is exactly what was hashed; the other columns are for filtering.
+    """One audit entry: ``leaf`` is exactly what was hashed; the other columns are derived from it.
 
     Each filter column is indexed together with the index, so a filtered page in index order
-    is one range scan of that index.
+    is one range scan of that index. A v1 entry's ``subject_org`` is the one column its leaf
+    does not hold (it was kept beside the leaf before v2).
     """
 
     __tablename__ = "audit_entries"
@@ -122,6 +137,13 @@ class Entry(Base):
 
     def leaf_b64(self) -> str:
         return base64.b64encode(self.leaf).decode()
+
+    def concerned(self) -> tuple[str, ...]:
+        """The orgs this entry concerns: from its leaf (v2), else its ``subject_org`` column (v1)."""
+        entry = self.entry()
+        if leafmod.version(entry) > 1:
+            return leafmod.concerns(entry)
+        return (self.subject_org,) if self.subject_org else ()
 
 
 class Subtree(Base):
@@ -193,19 +215,27 @@ def _innermost(session: Session) -> object:
     return session.get_nested_transaction() or session.get_transaction()
 
 
-def _border_for_append(session: Session) -> merkle.CompactRange:
-    """The locked head's border; reused from the previous append of this same (sub)transaction.
+class _Appending:
+    """What an append needs of the locked log: the tree's border and the org heads read so far."""
+
+    def __init__(self, rng: merkle.CompactRange) -> None:
+        self.rng = rng
+        self.heads = chains.Heads()
+
+
+def _for_append(session: Session) -> _Appending:
+    """The locked head's state; reused from the previous append of this same (sub)transaction.
 
     Once a transaction has appended it holds the head's lock, so nobody else can have moved
-    the head; a savepoint that is released or rolled back is another transaction object, so
-    the next append reads the row again.
+    the head or an org's head; a savepoint that is released or rolled back is another
+    transaction object, so the next append reads the rows again.
     """
     cached = session.info.pop(_HEAD_CACHE, None)  # put back only when an append completes
     if cached is not None and cached[0] is _innermost(session):
-        rng: merkle.CompactRange = cached[1]
-        return rng
+        state: _Appending = cached[1]
+        return state
     size, _root, blob = _lock_head(session)
-    return merkle.CompactRange(size, _border(size, blob))
+    return _Appending(merkle.CompactRange(size, _border(size, blob)))
 
 
 def append(
@@ -226,48 +256,56 @@ def append(
 ) -> Entry:
     """Append one entry in the caller's transaction (no commit); return it (not attached to the session).
 
-    Takes the log's lock until the caller's transaction ends: commit soon after.
+    The entry concerns the orgs :func:`gateway.audit.leaf.concerns` names (an
+    ``audit.heads`` entry: every org that has entries); its ``prev`` links each to that
+    org's previous entry. Takes the log's lock until the caller's transaction ends: commit
+    soon after. An entry over the size limit is :class:`EntryTooLarge`, and nothing changes.
     """
     conn = session.connection()
-    rng = _border_for_append(session)
-    size = rng.size
-    when = utc_naive(time)
-    leaf = encode_leaf(
-        index=size,
-        time=when,
-        actor=actor,
-        org=org,
-        role=role,
-        action=action,
-        artifact=artifact,
-        grant=grant,
-        outcome=outcome,
-        request_id=request_id,
-        ip=ip,
-        details=details or {},
-    )
-    created = rng.append(merkle.leaf_hash(leaf))
-    values = {
-        "leaf": leaf,
-        "time": when,
+    state = _for_append(session)
+    index = state.rng.size
+    draft: dict[str, Any] = {
+        "v": leafmod.VERSION,
+        "index": index,
+        "time": utc_naive(time),
         "actor": actor,
         "org": org,
         "role": role,
         "action": action,
         "artifact": artifact,
+        "grant": grant,
         "subject_org": subject_org,
         "outcome": outcome,
         "request_id": request_id,
+        "ip": ip,
+        "details": details or {},
     }
-    conn.execute(_INSERT_ENTRY, {"idx": size, "grant_id": grant, **values})
+    if action == leafmod.HEADS_ACTION:
+        concerned: Sequence[str] = sorted(state.heads.read_all(conn))
+    else:
+        concerned = leafmod.concerns(draft)
+        state.heads.read(conn, concerned)
+    prev = leafmod.link(state.heads.known, concerned)
+    fields = {k: v for k, v in draft.items() if k != "v"}
+    try:
+        data = leafmod.encode_leaf(**fields, prev=prev)
+    except leafmod.EntryTooLarge as exc:
+        session.info[_HEAD_CACHE] = (_innermost(session), state)  # nothing was changed
+        raise EntryTooLarge(str(exc)) from None
+    values = leafmod.columns(json.loads(data))
+    grant_id = values.pop("grant")
+    created = state.rng.append(merkle.leaf_hash(data))
+    conn.execute(_INSERT_ENTRY, {"idx": index, "leaf": data, "grant_id": grant_id, **values})
     conn.execute(
         _INSERT_SUBTREE, [{"level": n.level, "idx": n.index, "hash": h} for n, h in created]
     )
+    state.heads.move(conn, concerned, index)
+    rng = state.rng
     conn.execute(
         _UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)}
     )
-    session.info[_HEAD_CACHE] = (_innermost(session), rng)
-    return Entry(index=size, grant=grant, **values)
+    session.info[_HEAD_CACHE] = (_innermost(session), state)
+    return Entry(index=index, leaf=data, grant=grant_id, **values)
 
 
 def size(session: Session) -> int:
@@ -366,19 +404,29 @@ def entries(
     """Entries from index ``start`` on, in index order, at most ``limit``.
 
     Keyword filters (equality, ``None`` = no filter): actor, org, role, action, artifact,
-    grant, subject_org, outcome, request_id; ``since`` / ``until`` bound the time (inclusive).
+    grant, subject_org, outcome, request_id, and ``concerning`` (an org the entry concerns);
+    ``since`` / ``until`` bound the time (inclusive).
     """
     stmt = select(Entry).where(Entry.index >= start)
     for name, value in filters.items():
-        if name not in FILTERS:
+        if name not in (*FILTERS, "concerning"):
             raise TypeError(f"unknown audit filter {name!r}")
-        if value is not None:
+        if value is None:
+            continue
+        if name == "concerning":
+            stmt = stmt.where(concerning(value))
+        else:
             stmt = stmt.where(getattr(Entry, name) == value)
     if since is not None:
         stmt = stmt.where(Entry.time >= utc_naive(since))
     if until is not None:
         stmt = stmt.where(Entry.time <= utc_naive(until))
     return list(session.scalars(stmt.order_by(Entry.index).limit(limit)))
+
+
+def concerning(org: str) -> ColumnElement[bool]:
+    """The entries that concern ``org``, as a SQL predicate over :class:`Entry`."""
+    return Entry.index.in_(select(EntryOrg.index).where(EntryOrg.org == org))
 
 
 def leaf(session: Session, index: int) -> bytes:

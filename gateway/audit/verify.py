@@ -8,6 +8,10 @@ tree and checks, in one streaming pass (constant memory but O(log n) for the tre
 - the leaves are as many as the checkpoint says and hash to its root;
 - every leaf is an entry in the canonical form of :mod:`gateway.audit.leaf` whose ``index``
   field equals its position (so deletions, insertions and swaps show where they are);
+- every v2 entry's ``prev`` names, for each org it concerns, the previous entry concerning
+  that org, and every ``audit.heads`` entry lists every org that has entries, each at its
+  latest index (:class:`Chains`): so the chains a lab follows through the entries it is shown
+  are the log's own; v1 entries carry no chain and may only come before the first v2 entry;
 - every earlier checkpoint the auditor saved (signed by the same key, same origin) is a
   prefix of this log: its size is not larger, the first ``size`` leaves hash to its root, and
   any consistency proof supplied (RFC 9162 §2.1.4.2) verifies.
@@ -35,7 +39,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.audit import merkle
-from gateway.audit.leaf import LeafError, decode_leaf
+from gateway.audit.leaf import HEADS_ACTION, LeafError, concerns, decode_leaf, link, version
 from gateway.audit.note import Checkpoint, NoteError, open_checkpoint
 
 
@@ -180,6 +184,41 @@ def read_export(lines: Iterable[str]) -> tuple[list[bytes], str]:
     return leaves, checkpoint
 
 
+class Chains:
+    """The per-org chains of a log read in order: each org's latest entry so far.
+
+    :meth:`add` checks one entry's ``prev`` against them and moves them on; the first v2
+    entry is :attr:`first_v2` (None while only v1 entries were read).
+    """
+
+    def __init__(self) -> None:
+        self.heads: dict[str, int] = {}
+        self.first_v2: int | None = None
+
+    def add(self, pos: int, entry: Mapping[str, Any]) -> str | None:
+        """What is wrong with entry ``pos``'s place in the chains, or None."""
+        if version(entry) == 1:
+            return None if self.first_v2 is None else f"entry {pos} is v1 after v2 entries"
+        if self.first_v2 is None:
+            self.first_v2 = pos
+        concerned = concerns(entry)
+        problem = None
+        if entry["action"] == HEADS_ACTION and set(concerned) != set(self.heads):
+            unlisted = sorted(set(self.heads) - set(concerned))
+            problem = f"heads entry {pos} does not list exactly the orgs with entries" + (
+                f" (it leaves out {', '.join(unlisted)})" if unlisted else ""
+            )
+        expected = link(self.heads, concerned)
+        for org in concerned:
+            if problem is None and entry["prev"][org] != expected[org]:
+                problem = (
+                    f"entry {pos} links {org} to entry {entry['prev'][org]}, but the previous "
+                    f"entry concerning {org} is {expected[org]}"
+                )
+        self.heads.update(dict.fromkeys(concerned, pos))
+        return problem
+
+
 class _Scan:
     """One pass over the leaves: the tree's border, prefix roots at wanted sizes, the first bad entry."""
 
@@ -188,22 +227,29 @@ class _Scan:
         self.rng = merkle.CompactRange()
         self.roots: dict[int, bytes] = {0: merkle.empty_root()}
         self.bad: tuple[int, str] | None = None
+        self.chains = Chains()
 
     def add(self, leaf: bytes, claimed: int | None = None) -> None:
         pos = self.rng.size
-        if self.bad is None:
-            try:
-                index = decode_leaf(leaf)["index"]
-            except LeafError as e:
-                self.bad = (pos, f"entry {pos} is malformed: {e}")
-            else:
-                if index != pos:
-                    self.bad = (pos, f"entry at position {pos} says index {index}")
-                elif claimed is not None and claimed != pos:
-                    self.bad = (pos, f"export line at position {pos} says index {claimed}")
+        try:
+            entry = decode_leaf(leaf)
+        except LeafError as e:
+            self._bad(pos, f"entry {pos} is malformed: {e}")
+        else:
+            if entry["index"] != pos:
+                self._bad(pos, f"entry at position {pos} says index {entry['index']}")
+            elif claimed is not None and claimed != pos:
+                self._bad(pos, f"export line at position {pos} says index {claimed}")
+            chained = self.chains.add(pos, entry)
+            if chained is not None:
+                self._bad(pos, chained)
         self.rng.append(merkle.leaf_hash(leaf))
         if self.rng.size in self.wanted:
             self.roots[self.rng.size] = self.rng.root()
+
+    def _bad(self, pos: int, problem: str) -> None:
+        if self.bad is None:
+            self.bad = (pos, problem)
 
 
 def _open(text: str, vkey: str, origin: str | None, what: str) -> Checkpoint | Verdict:

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.client import auditcheck, lookup
+from gateway.client import auditcheck, auditviews, lookup
 from gateway.client.auditcheck import checkpoint_size
 from gateway.client.base import api_for, emit_json, json_option, profile_option, wide_option
 from gateway.client.errors import AuditError, ClientError, InvocationError
@@ -43,10 +43,14 @@ ACTIONS = (
     "artifact.expire",
     "artifact.read",
     "artifact.withdraw",
+    "audit.heads",
     "auth.denied",
     "content.download",
     "grant.expire",
     "grant.revoke",
+    "identity.recipient.set",
+    "identity.signing_key.register",
+    "identity.signing_key.revoke",
     "key.release",
     "upload.abort",
     "upload.complete",
@@ -282,13 +286,15 @@ def verify(
     else:
         api = api_for(profile)
         text = api.text("/v1/audit/checkpoint")
+        views = auditviews.ViewCheck()
         verdict = auditcheck.verify_leaves(
             text,
-            _listed(api, checkpoint_size(text)),
+            views.tap(_listed(api, checkpoint_size(text))),
             vkey,
             old,
             consistency=lambda o, n: _consistency(api, o, n),
         )
+        verdict = views.check(api, verdict)
     if as_json:
         emit_json(verdict.as_dict())
     else:

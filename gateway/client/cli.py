@@ -20,12 +20,14 @@ import click
 from gateway.client import (
     access,
     audit,
+    auditmine,
     ending,
     keycmds,
     listings,
     me,
     profilecmds,
     pullcmd,
+    signingkeys,
     transfer,
     uploads,
 )
@@ -63,6 +65,7 @@ COMMANDS: list[click.Command] = [
     *listings.COMMANDS,
     *access.COMMANDS,
     *ending.COMMANDS,
+    *signingkeys.COMMANDS,
 ]
 
 
@@ -81,7 +84,7 @@ def build(
         "gateway",
         cls=GatewayGroup,
         context_settings=CONTEXT,
-        commands=[*COMMANDS, audit.group(audit_commands), *commands],
+        commands=[*COMMANDS, audit.group([auditmine.mine, *audit_commands]), *commands],
         params=list(params),
     )
     @click.option(

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from gateway.client import keys
+from gateway.client import keys, possession
 from gateway.client.base import api_for, confirm, profile_option, yes_option
 from gateway.client.errors import ClientError, InvocationError
 from gateway.client.http import Api
@@ -53,14 +53,14 @@ def check_replacement(api: Api, new: str, *, yes: bool) -> bool:
     return confirm(question, yes=yes, refusal="the registered recipient was not replaced")
 
 
-def register(api: Api, kind: str, public: str, *, yes: bool) -> bool:
-    """Register ``public`` (an age recipient or a signing key); False if the person declined."""
+def register(api: Api, kind: str, public: str, *, yes: bool, path: Path) -> bool:
+    """Register ``public`` (an age recipient, or the signing key in ``path``); False if declined."""
     if kind == "age":
         if not check_replacement(api, public, yes=yes):
             return False
         api.put("/v1/me/recipient", {"recipient": public})
     else:
-        api.put("/v1/me/signing-key", {"public_key": public})
+        possession.register(api, path)
     return True
 
 
@@ -142,7 +142,7 @@ def keygen(
     else:
         public = keys.write_signing_key(output)
     if api is not None:
-        register(api, kind, public, yes=True)  # a replacement was asked about above
+        register(api, kind, public, yes=True, path=output)  # a replacement was asked about above
     out(public)
     say(f"private key written to {output}" + ("" if api is None else "; public key registered"))
 
@@ -153,7 +153,7 @@ def _register_existing(api: Api, path: Path, *, yes: bool) -> None:
     if ROLE_KEYS.get(role) != kind:
         what = "an age identity" if kind == "age" else "a signing key"
         raise InvocationError(f"{path} holds {what}, which {article(role)} does not register")
-    if not register(api, kind, public, yes=yes):
+    if not register(api, kind, public, yes=yes, path=path):
         say("nothing registered")
         return
     out(public)

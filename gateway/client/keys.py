@@ -13,12 +13,15 @@ import hashlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.client import agehdr
 from gateway.clock import rfc3339
 from gateway.errors import GatewayError
 from gateway.keyfiles import create_secret
+
+if TYPE_CHECKING:
+    from nacl.signing import SigningKey
 
 
 class PrivateKeyFileError(GatewayError):
@@ -61,6 +64,16 @@ def write_signing_key(path: Path) -> str:
     return manifest.public_key_b64(key)
 
 
+def load_signing_key(path: Path) -> SigningKey:
+    """The Ed25519 signing key in ``path``."""
+    import gateway.manifest as manifest
+
+    try:
+        return manifest.load_signing_key(path)
+    except (ValueError, KeyError) as exc:
+        raise PrivateKeyFileError(f"{path}: not a signing key file ({exc})") from None
+
+
 def load_signer(path: Path) -> Callable[[dict[str, Any]], str]:
     """A function that signs a manifest with the key in ``path`` (base64 signature)."""
     return load_signing(path)[0]
@@ -70,10 +83,7 @@ def load_signing(path: Path) -> tuple[Callable[[dict[str, Any]], str], str]:
     """The signing function of the key in ``path`` and its public key (base64)."""
     import gateway.manifest as manifest
 
-    try:
-        key = manifest.load_signing_key(path)
-    except (ValueError, KeyError) as exc:
-        raise PrivateKeyFileError(f"{path}: not a signing key file ({exc})") from None
+    key = load_signing_key(path)
 
     def sign(m: dict[str, Any]) -> str:
         return str(manifest.sign(m, key))

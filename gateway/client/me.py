@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from gateway.client import keys
+from gateway.client import identitylog, keys
 from gateway.client.base import api_for, emit_json, json_option, profile_option
 from gateway.client.errors import ClientError
 from gateway.client.http import Api, ApiError
@@ -23,12 +23,12 @@ def principal_id(api: Api) -> str | None:
 
 
 def recipient_history(api: Api) -> list[dict[str, Any]] | None:
-    """The recipients the audit log says this evaluator registered before, oldest first.
+    """The recipients the audit log says this evaluator registered, oldest first.
 
-    None: this gateway's log does not record recipient registrations yet, so there is no
-    history to show, only the current recipient (``GET /v1/me``).
+    Each registration's entry is proven in the checkpoint (:mod:`gateway.client.identitylog`),
+    which warns when the recipient the gateway holds is not the last one on record.
     """
-    return None
+    return identitylog.history(api)
 
 
 @click.command("whoami")
@@ -54,7 +54,7 @@ def whoami(profile: str | None, as_json: bool) -> None:
             out(f"{'':<13}{keys.fingerprint(str(me[key]))}")
     if me.get("role") == "evaluator":
         out(
-            "earlier:     not recorded by this gateway yet"
+            "on record:   not proven by this gateway's log"
             if history is None
-            else f"earlier:     {', '.join(str(h.get('recipient')) for h in history) or 'none'}"
+            else f"on record:   {', '.join(str(h.get('recipient')) for h in history) or 'none'}"
         )

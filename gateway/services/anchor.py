@@ -5,7 +5,10 @@ Every ``audit.anchor_every_entries`` entries or ``audit.anchor_every_minutes`` m
 published to the audit archive — an S3 bucket under Object Lock in COMPLIANCE mode, or
 a directory of read-only files on ``local`` — together with the entries added since
 the last anchor, as export segments (the entry lines of an export,
-:func:`gateway.audit.verify.entry_lines`, at most :data:`SEGMENT` entries each).
+:func:`gateway.audit.verify.entry_lines`, at most :data:`SEGMENT` entries each). Each
+publication first appends an ``audit.heads`` entry (:func:`gateway.services.auditlog.record_heads`)
+and publishes the checkpoint that ends with it, so every published checkpoint pins every
+org's chain at its last entry.
 Names sort by tree size:
 
     entries-<first index:012d>-<end index:012d>.jsonl
@@ -33,6 +36,7 @@ from datetime import datetime, timedelta
 from gateway.audit import merkle, note, verify
 from gateway.audit import store as audit_store
 from gateway.runtime import Runtime
+from gateway.services import auditlog
 from gateway.storage.archive import AuditArchive, make_archive
 
 SEGMENT = 10_000
@@ -72,6 +76,8 @@ def publish(gw: Runtime, *, force: bool = False) -> str | None:
         )
         if not (force or due_by_count or due_by_time):
             return None
+    cp = auditlog.record_heads(gw)  # what is published ends with every org's latest index
+    with gw.db.session() as session:
         text = note.sign_checkpoint(cp, gw.audit_signer)
         for start in range(last_size, cp.size, SEGMENT):
             end = min(cp.size, start + SEGMENT)

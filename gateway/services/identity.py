@@ -4,6 +4,12 @@ A token is ``gw_`` followed by 43 URL-safe characters (32 random bytes). It is s
 once; only its SHA-256 is stored. Lookup is by that hash, then a constant-time compare.
 The operator's functions (organisations, tokens) work in the caller's session, so the
 CLI records each in the same transaction; a principal's own work in their own.
+
+Every identity change is an audit entry in the change's own transaction, with the old and
+the new value, concerning the org whose identity it is: ``identity.recipient.set``,
+``identity.signing_key.register`` and ``identity.signing_key.revoke``. A signing key is
+registered only with proof that the registrant holds it (:mod:`gateway.client.possession`),
+by one org only, and once revoked never again.
 """
 
 from __future__ import annotations
@@ -16,17 +22,23 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway import age
+from gateway import age, events
 from gateway.caller import Actor, Caller
-from gateway.errors import BadRequest, Conflict, NotFound, Unauthorized
+from gateway.client import possession
+from gateway.clock import rfc3339
+from gateway.db import cas_update
+from gateway.errors import AuditUnavailable, BadRequest, Conflict, NotFound, Unauthorized
 from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal, Role, SigningKey, Token, new_id
 from gateway.runtime import Runtime
 
 TOKEN_PREFIX = "gw_"  # noqa: S105 - a prefix, not a secret
+RECIPIENT_SET = "identity.recipient.set"
+SIGNING_KEY_REGISTER = "identity.signing_key.register"
+SIGNING_KEY_REVOKE = "identity.signing_key.revoke"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
@@ -192,11 +204,12 @@ def profile(rt: Runtime, caller: Caller) -> Profile:
 
 
 def set_recipient(rt: Runtime, caller: Caller, recipient: str) -> Profile:
-    """Register the age recipient released keys go to (an evaluator's).
+    """Register the age recipient released keys go to (an evaluator's); the change is an entry.
 
     A recipient is taken only once a file key has been wrapped to it: one that parses but
     cannot be used (a low-order X25519 point, a malformed ML-KEM key) is refused here, not
-    at the first key release.
+    at the first key release. ``identity.recipient.set`` records the old and the new one,
+    in the change's own transaction; setting the one already registered changes nothing.
     """
     try:
         parsed = age.parse_recipient(recipient)
@@ -206,58 +219,172 @@ def set_recipient(rt: Runtime, caller: Caller, recipient: str) -> Profile:
         age.wrap_file_key(secrets.token_bytes(16), [parsed])
     except (age.AgeError, ValueError) as exc:  # cryptography's own refusals are ValueErrors
         raise BadRequest(f"recipient cannot be wrapped to: {exc}") from None
-    with rt.db.session() as session:
-        _principal(session, caller.actor).recipient = str(parsed)
-        return _profile(session, caller.actor, None)
+    actor = caller.actor
+    with events.fail_closed(rt) as session:
+        principal = _principal(session, actor)
+        old, new = principal.recipient, str(parsed)
+        if old != new:
+            principal.recipient = new
+            details = {"principal": actor.id, "name": principal.name, "old": old, "new": new}
+            events.record(
+                rt, session, RECIPIENT_SET, caller, subject_org=actor.org, details=details
+            )
+        return _profile(session, actor, None)
 
 
-def register_signing_key(rt: Runtime, caller: Caller, public_key: str) -> Profile:
+def register_signing_key(rt: Runtime, caller: Caller, public_key: str, proof: str) -> Profile:
     """Register an Ed25519 key that manifests of the caller's org may be signed with (a lab's).
 
-    A key the org already registered is not registered twice; the profile shows it.
+    ``proof`` is the key's signature of the registration statement for the caller's org and
+    name (:mod:`gateway.client.possession`). A key is held by one registration only: one
+    another org holds, or one revoked, is refused (409); one the org already holds is not
+    registered twice. A registration is an ``identity.signing_key.register`` entry.
     """
+    canonical = _public_key(public_key)
+    actor = caller.actor
+    if not possession.verify(actor.org, actor.name, canonical, proof):
+        raise BadRequest(
+            "proof does not verify: it must be the new key's signature of the registration "
+            f"statement for org {actor.org} and principal {actor.name}"
+        )
     try:
-        raw = base64.b64decode(public_key, validate=True)
+        with events.fail_closed(rt) as session:
+            key = session.scalars(
+                select(SigningKey).where(SigningKey.public_key == canonical)
+            ).first()
+            if key is not None:
+                _held(key, actor)
+                return _profile(session, actor, key)
+            key = SigningKey(
+                id=new_id("key"),
+                org=actor.org,
+                principal_id=actor.id,
+                public_key=canonical,
+                created_at=rt.now(),
+            )
+            try:
+                with session.begin_nested():
+                    session.add(key)
+            except IntegrityError:
+                # Registered by a transaction that committed between the read and the insert.
+                raced = session.scalars(
+                    select(SigningKey).where(SigningKey.public_key == canonical)
+                ).first()
+                if raced is None:
+                    raise
+                _held(raced, actor)
+                return _profile(session, actor, raced)
+            events.record(
+                rt,
+                session,
+                SIGNING_KEY_REGISTER,
+                caller,
+                subject_org=actor.org,
+                details=_key_details(key, old=None, new="active"),
+            )
+            return _profile(session, actor, key)
+    except AuditUnavailable as exc:
+        if isinstance(exc.__context__, IntegrityError):  # registered by another meanwhile
+            raise Conflict(
+                "this signing key was registered at the same moment; try again"
+            ) from None
+        raise
+
+
+def _public_key(text: str) -> str:
+    try:
+        raw = base64.b64decode(text, validate=True)
     except (ValueError, TypeError):
         raise BadRequest("public_key must be standard base64") from None
     if len(raw) != 32:
         raise BadRequest("public_key must be a 32-byte Ed25519 public key, base64-encoded")
-    canonical = base64.b64encode(raw).decode()
-    actor = caller.actor
+    return base64.b64encode(raw).decode()
+
+
+def _held(key: SigningKey, actor: Actor) -> None:
+    """Refuse a key registered before, unless it is the caller's org's and in force."""
+    if key.org != actor.org:
+        raise Conflict("this signing key is registered by another organisation")
+    if key.revoked_at is not None:
+        raise Conflict(
+            f"this signing key was revoked at {rfc3339(key.revoked_at)} and cannot be "
+            "registered again; make a new one"
+        )
+
+
+def _key_details(key: SigningKey, *, old: str | None, new: str) -> dict[str, str | None]:
+    return {
+        "key": key.id,
+        "public_key": key.public_key,
+        "principal": key.principal_id,
+        "old": old,
+        "new": new,
+    }
+
+
+def own_signing_keys(rt: Runtime, caller: Caller) -> list[SigningKey]:
+    """Every signing key the caller's org registered, revoked ones included, oldest first."""
     with rt.db.session() as session:
-        key = session.scalars(
-            select(SigningKey).where(
-                SigningKey.org == actor.org, SigningKey.public_key == canonical
-            )
-        ).first()
-        if key is None:
-            key = _insert_key(session, actor, canonical, rt.now())
-        return _profile(session, actor, key)
+        rows = session.scalars(
+            select(SigningKey)
+            .where(SigningKey.org == caller.actor.org)
+            .order_by(SigningKey.created_at, SigningKey.id)
+        ).all()
+        session.expunge_all()
+    return list(rows)
 
 
-def _insert_key(session: Session, actor: Actor, public_key: str, now: datetime) -> SigningKey:
-    """Insert the org's key; the row a racing registration committed first if there is one."""
-    key = SigningKey(
-        id=new_id("key"),
-        org=actor.org,
-        principal_id=actor.id,
-        public_key=public_key,
-        created_at=now,
-    )
-    try:
-        with session.begin_nested():
-            session.add(key)
-    except IntegrityError:
-        # The unique index on (org, public_key) holds what the read above could not.
-        raced = session.scalars(
-            select(SigningKey).where(
-                SigningKey.org == actor.org, SigningKey.public_key == public_key
-            )
-        ).first()
-        if raced is None:
-            raise
-        return raced
+def find_signing_key(rt: Runtime, key_id: str) -> SigningKey | None:
+    with rt.db.session() as session:
+        key = session.get(SigningKey, key_id)
+        if key is not None:
+            session.expunge(key)
     return key
+
+
+def revoke_signing_key(rt: Runtime, who: Caller | None, key: SigningKey) -> SigningKey:
+    """Revoke ``key`` for good (the caller has been authorised); an ``identity.signing_key.revoke`` entry.
+
+    ``who`` None is the operator at the CLI. A key already revoked is 409. Manifests signed
+    with it are no longer accepted at completion; completed artifacts keep their signature.
+    """
+    now = rt.now()
+    with events.fail_closed(rt) as session:
+        changed = cas_update(
+            session,
+            update(SigningKey)
+            .where(SigningKey.id == key.id, SigningKey.revoked_at.is_(None))
+            .values(revoked_at=now),
+        )
+        if not changed:
+            raise Conflict(f"signing key {key.id} is already revoked")
+        events.record(
+            rt,
+            session,
+            SIGNING_KEY_REVOKE,
+            who,
+            subject_org=key.org,
+            details=_key_details(key, old="active", new="revoked"),
+        )
+        row = session.get(SigningKey, key.id)
+        assert row is not None
+        session.expunge(row)
+    return row
+
+
+def operator_signing_key(rt: Runtime, org: str, key: str) -> SigningKey:
+    """The key of ``org`` named by its id or its public key (the operator's CLI)."""
+    with rt.db.session() as session:
+        get_org(session, org)
+        row = session.scalars(
+            select(SigningKey).where(
+                SigningKey.org == org, or_(SigningKey.id == key, SigningKey.public_key == key)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(f"organisation {org} has no signing key {key}")
+        session.expunge(row)
+    return row
 
 
 def _principal(session: Session, actor: Actor) -> Principal:

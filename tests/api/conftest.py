@@ -68,7 +68,7 @@ def lab(client: FlaskClient, principals: Principals) -> Lab:
     key = SigningKey.generate()
     r = client.put(
         "/v1/me/signing-key",
-        json={"public_key": helpers.public_b64(key)},
+        json=helpers.key_registration(key, {"org": "lab-a", "name": "lab"}),
         headers=principals.auth("lab"),
     )
     assert r.status_code == 200, r.get_json()

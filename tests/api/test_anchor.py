@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
+from nacl.signing import SigningKey
 from sqlalchemy import delete, update
 from sqlalchemy.sql.expression import Executable
 
@@ -14,7 +16,9 @@ from gateway.audit import store
 from gateway.clock import FrozenClock
 from gateway.runtime import Runtime
 from gateway.services import anchor
+from tests import helpers
 from tests.api.conftest import Lab
+from tests.conftest import Principals
 
 
 def test_publish_when_due_and_only_then(lab: Lab, rt) -> None:
@@ -60,7 +64,9 @@ def test_publish_by_count_waits_for_that_many_new_entries(rt: Runtime, clock: Fr
             clock.advance(hours=1)  # time alone never publishes: the time rule is off
             name = anchor.publish(counting)
             published.append(name and int(name.split("-")[1]))
-        assert published == [None, every, None, 2 * every, 3 * every + 2]
+        # Each publication appends its heads entry first, and publishes the checkpoint ending
+        # with it: one entry more than was due, counted towards the next anchor like any other.
+        assert published == [None, every + 1, None, 2 * every + 2, 3 * every + 5]
     finally:
         counting.close()
 
@@ -128,10 +134,15 @@ def test_the_sweeper_publishes_anchors(lab: Lab, rt, clock) -> None:
     assert anchor.check_published(rt).checked == 2
 
 
-def test_a_log_with_entries_but_no_published_checkpoint_fails_the_check(lab: Lab, rt) -> None:
+def test_a_log_with_entries_but_no_published_checkpoint_fails_the_check(
+    client: FlaskClient, principals: Principals, rt
+) -> None:
     empty = anchor.check_published(rt)
     assert empty.ok and empty.checked == 0, "an empty log has nothing to vouch for"
-    lab.push(b"w")
+    key = helpers.key_registration(SigningKey.generate(), {"org": "lab-a", "name": "lab"})
+    # registering a signing key is the first entry
+    r = client.put("/v1/me/signing-key", json=key, headers=principals.auth("lab"))
+    assert r.status_code == 200, r.get_json()
     report = anchor.check_published(rt)
     assert not report.ok and report.checked == 0
     assert "no published checkpoint" in report.message, report.message

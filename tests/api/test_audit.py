@@ -34,7 +34,7 @@ def test_labs_see_entries_about_their_own_artifacts_only(lab: Lab, principals: P
         i["entry"]["action"] == "artifact.read" and i["entry"]["role"] == "evaluator" for i in own
     )
     assert _entries(c, principals, "lab_b") == []
-    assert c.get("/v1/audit/entries", headers=principals.auth("eval")).status_code == 403
+    assert c.get("/v1/audit/entries", headers=principals.auth("admin")).status_code == 403
 
 
 def test_each_item_carries_its_exact_leaf(lab: Lab, principals: Principals) -> None:
@@ -112,7 +112,7 @@ def test_bad_proof_queries_are_400(lab: Lab, principals: Principals) -> None:
     assert c.get("/v1/audit/proof/consistency?old=5&new=2", headers=a).status_code == 400
     assert c.get("/v1/audit/proof/consistency", headers=a).status_code == 400
     assert (
-        c.get("/v1/audit/proof/inclusion?index=0", headers=principals.auth("eval")).status_code
+        c.get("/v1/audit/proof/inclusion?index=0", headers=principals.auth("admin")).status_code
         == 403
     )
 

@@ -101,7 +101,8 @@ def test_leaf_is_the_canonical_entry(db: Database) -> None:
         == (
             '{"action":"key.release","actor":"prn_1","artifact":"art_1","details":{"a":[1,2],"b":"é"},'
             '"grant":"grt_1","index":0,"ip":"10.0.0.1","org":"agency-a","outcome":"ok",'
-            '"request_id":"req-1","role":"evaluator","time":"2026-11-26T13:00:00.250000Z"}'
+            '"prev":{"agency-a":null,"lab-a":null},"request_id":"req-1","role":"evaluator",'
+            '"subject_org":"lab-a","time":"2026-11-26T13:00:00.250000Z","v":2}'
         ).encode()
     )
     with db.session() as s:

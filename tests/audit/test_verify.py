@@ -52,29 +52,39 @@ def _forge(leaves: list[bytes], signer: note.Signer) -> str:
 
 
 def _entry(index: int, **changes: object) -> bytes:
+    """A v2 entry that concerns no org (a hidden refusal of a missing object): no chain to keep."""
     fields: dict = {
+        "v": 2,
         "index": index,
         "time": "2026-11-26T12:00:00Z",
         "actor": "prn_x",
         "org": "agency-a",
         "role": "evaluator",
-        "action": "content.download",
+        "action": "auth.denied",
         "artifact": "art_1",
         "grant": None,
-        "outcome": "ok",
+        "subject_org": None,
+        "outcome": "denied",
         "request_id": None,
         "ip": None,
-        "details": {},
+        "details": {"reason": "hidden"},
+        "prev": {},
     }
     fields.update(changes)
     return leafmod.canonical_json(fields)
 
 
 def _renumber(leaves: list[bytes], start: int) -> list[bytes]:
+    """Index fields and chains rewritten from ``start`` on, as a forger who knows the format would."""
     out = leaves[:start]
+    heads: dict[str, int] = {}
+    for i, x in enumerate(leaves[:start]):
+        heads.update(dict.fromkeys(leafmod.concerns(json.loads(x)), i))
     for i, x in enumerate(leaves[start:], start=start):
         e = json.loads(x)
         e["index"] = i
+        e["prev"] = leafmod.link(heads, leafmod.concerns(e))
+        heads.update(dict.fromkeys(leafmod.concerns(e), i))
         out.append(leafmod.canonical_json(e))
     return out
 

@@ -93,7 +93,7 @@ def live(app: Flask, rt: Runtime, principals: Principals, tmp_path: Path) -> Ite
     client = app.test_client()
     r = client.put(
         "/v1/me/signing-key",
-        json={"public_key": helpers.public_b64(key)},
+        json=helpers.key_registration(key, {"org": "lab-a", "name": "lab"}),
         headers=principals.auth("lab"),
     )
     assert r.status_code == 200, r.get_json()

@@ -105,7 +105,7 @@ def test_whoami_shows_the_principal_id_and_the_recipients_fingerprint(
     assert (
         me["id"].startswith("prn_") and me["name"] == "eval" and me["recipient"].startswith("age1")
     )
-    assert me["recipient_history"] is None
+    assert [h["recipient"] for h in me["recipient_history"]] == [me["recipient"]]
     lines = live.gateway("eval", "whoami").stdout.splitlines()
     assert lines[1] == f"id:          {me['id']}"
     assert lines[2] == f"recipient:   {me['recipient']}" and lines[3].strip().startswith("SHA256:")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import merkle, note
-from gateway.audit.leaf import encode_leaf
+from gateway.audit.leaf import encode_leaf_v1 as encode_leaf
 from gateway.client.auditcheck import read_key, verify_file, verify_leaves, write_export
 from gateway.client.errors import AuditKeyError
 

@@ -21,7 +21,8 @@ def upload_with_real_age(server: Server, tmp_path: Path, age: str, plaintext: by
     s = requests.Session()
     s.headers.update(server.auth("lab"))
     key = SigningKey.generate()
-    assert s.put(server.url + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}).ok
+    me = s.get(server.url + "/v1/me").json()
+    assert s.put(server.url + "/v1/me/signing-key", json=helpers.key_registration(key, me)).ok
     up = s.post(
         server.url + "/v1/uploads",
         json={"name": "weights.bin", "kind": "weights", "share_with": ["agency-a"]},

@@ -41,7 +41,8 @@ def test_real_age_file_uploaded_in_parts_resumed_and_read_back(
     s = requests.Session()
     s.headers.update(server.auth("lab"))
     key = SigningKey.generate()
-    assert s.put(server.url + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}).ok
+    me = s.get(server.url + "/v1/me").json()
+    assert s.put(server.url + "/v1/me/signing-key", json=helpers.key_registration(key, me)).ok
 
     up = s.post(
         server.url + "/v1/uploads",

@@ -7,7 +7,6 @@ connection each time, so a stuck accept queue shows too.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from collections.abc import Iterator
@@ -185,7 +184,10 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         key = SigningKey.generate()
         r = requests.put(
             server.url + "/v1/me/signing-key",
-            json={"public_key": base64.b64encode(bytes(key.verify_key)).decode()},
+            json=helpers.key_registration(
+                key,
+                requests.get(server.url + "/v1/me", headers=server.auth("lab"), timeout=10).json(),
+            ),
             headers=server.auth("lab"),
             timeout=10,
         )

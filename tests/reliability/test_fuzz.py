@@ -79,7 +79,8 @@ class Target:
         from nacl.signing import SigningKey
 
         key = SigningKey.generate()
-        self.call("PUT", "/v1/me/signing-key", "lab", json={"public_key": helpers.public_b64(key)})
+        me = self.call("GET", "/v1/me", "lab").get_json()
+        self.call("PUT", "/v1/me/signing-key", "lab", json=helpers.key_registration(key, me))
         body = {"name": "fuzzed", "kind": "weights", "share_with": ["agency-a"]}
         upload = self.call("POST", "/v1/uploads", "lab", json=body).get_json()
         data = helpers.age_file(upload["recipient"], b"weights" * 100)

@@ -81,7 +81,8 @@ def lab_loop(server: Server, rec: Recorder, deadline: float, seed: int) -> None:
     s, rng, base = requests.Session(), random.Random(seed), server.url
     s.headers.update(server.auth("lab"))
     key = SigningKey.generate()
-    s.put(base + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}, timeout=30)
+    me = s.get(base + "/v1/me", timeout=30).json()
+    s.put(base + "/v1/me/signing-key", json=helpers.key_registration(key, me), timeout=30)
     n = 0
     while time.monotonic() < deadline:
         n += 1

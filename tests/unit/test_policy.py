@@ -23,6 +23,7 @@ from gateway.models import (
     Org,
     Principal,
     RequestState,
+    SigningKey,
     Upload,
     UploadState,
 )
@@ -66,9 +67,16 @@ TABLE = [
     ("audit.read_all", "auditor", True, A),
     ("audit.read_all", "lab", True, D),
     ("audit.read_own", "lab", True, A),
-    ("audit.read_own", "evaluator", True, D),
+    ("audit.read_own", "evaluator", True, A),
+    ("audit.read_own", "evaluator", False, D),
+    ("audit.read_own", "admin", True, D),
     ("audit.proof", "lab", True, A),
-    ("audit.proof", "evaluator", True, D),
+    ("audit.proof", "evaluator", True, A),
+    ("audit.proof", "admin", True, D),
+    ("signing_key.revoke", "lab", True, A),
+    ("signing_key.revoke", "lab", False, H),
+    ("signing_key.revoke", "evaluator", True, D),
+    ("signing_key.revoke", "admin", True, D),
     ("admin.manage", "admin", True, A),
     ("admin.manage", "lab", True, D),
     ("me.recipient", "evaluator", True, A),
@@ -211,6 +219,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
         _request(s, 2, a2, "mal", granted=True)
         _request(s, 3, a3, "eve2", granted=False)
         _request(s, 4, a3, "mal", granted=True)
+        for n, name in enumerate(("alice", "bob", "alice")):
+            org = ACTORS[name][0]
+            s.add(
+                SigningKey(
+                    id=f"key_{n}",
+                    org=org,
+                    principal_id=f"prn_{name}",
+                    public_key=f"pk{n}",
+                    created_at=T0,
+                )
+            )
         for i, subject in enumerate(["lab-a", "lab-b", None, "lab-a"]):
             audit_store.append(
                 s,
@@ -276,5 +295,8 @@ def test_each_role_sees_what_it_is_promised(world: Database, name: str) -> None:
             {"up_1", "up_3"} if name == "alice" else {"up_2"} if name == "bob" else set()
         )
         entries = ids(Entry)
-    expected_entries = {"alice": {0, 3}, "bob": {1}, "otto": {0, 1, 2, 3}}
+    # Every entry was an agency-a evaluator's: agency-a sees them all, each lab those about it.
+    everything = {0, 1, 2, 3}
+    expected_entries = {"alice": {0, 3}, "bob": {1}, "eve": everything, "eve2": everything}
+    expected_entries["otto"] = everything
     assert entries == expected_entries.get(name, set())

@@ -160,7 +160,8 @@ def seed_artifact(server: Server, name: str, justification: str) -> dict[str, st
     lab = requests.Session()
     lab.headers.update(server.auth("lab"))
     key = SigningKey.generate()
-    lab.put(server.url + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)})
+    me = lab.get(server.url + "/v1/me", timeout=10).json()
+    lab.put(server.url + "/v1/me/signing-key", json=helpers.key_registration(key, me), timeout=10)
     up = lab.post(
         server.url + "/v1/uploads",
         json={"name": name, "kind": "weights", "share_with": ["agency-a"]},

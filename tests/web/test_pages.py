@@ -47,7 +47,7 @@ def shape(entries: list[dict[str, Any]], ids: dict[str, str]) -> list[dict[str, 
             return [same(v) for v in value]
         return value
 
-    drop = ("index", "time", "request_id", "ip")
+    drop = ("index", "time", "request_id", "ip", "prev")  # prev: where in each org's chain
     return [same({k: v for k, v in e.items() if k not in drop}) for e in entries]
 
 

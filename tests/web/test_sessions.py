@@ -151,7 +151,7 @@ def test_a_session_never_does_more_than_its_token(web: dict[str, WebUser]) -> No
     r = web["lab_b"].get("/ui/reports/agencies/agency-a")
     assert r.status_code == 403
     assert "may not do audit.read_all" in r.get_data(as_text=True)
-    assert web["eval"].get("/ui/audit").status_code == 403
+    assert web["eval"].get("/ui/reports/agencies/agency-a").status_code == 403
     assert web["admin"].get("/ui/audit").status_code == 403
 
 
