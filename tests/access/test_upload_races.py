@@ -163,7 +163,10 @@ def test_racing_registrations_of_one_signing_key_keep_one_row_and_both_succeed(
     app: Flask, lab: Lab, rt: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two registrations of the same key that both found none: one row, both 200."""
-    public = helpers.public_b64(Ed25519Key.generate())
+    key = Ed25519Key.generate()
+    public = helpers.public_b64(key)
+    me = app.test_client().get("/v1/me", headers=lab.auth).get_json()
+    body = helpers.key_registration(key, me)
     barrier = threading.Barrier(_parties(rt), timeout=20)
     new_id = identity.new_id
 
@@ -176,9 +179,7 @@ def test_racing_registrations_of_one_signing_key_keep_one_row_and_both_succeed(
 
     def register() -> Callable[[], Any]:
         client = app.test_client()
-        return lambda: client.put(
-            "/v1/me/signing-key", json={"public_key": public}, headers=lab.auth
-        )
+        return lambda: client.put("/v1/me/signing-key", json=body, headers=lab.auth)
 
     answers = together(_parties(rt), *[register() for _ in range(_parties(rt))])
     assert [a.status_code for a in answers] == [200] * _parties(rt), [a.get_json() for a in answers]
