@@ -11,10 +11,16 @@ from sqlalchemy import MetaData
 
 import gateway.audit.store
 import gateway.models
+import gateway.services.cosigning
 import gateway.services.denials
 from gateway.db import Base
 
-MODULES = (gateway.models, gateway.audit.store, gateway.services.denials)
+MODULES = (
+    gateway.models,
+    gateway.audit.store,
+    gateway.services.denials,
+    gateway.services.cosigning,
+)
 """The modules that declare tables."""
 
 metadata: MetaData = Base.metadata
