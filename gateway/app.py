@@ -20,13 +20,14 @@ from gateway.api import (
     principals,
     problems,
     service,
+    tlog,
     uploads,
 )
 from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals, tlog)
 
 
 def create_app(
