@@ -26,6 +26,7 @@ from gateway.api import (
 from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
+from gateway.web import views as web
 
 BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals, tlog)
 
@@ -49,4 +50,5 @@ def create_app(
     app.url_map.converters["int"] = inputs.AsciiIntConverter
     for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
+    web.mount(app)
     return app

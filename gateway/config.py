@@ -201,6 +201,19 @@ class QuotasConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The ``[web]`` section: the dashboard under ``/ui/`` and its sessions."""
+
+    enabled: bool = True
+    idle_minutes: int = 15
+    absolute_hours: int = 8
+    sign_in_minutes: int = 10
+    page_size: int = 50
+    behind_tls_proxy: bool = False
+    report_max_entries: int = 5000
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -213,6 +226,7 @@ class Config:
     sweeper: SweeperConfig = field(default_factory=SweeperConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "defaults"
 
     @property
@@ -367,6 +381,7 @@ def validate(config: Config) -> None:
         (config.tokens.default_ttl_days >= 1, "tokens.default_ttl_days: must be at least 1"),
         (config.sweeper.interval_seconds >= 0, "sweeper.interval_seconds: must not be negative"),
         (bool(config.database.url), "database.url: must not be empty"),
+        *_web_checks(config.web),
     ]
     checks += _limits_checks(config.limits) + _quotas_checks(config.quotas)
     checks += _witness_checks(config.audit)
@@ -402,6 +417,23 @@ def _witness_checks(a: AuditConfig) -> list[tuple[bool, str]]:
             1 <= a.witness_timeout_seconds <= a.witness_deadline_seconds <= 600,
             "audit.witness_timeout_seconds: must be at least 1 and at most "
             "audit.witness_deadline_seconds, itself at most 600",
+        ),
+    ]
+
+
+def _web_checks(w: WebConfig) -> list[tuple[bool, str]]:
+    """The dashboard's session lifetimes and page bounds."""
+    return [
+        (1 <= w.idle_minutes <= 240, "web.idle_minutes: must be between 1 and 240"),
+        (
+            1 <= w.absolute_hours <= 24 and w.absolute_hours * 60 >= w.idle_minutes,
+            "web.absolute_hours: must be between 1 and 24, and at least web.idle_minutes",
+        ),
+        (1 <= w.sign_in_minutes <= 60, "web.sign_in_minutes: must be between 1 and 60"),
+        (10 <= w.page_size <= 500, "web.page_size: must be between 10 and 500"),
+        (
+            1 <= w.report_max_entries <= 100_000,
+            "web.report_max_entries: must be between 1 and 100000",
         ),
     ]
 

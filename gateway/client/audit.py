@@ -28,6 +28,7 @@ from gateway.client.http import Api
 from gateway.client.tables import Column, table
 from gateway.keyfiles import create_secret
 from gateway.tui import fail, out, reported, say
+from gateway.web.report import verify_report_command
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -301,7 +302,7 @@ def _consistency(api: Api, old: int, new: int) -> list[bytes]:
     return [base64.b64decode(h) for h in proof.get("hashes", [])]
 
 
-COMMANDS: list[click.Command] = [tail, checkpoint, export, verify, key]
+COMMANDS: list[click.Command] = [tail, checkpoint, export, verify, key, verify_report_command]
 
 
 def group(extra: Sequence[click.Command] = ()) -> click.Group:

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from tests.api.conftest import Lab
 from tests.conftest import Principals
@@ -73,6 +74,7 @@ def test_a_hidden_principal_is_a_recorded_404(
     client: FlaskClient, principals: Principals, world: dict[str, str], rt: Any
 ) -> None:
     from gateway.audit import store
+    from gateway.services.denials import DenialCount
 
     with rt.db.session() as session:
         before = store.size(session)
@@ -82,7 +84,11 @@ def test_a_hidden_principal_is_a_recorded_404(
     assert missing.status_code == 404
     assert missing.get_json()["detail"].endswith("was not found")
     with rt.db.session() as session:
-        assert store.size(session) == before + 2, "each refusal is an auth.denied entry"
+        # the first refusal is an entry; the repeat (same actor, action and reason) is
+        # counted in its interval's row, to become one entry when the interval closes
+        assert store.size(session) == before + 1, "the first refusal is an auth.denied entry"
+        rows = session.scalars(select(DenialCount).where(DenialCount.actor == world["eval"]))
+        assert [(row.action, row.count) for row in rows] == [("principal.read", 1)]
 
 
 @pytest.mark.parametrize(
