@@ -41,7 +41,7 @@ CLIENT_COMMANDS = {
     "whoami",
     "withdraw",
 }
-OPERATOR_COMMANDS = {"admin", "dev-seed", "init", "serve", "sweep"}
+OPERATOR_COMMANDS = {"admin", "dev-seed", "init", "serve", "sweep", "witness"}
 
 BLOCKER = f"""
 import importlib.abc
