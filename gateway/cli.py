@@ -289,7 +289,12 @@ def audit_publish(state: State, force: bool) -> None:
 
     with bootstrap.opened(state.config) as gw:
         name = anchor.publish(gw, force=force)
-    say(f"published {name}" if name else "no anchor due")
+    say(
+        f"published {name}"
+        if name
+        else "no anchor published: none due, or not cosigned by the witnesses' quorum yet "
+        "(the log says which)"
+    )
 
 
 @click.command("anchors")
