@@ -20,6 +20,7 @@ from gateway.api import (
     principals,
     problems,
     service,
+    tlog,
     uploads,
 )
 from gateway.clock import Clock
@@ -27,7 +28,7 @@ from gateway.config import Config, load
 from gateway.runtime import Runtime
 from gateway.web import views as web
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals, tlog)
 
 
 def create_app(

@@ -81,6 +81,7 @@ _TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
     "audit.read_all": {"lab": (D, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
     "audit.read_own": {"lab": (A, D), "evaluator": (A, D), "auditor": (A, A), "admin": (D, D)},
     "audit.proof": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (D, D)},
+    "audit.bundles": {"lab": (D, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
     "admin.manage": {"lab": (D, D), "evaluator": (D, D), "auditor": (D, D), "admin": (A, A)},
     "principal.read": {"lab": (A, H), "evaluator": (A, H), "auditor": (A, A), "admin": (A, A)},
 }

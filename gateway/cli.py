@@ -31,6 +31,7 @@ from gateway.client.errors import ClientError
 from gateway.config import SEARCHED, Config, ConfigError, load
 from gateway.storage import StorageError
 from gateway.tui import fail, hint, reported, say
+from gateway.witness.cli import witness
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -307,7 +308,12 @@ def audit_publish(state: State, force: bool) -> None:
 
     with bootstrap.opened(state.config) as gw:
         name = anchor.publish(gw, force=force)
-    say(f"published {name}" if name else "no anchor due")
+    say(
+        f"published {name}"
+        if name
+        else "no anchor published: none due, or not cosigned by the witnesses' quorum yet "
+        "(the log says which)"
+    )
 
 
 @click.command("anchors")
@@ -331,6 +337,21 @@ def audit_anchors(state: State, vkey: str | None) -> None:
     click.echo(f"OK: {report.message}")
 
 
+@click.command("policy")
+@operator
+def audit_policy(state: State) -> None:
+    """Print this gateway's C2SP tlog-policy (its key, witnesses, quorum) for auditors to keep."""
+    from gateway import bootstrap
+    from gateway.services import cosigning
+
+    with bootstrap.opened(state.config) as gw:
+        try:
+            text = cosigning.log_witnesses(gw).text
+        except ValueError as exc:
+            fail(str(exc))
+    click.echo(text, nl=False)
+
+
 CONFIG_OPTION = click.Option(
     ["--config", "config_path"],
     envvar="GATEWAY_CONFIG",
@@ -340,8 +361,8 @@ CONFIG_OPTION = click.Option(
 )
 
 main = build(
-    commands=[init, dev_seed, serve, sweep, admin],
-    audit_commands=[audit_publish, audit_anchors],
+    commands=[init, dev_seed, serve, sweep, admin, witness],
+    audit_commands=[audit_publish, audit_anchors, audit_policy],
     params=[CONFIG_OPTION],
 )
 """The ``gateway`` command: every client command and every operator command."""

@@ -43,6 +43,7 @@ TEST_PREFIX = "GATEWAY_TEST_"
 # Settings that are paths: relative ones are resolved as the module's note says.
 PATH_SETTINGS: tuple[str, ...] = ("storage.root", "storage.policy_template", "keys.dir")
 PATH_SETTINGS += ("audit.archive_dir", "custody.local_key_dir", "custody.pkcs11_pin_file")
+PATH_SETTINGS += ("audit.policy_file",)
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _SQLITE = re.compile(r"^(sqlite(?:\+\w+)?):///(.*)$")
 
@@ -161,10 +162,22 @@ class AccessConfig:
 
 @dataclass(frozen=True)
 class AuditConfig:
+    """``[audit]``: the log's origin, its anchors, and the witnesses that cosign them.
+
+    ``witnesses`` (one ``URL VKEY [VKEY ...]`` a line) and ``quorum`` (how many must
+    cosign, 0: all), or ``policy_file`` (a C2SP tlog-policy file), name the witnesses; a
+    checkpoint is published only once they cosigned it (:mod:`gateway.services.witnesses`).
+    """
+
     origin: str = "gateway.local/audit"
     anchor_every_entries: int = 1000
     anchor_every_minutes: int = 60
     archive_dir: str = "var/audit"
+    witnesses: str = ""
+    policy_file: str = ""
+    quorum: int = 0
+    witness_timeout_seconds: int = 10
+    witness_deadline_seconds: int = 30
 
 
 @dataclass(frozen=True)
@@ -411,9 +424,41 @@ def validate(config: Config) -> None:
         *_web_checks(config.web),
     ]
     checks += _limits_checks(config.limits) + _quotas_checks(config.quotas)
+    checks += _witness_checks(config.audit)
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"setting {message}")
+
+
+def _witness_checks(a: AuditConfig) -> list[tuple[bool, str]]:
+    """The witnesses' settings: one way to name them, a quorum they can meet, bounded waits."""
+    from gateway.services.witnesses import parse_witness_lines  # the vkeys' own parser
+
+    try:
+        listed = len(parse_witness_lines(a.witnesses))
+        lines_error = ""
+    except ValueError as exc:
+        listed, lines_error = 0, str(exc)
+    return [
+        (not lines_error, lines_error),
+        (
+            not (a.witnesses.strip() and a.policy_file),
+            "audit.witnesses: give the witnesses or audit.policy_file, not both",
+        ),
+        (
+            a.quorum == 0 or not a.policy_file,
+            "audit.quorum: leave it 0 with audit.policy_file, whose quorum line decides",
+        ),
+        (
+            0 <= a.quorum <= listed or bool(a.policy_file),
+            f"audit.quorum: must be between 0 (all) and the {listed} witnesses listed",
+        ),
+        (
+            1 <= a.witness_timeout_seconds <= a.witness_deadline_seconds <= 600,
+            "audit.witness_timeout_seconds: must be at least 1 and at most "
+            "audit.witness_deadline_seconds, itself at most 600",
+        ),
+    ]
 
 
 def _web_checks(w: WebConfig) -> list[tuple[bool, str]]:

@@ -12,6 +12,7 @@ from sqlalchemy import MetaData
 import gateway.audit.chains
 import gateway.audit.store
 import gateway.models
+import gateway.services.cosigning
 import gateway.services.denials
 import gateway.web.models
 from gateway.db import Base
@@ -22,6 +23,7 @@ MODULES = (
     gateway.audit.chains,
     gateway.services.denials,
     gateway.web.models,
+    gateway.services.cosigning,
 )
 """The modules that declare tables."""
 

@@ -284,6 +284,30 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     ("get", "/v1/audit/key", "Note verifier key", "anyone", None, {"200": "text/plain"}),
     (
         "get",
+        "/v1/audit/tlog/checkpoint",
+        "C2SP tlog-tiles checkpoint: the latest cosigned by the witnesses' quorum",
+        "auditor, lab",
+        None,
+        {"200": "text/plain, a C2SP signed note", "404": "no checkpoint cosigned yet"},
+    ),
+    (
+        "get",
+        "/v1/audit/tlog/signed-checkpoint",
+        "The newest checkpoint the gateway signed, not yet cosigned",
+        "auditor, lab",
+        None,
+        {"200": "text/plain, a C2SP signed note"},
+    ),
+    (
+        "get",
+        "/v1/audit/tlog/tile/{path}",
+        "C2SP tlog-tiles hash tile <L>/<N>[.p/<W>] or entry bundle entries/<N>[.p/<W>]",
+        "auditor, lab (hash tiles); auditor (entry bundles)",
+        None,
+        {"200": "application/octet-stream", "404": "no such tile in the log"},
+    ),
+    (
+        "get",
         "/v1/principals",
         "Who principals are, by id (?id=prn_...&id=..., at most 100): those the caller may see",
         "lab (its org, its artifacts' requesters, its audit view's actors); evaluator (itself, "

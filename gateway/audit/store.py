@@ -352,6 +352,10 @@ def _hashes(session: Session, ids: Sequence[merkle.NodeID]) -> list[bytes]:
         raise LogIntegrityError(f"audit log lacks the hash of subtree {e.args[0]}") from None
 
 
+tile_hashes = _hashes
+"""The stored hashes of complete subtrees, in the order asked: what C2SP tlog-tiles are made of."""
+
+
 def root(session: Session, size: int) -> bytes:
     """The root hash of the first ``size`` entries (0 <= size <= the log's size)."""
     current = _check_size(session, size)

@@ -10,8 +10,9 @@ Design note, by the section of c2sp.org/tlog-witness each piece implements:
   client verifies by appending them to the checkpoint and opening the note with the
   witness's keys, ignoring unknown keys, and which must not carry a zero timestamp
   (:func:`parse_cosignatures`). 409 carries ``Content-Type: text/x.tlog.size`` and the
-  witness's size in decimal and a newline (:class:`Conflict`). 400, 403, 404 and 422 are the
-  refusals the spec defines (:class:`WitnessRefused`).
+  witness's size in decimal and a newline (:class:`Conflict`); a 409 naming the very size the
+  log sent is the spec's answer to equal sizes with different roots, a fork (:class:`Forked`).
+  400, 403, 404 and 422 are the refusals the spec defines (:class:`WitnessRefused`).
 - "Monitor Retrieval Mechanism": ``GET <monitoring prefix>/<origin hash>/checkpoint`` with
   the lowercase hex SHA-256 of the origin (:func:`origin_hash`).
 - :class:`WitnessClient` does the HTTP with ``http.client``, owning its connection so each
@@ -395,13 +396,27 @@ def cosign(
     cp = note.parse_checkpoint(note.parse_note(signed_checkpoint)[0])
     result = witness.add_checkpoint(old_size, proof_from(old_size), signed_checkpoint)
     if isinstance(result, Conflict):
-        if result.size > cp.size:
-            raise WitnessError(
-                f"witness has size {result.size}, above this checkpoint's {cp.size}: "
-                "the log has shrunk or forked"
-            )
+        _check_conflict(result, old_size, cp.size)
         old_size = result.size
         result = witness.add_checkpoint(old_size, proof_from(old_size), signed_checkpoint)
         if isinstance(result, Conflict):
+            _check_conflict(result, old_size, cp.size)
             raise WitnessError(f"witness changed size twice (now {result.size})")
     return old_size, result
+
+
+class Forked(WitnessError):
+    """The witness holds a tree this checkpoint does not extend: the log forked or shrank."""
+
+
+def _check_conflict(conflict: Conflict, sent: int, size: int) -> None:
+    """A 409 naming the size just sent (tlog-witness: equal sizes, other roots) is a fork."""
+    if conflict.size > size:
+        raise Forked(
+            f"witness has size {conflict.size}, above this checkpoint's {size}: "
+            "the log has shrunk or forked"
+        )
+    if conflict.size == sent:
+        raise Forked(
+            f"witness cosigned another tree of size {sent}: the log has forked at that size"
+        )

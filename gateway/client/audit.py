@@ -1,9 +1,11 @@
-"""Audit commands: ``tail``, ``checkpoint``, ``export``, ``verify``, ``key``.
+"""Audit commands: ``tail``, ``checkpoint``, ``export``, ``verify``, ``key``; ``proof`` and
+``verify-proof`` are :mod:`gateway.client.auditproof`'s.
 
 ``verify`` trusts nothing the gateway says about itself: it takes the leaves (from the
 gateway, or from an export file), recomputes every leaf hash and the tree root
 (RFC 9162), checks the checkpoint's signature with the verifier key the auditor
-supplies (``--key``), and, given a checkpoint saved earlier (``--since``), checks that
+supplies (``--key``) or under a C2SP tlog-policy (``--policy``: the log's key and the
+witnesses' quorum), and, given a checkpoint saved earlier (``--since``), checks that
 today's log extends it. The recomputation is :mod:`gateway.audit.verify`'s.
 
 Every command that takes a verifier key takes it the same way, as the key itself or a
@@ -20,10 +22,12 @@ from typing import Any, TypeVar
 
 import click
 
-from gateway.client import auditcheck, auditviews, lookup
+from gateway.audit import trust
+from gateway.audit.verify import Verdict
+from gateway.client import auditcheck, auditproof, auditviews, lookup
 from gateway.client.auditcheck import checkpoint_size
 from gateway.client.base import api_for, emit_json, json_option, profile_option, wide_option
-from gateway.client.errors import AuditError, ClientError, InvocationError
+from gateway.client.errors import AuditError, AuditKeyError, ClientError, InvocationError
 from gateway.client.http import Api
 from gateway.client.tables import Column, table
 from gateway.keyfiles import create_secret
@@ -31,6 +35,7 @@ from gateway.tui import fail, out, reported, say
 from gateway.web.report import verify_report_command
 
 F = TypeVar("F", bound=Callable[..., Any])
+TLOG = "/v1/audit/tlog/"
 
 # The actions the gateway records (API.md lists them; a test holds this to the code).
 ACTIONS = (
@@ -252,10 +257,18 @@ def key(profile: str | None, output: Path | None, force: bool) -> None:
 @click.option(
     "--key",
     "key",
-    required=True,
+    default=None,
     envvar="GATEWAY_AUDIT_KEY",
     help="the log's verifier key (the key, or a file holding it: `gateway audit key -o FILE`); "
     "or $GATEWAY_AUDIT_KEY",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="a C2SP tlog-policy (`gateway audit policy`): the log's key and the witnesses whose "
+    "quorum must have cosigned the checkpoint; instead of --key",
 )
 @click.option(
     "--since",
@@ -272,29 +285,36 @@ def key(profile: str | None, output: Path | None, force: bool) -> None:
     default=None,
     help="verify this export instead of asking the gateway (offline: no profile needed)",
 )
+@click.option(
+    "--tiles",
+    is_flag=True,
+    help="read the log from its C2SP tlog-tiles alone (entry bundles: auditors only)",
+)
 @profile_option
 @json_option
 @reported(ClientError)
 def verify(
-    profile: str | None, as_json: bool, key: str, since: tuple[Path, ...], export_file: Path | None
+    profile: str | None,
+    as_json: bool,
+    key: str | None,
+    policy_file: Path | None,
+    since: tuple[Path, ...],
+    export_file: Path | None,
+    tiles: bool,
 ) -> None:
     """Recompute the log from its leaves and check its signed checkpoint; exit 0 only if all holds."""
-    vkey = auditcheck.read_key(key)
+    if (key is None) == (policy_file is None):
+        raise InvocationError("give the log's verifier key (--key) or a policy (--policy)")
+    if tiles and export_file is not None:
+        raise InvocationError("--tiles reads the gateway's tiles; --file reads an export")
+    trusted: trust.Policy | str = (
+        auditcheck.read_policy(policy_file) if policy_file else auditcheck.read_key(str(key))
+    )
     old = [path.read_text("utf-8") for path in since]
     if export_file is not None:
-        verdict = auditcheck.verify_file(export_file, vkey, old)
+        verdict = auditcheck.verify_file(export_file, trusted, old)
     else:
-        api = api_for(profile)
-        text = api.text("/v1/audit/checkpoint")
-        views = auditviews.ViewCheck()
-        verdict = auditcheck.verify_leaves(
-            text,
-            views.tap(_listed(api, checkpoint_size(text))),
-            vkey,
-            old,
-            consistency=lambda o, n: _consistency(api, o, n),
-        )
-        verdict = views.check(api, verdict)
+        verdict = _verify_online(api_for(profile), trusted, old, tiles)
     if as_json:
         emit_json(verdict.as_dict())
     else:
@@ -303,12 +323,38 @@ def verify(
         fail("the audit log does not verify")
 
 
+def _verify_online(api: Api, trusted: trust.Policy | str, old: list[str], tiles: bool) -> Verdict:
+    """The verdict on the gateway's log: its leaves listed, or read from its tiles."""
+    policy = isinstance(trusted, trust.Policy)
+    text = api.text(TLOG + "checkpoint" if policy or tiles else "/v1/audit/checkpoint")
+    try:
+        cp = auditcheck.verify_checkpoint_text(text, trusted)
+    except AuditKeyError as exc:
+        return Verdict.failure(str(exc))
+    vkey = (
+        auditcheck.policy_log_key(text, trusted) if isinstance(trusted, trust.Policy) else trusted
+    )
+    if tiles:
+        leaves, consistency = auditcheck.tiles_source(cp, lambda p: _tile(api, p))
+    else:
+        leaves, consistency = _listed(api, cp.size), (lambda o, n: _consistency(api, o, n))
+    # the served filtered lists are checked against the leaves that streamed past
+    views = auditviews.ViewCheck()
+    verdict = auditcheck.verify_leaves(text, views.tap(leaves), vkey, old, consistency=consistency)
+    return views.check(api, verdict)
+
+
+def _tile(api: Api, path: str) -> bytes:
+    return api.request("GET", TLOG + path).content
+
+
 def _consistency(api: Api, old: int, new: int) -> list[bytes]:
     proof = api.get("/v1/audit/proof/consistency", old=old, new=new)
     return [base64.b64decode(h) for h in proof.get("hashes", [])]
 
 
 COMMANDS: list[click.Command] = [tail, checkpoint, export, verify, key, verify_report_command]
+COMMANDS += auditproof.COMMANDS
 
 
 def group(extra: Sequence[click.Command] = ()) -> click.Group:

@@ -12,6 +12,13 @@ root and no index can be named, the first bad index is found by bisection with t
 gateway's consistency proofs: a proof that verifies between the recomputed root of the
 first ``k`` leaves and the signed root shows those ``k`` leaves are the signed ones.
 Memory is 32 bytes per entry for that bisection; the export path streams.
+
+Under a C2SP tlog-policy (``--policy``: the log's key, the witnesses, the quorum), the
+checkpoint must also carry the cosignatures the quorum asks for
+(:func:`verify_checkpoint_text`), and the log's key is the policy's. From C2SP tlog-tiles
+(``--tiles``), the leaves come from the entry bundles and the consistency proofs from the
+hash tiles, authenticated against the checkpoint's root (:func:`tiles_source`): nothing
+but the tiles and the checkpoint is read.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.audit import merkle, note, verify
+from gateway.audit import merkle, note, tiles, trust, verify
+from gateway.audit.tilereader import TileReader
 from gateway.audit.verify import Verdict
 from gateway.client.errors import AuditError, AuditKeyError, ClientError
 
@@ -60,6 +68,68 @@ def check_signature(text: str, vkey: str) -> note.Checkpoint:
         return note.open_checkpoint(text, [vkey])
     except note.NoteError as exc:
         raise AuditKeyError(f"the checkpoint does not verify under the given key: {exc}") from None
+
+
+def read_policy(path: Path) -> trust.Policy:
+    """A C2SP tlog-policy file (``gateway audit policy`` prints the gateway's)."""
+    try:
+        return trust.parse_policy(path.read_bytes())
+    except OSError as exc:
+        raise AuditKeyError(f"cannot read the policy {path}: {exc.strerror}") from None
+    except trust.PolicyError as exc:
+        raise AuditKeyError(f"{path} is not a tlog-policy: {exc}") from None
+
+
+def verify_checkpoint_text(text: str, policy_or_key: trust.Policy | str) -> note.Checkpoint:
+    """The checkpoint of ``text`` if it meets the policy (log key and witness quorum), or is
+    signed by the verifier key; else :class:`AuditKeyError` saying which requirement failed."""
+    if isinstance(policy_or_key, str):
+        return check_signature(text, policy_or_key)
+    try:
+        return trust.verify_checkpoint(text, policy_or_key).checkpoint
+    except trust.CheckpointRefused as exc:
+        raise AuditKeyError(f"the checkpoint does not meet the policy: {exc}") from None
+
+
+def policy_log_key(text: str, policy: trust.Policy) -> str:
+    """The verifier key of the policy's log that signed ``text`` (which must meet the policy)."""
+    try:
+        return trust.verify_checkpoint(text, policy).log.verifier.vkey
+    except trust.CheckpointRefused as exc:
+        raise AuditKeyError(f"the checkpoint does not meet the policy: {exc}") from None
+
+
+Fetch = Callable[[str], bytes]
+"""Returns the bytes at a tlog-tiles path (``tile/0/000.p/5``); nothing it returns is trusted."""
+
+
+def tiles_source(
+    cp: note.Checkpoint, fetch: Fetch
+) -> tuple[Iterator[tuple[int, bytes, dict[str, Any] | None]], Consistency]:
+    """The leaves of ``cp``'s tree from its entry bundles, and consistency proofs from its
+    hash tiles (authenticated against ``cp.root``: :class:`AuditError` if they are not)."""
+    try:
+        reader = TileReader(cp.size, cp.root, lambda t: fetch(t.path()))
+    except merkle.ProofError as exc:
+        raise AuditError(f"the log's tiles do not match its checkpoint: {exc}") from None
+
+    def leaves() -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+        for start in range(0, cp.size, tiles.TILE_WIDTH):
+            bundle = tiles.bundle_at(start // tiles.TILE_WIDTH, cp.size)
+            try:
+                found = tiles.decode_entry_bundle(fetch(bundle.path()), bundle.width)
+            except tiles.TileError as exc:
+                raise AuditError(f"{bundle.path()} is not an entry bundle: {exc}") from None
+            for offset, leaf in enumerate(found):
+                yield start + offset, leaf, None
+
+    def consistency(old: int, new: int) -> list[bytes]:
+        try:
+            return reader.consistency_proof(old, new)
+        except merkle.ProofError as exc:
+            raise AuditError(f"the log's tiles do not prove {old} -> {new}: {exc}") from None
+
+    return leaves(), consistency
 
 
 def _root(hashes: list[bytes], size: int) -> bytes:
@@ -187,7 +257,27 @@ def write_export(path: Path, checkpoint_text: str, leaves: Iterable[tuple[int, b
     return count
 
 
-def verify_file(path: Path, vkey: str, old_text: str | Sequence[str] | None) -> Verdict:
-    """Verify an export file offline, streaming it, against any number of saved checkpoints."""
+def verify_file(
+    path: Path, trusted: trust.Policy | str, old_text: str | Sequence[str] | None
+) -> Verdict:
+    """Verify an export file offline, streaming it, against any number of saved checkpoints;
+    under a policy (``trusted``), its checkpoint must meet it, and the log's key is the policy's."""
+    vkey = trusted if isinstance(trusted, str) else _export_log_key(path, trusted)
+    if not isinstance(vkey, str):
+        return vkey
     with open(path, encoding="utf-8") as fh:
         return verify.verify_export(fh, vkey, earlier=_olds(old_text))
+
+
+def _export_log_key(path: Path, policy: trust.Policy) -> str | Verdict:
+    """The key of the policy's log that signed the export's checkpoint, or the failed verdict."""
+    text = ""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for item in verify.iter_export(fh):  # the checkpoint comes last, or it raises
+                text = item if isinstance(item, str) else text
+        return policy_log_key(text, policy)
+    except verify.ExportError as exc:
+        return Verdict.failure(f"the export is malformed: {exc}")
+    except AuditKeyError as exc:
+        return Verdict.failure(str(exc))

@@ -24,6 +24,7 @@ from gateway.caller import Actor
 from gateway.errors import BadRequest
 from gateway.paging import MAX_INT, Key, Keyset, Page, PageRequest, page
 from gateway.runtime import Runtime
+from gateway.services import cosigning
 
 ORDER = Keyset(Key(Entry.index, int))
 
@@ -101,9 +102,12 @@ def record_heads(rt: Runtime) -> Checkpoint:
 
 
 def checkpoint(rt: Runtime) -> str:
-    """The signed note of the log's current checkpoint."""
-    with rt.db.session() as session:
-        return store.sign_checkpoint(session, rt.audit_signer, rt.config.audit.origin)
+    """The checkpoint the gateway serves (:func:`gateway.services.cosigning.served`).
+
+    With witnesses, the latest one their quorum cosigned (NotPublished before the first);
+    without, the newest signed one, never over a history the last signed one does not extend.
+    """
+    return cosigning.served(rt)
 
 
 def inclusion(rt: Runtime, index: int, size: int | None) -> Proof:

@@ -1,7 +1,8 @@
 """Where audit anchors go: a write-once location the operator cannot quietly rewrite.
 
-The audit log publishes each signed checkpoint (and the entries it covers) here under a
-name of its choosing. A name is written once: publishing the same bytes again is a
+The audit log publishes each signed checkpoint (and the entries and tiles it covers) here
+under a name of its choosing: a file name, or a path of such names (``tile/0/x001/234``,
+the C2SP tlog-tiles paths). A name is written once: publishing the same bytes again is a
 no-op (a retry after a crash), publishing different bytes under a used name raises
 :class:`AlreadyPublished`.
 
@@ -61,11 +62,17 @@ def make_archive(
 
 
 def check_name(name: str) -> str:
-    if not _NAME.match(name):
+    """``name`` if every ``/``-separated part of it is A-Z a-z 0-9 . _ - without a leading dot."""
+    if not all(_NAME.match(part) for part in name.split("/")):
         raise InvalidKey(
-            f"invalid archive name {name!r}: expected A-Z a-z 0-9 . _ - and no leading dot"
+            f"invalid archive name {name!r}: expected parts of A-Z a-z 0-9 . _ - separated by /, "
+            "none with a leading dot"
         )
     return name
+
+
+def _is_name(name: str) -> bool:
+    return all(_NAME.match(part) for part in name.split("/"))
 
 
 class LocalAuditArchive:
@@ -79,6 +86,7 @@ class LocalAuditArchive:
         temp = self.folder / f".tmp-{secrets.token_hex(8)}"
         try:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _make_parents(self.folder, target)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
             try:
                 view = memoryview(data)
@@ -94,7 +102,7 @@ class LocalAuditArchive:
                     raise AlreadyPublished(
                         f"{name} is already published with other content"
                     ) from None
-            _fsync_dir(self.folder)
+            _fsync_dir(target.parent)
         except OSError as exc:
             raise StorageError(f"cannot publish {name} in {self.folder}: {exc.strerror}") from None
         finally:
@@ -104,7 +112,8 @@ class LocalAuditArchive:
     def list_names(self) -> list[str]:
         if not self.folder.is_dir():
             return []
-        return sorted(p.name for p in self.folder.iterdir() if not p.name.startswith("."))
+        names = (p.relative_to(self.folder).as_posix() for p in self.folder.rglob("*"))
+        return sorted(n for n in names if _is_name(n) and (self.folder / n).is_file())
 
     def get(self, name: str) -> bytes:
         try:
@@ -155,7 +164,7 @@ class S3AuditArchive:
                 names.extend(item["Key"][len(self.prefix) :] for item in page.get("Contents", []))
         except (BotoCoreError, ClientError) as exc:
             raise wrap(exc, f"cannot list the audit bucket {self.bucket}") from exc
-        return sorted(n for n in names if _NAME.match(n))
+        return sorted(n for n in names if _is_name(n))
 
     def get(self, name: str) -> bytes:
         try:
@@ -166,6 +175,14 @@ class S3AuditArchive:
             raise wrap(exc, f"cannot read {name}") from exc
         with contextlib.closing(answer["Body"]) as body:
             return bytes(body.read())
+
+
+def _make_parents(folder: Path, target: Path) -> None:
+    """The directories between ``folder`` and ``target`` (mode 0700), each made durable."""
+    missing = [d for d in target.relative_to(folder).parents if not (folder / d).is_dir()]
+    for d in reversed(missing):  # outermost first
+        (folder / d).mkdir(mode=0o700, exist_ok=True)
+        _fsync_dir((folder / d).parent)
 
 
 def _fsync_dir(path: Path) -> None:

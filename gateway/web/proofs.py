@@ -5,11 +5,12 @@ Today's log proves that an entry is in the tree the gateway's signed checkpoint 
 extends every published checkpoint (consistency proofs). It does not yet prove that a
 lab was shown *every* entry about its artifacts, nor carry witness cosignatures:
 
-- :func:`checkpoint_policy` is the tlog-policy pages verify checkpoints under: the log's
-  own key and quorum ``none`` today; with witnesses, their keys and the quorum.
-- :func:`cosigners` names the witnesses that cosigned a verified checkpoint (none today).
-- :func:`lab_view_complete` says whether a lab's view of its entries is proven complete:
-  never today (that needs per-organisation chains), and the page says what *is* proven.
+- :func:`checkpoint_policy` is the tlog-policy pages verify checkpoints under: the
+  gateway's own (:func:`gateway.services.cosigning.log_witnesses`): the log's key, and the
+  witnesses' keys and quorum when ``[audit]`` names witnesses.
+- :func:`cosigners` names the witnesses that cosigned a verified checkpoint.
+- :func:`lab_view_complete` says how a lab proves its view of its entries complete: on its
+  own machine, with ``gateway audit mine`` (a page cannot prove the gateway to itself).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from gateway.audit import merkle, tlogproof, trust
 from gateway.audit.store import Entry
 from gateway.runtime import Runtime
-from gateway.services import anchor, auditlog
+from gateway.services import anchor, auditlog, cosigning
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,8 @@ class Anchor:
 
 
 def checkpoint_policy(rt: Runtime) -> trust.Policy:
-    """The policy checkpoints are verified under: the log's key; no witness quorum yet."""
-    return trust.parse_policy(f"log {rt.audit_signer.verifier_key}\nquorum none\n")
+    """The policy checkpoints are verified under: the log's key and the witnesses' quorum."""
+    return cosigning.log_witnesses(rt).policy
 
 
 def latest_checkpoint(rt: Runtime) -> Latest:
@@ -86,11 +87,17 @@ def cosigners(latest: Latest) -> list[str]:
 
 
 def lab_view_complete(rt: Runtime, org: str) -> Completeness:
-    """Whether ``org``'s view of the entries about its artifacts is proven complete."""
+    """What proves ``org``'s view of the entries about it complete: a check on its own machine.
+
+    The gateway cannot prove its own completeness to the lab (it would be checking itself);
+    ``gateway audit mine`` does, against a checkpoint the lab verifies, following the org's
+    chain of entries (leaf v2) back from the newest ``audit.heads`` entry.
+    """
     return Completeness(
         False,
-        "each entry shown is proven to be in the signed log; that none about your artifacts "
-        "is missing from this view is not yet provable (per-organisation chains)",
+        "each entry shown is proven to be in the signed log; to prove that none about your "
+        "organisation is missing, run `gateway audit mine --key audit.vkey` "
+        "(or --policy FILE) on your own machine",
     )
 
 

@@ -19,7 +19,6 @@ from gateway.audit import cosignature, note, sigtypes
 from gateway.errors import GatewayError
 from gateway.witness.app import max_body_limit
 from gateway.witness.loglist import LogListError
-from gateway.witness.server import ServeOptions, run
 from gateway.witness.state import MAX_STATE_BYTES
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -131,6 +130,11 @@ def serve(key: Path, state: Path, logs: Path | None, **limits: Any) -> None:
         fail(f"no log list at {log_list}", "write one in logs/v0 format: see README")
     if limits["io_timeout"] > limits["request_timeout"]:
         fail("--io-timeout must be at most --request-timeout")
+    try:  # the HTTP server is the server install's; the rest of the client runs without it
+        from gateway.witness.server import ServeOptions, run
+    except ModuleNotFoundError:
+        fail("`gateway witness serve` needs the server install: "
+             "pip install 'model-artifact-gateway[server]'")  # fmt: skip
     run(ServeOptions(key, state, log_list, **limits))
 
 

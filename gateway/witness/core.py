@@ -11,8 +11,12 @@ Design note, following c2sp.org/tlog-witness "add-checkpoint" step by step (each
 3. Old size above the checkpoint's size: 400. A checkpoint of size 0 whose root is not the
    empty tree's hash: 422.
 4. Under the log's lock: old size not the size of the latest cosigned checkpoint (0 if none):
-   409 with that size. Old size 0 with a non-empty proof, equal sizes with different roots, or
-   a consistency proof that does not verify from the stored root: 422.
+   409 with that size. Old size 0 with a non-empty proof, or a consistency proof that does not
+   verify from the stored root: 422. Equal sizes with an empty proof but different roots: 409
+   ("If the old size matches the checkpoint size, the witness MUST check that the root hashes
+   are also identical. If they don't match, the witness MUST respond with a 409 Conflict"),
+   with the same ``text/x.tlog.size`` body as any 409, so a log reads one kind of answer and
+   sees that the size it sent is already the witness's: a fork at that size.
 5. The checkpoint it already cosigned, submitted again: the stored cosignatures, with nothing
    signed or written (the spec asks for cosignatures on the checkpoint, not new ones).
 6. Otherwise the log's budget (``qpd``, :mod:`gateway.witness.budget`) is spent, or 429
@@ -210,6 +214,9 @@ def _check_consistency(known: note.Checkpoint, cp: note.Checkpoint, proof: Seque
         if proof:
             raise Refusal(422, "bad consistency proof: old size 0 needs an empty proof")
         return
+    if known.size == cp.size and not proof and known.root != cp.root:
+        log.warning("%s: a checkpoint of size %d with another root: a fork", cp.origin, cp.size)
+        raise Refusal(409, str(known.size), "text/x.tlog.size")
     try:
         merkle.verify_consistency(known.size, cp.size, proof, known.root, cp.root)
     except merkle.ProofError as exc:

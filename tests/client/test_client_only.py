@@ -42,7 +42,7 @@ CLIENT_COMMANDS = {
     "whoami",
     "withdraw",
 }
-OPERATOR_COMMANDS = {"admin", "dev-seed", "init", "serve", "sweep"}
+OPERATOR_COMMANDS = {"admin", "dev-seed", "init", "serve", "sweep", "witness"}
 
 BLOCKER = f"""
 import importlib.abc

@@ -41,12 +41,24 @@ def test_a_name_is_written_once(archive: AuditArchive) -> None:
 
 
 def test_names_are_plain(archive: AuditArchive) -> None:
-    for name in ["", ".hidden", "a/b", "../up", "sp ace"]:
+    for name in ["", ".hidden", "../up", "a/../b", "a//b", "/abs", "a/", "a/.b", "sp ace"]:
         with pytest.raises(InvalidKey):
             archive.publish(name, b"x")
         with pytest.raises(InvalidKey):
             archive.get(name)
     assert archive.list_names() == []
+
+
+def test_tile_paths_are_names_written_once(archive: AuditArchive) -> None:
+    """C2SP tlog-tiles paths (``tile/<L>/<N>[.p/<W>]``) are archive names like any other."""
+    archive.publish("tile/0/x001/234.p/5", b"t" * 160)
+    archive.publish("tile/entries/000", b"bundle")
+    archive.publish("checkpoint-1", b"cp")
+    archive.publish("tile/0/x001/234.p/5", b"t" * 160)  # a retry: the same bytes
+    with pytest.raises(AlreadyPublished):
+        archive.publish("tile/0/x001/234.p/5", b"u" * 160)
+    assert archive.list_names() == ["checkpoint-1", "tile/0/x001/234.p/5", "tile/entries/000"]
+    assert archive.get("tile/0/x001/234.p/5") == b"t" * 160
 
 
 def test_where_the_documents_live(backend: Backend, archive: AuditArchive) -> None:

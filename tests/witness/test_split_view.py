@@ -3,7 +3,7 @@
 The log is the gateway's real audit store (SQLite) and its real checkpoint signer; two
 witness processes cosign the honest checkpoint, then refuse the rewritten one
 (c2sp.org/tlog-witness "add-checkpoint": 422 when the consistency proof does not verify,
-409 when the old size is not theirs). A verifier with the policy (c2sp.org/tlog-policy,
+409 when the old size is not theirs or, at their size, the root is another). A verifier with the policy (c2sp.org/tlog-policy,
 quorum 2 of 2) accepts only a checkpoint both cosigned.
 """
 
@@ -15,7 +15,14 @@ from pathlib import Path
 import pytest
 
 from gateway.audit import note, store, trust
-from gateway.audit.witness import Conflict, WitnessClient, WitnessRefused, add_cosignatures
+from gateway.audit.witness import (
+    Conflict,
+    Forked,
+    WitnessClient,
+    WitnessRefused,
+    add_cosignatures,
+    cosign,
+)
 from gateway.db import Database
 from tests.audit.conftest import ORIGIN, add_entry, make_db
 from tests.witness.conftest import WitnessProcess, start_witness
@@ -97,9 +104,13 @@ def test_a_rewritten_history_is_refused_and_an_under_cosigned_checkpoint_rejecte
             client.add_checkpoint(40, _proof(forged, 40), forged_cp)
         assert refused.value.status == 422
         assert client.add_checkpoint(0, [], forged_cp) == Conflict(40)
-    # The same fork at the same size: equal sizes, different roots.
-    with pytest.raises(WitnessRefused, match="422"):
-        a.add_checkpoint(40, [], _checkpoint(_log(40, rewrite=17)))
+    # The same fork at the same size: equal sizes, different roots. tlog-witness: "If the old
+    # size matches the checkpoint size, the witness MUST check that the root hashes are also
+    # identical. If they don't match, the witness MUST respond with a 409 Conflict".
+    same_size_fork = _checkpoint(_log(40, rewrite=17))
+    assert a.add_checkpoint(40, [], same_size_fork) == Conflict(40)
+    with pytest.raises(Forked, match="another tree of size 40"):
+        cosign(a, 0, lambda old: _proof(forged, old) if old < 40 else [], same_size_fork)
     with pytest.raises(
         trust.QuorumNotMet, match="quorum both is not met \\(no witness cosigned\\)"
     ):

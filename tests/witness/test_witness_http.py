@@ -132,10 +132,14 @@ def test_inconsistent_or_invalid_submissions_are_refused(
     test_log.grow(4)
     good_proof, cp = test_log.proof(8), test_log.checkpoint()
     bad_proof = [good_proof[0], merkle.leaf_hash(b"x")] + good_proof[2:]
+    forked = TestLog()
+    forked.grow(8, tag="forked")
+    fork8 = forked.checkpoint()
     cases = [
         (format_add_checkpoint(8, bad_proof, cp), 422),
         (format_add_checkpoint(8, [], cp), 422),
         (format_add_checkpoint(8, good_proof, test_log.checkpoint(8)), 422),  # equal sizes need an empty proof
+        (format_add_checkpoint(8, [], fork8), 409),  # equal sizes, another root: a fork
         (format_add_checkpoint(12, [], cp), 409),
         (format_add_checkpoint(13, [], cp), 400),
         (b"old 08\n\n" + cp.encode(), 400),
@@ -149,6 +153,8 @@ def test_inconsistent_or_invalid_submissions_are_refused(
         r = witness.post(body)
         assert (i, r.status_code) == (i, status), r.text
         assert r.headers["Content-Type"].startswith("text/")
+        if status == 409:  # the one 409 body tlog-witness defines: the witness's size
+            assert (r.headers["Content-Type"], r.content) == ("text/x.tlog.size", b"8\n")
     assert witness.post(format_add_checkpoint(8, good_proof, cp)).status_code == 200
 
 
