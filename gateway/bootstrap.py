@@ -14,6 +14,7 @@ wherever the command happens to run), and :func:`preflight` lists what would kee
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session
 from gateway import events
 from gateway.audit import note
 from gateway.config import Config
+from gateway.db import DIR_MODE, FILE_MODE
 from gateway.errors import BadRequest
 from gateway.keystore import MasterKey, write_secret_file
 from gateway.migrations import upgrade
@@ -110,8 +112,35 @@ def preflight(config: Config) -> list[str]:
 
 
 def _sqlite_dir(url: str) -> None:
-    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
-        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    """Create the missing directories of an SQLite database, each mode 0700."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    missing = [p for p in (path.parent, *path.parent.parents) if not p.exists()]
+    for folder in reversed(missing):
+        folder.mkdir(mode=DIR_MODE, exist_ok=True)
+        os.chmod(folder, DIR_MODE)  # mkdir's mode passes through the umask
+
+
+def _private_database(url: str) -> Iterator[str]:
+    """Tighten an SQLite database's files to 0600 (older gateways left them 0644); one line each.
+
+    A directory that others may enter is the operator's to tighten, and is said.
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        if file.is_file() and file.stat().st_mode & 0o077:
+            was = file.stat().st_mode & 0o777
+            os.chmod(file, FILE_MODE)
+            yield f"database file {file}: mode 0600 (was {was:04o})"
+    folder = path.resolve().parent
+    if folder.stat().st_mode & 0o077:
+        yield (
+            f"warning: the database's directory {folder} is open to other users "
+            f"(mode {folder.stat().st_mode & 0o777:04o}): make it 0700"
+        )
 
 
 def migrate(url: str) -> None:
@@ -134,6 +163,7 @@ def init(config: Config) -> Iterator[str]:
         write_secret_file(keys / URL_KEY_FILE, secrets.token_bytes(32))
         yield f"created URL signing key {keys / URL_KEY_FILE}"
     migrate(config.database.url)
+    yield from _private_database(config.database.url)
     yield f"database ready at {shown_url(config.database.url)}"
     # The store's own warnings (an endpoint without TLS, a policy that locks the gateway
     # out) are said at init, where the operator can still act on them.

@@ -24,6 +24,15 @@ guarantees the services rely on are the same:
   non-blocking ``flock`` on a file beside the database. Either is released when its
   holder dies (the connection or the file closes), so a crashed leader blocks nobody.
 
+What is deleted from SQLite leaves its files. Every connection sets ``secure_delete``, so
+SQLite zeroes the bytes of deleted rows and freed pages rather than leaving them behind,
+and :meth:`Database.scrub` (which a shred calls once it commits) checkpoints the
+write-ahead log into the database and truncates it, so no old page image outlives the
+shred there either. The database file is created mode 0600 before SQLite opens it; SQLite
+gives its ``-wal`` and ``-shm`` files the database file's mode. A PostgreSQL server's WAL,
+replicas and backups are the operator's: the gateway cannot scrub them (the README says
+what to do).
+
 Models of every area derive from :class:`Base`; the schema is created and upgraded by
 Alembic.
 """
@@ -60,6 +69,14 @@ LOCK_TIMEOUT_SECONDS = 30
 POSTGRESQL_DRIVER = "postgresql+psycopg"
 """The driver a bare ``postgresql://`` (or ``postgres://``) URL is given: psycopg 3."""
 
+SCRUB_WAIT_SECONDS = 5
+"""The longest :meth:`Database.scrub` waits for readers of the write-ahead log to finish."""
+
+FILE_MODE = 0o600
+"""The mode of the SQLite database file (and so of its ``-wal`` and ``-shm`` files)."""
+
+DIR_MODE = 0o700
+"""The mode of a directory the gateway creates to hold its SQLite database."""
 
 log = logging.getLogger("gateway.db")
 _LEADER_NAME = re.compile(r"[a-z0-9][a-z0-9 ._:-]{0,127}")
@@ -79,8 +96,35 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Deleted rows (a shredded custody key, a grant's header) are zeroed, not left in free space.
+    cur.execute("PRAGMA secure_delete=ON")
     cur.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT_SECONDS * 1000}")
     cur.close()
+
+
+def sqlite_file(url: URL) -> Path | None:
+    """The file of an SQLite URL; None for another database or an in-memory one."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    if url.database.startswith("file:"):
+        return None  # a URI filename: SQLite parses it, and creates the file itself
+    return Path(url.database)
+
+
+def create_private(path: Path) -> None:
+    """Create the empty database file ``path`` with :data:`FILE_MODE`, if it is not there.
+
+    SQLite would create it with the process's umask (0644, readable by every local user).
+    An empty file is a valid empty database to SQLite. A missing directory is left for
+    SQLite to report, as it would have.
+    """
+    if not path.parent.is_dir():
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    except FileExistsError:
+        return
+    os.close(fd)
 
 
 def database_url(url: str) -> URL:
@@ -119,6 +163,13 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": LOCK_TIMEOUT_SECONDS}
         )
+        path = sqlite_file(parsed)
+
+        @event.listens_for(engine, "do_connect")
+        def _private_file(*_args: Any) -> None:
+            if path is not None:
+                create_private(path)
+
         event.listen(engine, "connect", _sqlite_pragmas)
 
         # Take the write lock at BEGIN so that concurrent writers queue instead of
@@ -152,6 +203,36 @@ class Database:
     def create_all(self) -> None:
         """Create every table directly (tests); production uses Alembic migrations."""
         Base.metadata.create_all(self.engine)
+
+    def scrub(self) -> bool:
+        """Empty SQLite's write-ahead log into the database, so deleted rows survive nowhere.
+
+        The shred flows call this once their transaction has committed: with
+        ``secure_delete`` on, the committed pages hold zeroes where the deleted rows
+        were, and a ``wal_checkpoint(TRUNCATE)`` writes them over the database's old
+        pages and cuts the log (which still holds the old page images) to zero bytes. It
+        waits up to :data:`SCRUB_WAIT_SECONDS` for readers of the log; if they do not
+        finish, or anything fails, it says so in the log and answers False: the shred
+        stands, and the next scrub (or the last connection's close) empties the log.
+        Nothing to do on PostgreSQL (True): its WAL and backups are the server's.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return True
+        try:
+            raw = self.engine.raw_connection()
+            try:
+                emptied = _checkpoint(raw.cursor())
+            finally:
+                raw.close()
+        except Exception as exc:  # noqa: BLE001 - the shred has committed; this only cleans up
+            log.warning("could not empty the database's write-ahead log after a shred: %s", exc)
+            return False
+        if not emptied:
+            log.warning(
+                "the database's write-ahead log is still being read; it keeps old pages "
+                "until the next scrub"
+            )
+        return emptied
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -221,6 +302,18 @@ class Database:
             yield held  # the lock goes with the descriptor, closed below
         finally:
             os.close(fd)
+
+
+def _checkpoint(cur: Any) -> bool:
+    """``wal_checkpoint(TRUNCATE)`` on ``cur``, waiting a bounded time; True if the log is empty."""
+    cur.execute(f"PRAGMA busy_timeout={SCRUB_WAIT_SECONDS * 1000}")
+    try:
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        row = cur.fetchone()  # (busy, frames in the log, frames checkpointed)
+    finally:
+        cur.execute(f"PRAGMA busy_timeout={LOCK_TIMEOUT_SECONDS * 1000}")
+        cur.close()
+    return row is not None and not row[0]
 
 
 def cas_update(session: Session, statement: Update) -> int:

@@ -137,6 +137,7 @@ def shred(
         session.flush()
         _destroy_custody_key(session, artifact)
         result = Shredded(artifact_id, state, ended, cancelled, had_key, artifact.object_key)
+    rt.db.scrub()  # the deleted rows' old bytes leave the database's files too
     return dataclasses.replace(result, deleted=delete_object(rt, result.object_key, who))
 
 

@@ -28,6 +28,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.storage.base import InvalidKey, NotFound, StorageError, StorageSettings
+from gateway.storage.local import private_dirs
 from gateway.storage.s3 import error_code, make_client, wrap
 
 _NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
@@ -85,7 +86,7 @@ class LocalAuditArchive:
         target = self.folder / check_name(name)
         temp = self.folder / f".tmp-{secrets.token_hex(8)}"
         try:
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dirs(self.folder)
             _make_parents(self.folder, target)
             fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
             try:

@@ -44,6 +44,15 @@ from gateway.storage.base import (
 )
 
 _FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+DIR_MODE = 0o700
+
+
+def private_dirs(folder: Path) -> None:
+    """Create ``folder`` and each missing parent mode 0700 (``mkdir(parents=True)`` gives
+    the parents the umask's mode, readable by every local user)."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    for path in reversed(missing):
+        path.mkdir(mode=DIR_MODE, exist_ok=True)
 
 
 class LocalStore:
@@ -61,8 +70,8 @@ class LocalStore:
         handle = secrets.token_hex(16)
         folder = self.staging / handle
         try:
-            self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
-            folder.mkdir(mode=0o700)
+            private_dirs(self.staging)
+            folder.mkdir(mode=DIR_MODE)
             with open(folder / "key", "x") as fh:
                 fh.write(key)
                 fh.flush()
@@ -130,7 +139,7 @@ class LocalStore:
             with open(folder / "data", "r+b") as fh:
                 os.truncate(fh.fileno(), total_size)
                 os.fsync(fh.fileno())
-            dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dirs(dest.parent)
             os.replace(folder / "data", dest)
             _fsync_dir(dest.parent)
         except OSError as exc:
@@ -208,7 +217,7 @@ class LocalStore:
     def check_writable(self) -> None:
         probe = self.staging / f".probe-{secrets.token_hex(8)}"
         try:
-            self.staging.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dirs(self.staging)
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
                 os.write(fd, b"probe")
