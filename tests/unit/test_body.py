@@ -11,7 +11,7 @@ from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
 from gateway.api.body import SocketBody, WSGIBody, part_body
-from gateway.edge import ENVIRON_RATE_GUARD, RateGuard, Stalled
+from gateway.edge import ENVIRON_CONTINUE, ENVIRON_RATE_GUARD, RateGuard, Stalled
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 NEXT = b"GET /next HTTP/1.1\r\n\r\n"
@@ -135,3 +135,12 @@ def test_the_portable_path_passes_a_stall_on() -> None:
 
     with pytest.raises(Stalled):
         WSGIBody(Stalling()).read(10)  # type: ignore[arg-type]
+
+
+def test_a_client_waiting_for_100_continue_is_told_once_the_body_is_wanted(conn) -> None:
+    server, _client = conn
+    body, _unreader = _gunicorn_body(server, b"")
+    told: list[str] = []
+    environ = {"wsgi.input": body, ENVIRON_CONTINUE: lambda: told.append("100")}
+    reader = part_body(environ, len(BODY))
+    assert isinstance(reader, SocketBody) and told == ["100"]
