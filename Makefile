@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage demo deps clean
+.PHONY: run test test-fast lint typecheck bench bench-age bench-upload bench-transfer bench-audit bench-storage bench-web demo deps clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,8 @@ $(STAMP): setup.cfg pyproject.toml
 # SoftHSM2 token the pkcs11 custody tests initialise (Debian package `softhsm2`), and the
 # PostgreSQL server programs the tests start throwaway clusters with (Debian package
 # `postgresql`; tests/pg.py finds them under /usr/lib/postgresql/<version>/bin).
+# headless Chromium and its driver the dashboard's browser tests drive (Debian packages
+# `chromium` and `chromium-driver`).
 deps:
 	@command -v age >/dev/null 2>&1 || { \
 	  echo "installing the age program (Debian package age)"; \
@@ -29,12 +31,17 @@ deps:
 	  echo "installing the PostgreSQL server (Debian package postgresql)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null || \
 	  { echo "make: could not install PostgreSQL; install the Debian package 'postgresql'" >&2; exit 1; }; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  echo "installing Chromium and its driver (Debian packages chromium, chromium-driver)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >/dev/null || \
+	  { echo "make: could not install Chromium; install the Debian packages 'chromium' and 'chromium-driver'" >&2; exit 1; }; }
 
 ## Run the gateway on the embedded defaults (SQLite, local object store, keys/) on 127.0.0.1:8080.
+## config/gateway.toml's relative paths are relative to config/: the data is in var/ and keys/.
 run: $(STAMP)
-	$(BIN)/gateway init
-	$(BIN)/gateway dev-seed
-	$(BIN)/gateway serve --host 127.0.0.1 --port 8080
+	$(BIN)/gateway --config config/gateway.toml init
+	$(BIN)/gateway --config config/gateway.toml dev-seed
+	$(BIN)/gateway --config config/gateway.toml serve --host 127.0.0.1 --port 8080
 
 ## Run the whole test suite, slow end-to-end tests included.
 test: $(STAMP) deps
@@ -52,7 +59,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 ## Benchmarks (their numbers are in the README). Each takes minutes; run one with `make bench-age` etc.
-bench: bench-age bench-upload bench-transfer bench-audit bench-storage
+bench: bench-age bench-upload bench-transfer bench-audit bench-storage bench-web
 
 bench-age: $(STAMP) deps
 	$(BIN)/python bench/bench_age.py --size 1G --runs 3
@@ -68,6 +75,9 @@ bench-audit: $(STAMP)
 
 bench-storage: $(STAMP)
 	$(BIN)/python bench/bench_storage.py
+
+bench-web: $(STAMP)
+	$(BIN)/python bench/bench_web.py --entries 1000000
 
 demo: $(STAMP) deps
 	$(BIN)/python -m tests.demo

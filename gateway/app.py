@@ -17,6 +17,7 @@ from gateway.api import (
     identity,
     inputs,
     middleware,
+    principals,
     problems,
     service,
     uploads,
@@ -24,8 +25,9 @@ from gateway.api import (
 from gateway.clock import Clock
 from gateway.config import Config, load
 from gateway.runtime import Runtime
+from gateway.web import views as web
 
-BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit)
+BLUEPRINTS = (service, identity, uploads, artifacts, access, content, audit, principals)
 
 
 def create_app(
@@ -47,4 +49,5 @@ def create_app(
     app.url_map.converters["int"] = inputs.AsciiIntConverter
     for module in BLUEPRINTS:
         app.register_blueprint(module.bp)
+    web.mount(app)
     return app

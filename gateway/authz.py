@@ -26,13 +26,13 @@ from __future__ import annotations
 import enum
 from typing import NoReturn, TypeVar
 
-from sqlalchemy import ColumnElement, false, select, true
+from sqlalchemy import ColumnElement, false, or_, select, true
 
 from gateway import events
 from gateway.audit.store import Entry
 from gateway.caller import Actor, Caller
 from gateway.errors import Forbidden, GatewayError, NotFound
-from gateway.models import AccessRequest, Artifact, ArtifactShare, Grant, Role, Upload
+from gateway.models import AccessRequest, Artifact, ArtifactShare, Grant, Principal, Role, Upload
 from gateway.runtime import Runtime
 
 
@@ -68,6 +68,7 @@ _TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
     "audit.read_own": {"lab": (A, D), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
     "audit.proof": {"lab": (A, A), "evaluator": (D, D), "auditor": (A, A), "admin": (D, D)},
     "admin.manage": {"lab": (D, D), "evaluator": (D, D), "auditor": (D, D), "admin": (A, A)},
+    "principal.read": {"lab": (A, H), "evaluator": (A, H), "auditor": (A, A), "admin": (A, A)},
 }
 
 ACTIONS = tuple(_TABLE)
@@ -158,6 +159,33 @@ def scope(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
     if decide(actor.role, action, own=True) is Decision.ALLOW:
         return _owned_sql(actor, model)
     return false()
+
+
+def principal_scope(actor: Actor) -> ColumnElement[bool]:
+    """The principals ``actor`` may name (``principal.read``), as a SQL predicate over them.
+
+    "Own" principals are those whose ids the actor already meets: for a lab, its own
+    organisation's, those who asked for access to its artifacts (every grantee asked)
+    and those in the audit entries it may read; for an evaluator, itself and those who
+    decided or ended its own requests and grants, not its agency's other evaluators,
+    whose requests and grants it may not see either.
+    """
+    if decide(actor.role, "principal.read", own=False) is Decision.ALLOW:
+        return true()
+    if decide(actor.role, "principal.read", own=True) is not Decision.ALLOW:
+        return false()
+    if actor.role == Role.LAB:
+        labs_artifacts = select(Artifact.id).where(Artifact.org == actor.org)
+        asked = select(AccessRequest.principal_id).where(
+            AccessRequest.artifact_id.in_(labs_artifacts)
+        )
+        logged = select(Entry.actor).where(Entry.subject_org == actor.org)
+        return or_(Principal.org == actor.org, Principal.id.in_(asked), Principal.id.in_(logged))
+    if actor.role == Role.EVALUATOR:
+        decided = select(AccessRequest.decided_by).where(AccessRequest.principal_id == actor.id)
+        ended = select(Grant.ended_by).where(Grant.grantee_id == actor.id)
+        return or_(Principal.id == actor.id, Principal.id.in_(decided), Principal.id.in_(ended))
+    return Principal.id == actor.id
 
 
 # --- enforcement ------------------------------------------------------------------------

@@ -5,6 +5,11 @@ organisation; ``dev_seed`` adds demo organisations with a development token per 
 The admin operations (organisations, tokens) each run in one transaction with their
 audit entry, which names the principal by its id (``principal``) and its name
 (``name``), as every entry names an actor by id.
+
+Every command but ``init`` works on a gateway that exists: :func:`require_database`
+refuses an SQLite database that is not there (rather than creating an empty one
+wherever the command happens to run), and :func:`preflight` lists what would keep
+``serve`` from serving (keys, database, object store), so it stops before it starts.
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ from sqlalchemy.orm import Session
 from gateway import events
 from gateway.audit import note
 from gateway.config import Config
+from gateway.errors import BadRequest
 from gateway.keystore import MasterKey, write_secret_file
 from gateway.migrations import upgrade
-from gateway.models import Principal
+from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal
 from gateway.runtime import AUDIT_KEY_FILE, MASTER_KEY_FILE, URL_KEY_FILE, Runtime
 from gateway.services import identity
-from gateway.storage import StorageSettings
+from gateway.storage import StorageSettings, make_store
 from gateway.storage.provision import provision
 
 OPERATOR_ORG = "operator"
@@ -55,6 +61,52 @@ def shown_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ValueError:
         return "(a database URL that does not parse)"
+
+
+class NotInstalled(Exception):
+    """The configuration names a gateway that is not there (or not whole): run ``init``."""
+
+
+def sqlite_path(url: str) -> Path | None:
+    """The file of an SQLite URL (None for another database, or an in-memory one)."""
+    try:
+        parsed = make_url(url)
+    except ValueError:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return None if parsed.database == ":memory:" else Path(parsed.database)
+
+
+def require_database(config: Config) -> None:
+    """Refuse to work on an SQLite database file that does not exist."""
+    path = sqlite_path(config.database.url)
+    if path is not None and not path.is_file():
+        raise NotInstalled(f"there is no gateway database at {path.resolve()}")
+
+
+def preflight(config: Config) -> list[str]:
+    """What keeps a gateway on ``config`` from serving, one line each (none: ready)."""
+    from gateway.audit import store as audit_store
+
+    problems: list[str] = []
+    keys = Path(config.keys.dir)
+    for name in (MASTER_KEY_FILE, AUDIT_KEY_FILE, URL_KEY_FILE):
+        if not (keys / name).is_file():
+            problems.append(f"key file {keys / name} is missing")
+    try:
+        require_database(config)
+        with opened(config) as gw, gw.db.session() as session:
+            audit_store.size(session)
+    except NotInstalled as exc:
+        problems.append(str(exc))
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready; told by its first line
+        problems.append(f"the database is not usable: {str(exc).strip().splitlines()[0]}")
+    try:
+        make_store(StorageSettings.from_config(config)).check_writable()
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"the object store is not writable: {exc}")
+    return problems
 
 
 def _sqlite_dir(url: str) -> None:
@@ -124,9 +176,24 @@ def _issue(
     return token
 
 
+def _fits(session: Session, org: str, role: str) -> None:
+    """Refuse a role that an organisation's principals cannot have, in the operator's words."""
+    found = session.get(Org, org)
+    if found is None:
+        return  # the service names the missing organisation
+    fits = ROLE_FOR_KIND[OrgKind(found.kind)]
+    if fits != role:
+        article = "an" if found.kind[:1] in "aeiou" else "a"
+        raise BadRequest(
+            f"role {role} does not fit organisation {org}: it is {article} {found.kind}, "
+            f"whose principals are {fits}s"
+        )
+
+
 def create_token(gw: Runtime, org: str, role: str, name: str, ttl_days: int) -> str:
     """A new bearer token for principal ``name`` of ``org``, recorded as ``admin.token.create``."""
     with events.fail_closed(gw) as session:
+        _fits(session, org, role)
         return _issue(gw, session, org, role, name, ttl_days)
 
 

@@ -8,7 +8,10 @@ distribution: the operator commands import it only when they run, so that the ba
 install (the client) has every command's help, runs every client command, and answers
 an operator command with one line naming the extra to install.
 
-Messages in the voice of ``age`` (:mod:`gateway.tui`).
+Messages in the voice of ``age`` (:mod:`gateway.tui`). An operator command says which
+configuration it read with ``-v``, and always when it found no file (the defaults, and
+the directory they are relative to); every command but ``init`` refuses a gateway that
+is not there, naming the configuration, instead of creating an empty one.
 """
 
 from __future__ import annotations
@@ -17,14 +20,17 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
 import click
 
+from gateway.client.auditcheck import read_key
 from gateway.client.cli import build, log_level
-from gateway.config import Config, ConfigError, load
+from gateway.client.errors import ClientError
+from gateway.config import SEARCHED, Config, ConfigError, load
 from gateway.storage import StorageError
-from gateway.tui import fail, reported, say
+from gateway.tui import fail, hint, reported, say
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,19 +53,53 @@ ORG_KINDS = ("lab", "agency", "oversight")
 ROLES = ("lab", "evaluator", "auditor", "admin")
 
 
+def origin(config: Config) -> str:
+    """Where ``config``'s settings came from, briefly (for errors)."""
+    return f"from {config.source}" if config.source != "defaults" else "from the built-in defaults"
+
+
+def describe(config: Config) -> str:
+    """Which configuration ``config`` came from, in words."""
+    if config.source != "defaults":
+        return f"configuration {config.source}"
+    looked = " and ".join(str(p) if p.is_absolute() else f"./{p}" for p in SEARCHED)
+    return (
+        f"no configuration file (looked for {looked}; --config or $GATEWAY_CONFIG name one): "
+        f"the built-in defaults, relative to {Path.cwd()}"
+    )
+
+
 class State:
     """What an operator command is run with: the configuration, read when first needed."""
 
-    def __init__(self, config_path: str | None, verbose: int = 0) -> None:
+    def __init__(self, config_path: str | None, verbose: int = 0, command: str = "") -> None:
         self.config_path = config_path
         self.verbose = verbose
+        self.command = command
         self._config: Config | None = None
 
     @property
     def config(self) -> Config:
         if self._config is None:
             self._config = load(self.config_path)
+            if self.verbose or self._config.source == "defaults":
+                say(describe(self._config))
+            if self.command != "init":
+                self._require_gateway(self._config)
         return self._config
+
+    @staticmethod
+    def _require_gateway(config: Config) -> None:
+        from gateway import bootstrap
+
+        try:
+            bootstrap.require_database(config)
+        except bootstrap.NotInstalled as exc:
+            fail(
+                f"{exc} (its path is {origin(config)})",
+                hint="point --config (or $GATEWAY_CONFIG) at the gateway's configuration, "
+                "or run `gateway init` to make a new gateway there",
+            )
 
 
 @contextmanager
@@ -80,7 +120,13 @@ def server_stack(command: str) -> Iterator[None]:
     except Exception as exc:
         if not type(exc).__module__.startswith("sqlalchemy."):
             raise
-        fail(f"the database refused: {_first_line(exc)}")
+        text = _first_line(exc)
+        fail(
+            f"the database refused: {text}",
+            hint="run `gateway init` to create or upgrade its schema"
+            if "no such table" in text
+            else None,
+        )
 
 
 def _first_line(exc: BaseException) -> str:
@@ -96,11 +142,11 @@ def operator(fn: Callable[Concatenate[State, P], R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         ctx = click.get_current_context()
         root = ctx.find_root().params
-        state = State(root.get("config_path"), int(root.get("verbose") or 0))
+        state = State(root.get("config_path"), int(root.get("verbose") or 0), ctx.info_name or "")
         with server_stack(ctx.command_path):
             return fn(state, *args, **kwargs)
 
-    return reported(ConfigError, StorageError)(wrapper)
+    return reported(ConfigError, StorageError, ClientError)(wrapper)
 
 
 @click.command()
@@ -125,9 +171,10 @@ def dev_seed(state: State) -> None:
     for role, (org, name, token) in tokens.items():
         click.echo(f"{role:<10} {org}/{name}  {token}")
     server = state.config.server
-    say(
-        f"hint: export GATEWAY_URL=http://{server.host}:{server.port} "
-        "GATEWAY_TOKEN=<a token above>, then try `gateway whoami`"
+    hint(
+        f"export GATEWAY_URL=http://{server.host}:{server.port} GATEWAY_TOKEN=<a token above> "
+        f"(the address `gateway serve` listens on, server.port here; or the --port you give it), "
+        "then try `gateway whoami`"
     )
 
 
@@ -140,9 +187,16 @@ def serve(state: State, host: str | None, port: int | None) -> None:
 
     It logs at server.log_level, or at info with -v and debug with -vv.
     """
+    from gateway import bootstrap
     from gateway.server import run
 
     config = state.config
+    problems = bootstrap.preflight(config)
+    if problems:
+        fail(
+            f"not ready to serve (settings {origin(config)}): {'; '.join(problems)}",
+            hint="run `gateway init` with this configuration",
+        )
     changes: dict[str, object] = {}
     if host or port:
         changes["server.host"] = host or config.server.host
@@ -239,7 +293,10 @@ def audit_publish(state: State, force: bool) -> None:
 
 @click.command("anchors")
 @click.option(
-    "--key", "vkey", default=None, help="verifier key to trust (default: the gateway's own)"
+    "--key",
+    "vkey",
+    default=None,
+    help="verifier key to trust: the key, or a file holding it (default: the gateway's own)",
 )
 @operator
 def audit_anchors(state: State, vkey: str | None) -> None:
@@ -247,8 +304,9 @@ def audit_anchors(state: State, vkey: str | None) -> None:
     from gateway import bootstrap
     from gateway.services import anchor
 
+    trusted = read_key(vkey) if vkey is not None else None
     with bootstrap.opened(state.config) as gw:
-        report = anchor.check_published(gw, vkey)
+        report = anchor.check_published(gw, trusted)
     if not report.ok:
         fail(report.message)
     click.echo(f"OK: {report.message}")
@@ -258,7 +316,8 @@ CONFIG_OPTION = click.Option(
     ["--config", "config_path"],
     envvar="GATEWAY_CONFIG",
     type=click.Path(dir_okay=False),
-    help="configuration file (default: $GATEWAY_CONFIG, else config/gateway.toml)",
+    help="configuration file (default: $GATEWAY_CONFIG, else ./config/gateway.toml, else "
+    "/etc/gateway/gateway.toml; relative paths in it are relative to its directory)",
 )
 
 main = build(

@@ -1,15 +1,24 @@
 """Configuration: one frozen dataclass per section, built once and carried on the app.
 
-Sources, later ones winning: the defaults below, the TOML file (``--config PATH``, else
-``$GATEWAY_CONFIG``, else ``config/gateway.toml`` when it exists), then environment
-variables ``GATEWAY_<SECTION>_<KEY>``. A bad setting raises :class:`ConfigError`
-naming it, so start-up stops with one clear line.
+Sources, later ones winning: the defaults below, the TOML file, then environment
+variables ``GATEWAY_<SECTION>_<KEY>``. The file is ``--config PATH``, else
+``$GATEWAY_CONFIG``, else ``./config/gateway.toml``, else ``/etc/gateway/gateway.toml``
+(:data:`SEARCHED`), else none: the defaults. Relative paths in a file, and the defaults'
+relative paths when a file is used, are relative to the file's directory, so a command
+finds the same gateway from any directory; relative paths in the environment, and with
+no file at all, are relative to the current directory.
+
+A bad setting raises :class:`ConfigError` naming it, so start-up stops with one clear
+line; so does a ``GATEWAY_*`` environment variable that is neither a setting nor one of
+:data:`OWN_VARIABLES` (a typo such as ``GATEWAY_SERVR_PORT`` is not ignored).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +26,24 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_PATH = Path("config/gateway.toml")
+SYSTEM_PATH = Path("/etc/gateway/gateway.toml")
+SEARCHED = (DEFAULT_PATH, SYSTEM_PATH)
+"""Where a configuration file is looked for, in order, when none is named."""
+
+# GATEWAY_* variables that are not settings: the configuration file's; the client's (its
+# gateway, token, profile and keys); the custody PIN's default (custody.pkcs11_pin_env); the
+# test suite's (and every GATEWAY_TEST_*).
+OWN_VARIABLES = frozenset(
+    f"GATEWAY_{name}"
+    for name in ("CONFIG", "URL", "TOKEN", "PROFILE", "SIGNING_KEY", "IDENTITY", "AUDIT_KEY")
+    + ("PKCS11_PIN", "TEST_VECTORS", "REQUIRE_VECTORS", "PG_BINDIR", "PG_USER")
+)
+TEST_PREFIX = "GATEWAY_TEST_"
+# Settings that are paths: relative ones are resolved as the module's note says.
+PATH_SETTINGS: tuple[str, ...] = ("storage.root", "storage.policy_template", "keys.dir")
+PATH_SETTINGS += ("audit.archive_dir", "custody.local_key_dir", "custody.pkcs11_pin_file")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_SQLITE = re.compile(r"^(sqlite(?:\+\w+)?):///(.*)$")
 
 
 class ConfigError(Exception):
@@ -165,6 +192,19 @@ class QuotasConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    """The ``[web]`` section: the dashboard under ``/ui/`` and its sessions."""
+
+    enabled: bool = True
+    idle_minutes: int = 15
+    absolute_hours: int = 8
+    sign_in_minutes: int = 10
+    page_size: int = 50
+    behind_tls_proxy: bool = False
+    report_max_entries: int = 5000
+
+
+@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
@@ -177,6 +217,7 @@ class Config:
     sweeper: SweeperConfig = field(default_factory=SweeperConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     quotas: QuotasConfig = field(default_factory=QuotasConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: str = "defaults"
 
     @property
@@ -266,6 +307,16 @@ def validate(config: Config) -> None:
     """Range checks that a type alone cannot express."""
     checks: list[tuple[bool, str]] = [
         (1 <= config.server.port <= 65535, "server.port: must be between 1 and 65535"),
+        (
+            config.server.log_level in LOG_LEVELS,
+            f"server.log_level: must be one of {', '.join(LOG_LEVELS)}",
+        ),
+        (
+            bool(re.match(r"^[a-z][a-z0-9+]*://", config.database.url)),
+            "database.url: must be a database URL, e.g. sqlite:///var/gateway.db or "
+            "postgresql+psycopg://user@host/db",
+        ),
+        (config.access.max_grant_hours >= 1, "access.max_grant_hours: must be at least 1"),
         (config.server.workers >= 1, "server.workers: must be at least 1"),
         (config.server.threads >= 1, "server.threads: must be at least 1"),
         *_server_checks(config.server),
@@ -321,11 +372,29 @@ def validate(config: Config) -> None:
         (config.tokens.default_ttl_days >= 1, "tokens.default_ttl_days: must be at least 1"),
         (config.sweeper.interval_seconds >= 0, "sweeper.interval_seconds: must not be negative"),
         (bool(config.database.url), "database.url: must not be empty"),
+        *_web_checks(config.web),
     ]
     checks += _limits_checks(config.limits) + _quotas_checks(config.quotas)
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"setting {message}")
+
+
+def _web_checks(w: WebConfig) -> list[tuple[bool, str]]:
+    """The dashboard's session lifetimes and page bounds."""
+    return [
+        (1 <= w.idle_minutes <= 240, "web.idle_minutes: must be between 1 and 240"),
+        (
+            1 <= w.absolute_hours <= 24 and w.absolute_hours * 60 >= w.idle_minutes,
+            "web.absolute_hours: must be between 1 and 24, and at least web.idle_minutes",
+        ),
+        (1 <= w.sign_in_minutes <= 60, "web.sign_in_minutes: must be between 1 and 60"),
+        (10 <= w.page_size <= 500, "web.page_size: must be between 10 and 500"),
+        (
+            1 <= w.report_max_entries <= 100_000,
+            "web.report_max_entries: must be between 1 and 100000",
+        ),
+    ]
 
 
 def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
@@ -420,10 +489,10 @@ def _quotas_checks(q: QuotasConfig) -> list[tuple[bool, str]]:
 
 
 def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """``GATEWAY_<SECTION>_<KEY>`` variables as nested settings (``GATEWAY_CONFIG`` excluded)."""
+    """``GATEWAY_<SECTION>_<KEY>`` variables as nested settings (the gateway's own excluded)."""
     out: dict[str, dict[str, str]] = {}
     for name, value in environ.items():
-        if not name.startswith("GATEWAY_") or name == "GATEWAY_CONFIG":
+        if not name.startswith("GATEWAY_") or name in OWN_VARIABLES:
             continue
         rest = name[len("GATEWAY_") :].lower()
         for section in _SECTIONS:
@@ -433,34 +502,114 @@ def env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def check_environment(environ: Mapping[str, str], also: frozenset[str] = frozenset()) -> None:
+    """Refuse a ``GATEWAY_*`` variable that is neither a setting's nor one of the gateway's own.
+
+    ``also``: further variables the configuration names (the custody PIN's, say).
+    """
+    known = OWN_VARIABLES | also
+    sections = tuple(f"GATEWAY_{name.upper()}_" for name in _SECTIONS)
+    for name in sorted(environ):
+        if not name.startswith("GATEWAY_") or name in known or name.startswith(TEST_PREFIX):
+            continue
+        if name.startswith(sections):
+            continue
+        settings = [
+            f"GATEWAY_{sec}_{key}".upper() for sec, keys in _defaults().items() for key in keys
+        ]
+        close = difflib.get_close_matches(name, [*known, *settings], n=1)
+        guess = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"environment variable {name}: neither a setting (GATEWAY_<SECTION>_<KEY>) "
+            f"nor one of the gateway's own variables{guess}"
+        )
+
+
+def _defaults() -> dict[str, dict[str, Any]]:
+    """Every section's defaults, by setting."""
+    return {name: dataclasses.asdict(getattr(Config(), name)) for name in _SECTIONS}
+
+
+def locate(path: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> Path | None:
+    """The configuration file to read (see the module's note), or None: the defaults."""
+    named = path or environ.get("GATEWAY_CONFIG")
+    if not named:
+        return next((p for p in SEARCHED if p.is_file()), None)
+    if not Path(named).is_file():
+        raise ConfigError(f"config file {named}: not found")
+    return Path(named)
+
+
+def _absolute(value: Any, base: Path) -> Any:
+    if not isinstance(value, str | os.PathLike) or not os.fspath(value):
+        return value
+    path = Path(value)
+    return value if path.is_absolute() else os.path.normpath(base / path)
+
+
+def _sqlite_absolute(url: Any, base: Path) -> Any:
+    found = _SQLITE.match(url) if isinstance(url, str) else None
+    if found is None or not found.group(2) or found.group(2).startswith((":memory:", "/")):
+        return url
+    return f"{found.group(1)}:///{os.path.normpath(base / found.group(2))}"
+
+
+def resolve_paths(values: dict[str, dict[str, Any]], base: Path) -> None:
+    """Make the file's relative paths, and the defaults' where the file gives none, relative
+    to ``base`` (the file's directory), in place."""
+    for name in PATH_SETTINGS:
+        section, key = name.split(".")
+        if section not in _SECTIONS:
+            continue
+        given = values.setdefault(section, {})
+        given[key] = _absolute(given.get(key, _defaults()[section].get(key)), base)
+    database = values.setdefault("database", {})
+    database["url"] = _sqlite_absolute(database.get("url", DatabaseConfig.url), base)
+
+
+def _read_file(target: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with open(target, "rb") as fh:
+            parsed = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {target}: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {target}: {exc.strerror}") from None
+    values: dict[str, dict[str, Any]] = {}
+    for section, settings in parsed.items():
+        if not isinstance(settings, dict):
+            raise ConfigError(f"setting {section}: expected a [{section}] table")
+        values[section] = dict(settings)
+    return values
+
+
 def load(
     path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None
 ) -> Config:
-    """Read the configuration from ``path`` (or the default places) and the environment."""
+    """Read the configuration from ``path`` (or the places searched) and the environment."""
     environ = os.environ if environ is None else environ
-    chosen = (
-        Path(path)
-        if path
-        else Path(environ["GATEWAY_CONFIG"])
-        if environ.get("GATEWAY_CONFIG")
-        else None
-    )
+    target = locate(path, environ)
     values: dict[str, dict[str, Any]] = {}
     source = "defaults"
-    if chosen is not None and not chosen.is_file():
-        raise ConfigError(f"config file {chosen}: not found")
-    target = chosen or (DEFAULT_PATH if DEFAULT_PATH.is_file() else None)
     if target is not None:
-        try:
-            with open(target, "rb") as fh:
-                parsed = tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {target}: {exc}") from None
-        for section, settings in parsed.items():
-            if not isinstance(settings, dict):
-                raise ConfigError(f"setting {section}: expected a [{section}] table")
-            values[section] = dict(settings)
-        source = str(target)
-    for section, settings in env_overrides(environ).items():
+        values = _read_file(target)
+        resolve_paths(values, target.resolve().parent)
+        source = str(target.resolve())
+    overrides = env_overrides(environ)
+    for section, settings in overrides.items():
         values.setdefault(section, {}).update(settings)
-    return _build(values, source)
+    try:
+        config = _build(values, source)
+    except ConfigError as exc:
+        raise ConfigError(_from_environment(str(exc), overrides)) from None
+    custody = getattr(config, "custody", None)  # the PIN may sit in the variable it names
+    check_environment(environ, frozenset({str(getattr(custody, "pkcs11_pin_env", ""))}))
+    return config
+
+
+def _from_environment(message: str, overrides: Mapping[str, Mapping[str, str]]) -> str:
+    """``message`` naming the environment variable its setting came from, if it did."""
+    named = re.match(r"^setting ([a-z_]+)\.([a-z0-9_]+):", message)
+    if named and named.group(2) in overrides.get(named.group(1), {}):
+        return f"{message} (from GATEWAY_{named.group(1).upper()}_{named.group(2).upper()})"
+    return message

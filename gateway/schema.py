@@ -1,7 +1,7 @@
 """Every table of the gateway in one place: the metadata Alembic migrates and the tests compare.
 
 Tables are declared beside the code that owns them (the metadata models, the audit log's
-store, the denial counts); importing this module registers them all on
+store, the denial counts, the dashboard's sessions); importing this module registers them all on
 :data:`gateway.db.Base.metadata`. A module that declares a new table is added here.
 """
 
@@ -12,9 +12,10 @@ from sqlalchemy import MetaData
 import gateway.audit.store
 import gateway.models
 import gateway.services.denials
+import gateway.web.models
 from gateway.db import Base
 
-MODULES = (gateway.models, gateway.audit.store, gateway.services.denials)
+MODULES = (gateway.models, gateway.audit.store, gateway.services.denials, gateway.web.models)
 """The modules that declare tables."""
 
 metadata: MetaData = Base.metadata

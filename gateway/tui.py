@@ -11,6 +11,15 @@ own (:class:`gateway.errors.GatewayError`) and whatever further kinds the caller
 (the client's errors, configuration errors), each told by its ``diagnostics()`` (or
 ``str``) with its ``hint`` when it has one; an ``OSError`` with the path it concerns;
 an interrupt with status 130, as a shell reports SIGINT.
+
+Nothing a gateway sends reaches the terminal as it was sent: :func:`shown` is the one
+function every server string (names, justifications, reasons, ids, an error's
+``detail``) goes through, and every line this module prints goes through it too. It
+shows control characters (C0, C1), bidirectional overrides and isolates, zero-width and
+other format characters, and every other character that does not print as itself, as
+Python escapes (``\\x1b``, ``\\u202e``), so a name cannot move the cursor, restyle the
+screen, hide text or reverse a line. Rich markup is never interpreted in what it
+returns: callers hand it to rich as :class:`rich.text.Text`, never as markup.
 """
 
 from __future__ import annotations
@@ -30,26 +39,62 @@ PREFIX = "gateway"
 INTERRUPTED = 130
 
 
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(ch: str) -> str:
+    named = _NAMED_ESCAPES.get(ch)
+    if named is not None:
+        return named
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
+
+
+def shown(value: object) -> str:
+    """``value`` as text fit for a terminal: every character that does not print as itself escaped.
+
+    Escaped are the characters :meth:`str.isprintable` refuses, which are Unicode's
+    "Other" and "Separator" categories but the ASCII space: C0 and C1 controls (ESC,
+    NUL, newlines), format characters (the bidirectional overrides U+202A-202E and
+    isolates U+2066-2069, zero-width spaces and joiners, soft hyphens), line and
+    paragraph separators, other spaces, surrogates, private-use and unassigned code
+    points.
+    """
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
+
+
+def out(line: object = "") -> None:
+    """A line of data on stdout, shown safely (:func:`shown`)."""
+    click.echo(shown(line))
+
+
 def say(message: str) -> None:
     """A line for the person at the terminal: ``gateway: MESSAGE`` on stderr."""
-    click.echo(f"{PREFIX}: {message}", err=True)
+    click.echo(f"{PREFIX}: {shown(message)}", err=True)
 
 
 def error(message: str) -> None:
     """``gateway: error: MESSAGE`` on stderr."""
-    click.echo(f"{PREFIX}: error: {message}", err=True)
+    click.echo(f"{PREFIX}: error: {shown(message)}", err=True)
 
 
 def hint(message: str) -> None:
     """``gateway: hint: MESSAGE`` on stderr."""
-    click.echo(f"{PREFIX}: hint: {message}", err=True)
+    click.echo(f"{PREFIX}: hint: {shown(message)}", err=True)
 
 
 def fail(message: str, hint: str | None = None, code: int = 1) -> NoReturn:
     """Say what went wrong (and what to try), then end the command with status ``code``."""
     error(message)
     if hint:
-        click.echo(f"{PREFIX}: hint: {hint}", err=True)
+        click.echo(f"{PREFIX}: hint: {shown(hint)}", err=True)
     raise SystemExit(code)
 
 
@@ -80,7 +125,10 @@ def reported(*kinds: type[Exception]) -> Callable[[Callable[P, R]], Callable[P, 
             try:
                 return fn(*args, **kwargs)
             except caught as exc:
-                fail(diagnostics(exc), hint=_hint_of(exc))
+                code = getattr(exc, "exit_code", 1)
+                fail(
+                    diagnostics(exc), hint=_hint_of(exc), code=code if isinstance(code, int) else 1
+                )
             except OSError as exc:
                 fail(os_message(exc))
             except KeyboardInterrupt:

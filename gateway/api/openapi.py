@@ -232,6 +232,23 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         {"200": "old, new, hashes"},
     ),
     ("get", "/v1/audit/key", "Note verifier key", "anyone", None, {"200": "text/plain"}),
+    (
+        "get",
+        "/v1/principals",
+        "Who principals are, by id (?id=prn_...&id=..., at most 100): those the caller may see",
+        "lab (its org, its artifacts' requesters, its audit view's actors); evaluator (itself, "
+        "who decided or ended its requests and grants); auditor, admin (all)",
+        None,
+        {"200": "items: id, name, org, role", "400": "no id, more than 100, or a malformed one"},
+    ),
+    (
+        "get",
+        "/v1/principals/{principal_id}",
+        "Who one principal is (`me`: the caller)",
+        "as GET /v1/principals",
+        None,
+        {"200": "id, name, org, role", "404": "no such principal, or not one the caller may see"},
+    ),
 ]
 
 SCHEMAS: dict[str, Any] = {

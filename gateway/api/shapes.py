@@ -12,6 +12,7 @@ from gateway.clock import rfc3339
 from gateway.models import AccessRequest, Artifact, CustodyType, Grant, Upload, UploadPart
 from gateway.paging import Page
 from gateway.services.identity import OrgSigningKey, Profile
+from gateway.services.principals import PrincipalInfo
 
 T = TypeVar("T")
 
@@ -111,6 +112,10 @@ def profile(p: Profile) -> dict[str, Any]:
         "recipient": p.recipient,
         "signing_key": p.signing_key,
     }
+
+
+def principal(p: PrincipalInfo) -> dict[str, Any]:
+    return {"id": p.id, "name": p.name, "org": p.org, "role": p.role}
 
 
 def signing_key(k: OrgSigningKey) -> dict[str, Any]:

@@ -49,7 +49,12 @@ class Verdict:
       when no single entry can be named;
     - ``intact_prefix``: the entries before it are proven unchanged by a saved checkpoint;
     - ``size``: the size of the checkpoint verified against, when it verified;
-    - ``problem``: what failed, without where (``message`` is it with where).
+    - ``problem``: what failed, without where (``message`` is it with where);
+    - ``bad_before``: the end of the range ``[intact_prefix, bad_before)`` that holds the
+      first change, when saved checkpoints (or the end of the entries) bound it; no entry
+      outside that range may be named;
+    - ``root_mismatch``: the entries do not hash to the root of the checkpoint verified
+      against (so a bisection against that checkpoint can locate the change).
     """
 
     ok: bool
@@ -58,6 +63,8 @@ class Verdict:
     intact_prefix: int = 0
     size: int | None = None
     problem: str = ""
+    bad_before: int | None = None
+    root_mismatch: bool = False
 
     @classmethod
     def failure(
@@ -67,7 +74,13 @@ class Verdict:
         return cls(False, problem + _where(first, intact, None), first, intact, size, problem)
 
     def pinned(self, first: int) -> Verdict:
-        """This failure with its first bad entry found otherwise (by bisection, online)."""
+        """This failure with its first bad entry found otherwise (by bisection, online).
+
+        ``first`` must lie in the range this verdict proved holds the change.
+        """
+        end = self.bad_before if self.bad_before is not None else self.size
+        if first < self.intact_prefix or (end is not None and first >= end):
+            raise ValueError(f"entry {first} is outside [{self.intact_prefix}, {end})")
         return replace(
             self,
             first_bad_index=first,
@@ -213,23 +226,25 @@ def _bisect(olds: Sequence[Checkpoint], scan: _Scan, final_bad: bool) -> tuple[i
     return max(good, default=0), hi
 
 
-def _judge(
-    cp: Checkpoint, olds: Sequence[Checkpoint], scan: _Scan, proofs: Mapping[int, Sequence[bytes]]
-) -> Verdict:
+def _against_saved(
+    cp: Checkpoint,
+    olds: Sequence[Checkpoint],
+    scan: _Scan,
+    proofs: Mapping[int, Sequence[bytes]],
+    export: bool,
+    problems: list[str],
+    known_bad: list[int],
+) -> None:
+    """What each saved checkpoint shows of the entries, added to ``problems`` and ``known_bad``."""
     n = scan.rng.size
-    problems: list[str] = []
-    known_bad: list[int] = []
-    if scan.bad is not None:
-        known_bad.append(scan.bad[0])
-        problems.append(scan.bad[1])
-    if n != cp.size:
-        known_bad.append(min(n, cp.size))
-        problems.append(f"the export has {n} entries but its checkpoint says {cp.size}")
-    final_bad = n == cp.size and scan.rng.root() != cp.root
-    if final_bad:
-        problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
     for old in sorted(olds, key=lambda o: o.size):
-        if old.size > cp.size:
+        if old.size > cp.size and export:
+            problems.append(
+                f"the export is older than a saved checkpoint: it holds {cp.size} entries, the "
+                f"saved checkpoint {old.size}, so it cannot show the log still extends that one; "
+                "export the log again"
+            )
+        elif old.size > cp.size:
             known_bad.append(cp.size)
             problems.append(
                 f"the log shrank: a saved checkpoint has {old.size} entries, this one {cp.size}"
@@ -247,6 +262,29 @@ def _judge(
                 merkle.verify_consistency(old.size, cp.size, proof, old.root, cp.root)
             except merkle.ProofError as e:
                 problems.append(f"the consistency proof from size {old.size} does not verify: {e}")
+
+
+def _judge(
+    cp: Checkpoint,
+    olds: Sequence[Checkpoint],
+    scan: _Scan,
+    proofs: Mapping[int, Sequence[bytes]],
+    export: bool = False,
+) -> Verdict:
+    """The verdict; an ``export`` older than a saved checkpoint is stale, not a log that shrank."""
+    n = scan.rng.size
+    problems: list[str] = []
+    known_bad: list[int] = []
+    if scan.bad is not None:
+        known_bad.append(scan.bad[0])
+        problems.append(scan.bad[1])
+    if n != cp.size:
+        known_bad.append(min(n, cp.size))
+        problems.append(f"the export has {n} entries but its checkpoint says {cp.size}")
+    final_bad = n == cp.size and scan.rng.root() != cp.root
+    if final_bad:
+        problems.append(f"the entries do not hash to the root of the checkpoint at size {cp.size}")
+    _against_saved(cp, olds, scan, proofs, export, problems, known_bad)
     if not problems:
         extra = f", consistent with {len(olds)} saved checkpoint(s)" if olds else ""
         return Verdict(
@@ -261,7 +299,16 @@ def _judge(
         # The first change lies in [lo, hi): a later bad entry is not the first.
         known_bad = [p for p in known_bad if p < hi] + ([lo] if hi - lo == 1 else [])
     first = min(known_bad) if known_bad else None
-    return Verdict(False, problems[0] + _where(first, lo, hi), first, lo, cp.size, problems[0])
+    return Verdict(
+        False,
+        problems[0] + _where(first, lo, hi),
+        first,
+        lo,
+        cp.size,
+        problems[0],
+        bad_before=hi,
+        root_mismatch=final_bad,
+    )
 
 
 def verify_log(
@@ -303,7 +350,7 @@ def verify_export(
                 yield item[1], item[0]
 
     try:
-        return _verify(items(), lambda: box[0], vkey, earlier, proofs, origin)
+        return _verify(items(), lambda: box[0], vkey, earlier, proofs, origin, export=True)
     except ExportError as e:
         return Verdict.failure(f"the export is malformed: {e}")
 
@@ -315,6 +362,8 @@ def _verify(
     earlier: Sequence[str],
     proofs: Mapping[int, Sequence[bytes]] | None,
     origin: str | None,
+    *,
+    export: bool = False,
 ) -> Verdict:
     olds: list[Checkpoint] = []
     for text in earlier:
@@ -332,4 +381,4 @@ def _verify(
         return Verdict.failure(
             "a saved checkpoint is for another log than the checkpoint", size=cp.size
         )
-    return _judge(cp, olds, scan, proofs or {})
+    return _judge(cp, olds, scan, proofs or {}, export)

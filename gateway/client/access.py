@@ -1,95 +1,54 @@
-"""Access commands: artifacts, requests, approvals, grants, revocation, withdrawal."""
+"""Access decisions: asking for access, approving, denying, revoking, withdrawing.
+
+Every command that destroys something names the object (its name, not only its id),
+says what is destroyed, and asks first; ``--yes`` answers for scripts, and without a
+terminal and without ``--yes`` nothing is destroyed. Ids may be given shortened, as the
+tables print them (:func:`gateway.client.lookup.resolve`).
+"""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import click
 
-from gateway.client.base import api_for, emit_json, json_option, profile_option, table
-from gateway.client.errors import ClientError
-from gateway.tui import reported, say
+from gateway.client import humane, lookup
+from gateway.client.base import api_for, json_option, profile_option
+from gateway.client.errors import ClientError, InvocationError
+from gateway.client.http import Api, ApiError
+from gateway.client.tables import emit_json
+from gateway.tui import out, reported, say
 
-ARTIFACT_COLUMNS = [
-    ("id", "id"),
-    ("name", "name"),
-    ("kind", "kind"),
-    ("org", "org"),
-    ("size", "size"),
-    ("state", "state"),
-    ("share_with", "shared with"),
-    ("review_ends_at", "review ends"),
-]
-REQUEST_COLUMNS = [
-    ("id", "id"),
-    ("artifact", "artifact"),
-    ("requester", "requester"),
-    ("state", "state"),
-    ("justification", "justification"),
-    ("created_at", "asked at"),
-]
-GRANT_COLUMNS = [
-    ("id", "id"),
-    ("artifact", "artifact"),
-    ("grantee", "grantee"),
-    ("not_before", "from"),
-    ("not_after", "until"),
-    ("state", "state"),
-]
+_CEILING = re.compile(r"between 1 and (\d+)")
 
 
 def _show(value: Any, as_json: bool, line: str) -> None:
     if as_json:
         emit_json(value)
     else:
-        click.echo(line)
+        out(line)
 
 
-@click.command("artifacts")
-@click.option(
-    "--state", default=None, help="only artifacts in this state (available, withdrawn, expired)"
-)
-@profile_option
-@json_option
-@reported(ClientError)
-def artifacts(profile: str | None, as_json: bool, state: str | None) -> None:
-    """List the artifacts you can see."""
-    api = api_for(profile)
-    rows = [a for a in api.items("/v1/artifacts") if state is None or a.get("state") == state]
-    table(rows, ARTIFACT_COLUMNS, as_json=as_json, title="artifacts")
-
-
-@click.command("artifact")
-@click.argument("artifact")
-@profile_option
-@json_option
-@reported(ClientError)
-def artifact(profile: str | None, as_json: bool, artifact: str) -> None:
-    """Show one artifact, its manifest included."""
-    found = api_for(profile).get(f"/v1/artifacts/{artifact}")
-    if as_json:
-        emit_json(found)
-        return
-    for key in (
-        "id",
-        "name",
-        "kind",
-        "org",
-        "size",
-        "state",
-        "share_with",
-        "submitted_at",
-        "review_ends_at",
-    ):
-        click.echo(f"{key + ':':<16}{found.get(key)}")
-    plain = (found.get("manifest") or {}).get("plaintext", {})
-    click.echo(f"{'sha256:':<16}{plain.get('sha256')}  (plaintext, {plain.get('size')} bytes)")
+def _about(api: Api, artifact_id: str) -> str:
+    """``NAME (art_...)`` for an artifact the caller can read, else its id."""
+    try:
+        found = api.get(f"/v1/artifacts/{artifact_id}")
+    except ApiError:
+        return artifact_id
+    return f"{found.get('name')} ({humane.short_id(artifact_id)})"
 
 
 @click.command("request")
 @click.argument("artifact")
 @click.option("--justification", required=True, help="why you need access (the lab reads this)")
-@click.option("--hours", "duration_hours", type=int, default=None, help="grant duration asked for")
+@click.option(
+    "--hours",
+    "duration_hours",
+    type=click.IntRange(min=1),
+    default=None,
+    help="how long a grant to ask for (default: the gateway's default grant)",
+)
 @profile_option
 @json_option
 @reported(ClientError)
@@ -101,30 +60,39 @@ def request(
     duration_hours: int | None,
 ) -> None:
     """Ask the lab for access to ARTIFACT."""
+    api = api_for(profile)
+    artifact = lookup.resolve(api, artifact, "art")
     body: dict[str, Any] = {"justification": justification}
     if duration_hours is not None:
         body["duration_hours"] = duration_hours
-    made = api_for(profile).post(f"/v1/artifacts/{artifact}/access-requests", body)
+    try:
+        made = api.post(f"/v1/artifacts/{artifact}/access-requests", body)
+    except ApiError as exc:
+        raise _request_refused(api, exc) from None
     _show(made, as_json, made["id"])
     if not as_json:
-        say(f"access request {made['id']} is {made.get('state', 'pending')}")
+        say(f"access request {made['id']} on {_about(api, artifact)} is pending: the lab decides")
 
 
-@click.command("requests")
-@click.option(
-    "--state", default=None, help="only requests in this state (pending, approved, denied)"
-)
-@profile_option
-@json_option
-@reported(ClientError)
-def requests_(profile: str | None, as_json: bool, state: str | None) -> None:
-    """List access requests (yours, or those on your lab's artifacts)."""
-    rows = [
-        r
-        for r in api_for(profile).items("/v1/access-requests")
-        if state is None or r.get("state") == state
-    ]
-    table(rows, REQUEST_COLUMNS, as_json=as_json, title="access requests")
+def _request_refused(api: Api, exc: ApiError) -> ApiError:
+    """The refusal, with the way out when it is a grant whose key went elsewhere."""
+    grant_id = exc.problem_body.get("grant")
+    if exc.status != 409 or not isinstance(grant_id, str):
+        if exc.status == 409 and exc.problem_body.get("request"):
+            exc.hint = "the lab has not decided it yet; `gateway requests` shows it"
+        return exc
+    grant = next((g for g in api.items("/v1/grants") if g.get("id") == grant_id), {})
+    mine = api.get("/v1/me").get("recipient")
+    released = grant.get("recipient")
+    if released and released != mine:
+        exc.hint = (
+            f"its key was released to {released}, not your registered recipient: register "
+            "the identity that holds it again (`gateway keygen --register-existing FILE`), "
+            f"or ask the lab to revoke {grant_id} and request again"
+        )
+    else:
+        exc.hint = f"pull under it: `gateway pull ARTIFACT -o FILE -i IDENTITY` (grant {grant_id})"
+    return exc
 
 
 @click.command("approve")
@@ -132,9 +100,10 @@ def requests_(profile: str | None, as_json: bool, state: str | None) -> None:
 @click.option(
     "--hours",
     "duration_hours",
-    type=int,
+    type=click.IntRange(min=1),
     default=None,
-    help="grant duration (default: the gateway's)",
+    help="a shorter grant than the one asked for (default: what the evaluator asked for, "
+    "else the gateway's default grant); a lab can shorten a grant, never lengthen it",
 )
 @profile_option
 @json_option
@@ -142,64 +111,60 @@ def requests_(profile: str | None, as_json: bool, state: str | None) -> None:
 def approve(
     profile: str | None, as_json: bool, request_id: str, duration_hours: int | None
 ) -> None:
-    """Approve an access request: the evaluator gets a time-limited grant."""
+    """Approve an access REQUEST: the evaluator gets a time-limited grant."""
+    api = api_for(profile)
+    request_id = lookup.resolve(api, request_id, "req")
+    asked = api.get(f"/v1/access-requests/{request_id}").get("duration_hours")
+    if duration_hours is not None and isinstance(asked, int) and duration_hours > asked:
+        raise InvocationError(
+            f"--hours {duration_hours} is more than the {asked} hours the evaluator asked for",
+            hint=f"a lab can only shorten a grant: give --hours {asked} or less, or leave it out",
+        )
     body = {} if duration_hours is None else {"duration_hours": duration_hours}
-    grant = api_for(profile).post(f"/v1/access-requests/{request_id}/approve", body)
+    try:
+        grant = api.post(f"/v1/access-requests/{request_id}/approve", body)
+    except ApiError as exc:
+        raise _hours_refused(exc, duration_hours) from None
     _show(grant, as_json, grant["id"])
     if not as_json:
-        say(f"grant {grant['id']} for {grant.get('grantee')} until {grant.get('not_after')}")
+        who = lookup.Names(api).load([grant.get("grantee")])(grant.get("grantee"))
+        ends = grant.get("not_after")
+        say(
+            f"grant {grant['id']} for {who} on {_about(api, str(grant.get('artifact')))} "
+            f"until {ends} ({humane.ago(ends)})"
+        )
+
+
+def _hours_refused(exc: ApiError, hours: int | None) -> ApiError:
+    ceiling = _CEILING.search(exc.detail)
+    if exc.status != 400 or hours is None or "duration_hours" not in exc.detail or not ceiling:
+        return exc
+    return ApiError(
+        f"--hours {hours} is more than the {ceiling.group(1)} hours this grant may last",
+        status=400,
+        problem=exc.problem_body,
+        hint="the evaluator asked for no length, so the gateway's default grant is the most "
+        "a lab can give: approve with fewer hours, or leave --hours out",
+    )
 
 
 @click.command("deny")
 @click.argument("request_id", metavar="REQUEST")
-@click.option("--reason", default=None, help="told to the evaluator")
+@click.option("--reason", default=None, help="why (the evaluator sees it in `gateway requests`)")
 @profile_option
 @json_option
 @reported(ClientError)
 def deny(profile: str | None, as_json: bool, request_id: str, reason: str | None) -> None:
-    """Deny an access request."""
+    """Deny an access REQUEST."""
+    api = api_for(profile)
+    request_id = lookup.resolve(api, request_id, "req")
     body = {} if reason is None else {"reason": reason}
-    answer = api_for(profile).post(f"/v1/access-requests/{request_id}/deny", body)
+    answer = api.post(f"/v1/access-requests/{request_id}/deny", body)
     _show(answer, as_json, request_id)
     if not as_json:
-        say(f"access request {request_id} denied")
+        who = lookup.Names(api).load([answer.get("requester")])(answer.get("requester"))
+        told = f"; the evaluator is told: {reason}" if reason else ""
+        say(f"access request {request_id} of {who} denied{told}")
 
 
-@click.command("grants")
-@click.option("--state", default=None, help="only grants in this state (active, revoked, expired)")
-@profile_option
-@json_option
-@reported(ClientError)
-def grants(profile: str | None, as_json: bool, state: str | None) -> None:
-    """List grants."""
-    rows = [
-        g for g in api_for(profile).items("/v1/grants") if state is None or g.get("state") == state
-    ]
-    table(rows, GRANT_COLUMNS, as_json=as_json, title="grants")
-
-
-@click.command("revoke")
-@click.argument("grant_id", metavar="GRANT")
-@profile_option
-@reported(ClientError)
-def revoke(profile: str | None, grant_id: str) -> None:
-    """Revoke a grant now."""
-    api_for(profile).delete(f"/v1/grants/{grant_id}")
-    say(f"grant {grant_id} revoked")
-
-
-@click.command("withdraw")
-@click.argument("artifact")
-@click.option("--yes", is_flag=True, help="do not ask for confirmation")
-@profile_option
-@reported(ClientError)
-def withdraw(profile: str | None, artifact: str, yes: bool) -> None:
-    """Withdraw ARTIFACT: grants revoked, key shredded, ciphertext deleted. Cannot be undone."""
-    if not yes and not click.confirm(f"withdraw {artifact} and shred its key?", err=True):
-        say("nothing withdrawn")
-        return
-    api_for(profile).delete(f"/v1/artifacts/{artifact}")
-    say(f"artifact {artifact} withdrawn; its key is shredded")
-
-
-COMMANDS = [artifacts, artifact, request, requests_, approve, deny, grants, revoke, withdraw]
+COMMANDS: list[click.Command] = [request, approve, deny]

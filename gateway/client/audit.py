@@ -1,37 +1,72 @@
-"""Audit commands: ``tail``, ``checkpoint``, ``export``, ``verify``.
+"""Audit commands: ``tail``, ``checkpoint``, ``export``, ``verify``, ``key``.
 
 ``verify`` trusts nothing the gateway says about itself: it takes the leaves (from the
 gateway, or from an export file), recomputes every leaf hash and the tree root
 (RFC 9162), checks the checkpoint's signature with the verifier key the auditor
 supplies (``--key``), and, given a checkpoint saved earlier (``--since``), checks that
 today's log extends it. The recomputation is :mod:`gateway.audit.verify`'s.
+
+Every command that takes a verifier key takes it the same way, as the key itself or a
+file holding it (:func:`gateway.client.auditcheck.read_key`); ``gateway audit key``
+fetches it through the profile in use. Files are never overwritten without ``--force``.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 
-from gateway.client import auditcheck
+from gateway.client import auditcheck, lookup
 from gateway.client.auditcheck import checkpoint_size
-from gateway.client.base import api_for, emit_json, json_option, profile_option, table
-from gateway.client.errors import AuditError, ClientError
+from gateway.client.base import api_for, emit_json, json_option, profile_option, wide_option
+from gateway.client.errors import AuditError, ClientError, InvocationError
 from gateway.client.http import Api
-from gateway.client.profiles import write_private
-from gateway.tui import fail, reported, say
+from gateway.client.tables import Column, table
+from gateway.keyfiles import create_secret
+from gateway.tui import fail, out, reported, say
+from gateway.web.report import verify_report_command
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The actions the gateway records (API.md lists them; a test holds this to the code).
+ACTIONS = (
+    "access.approve",
+    "access.deny",
+    "access.request",
+    "admin.org.create",
+    "admin.token.create",
+    "admin.token.revoke",
+    "artifact.expire",
+    "artifact.read",
+    "artifact.withdraw",
+    "auth.denied",
+    "content.download",
+    "grant.expire",
+    "grant.revoke",
+    "key.release",
+    "upload.abort",
+    "upload.complete",
+    "upload.create",
+    "upload.timeout",
+    "url.issue",
+)
 ENTRY_COLUMNS = [
-    ("index", "#"),
-    ("time", "time"),
-    ("actor", "actor"),
-    ("org", "org"),
-    ("action", "action"),
-    ("artifact", "artifact"),
-    ("outcome", "outcome"),
+    Column("index", "#"),
+    Column("time", "time", "time", keep=6),
+    Column("actor_name", "actor", keep=8),
+    Column("org", "org", keep=4),
+    Column("action", "action"),
+    Column("artifact_name", "artifact", flex=True, keep=7),
+    Column("outcome", "outcome", keep=5),
+    Column("actor", "actor id", "id", wide=True),
+    Column("role", "role", wide=True),
+    Column("artifact", "artifact id", "id", wide=True),
+    Column("grant", "grant", "id", wide=True),
+    Column("request_id", "request", wide=True),
 ]
 
 
@@ -41,20 +76,40 @@ def entries(api: Api, start: int = 0, **filters: str | None) -> Iterator[dict[st
     yield from api.items("/v1/audit/entries", start=start, **params)
 
 
+def _named(api: Api, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    names = lookup.Names(api).load(row.get("actor") for row in rows)
+    artifacts = lookup.artifact_names(api) if any(r.get("artifact") for r in rows) else {}
+    return [
+        {
+            **row,
+            "actor_name": names(row.get("actor")),
+            "artifact_name": artifacts.get(str(row.get("artifact")), row.get("artifact")),
+        }
+        for row in rows
+    ]
+
+
 @click.command("tail")
 @click.option(
-    "-n", "count", type=int, default=20, show_default=True, help="how many of the latest entries"
+    "-n",
+    "count",
+    type=click.IntRange(1, 100_000),
+    default=20,
+    show_default=True,
+    help="how many of the latest entries",
 )
-@click.option("--artifact", default=None)
-@click.option("--actor", default=None, help="principal id")
-@click.option("--action", default=None, help="e.g. content.download")
+@click.option("--artifact", default=None, help="only entries about this artifact (an id)")
+@click.option("--actor", default=None, help="only entries by this principal (a prn_ id)")
+@click.option("--action", type=click.Choice(ACTIONS), default=None, help="only this action")
 @click.option("--org", default=None, help="only entries of this organisation's principals")
 @profile_option
 @json_option
+@wide_option
 @reported(ClientError)
 def tail(
     profile: str | None,
     as_json: bool,
+    wide: bool,
     count: int,
     artifact: str | None,
     actor: str | None,
@@ -63,6 +118,8 @@ def tail(
 ) -> None:
     """The latest entries of the audit log (those you may read)."""
     api = api_for(profile)
+    if artifact is not None:
+        artifact = lookup.resolve(api, artifact, "art")
     rows: list[dict[str, Any]] = []
     for item in entries(api, 0, artifact=artifact, actor=actor, action=action):
         if org is not None and item["entry"].get("org") != org:
@@ -70,7 +127,26 @@ def tail(
         rows.append({**item["entry"], "index": item["index"]})
         if len(rows) > count:
             rows.pop(0)
-    table(rows, ENTRY_COLUMNS, as_json=as_json, title="audit entries")
+    shown = rows if as_json else _named(api, rows)
+    table(shown, ENTRY_COLUMNS, as_json=as_json, title="audit entries", wide=wide)
+
+
+def _new_file(path: Path, force: bool) -> None:
+    if (path.exists() or path.is_symlink()) and not force:
+        raise InvocationError(f"{path} exists", hint="pass --force to replace it")
+
+
+def _force_option(what: str) -> Callable[[F], F]:
+    return click.option("--force", is_flag=True, help=f"replace {what} if it exists")
+
+
+def _write_public(path: Path, text: str, force: bool) -> None:
+    """A file others may read (a checkpoint, a verifier key); replaced only with ``force``."""
+    _new_file(path, force)
+    if force:
+        path.unlink(missing_ok=True)
+    create_secret(path, text.encode())
+    path.chmod(0o644)
 
 
 @click.command("checkpoint")
@@ -81,21 +157,24 @@ def tail(
     default=None,
     help="keep the checkpoint in FILE (to check later logs against with verify --since)",
 )
+@_force_option("the --save file")
 @click.option(
-    "--key", "key", default=None, help="verifier key (string or file): check the signature first"
+    "--key", "key", default=None, help="verifier key (the key, or a file holding it): check first"
 )
 @profile_option
 @reported(ClientError)
-def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
+def checkpoint(profile: str | None, save: Path | None, force: bool, key: str | None) -> None:
     """Print (or save) the gateway's latest signed checkpoint."""
+    if save is not None:
+        _new_file(save, force)
     text = api_for(profile).text("/v1/audit/checkpoint")
     if key is not None:
         auditcheck.check_signature(text, auditcheck.read_key(key))
     if save is None:
-        click.echo(text, nl=not text.endswith("\n"))
+        for line in text.rstrip("\n").split("\n"):
+            out(line)
         return
-    write_private(save, text.encode())
-    save.chmod(0o644)
+    _write_public(save, text, force)
     say(f"checkpoint of {checkpoint_size(text)} entries saved in {save}")
 
 
@@ -103,10 +182,12 @@ def checkpoint(profile: str | None, save: Path | None, key: str | None) -> None:
 @click.option(
     "-o", "--output", "output", type=click.Path(dir_okay=False, path_type=Path), required=True
 )
+@_force_option("the output file")
 @profile_option
 @reported(ClientError)
-def export(profile: str | None, output: Path) -> None:
+def export(profile: str | None, output: Path, force: bool) -> None:
     """Write the log's leaves and its checkpoint as JSON Lines, for offline verification."""
+    _new_file(output, force)
     api = api_for(profile)
     text = api.text("/v1/audit/checkpoint")
     size = checkpoint_size(text)
@@ -133,13 +214,44 @@ def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | 
         raise AuditError(f"the gateway sent {expected} entries, its checkpoint counts {size}")
 
 
+@click.command("key")
+@click.option(
+    "-o",
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="save the key in FILE (for --key FILE)",
+)
+@_force_option("the output file")
+@profile_option
+@reported(ClientError)
+def key(profile: str | None, output: Path | None, force: bool) -> None:
+    """Print (or save) the log's verifier key, as the gateway in use serves it.
+
+    A key fetched from the gateway proves nothing about that gateway: compare it with
+    the key its operator published before trusting it with `audit verify --key`.
+    """
+    if output is not None:
+        _new_file(output, force)
+    text = api_for(profile).text("/v1/audit/key").strip()
+    vkey = auditcheck.read_key(text)
+    if output is None:
+        out(vkey)
+        return
+    _write_public(output, vkey + "\n", force)
+    say(f"verifier key {vkey.split('+')[0]}+{vkey.split('+')[1]} saved in {output}")
+    say("check it against the key the gateway's operator published before relying on it")
+
+
 @click.command("verify")
 @click.option(
     "--key",
     "key",
     required=True,
     envvar="GATEWAY_AUDIT_KEY",
-    help="the log's verifier key (vkey string, or a file holding it); never taken from the gateway",
+    help="the log's verifier key (the key, or a file holding it: `gateway audit key -o FILE`); "
+    "or $GATEWAY_AUDIT_KEY",
 )
 @click.option(
     "--since",
@@ -154,7 +266,7 @@ def _listed(api: Api, size: int) -> Iterator[tuple[int, bytes, dict[str, Any] | 
     "export_file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
-    help="verify this export instead of asking the gateway",
+    help="verify this export instead of asking the gateway (offline: no profile needed)",
 )
 @profile_option
 @json_option
@@ -180,7 +292,7 @@ def verify(
     if as_json:
         emit_json(verdict.as_dict())
     else:
-        click.echo(verdict.line())
+        out(verdict.line())
     if not verdict.ok:
         fail("the audit log does not verify")
 
@@ -190,7 +302,7 @@ def _consistency(api: Api, old: int, new: int) -> list[bytes]:
     return [base64.b64decode(h) for h in proof.get("hashes", [])]
 
 
-COMMANDS: list[click.Command] = [tail, checkpoint, export, verify]
+COMMANDS: list[click.Command] = [tail, checkpoint, export, verify, key, verify_report_command]
 
 
 def group(extra: Sequence[click.Command] = ()) -> click.Group:

@@ -69,8 +69,18 @@ def _root(hashes: list[bytes], size: int) -> bytes:
     return cr.root()
 
 
-def bisect(hashes: list[bytes], cp: note.Checkpoint, consistency: Consistency) -> int | None:
-    """The first index whose leaf is not the signed one, by consistency proofs."""
+def bisect(
+    hashes: list[bytes],
+    cp: note.Checkpoint,
+    consistency: Consistency,
+    lo: int = 0,
+    hi: int | None = None,
+) -> int | None:
+    """The first index whose leaf is not the signed one, by consistency proofs.
+
+    ``lo`` leaves are known good and a prefix of ``hi`` known bad (default: all of them);
+    the answer is in ``[lo, hi)``, or None when there is nothing to search.
+    """
 
     def good_prefix(k: int) -> bool:
         try:
@@ -81,8 +91,8 @@ def bisect(hashes: list[bytes], cp: note.Checkpoint, consistency: Consistency) -
             return False
         return True
 
-    lo, hi = 0, min(cp.size, len(hashes))  # a prefix of lo leaves is known good; of hi, bad
-    if hi == 0:
+    hi = min(cp.size, len(hashes), cp.size if hi is None else hi)
+    if hi <= lo:
         return None
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -140,11 +150,15 @@ def verify_leaves(
     if listed and result.ok:
         index, problem = listed[0]
         return Verdict.failure(problem, index, result.size)
+    # Bisect only leaves that fail the signed root: against a root they match (a log
+    # rewritten and re-signed, caught by a saved checkpoint), every prefix is consistent,
+    # and the search would name an entry outside the range the saved checkpoints proved.
     if result.ok or result.first_bad_index is not None or consistency is None:
         return result
-    if result.size is None:
+    if result.size is None or not result.root_mismatch:
         return result
-    found = bisect(hashes, note.open_checkpoint(text, [vkey]), consistency)
+    cp = note.open_checkpoint(text, [vkey])
+    found = bisect(hashes, cp, consistency, result.intact_prefix, result.bad_before)
     return result if found is None else result.pinned(found)
 
 

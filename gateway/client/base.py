@@ -1,19 +1,27 @@
-"""What every client command shares: the profile and JSON options, the API handle, tables."""
+"""What every client command shares: its options, the API handle, confirmations."""
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
+from gateway.client.errors import InvocationError
 from gateway.client.http import Api
 from gateway.client.profiles import resolve
-from gateway.tui import say
+from gateway.client.tables import emit_json
+
+__all__ = [
+    "api_for",
+    "confirm",
+    "emit_json",
+    "json_option",
+    "profile_option",
+    "wide_option",
+    "yes_option",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -33,44 +41,39 @@ def json_option(fn: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")(fn)
 
 
+def wide_option(fn: F) -> F:
+    return click.option(
+        "--wide",
+        is_flag=True,
+        help="every column, whole ids and exact times (as when the output is not a terminal)",
+    )(fn)
+
+
+def yes_option(what: str) -> Callable[[F], F]:
+    def decorate(fn: F) -> F:
+        return click.option(
+            "--yes", "-y", "yes", is_flag=True, help=f"{what} without asking (scripts)"
+        )(fn)
+
+    return decorate
+
+
 def api_for(profile: str | None, *, pool: int = 8) -> Api:
     """The gateway a command talks to: the profile named, else the environment's (see profiles)."""
     found = resolve(profile)
     return Api(found.url, found.token, pool=pool)
 
 
-def emit_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
+def confirm(question: str, *, yes: bool, refusal: str) -> bool:
+    """Whether to go on: ``--yes``, else the person's answer; without a terminal, a refusal.
 
-
-def cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list):
-        return ", ".join(cell(v) for v in value) or "-"
-    if isinstance(value, dict):
-        return json.dumps(value, sort_keys=True)
-    return str(value)
-
-
-def table(
-    rows: Iterable[dict[str, Any]],
-    columns: Sequence[tuple[str, str]],
-    *,
-    as_json: bool,
-    title: str | None = None,
-) -> None:
-    """``rows`` as a rich table (columns: key, heading), or as a JSON list with ``--json``."""
-    items = list(rows)
-    if as_json:
-        emit_json(items)
-        return
-    if not items:
-        say(f"no {title or 'items'}")
-        return
-    view = Table(title=title, show_lines=False, header_style="bold")
-    for _, heading in columns:
-        view.add_column(heading, overflow="fold")
-    for item in items:
-        view.add_row(*(cell(item.get(key)) for key, _ in columns))
-    Console(file=sys.stdout, soft_wrap=False).print(view)
+    ``refusal`` says what was not done, for the error a script without ``--yes`` gets.
+    """
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise InvocationError(
+            f"{refusal}: this asks for confirmation, and there is no terminal to ask at",
+            hint="pass --yes to go ahead without being asked",
+        )
+    return click.confirm(question, err=True, default=False)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 
 class ClientError(Exception):
-    """Base of every error the client reports to its user."""
+    """Base of every error the client reports to its user; ``exit_code`` its exit status."""
+
+    exit_code = 1
 
     def __init__(self, detail: str, *, hint: str | None = None) -> None:
         super().__init__(detail)
@@ -49,6 +51,23 @@ class PushStateError(ClientError):
 
 class PullError(ClientError):
     """A download that is not the lab's artifact: forged chunk, wrong size or digest."""
+
+
+class WriteFailed(ClientError):
+    """This machine could not write what was downloaded (a full disk, say): not retried."""
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(f"cannot write {path}: {error.strerror or error}")
+        self.path = path
+        self.error = error
+
+
+class TransferStopped(ClientError):
+    """A push or pull that stopped part-way: what was kept, and the command that resumes."""
+
+    def __init__(self, detail: str, *, hint: str | None = None, exit_code: int = 1) -> None:
+        super().__init__(detail, hint=hint)
+        self.exit_code = exit_code
 
 
 class UntrustedManifest(ClientError):

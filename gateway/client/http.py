@@ -4,7 +4,10 @@ Every failure a user can meet (the server's RFC 9457 problem ``detail``, a refus
 connection, a timeout) becomes an :class:`ApiError`, which the CLI prints as one line
 ``gateway: error: <detail>`` with a non-zero exit status. :func:`with_retries` retries
 what is safe to retry (a transport failure, 408, 429, 5xx) with exponential backoff
-and full jitter, so a flaky link costs time, not the transfer.
+and full jitter, so a flaky link costs time, not the transfer; a 429 waits what its
+``Retry-After`` asks (up to :data:`MAX_RETRY_AFTER` seconds), and a gateway that refuses
+connections outright is given up on within seconds (:data:`REFUSED_DELAY` at most
+between tries), since a stopped server does not come back by itself.
 """
 
 from __future__ import annotations
@@ -19,21 +22,36 @@ from urllib.parse import urlsplit
 import requests
 
 from gateway.client.errors import ClientError
+from gateway.client.refusals import in_words
 
 log = logging.getLogger("gateway.client.http")
 T = TypeVar("T")
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 USER_AGENT = "gateway-client/0.1"
+CONNECT_TIMEOUT = 10.0
+MAX_RETRY_AFTER = 120.0
+REFUSED_DELAY = 1.0
 
 
 class ApiError(ClientError):
     """A request the gateway refused (``status``: the one it answered), or one that never
     reached it (``status`` 0)."""
 
-    def __init__(self, detail: str, status: int = 0, problem: dict[str, Any] | None = None) -> None:
-        super().__init__(detail)
+    def __init__(
+        self,
+        detail: str,
+        status: int = 0,
+        problem: dict[str, Any] | None = None,
+        *,
+        retry_after: float | None = None,
+        refused: bool = False,
+        hint: str | None = None,
+    ) -> None:
+        super().__init__(detail, hint=hint)
         self.status = status
         self.problem_body = problem or {}
+        self.retry_after = retry_after
+        self.refused = refused
 
     @property
     def retryable(self) -> bool:
@@ -52,7 +70,19 @@ def error_from(response: requests.Response) -> ApiError:
     detail = problem.get("detail") or problem.get("title")
     if not detail:
         detail = f"{response.status_code} {response.reason or 'error'} from {response.request.method} {_path(response.url)}"
-    return ApiError(str(detail), status=response.status_code, problem=problem)
+    return ApiError(
+        in_words(str(detail)) if response.status_code == 403 else str(detail),
+        status=response.status_code,
+        problem=problem,
+        retry_after=_seconds(response.headers.get("Retry-After")),
+    )
+
+
+def _seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (its delta form; an HTTP date is taken as no advice)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
 
 
 def _path(url: str) -> str:
@@ -87,11 +117,20 @@ class Api:
         self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
     ) -> requests.Response:
         """Send one request; a status outside ``ok`` raises :class:`ApiError`."""
-        kwargs.setdefault("timeout", self.timeout)
+        kwargs.setdefault("timeout", (min(CONNECT_TIMEOUT, self.timeout), self.timeout))
         try:
             response = self.session.request(method, self.url + path, **kwargs)
+        except requests.exceptions.SSLError:
+            raise ApiError(
+                f"cannot reach the gateway at {self.url}: the TLS handshake failed",
+                hint="if the gateway is served over plain HTTP, use an http:// URL",
+            ) from None
         except requests.exceptions.ConnectionError as exc:
-            raise ApiError(f"cannot reach the gateway at {self.url}: {_reason(exc)}") from None
+            reason = _reason(exc)
+            raise ApiError(
+                f"cannot reach the gateway at {self.url}: {reason}",
+                refused=reason == "connection refused",
+            ) from None
         except requests.exceptions.Timeout:
             raise ApiError(f"the gateway at {self.url} did not answer in time") from None
         except requests.exceptions.RequestException as exc:
@@ -122,8 +161,15 @@ class Api:
     def put(self, path: str, body: Any) -> Any:
         return self.json("PUT", path, body)
 
-    def delete(self, path: str) -> None:
-        self.request("DELETE", path)
+    def delete(self, path: str) -> Any:
+        """``DELETE path``; the answer's JSON (a 202 says what is still pending), or None."""
+        response = self.request("DELETE", path, ok=(200, 202, 204))
+        if response.status_code == 204 or not response.content:
+            return None
+        try:
+            return response.json()
+        except ValueError:
+            return None
 
     def items(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
         """Every item of a paginated list (``items`` and ``next_cursor``), 1000 a page."""
@@ -168,7 +214,12 @@ def with_retries(
     retry_if: Callable[[ApiError], bool] = lambda e: e.retryable,
     on_retry: Callable[[ApiError, float], None] | None = None,
 ) -> T:
-    """Call ``fn`` until it succeeds, retrying errors ``retry_if`` accepts, at most ``attempts`` times."""
+    """Call ``fn`` until it succeeds, retrying errors ``retry_if`` accepts, at most ``attempts`` times.
+
+    A 429's ``Retry-After`` is waited for instead of the backoff (a longer one than
+    :data:`MAX_RETRY_AFTER` ends the retries); a refused connection waits at most
+    :data:`REFUSED_DELAY`, so a stopped gateway is reported within seconds.
+    """
     delays = backoff_delays(attempts, base, cap)
     while True:
         try:
@@ -179,6 +230,12 @@ def with_retries(
             delay = next(delays, None)
             if delay is None:
                 raise
+            if exc.retry_after is not None:
+                if exc.retry_after > MAX_RETRY_AFTER:
+                    raise
+                delay = exc.retry_after
+            elif exc.refused:
+                delay = min(delay, REFUSED_DELAY)
             log.info("retrying in %.1f s: %s", delay, exc.detail)
             if on_retry is not None:
                 on_retry(exc, delay)

@@ -123,11 +123,15 @@ class PartSender:
     advance: Callable[[int], None]
     attempts: int = 6
     backoff: float = 0.5
+    on_retry: Callable[[ApiError, float], None] | None = None
+    stored: set[int] = field(default_factory=set)
+    """The parts the gateway is known to hold: already there, or stored since."""
 
     def send(self, number: int, view: memoryview) -> bytes:
         digest = hashlib.sha256(view).digest()
         if self.existing.get(number) == (len(view), digest.hex()):
             self.advance(len(view))
+            self.stored.add(number)
             return digest
         body = _Body(view, self.advance)
 
@@ -145,7 +149,14 @@ class PartSender:
                 },
             )
 
-        with_retries(put, attempts=self.attempts, base=self.backoff, retry_if=_retry_part)
+        with_retries(
+            put,
+            attempts=self.attempts,
+            base=self.backoff,
+            retry_if=_retry_part,
+            on_retry=self.on_retry,
+        )
+        self.stored.add(number)
         return digest
 
 
@@ -217,13 +228,19 @@ def _fill(
 
 
 def _take(free: queue.Queue[bytearray], failed: threading.Event) -> bytearray:
+    """A free part buffer, unless a part failed for good (checked again once one is free:
+    the failing part frees its buffer after it fails, and no further part may start)."""
     while True:
         if failed.is_set():
             raise _Stop()
         try:
-            return free.get(timeout=0.2)
+            buf = free.get(timeout=0.2)
         except queue.Empty:
             continue
+        if failed.is_set():
+            free.put(buf)
+            raise _Stop()
+        return buf
 
 
 class _Stop(Exception):

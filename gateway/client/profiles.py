@@ -18,6 +18,7 @@ Which settings a command uses, first match wins:
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -28,6 +29,25 @@ from gateway.keyfiles import replace_secret
 
 FILE_NAME = "profiles.toml"
 DEFAULT_PROFILE = "default"
+_TOKEN = re.compile(r"^gw_[A-Za-z0-9_-]{1,125}$")
+_URL = re.compile(r"^https?://[^\s/?#@]+(/[^\s?#]*)?$")
+
+
+def check_url(url: str, where: str = "the URL") -> str:
+    """``url`` without a trailing slash, if it is an http(s) address; else a clear error."""
+    if not _URL.match(url):
+        raise ProfileError(
+            f"{where} {url!r} is not a gateway address: give it with its scheme, "
+            "e.g. https://gateway.example or http://127.0.0.1:8080"
+        )
+    return url.rstrip("/")
+
+
+def check_token(token: str) -> str:
+    """``token``, if it has the form of a gateway bearer token (``gw_`` and URL-safe base64)."""
+    if not _TOKEN.match(token):
+        raise ProfileError("that is not a gateway token: tokens start with gw_")
+    return token
 
 
 class ProfileError(GatewayError):
@@ -116,7 +136,7 @@ def save(path: Path, name: str, url: str, token: str) -> None:
     if not name:
         raise ProfileError("a profile needs a name")
     profiles = load_all(path)
-    profiles[name] = {"url": url.rstrip("/"), "token": token}
+    profiles[name] = {"url": check_url(url), "token": token}
     write_private(path, render(profiles).encode("utf-8"))
 
 
@@ -138,7 +158,7 @@ def _from_file(path: Path, name: str, *, required: bool) -> Profile | None:
     url, token = table.get("url", ""), table.get("token", "")
     if not url or not token:
         raise ProfileError(f"profile {name!r} in {path} needs both url and token")
-    return Profile(url=url.rstrip("/"), token=token, name=name)
+    return Profile(url=check_url(url, f"profile {name!r} has"), token=token, name=name)
 
 
 def resolve(profile: str | None = None, env: Mapping[str, str] | None = None) -> Profile:
@@ -154,7 +174,7 @@ def resolve(profile: str | None = None, env: Mapping[str, str] | None = None) ->
         if not (url and token):
             missing = "GATEWAY_TOKEN" if url else "GATEWAY_URL"
             raise ProfileError(f"{missing} is not set (GATEWAY_URL and GATEWAY_TOKEN go together)")
-        return Profile(url=url.rstrip("/"), token=token)
+        return Profile(url=check_url(url, "GATEWAY_URL"), token=token)
     named = env.get("GATEWAY_PROFILE", "")
     if named:
         found = _from_file(path, named, required=True)
@@ -162,6 +182,12 @@ def resolve(profile: str | None = None, env: Mapping[str, str] | None = None) ->
         return found
     found = _from_file(path, DEFAULT_PROFILE, required=False)
     if found is None:
+        saved = sorted(load_all(path))
+        if saved:
+            raise ProfileError(
+                f"no profile named {DEFAULT_PROFILE!r}: choose one of {', '.join(saved)} with "
+                "--profile NAME or GATEWAY_PROFILE=NAME"
+            )
         raise ProfileError(
             "no gateway configured: set GATEWAY_URL and GATEWAY_TOKEN, "
             "or run `gateway profile set NAME --url URL`"

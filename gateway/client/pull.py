@@ -33,9 +33,9 @@ import urllib3
 from cryptography.exceptions import InvalidTag
 
 from gateway.age.stream import CHUNK, TAG
-from gateway.client import agehdr
+from gateway.client import agehdr, humane
 from gateway.client.agehdr import Identities
-from gateway.client.errors import PullError
+from gateway.client.errors import PullError, WriteFailed
 from gateway.client.http import Api, ApiError, with_retries
 from gateway.client.progress import Meter
 from gateway.client.sealing import NONCE, SEALED_CHUNK, Payload, chunk_count, plaintext_size
@@ -132,6 +132,7 @@ class Decrypting:
         self.chunks = chunk_count(self.size)
         self.done = 0  # chunks read and opened
         self.done_written = 0  # chunks written to the sink
+        self.note: Callable[[str], None] = lambda message: None
 
     def run(self) -> None:
         with_retries(
@@ -144,6 +145,7 @@ class Decrypting:
 
     def _rewind(self, exc: ApiError, delay: float) -> None:
         self.done = self.done_written  # ask again for what was not written
+        self.note(f"{exc.detail}; trying again in {delay:.1f} s")
 
     def _once(self) -> None:
         if self.done >= self.chunks:
@@ -191,7 +193,10 @@ class Decrypting:
                     job.result()
 
     def _write(self, plain: memoryview, count: int) -> None:
-        self.sink.write(plain)
+        try:
+            self.sink.write(plain)
+        except OSError as exc:
+            raise WriteFailed(str(getattr(self.sink, "name", "the output")), exc) from None
         self.done_written += count
         self.advance(len(plain))
         if self.done_written % WRITEBACK_CHUNKS < count:
@@ -237,6 +242,17 @@ def _start_writeback(sink: BinaryIO) -> None:
         pass
 
 
+def _write_block(sink: BinaryIO, block: bytes, partial: Path, *, sync: bool = False) -> None:
+    """Write ``block`` (and with ``sync``, flush and fsync): a local failure is not retried."""
+    try:
+        sink.write(block)
+        if sync:
+            sink.flush()
+            os.fsync(sink.fileno())
+    except OSError as exc:
+        raise WriteFailed(str(partial), exc) from None
+
+
 def _keep_whole_chunks(path: Path, size: int, digest: Any) -> int:
     """Truncate a partial plaintext to whole chunks, hash them; how many there are."""
     have = path.stat().st_size if path.exists() else 0
@@ -275,14 +291,22 @@ def decrypt_to(
     size = plaintext_size(opened.total - opened.header_len)
     done = _keep_whole_chunks(partial, size, digest)
     with open(partial, "r+b") as sink, Meter(label, size, enabled=progress) as meter:
+        if done:
+            meter.note(
+                f"resuming: {partial} already holds {humane.size(done * CHUNK)} of {humane.size(size)}"
+            )
         sink.seek(done * CHUNK)
         meter.advance(done * CHUNK)
         job = Decrypting(api, artifact, opened, sink, digest, meter.advance, first, sleep=sleep)
         job.done = job.done_written = done
+        job.note = meter.note
         job.run()
-        sink.truncate()
-        sink.flush()
-        os.fsync(sink.fileno())
+        try:
+            sink.truncate()
+            sink.flush()
+            os.fsync(sink.fileno())
+        except OSError as exc:
+            raise WriteFailed(str(partial), exc) from None
     return size, digest.hexdigest()
 
 
@@ -335,15 +359,17 @@ def download_raw(
                 sink.seek(have if resumed else 0)
                 sink.truncate()
                 if resumed:
+                    meter.note(
+                        f"resuming: {partial} already holds {humane.size(have)} of {humane.size(total)}"
+                    )
                     _read_exact(response.raw, have - start)
                 meter.advance(sink.tell())
                 while block := response.raw.read(COPY_BLOCK):
-                    sink.write(block)
+                    _write_block(sink, block, partial)
                     meter.advance(len(block))
                     if sink.tell() % (WRITEBACK_CHUNKS * CHUNK) < len(block):
                         _start_writeback(sink)
-                sink.flush()
-                os.fsync(sink.fileno())
+                _write_block(sink, b"", partial, sync=True)
         except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise ApiError(f"download interrupted: {exc}", status=0) from None
         finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +27,14 @@ from gateway.client.parts import PartSender, Sealed, ciphertext, send_parts
 from gateway.client.progress import Meter
 from gateway.client.sealing import NONCE, Payload, payload_size
 
+STDIN = "-"
+
 
 @dataclass(frozen=True)
 class PushRequest:
+    """What to push. ``data``: the bytes read from standard input (``path`` is then ``-``),
+    which cannot be re-read, so such a push keeps no state and does not resume."""
+
     path: Path
     name: str
     kind: str
@@ -37,6 +43,31 @@ class PushRequest:
     description: str | None = None
     jobs: int = 2
     progress: bool | None = None
+    data: bytes | None = None
+
+    def identity(self) -> state.FileIdentity:
+        if self.data is not None:
+            return state.FileIdentity(path=STDIN, size=len(self.data), mtime_ns=0, inode=0)
+        return state.FileIdentity.of(self.path)
+
+    def source(self) -> Any:
+        """The plaintext, as an unbuffered binary file (or the bytes read from stdin)."""
+        if self.data is not None:
+            return contextlib.nullcontext(io.BytesIO(self.data))
+        return open(self.path, "rb", buffering=0)
+
+
+@dataclass
+class PushRun:
+    """How far a push got, for what an interruption says: its upload, the parts stored."""
+
+    saved: state.PushState | None = None
+    parts: int = 0
+    sender: PartSender | None = None
+
+    @property
+    def stored(self) -> int:
+        return len(self.sender.stored) if self.sender is not None else 0
 
 
 def expected_size(header_len: int, plaintext: int) -> int:
@@ -45,7 +76,7 @@ def expected_size(header_len: int, plaintext: int) -> int:
 
 
 def _begin(api: Api, req: PushRequest, ident: state.FileIdentity) -> state.PushState:
-    """Create the upload and the state file that lets it resume."""
+    """Create the upload and (for a file) the state file that lets it resume."""
     extra = list(req.recipients)
     probe = agehdr.new_header(os.urandom(16), [agehdr.throwaway_recipient(), *extra])
     body: dict[str, Any] = {
@@ -70,7 +101,8 @@ def _begin(api: Api, req: PushRequest, ident: state.FileIdentity) -> state.PushS
         nonce=base64.b64encode(nonce).decode(),
         file_key=base64.b64encode(file_key).decode(),
     )
-    state.save(saved)
+    if req.data is None:
+        state.save(saved)
     return saved
 
 
@@ -94,7 +126,9 @@ def start_or_resume(
     note: Callable[[str], None] = lambda s: None,
 ) -> state.PushState:
     """The push to carry on with: the one named, an interrupted one of this file, or a new one."""
-    ident = state.FileIdentity.of(req.path)
+    ident = req.identity()
+    if req.data is not None:
+        return _begin(api, req, ident)
     if resume:
         saved = state.find(resume)
         if saved.file != ident:
@@ -121,8 +155,10 @@ def _abort_quietly(api: Api, saved: state.PushState) -> None:
     state.delete(saved)
 
 
-def upload_file(api: Api, saved: state.PushState, req: PushRequest) -> dict[str, Any]:
-    """Encrypt and send every part; the manifest to sign."""
+def upload_file(
+    api: Api, saved: state.PushState, req: PushRequest, run: PushRun | None = None
+) -> dict[str, Any]:
+    """Encrypt and send every part; the manifest to sign. ``run`` learns how far it got."""
     existing = {
         int(p["number"]): (int(p["size"]), str(p["sha256"]))
         for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])
@@ -131,13 +167,13 @@ def upload_file(api: Api, saved: state.PushState, req: PushRequest) -> dict[str,
     total = expected_size(len(header), saved.file.size)
     payload = Payload(saved.file_key_bytes, saved.nonce_bytes)
     sealed = Sealed()
-    with (
-        open(req.path, "rb", buffering=0) as fh,
-        Meter(f"push {req.name}", total, enabled=req.progress) as meter,
-    ):
-        if state.FileIdentity.of(req.path) != saved.file:
+    with req.source() as fh, Meter(f"push {req.name}", total, enabled=req.progress) as meter:
+        if req.identity() != saved.file:
             raise PushError(f"{req.path} changed since the push started")
-        sender = PartSender(api, saved.upload, existing, meter.advance)
+        sender = PartSender(api, saved.upload, existing, meter.advance, on_retry=_noting(meter))
+        if run is not None:
+            run.saved, run.sender = saved, sender
+            run.parts = max(1, -(-total // saved.part_size))
         pieces = ciphertext(fh, payload, header + payload.nonce, saved.file.size, sealed)
         digests = send_parts(pieces, saved.part_size, sender, req.jobs)
     return {
@@ -152,6 +188,13 @@ def upload_file(api: Api, saved: state.PushState, req: PushRequest) -> dict[str,
         },
         "plaintext": {"size": sealed.size, "sha256": sealed.plaintext.hexdigest()},
     }
+
+
+def _noting(meter: Meter) -> Callable[[ApiError, float], None]:
+    def note(exc: ApiError, delay: float) -> None:
+        meter.note(f"{exc.detail}; trying again in {delay:.1f} s")
+
+    return note
 
 
 def complete(
@@ -174,10 +217,18 @@ def push(
     *,
     resume: str | None = None,
     note: Callable[[str], None] = lambda s: None,
+    run: PushRun | None = None,
 ) -> dict[str, Any]:
-    """The whole push; the artifact the gateway made of it."""
-    if not req.path.is_file():
+    """The whole push; the artifact the gateway made of it. ``run`` learns how far it got."""
+    if req.data is None and not req.path.is_file():
         raise PushError(f"{req.path}: not a regular file")
     saved = start_or_resume(api, req, resume=resume, note=note)
-    manifest = upload_file(api, saved, req)
-    return complete(api, saved, manifest, sign)
+    if run is not None:
+        run.saved = saved
+    try:
+        manifest = upload_file(api, saved, req, run)
+        return complete(api, saved, manifest, sign)
+    except BaseException:
+        if req.data is not None:  # nothing to resume from: the bytes of stdin are gone
+            _abort_quietly(api, saved)
+        raise

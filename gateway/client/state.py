@@ -100,13 +100,27 @@ def load(gateway: str, file_path: str) -> PushState | None:
     return _parse(path)
 
 
-def find(upload: str) -> PushState:
-    """The saved state of upload ``upload`` (for ``gateway push --resume UPLOAD``)."""
+def all_saved() -> list[PushState]:
+    """Every push state on this machine (unreadable ones are skipped), by upload id."""
     folder = pushes_dir()
+    found = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        state = _parse(path)
-        if state.upload == upload:
-            return state
+        try:
+            found.append(_parse(path))
+        except PushStateError:
+            continue
+    return sorted(found, key=lambda s: s.upload)
+
+
+def find(upload: str) -> PushState:
+    """The saved state of upload ``upload`` (for ``gateway push --resume UPLOAD``): its id,
+    or a prefix of it that only one saved push has."""
+    folder = pushes_dir()
+    matches = [s for s in all_saved() if s.upload.startswith(upload)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise PushStateError(f"{upload} is the start of {len(matches)} interrupted uploads' ids")
     raise PushStateError(
         f"no interrupted push of upload {upload} on this machine (looked in {folder})"
     )

@@ -1,76 +1,109 @@
-"""Transfer commands: ``keygen``, ``push``, ``pull``."""
+"""Transfer commands: ``push`` and ``pull``.
+
+Both check what can be checked before the first byte moves (push: that the signing key
+is registered, so a wrong key is not found out after the whole upload; pull: where the
+output goes, the room for it, that the identity holds the recipient the key goes to),
+and when they stop part-way they say what was kept, where, and the command that
+resumes (:mod:`gateway.client.pullout`, :func:`_push_stopped`).
+"""
 
 from __future__ import annotations
 
-import io
-import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from gateway.client import agehdr, keys, state, trust
-from gateway.client import pull as pulling
+from gateway.client import agehdr, humane, keys, state
 from gateway.client import push as pushing
-from gateway.client.agehdr import Identities
 from gateway.client.base import api_for, emit_json, json_option, profile_option
-from gateway.client.errors import ClientError, InvocationError, PullError
-from gateway.client.http import Api
-from gateway.tui import reported, say
+from gateway.client.errors import ClientError, InvocationError, PushError, TransferStopped
+from gateway.client.http import Api, ApiError
+from gateway.tui import hint, out, reported, say
 
 CREDENTIAL_LIMIT = 1 << 20
+INTERRUPTED = 130
 
 
-@click.command("keygen")
-@click.option(
-    "-o",
-    "--output",
-    "output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    required=True,
-    help="where to write the private key (created 0600; never overwritten)",
-)
-@click.option(
-    "--type",
-    "key_type",
-    type=click.Choice(["auto", "age", "signing"]),
-    default="auto",
-    help="age identity (evaluators) or Ed25519 signing key (labs); auto: by your role",
-)
-@click.option(
-    "--no-register", is_flag=True, help="only write the key; do not register its public half"
-)
-@profile_option
-@reported(ClientError)
-def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) -> None:
-    """Make a key pair, keep the private half in a 0600 file, register the public half."""
-    api = None if no_register else api_for(profile)
-    if key_type == "auto":
-        if api is None:
-            raise InvocationError("--type is needed with --no-register")
-        role = api.get("/v1/me").get("role")
-        key_type = {"evaluator": "age", "lab": "signing"}.get(str(role), "")
-        if not key_type:
-            raise InvocationError(f"a {role} registers no key; pass --type to make one anyway")
-    if key_type == "age":
-        public = keys.write_age_identity(output)
-        if api is not None:
-            api.put("/v1/me/recipient", {"recipient": public})
-    else:
-        public = keys.write_signing_key(output)
-        if api is not None:
-            api.put("/v1/me/signing-key", {"public_key": public})
-    click.echo(public)
-    say(f"private key written to {output}" + ("" if api is None else "; public key registered"))
+def check_signing_key(api: Api, path: Path, public: str) -> None:
+    """Refuse a push whose signing key the lab's organisation has not registered."""
+    org = str(api.get("/v1/me").get("org"))
+    listed = {str(k.get("public_key")) for k in api.get(f"/v1/orgs/{org}/signing-keys")["items"]}
+    if public not in listed:
+        raise PushError(
+            f"{path} is not a signing key registered for {org}: the gateway would refuse "
+            "the upload once every part was sent",
+            hint=f"register it first: gateway keygen --register-existing {shlex.quote(str(path))}",
+        )
+
+
+def _read_stdin(kind: str) -> bytes:
+    if kind != "credential":
+        raise InvocationError("only a credential can be pushed from standard input (-)")
+    data = sys.stdin.buffer.read(CREDENTIAL_LIMIT + 1)
+    if len(data) > CREDENTIAL_LIMIT:
+        raise InvocationError(
+            f"standard input holds more than {humane.size(CREDENTIAL_LIMIT)}: push a file instead"
+        )
+    return data
+
+
+def _push_request(
+    file: str | None, resume: str | None, name: str | None, kind: str, **rest: Any
+) -> pushing.PushRequest:
+    if file is None:
+        if not resume:
+            raise InvocationError("give the FILE to push (or --resume UPLOAD)")
+        file = state.find(resume).file.path
+    data = _read_stdin(kind) if file == pushing.STDIN else None
+    if data is not None and not name:
+        raise InvocationError("a push from standard input needs --name")
+    path = Path(file)
+    if data is None and not path.is_file():
+        raise InvocationError(
+            f"{path}: no such file" if not path.exists() else f"{path}: not a regular file"
+        )
+    return pushing.PushRequest(path=path, name=name or path.name, kind=kind, data=data, **rest)
+
+
+def _push_stopped(
+    exc: BaseException, run: pushing.PushRun, key: Path, profile: str | None
+) -> ClientError:
+    """What a push that stopped says: its upload, the parts stored, the command that resumes."""
+    if isinstance(exc, ClientError) and run.saved is None:
+        return exc
+    detail = exc.detail if isinstance(exc, ClientError) else "interrupted"
+    if run.saved is None:
+        return TransferStopped(detail, exit_code=INTERRUPTED)
+    held = f"upload {run.saved.upload} holds {run.stored} of {run.parts or '?'} parts"
+    if run.saved.file.path == pushing.STDIN:
+        return TransferStopped(f"{detail}; the upload was aborted (stdin cannot be re-read)")
+    words = ["gateway", "push", "--resume", run.saved.upload, "--signing-key", str(key)]
+    words += ["--profile", profile] if profile else []
+    again = f"run the same command again, or `{shlex.join(words)}`, to send only what is missing"
+    if isinstance(exc, ApiError) and exc.status == 507:
+        return TransferStopped(
+            f"the gateway is out of space, or your organisation is over its quota: {detail}; {held}",
+            hint=f"once there is room, {again}",
+        )
+    if isinstance(exc, ApiError) and not (exc.retryable or exc.status == 0):
+        return TransferStopped(f"{detail}; {held}", hint=exc.hint)
+    code = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
+    return TransferStopped(f"{detail}; {held}", hint=again, exit_code=code)
 
 
 @click.command("push")
-@click.argument(
-    "file", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False
-)
+@click.argument("file", required=False, metavar="[FILE]")
 @click.option("--name", default=None, help="artifact name (default: the file's name)")
-@click.option("--kind", type=click.Choice(["weights", "credential"]), default="weights")
+@click.option(
+    "--kind",
+    type=click.Choice(["weights", "credential"]),
+    default=None,
+    help="weights (the default) or credential (an evaluator can print it with `pull -o -`; "
+    "the default for FILE -)",
+)
 @click.option(
     "--share-with",
     "share_with",
@@ -91,9 +124,9 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     envvar="GATEWAY_SIGNING_KEY",
     required=True,
-    help="the lab's Ed25519 signing key file",
+    help="the lab's Ed25519 signing key file (or $GATEWAY_SIGNING_KEY)",
 )
-@click.option("--description", default=None)
+@click.option("--description", default=None, help="a description evaluators see")
 @click.option(
     "--resume", "resume", default=None, metavar="UPLOAD", help="resume this interrupted upload"
 )
@@ -112,9 +145,9 @@ def keygen(profile: str | None, output: Path, key_type: str, no_register: bool) 
 def push(
     profile: str | None,
     as_json: bool,
-    file: Path | None,
+    file: str | None,
     name: str | None,
-    kind: str,
+    kind: str | None,
     share_with: tuple[str, ...],
     recipients: tuple[str, ...],
     signing_key: Path,
@@ -125,119 +158,57 @@ def push(
 ) -> None:
     """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id.
 
-    An interrupted push resumes by itself when run again with the same FILE (or with
-    --resume UPLOAD, FILE then optional): only the missing parts are sent.
+    FILE - reads a credential from standard input (up to 1 MiB; --name needed),
+    so it never sits in a file. An interrupted push resumes by itself when run
+    again with the same FILE (or with --resume UPLOAD, FILE then optional): only
+    the missing parts are sent. `gateway uploads` lists interrupted pushes. The
+    push state (the upload id and the age file key) is kept, mode 0600, in
+    $XDG_CONFIG_HOME/gateway/pushes/ (~/.config by default) until it completes.
     """
-    if file is None:
-        if not resume:
-            raise InvocationError("give the FILE to push (or --resume UPLOAD)")
-        file = Path(state.find(resume).file.path)
+    chosen = kind or ("credential" if file == pushing.STDIN else "weights")
     if not share_with and not resume:
         raise InvocationError("--share-with AGENCY is required: who may ask for access")
     for recipient in recipients:
         agehdr.check_recipient(recipient)
-    sign = keys.load_signer(signing_key)
-    api = api_for(profile, pool=jobs + 2)
-    req = pushing.PushRequest(
-        path=file,
-        name=name or file.name,
-        kind=kind,
+    sign, public = keys.load_signing(signing_key)
+    req = _push_request(
+        file,
+        resume,
+        name,
+        chosen,
         share_with=share_with,
         recipients=recipients,
         description=description,
         jobs=jobs,
         progress=False if quiet else None,
     )
-    artifact = pushing.push(api, req, sign, resume=resume, note=say)
+    api = api_for(profile, pool=jobs + 2)
+    check_signing_key(api, signing_key, public)
+    run = pushing.PushRun()
+    try:
+        artifact = pushing.push(api, req, sign, resume=resume, note=say, run=run)
+    except (ClientError, KeyboardInterrupt) as exc:
+        raise _push_stopped(exc, run, signing_key, profile) from None
     if as_json:
         emit_json(artifact)
         return
-    click.echo(artifact["id"])
-    say(f"pushed {req.name} as artifact {artifact['id']}, shared with {', '.join(share_with)}")
+    _say_pushed(req, artifact, defaulted=kind is None)
 
 
-@click.command("pull")
-@click.argument("artifact")
-@click.option(
-    "-o", "--output", "output", required=True, help="output file; '-' prints a credential"
-)
-@click.option(
-    "-i",
-    "--identity",
-    "identity",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    envvar="GATEWAY_IDENTITY",
-    help="your age identity file (not needed with --raw)",
-)
-@click.option("--raw", is_flag=True, help="keep the age file as it is, for the age program")
-@click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
-@click.option("--quiet", is_flag=True, help="no progress bar")
-@profile_option
-@reported(ClientError)
-def pull(
-    profile: str | None,
-    artifact: str,
-    output: str,
-    identity: Path | None,
-    raw: bool,
-    trust_new_key: bool,
-    quiet: bool,
-) -> None:
-    """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it."""
-    api = api_for(profile)
-    info = api.get(f"/v1/artifacts/{artifact}")
-    progress = False if quiet else None
-    manifest, signature = info.get("manifest") or {}, info.get("signature") or ""
-    trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
-    if raw:
-        _pull_raw(api, artifact, output, progress)
-        plain = manifest.get("plaintext", {})
-        say(
-            f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes, "
-            f"sha256 {plain.get('sha256')}"
-        )
-        return
-    if identity is None:
-        raise InvocationError(
-            "an age identity is needed to decrypt", hint="give it with -i FILE, or pull with --raw"
-        )
-    identities = agehdr.load_identities(identity)
-    if output == "-":
-        _print_credential(api, info, identities)
-        return
-    out = Path(output)
-    partial = pulling.part_path(out)
-    size, sha = pulling.decrypt_to(
-        api, artifact, identities, partial, progress, f"pull {info['name']}"
+def _say_pushed(req: pushing.PushRequest, artifact: dict[str, Any], *, defaulted: bool) -> None:
+    """The artifact's id on stdout; its name, kind, size and who it is shared with on stderr."""
+    out(artifact["id"])
+    shared = ", ".join(artifact.get("share_with") or req.share_with) or "nobody"
+    size = humane.size(req.identity().size)
+    say(
+        f"pushed {req.name} ({artifact.get('kind', req.kind)}, {size}) as artifact "
+        f"{artifact['id']}, shared with {shared}"
     )
-    try:
-        pulling.check_plaintext(manifest, size, sha)
-    except PullError:
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, out)
-    say(f"{out}: {size} bytes, sha256 {sha}, signed by {info['org']}")
+    if defaulted and req.kind == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
+        hint(
+            "pushed as weights, the default; a credential, which an evaluator can print with "
+            "`gateway pull ... -o -`, is pushed with --kind credential"
+        )
 
 
-def _pull_raw(api: Api, artifact: str, output: str, progress: bool | None) -> None:
-    if output == "-":
-        raise InvocationError("--raw writes a file; give -o FILE")
-    out = Path(output)
-    partial = pulling.part_path(out)
-    total = pulling.download_raw(api, artifact, partial, progress, f"pull {artifact} (age)")
-    os.replace(partial, out)
-    say(f"{out}: age file, {total} bytes; decrypt with `age -d -i IDENTITY {out}`")
-
-
-def _print_credential(api: Api, info: dict[str, Any], identities: Identities) -> None:
-    """Decrypt a (small) credential in memory; print it only once it is verified."""
-    if info.get("kind") != "credential" or int(info.get("size") or 0) > CREDENTIAL_LIMIT:
-        raise InvocationError("only a credential can be printed; give -o FILE")
-    sink = io.BytesIO()
-    size, sha = pulling.decrypt_stream(api, info["id"], identities, sink)
-    pulling.check_plaintext(info.get("manifest") or {}, size, sha)
-    sys.stdout.buffer.write(sink.getvalue())
-    sys.stdout.flush()
-
-
-COMMANDS = [keygen, push, pull]
+COMMANDS: list[click.Command] = [push]

@@ -18,6 +18,7 @@ from typing import Any
 from gateway import manifest as manifests
 from gateway.client.errors import UntrustedManifest
 from gateway.client.http import Api
+from gateway.client.keys import fingerprint
 from gateway.client.profiles import config_dir, write_private
 
 
@@ -43,6 +44,25 @@ def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
     return True
 
 
+BOUND_FIELDS = ("upload", "name", "kind")
+"""What a manifest must say the same as the artifact asked for: its upload, name and kind."""
+
+
+def check_binding(info: dict[str, Any], manifest: dict[str, Any]) -> None:
+    """Refuse a manifest that is not the artifact's: another upload, name or kind.
+
+    The signature proves the lab signed *a* manifest; this proves it is the one of the
+    artifact the gateway says it serves, so a gateway cannot pass off another (older,
+    withdrawn) artifact of the same lab, with that artifact's genuine manifest, as this one.
+    """
+    for field in BOUND_FIELDS:
+        if manifest.get(field) != info.get(field):
+            raise UntrustedManifest(
+                f"the lab's signed manifest is for {field} {manifest.get(field)!r}, but artifact "
+                f"{info.get('id')} is {field} {info.get(field)!r}: not this artifact's manifest"
+            )
+
+
 def check_manifest(
     api: Api,
     org: str,
@@ -59,20 +79,22 @@ def check_manifest(
     for key in pinned:
         if verifies(key, manifest, signature):
             return key
-    listed = [
-        str(item["public_key"]) for item in api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])
-    ]
+    items = api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])
+    listed = {str(item["public_key"]): item for item in items}
     signer = next((key for key in listed if verifies(key, manifest, signature)), None)
     if signer is None:
         raise UntrustedManifest(
             f"the manifest's signature does not verify under any signing key of {org}"
         )
     if pinned and not trust_new:
+        who = listed[signer]
         raise UntrustedManifest(
-            f"the manifest is signed by a key of {org} this machine has not seen before",
-            hint="if the lab rotated its key and you checked the new one, pass --trust-new-key",
+            f"the manifest is signed by a key of {org} this machine has not seen before: "
+            f"{signer} ({fingerprint(signer)}, registered by {who.get('principal')} "
+            f"on {who.get('created_at')})",
+            hint="check that key with the lab; if it is theirs, pass --trust-new-key",
         )
-    new_pins = list(dict.fromkeys([*pinned, *(listed if not pinned else [signer])]))
+    new_pins = list(dict.fromkeys([*pinned, *(list(listed) if not pinned else [signer])]))
     known.setdefault(api.url, {})[org] = new_pins
     write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
     return signer

@@ -14,7 +14,14 @@ Names sort by tree size:
 :func:`check_published` proves the live log extends every published checkpoint: the
 root of the live log's first ``size`` entries must equal each checkpoint's root, so a
 log rewritten, truncated or reordered after an anchor is caught even by an operator
-who controls the database and the signing key.
+who controls the database and the signing key. A log with entries but no published
+checkpoint fails the check: nothing outside the database vouches for it.
+
+What resists whom: the S3 archive's objects are under Object Lock in COMPLIANCE mode,
+which even the bucket's owner cannot delete or overwrite before the retention ends. The
+``local`` archive's files are read-only (0400), which stops mistakes, not an operator:
+whoever can unlink them can delete anchors, and the check can then only see the ones
+left (it names the newest, so a reader can compare it with one they saved).
 """
 
 from __future__ import annotations
@@ -82,14 +89,10 @@ class AnchorReport:
     message: str
 
 
-def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorReport:
-    """Check the live log against every published checkpoint.
-
-    Each published checkpoint's signature is checked, then the live log's leaves are
-    re-hashed from their stored bytes (not from stored subtree hashes, which a rewrite
-    could keep) and the root at each published size must equal the published root.
-    """
-    vkey = verifier_key or gw.audit_signer.verifier_key
+def _published_checkpoints(
+    gw: Runtime, vkey: str
+) -> list[tuple[str, note.Checkpoint]] | AnchorReport:
+    """Every published checkpoint, signature checked, by size; or the report of a bad one."""
     target = archive(gw)
     checkpoints = []
     for size, _when, name in published(target.list_names()):
@@ -102,8 +105,30 @@ def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorRepor
         if cp.size != size:
             return AnchorReport(False, 0, f"published {name} holds size {cp.size}, not {size}")
         checkpoints.append((name, cp))
+    return checkpoints
+
+
+def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorReport:
+    """Check the live log against every published checkpoint.
+
+    Each published checkpoint's signature is checked, then the live log's leaves are
+    re-hashed from their stored bytes (not from stored subtree hashes, which a rewrite
+    could keep) and the root at each published size must equal the published root. A
+    non-empty log without any published checkpoint is a failure, not a vacuous success.
+    """
+    checkpoints = _published_checkpoints(gw, verifier_key or gw.audit_signer.verifier_key)
+    if isinstance(checkpoints, AnchorReport):
+        return checkpoints
     with gw.db.session() as session:
         live = audit_store.size(session)
+        if live and not checkpoints:
+            return AnchorReport(
+                False,
+                0,
+                f"the live log has {live} entries but the audit archive holds no published "
+                "checkpoint, so nothing outside the database vouches for its history "
+                "(publish one with `gateway audit publish --force`)",
+            )
         tree = merkle.CompactRange()
         pending = list(checkpoints)
         leaves = audit_store.iter_leaves(session, 0, live)
@@ -129,6 +154,7 @@ def check_published(gw: Runtime, verifier_key: str | None = None) -> AnchorRepor
                 return AnchorReport(False, 0, f"{exc.detail}, before published {name}")
             tree.append(merkle.leaf_hash(leaf))
     n = len(checkpoints)
+    newest = f"; the newest covers {checkpoints[-1][1].size} entries" if checkpoints else ""
     return AnchorReport(
-        True, n, f"the live log ({live} entries) extends all {n} published checkpoints"
+        True, n, f"the live log ({live} entries) extends all {n} published checkpoints{newest}"
     )

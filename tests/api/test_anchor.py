@@ -126,3 +126,23 @@ def test_the_sweeper_publishes_anchors(lab: Lab, rt, clock) -> None:
     clock.advance(minutes=rt.config.audit.anchor_every_minutes)
     assert sweep_once(rt)["anchors_published"] == 1
     assert anchor.check_published(rt).checked == 2
+
+
+def test_a_log_with_entries_but_no_published_checkpoint_fails_the_check(lab: Lab, rt) -> None:
+    empty = anchor.check_published(rt)
+    assert empty.ok and empty.checked == 0, "an empty log has nothing to vouch for"
+    lab.push(b"w")
+    report = anchor.check_published(rt)
+    assert not report.ok and report.checked == 0
+    assert "no published checkpoint" in report.message, report.message
+
+
+def test_anchors_deleted_from_the_local_archive_are_not_an_ok(lab: Lab, rt) -> None:
+    lab.push(b"w")
+    anchor.publish(rt, force=True)
+    assert anchor.check_published(rt).ok
+    folder = Path(rt.config.audit.archive_dir)
+    for path in folder.glob("checkpoint-*"):
+        path.unlink()  # what an operator who controls the disk can do
+    report = anchor.check_published(rt)
+    assert not report.ok and "no published checkpoint" in report.message, report.message

@@ -66,6 +66,9 @@ def test_each_tampering_fails_with_where(
     assert out.splitlines()[0] == expected.line(), "the CLI prints the verdict's one line"
     if expected.first_bad_index is not None:
         assert f"; first bad entry: {expected.first_bad_index}" in out, out
+    elif expected.problem.startswith("the export is older than a saved checkpoint"):
+        # fewer entries than the saved checkpoint, re-signed: offline, a stale export
+        assert "export the log again" in out and "shrank" not in out, out
     else:
         assert f"between {expected.intact_prefix} and" in out, out
 
@@ -84,3 +87,20 @@ def test_saved_checkpoints_at_every_size_name_the_first_bad_entry(
     code, out = _run(tmp_path, lines, signer.verifier_key, *(log[k] for k in range(1, N + 1)))
     first = {"changed-entry": 7}.get(name) or CASES[name][2]
     assert code == 1 and f"first bad entry: {first}" in out, out
+
+
+def test_a_stale_export_is_told_as_stale(
+    tmp_path: Path,
+    db: Database,
+    signer: note.Signer,
+    log: dict[int, str],  # noqa: F811
+) -> None:
+    leaves = _leaves(db)[:27]
+    lines = list(verify.export_lines(enumerate(leaves), log[27]))
+    code, out = _run(tmp_path, lines, signer.verifier_key, log[N])
+    assert code == 1
+    assert out.splitlines()[0].startswith(
+        "FAILED: the export is older than a saved checkpoint: it holds 27 entries, the saved "
+        f"checkpoint {N}"
+    ), out
+    assert "shrank" not in out and "first bad entry" not in out

@@ -54,6 +54,15 @@ def _handler(store: PartStore) -> type[BaseHTTPRequestHandler]:
                     503, {"title": "Service unavailable", "status": 503, "detail": "try later"}
                 )
                 return
+            if fault == "429":
+                data = json.dumps({"status": 429, "detail": "slow down"}).encode()
+                self.send_response(429)
+                self.send_header("Content-Type", "application/problem+json")
+                self.send_header("Retry-After", "1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             if fault == "403":
                 self._answer(
                     403, {"title": "Forbidden", "status": 403, "detail": "upload u1 is not yours"}
@@ -135,3 +144,46 @@ def _content_handler(store: ContentStore) -> type[BaseHTTPRequestHandler]:
 
 def serving_content(store: ContentStore) -> AbstractContextManager[str]:
     return _serve(_content_handler(store))
+
+
+class Routes:
+    """A gateway that answers every request from a fixed table: ``(METHOD, path)`` to
+    ``(status, JSON body)``; what it was asked is kept in ``seen``. It stands in for a
+    gateway that lies, which the real one cannot be made to do."""
+
+    def __init__(self, routes: dict[tuple[str, str], tuple[int, Any]]) -> None:
+        self.routes = routes
+        self.seen: list[tuple[str, str]] = []
+
+
+def _routes_handler(store: Routes) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _any(self) -> None:
+            path = self.path.split("?", 1)[0]
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            store.seen.append((self.command, path))
+            status, body = store.routes.get(
+                (self.command, path), (404, {"status": 404, "detail": f"no route {path}"})
+            )
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            kind = "application/problem+json" if status >= 400 else "application/json"
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_DELETE = _any  # noqa: N815
+
+    return Handler
+
+
+def serving_routes(store: Routes) -> AbstractContextManager[str]:
+    return _serve(_routes_handler(store))

@@ -148,3 +148,42 @@ def test_an_entry_listed_unlike_its_leaf_is_reported(signer: note.Signer) -> Non
     assert not verdict.ok and verdict.first_bad_index == 5
     assert "differs from its leaf" in verdict.message
     assert verdict.line().endswith("; first bad entry: 5")
+
+
+def test_a_rewritten_and_resigned_log_never_names_an_entry_outside_the_proven_range(
+    signer: note.Signer,
+) -> None:
+    """Saved checkpoints bound the first change to [5, 20); the rewritten log's own proofs,
+    which every prefix of it satisfies, must not move the named entry past that range."""
+    leaves = _leaves(30)
+    saved = [_checkpoint(leaves[:size], signer) for size in (5, 20, 25)]
+    rewritten = list(leaves)
+    rewritten[10] = rewritten[10].replace(b"p1", b"p0")
+    verdict = verify_leaves(
+        _checkpoint(rewritten, signer),
+        _rows(rewritten),
+        signer.verifier_key,
+        saved,
+        consistency=_consistency(rewritten),
+    )
+    assert not verdict.ok
+    assert verdict.first_bad_index is None, verdict.message
+    assert "between 5 and 19" in verdict.message
+    assert "29" not in verdict.message and "first bad entry" not in verdict.message
+
+
+def test_bisection_stays_inside_the_range_the_saved_checkpoints_leave(signer: note.Signer) -> None:
+    """Leaves that fail the current root are bisected, within what the saved ones allow."""
+    leaves = _leaves(40)
+    saved = [_checkpoint(leaves[:size], signer) for size in (8, 30)]
+    shown = list(leaves)
+    shown[17] = shown[17].replace(b"p2", b"px")
+    verdict = verify_leaves(
+        _checkpoint(leaves, signer),
+        _rows(shown),
+        signer.verifier_key,
+        saved,
+        consistency=_consistency(leaves),
+    )
+    assert not verdict.ok and verdict.first_bad_index == 17, verdict.message
+    assert verdict.message.endswith("first bad entry: 17 (entries before 8 are proven unchanged)")

@@ -37,6 +37,7 @@ CLIENT_COMMANDS = {
     "request",
     "requests",
     "revoke",
+    "uploads",
     "whoami",
     "withdraw",
 }

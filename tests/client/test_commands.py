@@ -21,7 +21,9 @@ def runner(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CliRunner:
 
 def test_profile_set_reads_the_token_from_stdin(runner: CliRunner, tmp_path: Path) -> None:
     done = runner.invoke(
-        main, ["profile", "set", "lab", "--url", "http://gw.example"], input="gw_from_stdin\n"
+        main,
+        ["profile", "set", "lab", "--url", "http://gw.example", "--no-check"],
+        input="gw_from_stdin\n",
     )
     assert done.exit_code == 0, done.output
     path = tmp_path / "config" / "gateway" / "profiles.toml"

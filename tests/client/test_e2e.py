@@ -65,7 +65,9 @@ def _wait_for(check: object, timeout: float = 60.0) -> None:
 
 def test_errors_are_one_line_and_fail(gw: LocalGateway, tmp_path: Path) -> None:
     done = cli(
-        gw.env("evaluator"), "pull", "art_does_not_exist", "-o", str(tmp_path / "x"), check=False
+        gw.env("evaluator"),
+        *("pull", "art_does_not_exist", "-o", str(tmp_path / "x"), "--raw"),
+        check=False,
     )
     assert done.returncode != 0
     err = done.stderr.decode()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gateway.client.http import Api, ApiError, backoff_delays, with_retries
@@ -70,3 +72,48 @@ def test_unreachable_gateway_is_one_line() -> None:
     ) as info:
         api.get("/v1/me")
     assert info.value.retryable and "\n" not in str(info.value)
+
+
+def test_a_429_waits_what_retry_after_asks_and_no_longer_than_the_bound() -> None:
+    from gateway.client.http import MAX_RETRY_AFTER
+
+    calls, slept = [], []
+
+    def limited() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ApiError("slow down", status=429, retry_after=3)
+        return "done"
+
+    assert with_retries(limited, sleep=slept.append) == "done"
+    assert slept == [3, 3]
+
+    def far_off() -> None:
+        raise ApiError("come back tomorrow", status=429, retry_after=MAX_RETRY_AFTER + 1)
+
+    waited: list[float] = []
+    with pytest.raises(ApiError, match="tomorrow"):
+        with_retries(far_off, sleep=waited.append)
+    assert waited == [], "a wait past the bound is not waited for"
+
+
+def test_a_gateway_that_refuses_connections_is_given_up_on_within_seconds() -> None:
+    slept: list[float] = []
+    api = Api("http://127.0.0.1:9", "t", timeout=2)
+    with pytest.raises(ApiError, match="connection refused") as info:
+        with_retries(lambda: api.get("/v1/me"), attempts=8, base=4.0, sleep=slept.append)
+    assert info.value.refused and len(slept) == 7
+    assert max(slept) <= 1.0 and sum(slept) <= 7.0, slept
+
+
+def test_a_part_refused_with_429_is_sent_again_after_retry_after() -> None:
+    from gateway.client.parts import PartSender
+
+    store = PartStore(faults={1: ["429"]})
+    with serving(store) as url:
+        sender = PartSender(Api(url, "t"), "u1", {}, lambda n: None, backoff=0.01)
+        started = time.monotonic()
+        sender.send(1, memoryview(b"part one"))
+        took = time.monotonic() - started
+    assert store.attempts[1] == 2 and store.parts[1] == b"part one"
+    assert took >= 0.9, "it waited the second the gateway asked for"

@@ -130,3 +130,14 @@ def test_a_file_that_changes_while_read_is_refused() -> None:
                 io.BytesIO(b"x" * 12), Payload(os.urandom(16), os.urandom(16)), b"", 11, Sealed()
             )
         )
+
+
+def test_a_part_that_fails_for_good_starts_no_further_part() -> None:
+    """With one part in flight, the failing part's freed buffer must not carry the next one:
+    a stopped gateway is then retried for one part, not for every part in turn."""
+    plain = os.urandom(20 * CHUNK)
+    store = PartStore(faults={2: ["503"] * 6})
+    with pytest.raises(ApiError, match="try later"):
+        _push(plain, store, part_size=100_000, jobs=1)
+    assert store.attempts[2] == 6
+    assert sorted(store.attempts) == [1, 2], store.attempts

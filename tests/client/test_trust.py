@@ -73,3 +73,20 @@ def test_a_signature_under_no_key_is_refused(tmp_path: Path) -> None:
             manifests.sign(MANIFEST, key),
             path=tmp_path / "k.json",
         )
+
+
+def test_the_new_key_message_shows_the_key_to_check_with_the_lab(tmp_path: Path) -> None:
+    from gateway.client.keys import fingerprint
+
+    known = tmp_path / "known_keys.json"
+    first, second = manifests.generate_signing_key(), manifests.generate_signing_key()
+    pub1, pub2 = manifests.public_key_b64(first), manifests.public_key_b64(second)
+    check_manifest(FakeApi([pub1]), "lab-a", MANIFEST, manifests.sign(MANIFEST, first), path=known)
+    with pytest.raises(UntrustedManifest) as info:
+        check_manifest(
+            FakeApi([pub1, pub2]), "lab-a", MANIFEST, manifests.sign(MANIFEST, second), path=known
+        )
+    assert info.value.detail.endswith(
+        f"not seen before: {pub2} ({fingerprint(pub2)}, registered by alice on x)"
+    )
+    assert info.value.hint == "check that key with the lab; if it is theirs, pass --trust-new-key"

@@ -1,7 +1,7 @@
 """denial counts: repeats of one refusal within an interval, recorded as one entry
 
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-01
 
 ``denial_counts`` holds, per principal and refused thing, the interval its first refusal
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0004"
-down_revision = "0002"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

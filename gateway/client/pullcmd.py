@@ -1,0 +1,202 @@
+"""``gateway pull``: checked before the first byte, explained when it stops.
+
+Before anything is fetched: the output may be written (:func:`pullout.check_output`),
+the lab's signed manifest is this artifact's and verifies under a pinned key, the
+identity holds the recipient the key goes to (the grant's, if its key was released; the
+registered one otherwise), and there is room for the file. A refusal says why: the
+lab's reason for a denial, a request still pending, a grant that ended.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gateway.client import agehdr, lookup, trust
+from gateway.client import pull as pulling
+from gateway.client.agehdr import Identities
+from gateway.client.base import api_for, profile_option
+from gateway.client.errors import AgeKeyError, ClientError, InvocationError
+from gateway.client.http import Api, ApiError
+from gateway.client.pullout import PullCommand, check_output, check_room, stopped
+from gateway.tui import reported, say
+
+CREDENTIAL_LIMIT = 1 << 20
+
+
+def _my_grant(api: Api, artifact: str) -> dict[str, Any] | None:
+    for grant in api.items("/v1/grants", artifact=artifact):
+        if grant.get("artifact") == artifact and grant.get("state") == "active":
+            return grant
+    return None
+
+
+def check_identity(api: Api, artifact: str, path: Path, identities: Identities) -> None:
+    """Refuse an identity that does not hold the recipient the artifact's key goes to."""
+    held = {str(i.to_recipient()) for i in identities}  # type: ignore[attr-defined]
+    registered = api.get("/v1/me").get("recipient")
+    grant = _my_grant(api, artifact)
+    released = grant.get("recipient") if grant else None
+    again = f"gateway keygen --register-existing {path}"
+    if released and released not in held:
+        raise AgeKeyError(
+            f"the key of grant {grant['id'] if grant else ''} was released to {released}, "
+            f"which {path} does not hold",
+            hint="pull with the identity file that holds it (-i FILE); if it is not your "
+            "registered recipient any more, register it again first: "
+            "gateway keygen --register-existing FILE",
+        )
+    if released and released != registered:
+        raise AgeKeyError(
+            f"the key of grant {grant['id'] if grant else ''} went to {released}, which is no "
+            "longer your registered recipient, and it is never released twice",
+            hint=f"register it again, then pull: {again}",
+        )
+    if not released and not registered:
+        raise AgeKeyError(
+            "you have no registered recipient: the gateway has nowhere to release the key",
+            hint=f"register this identity: {again}",
+        )
+    if not released and registered not in held:
+        raise AgeKeyError(
+            f"{path} does not hold your registered recipient {registered}, to which the "
+            "gateway will release the key",
+            hint=f"give the identity file of {registered} with -i, or register this one: {again}",
+        )
+
+
+def access_hint(api: Api, artifact: str) -> str | None:
+    """Why an evaluator has no access to ``artifact``, from its own requests, newest first."""
+    try:
+        mine = list(api.items("/v1/access-requests", artifact=artifact))
+    except ApiError:
+        return None
+    mine = [r for r in mine if r.get("artifact") == artifact]
+    if not mine:
+        return f'ask for access: gateway request {artifact} --justification "..."'
+    last = mine[0]
+    if last.get("state") == "pending":
+        return f"your request {last['id']} is pending: the lab has not decided it yet"
+    if last.get("state") == "denied":
+        reason = f", saying: {last['reason']}" if last.get("reason") else " (no reason given)"
+        return f"the lab denied your request {last['id']}{reason}"
+    return f"your grant from request {last['id']} has ended; ask again with `gateway request`"
+
+
+@click.command("pull")
+@click.argument("artifact")
+@click.option(
+    "-o", "--output", "output", required=True, help="output file; '-' prints a credential"
+)
+@click.option(
+    "-i",
+    "--identity",
+    "identity",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="GATEWAY_IDENTITY",
+    help="your age identity file, or $GATEWAY_IDENTITY (not needed with --raw)",
+)
+@click.option("--raw", is_flag=True, help="keep the age file as it is, for the age program")
+@click.option("--force", is_flag=True, help="replace an existing output file, once verified")
+@click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@profile_option
+@reported(ClientError)
+def pull(
+    profile: str | None,
+    artifact: str,
+    output: str,
+    identity: Path | None,
+    raw: bool,
+    force: bool,
+    trust_new_key: bool,
+    quiet: bool,
+) -> None:
+    """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it.
+
+    Nothing is written at the output name until the file is verified: it grows in
+    FILE.part (mode 0600), which a pull run again resumes.
+    """
+    target = None if output == "-" else check_output(output, force=force)
+    if target is None and raw:
+        raise InvocationError("--raw writes a file; give -o FILE")
+    if not raw and identity is None:
+        raise InvocationError(
+            "an age identity is needed to decrypt", hint="give it with -i FILE, or pull with --raw"
+        )
+    api = api_for(profile)
+    artifact = lookup.resolve(api, artifact, "art")
+    info = api.get(f"/v1/artifacts/{artifact}")
+    manifest, signature = info.get("manifest") or {}, info.get("signature") or ""
+    trust.check_binding(info, manifest)
+    trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
+    identities = agehdr.load_identities(identity) if identity is not None else []
+    if identity is not None and not raw:
+        check_identity(api, artifact, identity, identities)
+    if target is None:
+        _print_credential(api, info, identities)
+        return
+    command = PullCommand(artifact, target, identity, raw, force, profile)
+    total = int(info.get("size") or 0) if raw else int(manifest["plaintext"]["size"])
+    check_room(target, total)
+    try:
+        _pull_to(api, info, identities, command, quiet)
+    except (ClientError, KeyboardInterrupt) as exc:
+        if isinstance(exc, ApiError) and exc.status == 403 and exc.hint is None:
+            exc.hint = access_hint(api, artifact)
+        raise stopped(exc, command, total) from None
+
+
+def _pull_to(
+    api: Api, info: dict[str, Any], identities: Identities, command: PullCommand, quiet: bool
+) -> None:
+    progress = False if quiet else None
+    out, artifact = command.output, str(info["id"])
+    partial = pulling.part_path(out)
+    manifest = info.get("manifest") or {}
+    if command.raw:
+        total = pulling.download_raw(api, artifact, partial, progress, f"pull {info['name']} (age)")
+        os.replace(partial, out)
+        say(f"{out}: age file, {total} bytes; decrypt with `age -d -i IDENTITY {out}`")
+        plain = manifest.get("plaintext", {})
+        say(
+            f"the lab's signed manifest says the plaintext is {plain.get('size')} bytes, "
+            f"sha256 {plain.get('sha256')}"
+        )
+        return
+    size, sha = pulling.decrypt_to(
+        api, artifact, identities, partial, progress, f"pull {info['name']}"
+    )
+    pulling.check_plaintext(manifest, size, sha)
+    os.replace(partial, out)
+    say(
+        f"{out}: {size} bytes, sha256 {sha}: {manifest.get('name')} "
+        f"(upload {manifest.get('upload')}), signed by {info['org']}"
+    )
+
+
+def _print_credential(api: Api, info: dict[str, Any], identities: Identities) -> None:
+    """Decrypt a (small) credential in memory; print it only once it is verified."""
+    if info.get("kind") != "credential" or int(info.get("size") or 0) > CREDENTIAL_LIMIT:
+        raise InvocationError(
+            f"only a credential can be printed, and {info.get('name')} is {info.get('kind')}",
+            hint="give -o FILE",
+        )
+    sink = io.BytesIO()
+    try:
+        size, sha = pulling.decrypt_stream(api, info["id"], identities, sink)
+    except ApiError as exc:
+        if exc.status == 403 and exc.hint is None:
+            exc.hint = access_hint(api, str(info["id"]))
+        raise
+    pulling.check_plaintext(info.get("manifest") or {}, size, sha)
+    sys.stdout.buffer.write(sink.getvalue())
+    sys.stdout.flush()
+
+
+COMMANDS: list[click.Command] = [pull]
