@@ -188,7 +188,8 @@ def test_part_bodies_that_stall_after_a_fast_start_keep_nothing(edge: Edge) -> N
         firsts = [_first_line(s, 15) for s in crowd.socks]
         report(edge, "a 5 MiB part body: 256 KiB, then silence (lab)", 8, results, len(firsts))
         statuses = [int(f.split()[1]) for f in firsts]
-        assert statuses.count(400) >= 2 and set(statuses) <= {400, 429, 503}, firsts
+        # 408, the client may send it again; never 400, as if the body had been short
+        assert statuses.count(408) >= 2 and set(statuses) <= {408, 429, 503}, firsts
     finally:
         crowd.close()
     assert _cut_slow_bodies(edge) - before >= 2

@@ -1,4 +1,4 @@
-"""Part bodies read from gunicorn's socket: exact bytes, and any unread rest handed back."""
+"""Part bodies read from gunicorn's socket: exact bytes, any unread rest handed back, stalls kept apart."""
 
 from __future__ import annotations
 
@@ -12,6 +12,9 @@ from gunicorn.http.unreader import SocketUnreader
 
 from gateway.api.body import SocketBody, WSGIBody, part_body
 from gateway.edge import ENVIRON_CONTINUE, ENVIRON_RATE_GUARD, RateGuard, Stalled
+from gateway.errors import BadRequest
+from gateway.services.objects import RequestTimeout, store_errors
+from gateway.storage.base import HashingReader, StalledBody
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 NEXT = b"GET /next HTTP/1.1\r\n\r\n"
@@ -144,3 +147,28 @@ def test_a_client_waiting_for_100_continue_is_told_once_the_body_is_wanted(conn)
     environ = {"wsgi.input": body, ENVIRON_CONTINUE: lambda: told.append("100")}
     reader = part_body(environ, len(BODY))
     assert isinstance(reader, SocketBody) and told == ["100"]
+
+
+def test_a_stalled_part_is_answered_408_not_as_a_short_body(conn) -> None:
+    """Through the store's reader a stall stays a stall: 408 (retry), never 400 (short body)."""
+    server, client = conn
+    client.sendall(BODY[:1000])  # then nothing more, the connection open
+    reader = _guarded(server, b"", RateGuard(0, 10, "receive", timeout=0.2))
+    hashing = HashingReader(reader, 3, len(BODY), "0" * 64)  # type: ignore[arg-type]
+    with pytest.raises(RequestTimeout) as info, store_errors("up_1"):
+        while hashing.read(65536):
+            pass
+    assert info.value.status == 408 and "part 3" in info.value.detail
+    assert isinstance(hashing.failure, StalledBody)  # what a wrapping transport re-raises
+
+
+def test_a_part_that_ends_early_is_still_a_bad_request(conn) -> None:
+    server, client = conn
+    client.sendall(BODY[:1000])
+    client.close()
+    reader = _guarded(server, b"", RateGuard(0, 10, "receive", timeout=5))
+    hashing = HashingReader(reader, 3, len(BODY), "0" * 64)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest) as info, store_errors("up_1"):
+        while hashing.read(65536):
+            pass
+    assert info.value.status == 400
