@@ -72,7 +72,11 @@ class ServerConfig:
     max_header_bytes: int = 32768
     max_json_bytes: int = 1 << 20
     max_buffered_bytes: int = 64 << 20
+    max_buffered_bytes_per_address: int = 8 << 20
     max_connections: int = 1000
+    max_connections_per_address: int = 64
+    max_transfers_per_client: int = 2
+    queue_timeout_seconds: int = 10
     # The proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: addresses or
     # networks (CIDR). Empty: no peer is a proxy, and the address logged is the peer's own.
     trusted_proxies: tuple[str, ...] = ()
@@ -488,6 +492,7 @@ def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
         "body_timeout_seconds",
         "send_timeout_seconds",
         "min_rate_grace_seconds",
+        "queue_timeout_seconds",
     )
     checks = [(getattr(s, name) >= 1, f"server.{name}: must be at least 1") for name in positive]
     lanes = s.threads + s.upload_threads + s.download_threads
@@ -512,8 +517,25 @@ def _server_checks(s: ServerConfig) -> list[tuple[bool, str]]:
             "server.max_buffered_bytes: must be at least server.max_json_bytes + server.max_header_bytes",
         ),
         (
+            s.max_json_bytes + s.max_header_bytes
+            <= s.max_buffered_bytes_per_address
+            <= s.max_buffered_bytes,
+            "server.max_buffered_bytes_per_address: must be at least server.max_json_bytes +"
+            " server.max_header_bytes and at most server.max_buffered_bytes",
+        ),
+        (
             s.max_connections > lanes,
             "server.max_connections: must be more than threads + upload_threads + download_threads",
+        ),
+        (
+            s.max_connections_per_address >= 0,
+            "server.max_connections_per_address: must not be negative (0: no limit)",
+        ),
+        (
+            s.max_transfers_per_client == 0
+            or 1 <= s.max_transfers_per_client < min(s.upload_threads, s.download_threads),
+            "server.max_transfers_per_client: must be less than upload_threads and"
+            " download_threads, so that one client never holds a whole lane (0: no limit)",
         ),
     ]
 

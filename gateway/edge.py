@@ -1,51 +1,98 @@
 """The rules of the server's edge, apart from the event loop that applies them.
 
 :mod:`gateway.worker` owns the sockets; this module holds what it decides with, each
-piece testable without a server: which lane a request goes to (:func:`lane_of`), the
-limits taken from ``[server]`` (:class:`EdgeLimits`), the minimum-rate rule
-(:class:`RateGuard`), where a chunked body ends on the wire (:class:`ChunkedScanner`),
-and the ``application/problem+json`` answers for requests the application never sees
-(:func:`problem_response`, :func:`protocol_problem`).
+piece testable without a server: which lane a request goes to (:class:`Router`), whose
+transfer it is (:func:`client_key`), the limits taken from ``[server]``
+(:class:`EdgeLimits`), the minimum-rate rule (:class:`RateGuard`) and how many file
+descriptors the limits need (:func:`claim_descriptors`). The answers the edge gives
+itself are in :mod:`gateway.edge_problems`, chunked bodies in :mod:`gateway.edge_chunked`.
 
 The environ keys below are how the application learns what the edge did.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
+import resource
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
+from urllib.parse import parse_qs, unquote
 
-from gunicorn.http import errors as http_errors
-
-from gateway.config import ServerConfig
-from gateway.errors import PROBLEM_BASE
+from gateway import metrics
+from gateway.config import ConfigError, ServerConfig
 
 #: ``environ`` key: True when the edge read the whole request body before the
 #: application ran, at most ``max_json_bytes`` raw bytes, so ``wsgi.input`` never blocks.
 ENVIRON_BODY_BOUNDED = "gateway.edge.body_bounded"
 #: ``environ`` key: the :class:`RateGuard` that part-body reads must report to.
 ENVIRON_RATE_GUARD = "gateway.edge.rate_guard"
+#: ``environ`` key: for a part whose client sent ``Expect: 100-continue``, a callable
+#: that sends ``100 Continue`` (once); the application calls it when it is ready to
+#: read the body, after its checks, so a refused client is never invited to send it.
+ENVIRON_CONTINUE = "gateway.edge.send_continue"
 
 REQUEST, UPLOAD, DOWNLOAD = "request", "upload", "download"
+LANES = (REQUEST, UPLOAD, DOWNLOAD)
+#: The application's endpoints with a lane of their own; every other one is ``REQUEST``.
+ENDPOINT_LANES = {
+    "uploads.put_part": UPLOAD,
+    "content.download": DOWNLOAD,
+    "content.signed": DOWNLOAD,
+}
 _PART = re.compile(r"/v1/uploads/[^/]+/parts/[^/]+")
 _CONTENT = re.compile(r"/v1/artifacts/[^/]+/content|/download/[^/]+")
 
 
 def lane_of(method: str, path: str) -> str:
-    """The thread pool a request is served from: part bodies and content have their own.
-
-    Each lane has its own threads, so clients holding every upload or download thread
-    still leave the rest of the API (health checks, metadata, small parts) answering.
-    """
+    """The lane of a request by its percent-decoded path, for an application without a URL map."""
     if method == "PUT" and _PART.fullmatch(path):
         return UPLOAD
     if method in ("GET", "HEAD") and _CONTENT.fullmatch(path):
         return DOWNLOAD
     return REQUEST
+
+
+class Router:
+    """Which thread pool a request is served from: part bodies and content have their own.
+
+    Each lane has its own threads, so clients holding every upload or download thread
+    still leave the rest of the API (health checks, metadata, small parts) answering.
+    The lane is that of the endpoint the application will route the request to, found
+    with the application's own URL map on the percent-decoded path, as Flask routes it:
+    however a path is spelt, a download is served by a download thread.
+    """
+
+    def __init__(self, url_map: Any = None) -> None:
+        self._adapter = url_map.bind("gateway") if url_map is not None else None
+
+    def lane(self, method: str, raw_path: str) -> str:
+        path = unquote(raw_path, errors="replace")
+        if self._adapter is None:
+            return lane_of(method, path)
+        try:
+            endpoint, _args = self._adapter.match(path, method)
+        except Exception:  # noqa: BLE001 - no route, wrong method or a redirect: a plain request
+            return REQUEST
+        return ENDPOINT_LANES.get(str(endpoint), REQUEST)
+
+
+def client_key(headers: list[tuple[str, str]], query: str, address: str) -> str:
+    """Whose transfer a request is, for the per-client share of a lane's threads.
+
+    The bearer token's hash (a principal's; tokens are issued per principal), else a
+    signed URL's grant, else the client address. Nothing is checked here: a key that
+    names nobody is refused by the application as soon as its thread runs.
+    """
+    for name, value in headers:
+        if name == "AUTHORIZATION":
+            return "t:" + hashlib.sha256(value.encode("latin-1", "replace")).hexdigest()[:32]
+    grant = parse_qs(query[:4096]).get("grant")
+    if grant:
+        return "g:" + hashlib.sha256(grant[0].encode()).hexdigest()[:32]
+    return "a:" + address
 
 
 @dataclass(frozen=True)
@@ -56,11 +103,15 @@ class EdgeLimits:
     idle_timeout: float
     body_timeout: float
     send_timeout: float
+    queue_timeout: float
     min_rate: int
     grace: float
     max_header_bytes: int
     max_json_bytes: int
     max_buffered_bytes: int
+    max_buffered_per_address: int
+    max_connections_per_address: int
+    max_transfers_per_client: int
 
     @classmethod
     def from_config(cls, s: ServerConfig) -> EdgeLimits:
@@ -69,17 +120,65 @@ class EdgeLimits:
             idle_timeout=float(s.idle_timeout_seconds),
             body_timeout=float(s.body_timeout_seconds),
             send_timeout=float(s.send_timeout_seconds),
+            queue_timeout=float(s.queue_timeout_seconds),
             min_rate=s.min_rate_bytes_per_second,
             grace=float(s.min_rate_grace_seconds),
             max_header_bytes=s.max_header_bytes,
             max_json_bytes=s.max_json_bytes,
             max_buffered_bytes=s.max_buffered_bytes,
+            max_buffered_per_address=s.max_buffered_bytes_per_address,
+            max_connections_per_address=s.max_connections_per_address,
+            max_transfers_per_client=s.max_transfers_per_client,
         )
 
     def guard(self, direction: str) -> RateGuard:
         """A guard for one transfer: ``"receive"`` (a request body) or ``"send"`` (a response)."""
         timeout = self.body_timeout if direction == "receive" else self.send_timeout
         return RateGuard(self.min_rate, self.grace, direction, timeout)
+
+
+#: File descriptors a worker needs besides its clients' sockets: its listeners, logs,
+#: database and store handles (about 60 when idle), and a few per thread for the
+#: database connection, files and store connections a request may hold.
+DESCRIPTORS_BASE = 128
+DESCRIPTORS_PER_THREAD = 4
+
+
+class DescriptorLimit(ConfigError):
+    """The process may open fewer files than ``max_connections`` needs."""
+
+    hint = "raise the limit (ulimit -n, systemd LimitNOFILE=) or lower server.max_connections"
+
+
+def descriptors_needed(s: ServerConfig) -> int:
+    """Open files one worker needs at most: its clients' sockets and its own."""
+    threads = s.threads + s.upload_threads + s.download_threads
+    return s.max_connections + DESCRIPTORS_BASE + DESCRIPTORS_PER_THREAD * threads
+
+
+def claim_descriptors(s: ServerConfig) -> int:
+    """Raise this process's open-file limit to its hard limit; refuse limits it cannot hold.
+
+    Each worker holds up to ``max_connections`` client sockets besides its own files;
+    past the limit ``accept`` fails. Returns the soft limit now in force; raises
+    :class:`DescriptorLimit` when it is below :func:`descriptors_needed`.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = descriptors_needed(s)
+    unlimited = resource.RLIM_INFINITY
+    target = hard if hard != unlimited else max(soft, need)
+    if soft != unlimited and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass  # the check below says what is missing
+    if soft != unlimited and soft < need:
+        raise DescriptorLimit(
+            f"server.max_connections: {s.max_connections} connections need about {need} open"
+            f" files per worker, but this process may open only {soft}"
+        )
+    return int(soft)
 
 
 class Stalled(TimeoutError):
@@ -144,207 +243,9 @@ class RateGuard:
         self.window_bytes = 0
 
     def trip(self, reason: str, detail: str) -> NoReturn:
+        """Stop the transfer: counted in ``/metrics`` once, then :class:`Stalled` from here on."""
+        exc = Stalled(reason, self.direction, detail)
+        if self.tripped is None:
+            metrics.edge_closed(exc)
         self.tripped = (reason, detail)
-        raise Stalled(reason, self.direction, detail)
-
-
-class ChunkedScanner:
-    """Finds where a chunked body ends on the wire, fed the raw bytes as they arrive.
-
-    Only framing is checked here (hex sizes, CRLF after each chunk, the trailer
-    section's blank line); gunicorn's own parser decodes the body afterwards and
-    checks the rest. :meth:`feed` returns how many bytes of ``data`` belong to the
-    body once its end is seen, else None; malformed framing raises ``ValueError``.
-    """
-
-    _LINE_LIMIT = 8192
-
-    def __init__(self) -> None:
-        self.line = bytearray()
-        self.state = "size"  # size -> data -> crlf -> size ...; last size 0 -> trailer
-        self.left = 0
-        self.scanned = 0
-
-    def feed(self, data: bytes) -> int | None:
-        i = 0
-        while i < len(data):
-            if self.state == "data":
-                step = min(self.left, len(data) - i)
-                i += step
-                self.left -= step
-                if self.left == 0:
-                    self.state = "crlf"
-                continue
-            nl = data.find(b"\n", i)
-            end = len(data) if nl < 0 else nl + 1
-            self.line += data[i:end]
-            i = end
-            if len(self.line) > self._LINE_LIMIT:
-                raise ValueError("a chunk-size or trailer line is too long")
-            if nl >= 0 and self._line_done():
-                self.scanned += i
-                return i
-        self.scanned += len(data)
-        return None
-
-    def _line_done(self) -> bool:
-        line = bytes(self.line)
-        self.line.clear()
-        if not line.endswith(b"\r\n"):
-            raise ValueError("a line of the chunked body does not end with CRLF")
-        if self.state == "crlf":
-            if line != b"\r\n":
-                raise ValueError("a chunk is longer than its size says")
-            self.state = "size"
-        elif self.state == "size":
-            digits = line[:-2].split(b";", 1)[0].strip(b" \t")
-            if not re.fullmatch(rb"[0-9A-Fa-f]{1,16}", digits):
-                raise ValueError(f"invalid chunk size {digits[:20]!r}")
-            self.left = int(digits, 16)
-            self.state = "data" if self.left else "trailer"
-        elif line == b"\r\n":  # the blank line that ends the trailer section
-            return True
-        return False
-
-
-@dataclass(frozen=True)
-class Problem:
-    status: int
-    reason: str
-    slug: str
-    title: str
-    detail: str
-
-
-def problem_response(problem: Problem) -> bytes:
-    """A whole HTTP/1.1 response with a problem+json body, closing the connection."""
-    body = json.dumps(
-        {
-            "type": PROBLEM_BASE + problem.slug,
-            "title": problem.title,
-            "status": problem.status,
-            "detail": problem.detail,
-        }
-    ).encode()
-    head = (
-        f"HTTP/1.1 {problem.status} {problem.reason}\r\n"
-        "Content-Type: application/problem+json\r\n"
-        f"Content-Length: {len(body)}\r\n"
-        "Connection: close\r\n\r\n"
-    )
-    return head.encode("latin-1") + body
-
-
-def too_large(limit: int, what: str) -> Problem:
-    return Problem(
-        413,
-        "Payload Too Large",
-        "payload-too-large",
-        "Payload too large",
-        f"{what} is larger than this server accepts ({limit} bytes)",
-    )
-
-
-def head_too_large(limit: int) -> Problem:
-    return Problem(
-        431,
-        "Request Header Fields Too Large",
-        "header-too-large",
-        "Request header fields too large",
-        f"the request head is larger than this server accepts ({limit} bytes)",
-    )
-
-
-def timed_out(what: str, seconds: float) -> Problem:
-    return Problem(
-        408,
-        "Request Timeout",
-        "request-timeout",
-        "Request timeout",
-        f"{what} did not arrive within {seconds:g}s",
-    )
-
-
-def too_slow(min_rate: int) -> Problem:
-    return Problem(
-        408,
-        "Request Timeout",
-        "request-timeout",
-        "Request timeout",
-        f"the request body arrived slower than {min_rate} bytes/s",
-    )
-
-
-def busy() -> Problem:
-    return Problem(
-        503,
-        "Service Unavailable",
-        "unavailable",
-        "Service unavailable",
-        "the server is holding too many request bodies; try again shortly",
-    )
-
-
-def bad_framing(detail: str) -> Problem:
-    return Problem(400, "Bad Request", "bad-request", "Bad request", detail)
-
-
-def internal_error() -> Problem:
-    return Problem(
-        500,
-        "Internal Server Error",
-        "internal-error",
-        "Internal error",
-        "an internal error occurred",
-    )
-
-
-_PROTOCOL: list[tuple[type[BaseException], int, str, str]] = [
-    (http_errors.LimitRequestLine, 414, "URI Too Long", "the request line is too long"),
-    (
-        http_errors.LimitRequestHeaders,
-        431,
-        "Request Header Fields Too Large",
-        "the request has too many header fields, or one too large",
-    ),
-    (http_errors.InvalidRequestMethod, 400, "Bad Request", "the request method is not valid"),
-    (http_errors.InvalidHTTPVersion, 400, "Bad Request", "the HTTP version is not supported"),
-    (http_errors.InvalidRequestLine, 400, "Bad Request", "the request line is not valid"),
-    (http_errors.InvalidHeaderName, 400, "Bad Request", "a header name is not valid"),
-    (http_errors.ObsoleteFolding, 400, "Bad Request", "obsolete header line folding"),
-    (
-        http_errors.UnsupportedTransferCoding,
-        501,
-        "Not Implemented",
-        "the Transfer-Encoding is not supported",
-    ),
-    (http_errors.ExpectationFailed, 417, "Expectation Failed", "the Expect header is not met"),
-    (http_errors.InvalidChunkSize, 400, "Bad Request", "the chunked body is malformed"),
-    (http_errors.ChunkMissingTerminator, 400, "Bad Request", "the chunked body is malformed"),
-    (http_errors.InvalidChunkExtension, 400, "Bad Request", "the chunked body is malformed"),
-    (http_errors.NoMoreData, 400, "Bad Request", "the request ended early"),
-]
-_SLUGS = {400: "bad-request", 414: "uri-too-long", 417: "expectation-failed"}
-_SLUGS |= {431: "header-too-large", 501: "not-implemented"}
-_TITLES = {400: "Bad request", 414: "URI too long", 417: "Expectation failed"}
-_TITLES |= {431: "Request header fields too large", 501: "Not implemented"}
-
-
-def protocol_problem(exc: BaseException) -> Problem | None:
-    """The problem+json answer to one of gunicorn's HTTP parse errors, None for anything else.
-
-    The detail says what was wrong, never echoing the client's bytes beyond a header's name.
-    """
-    if isinstance(exc, http_errors.InvalidHeader):
-        name = str(getattr(exc, "hdr", "") or "").split(":")[0][:64]
-        if name.upper() in ("CONTENT-LENGTH", "TRANSFER-ENCODING"):
-            detail = f"the {name.title()} header is not valid, or conflicts with another"
-        else:
-            detail = "a header is not valid"
-        return Problem(400, "Bad Request", "bad-request", "Bad request", detail)
-    for kind, status, reason, detail in _PROTOCOL:
-        if isinstance(exc, kind):
-            return Problem(status, reason, _SLUGS[status], _TITLES[status], detail)
-    if isinstance(exc, http_errors.ParseException):
-        return bad_framing("the request is not valid HTTP/1.1")
-    return None
+        raise exc

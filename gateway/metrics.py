@@ -14,8 +14,21 @@ STATUSES = frozenset(
     {200, 201, 204, 206, 304, 400, 401, 403, 404, 405, 408, 409, 410, 411, 412, 413, 414}
     | {415, 416, 417, 422, 429, 431, 500, 501, 502, 503, 504, 507}
 )
-#: Why the server's edge closed a connection (see gateway.worker).
-CLOSE_REASONS = ("header_timeout", "idle_timeout", "body_timeout", "send_timeout", "min_rate")
+#: Why the server's edge closed a connection (see gateway.worker): a timeout or the minimum
+#: rate; an idle one closed to make room for a new one ("evicted"); the one holding the most
+#: bytes when the server held too many ("shed"); one past its address's connections or bytes
+#: ("address_limit"); one that waited too long for a thread ("queue_timeout").
+CLOSE_REASONS = (
+    "header_timeout",
+    "idle_timeout",
+    "body_timeout",
+    "send_timeout",
+    "min_rate",
+    "evicted",
+    "shed",
+    "address_limit",
+    "queue_timeout",
+)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter(
@@ -43,6 +56,11 @@ EDGE_REJECTED = Counter(
 EDGE_TOO_LARGE = Counter(
     "gateway_edge_too_large_bodies",
     "Request bodies refused 413 at the edge, without being read past the limit",
+    registry=REGISTRY,
+)
+EDGE_ACCEPT_PAUSES = Counter(
+    "gateway_edge_accept_pauses",
+    "Times the server stopped accepting for a moment: no file descriptor or memory left",
     registry=REGISTRY,
 )
 for _reason in CLOSE_REASONS:
@@ -78,6 +96,10 @@ def edge_rejected(status: int) -> None:
 
 def edge_too_large() -> None:
     EDGE_TOO_LARGE.inc()
+
+
+def edge_accept_paused() -> None:
+    EDGE_ACCEPT_PAUSES.inc()
 
 
 def render() -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from gateway.config import Config
+from gateway.edge import claim_descriptors
 from gateway.worker import EdgeWorker
 
 log = logging.getLogger("gateway.server")
@@ -93,4 +94,6 @@ def _sweep_forever(config: Config, interval: int) -> None:
 
 
 def run(config: Config) -> None:
+    """Serve until stopped; refuses to start when the process may open too few files."""
+    claim_descriptors(config.server)
     _Server(config).run()

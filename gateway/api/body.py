@@ -22,7 +22,7 @@ import socket
 from typing import IO, Any
 
 from gateway import metrics
-from gateway.edge import ENVIRON_RATE_GUARD, RateGuard, Stalled
+from gateway.edge import ENVIRON_CONTINUE, ENVIRON_RATE_GUARD, RateGuard, Stalled
 
 MAX_RECV = 4 << 20
 
@@ -103,7 +103,20 @@ class SocketBody:
 
 
 def part_body(environ: dict[str, Any], length: int) -> WSGIBody | SocketBody:
-    """The fastest safe reader of this request's ``length``-byte body."""
+    """The fastest safe reader of this request's ``length``-byte body.
+
+    Call it once the request is known to be accepted: a client that sent ``Expect:
+    100-continue`` is told to send its body only now
+    (``environ[gateway.edge.ENVIRON_CONTINUE]``), so a refused one never sends it.
+    """
+    body = _reader(environ, length)
+    send_continue = environ.get(ENVIRON_CONTINUE)
+    if callable(send_continue):
+        send_continue()
+    return body
+
+
+def _reader(environ: dict[str, Any], length: int) -> WSGIBody | SocketBody:
     wsgi_input = environ["wsgi.input"]
     reader: Any = getattr(wsgi_input, "reader", None)
     unreader: Any = getattr(reader, "unreader", None)

@@ -1,8 +1,9 @@
 """What the object store's errors mean to a client: one mapping, used by every service.
 
 A part whose body does not match its digest, or ends early, is the client's fault and
-nothing was kept (400); an upload the store no longer holds, or an object it no longer
-has, is gone (410); parts that do not match what the store holds at completion are 422;
+nothing was kept (400); one the client sent too slowly was cut, nothing kept, and may be
+sent again (408); an upload the store no longer holds, or an object it no longer has, is
+gone (410); parts that do not match what the store holds at completion are 422;
 anything else is the store's own failure, logged here and answered 503, since the
 client can retry it. A store's message never reaches the client: it may name paths.
 """
@@ -17,12 +18,20 @@ from gateway import storage
 from gateway.errors import (
     BadRequest,
     DigestMismatch,
+    GatewayError,
     Gone,
     ServiceUnavailable,
     Unprocessable,
 )
+from gateway.storage.base import StalledBody
 
 log = logging.getLogger("gateway.objects")
+
+
+class RequestTimeout(GatewayError):
+    """A part body the client sent too slowly; it may send it again."""
+
+    status, slug, title = 408, "request-timeout", "Request timeout"
 
 
 @contextmanager
@@ -37,6 +46,11 @@ def store_errors(upload_id: str | None = None) -> Iterator[None]:
         raise DigestMismatch(
             f"part {exc.number}: the body's SHA-256 does not match the one declared for it; "
             "nothing was kept"
+        ) from None
+    except StalledBody as exc:
+        raise RequestTimeout(
+            f"part {exc.number}: the body arrived too slowly and was cut after {exc.received}"
+            f" of {exc.expected} bytes; nothing was kept, send it again"
         ) from None
     except storage.TruncatedBody as exc:
         raise BadRequest(

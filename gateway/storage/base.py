@@ -80,6 +80,15 @@ class TruncatedBody(StorageError):
         self.number, self.expected, self.received = number, expected, received
 
 
+class StalledBody(TruncatedBody):
+    """The client sent the body slower than the server allows, and was cut; nothing was kept.
+
+    Raised for any :class:`TimeoutError` of the body being read: the server's edge raises
+    one (``gateway.edge.Stalled``) when a client stops sending or falls below the minimum
+    rate. A client that stalled may retry; one whose body was short may not.
+    """
+
+
 class PartTooLarge(StorageError):
     """A part longer than :data:`MAX_PART_SIZE` (refused before reading anything)."""
 
@@ -240,7 +249,8 @@ class HashingReader:
     """Reads exactly ``length`` bytes of ``inner`` in bounded chunks, hashing as it goes.
 
     A body that ends early, or whose ``read`` fails (a client that disconnected), raises
-    :class:`TruncatedBody`.
+    :class:`TruncatedBody`; one whose ``read`` timed out (a client that stalled) raises
+    :class:`StalledBody`.
 
     Before handing out the last bytes it compares the digest with the declared one and
     raises instead, so a consumer that forwards the bytes (an HTTP request to S3) never
@@ -267,6 +277,9 @@ class HashingReader:
         while got < want:
             try:
                 piece = self._inner.read(min(CHUNK, want - got))
+            except TimeoutError as exc:  # the client stalled: cut by the server's edge
+                self.failure = StalledBody(self.number, self.length, self.received + got)
+                raise self.failure from exc
             except Exception as exc:  # a client that went away mid-body: the body ended early
                 self.failure = TruncatedBody(self.number, self.length, self.received + got)
                 raise self.failure from exc

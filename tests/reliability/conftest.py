@@ -2,12 +2,16 @@
 
 The server is the end-to-end one (``tests/e2e/conftest.start_server``) with every edge
 bound shortened, so that each hostile pattern is cut within seconds. Probes open a new
-connection each time, so a stuck accept queue shows too.
+connection each time, so a stuck accept queue shows too. They come from 127.0.0.1;
+attacks come from other loopback addresses (:func:`attacker`), since the server counts
+connections and bytes per client address.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ EDGE_ENV = {
     "GATEWAY_SERVER_SEND_TIMEOUT_SECONDS": "1",
     "GATEWAY_SERVER_MIN_RATE_BYTES_PER_SECOND": "65536",
     "GATEWAY_SERVER_MIN_RATE_GRACE_SECONDS": "2",
+    "GATEWAY_SERVER_QUEUE_TIMEOUT_SECONDS": "3",
     "GATEWAY_SWEEPER_INTERVAL_SECONDS": "0",
     # The attacks here are on the edge, which holds whatever the rate limits say; with them on,
     # thousands of requests from one address would meet 429s instead of the edge's answers.
@@ -40,6 +45,17 @@ EDGE_ENV = {
 }
 PROBE_LIMIT = 1.0
 RSS_LIMIT_KIB = 200 * 1024
+_ATTACKERS = (f"127.0.{i // 250}.{2 + i % 250}" for i in itertools.count())
+
+
+def attacker() -> str:
+    """A loopback address no test has used yet: one attacking client."""
+    return next(_ATTACKERS)
+
+
+def connect(edge: Edge, source: str, timeout: float = 5) -> socket.socket:
+    """A new connection to the server from ``source``."""
+    return socket.create_connection((edge.host, edge.port), timeout, (source, 0))
 
 
 @dataclass
@@ -122,11 +138,12 @@ def probe(edge: Edge) -> dict[str, float]:
     return out
 
 
-def _lab_upload(server: Server, size: int, key: SigningKey) -> dict[str, object]:
+def lab_upload(server: Server, size: int, who: str = "lab") -> dict[str, object]:
+    """A new open upload of ``size`` bytes by ``who`` (a lab's token)."""
     r = requests.post(
         server.url + "/v1/uploads",
         json={"name": f"u{size}", "kind": "weights", "share_with": ["agency-a"], "size": size},
-        headers=server.auth("lab"),
+        headers=server.auth(who),
         timeout=10,
     )
     assert r.status_code == 201, r.text
@@ -179,8 +196,15 @@ def _grant(server: Server, artifact: str) -> None:
 
 @pytest.fixture(scope="module")
 def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
-    server = start_server(tmp_path_factory.mktemp("edge"), EDGE_ENV)
+    yield from open_edge(tmp_path_factory, EDGE_ENV)
+
+
+def open_edge(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Iterator[Edge]:
+    """A server with ``env``, its uploads, artifact and grant: yields it, then stops it."""
+    server = start_server(tmp_path_factory.mktemp("edge"), env)
     try:
+        server.gateway("admin", "org", "create", "lab-b", "--kind", "lab")
+        server.tokens["lab_b"] = server.token("lab-b", "lab", "bob")
         key = SigningKey.generate()
         r = requests.put(
             server.url + "/v1/me/signing-key",
@@ -192,8 +216,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             timeout=10,
         )
         assert r.ok, r.text
-        probe_upload = _lab_upload(server, len(PROBE_PART), key)
-        victim = _lab_upload(server, 64 * MIB, key)
+        probe_upload = lab_upload(server, len(PROBE_PART))
+        victim = lab_upload(server, 64 * MIB)
         plaintext = hashlib.sha256(b"edge").digest() * (24 * MIB // 32)
         artifact, size = _artifact(server, key, plaintext)
         _grant(server, artifact)

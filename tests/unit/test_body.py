@@ -1,4 +1,4 @@
-"""Part bodies read from gunicorn's socket: exact bytes, and any unread rest handed back."""
+"""Part bodies read from gunicorn's socket: exact bytes, any unread rest handed back, stalls kept apart."""
 
 from __future__ import annotations
 
@@ -11,7 +11,10 @@ from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
 from gateway.api.body import SocketBody, WSGIBody, part_body
-from gateway.edge import ENVIRON_RATE_GUARD, RateGuard, Stalled
+from gateway.edge import ENVIRON_CONTINUE, ENVIRON_RATE_GUARD, RateGuard, Stalled
+from gateway.errors import BadRequest
+from gateway.services.objects import RequestTimeout, store_errors
+from gateway.storage.base import HashingReader, StalledBody
 
 BODY = bytes(range(256)) * 4096  # 1 MiB
 NEXT = b"GET /next HTTP/1.1\r\n\r\n"
@@ -135,3 +138,37 @@ def test_the_portable_path_passes_a_stall_on() -> None:
 
     with pytest.raises(Stalled):
         WSGIBody(Stalling()).read(10)  # type: ignore[arg-type]
+
+
+def test_a_client_waiting_for_100_continue_is_told_once_the_body_is_wanted(conn) -> None:
+    server, _client = conn
+    body, _unreader = _gunicorn_body(server, b"")
+    told: list[str] = []
+    environ = {"wsgi.input": body, ENVIRON_CONTINUE: lambda: told.append("100")}
+    reader = part_body(environ, len(BODY))
+    assert isinstance(reader, SocketBody) and told == ["100"]
+
+
+def test_a_stalled_part_is_answered_408_not_as_a_short_body(conn) -> None:
+    """Through the store's reader a stall stays a stall: 408 (retry), never 400 (short body)."""
+    server, client = conn
+    client.sendall(BODY[:1000])  # then nothing more, the connection open
+    reader = _guarded(server, b"", RateGuard(0, 10, "receive", timeout=0.2))
+    hashing = HashingReader(reader, 3, len(BODY), "0" * 64)  # type: ignore[arg-type]
+    with pytest.raises(RequestTimeout) as info, store_errors("up_1"):
+        while hashing.read(65536):
+            pass
+    assert info.value.status == 408 and "part 3" in info.value.detail
+    assert isinstance(hashing.failure, StalledBody)  # what a wrapping transport re-raises
+
+
+def test_a_part_that_ends_early_is_still_a_bad_request(conn) -> None:
+    server, client = conn
+    client.sendall(BODY[:1000])
+    client.close()
+    reader = _guarded(server, b"", RateGuard(0, 10, "receive", timeout=5))
+    hashing = HashingReader(reader, 3, len(BODY), "0" * 64)  # type: ignore[arg-type]
+    with pytest.raises(BadRequest) as info, store_errors("up_1"):
+        while hashing.read(65536):
+            pass
+    assert info.value.status == 400

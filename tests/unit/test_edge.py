@@ -1,42 +1,71 @@
-"""The edge's pieces without a server: lanes, the rate rule, chunked framing, the loop's phases."""
+"""The edge's rules without a server: lanes, shares, the rate rule, chunked bodies, descriptors."""
 
 from __future__ import annotations
 
-import dataclasses
-import json
+import io
+import resource
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
-from gunicorn.config import Config as GunicornConfig
+from flask import Flask
 from gunicorn.http import errors as http_errors
+from gunicorn.http.body import ChunkedReader
+from gunicorn.http.unreader import IterUnreader
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway import edge
+from gateway import edge, metrics
+from gateway import edge_problems as problems
 from gateway.config import ServerConfig
-from gateway.edge_conn import PART_START_BYTES, EdgeConn, Loop
-from gateway.worker import SendGuard
+from gateway.edge_chunked import BYTES_PER_CHUNK, MIN_CHUNKS, ChunkedDecoder, ChunkedError
+from gateway.edge_lanes import Lanes
+from gateway.edge_send import ResponseWriter
 
-LIMITS = edge.EdgeLimits.from_config(ServerConfig(max_json_bytes=4096, max_header_bytes=2048))
+LANES = [
+    ("PUT", "/v1/uploads/upl_1/parts/3", edge.UPLOAD),
+    ("GET", "/v1/uploads/upl_1/parts/3", edge.REQUEST),
+    ("PUT", "/v1/uploads/upl_1/parts/3/x", edge.REQUEST),
+    ("GET", "/v1/artifacts/art_1/content", edge.DOWNLOAD),
+    ("HEAD", "/download/art_1", edge.DOWNLOAD),
+    ("POST", "/v1/artifacts/art_1/content", edge.REQUEST),
+    ("GET", "/healthz", edge.REQUEST),
+    # percent-encoded, as Flask decodes them before routing
+    ("GET", "/v1/artifacts/art_1/%63ontent", edge.DOWNLOAD),
+    ("GET", "/%64ownload/art_1", edge.DOWNLOAD),
+    ("PUT", "/v1/uploads/upl_1/part%73/3", edge.UPLOAD),
+    ("GET", "/v1/artifacts/art_1%2Fcontent", edge.DOWNLOAD),
+]
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "lane"),
-    [
-        ("PUT", "/v1/uploads/upl_1/parts/3", edge.UPLOAD),
-        ("GET", "/v1/uploads/upl_1/parts/3", edge.REQUEST),
-        ("PUT", "/v1/uploads/upl_1/parts/3/x", edge.REQUEST),
-        ("GET", "/v1/artifacts/art_1/content", edge.DOWNLOAD),
-        ("HEAD", "/download/art_1", edge.DOWNLOAD),
-        ("POST", "/v1/artifacts/art_1/content", edge.REQUEST),
-        ("GET", "/healthz", edge.REQUEST),
-    ],
-)
-def test_lanes(method: str, path: str, lane: str) -> None:
-    assert edge.lane_of(method, path) == lane
+@pytest.mark.parametrize(("method", "path", "lane"), LANES)
+def test_lanes_follow_the_decoded_path(method: str, path: str, lane: str) -> None:
+    assert edge.Router().lane(method, path) == lane
+
+
+def test_lanes_follow_the_endpoint_the_application_routes_to(app: Flask) -> None:
+    router = edge.Router(app.url_map)
+    for method, path, lane in LANES:
+        assert router.lane(method, path) == lane, (method, path)
+    assert router.lane("PUT", "/v1/uploads/u/parts/x") == edge.REQUEST  # not a part number
+
+
+def test_transfers_are_counted_against_the_token_then_the_grant_then_the_address() -> None:
+    bearer = [("HOST", "x"), ("AUTHORIZATION", "Bearer gw_a")]
+    assert edge.client_key(bearer, "grant=g1", "10.0.0.1") == edge.client_key(bearer, "", "::1")
+    assert edge.client_key(bearer, "", "a") != edge.client_key([("AUTHORIZATION", "b")], "", "a")
+    assert "gw_a" not in edge.client_key(bearer, "", "a")  # the token itself is never kept
+    signed = edge.client_key([], "grant=g1&sig=s", "10.0.0.1")
+    assert (
+        signed
+        == edge.client_key([], "sig=t&grant=g1", "10.0.0.2")
+        != edge.client_key([], "grant=g2", "10.0.0.1")
+    )
+    assert edge.client_key([], "", "10.0.0.1") == "a:10.0.0.1"
 
 
 class Clock:
@@ -60,6 +89,18 @@ def test_the_rate_rule_waits_for_the_grace_period_then_checks_each_window() -> N
         guard.check(10**9)  # once tripped, it stays tripped
 
 
+def test_a_stall_is_counted_once_where_it_trips() -> None:
+    counter = metrics.EDGE_CLOSED.labels("min_rate")
+    before = counter._value.get()
+    clock = Clock()
+    guard = edge.RateGuard(1000, 1.0, "send", 5.0, clock)
+    clock.now = 1.0
+    for _ in range(3):
+        with pytest.raises(edge.Stalled):
+            guard.check(0)
+    assert counter._value.get() - before == 1
+
+
 def test_a_fast_start_buys_no_credit_for_a_later_trickle() -> None:
     clock = Clock()
     guard = edge.RateGuard(1000, 1.0, "send", 5.0, clock)
@@ -77,38 +118,89 @@ def test_rate_zero_turns_the_rule_off() -> None:
     guard.check(0)
 
 
-def _chunked(pieces: list[bytes], trailers: bytes = b"") -> bytes:
-    out = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces if p)
+# -- chunked bodies ---------------------------------------------------------------------
+
+
+def _chunked(pieces: list[bytes], trailers: bytes = b"", ext: bytes = b"") -> bytes:
+    out = b"".join(b"%x%s\r\n%s\r\n" % (len(p), ext, p) for p in pieces if p)
     return out + b"0\r\n" + trailers + b"\r\n"
+
+
+def _gunicorn_decodes(wire: bytes) -> bytes:
+    """The reference: gunicorn's own chunked reader over the whole wire at once."""
+    req = SimpleNamespace(parse_headers=lambda data, from_trailer: [])
+    reader = ChunkedReader(req, IterUnreader([wire]))
+    out = io.BytesIO()
+    while piece := reader.read(1 << 20):
+        out.write(piece)
+    return out.getvalue()
 
 
 @given(
     st.lists(st.binary(min_size=1, max_size=300), max_size=8),
     st.integers(min_value=1, max_value=50),
     st.sampled_from([b"", b"X-Trailer: 1\r\n"]),
+    st.sampled_from([b"", b";name", b' ; a=b;c="d e"']),
 )
-def test_the_scanner_finds_the_end_of_any_chunked_body(
-    pieces: list[bytes], step: int, trailers: bytes
+def test_the_decoder_finds_the_end_and_decodes_as_gunicorn_does(
+    pieces: list[bytes], step: int, trailers: bytes, ext: bytes
 ) -> None:
-    wire = _chunked(pieces, trailers)
-    after = b"GET /next HTTP/1.1\r\n\r\n"
-    data = wire + after
-    scanner = edge.ChunkedScanner()
+    wire = _chunked(pieces, trailers, ext)
+    data = wire + b"GET /next HTTP/1.1\r\n\r\n"
+    decoder = ChunkedDecoder()
     end = None
     for i in range(0, len(data), step):
-        end = scanner.feed(data[i : i + step])
+        end = decoder.feed(data[i : i + step])
         if end is not None:
             assert i + end == len(wire)
             break
     assert end is not None
+    assert bytes(decoder.body) == b"".join(pieces) == _gunicorn_decodes(wire)
+    assert bytes(decoder.trailers) == trailers
 
 
 @pytest.mark.parametrize(
-    "wire", [b"zz\r\nabc\r\n", b"3\r\nabcdef\r\n", b"3\nabc\n", b"3\r\nabc\r\n" + b"1" * 9000]
+    "wire",
+    [
+        b"zz\r\nabc\r\n",
+        b"3\r\nabcdef\r\n",
+        b"3\nabc\n",
+        b"3\r\nabc\r\n" + b"1" * 9000,
+        b" 3\r\nabc\r\n",
+        b"3;=x\r\nabc\r\n",
+        b"3;a\rb\r\nabc\r\n",
+        b"0\r\nX: 1\n\r\n",
+        b"0\r\n" + b"X-A: b\r\n" * 2000,
+    ],
 )
-def test_the_scanner_refuses_malformed_framing(wire: bytes) -> None:
-    with pytest.raises(ValueError):
-        edge.ChunkedScanner().feed(wire)
+def test_the_decoder_refuses_malformed_framing(wire: bytes) -> None:
+    with pytest.raises(ChunkedError):
+        ChunkedDecoder().feed(wire)
+
+
+def test_tiny_chunks_are_refused_once_they_pass_their_allowance() -> None:
+    """1-byte chunks: each costs fixed work, so only the first few are free."""
+    decoder = ChunkedDecoder()
+    with pytest.raises(ChunkedError, match="average at least"):
+        decoder.feed(b"1\r\nx\r\n" * 100_000 + b"0\r\n\r\n")
+    assert MIN_CHUNKS <= decoder.chunks <= MIN_CHUNKS + 8
+
+
+def test_chunks_of_ordinary_size_may_fill_a_whole_body() -> None:
+    piece = b"a" * BYTES_PER_CHUNK
+    wire = _chunked([piece] * 4000)
+    decoder = ChunkedDecoder()
+    assert decoder.feed(wire) == len(wire)
+    assert len(decoder.body) == 4000 * BYTES_PER_CHUNK
+
+
+def test_the_decoder_knows_a_chunk_past_the_limit_from_its_size() -> None:
+    decoder = ChunkedDecoder()
+    assert decoder.feed(b"40000000\r\nabc") is None
+    assert decoder.promised > 1 << 30
+
+
+# -- the answers the edge gives itself --------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -123,129 +215,62 @@ def test_the_scanner_refuses_malformed_framing(wire: bytes) -> None:
     ],
 )
 def test_protocol_errors_become_problems(exc: Exception, status: int) -> None:
-    problem = edge.protocol_problem(exc)
+    import json
+
+    problem = problems.protocol_problem(exc)
     assert problem is not None and problem.status == status
-    head, body = edge.problem_response(problem).split(b"\r\n\r\n", 1)
+    head, body = problems.problem_response(problem).split(b"\r\n\r\n", 1)
     assert b"Content-Type: application/problem+json" in head
     assert json.loads(body)["status"] == status
 
 
 def test_other_errors_are_not_protocol_problems() -> None:
-    assert edge.protocol_problem(RuntimeError("x")) is None
+    assert problems.protocol_problem(RuntimeError("x")) is None
 
 
-# -- the loop, on a socket pair -------------------------------------------------------
+def test_refusals_for_busy_or_greedy_clients_say_when_to_retry() -> None:
+    for problem in (problems.busy(), problems.over_share(2), problems.queue_timeout(10)):
+        assert b"\r\nRetry-After: 1\r\n" in problems.problem_response(problem)
 
 
-class Harness:
-    def __init__(self) -> None:
-        self.server, self.client = socket.socketpair()
-        self.closed: list[EdgeConn] = []
-        self.loop = Loop(LIMITS, self.closed.append)
-        self.conn = EdgeConn(GunicornConfig(), self.server, ("127.0.0.1", 1), ("", 0), LIMITS)
-        self.loop.add(self.conn)
-
-    def send(self, data: bytes) -> bool:
-        """The client sends ``data``; whether the loop then hands the connection over."""
-        self.client.sendall(data)
-        return self.loop.advance(self.conn, None)
-
-    def answer(self) -> tuple[int, dict[str, object]]:
-        self.client.settimeout(2)
-        raw = self.client.recv(65536)
-        head, body = raw.split(b"\r\n\r\n", 1)
-        return int(head.split()[1]), json.loads(body)
+# -- the lanes' threads and each client's share ------------------------------------------
 
 
-@pytest.fixture
-def h() -> Iterator[Harness]:
-    harness = Harness()
-    yield harness
-    harness.server.close()
-    harness.client.close()
+def _lanes(share: int = 2, threads: int = 3) -> tuple[Lanes[SimpleNamespace], list[str]]:
+    started: list[str] = []
+    counts = {edge.REQUEST: threads, edge.UPLOAD: threads, edge.DOWNLOAD: threads}
+    lanes: Lanes[SimpleNamespace] = Lanes(counts, share, lambda c: started.append(c.name))
+    return lanes, started
 
 
-def test_a_head_in_pieces_is_handed_over_only_when_complete(h: Harness) -> None:
-    assert not h.send(b"GET /healthz HTTP/1.1\r\nHo")
-    assert not h.send(b"st: x\r\n")
-    assert h.send(b"\r\n")
-    assert (h.conn.req.method, h.conn.req.path, h.conn.lane) == ("GET", "/healthz", edge.REQUEST)
+def _conn(name: str, key: str, lane: str = edge.UPLOAD) -> SimpleNamespace:
+    return SimpleNamespace(name=name, key=key, lane=lane)
 
 
-def test_a_json_body_is_read_whole_before_hand_over(h: Harness) -> None:
-    assert not h.send(b"POST /v1/uploads HTTP/1.1\r\nContent-Length: 10\r\n\r\n12345")
-    assert h.send(b"67890GET /next")  # the start of a pipelined request stays buffered
-    assert h.conn.req.body.read() == b"1234567890"
-    assert h.conn.body_consumed()
-    assert h.conn.parser.unreader.take_buffered() == b"GET /next"
+def test_a_client_holds_at_most_its_share_of_a_transfer_lane() -> None:
+    lanes, started = _lanes()
+    a = [_conn(f"a{i}", "lab-a") for i in range(4)]
+    for c in a:
+        lanes.offer(c)
+    assert started == ["a0", "a1"]  # the third thread stays free for someone else
+    lanes.offer(_conn("b0", "lab-b"))
+    assert started == ["a0", "a1", "b0"]
+    lanes.done(a[0])
+    assert started[-1] == "a2"  # lab-a's turn again, within its share
+    assert lanes.at_share(a[3])
 
 
-def test_a_chunked_json_body_is_decoded_by_gunicorn(h: Harness) -> None:
-    assert h.send(b"POST /v1/uploads HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n") is False
-    assert h.send(b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-    assert h.conn.req.body.read() == b"hello world"
+def test_a_waiting_request_goes_first_come_first_served_and_can_leave() -> None:
+    lanes, started = _lanes(share=0, threads=1)
+    first, second, third = (_conn(n, n, edge.REQUEST) for n in ("x", "y", "z"))
+    for c in (first, second, third):
+        lanes.offer(c)
+    lanes.drop(second)
+    lanes.done(first)
+    assert started == ["x", "z"]
 
 
-def test_a_declared_body_past_the_limit_is_refused_without_reading(h: Harness) -> None:
-    assert not h.send(b"POST /v1/uploads HTTP/1.1\r\nContent-Length: 4097\r\n\r\n")
-    status, problem = h.answer()
-    assert status == 413 and "4096 bytes" in str(problem["detail"])
-    assert h.conn.phase == "linger"
-
-
-def test_a_chunked_body_past_the_limit_is_refused_at_the_limit(h: Harness) -> None:
-    h.send(b"POST /v1/uploads HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")
-    assert not h.send(b"1000\r\n" + b"a" * 4096 + b"\r\n")
-    assert h.answer()[0] == 413
-    assert h.loop.buffered == 0
-
-
-def test_a_part_waits_for_its_first_bytes_then_goes_to_the_upload_lane(h: Harness) -> None:
-    length = PART_START_BYTES * 4
-    assert not h.send(b"PUT /v1/uploads/u/parts/1 HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % length)
-    assert not h.send(b"a" * (PART_START_BYTES - 1))
-    assert h.send(b"a")
-    assert h.conn.lane == edge.UPLOAD
-
-
-def test_a_small_part_is_read_whole_and_served_as_a_request(h: Harness) -> None:
-    assert h.send(b"PUT /v1/uploads/u/parts/1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
-    assert h.conn.lane == edge.REQUEST
-
-
-def test_a_head_past_its_deadline_is_answered_408(h: Harness) -> None:
-    h.send(b"GET /healthz HTTP/1.1\r\n")
-    h.loop.sweep(h.conn.deadline + 0.01, stopping=False)
-    assert h.answer()[0] == 408
-
-
-def test_a_head_past_max_header_bytes_is_refused(h: Harness) -> None:
-    h.send(b"GET /healthz HTTP/1.1\r\n" + b"X-A: " + b"a" * 2100)
-    assert h.answer()[0] == 431
-
-
-def test_a_parse_error_is_answered_from_the_loop(h: Harness) -> None:
-    assert not h.send(b"GET /healthz HTTP/1.1\r\nContent-Length: x\r\n\r\n")
-    status, problem = h.answer()
-    assert status == 400 and "Content-Length" in str(problem["detail"])
-
-
-def test_an_idle_kept_alive_connection_is_closed_at_its_deadline(h: Harness) -> None:
-    h.conn.idle(b"")
-    h.loop.sweep(h.conn.deadline - 0.1, stopping=False)
-    assert h.closed == []
-    h.loop.sweep(h.conn.deadline + 0.01, stopping=False)
-    assert h.closed == [h.conn]
-
-
-def test_a_pipelined_request_starts_the_next_head_at_once(h: Harness) -> None:
-    h.conn.idle(b"GET /next HTTP/1.1\r\n\r\n")
-    assert h.conn.phase == "head"
-    assert h.loop.advance(h.conn, b"")
-    assert h.conn.req.path == "/next"
-
-
-# -- the send side ----------------------------------------------------------------------
+# -- the send side -----------------------------------------------------------------------
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -256,60 +281,98 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return server, client
 
 
+def test_a_small_answer_nobody_reads_is_left_to_the_loop_without_waiting() -> None:
+    server, client = _pair()
+    with server, client:
+        writer = ResponseWriter(server, edge.RateGuard(0, 10.0, "send", 30.0), hold=1 << 20)
+        answer = b"x" * (512 << 10)
+        start = time.monotonic()
+        writer.sendall(answer)
+        rest = writer.finish()
+        assert time.monotonic() - start < 5  # no 30 s send timeout waited out
+        assert 0 < len(rest) < len(answer) and answer.endswith(rest)
+
+
 def test_a_response_nobody_reads_is_cut_after_the_send_timeout() -> None:
     server, client = _pair()
     with server, client:
-        sender = SendGuard(server, edge.RateGuard(0, 10.0, "send", 0.3))
+        writer = ResponseWriter(server, edge.RateGuard(0, 10.0, "send", 0.3), hold=0)
         start = time.monotonic()
         with pytest.raises(edge.Stalled) as info:
-            sender.sendall(b"x" * (4 << 20))
+            writer.sendall(b"x" * (4 << 20))
         assert info.value.reason == "timeout" and info.value.direction == "send"
         assert time.monotonic() - start < 5
+
+
+def _reader(client: socket.socket, stop: threading.Event, per_read: int) -> threading.Thread:
+    def run() -> None:  # for 3 s at most: a guard without the rate rule then times out
+        end = time.monotonic() + 3
+        while not stop.wait(0.02) and time.monotonic() < end:
+            try:
+                client.recv(per_read)
+            except OSError:
+                return
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
 
 
 def test_a_response_read_too_slowly_is_cut_by_the_minimum_rate() -> None:
     server, client = _pair()
     stop = threading.Event()
-
-    def slow_reader() -> None:  # for 3 s at most: a guard without the rate rule then times out
-        end = time.monotonic() + 3
-        while not stop.wait(0.02) and time.monotonic() < end:
-            try:
-                client.recv(512)
-            except OSError:
-                return
-
-    reader = threading.Thread(target=slow_reader, daemon=True)
-    reader.start()
+    reader = _reader(client, stop, 512)
     with server, client:
-        sender = SendGuard(server, edge.RateGuard(1 << 20, 0.3, "send", 5.0))
+        writer = ResponseWriter(server, edge.RateGuard(1 << 20, 0.3, "send", 5.0), hold=0)
         try:
             with pytest.raises(edge.Stalled) as info:
-                sender.sendall(b"x" * (64 << 20))
+                writer.sendall(b"x" * (64 << 20))
             assert info.value.reason == "min_rate"
         finally:
             stop.set()
             reader.join(5)
 
 
-def test_bytes_held_across_connections_are_bounded() -> None:
-    limits = dataclasses.replace(LIMITS, max_buffered_bytes=6000)
-    pairs = [socket.socketpair() for _ in range(2)]
-    loop = Loop(limits, lambda conn: None)
-    conns = [EdgeConn(GunicornConfig(), s, ("127.0.0.1", 1), ("", 0), limits) for s, _ in pairs]
-    try:
-        for conn, (_, client) in zip(conns, pairs, strict=True):
-            loop.add(conn)
-            client.sendall(
-                b"POST /v1/uploads HTTP/1.1\r\nContent-Length: 4000\r\n\r\n" + b"a" * 3500
-            )
-            loop.advance(conn, None)
-        assert conns[0].phase == "body"  # the first is still being read
-        assert conns[1].phase == "linger"  # the second went past the budget
-        pairs[1][1].settimeout(2)
-        assert b" 503 " in pairs[1][1].recv(65536).split(b"\r\n")[0]
-        assert loop.buffered == len(conns[0].inbuf)
-    finally:
-        for server, client in pairs:
-            server.close()
-            client.close()
+def test_the_send_rate_counts_from_the_first_write_not_from_the_request() -> None:
+    """A request that took longer than the grace period to arrive is not a slow reader."""
+    server, client = socket.socketpair()
+    clock = Clock()
+    guard = edge.RateGuard(1000, 2.0, "send", 5.0, clock)
+    clock.now = 60.0  # the application ran (an upload arrived) for a minute
+    with server, client:
+        writer = ResponseWriter(server, guard, hold=0)
+        writer.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        assert client.recv(100).endswith(b"{}")
+
+
+# -- file descriptors ---------------------------------------------------------------------
+
+
+def _claim_under(soft: int, hard: int, max_connections: int) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import resource, sys\n"
+        "from gateway import edge\n"
+        "from gateway.config import ServerConfig\n"
+        f"try: print(edge.claim_descriptors(ServerConfig(max_connections={max_connections})))\n"
+        "except edge.DescriptorLimit as e: print('refused', e); sys.exit(3)\n"
+    )
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+    return subprocess.run(
+        [sys.executable, "-c", code], preexec_fn=limit, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_open_file_limit_is_raised_to_what_the_connections_need() -> None:
+    done = _claim_under(256, 4096, max_connections=1000)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == 4096
+
+
+def test_a_server_that_could_not_hold_its_connections_refuses_to_start() -> None:
+    done = _claim_under(512, 512, max_connections=1000)
+    assert done.returncode == 3, done.stderr
+    need = edge.descriptors_needed(ServerConfig(max_connections=1000))
+    assert f"need about {need} open files" in done.stdout and "only 512" in done.stdout
