@@ -38,9 +38,8 @@ def shared(server: Server, size: int) -> tuple[str, str]:
     lab.headers.update(server.auth("lab"))
     eve.headers.update(server.auth("eval"))
     key = SigningKey.generate()
-    assert lab.put(
-        server.url + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}
-    ).ok
+    me = lab.get(server.url + "/v1/me").json()
+    assert lab.put(server.url + "/v1/me/signing-key", json=helpers.key_registration(key, me)).ok
     recipient = str(x25519.Identity.generate().to_public())
     assert eve.put(server.url + "/v1/me/recipient", json={"recipient": recipient}).ok
     up = lab.post(

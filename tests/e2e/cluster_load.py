@@ -129,7 +129,8 @@ def lab_loop(
 ) -> None:
     s, rng = session(token), random.Random(seed)
     key = SigningKey.generate()
-    s.put(urls[0] + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}, timeout=30)
+    me = s.get(urls[0] + "/v1/me", timeout=30).json()
+    s.put(urls[0] + "/v1/me/signing-key", json=helpers.key_registration(key, me), timeout=30)
     n = 0
     while running():
         n += 1

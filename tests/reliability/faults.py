@@ -187,9 +187,10 @@ def build(tmp_path: Path, backend: str, moto_url: str | None = None) -> Gateway:
     client = create_app(config, runtime=rt).test_client()
     principals = _seed(rt)
     key = SigningKey.generate()
+    me = client.get("/v1/me", headers=principals.auth("lab")).get_json()
     r = client.put(
         "/v1/me/signing-key",
-        json={"public_key": helpers.public_b64(key)},
+        json=helpers.key_registration(key, me),
         headers=principals.auth("lab"),
     )
     assert r.status_code == 200

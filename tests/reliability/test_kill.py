@@ -178,8 +178,9 @@ class Parties:
         self.identity = x25519.Identity.generate()
         self.lab = self._session("lab")
         self.eval = self._session("eval")
+        me = self.lab.get(self.url("/v1/me")).json()
         assert self.lab.put(
-            self.url("/v1/me/signing-key"), json={"public_key": helpers.public_b64(self.key)}
+            self.url("/v1/me/signing-key"), json=helpers.key_registration(self.key, me)
         ).ok
         assert self.eval.put(
             self.url("/v1/me/recipient"), json={"recipient": str(self.identity.to_public())}
