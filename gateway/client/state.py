@@ -52,6 +52,7 @@ class PushState:
     header: str  # base64 of the age header bytes
     nonce: str  # base64, 16 bytes
     file_key: str  # base64, 16 bytes: secret, see the module docstring
+    tree: str | None = None  # a directory's plan fingerprint; None for a file
 
     @property
     def header_bytes(self) -> bytes:

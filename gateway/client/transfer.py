@@ -55,15 +55,17 @@ def _push_request(
 ) -> pushing.PushRequest:
     if file is None:
         if not resume:
-            raise InvocationError("give the FILE to push (or --resume UPLOAD)")
+            raise InvocationError("give the FILE or DIR to push (or --resume UPLOAD)")
         file = state.find(resume).file.path
     data = _read_stdin(kind) if file == pushing.STDIN else None
     if data is not None and not name:
         raise InvocationError("a push from standard input needs --name")
     path = Path(file)
-    if data is None and not path.is_file():
+    if data is None and not (path.is_file() or path.is_dir()):
         raise InvocationError(
-            f"{path}: no such file" if not path.exists() else f"{path}: not a regular file"
+            f"{path}: no such file or directory"
+            if not path.exists()
+            else f"{path}: not a regular file or directory"
         )
     return pushing.PushRequest(path=path, name=name or path.name, kind=kind, data=data, **rest)
 
@@ -95,8 +97,10 @@ def _push_stopped(
 
 
 @click.command("push")
-@click.argument("file", required=False, metavar="[FILE]")
-@click.option("--name", default=None, help="artifact name (default: the file's name)")
+@click.argument("file", required=False, metavar="[FILE|DIR]")
+@click.option(
+    "--name", default=None, help="artifact name (default: the file's or directory's name)"
+)
 @click.option(
     "--kind",
     type=click.Choice(["weights", "credential"]),
@@ -158,6 +162,11 @@ def push(
 ) -> None:
     """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id.
 
+    A directory DIR (a model: shards, index, config, tokenizer) goes as one
+    artifact, a tar archive encrypted as it is read, each file's commitment in the
+    signed manifest; `gateway pull ART -o DIR` restores it, verifying every file.
+    Symbolic links, devices and hard links in DIR are refused; .git is left out.
+
     FILE - reads a credential from standard input (up to 1 MiB; --name needed),
     so it never sits in a file. An interrupted push resumes by itself when run
     again with the same FILE (or with --resume UPLOAD, FILE then optional): only
@@ -199,12 +208,16 @@ def _say_pushed(req: pushing.PushRequest, artifact: dict[str, Any], *, defaulted
     """The artifact's id on stdout; its name, kind, size and who it is shared with on stderr."""
     out(artifact["id"])
     shared = ", ".join(artifact.get("share_with") or req.share_with) or "nobody"
-    size = humane.size(req.identity().size)
+    plain = (artifact.get("manifest") or {}).get("plaintext") or {}
+    tree = "files" in plain
+    size = humane.size(int(plain["size"]) if tree else req.identity().size)
+    if tree:
+        size += f" in {len(plain['files'])} files"
     say(
         f"pushed {req.name} ({artifact.get('kind', req.kind)}, {size}) as artifact "
         f"{artifact['id']}, shared with {shared}"
     )
-    if defaulted and req.kind == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
+    if defaulted and not tree and req.kind == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
         hint(
             "pushed as weights, the default; a credential, which an evaluator can print with "
             "`gateway pull ... -o -`, is pushed with --kind credential"

@@ -1,0 +1,133 @@
+"""Model directories through the real ``gateway`` command against a real ``gateway serve``.
+
+The model is written with the ``safetensors`` package: several shards, the index that
+maps each tensor to its shard, a config, and tokenizer files in a subfolder. It is
+pushed as a directory and restored by ``gateway pull -o DIR`` and by the standard tools
+(``gateway pull --raw``, then ``age -d | tar -x``), each ``diff -r`` identical.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.harness import ORGS, LocalGateway, cli
+from tests.tools import require_tool
+
+safetensors_numpy = pytest.importorskip("safetensors.numpy")
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+MIB = 1 << 20
+
+
+@pytest.fixture(scope="module")
+def gw() -> Iterator[LocalGateway]:
+    with LocalGateway(part_mib=5) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def keys(gw: LocalGateway) -> dict[str, Path]:
+    signing = gw.root / "lab.key"
+    identity = gw.root / "eve.agekey"
+    cli(gw.env("lab"), "keygen", "--type", "signing", "-o", str(signing))
+    cli(gw.env("evaluator"), "keygen", "--type", "age", "-o", str(identity))
+    return {"signing": signing, "identity": identity}
+
+
+def write_model(root: Path, shards: int = 4, shard_mib: float = 3.0, seed: int = 7) -> Path:
+    """A sharded safetensors model with its index, config and tokenizer folder."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True)
+    weight_map: dict[str, str] = {}
+    total = 0
+    cols = max(1, int(shard_mib * MIB / 4 / 512))
+    for shard in range(1, shards + 1):
+        name = f"model-{shard:05d}-of-{shards:05d}.safetensors"
+        part = {
+            f"layers.{shard}.mlp.weight": rng.standard_normal((512, cols), dtype=np.float32),
+            f"layers.{shard}.norm": rng.standard_normal((cols,), dtype=np.float32),
+        }
+        safetensors_numpy.save_file(part, str(root / name), metadata={"format": "np"})
+        weight_map.update(dict.fromkeys(part, name))
+        total += sum(t.nbytes for t in part.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (root / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    (root / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 512}))
+    (root / "tokenizer").mkdir()
+    (root / "tokenizer/tokenizer.json").write_text(json.dumps({"model": {"vocab": {"a": 0}}}))
+    (root / "tokenizer/tokenizer_config.json").write_text('{"bos_token": "<s>"}')
+    (root / "tokenizer/empty.txt").write_text("")
+    return root
+
+
+def push_args(keys: dict[str, Path], path: Path, *extra: str) -> list[str]:
+    return [
+        *("push", str(path), "--name", path.name, "--share-with", ORGS["evaluator"][0]),
+        *("--signing-key", str(keys["signing"]), *extra),
+    ]
+
+
+def grant(gw: LocalGateway, artifact: str) -> None:
+    request = cli(gw.env("evaluator"), "request", artifact, "--justification", "test", "--json")
+    cli(gw.env("lab"), "approve", json.loads(request.stdout)["id"])
+
+
+def same_tree(a: Path, b: Path) -> None:
+    done = subprocess.run(["diff", "-r", str(a), str(b)], capture_output=True, check=False)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+def listing(root: Path) -> list[tuple[str, int]]:
+    return sorted(
+        (p.relative_to(root).as_posix(), p.stat().st_size) for p in root.rglob("*") if p.is_file()
+    )
+
+
+def by_age(keys: dict[str, Path], raw: Path, dest: Path) -> None:
+    """``age -d -i KEY FILE | tar -x -C DEST``, the standard tools only."""
+    dest.mkdir()
+    age = subprocess.Popen(
+        [require_tool("age"), "-d", "-i", str(keys["identity"]), str(raw)],
+        stdout=subprocess.PIPE,
+    )
+    tar = subprocess.run(["tar", "-x", "-C", str(dest)], stdin=age.stdout, check=False)
+    assert age.wait() == 0 and tar.returncode == 0
+
+
+def test_a_directory_pushed_is_one_artifact_that_age_and_tar_restore(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model")
+    (model / ".git").mkdir()
+    (model / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    done = cli(gw.env("lab"), *push_args(keys, model, "--json"))
+    artifact = json.loads(done.stdout)
+    manifest = artifact["manifest"]
+    assert manifest["version"] == 2 and set(manifest["plaintext"]) == {"size", "archive", "files"}
+    listed = [(f["path"], f["size"]) for f in manifest["plaintext"]["files"]]
+    (model / ".git" / "HEAD").unlink()
+    (model / ".git").rmdir()
+    assert sorted(listed) == listing(model), "every file, with its size; .git left out"
+    assert artifact["size"] > sum(size for _, size in listed) > 12 * MIB
+
+    grant(gw, artifact["id"])
+    raw = tmp_path / "model.age"
+    cli(gw.env("evaluator"), "pull", artifact["id"], "-o", str(raw), "--raw")
+    by_age(keys, raw, tmp_path / "by-age")
+    same_tree(model, tmp_path / "by-age")
+
+
+def test_a_directory_with_a_symlink_is_refused_naming_it(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "model", shards=1, shard_mib=0.1)
+    (model / "latest").symlink_to("config.json")
+    done = cli(gw.env("lab"), *push_args(keys, model), check=False)
+    err = done.stderr.decode()
+    assert done.returncode != 0 and err.startswith("gateway: error: ") and "latest" in err
+    assert "Traceback" not in err
