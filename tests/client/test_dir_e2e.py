@@ -99,7 +99,7 @@ def by_age(keys: dict[str, Path], raw: Path, dest: Path) -> None:
     assert age.wait() == 0 and tar.returncode == 0
 
 
-def test_a_directory_pushed_is_one_artifact_that_age_and_tar_restore(
+def test_a_directory_pushed_is_pulled_back_identical_by_gateway_and_by_age_and_tar(
     gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
 ) -> None:
     model = write_model(tmp_path / "model")
@@ -116,6 +116,17 @@ def test_a_directory_pushed_is_one_artifact_that_age_and_tar_restore(
     assert artifact["size"] > sum(size for _, size in listed) > 12 * MIB
 
     grant(gw, artifact["id"])
+    out = tmp_path / "pulled"
+    env = gw.env("evaluator")
+    done = cli(env, "pull", artifact["id"], "-o", str(out), "-i", str(keys["identity"]))
+    assert f"{len(listed)} files" in done.stderr.decode()
+    same_tree(model, out)
+    assert not (out / ".gateway-incoming").exists()
+    again = cli(
+        env, "pull", artifact["id"], "-o", str(out), "-i", str(keys["identity"]), check=False
+    )
+    assert again.returncode != 0 and "not empty" in again.stderr.decode()
+
     raw = tmp_path / "model.age"
     cli(gw.env("evaluator"), "pull", artifact["id"], "-o", str(raw), "--raw")
     by_age(keys, raw, tmp_path / "by-age")
