@@ -9,13 +9,16 @@ pushed as a directory and restored by ``gateway pull -o DIR`` and by the standar
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.client.dirlab import member, tar_of, upload_by_hand
 from tests.harness import ORGS, LocalGateway, cli
 from tests.tools import require_tool
 
@@ -142,3 +145,86 @@ def test_a_directory_with_a_symlink_is_refused_naming_it(
     err = done.stderr.decode()
     assert done.returncode != 0 and err.startswith("gateway: error: ") and "latest" in err
     assert "Traceback" not in err
+
+
+def _snapshot(root: Path) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path))
+        elif path.is_file():
+            out[rel] = ("file", path.read_bytes().hex())
+        else:
+            out[rel] = ("other", "")
+    return out
+
+
+HOSTILE = {
+    "traversal": ([member("../outside/evil", b"x")], [("../outside/evil", b"x")], "evil"),
+    "absolute": ([member("{outside}/abs", b"x")], [("{outside}/abs", b"x")], "abs"),
+    "symlink": (
+        [member("a", b"a"), member("link", kind=tarfile.SYMTYPE, linkname="{outside}/target")],
+        [("a", b"a")],
+        "link",
+    ),
+    "hard link": (
+        [member("a", b"a"), member("hard", kind=tarfile.LNKTYPE, linkname="a")],
+        [("a", b"a")],
+        "hard",
+    ),
+    "device": (
+        [member("a", b"a"), member("null", kind=tarfile.CHRTYPE, devmajor=1, devminor=3)],
+        [("a", b"a")],
+        "null",
+    ),
+    "duplicate": ([member("a", b"one"), member("a", b"two")], [("a", b"one")], "a"),
+    "larger than its entry": ([member("big", b"x" * 2000)], [("big", b"x" * 1000)], "big"),
+    "content not the signed one": (
+        [member("w.bin", b"tampered")],
+        [("w.bin", b"original")],
+        "w.bin",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_archive_is_refused_by_pull_with_nothing_written_outside_dir(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "target").write_bytes(b"precious")
+    members, claims, named = HOSTILE[case]
+    fill = {"outside": str(outside)}
+    built = []
+    for info, data in members:
+        info.name = info.name.format(**fill)
+        info.linkname = info.linkname.format(**fill)
+        built.append((info, data))
+    claimed = [(path.format(**fill), data) for path, data in claims]
+    artifact = upload_by_hand(gw, keys["signing"], f"hostile-{case}", tar_of(built), claimed)
+    grant(gw, artifact)
+    before = _snapshot(tmp_path)
+    dest = tmp_path / "dest"
+    done = cli(
+        gw.env("evaluator"),
+        "pull",
+        artifact,
+        "-o",
+        str(dest),
+        "-i",
+        str(keys["identity"]),
+        check=False,
+    )
+    err = done.stderr.decode()
+    assert done.returncode != 0 and err.startswith("gateway: error: "), err
+    assert named in err and "Traceback" not in err, err
+    after = {k: v for k, v in _snapshot(tmp_path).items() if not k.startswith("dest")}
+    assert after == before, "nothing outside DIR may change"
+    left = [p.relative_to(dest).as_posix() for p in dest.rglob("*")] if dest.exists() else []
+    if case == "duplicate":  # the first "a" was verified; the second never replaces it
+        assert (dest / "a").read_bytes() == b"one"
+    else:
+        assert named not in left, "the refused member has no name in DIR"
+    assert all(p == "a" or p.startswith(".gateway-incoming") for p in left), left
