@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import tarfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from gateway.client.http import Api
 from tests.client.dirlab import member, tar_of, upload_by_hand
-from tests.harness import ORGS, LocalGateway, cli
+from tests.harness import ORGS, LocalGateway, cli, gateway_command
 from tests.tools import require_tool
 
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
@@ -228,3 +231,54 @@ def test_a_hostile_archive_is_refused_by_pull_with_nothing_written_outside_dir(
     else:
         assert named not in left, "the refused member has no name in DIR"
     assert all(p == "a" or p.startswith(".gateway-incoming") for p in left), left
+
+
+def _wait_for(check: Callable[[], bool], timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.02)
+    raise AssertionError("timed out")
+
+
+def test_a_directory_push_killed_midway_and_a_pull_killed_midway_both_resume(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    model = write_model(tmp_path / "big-model", shards=8, shard_mib=8, seed=11)
+    env = gw.env("lab")
+    pushes = Path(env["XDG_CONFIG_HOME"]) / "gateway" / "pushes"
+    args = push_args(keys, model, "--jobs", "1")
+    proc = subprocess.Popen([*gateway_command(), *args], env=env, stderr=subprocess.PIPE)
+    _wait_for(lambda: any(pushes.glob("*.json")))
+    upload = json.loads(next(pushes.glob("*.json")).read_text())["upload"]
+    api = Api(gw.url, gw.tokens["lab"])
+
+    def parts() -> int:
+        return len(api.get(f"/v1/uploads/{upload}")["parts"])
+
+    _wait_for(lambda: parts() >= 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    held = parts()
+    assert 3 <= held < 13, "the push was not interrupted midway"
+    done = cli(env, *args, "--json")
+    assert f"resuming upload {upload}" in done.stderr.decode()
+    artifact = json.loads(done.stdout)
+    assert artifact["manifest"]["upload"] == upload
+    assert not list(pushes.glob("*.json")), "the push state (with the file key) is gone"
+
+    grant(gw, artifact["id"])
+    out = tmp_path / "pulled"
+    pull = ["pull", artifact["id"], "-o", str(out), "-i", str(keys["identity"])]
+    journal = out / ".gateway-incoming" / "journal"
+    proc = subprocess.Popen([*gateway_command(), *pull], env=gw.env("evaluator"))
+    _wait_for(lambda: journal.is_file() and journal.read_bytes().count(b"\n") >= 3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    kept = journal.read_bytes().count(b"\n") - 1
+    assert 1 <= kept < 8, "the pull was not interrupted midway"
+    done = cli(gw.env("evaluator"), *pull)
+    assert "resuming" in done.stderr.decode()
+    same_tree(model, out)
+    assert not (out / ".gateway-incoming").exists()
