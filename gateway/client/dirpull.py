@@ -205,7 +205,10 @@ def _check_oms(out: Path, key: Path) -> oms.Verified:
     try:
         return oms.verify_directory(out, oms.PublicKey(key.read_bytes()))
     except TreeError as exc:
-        raise PullError(f"OpenSSF Model Signing: {exc.detail}") from None
+        raise PullError(
+            f"OpenSSF Model Signing: {exc.detail}; every file in {out} matches the lab's "
+            "signed manifest, but not its model signature"
+        ) from None
 
 
 def pull_command(

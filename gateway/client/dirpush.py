@@ -19,8 +19,8 @@ changed in any file starts a new upload.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from gateway import manifest as manifests
@@ -37,6 +37,7 @@ from gateway.tree import (
     archive_commitment,
     archive_size,
     file_entries,
+    oms,
     plan_tree,
 )
 from gateway.tree.plan import Plan
@@ -186,6 +187,8 @@ def push_directory(
     run: pushing.PushRun | None = None,
 ) -> dict[str, Any]:
     """The whole push of the directory ``req.path``; the artifact the gateway made of it."""
+    if req.oms_key is not None:
+        sign_oms(req.path, req.oms_key, note)
     planned = plan(req)
     saved = start_or_resume(api, req, planned, resume=resume, note=note)
     if run is not None:
@@ -194,5 +197,33 @@ def push_directory(
     return pushing.complete(api, saved, manifest, sign)
 
 
-def is_directory(path: str | os.PathLike[str]) -> bool:
-    return os.path.isdir(path) and not os.path.islink(path)
+def sign_oms(root: Path, key: Path, note: Callable[[str], None]) -> None:
+    """Sign ``root`` with OpenSSF Model Signing (``root/model.sig``) under the EC ``key``.
+
+    A ``model.sig`` already there (a push run again) is kept if it verifies under the
+    key's public half, and refused otherwise: a signature is never replaced silently.
+    """
+    try:
+        if not (root / oms.SIGNATURE).exists():
+            oms.sign_directory(root, key)
+            note(f"signed {root} with OpenSSF Model Signing: {root / oms.SIGNATURE}")
+            return
+        oms.verify_directory(root, oms.PublicKey(_public_pem(key)))
+    except TreeError as exc:
+        raise PushError(
+            f"OpenSSF Model Signing: {exc.detail}",
+            hint=f"remove {root / oms.SIGNATURE} to sign the directory again",
+        ) from None
+    note(f"{root / oms.SIGNATURE} already signs this directory under {key}")
+
+
+def _public_pem(key: Path) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        private = serialization.load_pem_private_key(key.read_bytes(), None)
+    except (OSError, ValueError, TypeError) as exc:
+        raise PushError(f"{key}: not a readable PEM private key ({exc})") from None
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )

@@ -108,6 +108,14 @@ def access_hint(api: Api, artifact: str) -> str | None:
 @click.option("--raw", is_flag=True, help="keep the age file as it is, for the age program")
 @click.option("--force", is_flag=True, help="replace an existing output file, once verified")
 @click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
+@click.option(
+    "--oms-key",
+    "oms_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="a directory artifact with model.sig: verify its OpenSSF model signature under "
+    "this public key (PEM) from the lab",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
 @reported(ClientError)
@@ -119,6 +127,7 @@ def pull(
     raw: bool,
     force: bool,
     trust_new_key: bool,
+    oms_key: Path | None,
     quiet: bool,
 ) -> None:
     """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it.
@@ -144,6 +153,8 @@ def pull(
         target = None if output == "-" else dirpull.check_directory(output)
     else:
         target = None if output == "-" else check_output(output, force=force)
+    if oms_key is not None and not tree:
+        raise InvocationError("--oms-key checks a directory artifact's model signature")
     trust.check_binding(info, manifest)
     trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
     identities = agehdr.load_identities(identity) if identity is not None else []
@@ -156,7 +167,7 @@ def pull(
     total = int(info.get("size") or 0) if raw else int(manifest["plaintext"]["size"])
     check_room(target, total)
     if tree:
-        dirpull.pull_command(api, info, identities, command, quiet)
+        dirpull.pull_command(api, info, identities, command, quiet, oms_key)
         return
     try:
         _pull_to(api, info, identities, command, quiet)

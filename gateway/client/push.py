@@ -45,6 +45,8 @@ class PushRequest:
     jobs: int = 2
     progress: bool | None = None
     data: bytes | None = None
+    oms_key: Path | None = None
+    """A directory only: sign it with OpenSSF Model Signing under this EC key first."""
 
     def identity(self) -> state.FileIdentity:
         if self.data is not None:

@@ -132,6 +132,14 @@ def _push_stopped(
 )
 @click.option("--description", default=None, help="a description evaluators see")
 @click.option(
+    "--oms-key",
+    "oms_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="DIR only: sign it first with OpenSSF Model Signing under this EC private key (PEM); "
+    "model.sig then travels in the archive",
+)
+@click.option(
     "--resume", "resume", default=None, metavar="UPLOAD", help="resume this interrupted upload"
 )
 @click.option(
@@ -156,6 +164,7 @@ def push(
     recipients: tuple[str, ...],
     signing_key: Path,
     description: str | None,
+    oms_key: Path | None,
     resume: str | None,
     jobs: int,
     quiet: bool,
@@ -190,7 +199,10 @@ def push(
         description=description,
         jobs=jobs,
         progress=False if quiet else None,
+        oms_key=oms_key,
     )
+    if oms_key is not None and not req.path.is_dir():
+        raise InvocationError("--oms-key signs a directory: give DIR, not a file")
     api = api_for(profile, pool=jobs + 2)
     check_signing_key(api, signing_key, public)
     run = pushing.PushRun()

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.client.http import Api
 from tests.client.dirlab import member, tar_of, upload_by_hand
@@ -282,3 +284,51 @@ def test_a_directory_push_killed_midway_and_a_pull_killed_midway_both_resume(
     assert "resuming" in done.stderr.decode()
     same_tree(model, out)
     assert not (out / ".gateway-incoming").exists()
+
+
+def _ec_keys(tmp_path: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = tmp_path / "oms.pem", tmp_path / "oms.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    return private, public
+
+
+def test_push_oms_key_signs_and_pull_oms_key_verifies_and_names_a_tampered_shard(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("model_signing")
+    private, public = _ec_keys(tmp_path)
+    model = write_model(tmp_path / "signed", shards=3, shard_mib=0.5, seed=5)
+    done = cli(gw.env("lab"), *push_args(keys, model, "--oms-key", str(private), "--json"))
+    artifact = json.loads(done.stdout)
+    assert "model.sig" in [f["path"] for f in artifact["manifest"]["plaintext"]["files"]]
+    grant(gw, artifact["id"])
+    out = tmp_path / "pulled"
+    env, identity = gw.env("evaluator"), str(keys["identity"])
+    done = cli(
+        env, "pull", artifact["id"], "-o", str(out), "-i", identity, "--oms-key", str(public)
+    )
+    assert "OpenSSF model signature verified" in done.stderr.decode()
+    same_tree(model, out)
+
+    shard = "model-00002-of-00003.safetensors"
+    (model / shard).write_bytes(b"\x03" * 4000)  # changed after signing; the manifest follows
+    tampered = json.loads(cli(gw.env("lab"), *push_args(keys, model, "--json")).stdout)
+    grant(gw, tampered["id"])
+    out = tmp_path / "tampered"
+    args = ["pull", tampered["id"], "-o", str(out), "-i", identity]
+    done = cli(env, *args, "--oms-key", str(public), check=False)
+    err = done.stderr.decode()
+    assert done.returncode != 0 and err.startswith("gateway: error: OpenSSF Model Signing")
+    assert f"{shard} differs" in err, err
