@@ -119,7 +119,7 @@ def upload_tree(
     total = pushing.expected_size(len(header), size)
     files = [m.path for m in planned.files()]
     label = f"push {req.name}"
-    meter = FileMeter(f"{label}: {files[0]}", total, enabled=req.progress)
+    meter = FileMeter(f"{label}: {files[0]} (1/{len(files)})", total, enabled=req.progress)
     with meter:
         sender = PartSender(api, saved.upload, existing, meter.advance, on_retry=_noting(meter))
         if run is not None:
