@@ -19,6 +19,7 @@ manifest check.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import time
@@ -167,11 +168,11 @@ def pull_tree(
         job.note = meter.note
         try:
             job.run()
-        except TreeError as exc:
-            sink.abort()
+        except TreeError as exc:  # the extractor refused what it was given
+            _abort(sink)
             raise PullError(_refusal(exc, out)) from None
         except BaseException:
-            sink.abort()
+            _abort(sink)
             raise
     try:
         extracted = sink.close()
@@ -180,6 +181,12 @@ def pull_tree(
     signed = any(f.path == oms.SIGNATURE for f in files)
     verified = _check_oms(out, oms_key) if signed and oms_key is not None else None
     return Restored(extracted, verified, signed)
+
+
+def _abort(sink: ExtractSink) -> None:
+    """Stop the extraction; an error it already stopped with is the one being reported."""
+    with contextlib.suppress(TreeError):
+        sink.abort()
 
 
 def _start_chunk(out: Path) -> int:
