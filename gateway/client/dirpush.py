@@ -19,12 +19,15 @@ changed in any file starts a new upload.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from gateway import manifest as manifests
 from gateway.age import stream
+from gateway.age.stream import CHUNK, SEALED
 from gateway.client import push as pushing
 from gateway.client import state
 from gateway.client.errors import PushError
@@ -40,7 +43,8 @@ from gateway.tree import (
     oms,
     plan_tree,
 )
-from gateway.tree.plan import Plan
+from gateway.tree.plan import FILE, Plan
+from gateway.tree.tarfmt import Layout
 
 EXCLUDE = (".git",)
 """Left out of a pushed directory: version control (as OpenSSF Model Signing leaves it)."""
@@ -102,14 +106,73 @@ def start_or_resume(
     return pushing.begin(api, req, ident, tree=tree)
 
 
+def resume_part(
+    existing: dict[int, tuple[int, str]],
+    saved: state.PushState,
+    planned: Plan,
+    total: int,
+) -> int:
+    """The part to start sending at: the first the gateway lacks, or an earlier one so
+    that every file before where the archive restarts has its commitment in the state."""
+    parts = max(1, -(-total // saved.part_size))
+    first = next(
+        (
+            n
+            for n in range(1, parts + 1)
+            if existing.get(n, (-1, ""))[0]
+            != min(saved.part_size, total - (n - 1) * saved.part_size)
+        ),
+        parts + 1,
+    )
+    first = min(first, parts)  # all stored: read the last again, the gateway's copy is kept
+    known = saved.commitments or {}
+    layout = Layout(planned.members)
+    prefix = len(saved.header_bytes) + len(saved.nonce_bytes)
+    size = archive_size(planned)
+    for part in range(first, 1, -1):
+        into = (part - 1) * saved.part_size - prefix
+        if into < 0:
+            break
+        chunk = min(into // SEALED, max(stream.chunk_count(size) - 1, 0))
+        before = planned.members[: layout.at(chunk * CHUNK)]
+        if all(m.path in known for m in before if m.kind == FILE):
+            return part
+    return 1
+
+
+EVERY_FILE = 1000
+"""Up to this many files, the push state is saved after each; beyond, once a second."""
+
+
+class _Keeper:
+    """Keeps each file's commitment in the push state as it is made, so a resumed push
+    need not read the files before where it restarts (one a file is missing from is read)."""
+
+    def __init__(self, saved: state.PushState) -> None:
+        self.saved = saved
+        self.kept: dict[str, str] = dict(saved.commitments or {})
+        self.last = time.monotonic()
+
+    def add(self, path: str, commitment: bytes) -> None:
+        self.kept[path] = commitment.hex()
+        if len(self.kept) <= EVERY_FILE or time.monotonic() - self.last >= 1.0:
+            self.flush()
+
+    def flush(self) -> None:
+        self.saved = replace(self.saved, commitments=dict(self.kept))
+        state.save(self.saved)
+        self.last = time.monotonic()
+
+
 def upload_tree(
     api: Api,
     saved: state.PushState,
     req: pushing.PushRequest,
     planned: Plan,
     run: pushing.PushRun | None = None,
+    note: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
-    """Archive, encrypt and send every part; the version 2 directory manifest to sign."""
+    """Archive, encrypt and send the parts the gateway lacks; the directory manifest to sign."""
     existing = {
         int(p["number"]): (int(p["size"]), str(p["sha256"]))
         for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])
@@ -117,36 +180,57 @@ def upload_tree(
     header, key, nonce = saved.header_bytes, saved.file_key_bytes, saved.nonce_bytes
     size = archive_size(planned)
     total = pushing.expected_size(len(header), size)
+    first = resume_part(existing, saved, planned, total)
+    if first > 1:
+        note(f"parts 1 to {first - 1} are stored: reading the tree from part {first} on")
     files = [m.path for m in planned.files()]
+    order = {path: i for i, path in enumerate(files)}
     label = f"push {req.name}"
+    keeper = _Keeper(saved)
     meter = FileMeter(f"{label}: {files[0]} (1/{len(files)})", total, enabled=req.progress)
     with meter:
         sender = PartSender(api, saved.upload, existing, meter.advance, on_retry=_noting(meter))
         if run is not None:
             run.saved, run.sender = saved, sender
             run.parts = max(1, -(-total // saved.part_size))
-        done: list[str] = []
+            sender.stored.update(range(1, first))
+        meter.advance((first - 1) * saved.part_size)
 
         def on_file(path: str, commitment: bytes) -> None:
-            done.append(path)
-            if len(done) < len(files):
-                meter.describe(f"{label}: {files[len(done)]} ({len(done) + 1}/{len(files)})")
+            keeper.add(path, commitment)
+            at = order.get(path, -1) + 1
+            if at < len(files):
+                meter.describe(f"{label}: {files[at]} ({at + 1}/{len(files)})")
 
         src, pieces = age_file_from(
             planned,
             stream.payload_key(key, nonce),
             header + nonce,
-            0,
+            (first - 1) * saved.part_size,
             commit=manifests.file_commit(key),
             on_file=on_file,
         )
         try:
-            digests = send_parts(pieces, saved.part_size, sender, req.jobs)
+            sent = send_parts(pieces, saved.part_size, sender, req.jobs, first=first)
         except TreeError as exc:
             raise PushError(exc.detail) from None
         finally:
             src.close()
-    commitments = src.commitments
+            keeper.flush()
+    digests = [bytes.fromhex(existing[n][1]) for n in range(1, first)] + sent
+    commitments = {p: bytes.fromhex(c) for p, c in keeper.kept.items()}
+    commitments.update(src.commitments)
+    return _manifest(saved, planned, total, digests, commitments, key)
+
+
+def _manifest(
+    saved: state.PushState,
+    planned: Plan,
+    total: int,
+    digests: list[bytes],
+    commitments: dict[str, bytes],
+    key: bytes,
+) -> dict[str, Any]:
     return {
         "version": 2,
         "upload": saved.upload,
@@ -158,7 +242,7 @@ def upload_tree(
             "parts_sha256": hashlib.sha256(b"".join(digests)).hexdigest(),
         },
         "plaintext": {
-            "size": size,
+            "size": archive_size(planned),
             "archive": archive_commitment(
                 planned.members, commitments, manifests.archive_hasher(key)
             ).hex(),
@@ -193,7 +277,7 @@ def push_directory(
     saved = start_or_resume(api, req, planned, resume=resume, note=note)
     if run is not None:
         run.saved = saved
-    manifest = upload_tree(api, saved, req, planned, run)
+    manifest = upload_tree(api, saved, req, planned, run, note)
     return pushing.complete(api, saved, manifest, sign)
 
 
