@@ -10,10 +10,13 @@ and become the version 2 manifest's ``plaintext.files``; the archive's own commi
 :mod:`gateway.tree.commit`) is ``plaintext.archive``.
 
 Resume: the push state (:mod:`gateway.client.state`) keeps the upload, the file key and
-nonce, and the plan's fingerprint (every member's path, size, device, inode and
-modification time). A push run again on an unchanged directory re-reads it and makes
-the same ciphertext, and only the parts the gateway lacks are sent; a directory that
-changed in any file starts a new upload.
+nonce, the plan's fingerprint (every member's path, size, device, inode and
+modification time) and each file's commitment as it is made. A push run again on an
+unchanged directory starts the archive at the first part the gateway lacks
+(:func:`resume_part`; sealing is deterministic under the same key and nonce, so the
+stored parts are what it would make), reading no file before it; the commitments of
+those files come from the state. A directory that changed in any file starts a new
+upload.
 """
 
 from __future__ import annotations
