@@ -83,6 +83,10 @@ bench-transfer: $(STAMP) deps
 bench-tree: $(STAMP) deps
 	$(BIN)/python bench/bench_tree.py --size-mib 2048 --runs 3
 
+.PHONY: bench-dir
+bench-dir: $(STAMP) deps
+	$(BIN)/python bench/bench_dir.py --size-mib 2048
+
 bench-audit: $(STAMP)
 	$(BIN)/python bench/bench_audit.py --entries 1000000
 

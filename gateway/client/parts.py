@@ -162,9 +162,16 @@ class PartSender:
 
 
 def send_parts(
-    pieces: Iterator[bytes | memoryview], part_size: int, sender: PartSender, jobs: int
+    pieces: Iterator[bytes | memoryview],
+    part_size: int,
+    sender: PartSender,
+    jobs: int,
+    first: int = 1,
 ) -> list[bytes]:
     """Cut ``pieces`` into parts and send them with ``jobs`` threads; the parts' digests in order.
+
+    ``pieces`` start at part ``first`` (a resumed push that starts where the gateway's
+    parts stop); the digests are those of the parts sent, from ``first`` on.
 
     The first part that fails for good stops the reader, and its error is raised.
     """
@@ -186,7 +193,7 @@ def send_parts(
     try:
         with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="part") as pool:
             try:
-                for number, buf, length in _fill(pieces, part_size, free, failed):
+                for number, buf, length in _fill(pieces, part_size, free, failed, first):
                     futures[number] = pool.submit(job, number, buf, length)
             except _Stop:
                 pass
@@ -210,8 +217,9 @@ def _fill(
     part_size: int,
     free: queue.Queue[bytearray],
     failed: threading.Event,
+    first: int = 1,
 ) -> Iterator[tuple[int, bytearray, int]]:
-    number, buf, used = 1, _take(free, failed), 0
+    number, buf, used = first, _take(free, failed), 0
     for piece in pieces:
         view = memoryview(piece)
         while len(view):
@@ -222,7 +230,7 @@ def _fill(
             if used == part_size:
                 yield number, buf, used
                 number, buf, used = number + 1, _take(free, failed), 0
-    if used or number == 1:
+    if used or number == first:
         yield number, buf, used
     else:
         free.put(buf)

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from gateway.client import agehdr, lookup, trust
+from gateway.client import agehdr, dirpull, lookup, trust
 from gateway.client import pull as pulling
 from gateway.client.agehdr import Identities
 from gateway.client.base import api_for, profile_option
@@ -91,7 +91,11 @@ def access_hint(api: Api, artifact: str) -> str | None:
 @click.command("pull")
 @click.argument("artifact")
 @click.option(
-    "-o", "--output", "output", required=True, help="output file; '-' prints a credential"
+    "-o",
+    "--output",
+    "output",
+    required=True,
+    help="output file (a new directory for a directory artifact); '-' prints a credential",
 )
 @click.option(
     "-i",
@@ -104,6 +108,14 @@ def access_hint(api: Api, artifact: str) -> str | None:
 @click.option("--raw", is_flag=True, help="keep the age file as it is, for the age program")
 @click.option("--force", is_flag=True, help="replace an existing output file, once verified")
 @click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
+@click.option(
+    "--oms-key",
+    "oms_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="a directory artifact with model.sig: verify its OpenSSF model signature under "
+    "this public key (PEM) from the lab",
+)
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
 @reported(ClientError)
@@ -115,15 +127,18 @@ def pull(
     raw: bool,
     force: bool,
     trust_new_key: bool,
+    oms_key: Path | None,
     quiet: bool,
 ) -> None:
     """Download ARTIFACT, decrypt it, check the lab's signed manifest, then write it.
 
     Nothing is written at the output name until the file is verified: it grows in
-    FILE.part (mode 0600), which a pull run again resumes.
+    FILE.part (mode 0600), which a pull run again resumes. A directory artifact
+    (`gateway push DIR`) is restored into -o DIR, new or empty: each file gets its
+    name only once it matches the manifest; DIR/.gateway-incoming/ marks an
+    unfinished pull, which a pull run again resumes.
     """
-    target = None if output == "-" else check_output(output, force=force)
-    if target is None and raw:
+    if output == "-" and raw:
         raise InvocationError("--raw writes a file; give -o FILE")
     if not raw and identity is None:
         raise InvocationError(
@@ -133,6 +148,13 @@ def pull(
     artifact = lookup.resolve(api, artifact, "art")
     info = api.get(f"/v1/artifacts/{artifact}")
     manifest, signature = info.get("manifest") or {}, info.get("signature") or ""
+    tree = dirpull.is_tree(manifest) and not raw
+    if tree:
+        target = None if output == "-" else dirpull.check_directory(output)
+    else:
+        target = None if output == "-" else check_output(output, force=force)
+    if oms_key is not None and not tree:
+        raise InvocationError("--oms-key checks a directory artifact's model signature")
     trust.check_binding(info, manifest)
     trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
     identities = agehdr.load_identities(identity) if identity is not None else []
@@ -144,6 +166,9 @@ def pull(
     command = PullCommand(artifact, target, identity, raw, force, profile)
     total = int(info.get("size") or 0) if raw else int(manifest["plaintext"]["size"])
     check_room(target, total)
+    if tree:
+        dirpull.pull_command(api, info, identities, command, quiet, oms_key)
+        return
     try:
         _pull_to(api, info, identities, command, quiet)
     except (ClientError, KeyboardInterrupt) as exc:

@@ -45,6 +45,8 @@ class PushRequest:
     jobs: int = 2
     progress: bool | None = None
     data: bytes | None = None
+    oms_key: Path | None = None
+    """A directory only: sign it with OpenSSF Model Signing under this EC key first."""
 
     def identity(self) -> state.FileIdentity:
         if self.data is not None:
@@ -76,8 +78,11 @@ def expected_size(header_len: int, plaintext: int) -> int:
     return header_len + payload_size(plaintext)
 
 
-def _begin(api: Api, req: PushRequest, ident: state.FileIdentity) -> state.PushState:
-    """Create the upload and (for a file) the state file that lets it resume."""
+def begin(
+    api: Api, req: PushRequest, ident: state.FileIdentity, *, tree: str | None = None
+) -> state.PushState:
+    """Create the upload and (unless from stdin) the state file that lets it resume;
+    ``tree``: a directory's plan fingerprint (:mod:`gateway.client.dirpush`)."""
     extra = list(req.recipients)
     probe = agehdr.new_header(os.urandom(16), [agehdr.throwaway_recipient(), *extra])
     body: dict[str, Any] = {
@@ -101,13 +106,14 @@ def _begin(api: Api, req: PushRequest, ident: state.FileIdentity) -> state.PushS
         header=base64.b64encode(header).decode(),
         nonce=base64.b64encode(nonce).decode(),
         file_key=base64.b64encode(file_key).decode(),
+        tree=tree,
     )
     if req.data is None:
         state.save(saved)
     return saved
 
 
-def _resumable(api: Api, saved: state.PushState, ident: state.FileIdentity) -> bool:
+def resumable(api: Api, saved: state.PushState, ident: state.FileIdentity) -> bool:
     if saved.file != ident:
         return False
     try:
@@ -129,28 +135,28 @@ def start_or_resume(
     """The push to carry on with: the one named, an interrupted one of this file, or a new one."""
     ident = req.identity()
     if req.data is not None:
-        return _begin(api, req, ident)
+        return begin(api, req, ident)
     if resume:
         saved = state.find(resume)
         if saved.file != ident:
             raise PushError(
                 f"{req.path} is not the file upload {resume} was pushing, or it changed since"
             )
-        if not _resumable(api, saved, ident):
+        if not resumable(api, saved, ident):
             raise PushError(f"upload {resume} can no longer be resumed (it is not open)")
         note(f"resuming upload {saved.upload}")
         return saved
     saved_or_none = state.load(api.url, ident.path)
     if saved_or_none is not None:
-        if _resumable(api, saved_or_none, ident):
+        if resumable(api, saved_or_none, ident):
             note(f"resuming upload {saved_or_none.upload} (interrupted earlier)")
             return saved_or_none
         note(f"the interrupted upload {saved_or_none.upload} cannot be resumed; starting again")
-        _abort_quietly(api, saved_or_none)
-    return _begin(api, req, ident)
+        abort_quietly(api, saved_or_none)
+    return begin(api, req, ident)
 
 
-def _abort_quietly(api: Api, saved: state.PushState) -> None:
+def abort_quietly(api: Api, saved: state.PushState) -> None:
     with contextlib.suppress(ApiError):
         api.delete(f"/v1/uploads/{saved.upload}")
     state.delete(saved)
@@ -222,7 +228,13 @@ def push(
     note: Callable[[str], None] = lambda s: None,
     run: PushRun | None = None,
 ) -> dict[str, Any]:
-    """The whole push; the artifact the gateway made of it. ``run`` learns how far it got."""
+    """The whole push; the artifact the gateway made of it. ``run`` learns how far it got.
+
+    A directory goes as one archive (:mod:`gateway.client.dirpush`)."""
+    if req.data is None and req.path.is_dir() and not req.path.is_symlink():
+        from gateway.client import dirpush  # imports this module
+
+        return dirpush.push_directory(api, req, sign, resume=resume, note=note, run=run)
     if req.data is None and not req.path.is_file():
         raise PushError(f"{req.path}: not a regular file")
     saved = start_or_resume(api, req, resume=resume, note=note)
@@ -233,5 +245,5 @@ def push(
         return complete(api, saved, manifest, sign)
     except BaseException:
         if req.data is not None:  # nothing to resume from: the bytes of stdin are gone
-            _abort_quietly(api, saved)
+            abort_quietly(api, saved)
         raise

@@ -52,6 +52,8 @@ class PushState:
     header: str  # base64 of the age header bytes
     nonce: str  # base64, 16 bytes
     file_key: str  # base64, 16 bytes: secret, see the module docstring
+    tree: str | None = None  # a directory's plan fingerprint; None for a file
+    commitments: dict[str, str] | None = None  # a directory's files committed so far (hex)
 
     @property
     def header_bytes(self) -> bytes:

@@ -55,15 +55,17 @@ def _push_request(
 ) -> pushing.PushRequest:
     if file is None:
         if not resume:
-            raise InvocationError("give the FILE to push (or --resume UPLOAD)")
+            raise InvocationError("give the FILE or DIR to push (or --resume UPLOAD)")
         file = state.find(resume).file.path
     data = _read_stdin(kind) if file == pushing.STDIN else None
     if data is not None and not name:
         raise InvocationError("a push from standard input needs --name")
     path = Path(file)
-    if data is None and not path.is_file():
+    if data is None and not (path.is_file() or path.is_dir()):
         raise InvocationError(
-            f"{path}: no such file" if not path.exists() else f"{path}: not a regular file"
+            f"{path}: no such file or directory"
+            if not path.exists()
+            else f"{path}: not a regular file or directory"
         )
     return pushing.PushRequest(path=path, name=name or path.name, kind=kind, data=data, **rest)
 
@@ -95,8 +97,10 @@ def _push_stopped(
 
 
 @click.command("push")
-@click.argument("file", required=False, metavar="[FILE]")
-@click.option("--name", default=None, help="artifact name (default: the file's name)")
+@click.argument("file", required=False, metavar="[FILE|DIR]")
+@click.option(
+    "--name", default=None, help="artifact name (default: the file's or directory's name)"
+)
 @click.option(
     "--kind",
     type=click.Choice(["weights", "credential"]),
@@ -128,6 +132,14 @@ def _push_stopped(
 )
 @click.option("--description", default=None, help="a description evaluators see")
 @click.option(
+    "--oms-key",
+    "oms_key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="DIR only: sign it first with OpenSSF Model Signing under this EC private key (PEM); "
+    "model.sig then travels in the archive",
+)
+@click.option(
     "--resume", "resume", default=None, metavar="UPLOAD", help="resume this interrupted upload"
 )
 @click.option(
@@ -152,11 +164,17 @@ def push(
     recipients: tuple[str, ...],
     signing_key: Path,
     description: str | None,
+    oms_key: Path | None,
     resume: str | None,
     jobs: int,
     quiet: bool,
 ) -> None:
     """Encrypt FILE here, upload the ciphertext, sign its manifest; prints the artifact id.
+
+    A directory DIR (a model: shards, index, config, tokenizer) goes as one
+    artifact, a tar archive encrypted as it is read, each file's commitment in the
+    signed manifest; `gateway pull ART -o DIR` restores it, verifying every file.
+    Symbolic links, devices and hard links in DIR are refused; .git is left out.
 
     FILE - reads a credential from standard input (up to 1 MiB; --name needed),
     so it never sits in a file. An interrupted push resumes by itself when run
@@ -181,7 +199,10 @@ def push(
         description=description,
         jobs=jobs,
         progress=False if quiet else None,
+        oms_key=oms_key,
     )
+    if oms_key is not None and not req.path.is_dir():
+        raise InvocationError("--oms-key signs a directory: give DIR, not a file")
     api = api_for(profile, pool=jobs + 2)
     check_signing_key(api, signing_key, public)
     run = pushing.PushRun()
@@ -199,12 +220,16 @@ def _say_pushed(req: pushing.PushRequest, artifact: dict[str, Any], *, defaulted
     """The artifact's id on stdout; its name, kind, size and who it is shared with on stderr."""
     out(artifact["id"])
     shared = ", ".join(artifact.get("share_with") or req.share_with) or "nobody"
-    size = humane.size(req.identity().size)
+    plain = (artifact.get("manifest") or {}).get("plaintext") or {}
+    tree = "files" in plain
+    size = humane.size(int(plain["size"]) if tree else req.identity().size)
+    if tree:
+        size += f" in {len(plain['files'])} files"
     say(
         f"pushed {req.name} ({artifact.get('kind', req.kind)}, {size}) as artifact "
         f"{artifact['id']}, shared with {shared}"
     )
-    if defaulted and req.kind == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
+    if defaulted and not tree and req.kind == "weights" and req.identity().size <= CREDENTIAL_LIMIT:
         hint(
             "pushed as weights, the default; a credential, which an evaluator can print with "
             "`gateway pull ... -o -`, is pushed with --kind credential"

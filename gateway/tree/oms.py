@@ -183,12 +183,16 @@ def _explain(exc: Exception) -> str:
     text = str(exc)
     if not text.startswith("Signature mismatch"):
         return f"the OpenSSF model signature does not verify: {text or type(exc).__name__}"
-    parts = [f"{name} differs" for name in re.findall(r"Hash mismatch for '([^']*)'", text)]
+    # The library reports a list's repr: a digest holding a quote makes Python escape the
+    # quotes around each name (\\'), so the pattern takes either form.
+    names = re.findall(r"Hash mismatch for \\?'([^'\\]*)\\?'", text)
+    parts = [f"{name} differs" for name in names]
     for what, word in (("Extra files found", "not signed"), ("Missing files", "missing")):
         match = re.search(what + r" in model '[^']*': ([^\"\]]*)", text)
         if match:
             parts.append(f"{match.group(1).rstrip()} {word}")
-    return "the directory does not match its OpenSSF model signature: " + "; ".join(parts)
+    said = "; ".join(parts) or text
+    return "the directory does not match its OpenSSF model signature: " + said
 
 
 def _bundle(sig: Path) -> dict[str, Any]:

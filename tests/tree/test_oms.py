@@ -94,6 +94,18 @@ def test_a_tampered_shard_is_refused_by_name(tmp_path: Path, model: Path) -> Non
         verify_directory(out, _public(key))
 
 
+def test_a_tampered_shard_is_named_whatever_bytes_its_digest_holds(
+    tmp_path: Path, model: Path
+) -> None:
+    # SHA-256 of 4001 bytes 0x03 holds a ' and no ": the library's message then escapes
+    # the quotes around the name.
+    key = ec.generate_private_key(ec.SECP256R1())
+    sign_directory(model, _pem_key(key, tmp_path / "oms.pem"))
+    (model / "model-00002-of-00002.safetensors").write_bytes(b"\x03" * 4001)
+    with pytest.raises(OmsError, match="model-00002-of-00002.safetensors differs"):
+        verify_directory(model, _public(key))
+
+
 def test_added_and_removed_files_are_named(tmp_path: Path, model: Path) -> None:
     key = ec.generate_private_key(ec.SECP256R1())
     sign_directory(model, _pem_key(key, tmp_path / "oms.pem"))

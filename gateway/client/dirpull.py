@@ -1,0 +1,276 @@
+"""``gateway pull ART -o DIR``: restore a directory artifact, every file verified as written.
+
+Design note. A directory artifact's manifest lists each file (``plaintext.files``: path,
+size, keyed commitment) and the archive's commitment (``plaintext.archive``). The age
+file is decrypted as it arrives (:class:`gateway.client.pull.Decrypting`, each 64 KiB
+chunk authenticated) into an :class:`gateway.tree.ExtractSink`, which writes only inside
+``DIR`` and gives a file its name only once its commitment, keyed by the file key just
+unwrapped, equals the manifest's (:mod:`gateway.tree.extract`). A mismatch names the
+file; the file being written is deleted, and what is left is the files already
+verified and ``DIR/.gateway-incoming/journal`` recording them, so an unfinished
+directory always shows it. A pull run again resumes from the chunk the journal names
+(:func:`gateway.tree.resume_chunk`).
+
+When the manifest lists ``model.sig`` at the top, the directory carries an OpenSSF
+Model Signing signature; with ``--oms-key PUB`` it is verified after extraction
+(:func:`gateway.tree.oms.verify_directory`), and the result is said beside the
+manifest check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway import manifest as manifests
+from gateway.age.stream import CHUNK
+from gateway.client import humane
+from gateway.client import pull as pulling
+from gateway.client.agehdr import Identities
+from gateway.client.errors import (
+    ClientError,
+    InvocationError,
+    PullError,
+    TransferStopped,
+    WriteFailed,
+)
+from gateway.client.http import Api, ApiError
+from gateway.client.progress import Meter
+from gateway.client.pull import Sleep
+from gateway.client.pullout import ENDED, INTERRUPTED, PullCommand
+from gateway.tree import (
+    ArchiveCheck,
+    Extracted,
+    ExtractError,
+    ExtractSink,
+    FileEntry,
+    ResumeError,
+    TreeError,
+    oms,
+    resume_chunk,
+)
+from gateway.tree.journal import JOURNAL
+from gateway.tree.names import RESERVED
+from gateway.tui import hint, say
+
+STAGING = RESERVED
+
+
+def is_tree(manifest: dict[str, Any]) -> bool:
+    """Whether ``manifest`` is a directory artifact's (version 2 with ``plaintext.files``)."""
+    return "files" in (manifest.get("plaintext") or {})
+
+
+def check_directory(output: str) -> Path:
+    """``-o DIR`` for a directory artifact: new, empty, or an interrupted pull's."""
+    out = Path(output)
+    try:
+        st = out.lstat()
+    except FileNotFoundError:
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise InvocationError(
+                f"{parent} is not a directory: nowhere to make {out.name}"
+            ) from None
+        return out
+    if not stat.S_ISDIR(st.st_mode):
+        raise InvocationError(
+            f"{out} exists and is not a directory: a directory artifact is restored into one",
+            hint="give a new directory name with -o",
+        )
+    names = os.listdir(out)
+    if names and STAGING not in names:
+        raise InvocationError(f"{out} is not empty", hint="give a new or empty directory with -o")
+    return out
+
+
+def staging(out: Path) -> Path:
+    return out / STAGING
+
+
+def interrupted(out: Path) -> bool:
+    return (staging(out) / JOURNAL).is_file()
+
+
+def entries(manifest: dict[str, Any]) -> list[FileEntry]:
+    return [
+        FileEntry(str(f["path"]), int(f["size"]), bytes.fromhex(str(f["commitment"])))
+        for f in manifest["plaintext"]["files"]
+    ]
+
+
+class _Null:
+    """The single-file digest :class:`Decrypting` feeds; a directory is checked per file."""
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class Restored:
+    extracted: Extracted
+    oms: oms.Verified | None
+    signed: bool  #: the manifest lists ``model.sig``
+
+
+def pull_tree(
+    api: Api,
+    artifact: str,
+    manifest: dict[str, Any],
+    identities: Identities,
+    out: Path,
+    progress: bool | None,
+    label: str,
+    *,
+    oms_key: Path | None = None,
+    sleep: Sleep = time.sleep,
+) -> Restored:
+    """Decrypt and extract the artifact into ``out`` (resuming it); what was restored.
+
+    PullError names a file that does not match the signed manifest, or a hostile archive.
+    """
+    files = entries(manifest)
+    opened, first = pulling.open_file(api, artifact, identities)
+    start = _start_chunk(out)
+    sink = ExtractSink(
+        out,
+        files,
+        manifests.file_commit(opened.file_key),
+        start_chunk=start,
+        archive=ArchiveCheck(
+            bytes.fromhex(manifest["plaintext"]["archive"]),
+            manifests.archive_hasher(opened.file_key),
+        ),
+    )
+    size = int(manifest["plaintext"]["size"])
+    with Meter(label, size, enabled=progress) as meter:
+        if start:
+            meter.note(
+                f"resuming: {out} already holds {humane.size(start * CHUNK)} of {humane.size(size)}"
+            )
+        meter.advance(start * CHUNK)
+        job = pulling.Decrypting(
+            api,
+            artifact,
+            opened,
+            sink,  # type: ignore[arg-type]  # a write end, all Decrypting uses
+            _Null(),
+            meter.advance,
+            first,
+            sleep=sleep,
+        )
+        job.done = job.done_written = start
+        job.note = meter.note
+        try:
+            job.run()
+        except TreeError as exc:  # the extractor refused what it was given
+            _abort(sink)
+            raise PullError(_refusal(exc, out)) from None
+        except BaseException:
+            _abort(sink)
+            raise
+    try:
+        extracted = sink.close()
+    except TreeError as exc:
+        raise PullError(_refusal(exc, out)) from None
+    signed = any(f.path == oms.SIGNATURE for f in files)
+    verified = _check_oms(out, oms_key) if signed and oms_key is not None else None
+    return Restored(extracted, verified, signed)
+
+
+def _abort(sink: ExtractSink) -> None:
+    """Stop the extraction; an error it already stopped with is the one being reported."""
+    with contextlib.suppress(TreeError):
+        sink.abort()
+
+
+def _start_chunk(out: Path) -> int:
+    if not interrupted(out):
+        return 0
+    try:
+        return resume_chunk(out)
+    except TreeError as exc:
+        raise PullError(_refusal(exc, out)) from None
+
+
+def _refusal(exc: TreeError, out: Path) -> str:
+    left = (
+        f"; the files verified so far are in {out}, recorded in {staging(out) / JOURNAL}"
+        if interrupted(out)
+        else ""
+    )
+    what = "refused" if isinstance(exc, ExtractError | ResumeError) else "stopped"
+    return f"{what}: {exc.detail}{left}"
+
+
+def _check_oms(out: Path, key: Path) -> oms.Verified:
+    try:
+        return oms.verify_directory(out, oms.PublicKey(key.read_bytes()))
+    except TreeError as exc:
+        raise PullError(
+            f"OpenSSF Model Signing: {exc.detail}; every file in {out} matches the lab's "
+            "signed manifest, but not its model signature"
+        ) from None
+
+
+def pull_command(
+    api: Api,
+    info: dict[str, Any],
+    identities: Identities,
+    command: PullCommand,
+    quiet: bool,
+    oms_key: Path | None = None,
+) -> None:
+    """``gateway pull ART -o DIR`` once the manifest is trusted: restore, then say what was."""
+    out, manifest = command.output, info.get("manifest") or {}
+    try:
+        restored = pull_tree(
+            api,
+            str(info["id"]),
+            manifest,
+            identities,
+            out,
+            False if quiet else None,
+            f"pull {info['name']}",
+            oms_key=oms_key,
+        )
+    except (ClientError, KeyboardInterrupt) as exc:
+        raise _stopped(exc, command) from None
+    files = len(manifest["plaintext"]["files"])
+    say(
+        f"{out}: {files} files, {humane.size(int(manifest['plaintext']['size']))} archived, "
+        f"each file's keyed commitment checked: {manifest.get('name')} "
+        f"(upload {manifest.get('upload')}), signed by {info['org']}"
+    )
+    if restored.oms is not None:
+        say(
+            f"{out}: OpenSSF model signature verified: {len(restored.oms.covered)} files signed"
+            + (f", {len(restored.oms.not_covered)} not covered" if restored.oms.not_covered else "")
+        )
+    elif restored.signed:
+        say(f"{out}: holds an OpenSSF model signature (model.sig), not checked here")
+        hint("check it with --oms-key PUB, the lab's public key (PEM)")
+
+
+def _stopped(exc: BaseException, command: PullCommand) -> ClientError:
+    """What a directory pull that stopped says: what is left in DIR, the command that resumes."""
+    out = command.output
+    again = f"run `{command.line()}` to resume"
+    kept = (
+        f"the files verified so far are in {out}, recorded in {staging(out) / JOURNAL}"
+        if interrupted(out)
+        else f"nothing is kept in {out}"
+    )
+    if isinstance(exc, KeyboardInterrupt):
+        return TransferStopped(f"interrupted; {kept}", hint=again, exit_code=INTERRUPTED)
+    if isinstance(exc, PullError):
+        return TransferStopped(exc.detail, hint=exc.hint)
+    if isinstance(exc, WriteFailed) or (isinstance(exc, ApiError) and exc.status not in ENDED):
+        return TransferStopped(f"{exc.detail}; {kept}", hint=again)
+    assert isinstance(exc, ClientError)
+    return exc
