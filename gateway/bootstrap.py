@@ -14,6 +14,7 @@ wherever the command happens to run), and :func:`preflight` lists what would kee
 
 from __future__ import annotations
 
+import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ from sqlalchemy.orm import Session
 from gateway import events
 from gateway.audit import note
 from gateway.config import Config
-from gateway.custody import CustodyError, make_custody
+from gateway.custody import Custody, CustodyError, make_custody
 from gateway.errors import BadRequest, ServiceUnavailable
 from gateway.keystore import write_secret_file
 from gateway.migrations import upgrade
@@ -108,7 +109,7 @@ def preflight(config: Config) -> list[str]:
     except Exception as exc:  # noqa: BLE001
         problems.append(f"the object store is not writable: {exc}")
     try:
-        custody = make_custody(config.custody, keys_dir=keys)
+        custody = _checking_custody(config)
         try:
             custody.check()
         finally:
@@ -163,7 +164,7 @@ def prepare_custody(config: Config) -> str:
     One line saying what is ready, or :class:`ServiceUnavailable` with one line saying why not
     (the KMS or token unreachable, the credentials or PIN refused, a mechanism missing).
     """
-    custody = make_custody(config.custody, keys_dir=Path(config.keys.dir))
+    custody = _checking_custody(config)
     try:
         custody.check()
     except CustodyError as exc:
@@ -173,6 +174,16 @@ def prepare_custody(config: Config) -> str:
     finally:
         custody.close()
     return f"custody ready ({custody.name}: {_custody_where(config)})"
+
+
+def _checking_custody(config: Config) -> Custody:
+    """A backend for a check only: it reads the PIN from a copy of the environment.
+
+    The backend removes a PIN read from the environment, so that children never inherit
+    it; a check must leave it there for the backend that serves (in this process, or in
+    the workers it forks).
+    """
+    return make_custody(config.custody, keys_dir=Path(config.keys.dir), environ=dict(os.environ))
 
 
 def _custody_where(config: Config) -> str:
