@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.custody.settings import CustodySettings
+from gateway.custody.settings import CustodySettingError, CustodySettings
 
 DEFAULT_PATH = Path("config/gateway.toml")
 SYSTEM_PATH = Path("/etc/gateway/gateway.toml")
@@ -399,7 +399,10 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"setting {message}")
-    config.custody.validate()
+    try:
+        config.custody.validate()
+    except CustodySettingError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _web_checks(w: WebConfig) -> list[tuple[bool, str]]:
