@@ -18,13 +18,14 @@ from gateway.config import Config
 from gateway.custody import CustodyContext, KeyDestroyed, KeyRef
 from gateway.models import Artifact, CustodyKey, Upload
 from gateway.runtime import Runtime
-from tests.access.conftest import Evaluator, Shared, entries
-from tests.api.conftest import Lab
+from tests.access.conftest import Evaluator, Shared, entries, evaluator, granted, shared
+from tests.api.conftest import Lab, lab
 from tests.conftest import Principals, make_config
-from tests.custody.conftest import aws_credentials, boto_session, kms_server, softhsm
 from tests.custody.hsm import SoftHsm
 
-__all__ = ["aws_credentials", "boto_session", "kms_server", "softhsm"]  # fixtures used here
+# The flow's fixtures, shared with the access tests; the token and the KMS server are
+# this directory's own (one SoftHSM2 configuration per process).
+__all__ = ["evaluator", "granted", "lab", "shared"]
 
 PIN_ENV = "GATEWAY_TEST_PKCS11_PIN"
 
