@@ -27,12 +27,13 @@ from sqlalchemy.orm import Session
 from gateway import events
 from gateway.audit import note
 from gateway.config import Config
+from gateway.custody import Custody, CustodyError, make_custody
 from gateway.db import DIR_MODE, FILE_MODE
-from gateway.errors import BadRequest
-from gateway.keystore import MasterKey, write_secret_file
+from gateway.errors import BadRequest, ServiceUnavailable
+from gateway.keystore import write_secret_file
 from gateway.migrations import upgrade
 from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal
-from gateway.runtime import AUDIT_KEY_FILE, MASTER_KEY_FILE, URL_KEY_FILE, Runtime
+from gateway.runtime import AUDIT_KEY_FILE, URL_KEY_FILE, Runtime
 from gateway.services import identity
 from gateway.storage import StorageSettings, make_store
 from gateway.storage.provision import provision
@@ -93,7 +94,7 @@ def preflight(config: Config) -> list[str]:
 
     problems: list[str] = []
     keys = Path(config.keys.dir)
-    for name in (MASTER_KEY_FILE, AUDIT_KEY_FILE, URL_KEY_FILE):
+    for name in (AUDIT_KEY_FILE, URL_KEY_FILE):
         if not (keys / name).is_file():
             problems.append(f"key file {keys / name} is missing")
     try:
@@ -108,6 +109,14 @@ def preflight(config: Config) -> list[str]:
         make_store(StorageSettings.from_config(config)).check_writable()
     except Exception as exc:  # noqa: BLE001
         problems.append(f"the object store is not writable: {exc}")
+    try:
+        custody = _checking_custody(config)
+        try:
+            custody.check()
+        finally:
+            custody.close()
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        problems.append(f"the custody backend {config.custody.backend} is not usable: {exc}")
     return problems
 
 
@@ -153,9 +162,6 @@ def init(config: Config) -> Iterator[str]:
     """Create what is missing (keys, schema, object store, operator org); one line per step."""
     keys = Path(config.keys.dir)
     keys.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if not (keys / MASTER_KEY_FILE).exists():
-        MasterKey.create(keys / MASTER_KEY_FILE)
-        yield f"created master key {keys / MASTER_KEY_FILE}"
     if not (keys / AUDIT_KEY_FILE).exists():
         note.create_signer_file(keys / AUDIT_KEY_FILE, config.audit.origin)
         yield f"created audit signing key {keys / AUDIT_KEY_FILE}"
@@ -176,8 +182,47 @@ def init(config: Config) -> Iterator[str]:
         else f"s3://{config.storage.bucket}"
     )
     yield f"object store ready ({config.storage.backend}: {where})"
+    yield prepare_custody(config)
     with opened(config) as gw, gw.db.session() as session:
         identity.ensure_org(session, OPERATOR_ORG, "operator", gw.now())
+
+
+def prepare_custody(config: Config) -> str:
+    """Make the ``[custody]`` backend usable (the local key directory, 0700) and check it.
+
+    One line saying what is ready, or :class:`ServiceUnavailable` with one line saying why not
+    (the KMS or token unreachable, the credentials or PIN refused, a mechanism missing).
+    """
+    custody = _checking_custody(config)
+    try:
+        custody.check()
+    except CustodyError as exc:
+        raise ServiceUnavailable(
+            f"the custody backend {custody.name} is not usable: {exc}"
+        ) from None
+    finally:
+        custody.close()
+    return f"custody ready ({custody.name}: {_custody_where(config)})"
+
+
+def _checking_custody(config: Config) -> Custody:
+    """A backend for a check only: it reads the PIN from a copy of the environment.
+
+    The backend removes a PIN read from the environment, so that children never inherit
+    it; a check must leave it there for the backend that serves (in this process, or in
+    the workers it forks).
+    """
+    return make_custody(config.custody, keys_dir=Path(config.keys.dir), environ=dict(os.environ))
+
+
+def _custody_where(config: Config) -> str:
+    c = config.custody
+    if c.backend == "local":
+        return str(c.key_dir(Path(config.keys.dir)))
+    if c.backend == "aws-kms":
+        keys = "a key per artifact" if c.kms_per_artifact_keys else f"key {c.kms_key_id}"
+        return f"{keys} in {c.kms_endpoint_url or c.kms_region}"
+    return f"token {c.pkcs11_token_label!r} through {c.pkcs11_module}"
 
 
 def create_org(gw: Runtime, name: str, kind: str) -> None:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.custody.settings import CustodySettingError, CustodySettings
+
 DEFAULT_PATH = Path("config/gateway.toml")
 SYSTEM_PATH = Path("/etc/gateway/gateway.toml")
 SEARCHED = (DEFAULT_PATH, SYSTEM_PATH)
@@ -240,6 +242,7 @@ class Config:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     keys: KeysConfig = field(default_factory=KeysConfig)
+    custody: CustodySettings = field(default_factory=CustodySettings)
     uploads: UploadsConfig = field(default_factory=UploadsConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
@@ -432,6 +435,10 @@ def validate(config: Config) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(f"setting {message}")
+    try:
+        config.custody.validate()
+    except CustodySettingError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _witness_checks(a: AuditConfig) -> list[tuple[bool, str]]:

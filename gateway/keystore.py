@@ -1,24 +1,15 @@
-"""The master key that wraps every upload's custody identity (AES-256-GCM).
+"""The gateway's own key files (``keys/``): created 0600 once, read only if nobody else can.
 
-The key is 32 random bytes in ``keys/master.key`` (mode 0600), created by
-``gateway init``. Each wrapped value is ``version byte || 12-byte nonce || ciphertext``
-with the upload id as associated data, so a wrapped identity cannot be moved to
-another upload. Deleting a wrapped value crypto-shreds what it protected.
+The custody identities are not kept here: :mod:`gateway.custody` wraps them (values of
+the old ``keys/master.key`` are read by its ``local`` backend).
 """
 
 from __future__ import annotations
 
-import secrets
 from pathlib import Path
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from gateway.errors import GatewayError
 from gateway.keyfiles import NotARegularFile, ReadableByOthers, create_secret, read_secret
-
-WRAP_VERSION = b"\x01"
-KEY_SIZE = 32
 
 
 class KeyStoreError(GatewayError):
@@ -43,33 +34,3 @@ def read_secret_file(path: Path) -> bytes:
         raise KeyStoreError(f"key file {path} is readable by others; chmod 600 {path}") from None
     except NotARegularFile:
         raise KeyStoreError(f"key file {path} is not a regular file") from None
-
-
-class MasterKey:
-    """Wraps and unwraps custody identities with the local master key."""
-
-    def __init__(self, key: bytes) -> None:
-        if len(key) != KEY_SIZE:
-            raise KeyStoreError("master key must be 32 bytes")
-        self._aead = AESGCM(key)
-
-    @classmethod
-    def create(cls, path: Path) -> None:
-        if not path.exists():
-            write_secret_file(path, secrets.token_bytes(KEY_SIZE))
-
-    @classmethod
-    def load(cls, path: Path) -> MasterKey:
-        return cls(read_secret_file(path))
-
-    def wrap(self, secret: bytes, context: str) -> bytes:
-        nonce = secrets.token_bytes(12)
-        return WRAP_VERSION + nonce + self._aead.encrypt(nonce, secret, context.encode())
-
-    def unwrap(self, wrapped: bytes, context: str) -> bytes:
-        if len(wrapped) < 1 + 12 + 16 or wrapped[:1] != WRAP_VERSION:
-            raise KeyStoreError("wrapped key is malformed")
-        try:
-            return self._aead.decrypt(wrapped[1:13], wrapped[13:], context.encode())
-        except InvalidTag:
-            raise KeyStoreError("wrapped key does not open under the master key") from None

@@ -180,10 +180,17 @@ class UploadPart(Base):
 
 
 class CustodyKey(Base):
-    """An upload's X25519 identity, wrapped by the master key. Deleting the row shreds it."""
+    """An upload's custody identity, wrapped by the ``[custody]`` backend (:mod:`gateway.custody`).
+
+    ``key_ref`` names the backend's key-encryption key (``local:master-key`` for values of
+    the old master key); ``artifact_id`` is the id reserved for the upload's artifact when
+    the upload was created: the custody context (upload, artifact, org) binds the value.
+    """
 
     __tablename__ = "custody_keys"
     upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), primary_key=True)
+    artifact_id: Mapped[str] = mapped_column(String(40))
+    key_ref: Mapped[str] = mapped_column(String(255))
     wrapped: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime)
 

@@ -134,11 +134,11 @@ def test_a_symlink_to_a_private_file_is_followed(tmp_path: Path) -> None:
 
 def test_every_key_file_kind_refuses_to_be_read_by_others(tmp_path: Path) -> None:
     """The server's key store and the lab's signing key say so in their own words."""
-    master = tmp_path / "master.key"
-    keystore.MasterKey.create(master)
-    master.chmod(0o644)
+    url_key = tmp_path / "url-signing.key"
+    keystore.write_secret_file(url_key, bytes(32))
+    url_key.chmod(0o644)
     with pytest.raises(keystore.KeyStoreError, match="readable by others; chmod 600"):
-        keystore.MasterKey.load(master)
+        keystore.read_secret_file(url_key)
     with pytest.raises(keystore.KeyStoreError, match="not a regular file"):
         keystore.read_secret_file(tmp_path)
     with pytest.raises(keystore.KeyStoreError, match="not found; run `gateway init`"):

@@ -28,7 +28,7 @@ services use it::
 
     custody.check()   # readiness (/readyz): raises CustodyUnavailable when not usable
 
-Values wrapped before this package (``keystore.MasterKey``) unwrap with the ``local``
+Values wrapped before this package (the old ``keys/master.key``) unwrap with the ``local``
 backend under :data:`LEGACY_REF`.
 
 Every operation finds the artifact's key from ``ctx`` (a file, label or alias named from
@@ -63,7 +63,7 @@ from gateway.custody.base import (
     ReferenceMismatch,
     UnwrapFailed,
 )
-from gateway.custody.settings import BACKENDS, CustodySettings
+from gateway.custody.settings import BACKENDS, CustodySettingError, CustodySettings
 
 MASTER_KEY_FILE = "master.key"
 
@@ -104,6 +104,7 @@ __all__ = [
     "Custody",
     "CustodyContext",
     "CustodyError",
+    "CustodySettingError",
     "CustodySettings",
     "CustodyUnavailable",
     "KeyDestroyed",

@@ -51,7 +51,7 @@ KeyRef = NewType("KeyRef", str)
 """A backend's name for one artifact's key-encryption key; at most :data:`MAX_REF_CHARS`."""
 
 LEGACY_REF = KeyRef("local:master-key")
-"""The reference of every value wrapped by ``keystore.MasterKey`` (``local`` backend)."""
+"""The reference of every value wrapped by the old ``keys/master.key`` (``local`` backend)."""
 
 MAX_REF_CHARS = 255
 MAX_SECRET_BYTES = 1024
@@ -59,7 +59,7 @@ MAX_SECRET_BYTES = 1024
 MAX_BLOB_BYTES = 8192
 """A longer value is refused before any key is touched."""
 
-FORMAT_LOCAL_LEGACY = 0x01  # keystore.MasterKey: 0x01 || nonce || AES-GCM, AAD = upload id
+FORMAT_LOCAL_LEGACY = 0x01  # the old master key: 0x01 || nonce || AES-GCM, AAD = upload id
 FORMAT_LOCAL = 0x02
 FORMAT_KMS = 0x03
 FORMAT_PKCS11 = 0x04

@@ -15,7 +15,7 @@ before. The key files sit on the same disk as the database: whoever copies that 
 an artifact is live can open it, and an overwritten file may survive on an SSD or a
 copy-on-write filesystem. Use ``aws-kms`` or ``pkcs11`` beyond one machine.
 
-Values wrapped before per-artifact keys (``keystore.MasterKey``: ``0x01 || nonce ||
+Values wrapped before per-artifact keys (the old ``keys/master.key``: ``0x01 || nonce ||
 AES-GCM``, the upload id as associated data) still unwrap under :data:`LEGACY_REF` with
 ``keys/master.key``, unless the upload has a key file (then the reference was rewritten);
 nothing new is wrapped that way, and destroying such a value's "key" destroys nothing

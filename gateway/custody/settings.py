@@ -1,7 +1,8 @@
 """The ``[custody]`` settings: which backend keeps the custody identities, and how.
 
 One frozen dataclass with every default; :meth:`CustodySettings.validate` raises
-:class:`gateway.config.ConfigError` naming the first bad setting. Every field is a
+:class:`CustodySettingError` naming the first bad setting (the configuration loader
+raises it as its ``ConfigError``). Every field is a
 ``str``, ``int`` or ``bool``, so the configuration loader reads it from TOML and from
 ``GATEWAY_CUSTODY_<KEY>`` environment variables like any other section.
 
@@ -28,6 +29,10 @@ _ALIAS_PREFIX = re.compile(r"alias/[A-Za-z0-9/_-]{0,128}")  # KMS allows 256 wit
 _LABEL_PREFIX = re.compile(r"^[A-Za-z0-9._:/-]{1,64}$")
 
 
+class CustodySettingError(ValueError):
+    """A ``[custody]`` setting is wrong; the message names it (``setting custody.KEY: ...``)."""
+
+
 @dataclass(frozen=True)
 class CustodySettings:
     backend: str = "local"
@@ -50,12 +55,10 @@ class CustodySettings:
     pkcs11_key_label_prefix: str = "gateway-custody:"
 
     def validate(self) -> None:
-        """Raise :class:`gateway.config.ConfigError` naming the first setting that is wrong."""
-        from gateway.config import ConfigError  # here: gateway.config imports this module
-
+        """Raise :class:`CustodySettingError` naming the first setting that is wrong."""
         for ok, message in self._checks():
             if not ok:
-                raise ConfigError(f"setting custody.{message}")
+                raise CustodySettingError(f"setting custody.{message}")
 
     def _checks(self) -> list[tuple[bool, str]]:
         checks = [

@@ -42,6 +42,7 @@ from gateway.models import (
     Artifact,
     ArtifactShare,
     ArtifactState,
+    CustodyKey,
     Principal,
     Upload,
     UploadPart,
@@ -250,8 +251,10 @@ def _revert(rt: Runtime, upload_id: str, since: datetime) -> bool:
 def _finish(rt: Runtime, who: Caller | Actor | None, found: Claim) -> Completed:
     """``completing`` to ``completed`` with the artifact and its entry, once, whoever races."""
     now = rt.now()
-    artifact_id = new_id("art")
     with events.fail_closed(rt) as session:
+        # The id reserved at creation: the custody context already binds the key to it.
+        key = session.get(CustodyKey, found.upload_id)
+        artifact_id = key.artifact_id if key is not None else new_id("art")
         won = cas_update(
             session,
             update(Upload)
@@ -308,6 +311,7 @@ def _make_artifact(
     session.flush()
     session.add_all(ArtifactShare(artifact_id=artifact.id, org=org) for org in upload.share_with)
     session.flush()
+    key = session.get(CustodyKey, upload.id)
     events.record(
         rt,
         session,
@@ -319,6 +323,11 @@ def _make_artifact(
             "upload": upload.id,
             "size": checked.total,
             "parts_sha256": checked.manifest["ciphertext"]["parts_sha256"],
+            # The header check unwrapped the custody identity once, just before this entry.
+            "custody": {
+                "backend": rt.custody.name,
+                "key": key.key_ref if key is not None else None,
+            },
         },
     )
     return artifact

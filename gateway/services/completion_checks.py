@@ -22,7 +22,7 @@ from gateway import manifest as manifests
 from gateway.errors import Unprocessable
 from gateway.models import SigningKey, Upload, UploadPart
 from gateway.runtime import Runtime
-from gateway.services.uploads import custody_identity
+from gateway.services.custody_keys import custody_identity
 
 _FIRST_CHUNK_OVERHEAD = 16 + 16  # the payload's nonce, then at least one chunk's tag
 

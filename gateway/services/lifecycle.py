@@ -6,8 +6,13 @@ Both crypto-shred the artifact, and neither ever fails open:
    ``available`` to ``withdrawn`` or ``expired``), its grants end (their re-written headers
    are deleted), its pending requests are cancelled, the deletion of its stored object is
    queued (``pending_deletions``), the ``artifact.*`` entry is appended, and last, just
-   before the commit, the custody key is destroyed (:func:`_destroy_custody_key`). Once
-   this commits, nothing can release the key or send the content again.
+   before the commit, the wrapped identity is deleted and its key destroyed in the custody
+   backend (:func:`gateway.services.custody_keys.destroy_custody_key`). Once this
+   commits, nothing can release the key or send the content again. If the commit fails
+   after the destroy, the key is gone but the artifact still shows ``available``: no key
+   release or completion can succeed for it (410), and the retry (the lab withdrawing
+   again; for an expiry, the sweeper's next pass, which finds it past its window again)
+   destroys nothing more and commits the shred.
 2. Then the store deletes the object. Success removes it from the queue with its own
    ``object.delete`` entry; a failure (an outage, throttling) leaves it queued, and the
    sweeper retries it every sweep until it succeeds. The lab is told which happened.
@@ -45,6 +50,7 @@ from gateway.models import (
 )
 from gateway.runtime import Runtime
 from gateway.services.artifacts import ENDED
+from gateway.services.custody_keys import destroy_custody_key
 from gateway.services.grants import end_grant
 
 log = logging.getLogger("gateway.lifecycle")
@@ -135,26 +141,10 @@ def shred(
             },
         )
         session.flush()
-        _destroy_custody_key(session, artifact)
+        destroy_custody_key(rt, session, artifact.upload_id)  # last: it cannot be undone
         result = Shredded(artifact_id, state, ended, cancelled, had_key, artifact.object_key)
     rt.db.scrub()  # the deleted rows' old bytes leave the database's files too
     return dataclasses.replace(result, deleted=delete_object(rt, result.object_key, who))
-
-
-def _destroy_custody_key(session: Session, artifact: Artifact) -> None:
-    """Crypto-shred: make the artifact's custody key unusable, as the shred's last step.
-
-    Today the key is the wrapped identity's row, deleted with the transaction. A custody
-    backend that destroys keys itself (a KMS key disabled and scheduled for deletion, an
-    HSM key object removed) is called here instead: after every row of the shred is
-    flushed and its entry appended, just before the commit, since a destroyed key cannot
-    be restored. Destroying must be idempotent: if the commit then fails, the artifact
-    stays available in the database with a dead key, and withdrawing again finishes it.
-    """
-    custody = session.get(CustodyKey, artifact.upload_id)
-    if custody is not None:
-        session.delete(custody)
-        session.flush()
 
 
 def _end_access(

@@ -1,4 +1,4 @@
-"""Readiness: whether the metadata database, the audit log, the object store and the keys are usable."""
+"""Readiness: whether the metadata database, the audit log, the object store, the keys and custody are usable."""
 
 from __future__ import annotations
 
@@ -34,9 +34,14 @@ def checks(rt: Runtime) -> dict[str, str]:
         log.warning("object store not ready: %s: %s", type(exc).__name__, exc)
         found["object_store"] = UNAVAILABLE
     try:
-        rt.master_key  # noqa: B018 - loading it is the check
-        rt.audit_signer  # noqa: B018
+        rt.audit_signer  # noqa: B018 - loading it is the check
         found["keys"] = OK
     except Exception:
         found["keys"] = UNAVAILABLE
+    try:
+        rt.custody.check()
+        found["custody"] = OK
+    except Exception as exc:
+        log.warning("custody not ready: %s: %s", type(exc).__name__, exc)
+        found["custody"] = UNAVAILABLE
     return found

@@ -43,9 +43,9 @@ from gateway.models import (
 from gateway.runtime import Runtime
 from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
+from gateway.services.custody_keys import custody_identity
 from gateway.services.grants import lock_available
 from gateway.services.objects import store_errors
-from gateway.services.uploads import custody_identity
 
 _UNDECIDED = (RequestState.PENDING, RequestState.DENIED, RequestState.CANCELLED)
 
@@ -164,7 +164,8 @@ def _store(
     with events.fail_closed(rt) as session:
         if not lock_available(session, artifact.id, now):
             return None
-        if session.get(CustodyKey, artifact.upload_id) is None:
+        key = session.get(CustodyKey, artifact.upload_id)
+        if key is None:
             return None
         stored = cas_update(
             session,
@@ -190,6 +191,9 @@ def _store(
                     "recipient": recipient,
                     "header_sha256": hashlib.sha256(made).hexdigest(),
                     "header_size": len(made),
+                    # The unwrap this release made, just before this entry (also in the
+                    # backend's own log, for aws-kms: CloudTrail, by artifact).
+                    "custody": {"backend": rt.custody.name, "key": key.key_ref},
                 },
             )
     return bool(stored)

@@ -1,7 +1,8 @@
 """Resumable lab uploads: create, stream parts, resume, complete into an artifact, abort.
 
 Each upload gets a fresh custody identity (X25519, or the post-quantum hybrid on
-request), kept only wrapped by the master key. Parts stream to the object store while
+request), kept only wrapped by the ``[custody]`` backend under a key of the upload's own
+(:mod:`gateway.custody`). Parts stream to the object store while
 their SHA-256 is computed; the first bytes of part 1 are kept (bounded) so completion can
 check the age header without reading the store. Completion refuses with 422, naming what
 failed, and changes nothing when any check fails (:mod:`gateway.services.completion`).
@@ -19,10 +20,18 @@ from typing import Any, BinaryIO, Protocol, cast
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from gateway import age, authz, events
+from gateway import age, authz, events, metrics
 from gateway.caller import Actor, Caller
+from gateway.custody import CustodyContext, KeyRef
 from gateway.db import cas_update
-from gateway.errors import BadRequest, Conflict, Gone, PayloadTooLarge, Unprocessable
+from gateway.errors import (
+    BadRequest,
+    Conflict,
+    Gone,
+    InsufficientStorage,
+    PayloadTooLarge,
+    Unprocessable,
+)
 from gateway.models import (
     ArtifactKind,
     CustodyKey,
@@ -36,6 +45,7 @@ from gateway.models import (
 )
 from gateway.runtime import Runtime
 from gateway.services import quotas
+from gateway.services.custody_keys import custody_errors, destroy_custody_key
 from gateway.services.objects import store_errors
 from gateway.storage import MAX_PART_SIZE, SHA256_HEX
 
@@ -122,55 +132,131 @@ def _require_agencies(session: Session, names: tuple[str, ...]) -> None:
 
 
 def create(rt: Runtime, caller: Caller, new: NewUpload) -> Upload:
-    """Open an upload: its custody key, its store upload, its row and its ``upload.create`` entry."""
-    quotas.check_create(rt, caller.actor.org, new.size)
+    """Open an upload: its custody key, its store upload, its row and its ``upload.create`` entry.
+
+    The artifact id is reserved here: the custody context (upload, artifact, org) binds
+    the wrapped identity, and completion makes the artifact under this id. The quotas are
+    checked again inside the transaction, the organisation's row locked, so racing
+    creations cannot overshoot them. If creation fails after the store's staging or the
+    custody key was made, both are discarded (best effort; the sweeper's clean-up of stale
+    store uploads takes what is left of the staging).
+    """
+    quotas.check_create(rt, caller.actor.org, new.size)  # early, before any key is made
     who = caller.actor
-    with events.fail_closed(rt) as session:
-        _require_agencies(session, new.share_with)
-        part_size = choose_part_size(rt, new.size)
-        now = rt.now()
-        upload_id = new_id("up")
-        identity = _IDENTITY[new.custody].generate()
-        object_key = f"artifacts/{upload_id}.age"
-        with store_errors(upload_id):
-            handle = rt.store.begin_upload(object_key)
-        upload = Upload(
-            id=upload_id,
-            org=who.org,
-            principal_id=who.id,
-            name=new.name,
-            kind=new.kind,
-            share_with=sorted(set(new.share_with)),
-            description=new.description,
-            expected_size=new.size,
-            part_size=part_size,
-            max_parts=rt.config.uploads.max_parts,
-            recipient=str(identity.to_recipient()),
-            state=UploadState.OPEN,
-            object_key=object_key,
-            store_handle=handle,
-            created_at=now,
-            expires_at=now + timedelta(hours=rt.config.uploads.open_ttl_hours),
-        )
-        session.add(upload)
-        session.flush()  # the upload row first: the custody key refers to it
-        wrapped = rt.master_key.wrap(str(identity).encode(), upload_id)
-        session.add(CustodyKey(upload_id=upload_id, wrapped=wrapped, created_at=now))
-        session.flush()
-        events.record(
-            rt,
-            session,
-            "upload.create",
-            caller,
-            subject_org=who.org,
-            details={
-                "upload": upload_id,
-                "name": new.name,
-                "kind": new.kind,
-                "share_with": upload.share_with,
-            },
-        )
+    upload_id, artifact_id = new_id("up"), new_id("art")
+    ctx = CustodyContext(upload_id, artifact_id, who.org)
+    object_key = f"artifacts/{upload_id}.age"
+    made = _Made()
+    try:
+        with events.fail_closed(rt) as session:
+            part_size = choose_part_size(rt, new.size)  # a size no upload fits: 422, first
+            _check_quotas_locked(rt, session, who.org, new.size)
+            _require_agencies(session, new.share_with)
+            now = rt.now()
+            identity = _IDENTITY[new.custody].generate()
+            with store_errors(upload_id):
+                made.handle = rt.store.begin_upload(object_key)
+            with custody_errors(upload_id):
+                made.ref = rt.custody.create(ctx)
+                wrapped = rt.custody.wrap(ctx, made.ref, str(identity).encode())
+            upload = Upload(
+                id=upload_id,
+                org=who.org,
+                principal_id=who.id,
+                name=new.name,
+                kind=new.kind,
+                share_with=sorted(set(new.share_with)),
+                description=new.description,
+                expected_size=new.size,
+                part_size=part_size,
+                max_parts=rt.config.uploads.max_parts,
+                recipient=str(identity.to_recipient()),
+                state=UploadState.OPEN,
+                object_key=object_key,
+                store_handle=made.handle,
+                created_at=now,
+                expires_at=now + timedelta(hours=rt.config.uploads.open_ttl_hours),
+            )
+            session.add(upload)
+            session.flush()  # the upload row first: the custody key refers to it
+            session.add(
+                CustodyKey(
+                    upload_id=upload_id,
+                    artifact_id=artifact_id,
+                    key_ref=made.ref,
+                    wrapped=wrapped,
+                    created_at=now,
+                )
+            )
+            session.flush()
+            events.record(
+                rt,
+                session,
+                "upload.create",
+                caller,
+                subject_org=who.org,
+                details={
+                    "upload": upload_id,
+                    "name": new.name,
+                    "kind": new.kind,
+                    "share_with": upload.share_with,
+                    "custody": {
+                        "backend": rt.custody.name,
+                        "key": made.ref,
+                        "artifact": artifact_id,
+                    },
+                },
+            )
+    except BaseException:
+        _discard(rt, ctx, object_key, made)
+        raise
     return upload
+
+
+@dataclass
+class _Made:
+    """What an upload's creation made outside the database, to discard if it fails."""
+
+    handle: str | None = None
+    ref: KeyRef | None = None
+
+
+def _discard(rt: Runtime, ctx: CustodyContext, object_key: str, made: _Made) -> None:
+    if made.ref is not None:
+        try:
+            rt.custody.destroy(ctx, made.ref)
+        except Exception as exc:  # noqa: BLE001 - the failure that brought us here matters more
+            log.warning("could not destroy the custody key of %s: %s", ctx.upload_id, exc)
+    if made.handle is not None:
+        try:
+            rt.store.abort_upload(object_key, made.handle)
+        except Exception as exc:  # noqa: BLE001 - left for the clean-up of stale store uploads
+            log.warning("could not discard the store upload of %s: %s", ctx.upload_id, exc)
+
+
+def _check_quotas_locked(rt: Runtime, session: Session, org: str, size: int | None) -> None:
+    """The per-organisation quotas again, under a lock on the organisation's row.
+
+    SQLite's transaction already holds the write lock; PostgreSQL locks the row, so two
+    creations for one organisation are counted one after the other.
+    """
+    session.get(Org, org, with_for_update=True)
+    q = rt.config.quotas
+    count = quotas.open_uploads(session, org)
+    if count >= q.open_uploads_per_org:
+        metrics.QUOTA_REFUSALS.labels("open_uploads").inc()
+        raise InsufficientStorage(
+            f"organisation {org} has {count} open uploads, its quota; complete or abort one first",
+            quota="open_uploads",
+        )
+    flying = quotas.in_flight(session, org)
+    if size is not None and flying + size > q.in_flight_gib_per_org * quotas.GIB:
+        metrics.QUOTA_REFUSALS.labels("bytes_in_flight").inc()
+        raise InsufficientStorage(
+            f"organisation {org} would have {flying + size} bytes in open uploads, past its "
+            f"quota of {q.in_flight_gib_per_org} GiB; complete or abort an upload first",
+            quota="bytes_in_flight",
+        )
 
 
 def get(rt: Runtime, caller: Caller, upload_id: str, action: str) -> Upload:
@@ -308,16 +394,6 @@ class _HeadCapture:
         return bytes(self._head)
 
 
-def custody_identity(
-    rt: Runtime, session: Session, upload_id: str
-) -> age.X25519Identity | age.HybridIdentity:
-    """The upload's custody identity, unwrapped; 410 once it has been shredded."""
-    row = session.get(CustodyKey, upload_id)
-    if row is None:
-        raise Gone("the custody key of this upload has been shredded")
-    return age.parse_identity(rt.master_key.unwrap(row.wrapped, upload_id).decode())
-
-
 def abort(rt: Runtime, caller: Caller, upload: Upload) -> None:
     """The lab aborts an open upload: its parts, staging and custody key are discarded.
 
@@ -352,12 +428,11 @@ def _end(
             return False
         for row in parts_of(session, upload_id):
             session.delete(row)
-        custody = session.get(CustodyKey, upload_id)
-        if custody is not None:
-            session.delete(custody)
         events.record(
             rt, session, action, who, subject_org=upload.org, details={"upload": upload_id}
         )
+        session.flush()
+        destroy_custody_key(rt, session, upload_id)  # last: it cannot be undone
     try:
         rt.store.abort_upload(upload.object_key, upload.store_handle)
     except Exception as exc:  # noqa: BLE001 - left for the clean-up of stale store uploads

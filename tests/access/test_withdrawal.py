@@ -16,7 +16,7 @@ from gateway.config import Config
 from gateway.errors import Gone
 from gateway.models import AccessRequest, Artifact, CustodyKey, Grant, Upload
 from gateway.runtime import Runtime
-from gateway.services import uploads
+from gateway.services import custody_keys
 from gateway.sweeper import sweep_once
 from tests import helpers
 from tests.access.conftest import Evaluator, Shared, approve, denials, entries
@@ -46,7 +46,9 @@ def assert_shredded(rt: Runtime, shared: Shared, state: str) -> None:
         grants = session.query(Grant).filter(Grant.artifact_id == aid).all()
         assert grants and all(g.state != "active" and g.header is None for g in grants)
         with pytest.raises(Gone):
-            uploads.custody_identity(rt, session, artifact.upload_id)
+            custody_keys.custody_identity(rt, session, artifact.upload_id)
+    key_dir = rt.config.custody.key_dir(rt.keys_dir)  # the local backend's key file is gone
+    assert not list(key_dir.glob(f"{artifact.upload_id}.*"))
     assert not rt.store.exists(object_key(rt, shared))
 
 

@@ -17,6 +17,7 @@ def test_healthz_and_readyz(client: FlaskClient) -> None:
         "audit_log": "ok",
         "object_store": "ok",
         "keys": "ok",
+        "custody": "ok",
     }
 
 
@@ -34,6 +35,22 @@ def test_readyz_is_503_when_the_object_store_is_not_writable(client: FlaskClient
         assert r.get_json()["checks"]["object_store"] == "unavailable"
     finally:
         os.unlink(root)
+
+
+def test_readyz_is_503_when_the_custody_backend_is_not_usable(client: FlaskClient, config) -> None:
+    import shutil
+    from pathlib import Path
+
+    key_dir = config.custody.key_dir(Path(config.keys.dir))
+    if key_dir.exists():
+        shutil.rmtree(key_dir)
+    key_dir.write_text("not a directory")
+    try:
+        r = client.get("/readyz")
+        assert r.status_code == 503
+        assert r.get_json()["checks"]["custody"] == "unavailable"
+    finally:
+        key_dir.unlink()
 
 
 def test_every_error_is_problem_json_with_a_request_id(

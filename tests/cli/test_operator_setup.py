@@ -132,7 +132,7 @@ def test_serve_does_not_start_without_its_keys(install: Path) -> None:
     )
     assert done.returncode == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("gateway: error: not ready to serve (settings from ")
-    assert "key file /nonexistent/master.key is missing" in done.stderr
+    assert "key file /nonexistent/audit-signing.key is missing" in done.stderr
 
 
 def test_relative_paths_in_a_file_are_relative_to_it(install: Path) -> None:

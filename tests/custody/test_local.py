@@ -22,8 +22,8 @@ from gateway.custody import (
 )
 from gateway.custody import local as local_module
 from gateway.custody.local import LocalCustody
-from gateway.keystore import MasterKey
 from tests.custody.conftest import new_ctx
+from tests.custody.legacy import legacy_wrap, make_master_key
 
 
 @pytest.fixture
@@ -78,10 +78,10 @@ def test_destroy_overwrites_the_key_before_unlinking_it(
 def test_values_of_the_master_key_still_unwrap_under_the_legacy_reference(
     local: LocalCustody, keys: Path
 ) -> None:
-    MasterKey.create(keys / "master.key")
+    master = make_master_key(keys / "master.key")
     identity = str(age.X25519Identity.generate()).encode()
     ctx = new_ctx()
-    old = MasterKey.load(keys / "master.key").wrap(identity, ctx.upload_id)
+    old = legacy_wrap(master, identity, ctx.upload_id)
 
     assert local.unwrap(ctx, LEGACY_REF, old) == identity
     with pytest.raises(UnwrapFailed):  # bound to its upload id, as before

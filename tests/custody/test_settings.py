@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import ConfigError
+from gateway.config import Config, ConfigError
 from gateway.custody import CustodyContext, CustodySettings, make_custody
 from gateway.custody.kms import KmsCustody
 from gateway.custody.local import LocalCustody
 from gateway.custody.pkcs11 import Pkcs11Custody
+from gateway.custody.settings import CustodySettingError
 
 # The block config/gateway.toml carries (every setting, with its default).
 CONFIG_BLOCK = """
@@ -100,10 +101,12 @@ def test_the_defaults_are_valid_and_choose_the_local_backend(tmp_path: Path) -> 
 )
 def test_a_bad_setting_is_named(changes: dict[str, object], setting: str) -> None:
     settings = dataclasses.replace(CustodySettings(), **changes)
-    with pytest.raises(ConfigError, match=f"^setting {setting}: "):
+    with pytest.raises(CustodySettingError, match=f"^setting {setting}: "):
         settings.validate()
-    with pytest.raises(ConfigError, match=f"^setting {setting}: "):
+    with pytest.raises(CustodySettingError, match=f"^setting {setting}: "):
         make_custody(settings, keys_dir=Path("keys"))
+    with pytest.raises(ConfigError, match=f"^setting {setting}: "):  # as the loader says it
+        Config().replace(custody=settings)
 
 
 @pytest.mark.parametrize(

@@ -92,3 +92,72 @@ def test_artifacts_stored_before_the_shares_table_are_shared_after_it(empty_url:
         shares = set(conn.execute(select(ArtifactShare.artifact_id, ArtifactShare.org)).all())
     engine.dispose()
     assert shares == {("art_1", "agency-a"), ("art_1", "agency-b"), ("art_2", "agency-b")}
+
+
+def test_custody_keys_of_the_master_key_are_marked_legacy_and_still_unwrap(
+    empty_url: str, tmp_path: Path
+) -> None:
+    """0008 marks every existing value as the master key's and reserves its artifact id."""
+    from datetime import datetime
+
+    from sqlalchemy import insert, select, text
+
+    from gateway import age
+    from gateway.custody import LEGACY_REF, CustodyContext, KeyRef
+    from gateway.custody.local import LocalCustody
+    from gateway.models import CustodyKey, Org, Principal, Upload
+    from tests.custody.legacy import legacy_wrap, make_master_key
+
+    master = make_master_key(tmp_path / "keys" / "master.key")
+    identities = {n: str(age.X25519Identity.generate()) for n in (1, 2)}
+    upgrade(empty_url, "0007")
+    engine = make_engine(empty_url)
+    now = datetime(2026, 12, 1)
+    with engine.begin() as conn:
+        conn.execute(insert(Org.__table__).values(name="lab-a", kind="lab", created_at=now))
+        conn.execute(
+            insert(Principal.__table__).values(
+                id="prn_1", name="alice", org="lab-a", role="lab", created_at=now
+            )
+        )
+        for n, state, artifact in ((1, "completed", "art_1"), (2, "open", None)):
+            conn.execute(
+                insert(Upload.__table__).values(
+                    id=f"up_{n}",
+                    org="lab-a",
+                    principal_id="prn_1",
+                    name=f"m{n}",
+                    kind="weights",
+                    share_with=["agency-a"],
+                    part_size=1,
+                    max_parts=1,
+                    recipient="age1",
+                    state=state,
+                    object_key=f"artifacts/up_{n}.age",
+                    store_handle="",
+                    created_at=now,
+                    expires_at=now,
+                    artifact_id=artifact,
+                )
+            )
+            wrapped = legacy_wrap(master, identities[n].encode(), f"up_{n}")
+            conn.execute(  # the table as 0005 left it: no key_ref, no artifact_id
+                text(
+                    "INSERT INTO custody_keys (upload_id, wrapped, created_at) VALUES (:u, :w, :c)"
+                ),
+                {"u": f"up_{n}", "w": wrapped, "c": now},
+            )
+    engine.dispose()
+    upgrade(empty_url)
+    engine = make_engine(empty_url)
+    with engine.connect() as conn:
+        rows = {r.upload_id: r for r in conn.execute(select(CustodyKey.__table__))}
+    engine.dispose()
+    assert {r.key_ref for r in rows.values()} == {LEGACY_REF}
+    assert rows["up_1"].artifact_id == "art_1"  # a completed upload keeps its artifact's id
+    assert rows["up_2"].artifact_id.startswith("art_")  # an open one has one reserved
+    local = LocalCustody(tmp_path / "keys" / "custody", tmp_path / "keys" / "master.key")
+    for n in (1, 2):
+        row = rows[f"up_{n}"]
+        ctx = CustodyContext(f"up_{n}", row.artifact_id, "lab-a")
+        assert local.unwrap(ctx, KeyRef(row.key_ref), row.wrapped).decode() == identities[n]
