@@ -228,13 +228,9 @@ def push(
     note: Callable[[str], None] = lambda s: None,
     run: PushRun | None = None,
 ) -> dict[str, Any]:
-    """The whole push; the artifact the gateway made of it. ``run`` learns how far it got.
+    """The whole push of a file; the artifact the gateway made of it. ``run`` learns how far it got.
 
-    A directory goes as one archive (:mod:`gateway.client.dirpush`)."""
-    if req.data is None and req.path.is_dir() and not req.path.is_symlink():
-        from gateway.client import dirpush  # imports this module
-
-        return dirpush.push_directory(api, req, sign, resume=resume, note=note, run=run)
+    A directory goes as one archive: :func:`gateway.client.dirpush.push_directory`."""
     if req.data is None and not req.path.is_file():
         raise PushError(f"{req.path}: not a regular file")
     saved = start_or_resume(api, req, resume=resume, note=note)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from gateway.client import agehdr, humane, keys, state
+from gateway.client import agehdr, dirpush, humane, keys, state
 from gateway.client import push as pushing
 from gateway.client.base import api_for, emit_json, json_option, profile_option
 from gateway.client.errors import ClientError, InvocationError, PushError, TransferStopped
@@ -207,7 +207,10 @@ def push(
     check_signing_key(api, signing_key, public)
     run = pushing.PushRun()
     try:
-        artifact = pushing.push(api, req, sign, resume=resume, note=say, run=run)
+        if req.data is None and req.path.is_dir() and not req.path.is_symlink():
+            artifact = dirpush.push_directory(api, req, sign, resume=resume, note=say, run=run)
+        else:
+            artifact = pushing.push(api, req, sign, resume=resume, note=say, run=run)
     except (ClientError, KeyboardInterrupt) as exc:
         raise _push_stopped(exc, run, signing_key, profile) from None
     if as_json:

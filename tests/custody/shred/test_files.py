@@ -21,7 +21,7 @@ from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.models import CustodyKey, Grant, Upload
 from gateway.runtime import Runtime
-from gateway.services.uploads import custody_identity
+from gateway.services.custody_keys import custody_identity
 from gateway.sweeper import sweep_once
 from tests.access.conftest import Evaluator, Shared
 from tests.conftest import make_config
