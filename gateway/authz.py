@@ -48,6 +48,7 @@ A, D, H = Decision.ALLOW, Decision.DENY, Decision.HIDE
 _TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
     "me.read": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
     "me.signing_key": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "me.oms_key": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
     "me.recipient": {"lab": (D, D), "evaluator": (A, A), "auditor": (D, D), "admin": (D, D)},
     "org.signing_keys": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
     "upload.create": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},

@@ -47,6 +47,7 @@ ACTIONS = (
     "content.download",
     "grant.expire",
     "grant.revoke",
+    "identity.oms_key.register",
     "key.release",
     "upload.abort",
     "upload.complete",
