@@ -62,6 +62,7 @@ _TABLE: dict[str, dict[str, tuple[Decision, Decision]]] = {
     "me.read": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
     "me.signing_key": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
     "signing_key.revoke": {"lab": (A, H), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
+    "me.oms_key": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},
     "me.recipient": {"lab": (D, D), "evaluator": (A, A), "auditor": (D, D), "admin": (D, D)},
     "org.signing_keys": {"lab": (A, A), "evaluator": (A, A), "auditor": (A, A), "admin": (A, A)},
     "upload.create": {"lab": (A, A), "evaluator": (D, D), "auditor": (D, D), "admin": (D, D)},

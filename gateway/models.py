@@ -1,4 +1,4 @@
-"""Metadata models: organisations, principals, tokens, signing keys, uploads, artifacts.
+"""Metadata models: organisations, principals, tokens, signing and OMS keys, uploads, artifacts.
 
 Ids are opaque strings with a short type prefix. Times are stored as naive UTC. The
 closed sets of values (kinds, roles, states) are string enums: their values
@@ -136,6 +136,20 @@ class SigningKey(Base):
     org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
     public_key: Mapped[str] = mapped_column(String(64), index=True, unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+
+
+class OmsKey(Base):
+    """An EC public key (PEM) an org's OpenSSF model signatures (``model.sig``) verify under."""
+
+    __tablename__ = "oms_keys"
+    __table_args__ = (UniqueConstraint("org", "fingerprint"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    org: Mapped[str] = mapped_column(ForeignKey("orgs.name"), index=True)
+    principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
+    public_key: Mapped[str] = mapped_column(Text)  # SubjectPublicKeyInfo, PEM, as re-encoded
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER, hex
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 

@@ -1,4 +1,4 @@
-"""Identity routes: who am I, my recipient and signing keys, an org's signing keys."""
+"""Identity routes: who am I, my recipient, signing and OMS keys, an org's signing and OMS keys."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from gateway.api import inputs, shapes
 from gateway.api.context import authenticate_request, caller, runtime
 from gateway.clock import rfc3339
 from gateway.models import SigningKey
-from gateway.services import identity
+from gateway.services import identity, omskeys
 
 bp = Blueprint("identity", __name__, url_prefix="/v1")
 bp.before_request(authenticate_request)
@@ -71,3 +71,29 @@ def signing_keys(org: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "org.signing_keys", what="signing keys")
     return {"items": [shapes.signing_key(k) for k in identity.org_signing_keys(rt, org)]}
+
+
+@bp.put("/me/oms-key")
+def put_oms_key() -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    authz.require(rt, who, "me.oms_key", what="an OpenSSF model signing key")
+    public_key = inputs.text(inputs.json_body(), "public_key")
+    return _oms_key(omskeys.register(rt, who, public_key))
+
+
+@bp.get("/orgs/<org>/oms-keys")
+def oms_keys(org: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    # Whoever may check an org's manifests may check its model signatures.
+    authz.require(rt, who, "org.signing_keys", what="OpenSSF model signing keys")
+    return {"items": [_oms_key(k) for k in omskeys.org_keys(rt, org)]}
+
+
+def _oms_key(k: omskeys.OrgOmsKey) -> dict[str, Any]:
+    return {
+        "public_key": k.public_key,
+        "fingerprint": k.fingerprint,
+        "curve": k.curve,
+        "principal": k.principal,
+        "created_at": rfc3339(k.created_at),
+    }

@@ -88,6 +88,26 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         {"200": "items"},
     ),
     (
+        "put",
+        "/v1/me/oms-key",
+        "Register an OpenSSF Model Signing public key (EC P-256 or P-384, PEM)",
+        "lab",
+        {
+            "type": "object",
+            "required": ["public_key"],
+            "properties": {"public_key": {"type": "string"}},
+        },
+        {"200": "public_key, fingerprint, curve, principal, created_at", "400": "not such a key"},
+    ),
+    (
+        "get",
+        "/v1/orgs/{org}/oms-keys",
+        "An organisation's OpenSSF Model Signing public keys",
+        "any",
+        None,
+        {"200": "items"},
+    ),
+    (
         "post",
         "/v1/uploads",
         "Open an upload",

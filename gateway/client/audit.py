@@ -54,6 +54,7 @@ ACTIONS = (
     "content.download",
     "grant.expire",
     "grant.revoke",
+    "identity.oms_key.register",
     "identity.recipient.set",
     "identity.signing_key.register",
     "identity.signing_key.revoke",

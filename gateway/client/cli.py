@@ -1,5 +1,7 @@
 """The client's ``gateway`` command: profiles, whoami, keys, push, pull, access, audit.
 
+OpenSSF Model Signing keys are registered with ``gateway oms-key register``.
+
 Design note. :func:`build` makes the ``gateway`` group: every client command, the
 client's own ``audit`` group, and whatever commands, ``audit`` subcommands and root
 options a caller adds: :mod:`gateway.cli` adds the operator's in a server install.
@@ -25,6 +27,7 @@ from gateway.client import (
     keycmds,
     listings,
     me,
+    omskeys,
     profilecmds,
     pullcmd,
     signingkeys,
@@ -61,6 +64,7 @@ COMMANDS: list[click.Command] = [
     *keycmds.COMMANDS,
     *transfer.COMMANDS,
     *pullcmd.COMMANDS,
+    *omskeys.COMMANDS,
     uploads.uploads,
     *listings.COMMANDS,
     *access.COMMANDS,

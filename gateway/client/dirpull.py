@@ -12,9 +12,12 @@ directory always shows it. A pull run again resumes from the chunk the journal n
 (:func:`gateway.tree.resume_chunk`).
 
 When the manifest lists ``model.sig`` at the top, the directory carries an OpenSSF
-Model Signing signature; with ``--oms-key PUB`` it is verified after extraction
-(:func:`gateway.tree.oms.verify_directory`), and the result is said beside the
-manifest check.
+Model Signing signature. It is verified after extraction
+(:func:`gateway.tree.oms.verify_directory`) under the keys the lab registered with the
+gateway, fetched before the download starts (:func:`gateway.client.omskeys.registered`),
+or under the one ``--oms-key PUB`` gives, which overrides them; the result is said beside
+the manifest check: verified (by which key), FAILED (naming what differs: the pull fails),
+or, when the lab registered none, not checked.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ import contextlib
 import os
 import stat
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway import manifest as manifests
 from gateway.age.stream import CHUNK
-from gateway.client import humane
+from gateway.client import humane, omskeys
 from gateway.client import pull as pulling
 from gateway.client.agehdr import Identities
 from gateway.client.errors import (
@@ -116,6 +120,7 @@ class Restored:
     extracted: Extracted
     oms: oms.Verified | None
     signed: bool  #: the manifest lists ``model.sig``
+    oms_key: omskeys.Key | None = None  #: the key ``model.sig`` verified under
 
 
 def pull_tree(
@@ -127,12 +132,14 @@ def pull_tree(
     progress: bool | None,
     label: str,
     *,
-    oms_key: Path | None = None,
+    oms_keys: Sequence[omskeys.Key] = (),
     sleep: Sleep = time.sleep,
 ) -> Restored:
     """Decrypt and extract the artifact into ``out`` (resuming it); what was restored.
 
-    PullError names a file that does not match the signed manifest, or a hostile archive.
+    PullError names a file that does not match the signed manifest, or a hostile archive,
+    or (when ``model.sig`` travels and ``oms_keys`` are given) what does not match the
+    model signature under any of them.
     """
     files = entries(manifest)
     opened, first = pulling.open_file(api, artifact, identities)
@@ -179,8 +186,10 @@ def pull_tree(
     except TreeError as exc:
         raise PullError(_refusal(exc, out)) from None
     signed = any(f.path == oms.SIGNATURE for f in files)
-    verified = _check_oms(out, oms_key) if signed and oms_key is not None else None
-    return Restored(extracted, verified, signed)
+    if not signed or not oms_keys:
+        return Restored(extracted, None, signed)
+    verified, key = _check_oms(out, oms_keys)
+    return Restored(extracted, verified, signed, key)
 
 
 def _abort(sink: ExtractSink) -> None:
@@ -208,14 +217,25 @@ def _refusal(exc: TreeError, out: Path) -> str:
     return f"{what}: {exc.detail}{left}"
 
 
-def _check_oms(out: Path, key: Path) -> oms.Verified:
-    try:
-        return oms.verify_directory(out, oms.PublicKey(key.read_bytes()))
-    except TreeError as exc:
-        raise PullError(
-            f"OpenSSF Model Signing: {exc.detail}; every file in {out} matches the lab's "
-            "signed manifest, but not its model signature"
-        ) from None
+def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, omskeys.Key]:
+    """The first of ``keys`` ``model.sig`` verifies under; else PullError saying what differs.
+
+    Under a key that did not sign, the signature itself fails; under the one that did, a
+    changed file is named. The refusal that names files is the one reported.
+    """
+    refusals: list[str] = []
+    for key in keys:
+        try:
+            return oms.verify_directory(out, oms.PublicKey(key.pem)), key
+        except TreeError as exc:
+            refusals.append(exc.detail)
+    named = [r for r in refusals if "does not match" in r]
+    said = (named or refusals)[-1]
+    tried = keys[0].source if len(keys) == 1 else f"any of the {len(keys)} keys the lab registered"
+    raise PullError(
+        f"model signature: FAILED under {tried}: {said}; every file in {out} matches the "
+        "lab's signed manifest, but not its OpenSSF model signature"
+    )
 
 
 def pull_command(
@@ -226,8 +246,12 @@ def pull_command(
     quiet: bool,
     oms_key: Path | None = None,
 ) -> None:
-    """``gateway pull ART -o DIR`` once the manifest is trusted: restore, then say what was."""
+    """``gateway pull ART -o DIR`` once the manifest is trusted: restore, then say what was.
+
+    ``oms_key`` (``--oms-key PUB``) overrides the OMS keys the lab registered.
+    """
     out, manifest = command.output, info.get("manifest") or {}
+    keys = _oms_keys(api, info, manifest, oms_key)
     try:
         restored = pull_tree(
             api,
@@ -237,7 +261,7 @@ def pull_command(
             out,
             False if quiet else None,
             f"pull {info['name']}",
-            oms_key=oms_key,
+            oms_keys=keys,
         )
     except (ClientError, KeyboardInterrupt) as exc:
         raise _stopped(exc, command) from None
@@ -247,14 +271,33 @@ def pull_command(
         f"each file's keyed commitment checked: {manifest.get('name')} "
         f"(upload {manifest.get('upload')}), signed by {info['org']}"
     )
-    if restored.oms is not None:
+    _say_oms(out, restored)
+
+
+def _oms_keys(
+    api: Api, info: dict[str, Any], manifest: dict[str, Any], given: Path | None
+) -> list[omskeys.Key]:
+    """The keys to check ``model.sig`` under: ``--oms-key``'s, else those the lab registered."""
+    if not any(str(f.get("path")) == oms.SIGNATURE for f in manifest["plaintext"]["files"]):
+        return []
+    if given is not None:
+        return [omskeys.given(given)]
+    return omskeys.registered(api, str(info["org"]))
+
+
+def _say_oms(out: Path, restored: Restored) -> None:
+    if restored.oms is not None and restored.oms_key is not None:
+        key, covered, left = restored.oms_key, restored.oms.covered, restored.oms.not_covered
         say(
-            f"{out}: OpenSSF model signature verified: {len(restored.oms.covered)} files signed"
-            + (f", {len(restored.oms.not_covered)} not covered" if restored.oms.not_covered else "")
+            f"{out}: model signature: verified by {key.source} {key.fingerprint}: "
+            f"{len(covered)} files signed" + (f", {len(left)} not covered" if left else "")
         )
     elif restored.signed:
-        say(f"{out}: holds an OpenSSF model signature (model.sig), not checked here")
-        hint("check it with --oms-key PUB, the lab's public key (PEM)")
+        say(f"{out}: model signature: none registered: not checked")
+        hint(
+            "the lab has registered no OpenSSF model signing key (gateway oms-key register); "
+            "check model.sig with --oms-key PUB, the lab's public key (PEM)"
+        )
 
 
 def _stopped(exc: BaseException, command: PullCommand) -> ClientError:

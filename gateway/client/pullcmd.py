@@ -114,7 +114,7 @@ def access_hint(api: Api, artifact: str) -> str | None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     default=None,
     help="a directory artifact with model.sig: verify its OpenSSF model signature under "
-    "this public key (PEM) from the lab",
+    "this public key (PEM) instead of the keys the lab registered with the gateway",
 )
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @profile_option
@@ -136,7 +136,9 @@ def pull(
     FILE.part (mode 0600), which a pull run again resumes. A directory artifact
     (`gateway push DIR`) is restored into -o DIR, new or empty: each file gets its
     name only once it matches the manifest; DIR/.gateway-incoming/ marks an
-    unfinished pull, which a pull run again resumes.
+    unfinished pull, which a pull run again resumes. A directory that carries an
+    OpenSSF model signature (model.sig) is checked under the keys its lab registered
+    (`gateway oms-key register`), or under --oms-key PUB when given.
     """
     if output == "-" and raw:
         raise InvocationError("--raw writes a file; give -o FILE")

@@ -8,6 +8,7 @@ pushed as a directory and restored by ``gateway pull -o DIR`` and by the standar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -331,7 +332,7 @@ def test_push_oms_key_signs_and_pull_oms_key_verifies_and_names_a_tampered_shard
     done = cli(
         env, "pull", artifact["id"], "-o", str(out), "-i", identity, "--oms-key", str(public)
     )
-    assert "OpenSSF model signature verified" in done.stderr.decode()
+    assert "model signature: verified by the key given with --oms-key" in done.stderr.decode()
     same_tree(model, out)
 
     shard = "model-00002-of-00003.safetensors"
@@ -342,5 +343,61 @@ def test_push_oms_key_signs_and_pull_oms_key_verifies_and_names_a_tampered_shard
     args = ["pull", tampered["id"], "-o", str(out), "-i", identity]
     done = cli(env, *args, "--oms-key", str(public), check=False)
     err = done.stderr.decode()
-    assert done.returncode != 0 and err.startswith("gateway: error: OpenSSF Model Signing")
+    assert done.returncode != 0 and err.startswith("gateway: error: model signature: FAILED")
     assert f"{shard} differs" in err, err
+
+
+def _fingerprint(public: Path) -> str:
+    key = serialization.load_pem_public_key(public.read_bytes())
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(der).hexdigest()
+
+
+def test_pull_checks_model_sig_under_the_key_the_lab_registered(
+    gw: LocalGateway, keys: dict[str, Path], tmp_path: Path
+) -> None:
+    pytest.importorskip("model_signing")
+    private, public = _ec_keys(tmp_path)
+    model = write_model(tmp_path / "signed", shards=3, shard_mib=0.5, seed=11)
+    done = cli(gw.env("lab"), *push_args(keys, model, "--oms-key", str(private), "--json"))
+    signed = json.loads(done.stdout)
+    grant(gw, signed["id"])
+    env, identity = gw.env("evaluator"), str(keys["identity"])
+
+    # Before the lab registers a key: restored, the signature said to be unchecked.
+    out = tmp_path / "unchecked"
+    done = cli(env, "pull", signed["id"], "-o", str(out), "-i", identity)
+    assert "model signature: none registered: not checked" in done.stderr.decode()
+    same_tree(model, out)
+
+    # A key that did not sign it, then the one that did: the pull tries each.
+    (tmp_path / "other").mkdir()
+    _, other = _ec_keys(tmp_path / "other")
+    cli(gw.env("lab"), "oms-key", "register", str(other))
+    done = cli(gw.env("lab"), "oms-key", "register", str(public))
+    assert _fingerprint(public) in done.stderr.decode()
+    out = tmp_path / "verified"
+    done = cli(env, "pull", signed["id"], "-o", str(out), "-i", identity)
+    said = done.stderr.decode()
+    assert f"model signature: verified by the key the lab registered {_fingerprint(public)}" in said
+    same_tree(model, out)
+
+    # Changed after signing, pushed with a manifest that follows: the signature names it.
+    shard = "model-00003-of-00003.safetensors"
+    (model / shard).write_bytes(b"\x05" * 5000)
+    tampered = json.loads(cli(gw.env("lab"), *push_args(keys, model, "--json")).stdout)
+    grant(gw, tampered["id"])
+    out = tmp_path / "tampered"
+    done = cli(env, "pull", tampered["id"], "-o", str(out), "-i", identity, check=False)
+    err = done.stderr.decode()
+    assert done.returncode != 0 and err.startswith("gateway: error: model signature: FAILED"), err
+    assert f"{shard} differs" in err, err
+
+    # --oms-key overrides what the lab registered: a key that did not sign it fails.
+    out = tmp_path / "overridden"
+    args = ["pull", signed["id"], "-o", str(out), "-i", identity, "--oms-key", str(other)]
+    done = cli(env, *args, check=False)
+    err = done.stderr.decode()
+    assert done.returncode != 0 and "FAILED under the key given with --oms-key" in err, err
