@@ -31,6 +31,7 @@ CLIENT_COMMANDS = {
     "deny",
     "grants",
     "keygen",
+    "oms-key",
     "profile",
     "pull",
     "push",
