@@ -14,7 +14,7 @@ from gateway import events
 from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.runtime import Runtime
-from tests.access.conftest import (  # noqa: F401 - fixtures, shared
+from tests.services.conftest import (  # noqa: F401 - fixtures, shared
     Evaluator,
     Shared,
     entries,

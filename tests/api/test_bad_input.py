@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from gateway.age import bech32
 from gateway.config import Config
-from tests.access.conftest import (  # noqa: F401 - fixtures, shared
+from tests.services.conftest import (  # noqa: F401 - fixtures, shared
     Evaluator,
     Shared,
     evaluator,

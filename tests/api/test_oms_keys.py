@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.serialization import (
 from flask.testing import FlaskClient
 
 from gateway.models import OmsKey
-from tests.access.conftest import entries
+from tests.services.conftest import entries
 from tests.conftest import Principals
 
 

@@ -18,7 +18,7 @@ from gateway.config import Config
 from gateway.custody import CustodyContext, KeyDestroyed, KeyRef
 from gateway.models import Artifact, CustodyKey, Upload
 from gateway.runtime import Runtime
-from tests.access.conftest import Evaluator, Shared, entries, evaluator, granted, shared
+from tests.services.conftest import Evaluator, Shared, entries, evaluator, granted, shared
 from tests.api.conftest import Lab, lab
 from tests.conftest import Principals, make_config
 from tests.custody.hsm import SoftHsm

@@ -45,7 +45,7 @@ from gateway.runtime import Runtime
 from gateway.services import identity
 from gateway.storage import ObjectStore, StorageError, StorageSettings, make_store
 from tests import helpers
-from tests.access.conftest import Evaluator
+from tests.services.conftest import Evaluator
 from tests.api.conftest import Lab
 from tests.conftest import SEED, Principals, make_config
 

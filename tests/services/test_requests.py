@@ -8,7 +8,7 @@ import pytest
 from flask.testing import FlaskClient
 
 from gateway.clock import FrozenClock
-from tests.access.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 from tests.api.conftest import Lab
 from tests.conftest import Principals
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway.clock import FrozenClock
-from tests.access.conftest import Evaluator
+from tests.services.conftest import Evaluator
 from tests.api.conftest import Lab
 
 

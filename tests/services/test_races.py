@@ -21,7 +21,7 @@ from gateway.db import Database
 from gateway.models import AccessRequest, Grant
 from gateway.runtime import Runtime
 from gateway.services import access
-from tests.access.conftest import Evaluator, Shared, approve, denials, entries
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals
 

@@ -8,7 +8,7 @@ from gateway import config as cfg
 def test_defaults_match_the_documented_file() -> None:
     """config/gateway.toml documents every setting with its default; its paths, relative to
     config/, are the defaults' paths relative to the checkout."""
-    root = Path(__file__).parents[2]
+    root = Path(__file__).parents[1]
     documented = cfg.load(root / "config" / "gateway.toml", environ={})
     defaults = cfg.Config(source=documented.source)
     resolved = {
@@ -20,7 +20,7 @@ def test_defaults_match_the_documented_file() -> None:
     assert documented.replace() == defaults.replace(**resolved)
     import tomllib
 
-    text = tomllib.loads((Path(__file__).parents[2] / "config" / "gateway.toml").read_text())
+    text = tomllib.loads((Path(__file__).parents[1] / "config" / "gateway.toml").read_text())
     defaults = cfg.Config()
     for section in (
         "server",

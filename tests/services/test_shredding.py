@@ -20,7 +20,7 @@ from gateway.runtime import Runtime
 from gateway.storage import StorageError
 from gateway.sweeper import sweep_once
 from tests import helpers
-from tests.access.conftest import Evaluator, Shared, entries
+from tests.services.conftest import Evaluator, Shared, entries
 from tests.conftest import Principals, make_config
 
 WINDOW_DAYS = 10

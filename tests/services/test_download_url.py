@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from gateway import metrics
 from gateway.clock import FrozenClock
-from tests.access.conftest import Evaluator, Shared, approve, denials, entries
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals
 

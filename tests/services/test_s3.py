@@ -16,7 +16,7 @@ from gateway.clock import FrozenClock
 from gateway.models import CustodyKey
 from gateway.runtime import Runtime
 from tests import helpers
-from tests.access.conftest import Evaluator, Shared
+from tests.services.conftest import Evaluator, Shared
 from tests.api.conftest import Lab
 from tests.conftest import make_config
 

@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 
 from flask.testing import FlaskClient
 
-from tests.access.conftest import Evaluator, Shared, denials, entries
+from tests.services.conftest import Evaluator, Shared, denials, entries
 from tests.conftest import Principals
 
 
