@@ -14,6 +14,8 @@ from gateway import events
 from gateway.clock import FrozenClock
 from gateway.config import Config
 from gateway.runtime import Runtime
+from tests.api.conftest import Lab
+from tests.conftest import Principals, make_config
 from tests.services.conftest import (  # noqa: F401 - fixtures, shared
     Evaluator,
     Shared,
@@ -22,8 +24,6 @@ from tests.services.conftest import (  # noqa: F401 - fixtures, shared
     granted,
     shared,
 )
-from tests.api.conftest import Lab
-from tests.conftest import Principals, make_config
 
 BUDGET = 5
 

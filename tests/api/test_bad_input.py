@@ -17,6 +17,8 @@ from flask.testing import FlaskClient
 
 from gateway.age import bech32
 from gateway.config import Config
+from tests.api.conftest import Lab
+from tests.conftest import Principals
 from tests.services.conftest import (  # noqa: F401 - fixtures, shared
     Evaluator,
     Shared,
@@ -24,8 +26,6 @@ from tests.services.conftest import (  # noqa: F401 - fixtures, shared
     granted,
     shared,
 )
-from tests.api.conftest import Lab
-from tests.conftest import Principals
 
 UPLOAD = {"name": "model-x", "kind": "weights", "share_with": ["agency-a"]}
 

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.serialization import (
 from flask.testing import FlaskClient
 
 from gateway.models import OmsKey
-from tests.services.conftest import entries
 from tests.conftest import Principals
+from tests.services.conftest import entries
 
 
 def ec_public(curve: ec.EllipticCurve) -> tuple[str, str]:

@@ -18,10 +18,10 @@ from gateway.config import Config
 from gateway.custody import CustodyContext, KeyDestroyed, KeyRef
 from gateway.models import Artifact, CustodyKey, Upload
 from gateway.runtime import Runtime
-from tests.services.conftest import Evaluator, Shared, entries, evaluator, granted, shared
 from tests.api.conftest import Lab, lab
 from tests.conftest import Principals, make_config
 from tests.custody.hsm import SoftHsm
+from tests.services.conftest import Evaluator, Shared, entries, evaluator, granted, shared
 
 # The flow's fixtures, shared with the access tests; the token and the KMS server are
 # this directory's own (one SoftHSM2 configuration per process).

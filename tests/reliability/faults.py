@@ -45,9 +45,9 @@ from gateway.runtime import Runtime
 from gateway.services import identity
 from gateway.storage import ObjectStore, StorageError, StorageSettings, make_store
 from tests import helpers
-from tests.services.conftest import Evaluator
 from tests.api.conftest import Lab
 from tests.conftest import SEED, Principals, make_config
+from tests.services.conftest import Evaluator
 
 STORE_METHODS = (
     "begin_upload",

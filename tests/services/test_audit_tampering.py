@@ -28,8 +28,8 @@ from gateway.audit.sigtypes import SIG_COSIGNATURE_V1
 from gateway.cli import main
 from gateway.runtime import Runtime
 from gateway.services import anchor
-from tests.services.conftest import Evaluator, Shared, entries
 from tests.conftest import Principals
+from tests.services.conftest import Evaluator, Shared, entries
 
 
 @pytest.fixture

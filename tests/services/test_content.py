@@ -13,9 +13,9 @@ from gateway.config import Config
 from gateway.models import Grant
 from gateway.runtime import Runtime
 from tests import helpers
-from tests.services.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 
 WINDOW_DAYS = 10
 

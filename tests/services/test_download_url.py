@@ -10,9 +10,9 @@ from flask.testing import FlaskClient
 
 from gateway import metrics
 from gateway.clock import FrozenClock
-from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 
 
 def path_of(url: str) -> str:

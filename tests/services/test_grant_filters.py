@@ -6,8 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from gateway.clock import FrozenClock
-from tests.services.conftest import Evaluator
 from tests.api.conftest import Lab
+from tests.services.conftest import Evaluator
 
 
 def _listed(lab: Lab, query: str) -> Any:

@@ -6,8 +6,8 @@ from urllib.parse import urlparse
 
 from flask.testing import FlaskClient
 
-from tests.services.conftest import Evaluator, Shared, denials, entries
 from tests.conftest import Principals
+from tests.services.conftest import Evaluator, Shared, denials, entries
 
 
 def head(evaluator: Evaluator, shared: Shared, range_: str | None = None) -> object:

@@ -21,9 +21,9 @@ from gateway.db import Database
 from gateway.models import AccessRequest, Grant
 from gateway.runtime import Runtime
 from gateway.services import access
-from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 
 
 def together(n: int, *calls: Callable[[], Any]) -> list[Any]:

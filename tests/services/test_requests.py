@@ -8,9 +8,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from gateway.clock import FrozenClock
-from tests.services.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 from tests.api.conftest import Lab
 from tests.conftest import Principals
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries, evaluator_for
 
 
 def when(value: str) -> datetime:

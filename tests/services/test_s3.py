@@ -16,9 +16,9 @@ from gateway.clock import FrozenClock
 from gateway.models import CustodyKey
 from gateway.runtime import Runtime
 from tests import helpers
-from tests.services.conftest import Evaluator, Shared
 from tests.api.conftest import Lab
 from tests.conftest import make_config
+from tests.services.conftest import Evaluator, Shared
 
 BUCKET = "access-test-artifacts"
 AUDIT_BUCKET = "access-test-audit"

@@ -20,8 +20,8 @@ from gateway.runtime import Runtime
 from gateway.storage import StorageError
 from gateway.sweeper import sweep_once
 from tests import helpers
-from tests.services.conftest import Evaluator, Shared, entries
 from tests.conftest import Principals, make_config
+from tests.services.conftest import Evaluator, Shared, entries
 
 WINDOW_DAYS = 10
 

@@ -23,9 +23,9 @@ from gateway.runtime import Runtime
 from gateway.services import content as contents
 from gateway.storage import CHUNK
 from tests import helpers
-from tests.services.conftest import Evaluator, Shared, approve, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
+from tests.services.conftest import Evaluator, Shared, approve, entries
 
 MIB = 1 << 20
 WINDOW = 1 * MIB

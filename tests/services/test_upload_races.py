@@ -19,9 +19,9 @@ from gateway.models import CustodyKey, Org, SigningKey, Upload, UploadPart
 from gateway.runtime import Runtime
 from gateway.services import identity, uploads
 from tests import helpers
-from tests.services.test_races import together
 from tests.api.conftest import Lab
 from tests.api.test_completion import Held, Prepared, while_assembling
+from tests.services.test_races import together
 
 MIB = 1 << 20
 

@@ -19,9 +19,9 @@ from gateway.runtime import Runtime
 from gateway.services import custody_keys
 from gateway.sweeper import sweep_once
 from tests import helpers
-from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 from tests.api.conftest import Lab
 from tests.conftest import Principals, make_config
+from tests.services.conftest import Evaluator, Shared, approve, denials, entries
 
 WINDOW_DAYS = 10
 

@@ -23,8 +23,8 @@ from gateway.models import CustodyKey, Grant, Upload
 from gateway.runtime import Runtime
 from gateway.services.custody_keys import custody_identity
 from gateway.sweeper import sweep_once
-from tests.services.conftest import Evaluator, Shared
 from tests.conftest import make_config
+from tests.services.conftest import Evaluator, Shared
 
 WINDOW_DAYS = 10
 
