@@ -229,7 +229,8 @@ def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, om
             return oms.verify_directory(out, oms.PublicKey(key.pem)), key
         except TreeError as exc:
             refusals.append(exc.detail)
-    named = [r for r in refusals if "does not match" in r]
+    # a key that did not sign says "Key mismatch ... does not match the provided public key"
+    named = [r for r in refusals if "does not match" in r and "Key mismatch" not in r]
     said = (named or refusals)[-1]
     tried = keys[0].source if len(keys) == 1 else f"any of the {len(keys)} keys the lab registered"
     raise PullError(
