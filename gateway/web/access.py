@@ -42,19 +42,19 @@ def requests_index() -> ResponseReturnValue:
         page=found,
         filters=filters,
         states=STATES,
-        people=directory.people(rt, [r.principal_id for r in found.items]),
+        people=directory.people(rt, who.actor, [r.principal_id for r in found.items]),
     )
 
 
 def _show(req: AccessRequest, status: int = 200, **extra: Any) -> ResponseReturnValue:
-    rt = runtime()
+    rt, who = runtime(), caller()
     ids = [req.principal_id, req.decided_by]
     context: dict[str, Any] = {
         "req": req,
         "approve": forms.Approve(),
         "deny": forms.Deny(),
         "may": may,
-        "people": directory.people(rt, ids),
+        "people": directory.people(rt, who.actor, ids),
         "lab_custody": lab_holds_custody(req),
         "asked_hours": req.duration_hours or rt.config.access.default_grant_hours,
         **extra,
@@ -113,7 +113,7 @@ def grants() -> ResponseReturnValue:
         "grants.html",
         page=found,
         may=may,
-        people=directory.people(rt, [g.grantee_id for g in found.items]),
+        people=directory.people(rt, who.actor, [g.grantee_id for g in found.items]),
         names=directory.artifact_names(rt, who.actor, [g.artifact_id for g in found.items]),
     )
 

@@ -51,7 +51,7 @@ def artifact(artifact_id: str) -> ResponseReturnValue:
     if may("audit.read_own"):
         context.update(_accesses(item, ids))
     else:
-        context["people"] = directory.people(rt, ids)
+        context["people"] = directory.people(rt, who.actor, ids)
     return render("artifact.html", form=forms.RequestAccess(), may=may, **context)
 
 
@@ -68,7 +68,7 @@ def _accesses(item: Artifact, ids: list[str]) -> dict[str, Any]:
         "proven": proven,
         "latest": latest,
         "complete": proofs.lab_view_complete(rt, item.org),
-        "people": directory.people(rt, ids + [e.actor for e in found.items]),
+        "people": directory.people(rt, who.actor, ids + [e.actor for e in found.items]),
     }
 
 

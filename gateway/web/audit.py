@@ -65,7 +65,7 @@ def audit() -> ResponseReturnValue:
         filters=filters,
         args=request.args,
         outcomes=OUTCOMES,
-        people=directory.people(rt, [e.actor for e in found.items]),
+        people=directory.people(rt, who.actor, [e.actor for e in found.items]),
         names=directory.artifact_names(rt, who.actor, [e.artifact for e in found.items]),
     )
 
@@ -91,7 +91,7 @@ def entry(index: int) -> ResponseReturnValue:
         proven=proofs.prove(rt, found, latest),
         latest=latest,
         cosigners=proofs.cosigners(latest),
-        people=directory.people(rt, [found.actor]),
+        people=directory.people(rt, who.actor, [found.actor]),
         names=directory.artifact_names(rt, who.actor, [found.artifact]),
     )
 

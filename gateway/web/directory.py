@@ -1,9 +1,9 @@
 """Names for ids: the reads the pages need that no service offers yet.
 
 The services answer with ids (a grant's ``grantee_id``, an entry's ``actor``); people
-read names. Each function here is one query, and the artifact names it gives are only
-those of artifacts the actor may see (:func:`gateway.authz.scope`), so a name never
-tells more than the artifact's own page would.
+read names. Each function here is one query, and the names it gives are only those the
+actor may see: artifacts by :func:`gateway.authz.scope`, people by
+:func:`gateway.authz.principal_scope`, so a name never tells more than the API would.
 """
 
 from __future__ import annotations
@@ -21,14 +21,20 @@ from gateway.web.present import Person
 MAX_LOOKUP = 1000
 
 
-def people(rt: Runtime, ids: Iterable[str | None]) -> dict[str, Person]:
-    """The principals among ``ids``, by id (at most :data:`MAX_LOOKUP` at once)."""
+def people(rt: Runtime, actor: Actor, ids: Iterable[str | None]) -> dict[str, Person]:
+    """The principals among ``ids`` that ``actor`` may name, by id (at most :data:`MAX_LOOKUP`).
+
+    The same scope as ``GET /v1/principals`` (:func:`gateway.authz.principal_scope`): an id
+    the actor may not name stays a bare id on the page, as the API would refuse it.
+    """
     wanted = sorted({i for i in ids if i})[:MAX_LOOKUP]
     if not wanted:
         return {}
     with rt.db.session() as session:
         rows = session.execute(
-            select(Principal.id, Principal.name, Principal.org).where(Principal.id.in_(wanted))
+            select(Principal.id, Principal.name, Principal.org).where(
+                Principal.id.in_(wanted), authz.principal_scope(actor)
+            )
         ).all()
     return {pid: Person(name, org) for pid, name, org in rows}
 

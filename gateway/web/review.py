@@ -129,7 +129,9 @@ def _review(
 ) -> Review:
     entries = [found[i] for i in sorted(found)]
     decoded = [e.entry() for e in entries]
-    persons = directory.people(rt, [d["actor"] for d in decoded] + [_grantee(d) for d in decoded])
+    persons = directory.people(
+        rt, caller.actor, [d["actor"] for d in decoded] + [_grantee(d) for d in decoded]
+    )
     rows = [_row(e, d, persons) for e, d in zip(entries, decoded, strict=True)]
     people, agencies = report.tally(decoded)
     names = directory.artifact_names(rt, caller.actor, [e.artifact for e in entries])

@@ -376,3 +376,18 @@ def test_the_entry_page_verifies_the_proof_and_shows_a_forged_entry_failing(
         session.execute(update(Entry).where(Entry.index == 1).values(leaf=forged))
     html = web["auditor"].text("/ui/audit/entries/1")
     assert "✗ Not verified" in html and "not proven" in html
+
+
+def test_the_dashboard_names_only_the_people_the_api_would_name(
+    lab: Lab, web: dict[str, WebUser], client: FlaskClient, principals: Principals
+) -> None:
+    """An evaluator's log view holds its agency's other evaluators' entries, never their names."""
+    art = lab.push(b"w", share_with=["agency-a"])["id"]
+    ask(client, principals, "eval2", art)
+    eval2_id = client.get("/v1/principals/me", headers=principals.auth("eval2")).get_json()["id"]
+    refused = client.get(f"/v1/principals/{eval2_id}", headers=principals.auth("eval"))
+    assert refused.status_code == 404
+    html = web["eval"].text("/ui/audit")
+    assert "<td>access.request</td>" in html  # the entry concerns eval's agency
+    assert "eval2 (agency-a)" not in html and eval2_id in html
+    assert "eval2 (agency-a)" in web["auditor"].text("/ui/audit")
