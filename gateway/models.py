@@ -66,6 +66,13 @@ class CustodyType(StrEnum):
     MLKEM768X25519 = "mlkem768x25519"
 
 
+class Custody(StrEnum):
+    """Who holds the key that opens an artifact: the gateway's custody backend, or the lab alone."""
+
+    GATEWAY = "gateway"
+    LAB = "lab"
+
+
 class UploadState(StrEnum):
     OPEN = "open"
     # Claimed by one completion (gateway.services.completion): only it assembles.
@@ -166,7 +173,11 @@ class Upload(Base):
     expected_size: Mapped[int | None] = mapped_column(BigInteger, default=None)
     part_size: Mapped[int] = mapped_column(BigInteger)
     max_parts: Mapped[int] = mapped_column(Integer)
+    # The gateway's custody recipient; "" under lab custody (the gateway holds no key).
     recipient: Mapped[str] = mapped_column(Text)
+    custody: Mapped[str] = mapped_column(  # a Custody
+        String(16), server_default=text("'gateway'")
+    )
     state: Mapped[str] = mapped_column(String(16), index=True)  # an UploadState
     object_key: Mapped[str] = mapped_column(String(255))
     store_handle: Mapped[str] = mapped_column(Text)
@@ -230,6 +241,9 @@ class Artifact(Base):
     signature: Mapped[str] = mapped_column(String(128))
     signing_key: Mapped[str] = mapped_column(String(64))
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
+    custody: Mapped[str] = mapped_column(  # a Custody, the upload's
+        String(16), server_default=text("'gateway'")
+    )
 
 
 class PendingDeletion(Base):
@@ -312,7 +326,8 @@ class Grant(Base):
     state: Mapped[str] = mapped_column(String(16), index=True)  # a GrantState
     ended_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
     ended_by: Mapped[str | None] = mapped_column(String(40), default=None)
-    # The age header re-written for the grantee's recipient, made once (key release).
+    # The age header re-written for the grantee's recipient, made once: by the gateway at
+    # key release, or (lab custody) by the lab, sent with its approval.
     recipient: Mapped[str | None] = mapped_column(Text, default=None)
     header: Mapped[bytes | None] = mapped_column(LargeBinary, default=None)
     released_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)

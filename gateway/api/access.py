@@ -8,7 +8,8 @@ from flask.typing import ResponseReturnValue
 from gateway import authz
 from gateway.api import inputs, shapes
 from gateway.api.context import authenticate_request, caller, runtime
-from gateway.services import access, artifacts, grants, lifecycle
+from gateway.services import access, artifacts, grants, lab_custody, lifecycle
+from gateway.services.artifacts import require_available
 
 bp = Blueprint("access", __name__, url_prefix="/v1")
 bp.before_request(authenticate_request)
@@ -33,6 +34,15 @@ def list_requests() -> ResponseReturnValue:
 @bp.get("/access-requests/<request_id>")
 def show_request(request_id: str) -> ResponseReturnValue:
     return shapes.request(access.get_request(runtime(), caller(), request_id, "access.read"))
+
+
+@bp.get("/access-requests/<request_id>/custody")
+def approval_material(request_id: str) -> ResponseReturnValue:
+    """Lab custody: the stored header and the grantee's recipient, to make its header from."""
+    rt, who = runtime(), caller()
+    req = access.get_request(rt, who, request_id, "access.decide")
+    require_available(rt, who, "access.decide", req.artifact)
+    return shapes.approval_material(lab_custody.approval_material(rt, req))
 
 
 @bp.post("/access-requests/<request_id>/approve")

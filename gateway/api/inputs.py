@@ -18,6 +18,7 @@ Everything a client sends is bounded before it is interpreted, in one place per 
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from enum import StrEnum
@@ -29,7 +30,7 @@ from werkzeug.routing import IntegerConverter, Map, ValidationError
 
 from gateway.api.context import runtime
 from gateway.errors import BadRequest, PayloadTooLarge
-from gateway.models import ArtifactKind, CustodyType
+from gateway.models import ArtifactKind, Custody, CustodyType
 from gateway.paging import MAX_INT, MAX_LIMIT, PageRequest
 from gateway.services.access import Approval, Denial, Filters, NewRequest
 from gateway.services.auditlog import EntryFilters
@@ -285,12 +286,23 @@ def new_upload(body: dict[str, Any]) -> NewUpload:
     size = _optional_int(
         body, "size", "field 'size' must be a positive integer (the expected ciphertext size)"
     )
+    holder = _one_of(body.get("custody", Custody.GATEWAY), Custody)
+    if holder is None:
+        raise BadRequest(
+            'field \'custody\' must be "gateway" (the gateway holds the key) or "lab" '
+            "(the lab encrypts to its own recipients and makes each grant's header)"
+        )
+    if holder == Custody.LAB and "recipient_type" in body:
+        raise BadRequest(
+            "field 'recipient_type' is the gateway's custody key type; "
+            'an upload with custody "lab" has no gateway key'
+        )
     custody = _one_of(body.get("recipient_type", CustodyType.X25519), CustodyType)
     if custody is None:
         raise BadRequest(
             'field \'recipient_type\' must be "x25519" or "mlkem768x25519" (post-quantum hybrid)'
         )
-    return NewUpload(name, kind, tuple(share_with), description, size, custody)
+    return NewUpload(name, kind, tuple(share_with), description, size, custody, holder)
 
 
 def completion(body: dict[str, Any]) -> Completion:
@@ -309,8 +321,27 @@ def new_request(body: dict[str, Any]) -> NewRequest:
     return NewRequest(justification, _optional_int(body, "duration_hours", _HOURS))
 
 
+_HEADER = (
+    "field 'header' must be the base64 of the age header the lab made for the grantee "
+    "(lab custody only)"
+)
+
+
 def approval(body: dict[str, Any]) -> Approval:
-    return Approval(_optional_int(body, "duration_hours", _HOURS))
+    """The approval; ``header`` (base64, bounded before decoding) and ``recipient`` are a
+    lab-custody approval's (the service refuses them on other artifacts)."""
+    header, recipient = body.get("header"), body.get("recipient")
+    if header is not None:
+        limit = runtime().config.uploads.max_header_bytes
+        if not isinstance(header, str) or len(header) > 4 * (limit // 3 + 1):
+            raise BadRequest(f"{_HEADER}, of at most {limit} bytes")
+        try:
+            header = base64.b64decode(header, validate=True)
+        except ValueError:
+            raise BadRequest(_HEADER) from None
+    if recipient is not None and not isinstance(recipient, str):
+        raise BadRequest("field 'recipient' must be the age recipient the header was made for")
+    return Approval(_optional_int(body, "duration_hours", _HOURS), header, recipient)
 
 
 def denial(body: dict[str, Any]) -> Denial:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import __version__
-from gateway.models import ArtifactKind, CustodyType
+from gateway.models import ArtifactKind, Custody, CustodyType
 
 _OBJ = {"type": "object"}
 _PROBLEM = {"$ref": "#/components/schemas/Problem"}
@@ -218,12 +218,32 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         {"200": "the request"},
     ),
     (
+        "get",
+        "/v1/access-requests/{request_id}/custody",
+        "Lab custody: what the lab makes the grantee's header from (the stored header and the"
+        " grantee's registered recipient)",
+        "lab (the artifact's)",
+        None,
+        {
+            "200": "request, artifact, state, custody, grantee, grantee_name, org, recipient"
+            " (null if none registered), header (base64), header_size",
+            "409": "the artifact is in the gateway's custody",
+        },
+    ),
+    (
         "post",
         "/v1/access-requests/{request_id}/approve",
-        "Approve: creates a grant",
+        "Approve: creates a grant (lab custody: with the header the lab made for the grantee)",
         "lab",
-        _OBJ,
-        {"201": "the grant"},
+        {"$ref": "#/components/schemas/Approval"},
+        {
+            "201": "the grant",
+            "400": "a header on an artifact in the gateway's custody",
+            "409": "lab custody without a header; no recipient registered, or another one"
+            " registered since the header was made",
+            "422": "the header is not one age header with one stanza of the grantee's"
+            " recipient's type, or is past uploads.max_header_bytes",
+        },
     ),
     ("post", "/v1/access-requests/{request_id}/deny", "Deny", "lab", _OBJ, {"200": "the request"}),
     ("get", "/v1/grants", "Grants", "any", None, {"200": "items"}),
@@ -346,6 +366,21 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
 ]
 
 SCHEMAS: dict[str, Any] = {
+    "Approval": {
+        "type": "object",
+        "properties": {
+            "duration_hours": {"type": "integer", "minimum": 1},
+            "header": {
+                "type": "string",
+                "contentEncoding": "base64",
+                "description": "lab custody: the age header the lab made for the grantee",
+            },
+            "recipient": {
+                "type": "string",
+                "description": "lab custody: the grantee's recipient the header was made for",
+            },
+        },
+    },
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
@@ -365,9 +400,16 @@ SCHEMAS: dict[str, Any] = {
             "share_with": {"type": "array", "items": {"type": "string"}, "minItems": 1},
             "description": {"type": "string"},
             "size": {"type": "integer", "minimum": 1},
+            "custody": {
+                "enum": [c.value for c in Custody],
+                "default": Custody.GATEWAY.value,
+                "description": "lab: the lab encrypts to its own recipients; the gateway holds"
+                " no key and makes no recipient",
+            },
             "recipient_type": {
                 "enum": [c.value for c in CustodyType],
                 "default": CustodyType.X25519.value,
+                "description": "the gateway's custody key (gateway custody only)",
             },
         },
     },

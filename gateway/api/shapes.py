@@ -9,9 +9,18 @@ from typing import Any, TypeVar
 
 from gateway.audit.store import Entry
 from gateway.clock import rfc3339
-from gateway.models import AccessRequest, Artifact, CustodyType, Grant, Upload, UploadPart
+from gateway.models import (
+    AccessRequest,
+    Artifact,
+    Custody,
+    CustodyType,
+    Grant,
+    Upload,
+    UploadPart,
+)
 from gateway.paging import Page
 from gateway.services.identity import OrgSigningKey, Profile
+from gateway.services.lab_custody import UNCHECKED, ApprovalMaterial
 from gateway.services.principals import PrincipalInfo
 
 T = TypeVar("T")
@@ -41,11 +50,15 @@ def artifact(a: Artifact) -> dict[str, Any]:
         "upload": a.upload_id,
         "manifest": a.manifest,
         "signature": a.signature,
+        "custody": a.custody,
+        # What completion could not check without the file key (lab custody): say so.
+        "unchecked": list(UNCHECKED) if a.custody == Custody.LAB else [],
     }
 
 
 def upload(u: Upload, parts: list[UploadPart]) -> dict[str, Any]:
     hybrid = u.recipient.startswith("age1pq1")
+    lab = u.custody == Custody.LAB
     return {
         "id": u.id,
         "name": u.name,
@@ -54,8 +67,12 @@ def upload(u: Upload, parts: list[UploadPart]) -> dict[str, Any]:
         "share_with": u.share_with,
         "description": u.description,
         "size": u.expected_size,
-        "recipient": u.recipient,
-        "recipient_type": CustodyType.MLKEM768X25519 if hybrid else CustodyType.X25519,
+        "custody": u.custody,
+        # Lab custody: no gateway recipient (the lab encrypts to its own).
+        "recipient": None if lab else u.recipient,
+        "recipient_type": None
+        if lab
+        else (CustodyType.MLKEM768X25519 if hybrid else CustodyType.X25519),
         "part_size": u.part_size,
         "max_parts": u.max_parts,
         "state": u.state,
@@ -84,6 +101,24 @@ def request(r: AccessRequest) -> dict[str, Any]:
         "decided_by": r.decided_by,
         "reason": r.reason,
         "grant": r.grant_id,
+    }
+
+
+def approval_material(m: ApprovalMaterial) -> dict[str, Any]:
+    """What a lab approves a lab-custody request from (the header is not secret: it is the
+    artifact's first bytes, its file key wrapped for the lab's own recipients)."""
+    r = m.request
+    return {
+        "request": r.id,
+        "artifact": r.artifact_id,
+        "state": r.state,
+        "custody": r.artifact.custody,
+        "grantee": r.principal_id,
+        "grantee_name": m.grantee_name,
+        "org": r.org,
+        "recipient": m.recipient,
+        "header": b64(m.header),
+        "header_size": len(m.header),
     }
 
 

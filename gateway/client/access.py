@@ -9,11 +9,12 @@ tables print them (:func:`gateway.client.lookup.resolve`).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 import click
 
-from gateway.client import humane, lookup
+from gateway.client import humane, labapprove, lookup
 from gateway.client.base import api_for, json_option, profile_option
 from gateway.client.errors import ClientError, InvocationError
 from gateway.client.http import Api, ApiError
@@ -105,13 +106,34 @@ def _request_refused(api: Api, exc: ApiError) -> ApiError:
     help="a shorter grant than the one asked for (default: what the evaluator asked for, "
     "else the gateway's default grant); a lab can shorten a grant, never lengthen it",
 )
+@click.option(
+    "-i",
+    "--identity",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="lab custody: the lab's age identity; the grantee's header is made here with it",
+)
+@click.option(
+    "--trust-new-recipient",
+    is_flag=True,
+    help="lab custody: accept an evaluator's recipient that differs from the one pinned here "
+    "(after checking it with the evaluator)",
+)
 @profile_option
 @json_option
 @reported(ClientError)
 def approve(
-    profile: str | None, as_json: bool, request_id: str, duration_hours: int | None
+    profile: str | None,
+    as_json: bool,
+    request_id: str,
+    duration_hours: int | None,
+    identity: Path | None,
+    trust_new_recipient: bool,
 ) -> None:
-    """Approve an access REQUEST: the evaluator gets a time-limited grant."""
+    """Approve an access REQUEST: the evaluator gets a time-limited grant.
+
+    For an artifact under lab custody, -i LAB_IDENTITY makes the evaluator's header on
+    this machine (its recipient shown, and pinned per evaluator) and sends it."""
     api = api_for(profile)
     request_id = lookup.resolve(api, request_id, "req")
     asked = api.get(f"/v1/access-requests/{request_id}").get("duration_hours")
@@ -120,11 +142,16 @@ def approve(
             f"--hours {duration_hours} is more than the {asked} hours the evaluator asked for",
             hint=f"a lab can only shorten a grant: give --hours {asked} or less, or leave it out",
         )
-    body = {} if duration_hours is None else {"duration_hours": duration_hours}
+    body: dict[str, Any] = {} if duration_hours is None else {"duration_hours": duration_hours}
     try:
-        grant = api.post(f"/v1/access-requests/{request_id}/approve", body)
+        if identity is not None:
+            grant = labapprove.approve_lab(
+                api, request_id, identity, body, trust_new=trust_new_recipient
+            )
+        else:
+            grant = api.post(f"/v1/access-requests/{request_id}/approve", body)
     except ApiError as exc:
-        raise _hours_refused(exc, duration_hours) from None
+        raise _approve_refused(exc, duration_hours, request_id) from None
     _show(grant, as_json, grant["id"])
     if not as_json:
         who = lookup.Names(api).load([grant.get("grantee")])(grant.get("grantee"))
@@ -133,6 +160,18 @@ def approve(
             f"grant {grant['id']} for {who} on {_about(api, str(grant.get('artifact')))} "
             f"until {ends} ({humane.ago(ends)})"
         )
+
+
+def _approve_refused(exc: ApiError, hours: int | None, request_id: str) -> ApiError:
+    if exc.status == 409 and exc.problem_body.get("custody") == "lab":
+        return ApiError(
+            "this artifact is under lab custody: only your identity can make the "
+            "evaluator's header",
+            status=409,
+            problem=exc.problem_body,
+            hint=f"approve with `gateway approve {request_id} -i LAB_IDENTITY`",
+        )
+    return _hours_refused(exc, hours)
 
 
 def _hours_refused(exc: ApiError, hours: int | None) -> ApiError:

@@ -25,13 +25,13 @@ from gateway.client import (
     auditmine,
     ending,
     keycmds,
+    labpush,
     listings,
     me,
     omskeys,
     profilecmds,
     pullcmd,
     signingkeys,
-    transfer,
     uploads,
 )
 from gateway.client.voice import GatewayGroup
@@ -62,7 +62,7 @@ COMMANDS: list[click.Command] = [
     me.whoami,
     profilecmds.profile_group,
     *keycmds.COMMANDS,
-    *transfer.COMMANDS,
+    *labpush.COMMANDS,  # push, with --custody lab (it keeps every option of transfer's)
     *pullcmd.COMMANDS,
     *omskeys.COMMANDS,
     uploads.uploads,

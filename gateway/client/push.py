@@ -47,6 +47,8 @@ class PushRequest:
     data: bytes | None = None
     oms_key: Path | None = None
     """A directory only: sign it with OpenSSF Model Signing under this EC key first."""
+    custody: str = "gateway"
+    """``lab``: encrypted to ``recipients`` only; the gateway makes no recipient and holds no key."""
 
     def identity(self) -> state.FileIdentity:
         if self.data is not None:
@@ -84,7 +86,11 @@ def begin(
     """Create the upload and (unless from stdin) the state file that lets it resume;
     ``tree``: a directory's plan fingerprint (:mod:`gateway.client.dirpush`)."""
     extra = list(req.recipients)
-    probe = agehdr.new_header(os.urandom(16), [agehdr.throwaway_recipient(), *extra])
+    lab = req.custody == "lab"
+    if lab and not extra:
+        raise PushError("a lab-custody push needs the lab's own recipient (-r AGE1...)")
+    gateway_slot = [] if lab else [agehdr.throwaway_recipient()]
+    probe = agehdr.new_header(os.urandom(16), [*gateway_slot, *extra])
     body: dict[str, Any] = {
         "name": req.name,
         "kind": req.kind,
@@ -93,9 +99,11 @@ def begin(
     }
     if req.description:
         body["description"] = req.description
+    if lab:
+        body["custody"] = "lab"
     upload = api.post("/v1/uploads", body)
     file_key, nonce = os.urandom(16), os.urandom(NONCE)
-    header = agehdr.new_header(file_key, [upload["recipient"], *extra])
+    header = agehdr.new_header(file_key, [*([] if lab else [upload["recipient"]]), *extra])
     saved = state.PushState(
         gateway=api.url,
         upload=upload["id"],

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import manifest as manifests
-from gateway.client.errors import UntrustedManifest
+from gateway.client.errors import ClientError, UntrustedManifest
 from gateway.client.http import Api
 from gateway.client.keys import fingerprint
 from gateway.client.profiles import config_dir, write_private
@@ -98,3 +98,42 @@ def check_manifest(
     known.setdefault(api.url, {})[org] = new_pins
     write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
     return signer
+
+
+def known_recipients_path() -> Path:
+    return config_dir() / "known_recipients.json"
+
+
+def pin_recipient(
+    gateway: str,
+    grantee: str,
+    recipient: str,
+    *,
+    trust_new: bool = False,
+    label: str = "",
+    path: Path | None = None,
+) -> bool:
+    """Pin the evaluator ``grantee``'s age recipient on first use; True if newly pinned.
+
+    ``<config dir>/known_recipients.json`` maps a gateway URL and an evaluator's principal
+    id to the recipient a lab-custody approval last wrapped a file key for. A different one
+    later is refused unless ``trust_new`` (the evaluator changed its key, and the lab
+    checked that out of band), because otherwise whoever controls the gateway could
+    announce its own recipient in the evaluator's name and receive the key.
+    """
+    path = path or known_recipients_path()
+    known = load_known(path)
+    pinned = known.get(gateway, {}).get(grantee, [])
+    if recipient in pinned[-1:]:
+        return False
+    who = label or grantee
+    if pinned and not trust_new:
+        raise ClientError(
+            f"the gateway says {who}'s recipient is now {recipient}, not {pinned[-1]} as "
+            "pinned on this machine: the file key is not wrapped for it",
+            hint="check the new recipient with the evaluator; if it is theirs, "
+            "pass --trust-new-recipient",
+        )
+    known.setdefault(gateway, {})[grantee] = [recipient]
+    write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
+    return True

@@ -15,6 +15,11 @@ answer): a partial unique index allows one pending request and one active grant 
 evaluator and artifact, and an approval locks the artifact's row while it checks it is
 still available (:func:`gateway.services.grants.lock_available`), so a withdrawal and an
 approval serialise. Grants themselves, and how they end, are in :mod:`gateway.services.grants`.
+
+Under lab custody the approval carries the header the lab made for the grantee
+(:mod:`gateway.services.lab_custody` says what is checked of it): it is stored on the
+grant, with the recipient it was made for, in the approval's transaction, which re-reads
+the grantee's registered recipient, so a recipient registered meanwhile refuses it.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from gateway.errors import BadRequest, Conflict
 from gateway.models import (
     AccessRequest,
     Artifact,
+    Custody,
     Grant,
     GrantState,
     RequestState,
@@ -46,6 +52,7 @@ from gateway.services import grants
 from gateway.services.artifacts import get as get_artifact
 from gateway.services.artifacts import require_available
 from gateway.services.grants import GRANT_ORDER, Filters, get_grant, grants_visible, revoke
+from gateway.services.lab_custody import GrantHeader, lab_header, registered_recipient
 
 MAX_TEXT = 4096
 
@@ -75,9 +82,12 @@ class NewRequest:
 
 @dataclass(frozen=True)
 class Approval:
-    """A lab's approval: the grant's duration in hours (None: what the request asked for)."""
+    """A lab's approval: the grant's duration in hours (None: what the request asked for);
+    under lab custody, the header the lab made and the recipient it made it for."""
 
     duration_hours: int | None = None
+    header: bytes | None = None
+    recipient: str | None = None
 
 
 @dataclass(frozen=True)
@@ -229,8 +239,9 @@ def approve(rt: Runtime, caller: Caller, req: AccessRequest, approval: Approval)
     duration = _hours(approval.duration_hours, requested) or requested
     _require_pending(rt, caller, "access.decide", req)
     require_available(rt, caller, "access.decide", artifact)
+    made = lab_header(rt, req, approval.header, approval.recipient)
     try:
-        grant = _grant(rt, caller, req, duration)
+        grant = _grant(rt, caller, req, duration, made)
     except _Gone:
         fresh = get_artifact(rt, caller, artifact.id, "access.decide")
         require_available(rt, caller, "access.decide", fresh)
@@ -245,12 +256,16 @@ class _Gone(Exception):
     """The artifact was no longer available when the transaction locked it."""
 
 
-def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Grant:
+def _grant(
+    rt: Runtime, caller: Caller, req: AccessRequest, duration: int, made: GrantHeader | None
+) -> Grant:
     artifact = req.artifact
     now = rt.now()
     with events.fail_closed(rt) as session:
         if not grants.lock_available(session, artifact.id, now):
             raise _Gone
+        if made is not None:  # in this transaction: a recipient registered meanwhile refuses
+            registered_recipient(session, req, made.recipient)
         grants.expire_past(rt, session, artifact.id, req.principal_id, now)
         grant = Grant(
             id=new_id("grt"),
@@ -262,6 +277,8 @@ def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Gr
             not_after=min(now + timedelta(hours=duration), artifact.review_ends_at),
             state=GrantState.ACTIVE,
         )
+        if made is not None:  # the lab's key release: the header it made, as it made it
+            grant.header, grant.recipient, grant.released_at = made.raw, made.recipient, now
         _decide(
             session,
             req,
@@ -286,9 +303,21 @@ def _grant(rt: Runtime, caller: Caller, req: AccessRequest, duration: int) -> Gr
                 "agency": req.org,
                 "duration_hours": duration,
                 "not_after": rfc3339(grant.not_after),
+                **_released_by_lab(made),
             },
         )
     return grant
+
+
+def _released_by_lab(made: GrantHeader | None) -> dict[str, Any]:
+    if made is None:
+        return {}
+    return {
+        "custody": Custody.LAB,
+        "recipient": made.recipient,
+        "header_sha256": made.sha256,
+        "header_size": len(made.raw),
+    }
 
 
 def deny(rt: Runtime, caller: Caller, req: AccessRequest, denial: Denial) -> AccessRequest:

@@ -42,6 +42,7 @@ from gateway.models import (
     Artifact,
     ArtifactShare,
     ArtifactState,
+    Custody,
     CustodyKey,
     Principal,
     Upload,
@@ -51,6 +52,7 @@ from gateway.models import (
 )
 from gateway.runtime import Runtime
 from gateway.services.completion_checks import Checked, check
+from gateway.services.lab_custody import UNCHECKED
 from gateway.services.objects import store_errors, store_unavailable
 from gateway.services.uploads import parts_of, require_open
 from gateway.storage import StoredPart
@@ -306,12 +308,12 @@ def _make_artifact(
         manifest=checked.manifest,
         signature=checked.signature,
         signing_key=checked.signing_key,
+        custody=upload.custody,
     )
     session.add(artifact)
     session.flush()
     session.add_all(ArtifactShare(artifact_id=artifact.id, org=org) for org in upload.share_with)
     session.flush()
-    key = session.get(CustodyKey, upload.id)
     events.record(
         rt,
         session,
@@ -323,14 +325,20 @@ def _make_artifact(
             "upload": upload.id,
             "size": checked.total,
             "parts_sha256": checked.manifest["ciphertext"]["parts_sha256"],
-            # The header check unwrapped the custody identity once, just before this entry.
-            "custody": {
-                "backend": rt.custody.name,
-                "key": key.key_ref if key is not None else None,
-            },
+            **_custody_details(rt, session, upload),
         },
     )
     return artifact
+
+
+def _custody_details(rt: Runtime, session: Session, upload: Upload) -> dict[str, Any]:
+    """The entry's ``custody``: the unwrap the header check made just before it (gateway
+    custody), or ``"lab"`` and what could not be checked without the file key."""
+    if upload.custody == Custody.LAB:
+        return {"custody": Custody.LAB, "unchecked": list(UNCHECKED)}
+    key = session.get(CustodyKey, upload.id)
+    ref = key.key_ref if key is not None else None
+    return {"custody": {"backend": rt.custody.name, "key": ref}}
 
 
 # --- the sweeper's part -------------------------------------------------------------------

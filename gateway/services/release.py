@@ -15,6 +15,12 @@ registers another recipient, the grant's key is *not* released a second time: co
 requests under that grant answer 409 naming the recipient the key was released to (a
 new recipient needs a new grant). A stolen token can therefore not redirect a key that
 has already been released.
+
+Under lab custody the gateway holds no identity: the lab made the grantee's header when
+it approved (:mod:`gateway.services.lab_custody`), and it was stored on the grant, with
+the recipient it was made for, in the approval's transaction (the ``access.approve``
+entry records its digest). It is served exactly as a header made here; there is nothing
+to make on first use, so no ``key.release`` entry, and a grant without one refuses (409).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from gateway.errors import Conflict, Gone
 from gateway.models import (
     AccessRequest,
     Artifact,
+    Custody,
     CustodyKey,
     Grant,
     GrantState,
@@ -123,6 +130,15 @@ def release(rt: Runtime, caller: Caller, artifact: Artifact, grant: Grant, actio
     recipient = _recipient(rt, caller, grant, action)
     if grant.header is not None:
         return _released(rt, caller, grant, recipient, action)
+    if artifact.custody == Custody.LAB:  # the lab makes every header; none can be made here
+        authz.refuse(
+            rt,
+            caller,
+            action,
+            "no lab header",
+            Conflict(f"grant {grant.id} holds no header from the lab: ask for a new grant"),
+            subject=grant,
+        )
     identity = _custody(rt, caller, artifact, grant, action)
     raw = b"".join(read_range(rt, artifact.object_key, 0, artifact.header_size))
     header = age.read_header(io.BytesIO(raw), max_size=max(len(raw), 1024))

@@ -1,8 +1,10 @@
 """Resumable lab uploads: create, stream parts, resume, complete into an artifact, abort.
 
-Each upload gets a fresh custody identity (X25519, or the post-quantum hybrid on
-request), kept only wrapped by the ``[custody]`` backend under a key of the upload's own
-(:mod:`gateway.custody`). Parts stream to the object store while
+Under gateway custody (the default) each upload gets a fresh custody identity (X25519,
+or the post-quantum hybrid on request), kept only wrapped by the ``[custody]`` backend
+under a key of the upload's own (:mod:`gateway.custody`). Under lab custody no identity
+is made and the backend is not called: the lab encrypts to its own recipients
+(:mod:`gateway.services.lab_custody`). Parts stream to the object store while
 their SHA-256 is computed; the first bytes of part 1 are kept (bounded) so completion can
 check the age header without reading the store. Completion refuses with 422, naming what
 failed, and changes nothing when any check fails (:mod:`gateway.services.completion`).
@@ -34,6 +36,7 @@ from gateway.errors import (
 )
 from gateway.models import (
     ArtifactKind,
+    Custody,
     CustodyKey,
     CustodyType,
     Org,
@@ -81,6 +84,8 @@ class NewUpload:
     description: str = ""
     size: int | None = None
     custody: CustodyType = CustodyType.X25519
+    holder: Custody = Custody.GATEWAY
+    """Who holds the key: the gateway (``custody`` is then its identity's type) or the lab."""
 
     def __post_init__(self) -> None:
         check_artifact_name(self.name)
@@ -135,11 +140,13 @@ def create(rt: Runtime, caller: Caller, new: NewUpload) -> Upload:
     """Open an upload: its custody key, its store upload, its row and its ``upload.create`` entry.
 
     The artifact id is reserved here: the custody context (upload, artifact, org) binds
-    the wrapped identity, and completion makes the artifact under this id. The quotas are
-    checked again inside the transaction, the organisation's row locked, so racing
-    creations cannot overshoot them. If creation fails after the store's staging or the
-    custody key was made, both are discarded (best effort; the sweeper's clean-up of stale
-    store uploads takes what is left of the staging).
+    the wrapped identity, and completion makes the artifact under this id. Under lab
+    custody nothing is made in the custody backend and no identity exists; the artifact
+    id is made at completion. The quotas are checked again inside the transaction, the
+    organisation's row locked, so racing creations cannot overshoot them. If creation
+    fails after the store's staging or the custody key was made, both are discarded
+    (best effort; the sweeper's clean-up of stale store uploads takes what is left of
+    the staging).
     """
     quotas.check_create(rt, caller.actor.org, new.size)  # early, before any key is made
     who = caller.actor
@@ -149,46 +156,34 @@ def create(rt: Runtime, caller: Caller, new: NewUpload) -> Upload:
     made = _Made()
     try:
         with events.fail_closed(rt) as session:
-            part_size = choose_part_size(rt, new.size)  # a size no upload fits: 422, first
+            choose_part_size(rt, new.size)  # a size no upload fits: 422, first
             _check_quotas_locked(rt, session, who.org, new.size)
             _require_agencies(session, new.share_with)
             now = rt.now()
-            identity = _IDENTITY[new.custody].generate()
             with store_errors(upload_id):
-                made.handle = rt.store.begin_upload(object_key)
-            with custody_errors(upload_id):
-                made.ref = rt.custody.create(ctx)
-                wrapped = rt.custody.wrap(ctx, made.ref, str(identity).encode())
-            upload = Upload(
-                id=upload_id,
-                org=who.org,
-                principal_id=who.id,
-                name=new.name,
-                kind=new.kind,
-                share_with=sorted(set(new.share_with)),
-                description=new.description,
-                expected_size=new.size,
-                part_size=part_size,
-                max_parts=rt.config.uploads.max_parts,
-                recipient=str(identity.to_recipient()),
-                state=UploadState.OPEN,
-                object_key=object_key,
-                store_handle=made.handle,
-                created_at=now,
-                expires_at=now + timedelta(hours=rt.config.uploads.open_ttl_hours),
-            )
+                made.handle = handle = rt.store.begin_upload(object_key)
+            upload = _new_row(rt, new, upload_id, object_key, handle, now)
+            upload.org, upload.principal_id = who.org, who.id
+            lab = new.holder == Custody.LAB
+            wrapped = None if lab else _wrap_new_identity(rt, ctx, new.custody, made, upload)
             session.add(upload)
             session.flush()  # the upload row first: the custody key refers to it
-            session.add(
-                CustodyKey(
-                    upload_id=upload_id,
-                    artifact_id=artifact_id,
-                    key_ref=made.ref,
-                    wrapped=wrapped,
-                    created_at=now,
+            if wrapped is not None and made.ref is not None:
+                session.add(
+                    CustodyKey(
+                        upload_id=upload_id,
+                        artifact_id=artifact_id,
+                        key_ref=made.ref,
+                        wrapped=wrapped,
+                        created_at=now,
+                    )
                 )
+                session.flush()
+            custody: Any = (
+                Custody.LAB
+                if lab
+                else {"backend": rt.custody.name, "key": made.ref, "artifact": artifact_id}
             )
-            session.flush()
             events.record(
                 rt,
                 session,
@@ -200,17 +195,47 @@ def create(rt: Runtime, caller: Caller, new: NewUpload) -> Upload:
                     "name": new.name,
                     "kind": new.kind,
                     "share_with": upload.share_with,
-                    "custody": {
-                        "backend": rt.custody.name,
-                        "key": made.ref,
-                        "artifact": artifact_id,
-                    },
+                    "custody": custody,
                 },
             )
     except BaseException:
         _discard(rt, ctx, object_key, made)
         raise
     return upload
+
+
+def _wrap_new_identity(
+    rt: Runtime, ctx: CustodyContext, kind: CustodyType, made: _Made, upload: Upload
+) -> bytes:
+    """A fresh custody identity of ``kind``: its recipient on ``upload``, its key made and
+    the identity wrapped in the backend (``made`` learns the key, to destroy on failure)."""
+    identity = _IDENTITY[kind].generate()
+    upload.recipient = str(identity.to_recipient())
+    with custody_errors(ctx.upload_id):
+        made.ref = rt.custody.create(ctx)
+        return rt.custody.wrap(ctx, made.ref, str(identity).encode())
+
+
+def _new_row(
+    rt: Runtime, new: NewUpload, upload_id: str, object_key: str, handle: str, now: datetime
+) -> Upload:
+    return Upload(
+        id=upload_id,
+        name=new.name,
+        kind=new.kind,
+        share_with=sorted(set(new.share_with)),
+        description=new.description,
+        expected_size=new.size,
+        part_size=choose_part_size(rt, new.size),
+        max_parts=rt.config.uploads.max_parts,
+        recipient="",
+        custody=new.holder,
+        state=UploadState.OPEN,
+        object_key=object_key,
+        store_handle=handle,
+        created_at=now,
+        expires_at=now + timedelta(hours=rt.config.uploads.open_ttl_hours),
+    )
 
 
 @dataclass
