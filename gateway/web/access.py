@@ -9,7 +9,7 @@ from flask.typing import ResponseReturnValue
 
 from gateway import authz
 from gateway.api.context import runtime
-from gateway.models import AccessRequest, RequestState
+from gateway.models import AccessRequest, Custody, RequestState
 from gateway.services import access, artifacts
 from gateway.web import directory, forms
 from gateway.web.artifacts import may
@@ -27,8 +27,8 @@ def _filters() -> access.Filters:
 
 
 def lab_holds_custody(req: AccessRequest) -> bool:
-    """Whether approving ``req`` needs the lab's own key (lab-held custody): never yet."""
-    return False
+    """Whether approving ``req`` needs the lab's own key (lab-held custody): not in a browser."""
+    return req.artifact.custody == Custody.LAB
 
 
 @bp.get("/requests")

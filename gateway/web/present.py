@@ -131,4 +131,4 @@ def _file_name(name: str) -> str:
 def approve_command(request_id: str, hours: int | None) -> str:
     """The command a lab runs to approve on its own machine, where its key is (lab-held custody)."""
     duration = f" --hours {hours}" if hours else ""
-    return f"gateway approve {request_id}{duration}"
+    return f"gateway approve {request_id} -i LAB_IDENTITY{duration}"

@@ -391,3 +391,28 @@ def test_the_dashboard_names_only_the_people_the_api_would_name(
     assert "<td>access.request</td>" in html  # the entry concerns eval's agency
     assert "eval2 (agency-a)" not in html and eval2_id in html
     assert "eval2 (agency-a)" in web["auditor"].text("/ui/audit")
+
+
+def test_a_lab_custody_request_page_gives_the_command_that_approves_it_and_a_deny_form(
+    lab: Lab, web: dict[str, WebUser], client: FlaskClient, principals: Principals
+) -> None:
+    """A browser holds no lab key: the page names the command, and denial still works there."""
+    from gateway import age
+    from tests import helpers
+
+    upload = lab.create(custody="lab")
+    plaintext = b"lab-held weights"
+    recipient = str(age.X25519Identity.generate().to_recipient())
+    data = helpers.age_file(recipient, plaintext)
+    lab.put_all(upload, data)
+    done = lab.complete(upload, data, plaintext)
+    assert done.status_code == 201, done.get_json()
+    req = ask(client, principals, "eval", done.get_json()["id"])
+    page = f"/ui/requests/{req['id']}"
+    html = web["lab"].text(page)
+    assert f"gateway approve {req['id']} -i LAB_IDENTITY" in html
+    assert f'action="/ui/requests/{req["id"]}/approve"' not in html
+    r = web["lab"].post(page, f"/ui/requests/{req['id']}/deny", reason="not now")
+    assert r.status_code in (200, 303), r.get_data(as_text=True)[:500]
+    state = client.get(f"/v1/access-requests/{req['id']}", headers=principals.auth("lab"))
+    assert state.get_json()["state"] == "denied"
