@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -41,7 +43,10 @@ def _artifact(cluster: Cluster) -> str:
     """One uploaded artifact, shared with agency-a; its id."""
     s, key = load.session(cluster.tokens["lab"]), SigningKey.generate()
     url = cluster.urls[0]
-    s.put(url + "/v1/me/signing-key", json={"public_key": helpers.public_b64(key)}, timeout=30)
+    me = s.get(url + "/v1/me", timeout=30).json()
+    r = s.put(url + "/v1/me/signing-key", json=helpers.key_registration(key, me), timeout=30)
+    if r.status_code != 200:
+        raise RuntimeError(f"signing key not registered: {r.status_code} {r.text[:200]}")
     load.SIMULTANEOUS_COMPLETIONS = False
     rec, outcomes = load.Recorder(), load.Outcomes()
     load._upload([url, url], s, key, "agency-a", rec, outcomes, random.Random(1), "bench")
@@ -81,6 +86,42 @@ def rate(urls: Sequence[str], token: str, path: str, clients: int, seconds: floa
     return sum(counts) / (time.monotonic() - begun)
 
 
+def _profile(
+    cluster: Cluster, args: argparse.Namespace, name: str
+) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` of the first instance (its worker too) for the logged run, if asked.
+
+    Writes collapsed stacks (``--format raw``) to ``--profile``/``name``.txt; ``--nonblocking``
+    so the instance is sampled without being stopped.
+    """
+    if args.profile is None:
+        return None
+    process = cluster.instances[0].process
+    assert process is not None
+    out = Path(args.profile) / f"{name}.txt"
+    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    return subprocess.Popen(
+        [
+            spy,
+            "record",
+            "--pid",
+            str(process.pid),
+            "--subprocesses",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--duration",
+            str(int(args.seconds)),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
 def cell(
     root: Path, database_url: str, endpoint: str, instances: int, args: argparse.Namespace
 ) -> list[tuple[int, float, float]]:
@@ -97,7 +138,10 @@ def cell(
         rate(cluster.urls, token, f"/v1/artifacts/{art}", 4, 1)  # warm-up
         out = []
         for clients in args.clients:
+            spy = _profile(cluster, args, f"{root.name}-{clients}")
             logged = rate(cluster.urls, token, f"/v1/artifacts/{art}", clients, args.seconds)
+            if spy is not None:
+                spy.wait(timeout=args.seconds + 60)
             bare = rate(cluster.urls, token, "/v1/artifacts?limit=1", clients, args.seconds)
             out.append((clients, logged, bare))
         return out
@@ -110,6 +154,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--clients", type=int, nargs="+", default=[16, 64])
     parser.add_argument("--instances", type=int, nargs="+", default=[1, 3])
+    parser.add_argument("--databases", nargs="+", default=["SQLite", "PostgreSQL"])
+    parser.add_argument("--profile", help="a directory for py-spy profiles of the logged runs")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-cluster-") as tmp:
@@ -117,7 +163,7 @@ def main() -> None:
         moto, endpoint = start_moto(base / "moto.log")
         database = pg.start_cluster()
         try:
-            for db in ("SQLite", "PostgreSQL"):
+            for db in args.databases:
                 for instances in args.instances:
                     root = base / f"{db}-{instances}"
                     root.mkdir()

@@ -173,6 +173,9 @@ class AuditConfig:
     ``witnesses`` (one ``URL VKEY [VKEY ...]`` a line) and ``quorum`` (how many must
     cosign, 0: all), or ``policy_file`` (a C2SP tlog-policy file), name the witnesses; a
     checkpoint is published only once they cosigned it (:mod:`gateway.services.witnesses`).
+    ``integrate_interval_ms`` is how often each instance folds sequenced entries into the
+    tree (0: never in the background; readers still integrate first), at most
+    ``integrate_batch`` entries a transaction (:mod:`gateway.audit.integrator`).
     """
 
     origin: str = "gateway.local/audit"
@@ -184,6 +187,8 @@ class AuditConfig:
     quorum: int = 0
     witness_timeout_seconds: int = 10
     witness_deadline_seconds: int = 30
+    integrate_interval_ms: int = 200
+    integrate_batch: int = 1024
 
 
 @dataclass(frozen=True)
@@ -420,6 +425,14 @@ def validate(config: Config) -> None:
         (
             config.audit.anchor_every_entries >= 0,
             "audit.anchor_every_entries: must not be negative",
+        ),
+        (
+            0 <= config.audit.integrate_interval_ms <= 60000,
+            "audit.integrate_interval_ms: must be between 0 (no background integrator) and 60000",
+        ),
+        (
+            1 <= config.audit.integrate_batch <= 100000,
+            "audit.integrate_batch: must be between 1 and 100000",
         ),
         (
             config.audit.anchor_every_minutes >= 0,

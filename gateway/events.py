@@ -66,8 +66,11 @@ def record(
     subject_org: str | None = None,
     outcome: str = "ok",
     details: dict[str, Any] | None = None,
-) -> audit_store.Entry:
-    """Append one audit entry in ``session``'s transaction; returns the stored entry.
+) -> None:
+    """Sequence one audit entry in ``session``'s transaction (:func:`gateway.audit.store.append`).
+
+    The entry commits with the effect, or neither does; the log's integrator gives it its
+    index afterwards, and every reader of the log integrates what is pending first.
 
     ``who`` None is the operator at the CLI; an entry has a request id and a client
     address only when ``who`` is a :class:`Caller` that came through a request.
@@ -78,7 +81,7 @@ def record(
     if isinstance(meta, ClientRequest) and meta.client_request_id is not None:
         details.setdefault("client_request_id", meta.client_request_id)
     # Looked up on the module at each call, so a test can make the log fail.
-    return audit_store.append(
+    audit_store.append(
         session,
         time=rt.now(),
         actor=actor.id,

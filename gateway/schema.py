@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 import gateway.audit.chains
+import gateway.audit.pending
 import gateway.audit.store
 import gateway.models
 import gateway.services.cosigning
@@ -21,6 +22,7 @@ MODULES = (
     gateway.models,
     gateway.audit.store,
     gateway.audit.chains,
+    gateway.audit.pending,
     gateway.services.denials,
     gateway.web.models,
     gateway.services.cosigning,

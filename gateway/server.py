@@ -61,12 +61,17 @@ class _Server(BaseApplication):  # type: ignore[misc]
 
 
 def _start_sweeper(config: Config) -> Any:
-    """A sweeper thread in each worker, started after the fork (never in the forking master).
+    """A sweeper thread and the log's integrator in each worker, started after the fork.
 
-    Sweeps are transactional and idempotent, so several workers sweeping is harmless.
+    Never in the forking master. Sweeps and integration rounds are transactional and run
+    under leader locks, so several workers running them is harmless.
     """
 
     def post_worker_init(_worker: Any) -> None:
+        from gateway.audit import integrator
+
+        a = config.audit
+        integrator.start(config.database.url, a.integrate_interval_ms, a.integrate_batch)
         interval = config.sweeper.interval_seconds
         if interval <= 0:
             return

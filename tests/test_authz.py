@@ -241,6 +241,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
                 artifact=f"art_{i}",
                 subject_org=subject,
             )
+        audit_store.integrate(s)
     yield db
     db.dispose()
 

@@ -52,9 +52,10 @@ def test_sessions_run_read_committed_in_utc(pg_db: tuple[pg.Cluster, str]) -> No
             assert s.scalar(text("SHOW lock_timeout")) == f"{LOCK_TIMEOUT_SECONDS}s"
             # An aware time is stored as its UTC wall-clock time, and read back so.
             kiritimati = timezone(timedelta(hours=14))
-            entry = add_entry(s, 0, time=datetime(2026, 11, 27, 2, 0, tzinfo=kiritimati))
+            add_entry(s, 0, time=datetime(2026, 11, 27, 2, 0, tzinfo=kiritimati))
+            store.integrate(s)
         with db.session() as s:
-            stored = s.scalar(select(store.Entry.time).where(store.Entry.index == entry.index))
+            stored = s.scalar(select(store.Entry.time).where(store.Entry.index == 0))
             assert stored == datetime(2026, 11, 26, 12, 0)
             assert s.scalar(text("SELECT now() AT TIME ZONE 'UTC'")) <= datetime.now(UTC).replace(
                 tzinfo=None
@@ -66,7 +67,7 @@ def test_sessions_run_read_committed_in_utc(pg_db: tuple[pg.Cluster, str]) -> No
 def test_options_in_the_url_win_so_a_lock_wait_is_configurable(
     pg_db: tuple[pg.Cluster, str],
 ) -> None:
-    """Of two appenders, the second waits for the head's lock at most lock_timeout, then fails."""
+    """Of two integrators, the second waits for the head's lock at most lock_timeout, then fails."""
     _, url = pg_db
     holder, waiter = Database(url), Database(url + "&options=-c%20lock_timeout%3D500ms")
     locked, release = threading.Event(), threading.Event()
@@ -74,6 +75,7 @@ def test_options_in_the_url_win_so_a_lock_wait_is_configurable(
     def hold() -> None:
         with holder.session() as s:
             add_entry(s, 0)
+            store.integrate(s)
             locked.set()
             release.wait(10)
 
@@ -84,6 +86,7 @@ def test_options_in_the_url_win_so_a_lock_wait_is_configurable(
         started = time.monotonic()
         with pytest.raises(OperationalError, match="lock timeout"), waiter.session() as s:
             add_entry(s, 1)
+            store.integrate(s)
         assert time.monotonic() - started < 5
     finally:
         release.set()

@@ -2,12 +2,14 @@
 
 Design note (RFC 9162 §2.1 for the tree, c2sp.org/tlog-checkpoint for checkpoints):
 
+- ``audit_pending`` (:mod:`gateway.audit.pending`) holds entries :func:`append` sequenced in
+  their effect's transaction, before :func:`integrate` gives them an index.
 - ``audit_entries`` holds each entry's exact leaf bytes (:mod:`gateway.audit.leaf`) under its
   index, with the fields a reader filters on beside it: :func:`gateway.audit.leaf.columns` of
-  the leaf, written by :func:`append` and nowhere else, so a verifier re-derives every one.
+  the leaf, written by :func:`integrate` and nowhere else, so a verifier re-derives every one.
 - ``audit_entry_orgs`` holds, for each entry, the orgs it concerns
   (:func:`gateway.audit.leaf.concerns`): what a lab's or an agency's view is scoped by.
-  ``audit_org_heads`` holds each org's latest entry, from which :func:`append` computes the
+  ``audit_org_heads`` holds each org's latest entry, from which integration computes the
   new entry's ``prev`` (:func:`gateway.audit.leaf.link`) and which it moves forward, under
   the head row's lock.
 - ``audit_subtrees`` holds the hash of every complete subtree (level, index), written as the
@@ -15,15 +17,21 @@ Design note (RFC 9162 §2.1 for the tree, c2sp.org/tlog-checkpoint for checkpoin
   Every node a root or a proof needs (:mod:`gateway.audit.merkle`) is such a subtree, so a
   root or proof costs one query for O(log n) rows and O(log n) hashes.
 - ``audit_head`` is one row: size, root, and the right border of the tree (the hashes of
-  ``merkle.root_nodes(size)``, concatenated), so an append reads one row and hashes O(log n).
-  Appends lock it (``SELECT ... FOR UPDATE``; SQLite takes its write lock at BEGIN), so the
-  sequence stays single, without gaps or forks, across processes and instances. On
-  PostgreSQL this relies on READ COMMITTED (:mod:`gateway.db`): the locking read returns
-  the head as the previous holder committed it. Under REPEATABLE READ or SERIALIZABLE a
-  head moved since the transaction's snapshot would fail the append instead.
+  ``merkle.root_nodes(size)``, concatenated), so an entry's integration reads one row and
+  hashes O(log n). Integration locks it (``SELECT ... FOR UPDATE``; SQLite takes its write
+  lock at BEGIN), so the sequence stays single, without gaps or forks, across processes and
+  instances. On PostgreSQL this relies on READ COMMITTED (:mod:`gateway.db`): the locking
+  read returns the head as the previous holder committed it, and the pending rows read after
+  it are those committed by then, without the ones the previous holder deleted.
 
 :func:`append` works inside the caller's transaction and never commits: the entry commits
-together with the effect it records, or neither does.
+together with the effect it records, or neither does. It no longer touches the head row, so
+request transactions do not wait for each other on the log. Every function here that reads
+the tree (:func:`size`, :func:`root`, the proofs, :func:`entries`, :func:`leaf`,
+:func:`iter_leaves`, :func:`checkpoint`, :func:`export`) first integrates what is pending, in
+the reader's transaction, so a reader sees every entry committed before it as if the append
+had written the tree; the background integrator (:mod:`gateway.audit.integrator`) keeps the
+pending table short, so readers rarely find anything to do.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Connection,
     DateTime,
     Index,
     Integer,
@@ -54,7 +63,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from gateway.audit import chains, merkle
+from gateway.audit import chains, merkle, pending
 from gateway.audit import leaf as leafmod
 from gateway.audit.chains import EntryOrg
 from gateway.audit.leaf import utc_naive
@@ -253,20 +262,18 @@ def append(
     request_id: str | None = None,
     ip: str | None = None,
     details: dict[str, Any] | None = None,
-) -> Entry:
-    """Append one entry in the caller's transaction (no commit); return it (not attached to the session).
+) -> None:
+    """Sequence one entry in the caller's transaction (no commit); :func:`integrate` indexes it.
 
-    The entry concerns the orgs :func:`gateway.audit.leaf.concerns` names (an
-    ``audit.heads`` entry: every org that has entries); its ``prev`` links each to that
-    org's previous entry. Takes the log's lock until the caller's transaction ends: commit
-    soon after. An entry over the size limit is :class:`EntryTooLarge`, and nothing changes.
+    The entry is a row of :mod:`gateway.audit.pending`, durable when the caller commits, and
+    takes no lock another request waits for. An entry over the size limit is
+    :class:`EntryTooLarge` here, before anything is written (:func:`pending.check_size`).
+
+    An ``audit.heads`` entry (every org's latest index) is the exception: it is written
+    straight into the tree, under the head row's lock, after everything pending, since
+    what it lists is only known then; it holds that lock until the caller's transaction ends.
     """
-    conn = session.connection()
-    state = _for_append(session)
-    index = state.rng.size
-    draft: dict[str, Any] = {
-        "v": leafmod.VERSION,
-        "index": index,
+    fields: dict[str, Any] = {
         "time": utc_naive(time),
         "actor": actor,
         "org": org,
@@ -281,16 +288,35 @@ def append(
         "details": details or {},
     }
     if action == leafmod.HEADS_ACTION:
+        integrate(session)
+        state = _for_append(session)
+        _fold(session, state, fields)  # EntryTooLarge: nothing written; the state is re-read
+        session.info[_HEAD_CACHE] = (_innermost(session), state)
+        return
+    try:
+        pending.check_size(fields)
+    except leafmod.EntryTooLarge as exc:
+        raise EntryTooLarge(str(exc)) from None
+    pending.add(session.connection(), fields)
+    session.info.pop(_SETTLED, None)
+
+
+def _fold(session: Session, state: _Appending, fields: dict[str, Any]) -> None:
+    """Write one entry at the next index: its leaf, subtrees and org heads; move the head row.
+
+    The caller holds the head row's lock (``state`` is what it read under it).
+    """
+    conn = session.connection()
+    index = state.rng.size
+    if fields["action"] == leafmod.HEADS_ACTION:
         concerned: Sequence[str] = sorted(state.heads.read_all(conn))
     else:
-        concerned = leafmod.concerns(draft)
+        concerned = leafmod.concerns({"v": leafmod.VERSION, **fields})
         state.heads.read(conn, concerned)
     prev = leafmod.link(state.heads.known, concerned)
-    fields = {k: v for k, v in draft.items() if k != "v"}
     try:
-        data = leafmod.encode_leaf(**fields, prev=prev)
+        data = leafmod.encode_leaf(index=index, **fields, prev=prev)
     except leafmod.EntryTooLarge as exc:
-        session.info[_HEAD_CACHE] = (_innermost(session), state)  # nothing was changed
         raise EntryTooLarge(str(exc)) from None
     values = leafmod.columns(json.loads(data))
     grant_id = values.pop("grant")
@@ -304,12 +330,101 @@ def append(
     conn.execute(
         _UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)}
     )
+
+
+_INSERT_ENTRY_ORG = insert(EntryOrg)
+_INSERT_ORG_HEAD = insert(chains.OrgHead)
+_MOVE_ORG_HEAD = update(chains.OrgHead).where(chains.OrgHead.org == bindparam("head_org"))
+
+
+def _fold_batch(conn: Connection, state: _Appending, batch: Sequence[dict[str, Any]]) -> None:
+    """Write ``batch`` (no ``audit.heads`` entry among them) at the next indices, as :func:`_fold` would.
+
+    The same leaves, subtrees and org heads as folding them one by one, in a fixed number of
+    statements (one ``executemany`` per table), so a batch costs a few round trips to the
+    database rather than a few per entry.
+    """
+    if not batch:
+        return
+    concerned = [leafmod.concerns({"v": leafmod.VERSION, **f}) for f in batch]
+    state.heads.read(conn, sorted({o for c in concerned for o in c}))
+    existing = set(state.heads.known)
+    heads = dict(state.heads.known)
+    entries, subtrees, orgs = [], [], []
+    for fields, these in zip(batch, concerned, strict=True):
+        index = state.rng.size
+        data = leafmod.encode_leaf(index=index, **fields, prev=leafmod.link(heads, these))
+        values = leafmod.columns(json.loads(data))
+        entries.append({"idx": index, "leaf": data, "grant_id": values.pop("grant"), **values})
+        created = state.rng.append(merkle.leaf_hash(data))
+        subtrees += [{"level": n.level, "idx": n.index, "hash": h} for n, h in created]
+        orgs += [{"org": o, "idx": index} for o in these]
+        heads.update(dict.fromkeys(these, index))
+    conn.execute(_INSERT_ENTRY, entries)
+    conn.execute(_INSERT_SUBTREE, subtrees)
+    moved = {o: at for o, at in heads.items() if state.heads.known.get(o) != at}
+    if orgs:
+        conn.execute(_INSERT_ENTRY_ORG, orgs)
+    if known := [{"head_org": o, "idx": at} for o, at in moved.items() if o in existing]:
+        conn.execute(_MOVE_ORG_HEAD, known)
+    if new := [{"org": o, "idx": at} for o, at in moved.items() if o not in existing]:
+        conn.execute(_INSERT_ORG_HEAD, new)
+    state.heads.known.update(moved)
+    rng = state.rng
+    conn.execute(
+        _UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)}
+    )
+
+
+INTEGRATE_BATCH = 1024
+"""How many pending entries :func:`integrate` folds in at most, by default."""
+
+_SETTLED = "gateway.audit.settled"
+
+
+def integrate(session: Session, limit: int | None = None) -> int:
+    """Fold pending entries into the tree in the caller's transaction; how many it folded.
+
+    Locks the head row (a second integrator waits for it, then finds the rows gone), takes
+    up to ``limit`` pending entries in ``seq`` order (None: all of them, in batches of
+    :data:`INTEGRATE_BATCH`), gives them the next indices, and deletes them: the entries and
+    their removal from the pending table commit together, or neither does. Nothing pending:
+    no lock is taken.
+    """
+    conn = session.connection()
+    if not pending.waiting(conn):
+        return 0
+    state = _for_append(session)
+    session.info.pop(_HEAD_CACHE, None)  # put back only once every fold succeeded
+    done = 0
+    while limit is None or done < limit:
+        want = INTEGRATE_BATCH if limit is None else min(INTEGRATE_BATCH, limit - done)
+        rows = pending.take(conn, want)
+        _fold_batch(conn, state, [fields for _, fields in rows])
+        pending.drop(conn, [seq for seq, _ in rows])
+        done += len(rows)
+        if len(rows) < want:
+            break
     session.info[_HEAD_CACHE] = (_innermost(session), state)
-    return Entry(index=index, leaf=data, grant=grant_id, **values)
+    return done
+
+
+def settle(session: Session) -> None:
+    """Integrate what is pending before a read, once per (sub)transaction that appends nothing.
+
+    Every reader of the tree calls this first, so a reader sees every entry committed before
+    it (and its own transaction's) exactly as if appends had written the tree themselves.
+    """
+    here = _innermost(session)
+    if session.info.get(_SETTLED) is here:
+        return
+    integrate(session)
+    session.info[_SETTLED] = here
 
 
 def size(session: Session) -> int:
-    """The number of entries in the log."""
+    """The number of entries in the log (everything pending integrated first)."""
+    settle(session)
     head = _read_head(session)
     return 0 if head is None else head[0]
 
@@ -411,6 +526,7 @@ def entries(
     grant, subject_org, outcome, request_id, and ``concerning`` (an org the entry concerns);
     ``since`` / ``until`` bound the time (inclusive).
     """
+    settle(session)
     stmt = select(Entry).where(Entry.index >= start)
     for name, value in filters.items():
         if name not in (*FILTERS, "concerning"):
@@ -435,6 +551,7 @@ def concerning(org: str) -> ColumnElement[bool]:
 
 def leaf(session: Session, index: int) -> bytes:
     """The exact leaf bytes of entry ``index``."""
+    settle(session)
     value = session.scalar(select(Entry.leaf).where(Entry.index == index))
     if value is None:
         raise EntryNotFound(f"audit entry {index} not found")
@@ -462,7 +579,8 @@ def iter_leaves(
 
 
 def checkpoint(session: Session, origin: str) -> Checkpoint:
-    """The (unsigned) checkpoint of the current head."""
+    """The (unsigned) checkpoint of the current head (everything pending integrated first)."""
+    settle(session)
     head = _read_head(session)
     if head is None:
         return Checkpoint(origin, 0, merkle.empty_root())

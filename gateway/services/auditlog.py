@@ -81,6 +81,7 @@ def visible(rt: Runtime, actor: Actor, filters: EntryFilters, request: PageReque
     if filters.concerning is not None:
         query = query.where(store.concerning(filters.concerning))
     with rt.db.session() as session:
+        store.settle(session)  # every entry committed before this read is in the page
         if not filters.with_proofs:
             return Listing(page(session, query, ORDER, request))
         tree = store.size(session) if filters.size is None else filters.size

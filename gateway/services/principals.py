@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from gateway import authz
+from gateway.audit import store as audit_store
 from gateway.caller import Caller
 from gateway.errors import BadRequest, NotFound
 from gateway.models import Principal
@@ -60,6 +61,7 @@ def names(rt: Runtime, caller: Caller, lookup: Lookup) -> list[PrincipalInfo]:
     """The principals of ``lookup`` that ``caller`` may see, in the order asked; others left out."""
     wanted = list(dict.fromkeys(lookup.ids))
     with rt.db.session() as session:
+        audit_store.settle(session)  # a lab's scope includes those named in its log view
         rows = session.scalars(
             select(Principal).where(Principal.id.in_(wanted), authz.principal_scope(caller.actor))
         ).all()

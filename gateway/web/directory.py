@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from gateway import authz
+from gateway.audit import store as audit_store
 from gateway.caller import Actor
 from gateway.models import Artifact, Org, OrgKind, Principal
 from gateway.runtime import Runtime
@@ -31,6 +32,7 @@ def people(rt: Runtime, actor: Actor, ids: Iterable[str | None]) -> dict[str, Pe
     if not wanted:
         return {}
     with rt.db.session() as session:
+        audit_store.settle(session)  # a lab's scope includes those named in its log view
         rows = session.execute(
             select(Principal.id, Principal.name, Principal.org).where(
                 Principal.id.in_(wanted), authz.principal_scope(actor)

@@ -26,6 +26,7 @@ from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
 from gateway import authz
+from gateway.audit import store
 from gateway.audit.store import Entry
 from gateway.caller import Actor
 from gateway.paging import Page, PageRequest, page
@@ -94,6 +95,7 @@ def _in_window(session: Session, query: Select[Entry], f: LogFilters) -> Select[
 def entries(rt: Runtime, actor: Actor, f: LogFilters, request: PageRequest) -> Page[Entry]:
     """One page of the entries ``actor`` may read that match ``f``, in index order."""
     with rt.db.session() as session:
+        store.settle(session)  # every entry committed before this read is in the page
         query = _in_window(session, select(Entry).where(*_conditions(actor, f)), f)
         return page(session, query, ORDER, request)
 
@@ -101,4 +103,5 @@ def entries(rt: Runtime, actor: Actor, f: LogFilters, request: PageRequest) -> P
 def entry(rt: Runtime, index: int) -> Entry | None:
     """The entry at ``index``, or None (whether the caller may read it is the view's to ask)."""
     with rt.db.session() as session:
+        store.settle(session)
         return session.get(Entry, index)

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,40 +20,7 @@ from gateway.audit import merkle, note, store
 from gateway.audit.merkle import ProofError
 from gateway.db import Database
 from tests.audit import reference
-from tests.audit.conftest import ORIGIN, T0, add_entry, fill, make_db
-from tests.conftest import DATABASES
-
-Logs = Callable[..., AbstractContextManager[str]]
-"""``logs(shared=False)``: the URL of a new empty log; ``shared`` if other engines open it too."""
-
-
-@pytest.fixture(params=DATABASES)
-def logs(request: pytest.FixtureRequest, tmp_path: Path) -> Logs:
-    if request.param == "postgresql":
-        from gateway.migrations import upgrade
-
-        cluster = request.getfixturevalue("pg_cluster")
-        template = cluster.template(upgrade)
-        return lambda shared=False: cluster.database(template)
-
-    @contextmanager
-    def sqlite(shared: bool = False) -> Iterator[str]:
-        url = f"sqlite:///{tmp_path / f'log-{uuid.uuid4().hex[:8]}.db'}" if shared else "sqlite://"
-        if shared:
-            make_db(url).dispose()
-        yield url
-
-    return sqlite
-
-
-@contextmanager
-def opened(url: str) -> Iterator[Database]:
-    """The log at ``url``, its tables made if it is new (a SQLite memory database is)."""
-    database = make_db(url)
-    try:
-        yield database
-    finally:
-        database.dispose()
+from tests.audit.conftest import ORIGIN, T0, Logs, add_entry, fill, opened
 
 
 @pytest.fixture
@@ -81,7 +45,7 @@ def test_empty_log(db: Database) -> None:
 
 def test_leaf_is_the_canonical_entry(db: Database) -> None:
     with db.session() as s:
-        e = store.append(
+        store.append(
             s,
             time=datetime(2026, 11, 26, 13, 0, 0, 250000, tzinfo=UTC),
             actor="prn_1",
@@ -95,6 +59,7 @@ def test_leaf_is_the_canonical_entry(db: Database) -> None:
             ip="10.0.0.1",
             details={"b": "é", "a": [1, 2]},
         )
+        [e] = store.entries(s)  # integrated by the reader, in the same transaction
     assert e.index == 0
     assert (
         e.leaf
@@ -122,7 +87,8 @@ def test_append_does_not_commit_and_rolls_back_with_the_caller(db: Database) -> 
     with db.session() as s:
         assert store.size(s) == 3
         assert store.root(s, 3) == reference.mth(leaves)
-        assert add_entry(s, 3).index == 3
+        add_entry(s, 3)
+        assert [e.index for e in store.entries(s, 3)] == [3]
 
 
 def test_roots_and_proofs_match_the_reference_for_every_size(db: Database) -> None:
@@ -274,6 +240,7 @@ def test_signed_checkpoint_commits_to_the_head(db: Database, signer: note.Signer
 def test_a_missing_subtree_is_an_integrity_error(db: Database) -> None:
     fill(db, 6)
     with db.session() as s:
+        store.integrate(s)
         s.execute(
             store.Subtree.__table__.delete().where(
                 store.Subtree.level == 0, store.Subtree.index == 2
@@ -283,12 +250,14 @@ def test_a_missing_subtree_is_an_integrity_error(db: Database) -> None:
         store.inclusion_proof(s, 3, 6)
 
 
-def test_a_damaged_head_border_stops_appends(db: Database) -> None:
+def test_a_damaged_head_border_stops_integration(db: Database) -> None:
     fill(db, 3)
     with db.session() as s:
+        store.integrate(s)
         s.execute(update(store.Head).values(border=b""))
     with db.session() as s, pytest.raises(store.LogIntegrityError):
         add_entry(s, 3)
+        store.integrate(s)
 
 
 def test_concurrent_appenders_keep_one_sequence(logs: Logs) -> None:

@@ -96,6 +96,7 @@ def test_verify_from_tiles_names_a_rewritten_entry(live: Live) -> None:
     live.push()
     vkey = live.rt.audit_signer.verifier_key
     with live.rt.db.session() as s:
+        store.integrate(s)  # the entry to rewrite is in the tree
         s.execute(update(store.Entry).where(store.Entry.index == 1).values(leaf=b"{}"))
     r = live.gateway("auditor", "audit", "verify", "--tiles", "--key", vkey)
     assert r.exit_code == 1 and "first bad entry: 1" in r.stdout, r.output

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import select, update
 
+from gateway.audit import store
 from gateway.audit.store import Entry
 from gateway.runtime import Runtime
 from gateway.web.base import CSP
@@ -23,12 +24,14 @@ NASTY_TEXT = '</textarea></script><script>alert(3)</script><b onmouseover="alert
 
 def entries_since(rt: Runtime, start: int) -> list[dict[str, Any]]:
     with rt.db.session() as session:
+        store.settle(session)
         rows = session.scalars(select(Entry).where(Entry.index >= start).order_by(Entry.index))
         return [e.entry() for e in rows]
 
 
 def size(rt: Runtime) -> int:
     with rt.db.session() as session:
+        store.settle(session)
         return len(list(session.scalars(select(Entry.index))))
 
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0010
 Revises: 0009
-Create Date: 2026-12-10
+Create Date: 2026-12-01
 
 ``uploads.custody`` and ``artifacts.custody`` are ``gateway`` (the gateway holds the
 upload's custody identity, wrapped by the ``[custody]`` backend) or ``lab`` (the lab
