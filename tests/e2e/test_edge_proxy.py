@@ -181,28 +181,33 @@ def test_ca_cert_alone_carries_a_push_and_a_pull_through_the_edge(
 ) -> None:
     # No REQUESTS_CA_BUNDLE: the CA is trusted only because --ca-cert names it.
     alone = {"REQUESTS_CA_BUNDLE": ""}
+    # Fresh client directories: this lab signs with a new key, which eval has not seen.
+    lab = {**alone, "XDG_CONFIG_HOME": str(tmp_path / "lab-home")}
+    ev = {**alone, "XDG_CONFIG_HOME": str(tmp_path / "eval-home")}
     ca = ("--ca-cert", str(edge.tls.ca))
     plaintext = helpers.random_bytes(3 * MIB + 5, seed=12)
     (tmp_path / "small.bin").write_bytes(plaintext)
-    edge.client(
-        "lab", *ca, "keygen", "--type", "signing", "-o", str(tmp_path / "lab.key"), env=alone
-    )
+    edge.client("lab", *ca, "keygen", "--type", "signing", "-o", str(tmp_path / "lab.key"), env=lab)
     artifact = edge.client(
         "lab",
         *ca,
         *("push", str(tmp_path / "small.bin"), "--name", "small", "--kind", "weights"),
         *("--share-with", "agency-a", "--signing-key", str(tmp_path / "lab.key")),
-        env=alone,
+        env=lab,
     ).stdout.strip()
-    edge.client("eval", *ca, "keygen", "--type", "age", "-o", str(tmp_path / "e.agekey"), env=alone)
-    asked = edge.client("eval", *ca, "request", artifact, "--justification", "eval", env=alone)
-    edge.client("lab", *ca, "approve", asked.stdout.strip(), "--hours", "24", env=alone)
     edge.client(
+        "eval", *ca, "keygen", "--type", "age", "--yes", "-o", str(tmp_path / "e.agekey"), env=ev
+    )
+    asked = edge.client("eval", *ca, "request", artifact, "--justification", "eval", env=ev)
+    edge.client("lab", *ca, "approve", asked.stdout.strip(), "--hours", "24", env=lab)
+    pulled = edge.client(
         "eval",
         *ca,
         *("pull", artifact, "-o", str(tmp_path / "out.bin"), "-i", str(tmp_path / "e.agekey")),
-        env=alone,
+        env=ev,
+        check=False,
     )
+    assert pulled.returncode == 0, pulled.stderr
     assert (tmp_path / "out.bin").read_bytes() == plaintext
 
 
