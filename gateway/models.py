@@ -84,6 +84,9 @@ class UploadState(StrEnum):
 
 class ArtifactState(StrEnum):
     AVAILABLE = "available"
+    # Access has ended and the key's destruction is under way (or is to be retried):
+    # nothing is released, served or granted; the shred or the sweeper ends it.
+    SHREDDING = "shredding"
     WITHDRAWN = "withdrawn"
     EXPIRED = "expired"
 

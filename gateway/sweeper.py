@@ -1,4 +1,4 @@
-"""The sweeper: stale completions and uploads, expiry, shredding, deletions, denials, anchors.
+"""The sweeper: stale completions and uploads, interrupted shreds, expiry, deletions, denials, anchors.
 
 Run once by ``gateway sweep`` and every ``sweeper.interval_seconds`` inside
 ``gateway serve``, in every worker of every instance. Each step runs only under its
@@ -57,6 +57,13 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
         "time out stale uploads",
         lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
         {"uploads_timed_out": 0},
+    )
+    # Shreds whose key destruction or commit failed: finished before their objects go.
+    report |= _guarded(
+        rt,
+        "finish interrupted shreds",
+        lambda: {"shreds_finished": lifecycle.sweep_shredding(rt)},
+        {"shreds_finished": 0},
     )
     # The backlog first: objects of artifacts shredded earlier whose deletion failed.
     report |= _guarded(

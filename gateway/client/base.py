@@ -15,6 +15,7 @@ from gateway.client.tables import emit_json
 
 __all__ = [
     "api_for",
+    "root_ca_cert",
     "confirm",
     "emit_json",
     "json_option",
@@ -59,9 +60,21 @@ def yes_option(what: str) -> Callable[[F], F]:
 
 
 def api_for(profile: str | None, *, pool: int = 8) -> Api:
-    """The gateway a command talks to: the profile named, else the environment's (see profiles)."""
-    found = resolve(profile)
-    return Api(found.url, found.token, pool=pool)
+    """The gateway a command talks to: the profile named, else the environment's (see profiles).
+
+    Its certificate is checked against ``gateway --ca-cert FILE`` when given.
+    """
+    found = resolve(profile, ca_cert=root_ca_cert())
+    return Api(found.url, found.token, pool=pool, verify=found.verify)
+
+
+def root_ca_cert() -> str | None:
+    """The value of the root ``--ca-cert`` option of the command being run, if any."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return None
+    value = ctx.find_root().params.get("ca_cert")
+    return str(value) if value else None
 
 
 def confirm(question: str, *, yes: bool, refusal: str) -> bool:

@@ -97,6 +97,14 @@ def build(
         count=True,
         help="say more on stderr: -v retries and progress notes, -vv every request",
     )
+    @click.option(
+        "--ca-cert",
+        "ca_cert",
+        default=None,
+        metavar="FILE",
+        help="trust the CA certificates in FILE (PEM) for the gateway's TLS certificate "
+        "(else $GATEWAY_CA_CERT, the profile's ca_cert, $REQUESTS_CA_BUNDLE, the public CAs)",
+    )
     @click.version_option(package_name=DISTRIBUTION, prog_name="gateway")
     def gateway(verbose: int, **_root_options: Any) -> None:
         """Secure model-artifact transfer gateway."""

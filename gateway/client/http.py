@@ -8,6 +8,12 @@ and full jitter, so a flaky link costs time, not the transfer; a 429 waits what 
 ``Retry-After`` asks (up to :data:`MAX_RETRY_AFTER` seconds), and a gateway that refuses
 connections outright is given up on within seconds (:data:`REFUSED_DELAY` at most
 between tries), since a stopped server does not come back by itself.
+
+TLS: ``verify`` is what every request is checked with: a CA file (``--ca-cert``), or
+True for requests' own choice (``REQUESTS_CA_BUNDLE`` when set, else its CA bundle).
+It is passed with each request, because requests lets ``REQUESTS_CA_BUNDLE`` override
+a session's setting. A certificate that does not verify is one error naming
+``--ca-cert``, never retried: waiting does not make it trusted.
 """
 
 from __future__ import annotations
@@ -46,15 +52,19 @@ class ApiError(ClientError):
         retry_after: float | None = None,
         refused: bool = False,
         hint: str | None = None,
+        lasting: bool = False,
     ) -> None:
         super().__init__(detail, hint=hint)
         self.status = status
         self.problem_body = problem or {}
         self.retry_after = retry_after
         self.refused = refused
+        self.lasting = lasting  # a failure no retry mends (a certificate not trusted)
 
     @property
     def retryable(self) -> bool:
+        if self.lasting:
+            return False
         return self.status == 0 or self.status in RETRYABLE_STATUS
 
 
@@ -100,9 +110,11 @@ class Api:
         timeout: float = 60.0,
         session: requests.Session | None = None,
         pool: int = 8,
+        verify: bool | str = True,
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self.verify = verify
         self.session = session or requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=pool, pool_maxsize=pool)
         self.session.mount("http://", adapter)
@@ -113,18 +125,34 @@ class Api:
     def close(self) -> None:
         self.session.close()
 
+    def _tls_error(self, exc: requests.exceptions.SSLError) -> ApiError:
+        """The one line for a TLS failure: an untrusted certificate names ``--ca-cert``."""
+        text = str(exc)
+        if "CERTIFICATE_VERIFY_FAILED" not in text:
+            return ApiError(
+                f"cannot reach the gateway at {self.url}: the TLS handshake failed",
+                hint="if the gateway is served over plain HTTP, use an http:// URL",
+                lasting=True,
+            )
+        why = _verify_reason(text)
+        trusted = f"the CA in {self.verify}" if isinstance(self.verify, str) else "this machine"
+        return ApiError(
+            f"the server's TLS certificate is not trusted by {trusted} ({why}): {self.url}",
+            hint="if the gateway's certificate is signed by your organisation's CA, give that "
+            "CA's certificate with --ca-cert FILE (or GATEWAY_CA_CERT, or the profile's ca_cert)",
+            lasting=True,
+        )
+
     def request(
         self, method: str, path: str, *, ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any
     ) -> requests.Response:
         """Send one request; a status outside ``ok`` raises :class:`ApiError`."""
         kwargs.setdefault("timeout", (min(CONNECT_TIMEOUT, self.timeout), self.timeout))
+        kwargs.setdefault("verify", self.verify)
         try:
             response = self.session.request(method, self.url + path, **kwargs)
-        except requests.exceptions.SSLError:
-            raise ApiError(
-                f"cannot reach the gateway at {self.url}: the TLS handshake failed",
-                hint="if the gateway is served over plain HTTP, use an http:// URL",
-            ) from None
+        except requests.exceptions.SSLError as exc:
+            raise self._tls_error(exc) from None
         except requests.exceptions.ConnectionError as exc:
             reason = _reason(exc)
             raise ApiError(
@@ -184,6 +212,13 @@ class Api:
 
     def text(self, path: str, **params: Any) -> str:
         return self.request("GET", path, params=params or None).text
+
+
+def _verify_reason(text: str) -> str:
+    """OpenSSL's reason, from requests' message ``... certificate verify failed: REASON (_ssl.c...)``."""
+    _, _, after = text.partition("certificate verify failed: ")
+    reason = after.split(" (_ssl.c", 1)[0].strip() if after else ""
+    return reason[:120] or "certificate verify failed"
 
 
 def _reason(exc: Exception) -> str:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
 
-from gateway.client.base import json_option
+from gateway.client.base import json_option, root_ca_cert
 from gateway.client.errors import ClientError
 from gateway.client.http import Api, ApiError
 from gateway.client.profiles import (
     ProfileError,
+    check_ca_cert,
     check_token,
     check_url,
     load_all,
@@ -43,14 +45,16 @@ def _read_token(token: str | None) -> str:
     return value
 
 
-def _who(url: str, token: str) -> str:
+def _who(url: str, token: str, verify: bool | str) -> str:
     """Who ``token`` is at ``url``, asked of the gateway; a refusal or no answer is an error."""
-    api = Api(url, token, timeout=15)
+    api = Api(url, token, timeout=15, verify=verify)
     try:
         me = api.get("/v1/me")
     except ApiError as exc:
         if exc.status == 401:
             raise ProfileError(f"the gateway at {url} refused this token: {exc.detail}") from None
+        if exc.lasting:  # a certificate not trusted: its own hint says what to do
+            raise ClientError(f"{exc.detail}; nothing was saved", hint=exc.hint) from None
         raise ClientError(
             f"{exc.detail}; nothing was saved",
             hint="check the URL, or save the profile without asking the gateway: --no-check",
@@ -58,6 +62,16 @@ def _who(url: str, token: str) -> str:
     finally:
         api.close()
     return f"{me.get('name')} ({me.get('role')}) of {me.get('org')}"
+
+
+def _verify(kept: str) -> bool | str:
+    """What the check of a profile being saved trusts: its ca_cert, else as any command would."""
+    if kept:
+        return kept
+    root, env = root_ca_cert(), os.environ.get("GATEWAY_CA_CERT", "")
+    if root:
+        return check_ca_cert(root, "--ca-cert")
+    return check_ca_cert(env, "GATEWAY_CA_CERT") if env else True
 
 
 @profile_group.command("set")
@@ -68,17 +82,27 @@ def _who(url: str, token: str) -> str:
     default=None,
     help="'-' to read it from stdin; omitted: prompted for (or read from piped stdin)",
 )
+@click.option(
+    "--ca-cert",
+    "ca_cert",
+    default=None,
+    metavar="FILE",
+    help="the CA certificate (PEM) that signed the gateway's TLS certificate, kept as ca_cert",
+)
 @click.option("--no-check", is_flag=True, help="save without asking the gateway who the token is")
 @reported(ClientError)
-def profile_set(name: str, url: str, token: str | None, no_check: bool) -> None:
+def profile_set(
+    name: str, url: str, token: str | None, ca_cert: str | None, no_check: bool
+) -> None:
     """Save profile NAME (the token is read from stdin or a prompt, not argv).
 
     The URL and the token are checked first: the gateway is asked who the token is.
     """
     url = check_url(url)
+    kept = check_ca_cert(ca_cert, "--ca-cert") if ca_cert else ""
     value = check_token(_read_token(token))
-    who = None if no_check else _who(url, value)
-    save(profiles_path(), name, url, value)
+    who = None if no_check else _who(url, value, _verify(kept))
+    save(profiles_path(), name, url, value, kept)
     say(f"profile {name} saved in {profiles_path()}" + (f": {who}" if who else ""))
 
 

@@ -6,6 +6,7 @@ variable is unset), a file only its owner may read (mode 0600), one table per pr
     [profiles.lab]
     url = "https://gateway.example"
     token = "gw_..."
+    ca_cert = "/etc/ssl/agency-ca.pem"   # optional: the CA that signed the gateway's certificate
 
 Which settings a command uses, first match wins:
 
@@ -13,6 +14,10 @@ Which settings a command uses, first match wins:
 2. ``GATEWAY_URL`` and ``GATEWAY_TOKEN``;
 3. the profile named by ``GATEWAY_PROFILE``;
 4. the profile called ``default``.
+
+Which CA certificates the gateway's TLS certificate is checked against, first match wins:
+``gateway --ca-cert FILE``, ``GATEWAY_CA_CERT``, the profile's ``ca_cert``; else requests'
+own choice (``REQUESTS_CA_BUNDLE`` when set, else its bundle of public CAs).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from gateway.errors import GatewayError
@@ -56,14 +61,33 @@ class ProfileError(GatewayError):
     status, slug, title = 400, "profile", "Profile"
 
 
+def check_ca_cert(path: str, where: str) -> str:
+    """``path`` made absolute, if it is a readable file of PEM certificates; else a clear error."""
+    file = Path(path).expanduser()
+    try:
+        with file.open("rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError as exc:
+        raise ProfileError(f"{where} {path}: {exc.strerror or exc}") from None
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise ProfileError(f"{where} {path}: not a PEM certificate file")
+    return str(file.resolve())
+
+
 @dataclass(frozen=True)
 class Profile:
     url: str
     token: str
     name: str | None = None
+    ca_cert: str = ""  # the CA file the gateway's certificate is checked against; "" = default
 
     def __repr__(self) -> str:  # never print the token
         return f"Profile(name={self.name!r}, url={self.url!r}, token=<hidden>)"
+
+    @property
+    def verify(self) -> bool | str:
+        """What requests checks the gateway's certificate with (its ``verify=``)."""
+        return self.ca_cert or True
 
 
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -131,12 +155,14 @@ def write_private(path: Path, data: bytes) -> None:
     replace_secret(path, data)
 
 
-def save(path: Path, name: str, url: str, token: str) -> None:
-    """Add or replace profile ``name``."""
+def save(path: Path, name: str, url: str, token: str, ca_cert: str = "") -> None:
+    """Add or replace profile ``name`` (``ca_cert``: an absolute path, or "" for none)."""
     if not name:
         raise ProfileError("a profile needs a name")
     profiles = load_all(path)
     profiles[name] = {"url": check_url(url), "token": token}
+    if ca_cert:
+        profiles[name]["ca_cert"] = ca_cert
     write_private(path, render(profiles).encode("utf-8"))
 
 
@@ -158,12 +184,33 @@ def _from_file(path: Path, name: str, *, required: bool) -> Profile | None:
     url, token = table.get("url", ""), table.get("token", "")
     if not url or not token:
         raise ProfileError(f"profile {name!r} in {path} needs both url and token")
-    return Profile(url=check_url(url, f"profile {name!r} has"), token=token, name=name)
+    ca_cert = table.get("ca_cert", "")
+    if ca_cert:
+        ca_cert = check_ca_cert(ca_cert, f"profile {name!r} has ca_cert")
+    url = check_url(url, f"profile {name!r} has")
+    return Profile(url=url, token=token, name=name, ca_cert=ca_cert)
 
 
-def resolve(profile: str | None = None, env: Mapping[str, str] | None = None) -> Profile:
-    """The gateway address and token a command uses (see the module's docstring)."""
+def resolve(
+    profile: str | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    ca_cert: str | None = None,
+) -> Profile:
+    """The gateway address, token and CA file a command uses (see the module's docstring).
+
+    ``ca_cert`` is ``--ca-cert``'s value, which wins over every other setting of it.
+    """
     env = os.environ if env is None else env
+    found = _resolve(profile, env)
+    if ca_cert:
+        return replace(found, ca_cert=check_ca_cert(ca_cert, "--ca-cert"))
+    if env.get("GATEWAY_CA_CERT"):
+        return replace(found, ca_cert=check_ca_cert(env["GATEWAY_CA_CERT"], "GATEWAY_CA_CERT"))
+    return found
+
+
+def _resolve(profile: str | None, env: Mapping[str, str]) -> Profile:
     path = profiles_path(env)
     if profile:
         found = _from_file(path, profile, required=True)

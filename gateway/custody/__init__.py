@@ -23,6 +23,8 @@ services use it::
 
     # shred (withdrawal, expiry, abort), after the rows are deleted and flushed, before
     # the commit: a failure rolls the shred back; destroy is idempotent, so retry freely.
+    # (An artifact is committed as "shredding" first, so a commit that fails after the
+    # destroy leaves it refused everywhere until the retry or the sweeper finishes it.)
     # ReferenceMismatch here means the key was destroyed but the stored ref was rewritten.
     custody.destroy(ctx, ref)
 

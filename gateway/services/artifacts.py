@@ -52,7 +52,7 @@ def visible(rt: Runtime, actor: Actor, request: PageRequest) -> Page[Artifact]:
 
 
 def require_available(rt: Runtime, caller: Caller, action: str, artifact: Artifact) -> None:
-    """410 (recorded) for an artifact withdrawn, expired, or past its review window."""
+    """410 (recorded) for an artifact withdrawn, expired, being shredded, or past its window."""
     if artifact.state in ENDED:
         authz.refuse(
             rt,
@@ -63,6 +63,15 @@ def require_available(rt: Runtime, caller: Caller, action: str, artifact: Artifa
                 f"artifact {artifact.id} was {artifact.state} at {rfc3339(artifact.ended_at)}; "
                 "its key has been shredded"
             ),
+            subject=artifact,
+        )
+    if artifact.state == ArtifactState.SHREDDING:
+        authz.refuse(
+            rt,
+            caller,
+            action,
+            "artifact shredding",
+            Gone(f"artifact {artifact.id} has ended; its key is being shredded"),
             subject=artifact,
         )
     if artifact.review_ends_at <= rt.now():

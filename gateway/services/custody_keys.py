@@ -85,9 +85,11 @@ def destroy_custody_key(rt: Runtime, session: Session, upload_id: str) -> bool:
 
     Call it last in the shredding transaction: the row's deletion is flushed first, then
     the backend destroys the key (irreversible), then the caller commits. If that commit
-    fails, the key is gone all the same and the database still shows the row: the
-    artifact can never be released again, and the shred's retry (the lab withdrawing
-    again, the sweeper's next expiry pass) finds nothing to destroy and commits.
+    fails, the key is gone all the same and the database still shows the row, which
+    opens nothing (410). An artifact's shred has already been committed as ``shredding``
+    before this is called (:mod:`gateway.services.lifecycle`), so nothing is released
+    meanwhile and the retry (the call's own, the lab's, the sweeper's) finds no key left
+    and commits.
     """
     row = session.get(CustodyKey, upload_id)
     upload = session.get(Upload, upload_id)

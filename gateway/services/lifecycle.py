@@ -1,19 +1,25 @@
 """The end of an artifact's life: withdrawal by its lab, expiry at the review window's end.
 
-Both crypto-shred the artifact, and neither ever fails open:
+Both crypto-shred the artifact, and neither ever fails open. A shred converges: every
+step after the first can be repeated until it is done, by the same call, a retry or the
+sweeper.
 
-1. One fail-closed transaction ends it: the artifact is claimed (compare-and-set
-   ``available`` to ``withdrawn`` or ``expired``), its grants end (their re-written headers
-   are deleted), its pending requests are cancelled, the deletion of its stored object is
-   queued (``pending_deletions``), the ``artifact.*`` entry is appended, and last, just
-   before the commit, the wrapped identity is deleted and its key destroyed in the custody
-   backend (:func:`gateway.services.custody_keys.destroy_custody_key`). Once this
-   commits, nothing can release the key or send the content again. If the commit fails
-   after the destroy, the key is gone but the artifact still shows ``available``: no key
-   release or completion can succeed for it (410), and the retry (the lab withdrawing
-   again; for an expiry, the sweeper's next pass, which finds it past its window again)
-   destroys nothing more and commits the shred.
-2. Then the store deletes the object. Success removes it from the queue with its own
+1. One fail-closed transaction ends access and marks the artifact ``shredding``: the
+   artifact is claimed (compare-and-set ``available`` to ``shredding``), its grants end
+   (their re-written headers are deleted), its pending requests are cancelled, the
+   deletion of its stored object is queued (``pending_deletions``, whose ``reason`` names
+   the end, ``withdrawn`` or ``expired``), and the ``artifact.*`` entry is appended, once.
+   From this commit on nothing releases the key, serves the content or grants access
+   (each of those refuses an artifact that is not ``available``).
+2. A second transaction finishes the shred: it moves ``shredding`` to the end's state
+   (compare-and-set, so two finishers cannot both finish), deletes the wrapped identity
+   and, last before the commit, destroys its key in the custody backend
+   (:func:`gateway.services.custody_keys.destroy_custody_key`). If the destroy or the
+   commit fails, the artifact stays ``shredding``: the call tries once more, then the
+   lab's next withdrawal or the sweeper's next pass (:func:`sweep_shredding`) finishes it.
+   A destroy repeated after a failed commit finds no key and destroys nothing more; no
+   entry is appended again.
+3. Then the store deletes the object. Success removes it from the queue with its own
    ``object.delete`` entry; a failure (an outage, throttling) leaves it queued, and the
    sweeper retries it every sweep until it succeeds. The lab is told which happened.
 
@@ -36,7 +42,7 @@ from gateway import authz, events
 from gateway.caller import Caller
 from gateway.clock import rfc3339
 from gateway.db import cas_update
-from gateway.errors import Gone
+from gateway.errors import Gone, ServiceUnavailable
 from gateway.models import (
     AccessRequest,
     Artifact,
@@ -73,7 +79,10 @@ class Shredded:
 
 
 def withdraw(rt: Runtime, caller: Caller, artifact: Artifact) -> Shredded:
-    """The owning lab withdraws: crypto-shred now (410 if it already ended)."""
+    """The owning lab withdraws: crypto-shred now (410 if it already ended).
+
+    An artifact left ``shredding`` by an earlier attempt is finished instead.
+    """
     if artifact.state in ENDED:
         authz.refuse(
             rt,
@@ -85,6 +94,9 @@ def withdraw(rt: Runtime, caller: Caller, artifact: Artifact) -> Shredded:
             ),
             subject=artifact,
         )
+    if artifact.state == ArtifactState.SHREDDING:
+        begun = Shredded(artifact.id, artifact.state, 0, 0, True, artifact.object_key)
+        return _conclude(rt, begun, caller)
     result = shred(rt, artifact.id, caller, ArtifactState.WITHDRAWN)
     if result is None:
         raise Gone(f"artifact {artifact.id} has already ended")
@@ -96,16 +108,28 @@ def shred(
 ) -> Shredded | None:
     """End an available artifact as ``withdrawn`` or ``expired``; None if it had already ended.
 
-    The shred commits first (see the module's steps); the object is deleted after it, and
-    ``deleted`` says whether that has happened yet.
+    Access ends and the artifact is ``shredding`` once the first step commits; the key's
+    destruction follows (see the module's steps), then the object's deletion, and
+    ``deleted`` says whether that has happened yet. Raises the 503 of a destroy or commit
+    that failed twice: the artifact then stays ``shredding`` until finished.
     """
+    begun = _begin(rt, artifact_id, who, state)
+    if begun is None:
+        return None
+    return _conclude(rt, begun, who)
+
+
+def _begin(
+    rt: Runtime, artifact_id: str, who: Caller | None, state: ArtifactState
+) -> Shredded | None:
+    """Step 1: end every access, queue the deletion, log the end; None if not available."""
     withdrawn = state == ArtifactState.WITHDRAWN
     with events.fail_closed(rt) as session:
         claimed = cas_update(
             session,
             update(Artifact)
             .where(Artifact.id == artifact_id, Artifact.state == ArtifactState.AVAILABLE)
-            .values(state=state, ended_at=rt.now()),
+            .values(state=ArtifactState.SHREDDING, ended_at=rt.now()),
         )
         if not claimed:
             return None
@@ -119,7 +143,7 @@ def shred(
             PendingDeletion(
                 key=artifact.object_key,
                 artifact_id=artifact.id,
-                reason=state,
+                reason=state,  # also what the shred ends as, should the sweeper finish it
                 attempts=0,
                 created_at=rt.now(),
             )
@@ -140,11 +164,83 @@ def shred(
                 "objects_to_delete": [artifact.object_key],
             },
         )
-        session.flush()
+        return Shredded(artifact_id, state, ended, cancelled, had_key, artifact.object_key)
+
+
+def _conclude(rt: Runtime, begun: Shredded, who: Caller | None) -> Shredded:
+    """Steps 2 and 3 after step 1 committed: finish the shred (twice at most), delete the object."""
+    try:
+        try:
+            final = finish_shred(rt, begun.artifact)
+        except ServiceUnavailable as exc:  # a destroy or commit that failed: once more
+            log.warning("could not finish shredding %s; trying again: %s", begun.artifact, exc)
+            final = finish_shred(rt, begun.artifact)
+    finally:
+        rt.db.scrub()  # the deleted rows' old bytes leave the database's files too
+    if final is None:  # finished by another call meanwhile: say what it ended as
+        with rt.db.session() as session:
+            now = session.get(Artifact, begun.artifact)
+            final = now.state if now is not None else begun.state
+    state = final
+    deleted = delete_object(rt, begun.object_key, who)
+    return dataclasses.replace(begun, state=state, deleted=deleted)
+
+
+def finish_shred(rt: Runtime, artifact_id: str) -> str | None:
+    """Step 2: ``shredding`` to its end, the key destroyed; the end, or None if not shredding.
+
+    Idempotent and safe to race: the compare-and-set lets one finisher through, and a
+    destroy after one whose commit failed finds no key left. 503 (the artifact stays
+    ``shredding``) when the custody backend or the commit fails.
+    """
+    with events.fail_closed(rt) as session:
+        artifact = session.get(Artifact, artifact_id)
+        if artifact is None or artifact.state != ArtifactState.SHREDDING:
+            return None
+        final = _end_state(session, artifact)
+        claimed = cas_update(
+            session,
+            update(Artifact)
+            .where(Artifact.id == artifact_id, Artifact.state == ArtifactState.SHREDDING)
+            .values(state=final),
+        )
+        if not claimed:
+            return None  # another finisher got there first
         destroy_custody_key(rt, session, artifact.upload_id)  # last: it cannot be undone
-        result = Shredded(artifact_id, state, ended, cancelled, had_key, artifact.object_key)
-    rt.db.scrub()  # the deleted rows' old bytes leave the database's files too
-    return dataclasses.replace(result, deleted=delete_object(rt, result.object_key, who))
+        return final
+
+
+def _end_state(session: Session, artifact: Artifact) -> ArtifactState:
+    """What a ``shredding`` artifact ends as: the reason its deletion was queued with."""
+    reason = session.scalar(
+        select(PendingDeletion.reason).where(PendingDeletion.artifact_id == artifact.id).limit(1)
+    )
+    if reason in (ArtifactState.WITHDRAWN, ArtifactState.EXPIRED):
+        return ArtifactState(reason)
+    # The queue row is kept while shredding (see sweep_deletions); this is only a fallback.
+    log.warning(
+        "artifact %s is shredding with no queued deletion; ending it as withdrawn", artifact.id
+    )
+    return ArtifactState.WITHDRAWN
+
+
+def sweep_shredding(rt: Runtime) -> int:
+    """Finish the shreds left ``shredding`` by a failed destroy or commit; how many finished."""
+    with rt.db.session() as session:
+        left = list(
+            session.scalars(select(Artifact.id).where(Artifact.state == ArtifactState.SHREDDING))
+        )
+    finished = 0
+    for artifact_id in left:
+        try:
+            finished += finish_shred(rt, artifact_id) is not None
+        except Exception:  # one failure must not stop the others; retried next sweep
+            log.exception(
+                "could not finish shredding artifact %s; retrying next sweep", artifact_id
+            )
+    if left:
+        rt.db.scrub()
+    return finished
 
 
 def _end_access(
@@ -247,6 +343,9 @@ def sweep_deletions(rt: Runtime) -> int:
         keys = list(
             session.scalars(
                 select(PendingDeletion.key)
+                .join(Artifact, Artifact.id == PendingDeletion.artifact_id)
+                # a shred still to finish needs its row: its reason is the artifact's end
+                .where(Artifact.state != ArtifactState.SHREDDING)
                 .order_by(PendingDeletion.created_at, PendingDeletion.key)
                 .limit(DELETIONS_PER_SWEEP)
             )

@@ -4,7 +4,8 @@ nginx runs the shipped file (:mod:`tests.e2e.nginx` replaces only addresses and 
 with a throwaway certificate, connecting to the gateway from 127.0.0.2, the one address
 in the gateway's ``server.trusted_proxies``; clients connect from 127.0.0.1. Then the
 story runs with the real client over HTTPS, trusting the CA through
-``REQUESTS_CA_BUNDLE``: push, request, approve, pull, audit verify. And the edge's
+``REQUESTS_CA_BUNDLE``: push, request, approve, pull, audit verify; and again trusting
+it through ``--ca-cert`` alone, while a CA not given is one line naming it. And the edge's
 promises are held to: the log keeps the client's address, whatever the client writes in
 ``X-Forwarded-For``; a JSON body past 1 MiB stops at nginx with problem+json; a part body
 streams to the gateway while the client still sends it, and content to the client as it
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -172,6 +174,53 @@ def test_the_client_refuses_a_gateway_it_cannot_authenticate(edge: Edge) -> None
     said = done.stderr.lower()
     assert "certificate" in said or "tls" in said or "ssl" in said, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_ca_cert_alone_carries_a_push_and_a_pull_through_the_edge(
+    story: dict[str, Any], edge: Edge, tmp_path: Path
+) -> None:
+    # No REQUESTS_CA_BUNDLE: the CA is trusted only because --ca-cert names it.
+    alone = {"REQUESTS_CA_BUNDLE": ""}
+    # Fresh client directories: this lab signs with a new key, which eval has not seen.
+    lab = {**alone, "XDG_CONFIG_HOME": str(tmp_path / "lab-home")}
+    ev = {**alone, "XDG_CONFIG_HOME": str(tmp_path / "eval-home")}
+    ca = ("--ca-cert", str(edge.tls.ca))
+    plaintext = helpers.random_bytes(3 * MIB + 5, seed=12)
+    (tmp_path / "small.bin").write_bytes(plaintext)
+    edge.client("lab", *ca, "keygen", "--type", "signing", "-o", str(tmp_path / "lab.key"), env=lab)
+    artifact = edge.client(
+        "lab",
+        *ca,
+        *("push", str(tmp_path / "small.bin"), "--name", "small", "--kind", "weights"),
+        *("--share-with", "agency-a", "--signing-key", str(tmp_path / "lab.key")),
+        env=lab,
+    ).stdout.strip()
+    edge.client(
+        "eval", *ca, "keygen", "--type", "age", "--yes", "-o", str(tmp_path / "e.agekey"), env=ev
+    )
+    asked = edge.client("eval", *ca, "request", artifact, "--justification", "eval", env=ev)
+    edge.client("lab", *ca, "approve", asked.stdout.strip(), "--hours", "24", env=lab)
+    pulled = edge.client(
+        "eval",
+        *ca,
+        *("pull", artifact, "-o", str(tmp_path / "out.bin"), "-i", str(tmp_path / "e.agekey")),
+        env=ev,
+        check=False,
+    )
+    assert pulled.returncode == 0, pulled.stderr
+    assert (tmp_path / "out.bin").read_bytes() == plaintext
+
+
+def test_an_untrusted_edge_is_one_line_naming_ca_cert(edge: Edge, tmp_path: Path) -> None:
+    other = nginx.make_certificate(tmp_path / "other")  # a CA that did not sign the edge's
+    for args in (("whoami",), ("--ca-cert", str(other.ca), "whoami")):
+        done = edge.client("lab", *args, env={"REQUESTS_CA_BUNDLE": ""}, check=False)
+        assert done.returncode == 1
+        lines = done.stderr.splitlines()
+        assert len(lines) == 2 and "Traceback" not in done.stderr, done.stderr
+        assert lines[0].startswith("gateway: error: the server's TLS certificate is not trusted")
+        assert lines[0].endswith(f": {edge.url}")
+        assert lines[1].startswith("gateway: hint: ") and "--ca-cert FILE" in lines[1]
 
 
 def test_the_log_keeps_the_clients_address_never_the_proxys_or_a_forged_one(
