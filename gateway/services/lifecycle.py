@@ -81,7 +81,9 @@ class Shredded:
 def withdraw(rt: Runtime, caller: Caller, artifact: Artifact) -> Shredded:
     """The owning lab withdraws: crypto-shred now (410 if it already ended).
 
-    An artifact left ``shredding`` by an earlier attempt is finished instead.
+    An artifact left ``shredding`` by an earlier attempt (a 503, a racing withdrawal) is
+    finished instead, and answered 410 like one already ended: the withdrawal that began
+    the shred is the one logged and acknowledged.
     """
     if artifact.state in ENDED:
         authz.refuse(
@@ -95,8 +97,21 @@ def withdraw(rt: Runtime, caller: Caller, artifact: Artifact) -> Shredded:
             subject=artifact,
         )
     if artifact.state == ArtifactState.SHREDDING:
+        # Another withdrawal (or an expiry) began it and logged it: finish it, then answer
+        # as for an artifact already ended, so only the request that acted is acknowledged.
         begun = Shredded(artifact.id, artifact.state, 0, 0, True, artifact.object_key)
-        return _conclude(rt, begun, caller)
+        _conclude(rt, begun, caller)
+        authz.refuse(
+            rt,
+            caller,
+            "artifact.withdraw",
+            "artifact shredding",
+            Gone(
+                f"artifact {artifact.id} was already being shredded since "
+                f"{rfc3339(artifact.ended_at)}; that shred is now finished"
+            ),
+            subject=artifact,
+        )
     result = shred(rt, artifact.id, caller, ArtifactState.WITHDRAWN)
     if result is None:
         raise Gone(f"artifact {artifact.id} has already ended")
