@@ -181,7 +181,8 @@ def test_ca_cert_alone_carries_a_push_and_a_pull_through_the_edge(
 ) -> None:
     # No REQUESTS_CA_BUNDLE: the CA is trusted only because --ca-cert names it.
     alone = {"REQUESTS_CA_BUNDLE": ""}
-    # Fresh client directories: this lab signs with a new key, which eval has not seen.
+    # Fresh client directories: this lab signs with a new key, which eval_b has not seen;
+    # eval_b, not the story's evaluator, so the story's grant keeps its recipient.
     lab = {**alone, "XDG_CONFIG_HOME": str(tmp_path / "lab-home")}
     ev = {**alone, "XDG_CONFIG_HOME": str(tmp_path / "eval-home")}
     ca = ("--ca-cert", str(edge.tls.ca))
@@ -192,16 +193,16 @@ def test_ca_cert_alone_carries_a_push_and_a_pull_through_the_edge(
         "lab",
         *ca,
         *("push", str(tmp_path / "small.bin"), "--name", "small", "--kind", "weights"),
-        *("--share-with", "agency-a", "--signing-key", str(tmp_path / "lab.key")),
+        *("--share-with", "agency-b", "--signing-key", str(tmp_path / "lab.key")),
         env=lab,
     ).stdout.strip()
     edge.client(
-        "eval", *ca, "keygen", "--type", "age", "--yes", "-o", str(tmp_path / "e.agekey"), env=ev
+        "eval_b", *ca, "keygen", "--type", "age", "--yes", "-o", str(tmp_path / "e.agekey"), env=ev
     )
-    asked = edge.client("eval", *ca, "request", artifact, "--justification", "eval", env=ev)
+    asked = edge.client("eval_b", *ca, "request", artifact, "--justification", "eval", env=ev)
     edge.client("lab", *ca, "approve", asked.stdout.strip(), "--hours", "24", env=lab)
     pulled = edge.client(
-        "eval",
+        "eval_b",
         *ca,
         *("pull", artifact, "-o", str(tmp_path / "out.bin"), "-i", str(tmp_path / "e.agekey")),
         env=ev,
