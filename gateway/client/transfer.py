@@ -90,7 +90,7 @@ def _push_stopped(
             f"the gateway is out of space, or your organisation is over its quota: {detail}; {held}",
             hint=f"once there is room, {again}",
         )
-    if isinstance(exc, ApiError) and not (exc.retryable or exc.status == 0):
+    if isinstance(exc, ApiError) and (exc.lasting or not (exc.retryable or exc.status == 0)):
         return TransferStopped(f"{detail}; {held}", hint=exc.hint)
     code = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
     return TransferStopped(f"{detail}; {held}", hint=again, exit_code=code)
