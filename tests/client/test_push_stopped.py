@@ -23,14 +23,12 @@ def test_an_untrusted_certificate_midway_gives_its_own_hint_not_run_again() -> N
         hint="give the CA that signed it with --ca-cert FILE",
         lasting=True,
     )
-    said = transfer._push_stopped(exc, stopped_run(), Path("lab.key"), None)
+    said = transfer.push_stopped(exc, stopped_run(), Path("lab.key"), None)
     assert said.hint is not None and "--ca-cert FILE" in said.hint
     assert "run the same command again" not in said.hint
     assert "upload upl_1234 holds 0 of 8 parts" in said.detail
 
 
 def test_a_dropped_connection_midway_says_how_to_resume() -> None:
-    said = transfer._push_stopped(
-        ApiError("connection reset"), stopped_run(), Path("lab.key"), None
-    )
+    said = transfer.push_stopped(ApiError("connection reset"), stopped_run(), Path("lab.key"), None)
     assert said.hint is not None and "gateway push --resume upl_1234" in said.hint
