@@ -24,19 +24,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench_transfer import server_peak_rss, timed  # noqa: E402 - the script's own folder
-
-from tests.harness import (  # noqa: E402 - after the checkout is on the path
-    ORGS,
-    LocalGateway,
-    cli,
-    gateway_command,
-    write_weights,
+from common import (
+    MIB,
+    Row,
+    age_keys,
+    gateway_keys,
+    grant_latest,
+    report,
+    server_peak_rss,
+    share_args,
+    timed,
 )
 
-MIB = 1 << 20
+from tests.harness import LocalGateway, gateway_command, write_weights
+
 SHARDS = 8
 
 
@@ -58,12 +59,7 @@ def same(a: Path, b: Path) -> None:
 
 
 def baselines(work: Path, model: Path, store: Path) -> dict[str, float]:
-    identity = work / "base.agekey"
-    if not identity.exists():
-        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
-    recipient = subprocess.run(
-        ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    identity, recipient = age_keys(work)
     enc, stored, fetched, out = work / "d.age", store / "d.age", work / "d2.age", work / "d2"
     q = shlex.quote
     t_enc, _ = timed(
@@ -95,23 +91,15 @@ def baselines(work: Path, model: Path, store: Path) -> dict[str, float]:
 
 
 def through_gateway(gw: LocalGateway, work: Path, model: Path) -> dict[str, float]:
-    lab, ev = gw.env("lab"), gw.env("evaluator")
-    key, ident = work / "lab.key", work / "eve.agekey"
-    if not key.exists():
-        cli(lab, "keygen", "--type", "signing", "-o", str(key))
-        cli(ev, "keygen", "--type", "age", "-o", str(ident))
-    push = [*gateway_command(), "push", str(model), "--quiet", "--share-with"]
-    push += [ORGS["evaluator"][0], "--signing-key", str(key)]
-    t_push, rss_push = timed(push, env=lab)
-    listed = json.loads(cli(lab, "artifacts", "--json").stdout)
-    artifact = max(listed, key=lambda a: str(a.get("submitted_at")))["id"]
-    request = json.loads(cli(ev, "request", artifact, "--justification", "bench", "--json").stdout)
-    cli(lab, "approve", request["id"])
+    key, ident = gateway_keys(gw, work)
+    push = [*gateway_command(), "push", str(model), *share_args(key)]
+    t_push, rss_push = timed(push, env=gw.env("lab"))
+    artifact = grant_latest(gw)
     out = work / "pulled"
     os.sync()
     t_pull, rss_pull = timed(
         [*gateway_command(), "pull", artifact, "-o", str(out), "--quiet", "-i", str(ident)],
-        env=ev,
+        env=gw.env("evaluator"),
     )
     same(model, out)
     shutil.rmtree(out)
@@ -134,33 +122,16 @@ def main() -> int:
         store.mkdir()
         model = work / "model"
         write_model(model, size)
-        rows = []
+        rows: list[Row] = []
         for _ in range(args.runs):
             base = baselines(work, model, store)
             ours = through_gateway(gw, work, model)
             assert gw.process is not None
             rows.append((base, ours, server_peak_rss(gw.process.pid)))
-    gib = size / (1 << 30)
-    print(f"\n2-core machine, {args.size_mib} MiB in {SHARDS} shards, warm page cache\n")
-    print(
-        "| run | push DIR: gateway | tar -c \\| age -e + cp | pull -o DIR: gateway "
-        "| cp + age -d \\| tar -x | client peak RSS | server peak RSS |"
+    heads = ("push DIR: gateway", "tar -c \\| age -e + cp", "pull -o DIR: gateway")
+    report(
+        rows, size, f"{args.size_mib} MiB in {SHARDS} shards", (*heads, "cp + age -d \\| tar -x")
     )
-    print("|---|---|---|---|---|---|---|")
-    for i, (base, ours, srv) in enumerate(rows, 1):
-        print(
-            f"| {i} | {ours['push']:.2f} s ({gib / ours['push']:.2f} GiB/s) | {base['push']:.2f} s "
-            f"| {ours['pull']:.2f} s ({gib / ours['pull']:.2f} GiB/s) | {base['pull']:.2f} s "
-            f"| {ours['client_rss'] / MIB:.0f} MiB | {srv / MIB:.0f} MiB |"
-        )
-    ok = all(
-        o["push"] < b["push"]
-        and o["pull"] < b["pull"]
-        and o["client_rss"] < 200 * MIB
-        and s < 200 * MIB
-        for b, o, s in rows
-    )
-    print(f"\ntargets (faster than baseline, both RSS < 200 MiB): {'met' if ok else 'NOT met'}")
     return 0
 
 

@@ -15,57 +15,26 @@ Prints a markdown table. The page cache is warm for every contender alike.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
-# The harness is the tests' (tests/harness.py), not the package's: bench runs from the checkout.
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from tests.harness import (  # noqa: E402 - after the checkout is on the path
-    ORGS,
-    LocalGateway,
-    cli,
-    gateway_command,
-    sha256_file,
-    write_weights,
+from common import (
+    MIB,
+    Row,
+    age_keys,
+    gateway_keys,
+    grant_latest,
+    report,
+    server_peak_rss,
+    share_args,
+    timed,
 )
 
-MIB = 1 << 20
+from tests.harness import LocalGateway, gateway_command, sha256_file, write_weights
 
-
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Run ``argv``; (seconds, peak RSS in bytes)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    elapsed = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        raise SystemExit(f"{argv[0]} failed: {err}")
-    return elapsed, usage.ru_maxrss * 1024
-
-
-def server_peak_rss(leader: int) -> int:
-    """The largest peak RSS (VmHWM) among the processes of the server's process group."""
-    peak = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.getpgid(int(entry.name)) != leader:
-                continue
-            for line in (entry / "status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    peak = max(peak, int(line.split()[1]) * 1024)
-        except (OSError, ProcessLookupError):
-            continue
-    return peak
+__all__ = ["server_peak_rss", "timed"]  # older scripts import them from here
 
 
 def sync_drop(path: Path) -> None:
@@ -74,12 +43,7 @@ def sync_drop(path: Path) -> None:
 
 
 def baselines(work: Path, plain: Path, store: Path) -> dict[str, float]:
-    identity = work / "base.agekey"
-    if not identity.exists():
-        subprocess.run(["age-keygen", "-o", str(identity)], check=True, capture_output=True)
-    recipient = subprocess.run(
-        ["age-keygen", "-y", str(identity)], check=True, capture_output=True, text=True
-    ).stdout.strip()
+    identity, recipient = age_keys(work)
     enc, stored, fetched, out = work / "f.age", store / "f.age", work / "f2.age", work / "f2.bin"
     t_enc, _ = timed(["age", "-e", "-r", recipient, "-o", str(enc), str(plain)])
     t_cp, _ = timed(["cp", str(enc), str(stored)])
@@ -92,35 +56,15 @@ def baselines(work: Path, plain: Path, store: Path) -> dict[str, float]:
 
 
 def through_gateway(gw: LocalGateway, work: Path, plain: Path) -> dict[str, float]:
-    lab, ev = gw.env("lab"), gw.env("evaluator")
-    key, ident = work / "lab.key", work / "eve.agekey"
-    if not key.exists():
-        cli(lab, "keygen", "--type", "signing", "-o", str(key))
-        cli(ev, "keygen", "--type", "age", "-o", str(ident))
-    t_push, rss_push = timed(
-        [
-            *gateway_command(),
-            "push",
-            str(plain),
-            "--name",
-            plain.name,
-            "--quiet",
-            "--share-with",
-            ORGS["evaluator"][0],
-            "--signing-key",
-            str(key),
-        ],
-        env=lab,
-    )
-    listed = json.loads(cli(lab, "artifacts", "--json").stdout)
-    artifact = max(listed, key=lambda a: str(a.get("submitted_at")))["id"]
-    request = json.loads(cli(ev, "request", artifact, "--justification", "bench", "--json").stdout)
-    cli(lab, "approve", request["id"])
+    key, ident = gateway_keys(gw, work)
+    push = [*gateway_command(), "push", str(plain), "--name", plain.name, *share_args(key)]
+    t_push, rss_push = timed(push, env=gw.env("lab"))
+    artifact = grant_latest(gw)
     out = work / "pulled.bin"
     os.sync()
     t_pull, rss_pull = timed(
         [*gateway_command(), "pull", artifact, "-o", str(out), "--quiet", "--identity", str(ident)],
-        env=ev,
+        env=gw.env("evaluator"),
     )
     if sha256_file(out) != sha256_file(plain):
         raise SystemExit("the pulled file differs")
@@ -144,32 +88,14 @@ def main() -> int:
         store.mkdir()
         plain = work / "weights.bin"
         write_weights(plain, size, seed=b"bench")
-        rows = []
+        rows: list[Row] = []
         for _ in range(args.runs):
             base = baselines(work, plain, store)
             ours = through_gateway(gw, work, plain)
             assert gw.process is not None
             rows.append((base, ours, server_peak_rss(gw.process.pid)))
-    gib = size / (1 << 30)
-    print(f"\n2-core machine, {args.size_mib} MiB file, warm page cache, {args.runs} run(s)\n")
-    print(
-        "| run | push: gateway | push: age -e + cp | pull: gateway | pull: cp + age -d | client peak RSS | server peak RSS |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for i, (base, ours, srv) in enumerate(rows, 1):
-        print(
-            f"| {i} | {ours['push']:.2f} s ({gib / ours['push']:.2f} GiB/s) | {base['push']:.2f} s "
-            f"| {ours['pull']:.2f} s ({gib / ours['pull']:.2f} GiB/s) | {base['pull']:.2f} s "
-            f"| {ours['client_rss'] / MIB:.0f} MiB | {srv / MIB:.0f} MiB |"
-        )
-    ok = all(
-        o["push"] < b["push"]
-        and o["pull"] < b["pull"]
-        and o["client_rss"] < 200 * MIB
-        and s < 200 * MIB
-        for b, o, s in rows
-    )
-    print(f"\ntargets (faster than baseline, both RSS < 200 MiB): {'met' if ok else 'NOT met'}")
+    heads = ("push: gateway", "push: age -e + cp", "pull: gateway", "pull: cp + age -d")
+    report(rows, size, f"{args.size_mib} MiB file", heads)
     return 0
 
 

@@ -11,6 +11,7 @@ from gateway import authz
 from gateway.api import inputs, shapes
 from gateway.api.context import authenticate_request, caller, runtime
 from gateway.clock import rfc3339
+from gateway.errors import BadRequest
 from gateway.models import SigningKey
 from gateway.services import identity, omskeys
 
@@ -77,8 +78,19 @@ def signing_keys(org: str) -> ResponseReturnValue:
 def put_oms_key() -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "me.oms_key", what="an OpenSSF model signing key")
-    public_key = inputs.text(inputs.json_body(), "public_key")
-    return _oms_key(omskeys.register(rt, who, public_key))
+    body = inputs.json_body()
+    given = [k for k in (omskeys.PUBLIC_KEY, omskeys.CHAIN) if k in body]
+    if len(given) != 1:
+        raise BadRequest("give exactly one of public_key (PEM) or certificate_chain (PEM)")
+    return _oms_key(omskeys.register(rt, who, inputs.text(body, given[0]), given[0]))
+
+
+@bp.delete("/me/oms-key/<key_id>")
+def revoke_oms_key(key_id: str) -> ResponseReturnValue:
+    rt, who = runtime(), caller()
+    authz.require(rt, who, "me.oms_key", what="an OpenSSF model signing key")
+    omskeys.revoke(rt, who, key_id)
+    return "", 204
 
 
 @bp.get("/orgs/<org>/oms-keys")
@@ -86,14 +98,20 @@ def oms_keys(org: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     # Whoever may check an org's manifests may check its model signatures.
     authz.require(rt, who, "org.signing_keys", what="OpenSSF model signing keys")
-    return {"items": [_oms_key(k) for k in omskeys.org_keys(rt, org)]}
+    return {
+        "items": [_oms_key(k) for k in omskeys.org_keys(rt, org)],
+        "revoked": [_oms_key(k) for k in omskeys.org_keys(rt, org, revoked=True)],
+    }
 
 
 def _oms_key(k: omskeys.OrgOmsKey) -> dict[str, Any]:
     return {
-        "public_key": k.public_key,
+        "id": k.id,
+        "kind": k.kind,
+        k.kind: k.pem,
         "fingerprint": k.fingerprint,
         "curve": k.curve,
         "principal": k.principal,
         "created_at": rfc3339(k.created_at),
+        "revoked_at": rfc3339(k.revoked_at),
     }

@@ -90,22 +90,39 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "put",
         "/v1/me/oms-key",
-        "Register an OpenSSF Model Signing public key (EC P-256 or P-384, PEM)",
+        "Register OpenSSF Model Signing material: an EC P-256/P-384 public key, or the "
+        "certificate chain (CA root and intermediates, PEM) model.sig certificates chain to",
         "lab",
         {
             "type": "object",
-            "required": ["public_key"],
-            "properties": {"public_key": {"type": "string"}},
+            "properties": {
+                "public_key": {"type": "string"},
+                "certificate_chain": {"type": "string"},
+            },
+            "oneOf": [{"required": ["public_key"]}, {"required": ["certificate_chain"]}],
         },
-        {"200": "public_key, fingerprint, curve, principal, created_at", "400": "not such a key"},
+        {
+            "200": "id, kind, public_key or certificate_chain, fingerprint, curve, principal, "
+            "created_at, revoked_at",
+            "400": "not such a key or chain",
+            "409": "revoked earlier",
+        },
+    ),
+    (
+        "delete",
+        "/v1/me/oms-key/{key_id}",
+        "Revoke OpenSSF Model Signing material of the caller's organisation, for good",
+        "lab",
+        None,
+        {"204": "revoked", "404": "no such key in the organisation", "409": "already revoked"},
     ),
     (
         "get",
         "/v1/orgs/{org}/oms-keys",
-        "An organisation's OpenSSF Model Signing public keys",
+        "An organisation's OpenSSF Model Signing material: in force (items) and revoked",
         "any",
         None,
-        {"200": "items"},
+        {"200": "items, revoked"},
     ),
     (
         "post",

@@ -55,6 +55,7 @@ ACTIONS = (
     "grant.expire",
     "grant.revoke",
     "identity.oms_key.register",
+    "identity.oms_key.revoke",
     "identity.recipient.set",
     "identity.signing_key.register",
     "identity.signing_key.revoke",

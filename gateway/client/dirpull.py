@@ -218,21 +218,37 @@ def _refusal(exc: TreeError, out: Path) -> str:
 
 
 def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, omskeys.Key]:
-    """The first of ``keys`` ``model.sig`` verifies under; else PullError saying what differs.
+    """The first key in force ``model.sig`` verifies under; else PullError saying what differs.
 
     Under a key that did not sign, the signature itself fails; under the one that did, a
-    changed file is named. The refusal that names files is the one reported.
+    changed file is named. The refusal that names files is the one reported. A signature
+    that verifies only under revoked material is refused as such.
     """
     refusals: list[str] = []
-    for key in keys:
+    active = [k for k in keys if k.revoked_at is None]
+    for key in active:
         try:
-            return oms.verify_directory(out, oms.PublicKey(key.pem)), key
+            return oms.verify_directory(out, key.material()), key
         except TreeError as exc:
             refusals.append(exc.detail)
+    for key in (k for k in keys if k.revoked_at is not None):
+        try:
+            oms.verify_directory(out, key.material())
+        except TreeError:
+            continue
+        raise PullError(
+            f"model signature: FAILED: signed by a revoked key {key.fingerprint} (revoked "
+            f"{key.revoked_at}); every file in {out} matches the lab's signed manifest, but "
+            "its OpenSSF model signature is under material the lab no longer stands behind"
+        )
     # a key that did not sign says "Key mismatch ... does not match the provided public key"
     named = [r for r in refusals if "does not match" in r and "Key mismatch" not in r]
-    said = (named or refusals)[-1]
-    tried = keys[0].source if len(keys) == 1 else f"any of the {len(keys)} keys the lab registered"
+    said = (named or refusals or ["no material in force verifies it"])[-1]
+    tried = (
+        active[0].source
+        if len(active) == 1
+        else f"any of the {len(active)} keys the lab registered"
+    )
     raise PullError(
         f"model signature: FAILED under {tried}: {said}; every file in {out} matches the "
         "lab's signed manifest, but not its OpenSSF model signature"

@@ -189,7 +189,7 @@ def _lab_recipients(options: dict[str, Any]) -> None:
         raise InvocationError("--custody lab pushes a file: give FILE, not a directory")
     sign, public = keys.load_signing(options["signing_key"])
     kind = options["kind"] or ("credential" if options["file"] == pushing.STDIN else "weights")
-    req = transfer._push_request(
+    req = transfer.push_request(
         options["file"],
         options["resume"],
         options["name"],
@@ -207,11 +207,11 @@ def _lab_recipients(options: dict[str, Any]) -> None:
     try:
         artifact = pushing.push(api, req, sign, resume=options["resume"], note=say, run=run)
     except (ClientError, KeyboardInterrupt) as exc:
-        raise transfer._push_stopped(exc, run, options["signing_key"], options["profile"]) from None
+        raise transfer.push_stopped(exc, run, options["signing_key"], options["profile"]) from None
     if options["as_json"]:
         emit_json(artifact)
         return
-    transfer._say_pushed(req, artifact, defaulted=options["kind"] is None)
+    transfer.say_pushed(req, artifact, defaulted=options["kind"] is None)
 
 
 def _callback(custody: str, encrypted: Path | None, identity: Path | None, **options: Any) -> None:

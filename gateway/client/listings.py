@@ -22,7 +22,7 @@ from gateway.tui import out, reported
 F = TypeVar("F", bound=Callable[..., Any])
 
 # The states of gateway.models (which needs the server install), restated for the client.
-ARTIFACT_STATES = ("available", "withdrawn", "expired")
+ARTIFACT_STATES = ("available", "shredding", "withdrawn", "expired")
 REQUEST_STATES = ("pending", "approved", "denied")
 GRANT_STATES = ("active", "revoked", "expired")
 

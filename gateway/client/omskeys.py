@@ -1,10 +1,13 @@
-"""OpenSSF Model Signing keys on the client: register one (a lab), fetch a lab's (a pull).
+"""OpenSSF Model Signing keys on the client: register, list, revoke (a lab); fetch (a pull).
 
-``gateway oms-key register PUB.pem`` registers the elliptic-curve public key a lab's
-``model.sig`` files verify under; ``gateway pull ART -o DIR`` fetches the keys the
-artifact's lab registered (:func:`registered`) and checks ``model.sig`` under them, unless
-``--oms-key PUB`` gives the key (:func:`given`). A key is named by its fingerprint, the
-SHA-256 of its DER (SubjectPublicKeyInfo), as the gateway names it.
+``gateway oms-key register FILE`` registers what a lab's ``model.sig`` files verify under:
+an elliptic-curve public key, or the certificate chain (CA root and intermediates, PEM)
+their signing certificates chain to; ``gateway oms-key revoke ID`` revokes it for good.
+``gateway pull ART -o DIR`` fetches the material the artifact's lab registered, revoked
+material too (:func:`registered`), and checks ``model.sig`` under it, unless ``--oms-key
+FILE`` gives it (:func:`given`). Material is named by its fingerprint, the SHA-256 of its
+DER (a key's SubjectPublicKeyInfo; a chain's certificates one after another), as the
+gateway names it.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -24,23 +28,42 @@ from cryptography.hazmat.primitives.serialization import (
 from gateway.client.base import api_for, profile_option
 from gateway.client.errors import ClientError, InvocationError
 from gateway.client.http import Api
-from gateway.tui import reported, say
+from gateway.tree import oms
+from gateway.tui import out, reported, say
 
 REGISTERED = "the key the lab registered"
 GIVEN = "the key given with --oms-key"
+CHAIN = "certificate_chain"
+CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
 
 @dataclass(frozen=True)
 class Key:
-    """A public key (PEM) to check ``model.sig`` under, where it came from, its fingerprint."""
+    """Material (a public key or a certificate chain, PEM) to check ``model.sig`` under,
+    where it came from, its fingerprint, and when it was revoked (None: in force)."""
 
     pem: bytes
     fingerprint: str
     source: str
+    revoked_at: str | None = None
+
+    @property
+    def chain(self) -> bool:
+        return CERTIFICATE in self.pem
+
+    def material(self) -> oms.Material:
+        return oms.CertificateIdentity(self.pem) if self.chain else oms.PublicKey(self.pem)
 
 
 def fingerprint(pem: bytes, where: str) -> str:
-    """The SHA-256 (hex) of a PEM public key's DER; InvocationError names ``where`` if not one."""
+    """The SHA-256 (hex) of a PEM public key's DER, or of a certificate chain's DER one
+    certificate after another; InvocationError names ``where`` if it is neither."""
+    if CERTIFICATE in pem:
+        try:
+            certs = x509.load_pem_x509_certificates(pem)
+        except ValueError:
+            raise InvocationError(f"{where} holds a certificate that is not readable") from None
+        return hashlib.sha256(b"".join(c.public_bytes(Encoding.DER) for c in certs)).hexdigest()
     try:
         key = load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm):
@@ -58,10 +81,17 @@ def given(path: Path) -> Key:
     return Key(pem, fingerprint(pem, str(path)), GIVEN)
 
 
+def _key(item: dict[str, object], source: str) -> Key:
+    pem = str(item.get(CHAIN) or item.get("public_key") or "").encode()
+    revoked = item.get("revoked_at")
+    return Key(pem, str(item["fingerprint"]), source, None if revoked is None else str(revoked))
+
+
 def registered(api: Api, org: str) -> list[Key]:
-    """The OMS keys ``org`` registered with the gateway, oldest first."""
-    items = api.get(f"/v1/orgs/{org}/oms-keys").get("items") or []
-    return [Key(str(k["public_key"]).encode(), str(k["fingerprint"]), REGISTERED) for k in items]
+    """The OMS material ``org`` registered with the gateway, oldest first: in force, then revoked."""
+    listed = api.get(f"/v1/orgs/{org}/oms-keys")
+    items = [*(listed.get("items") or []), *(listed.get("revoked") or [])]
+    return [_key(k, REGISTERED) for k in items]
 
 
 @click.group("oms-key")
@@ -70,23 +100,53 @@ def group() -> None:
 
 
 @group.command("register")
-@click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("material", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @profile_option
 @reported(ClientError)
-def register(profile: str | None, public_key: Path) -> None:
-    """Register PUBLIC_KEY (PEM, EC P-256 or P-384), which your model.sig files verify under.
+def register(profile: str | None, material: Path) -> None:
+    """Register MATERIAL, which your model.sig files verify under: an EC P-256 or P-384
+    public key (PEM), or the certificate chain (the CA root and any intermediates, PEM)
+    the certificates you sign with chain to.
 
     Evaluators' `gateway pull ART -o DIR` then checks a directory's OpenSSF model
-    signature under the keys your organisation registered.
+    signature under what your organisation registered.
     """
-    pem = public_key.read_bytes()
-    fingerprint(pem, str(public_key))
+    pem = material.read_bytes()
+    fingerprint(pem, str(material))
+    field = CHAIN if CERTIFICATE in pem else "public_key"
     api = api_for(profile)
-    key = api.put("/v1/me/oms-key", {"public_key": pem.decode("ascii", "replace")})
+    key = api.put("/v1/me/oms-key", {field: pem.decode("ascii", "replace")})
+    what = "certificate chain" if field == CHAIN else f"key ({key['curve']})"
     say(
-        f"registered OpenSSF model signing key {key['fingerprint']} ({key['curve']}) "
+        f"registered OpenSSF model signing {what} {key['id']} {key['fingerprint']} "
         f"for {api.get('/v1/me').get('org')}"
     )
+
+
+@group.command("list")
+@profile_option
+@reported(ClientError)
+def list_keys(profile: str | None) -> None:
+    """Your organisation's OpenSSF model signing material: id, kind, fingerprint, state."""
+    api = api_for(profile)
+    listed = api.get(f"/v1/orgs/{api.get('/v1/me').get('org')}/oms-keys")
+    for k in [*(listed.get("items") or []), *(listed.get("revoked") or [])]:
+        state = f"revoked {k['revoked_at']}" if k.get("revoked_at") else "in force"
+        out(f"{k['id']}  {k['kind']}  {k['fingerprint']}  {state}")
+
+
+@group.command("revoke")
+@click.argument("key_id", metavar="ID")
+@profile_option
+@reported(ClientError)
+def revoke(profile: str | None, key_id: str) -> None:
+    """Revoke your organisation's OpenSSF model signing material ID for good.
+
+    A pull then refuses a model.sig made under it, saying it was revoked.
+    """
+    api = api_for(profile)
+    api.delete(f"/v1/me/oms-key/{key_id}")
+    say(f"revoked OpenSSF model signing material {key_id}")
 
 
 COMMANDS: list[click.Command] = [group]

@@ -4,7 +4,7 @@ Both check what can be checked before the first byte moves (push: that the signi
 is registered, so a wrong key is not found out after the whole upload; pull: where the
 output goes, the room for it, that the identity holds the recipient the key goes to),
 and when they stop part-way they say what was kept, where, and the command that
-resumes (:mod:`gateway.client.pullout`, :func:`_push_stopped`).
+resumes (:mod:`gateway.client.pullout`, :func:`push_stopped`).
 """
 
 from __future__ import annotations
@@ -50,9 +50,10 @@ def _read_stdin(kind: str) -> bytes:
     return data
 
 
-def _push_request(
+def push_request(
     file: str | None, resume: str | None, name: str | None, kind: str, **rest: Any
 ) -> pushing.PushRequest:
+    """What FILE (or stdin, or --resume UPLOAD alone) asks to push; a usage error if nothing."""
     if file is None:
         if not resume:
             raise InvocationError("give the FILE or DIR to push (or --resume UPLOAD)")
@@ -70,7 +71,7 @@ def _push_request(
     return pushing.PushRequest(path=path, name=name or path.name, kind=kind, data=data, **rest)
 
 
-def _push_stopped(
+def push_stopped(
     exc: BaseException, run: pushing.PushRun, key: Path, profile: str | None
 ) -> ClientError:
     """What a push that stopped says: its upload, the parts stored, the command that resumes."""
@@ -90,7 +91,7 @@ def _push_stopped(
             f"the gateway is out of space, or your organisation is over its quota: {detail}; {held}",
             hint=f"once there is room, {again}",
         )
-    if isinstance(exc, ApiError) and not (exc.retryable or exc.status == 0):
+    if isinstance(exc, ApiError) and (exc.lasting or not (exc.retryable or exc.status == 0)):
         return TransferStopped(f"{detail}; {held}", hint=exc.hint)
     code = INTERRUPTED if isinstance(exc, KeyboardInterrupt) else 1
     return TransferStopped(f"{detail}; {held}", hint=again, exit_code=code)
@@ -189,7 +190,7 @@ def push(
     for recipient in recipients:
         agehdr.check_recipient(recipient)
     sign, public = keys.load_signing(signing_key)
-    req = _push_request(
+    req = push_request(
         file,
         resume,
         name,
@@ -212,14 +213,14 @@ def push(
         else:
             artifact = pushing.push(api, req, sign, resume=resume, note=say, run=run)
     except (ClientError, KeyboardInterrupt) as exc:
-        raise _push_stopped(exc, run, signing_key, profile) from None
+        raise push_stopped(exc, run, signing_key, profile) from None
     if as_json:
         emit_json(artifact)
         return
-    _say_pushed(req, artifact, defaulted=kind is None)
+    say_pushed(req, artifact, defaulted=kind is None)
 
 
-def _say_pushed(req: pushing.PushRequest, artifact: dict[str, Any], *, defaulted: bool) -> None:
+def say_pushed(req: pushing.PushRequest, artifact: dict[str, Any], *, defaulted: bool) -> None:
     """The artifact's id on stdout; its name, kind, size and who it is shared with on stderr."""
     out(artifact["id"])
     shared = ", ".join(artifact.get("share_with") or req.share_with) or "nobody"

@@ -1,11 +1,17 @@
 """The verification material a lab registers for its OpenSSF model signatures (``model.sig``).
 
-A lab principal registers an elliptic-curve public key (PEM; P-256 or P-384, the curves
-OpenSSF Model Signing verifies with); verifiers fetch an organisation's keys and check a
-restored directory's ``model.sig`` under them (:mod:`gateway.tree.oms`). A key is stored
-re-encoded (SubjectPublicKeyInfo, PEM) with its fingerprint, the SHA-256 of its DER, and
-is registered once per organisation. A registration and its ``identity.oms_key.register``
-entry commit in one transaction, or neither does (503).
+A lab principal registers either an elliptic-curve public key (PEM; P-256 or P-384, the
+curves OpenSSF Model Signing verifies with) or a certificate chain (PEM: its CA root and
+any intermediates), under which ``model.sig`` files made with ``model-signing``'s
+certificate signer verify; verifiers fetch an organisation's material and check a
+restored directory's ``model.sig`` under it (:mod:`gateway.tree.oms`). Material is stored
+re-encoded (SubjectPublicKeyInfo PEM, or each certificate's PEM) with its fingerprint,
+the SHA-256 of its DER (of the certificates' DER one after another, for a chain), and is
+registered once per organisation; which kind it is follows from the PEM, so no column
+says it. A lab revokes its material for good (``revoked_at``): it is then listed apart,
+so a verifier can say that a signature was made under revoked material rather than that
+it does not verify. A registration or a revocation and its ``identity.oms_key.register``
+or ``identity.oms_key.revoke`` entry commit in one transaction, or neither does (503).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
+from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import (
@@ -21,29 +28,41 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
     load_pem_public_key,
 )
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway import events
 from gateway.caller import Caller
-from gateway.errors import BadRequest
+from gateway.db import cas_update
+from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.models import OmsKey, Principal, new_id
 from gateway.runtime import Runtime
 from gateway.services.identity import get_org
 
 CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 MAX_PEM = 4096  # a P-384 SubjectPublicKeyInfo is about 215 characters of PEM
+MAX_CHAIN_PEM = 32768
+MAX_CHAIN = 8
 REGISTER = "identity.oms_key.register"
+REVOKE = "identity.oms_key.revoke"
+PUBLIC_KEY, CHAIN = "public_key", "certificate_chain"
 
 
 @dataclass(frozen=True)
 class OrgOmsKey:
-    """An OMS public key an organisation registered, and the name of the principal who did."""
+    """OMS material an organisation registered, and the name of the principal who did.
 
-    public_key: str
+    ``pem`` is a public key (``kind`` ``public_key``, ``curve`` its curve) or a certificate
+    chain (``kind`` ``certificate_chain``, ``curve`` None).
+    """
+
+    id: str
+    kind: str
+    pem: str
     fingerprint: str
-    curve: str
+    curve: str | None
     principal: str
     created_at: datetime
+    revoked_at: datetime | None = None
 
 
 def parse_public_key(pem: str) -> tuple[str, str, str]:
@@ -69,17 +88,64 @@ def parse_public_key(pem: str) -> tuple[str, str, str]:
     return canonical, hashlib.sha256(der).hexdigest(), CURVES[key.curve.name]
 
 
-def register(rt: Runtime, caller: Caller, pem: str) -> OrgOmsKey:
-    """Register ``pem`` for the caller's org; a key the org already registered is returned.
+def parse_chain(pem: str) -> tuple[str, str]:
+    """``(canonical PEM, fingerprint)`` of a certificate chain to trust, or 400.
 
-    Only a new registration is recorded: registering the same key again changes nothing.
+    Every certificate must be a CA's (basic constraints ``CA:TRUE``): the chain is what a
+    signing certificate must chain to, never a signing certificate itself; and one must
+    be self-issued, the root the verification ends at.
     """
-    canonical, fingerprint, curve = parse_public_key(pem)
+    if len(pem) > MAX_CHAIN_PEM:
+        raise BadRequest(f"certificate_chain must be PEM of at most {MAX_CHAIN_PEM} characters")
+    try:
+        certs = x509.load_pem_x509_certificates(pem.encode())
+    except ValueError as exc:
+        raise BadRequest(f"certificate_chain is not PEM certificates: {exc}") from None
+    if len(certs) > MAX_CHAIN:
+        raise BadRequest(f"certificate_chain holds {len(certs)} certificates, at most {MAX_CHAIN}")
+    for n, cert in enumerate(certs, 1):
+        try:
+            ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        except x509.ExtensionNotFound:
+            ca = False
+        if not ca:
+            raise BadRequest(
+                f"certificate {n} of certificate_chain ({cert.subject.rfc4514_string()}) is not "
+                "a CA certificate: register the CA root and intermediates, not the signing "
+                "certificate"
+            )
+    if not any(c.subject == c.issuer for c in certs):
+        raise BadRequest("certificate_chain holds no root (a self-issued CA certificate)")
+    der = b"".join(c.public_bytes(Encoding.DER) for c in certs)
+    canonical = "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+    return canonical, hashlib.sha256(der).hexdigest()
+
+
+def kind_of(pem: str) -> str:
+    """Which material a stored PEM is (what was registered decided it)."""
+    return CHAIN if "-----BEGIN CERTIFICATE-----" in pem else PUBLIC_KEY
+
+
+def _parse(kind: str, pem: str) -> tuple[str, str, str | None]:
+    if kind == CHAIN:
+        return (*parse_chain(pem), None)
+    return parse_public_key(pem)
+
+
+def register(rt: Runtime, caller: Caller, pem: str, kind: str = PUBLIC_KEY) -> OrgOmsKey:
+    """Register ``pem`` (a ``kind``) for the caller's org; material already there is returned.
+
+    Only a new registration is recorded: registering the same material again changes
+    nothing; material revoked earlier stays revoked (409).
+    """
+    canonical, fingerprint, curve = _parse(kind, pem)
     actor = caller.actor
     with events.fail_closed(rt) as session:
         key = session.scalars(
             select(OmsKey).where(OmsKey.org == actor.org, OmsKey.fingerprint == fingerprint)
         ).first()
+        if key is not None and key.revoked_at is not None:
+            raise Conflict(f"OpenSSF model signing key {key.id} was revoked; it stays revoked")
         if key is None:
             key = OmsKey(
                 id=new_id("oms"),
@@ -91,34 +157,80 @@ def register(rt: Runtime, caller: Caller, pem: str) -> OrgOmsKey:
             )
             session.add(key)
             session.flush()
+            details = {"fingerprint": fingerprint, "kind": kind, "key": key.id}
             events.record(
                 rt,
                 session,
                 REGISTER,
                 caller,
                 subject_org=actor.org,
-                details={"fingerprint": fingerprint, "curve": curve, "key": key.id},
+                details={**details, "curve": curve} if curve else details,
             )
-        return OrgOmsKey(key.public_key, key.fingerprint, curve, actor.name, key.created_at)
+        return _shape(key, actor.name)
 
 
-def org_keys(rt: Runtime, org: str) -> list[OrgOmsKey]:
-    """The OMS keys in force of ``org``, oldest first, each with its principal's name."""
+def revoke(rt: Runtime, caller: Caller, key_id: str) -> OrgOmsKey:
+    """Revoke the caller's org's material ``key_id`` for good; an ``identity.oms_key.revoke`` entry.
+
+    Another org's key answers as a missing one (404); one already revoked is 409. A pull
+    then refuses a ``model.sig`` that verifies only under it, saying it was revoked.
+    """
+    org = caller.actor.org
+    with events.fail_closed(rt) as session:
+        key = session.get(OmsKey, key_id)
+        if key is None or key.org != org:
+            raise NotFound(f"OpenSSF model signing key {key_id} was not found")
+        changed = cas_update(
+            session,
+            update(OmsKey)
+            .where(OmsKey.id == key.id, OmsKey.revoked_at.is_(None))
+            .values(revoked_at=rt.now()),
+        )
+        if not changed:
+            raise Conflict(f"OpenSSF model signing key {key_id} is already revoked")
+        session.refresh(key)
+        events.record(
+            rt,
+            session,
+            REVOKE,
+            caller,
+            subject_org=org,
+            details={
+                "fingerprint": key.fingerprint,
+                "kind": kind_of(key.public_key),
+                "key": key.id,
+                "old": "active",
+                "new": "revoked",
+            },
+        )
+        name = session.get(Principal, key.principal_id)
+        return _shape(key, key.principal_id if name is None else name.name)
+
+
+def _shape(key: OmsKey, principal: str) -> OrgOmsKey:
+    kind = kind_of(key.public_key)
+    curve = parse_public_key(key.public_key)[2] if kind == PUBLIC_KEY else None
+    return OrgOmsKey(
+        key.id,
+        kind,
+        key.public_key,
+        key.fingerprint,
+        curve,
+        principal,
+        key.created_at,
+        key.revoked_at,
+    )
+
+
+def org_keys(rt: Runtime, org: str, *, revoked: bool = False) -> list[OrgOmsKey]:
+    """The OMS material of ``org`` in force (or, with ``revoked``, revoked), oldest first."""
+    state = OmsKey.revoked_at.is_not(None) if revoked else OmsKey.revoked_at.is_(None)
     with rt.db.session() as session:
         get_org(session, org)
         rows = session.execute(
             select(OmsKey, Principal.name)
             .outerjoin(Principal, Principal.id == OmsKey.principal_id)
-            .where(OmsKey.org == org, OmsKey.revoked_at.is_(None))
+            .where(OmsKey.org == org, state)
             .order_by(OmsKey.created_at, OmsKey.id)
         ).all()
-    return [
-        OrgOmsKey(
-            key.public_key,
-            key.fingerprint,
-            parse_public_key(key.public_key)[2],
-            key.principal_id if name is None else name,
-            key.created_at,
-        )
-        for key, name in rows
-    ]
+    return [_shape(key, key.principal_id if name is None else name) for key, name in rows]

@@ -96,22 +96,40 @@ def _library() -> Any:
 
 
 def sign_directory(
-    root: str | os.PathLike[str], private_key: str | os.PathLike[str], password: str | None = None
+    root: str | os.PathLike[str],
+    private_key: str | os.PathLike[str],
+    password: str | None = None,
+    *,
+    certificate: str | os.PathLike[str] | None = None,
+    chain: tuple[str | os.PathLike[str], ...] = (),
 ) -> Path:
     """Sign ``root`` with an elliptic-curve private key (PEM file); the ``model.sig`` written.
 
-    OmsError when ``root`` already holds one (it is not replaced) or the key is unusable.
+    With ``certificate`` (PEM, the key's signing certificate; ``chain``: the certificates
+    of its issuers up to the root, at least one, as model-signing requires), the bundle
+    holds the certificate chain instead of a bare key, for a verifier that trusts the
+    root (:class:`CertificateIdentity`). OmsError when
+    ``root`` already holds one (it is not replaced) or the key is unusable.
     """
     ms = _library()
     model, out = Path(root), Path(root) / SIGNATURE
     if out.exists() or out.is_symlink():
         raise OmsError(f"{out}: already exists; the directory is signed already")
     _check_ec_key(Path(private_key), password)
+    if certificate is not None and not chain:
+        raise OmsError(f"cannot sign with {certificate}: give its issuers' certificates too")
     hashing = ms.hashing.Config().set_ignored_paths(paths=[SIGNATURE], ignore_git_paths=True)
     try:
-        config = ms.signing.Config().use_elliptic_key_signer(
-            private_key=Path(private_key), password=password
-        )
+        if certificate is None:
+            config = ms.signing.Config().use_elliptic_key_signer(
+                private_key=Path(private_key), password=password
+            )
+        else:
+            config = ms.signing.Config().use_certificate_signer(
+                private_key=Path(private_key),
+                signing_certificate=Path(certificate),
+                certificate_chain=[Path(c) for c in chain],
+            )
         config.set_hashing_config(hashing).sign(model, out)
     except Exception as exc:  # the library fails in many types; none may leave a signature
         out.unlink(missing_ok=True)

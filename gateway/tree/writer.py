@@ -20,17 +20,19 @@ for a later resume.
 
 With ``hash_behind``, hashing runs on a helper thread, overlapping the next read (and
 the caller's use of the bytes, such as encrypting them): the bytes one ``readinto``
-returned are hashed while the caller holds them, so the caller must not change a
-buffer it passed until its next ``readinto`` or ``close``. :func:`gateway.age.stream.seal`
-keeps to that (it reads each batch into a slot buffer of its own and encrypts into
-another). ``on_file`` is then called on the helper thread, and ``commitments`` is
-complete once the stream has been read to its end or closed.
+returned are hashed while the caller reads the next ones, so the caller must not change
+a buffer it passed until the ``readinto`` after next (or ``close``): two buffers used in
+turn are enough. :func:`gateway.age.stream.seal` keeps to that (it reads each batch into
+one of a ring of at least two slot buffers and encrypts into another). ``on_file`` is
+then called on the helper thread, and ``commitments`` is complete once the stream has
+been read to its end or closed.
 """
 
 from __future__ import annotations
 
 import os
 import stat
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -45,20 +47,35 @@ OnFile = Callable[[str, bytes], None]
 
 
 class _Behind:
-    """Hash updates and finalisations run in order on one helper thread."""
+    """Hash updates and finalisations run in order on one helper thread.
+
+    Jobs are grouped by the ``readinto`` call that queued them; :meth:`settle` waits
+    only for the groups older than the last one, so the helper hashes one call's bytes
+    while the stream reads the next call's (the two overlap instead of alternating).
+    """
 
     def __init__(self) -> None:
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="tree-hash")
-        self._queued: list[Future[None]] = []
+        self._groups: deque[list[Future[None]]] = deque()
 
     def run(self, job: Callable[[], None]) -> None:
-        self._queued.append(self._pool.submit(job))
+        if not self._groups:
+            self._groups.append([])
+        self._groups[-1].append(self._pool.submit(job))
+
+    def turn(self) -> None:
+        """Start a new group: what ``run`` queues next belongs to the next ``readinto``."""
+        self._groups.append([])
+
+    def settle(self, keep: int) -> None:
+        """Wait until at most ``keep`` groups are unfinished; the first error is raised."""
+        while len(self._groups) > keep:
+            for job in self._groups.popleft():
+                job.result()
 
     def wait(self) -> None:
         """Wait for every job queued; the first one's error, if any, is raised."""
-        queued, self._queued = self._queued, []
-        for job in queued:
-            job.result()
+        self.settle(0)
 
     def close(self) -> None:
         try:
@@ -129,7 +146,10 @@ class TarStream:
     def readinto(self, buffer: memoryview | bytearray, /) -> int:
         view = memoryview(buffer).cast("B")
         if self._behind is not None:
-            self._behind.wait()  # what the last call returned is hashed: its buffer is free
+            # The call before last's bytes are hashed (its buffer is free again); the last
+            # call's may still be hashing while this one reads.
+            self._behind.settle(1)
+            self._behind.turn()
         done = 0
         while done < len(view) and self.offset < self.layout.size:
             done += self._fill(view[done:])

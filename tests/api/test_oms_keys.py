@@ -51,7 +51,8 @@ def test_a_registered_key_is_listed_for_verifiers_and_logged(
         items = got.get_json()["items"]
         assert [(k["fingerprint"], k["public_key"]) for k in items] == [(fingerprint, pem)]
     assert client.get("/v1/orgs/lab-b/oms-keys", headers=principals.auth("eval")).get_json() == {
-        "items": []
+        "items": [],
+        "revoked": [],
     }
     logged = entries(client, principals, action="identity.oms_key.register")
     assert [(e["org"], e["details"]["fingerprint"]) for e in logged] == [("lab-a", fingerprint)]
@@ -97,6 +98,9 @@ def test_only_a_lab_registers_and_an_unknown_org_is_404(
     assert put(client, principals, pem, who="eval").status_code == 403
     assert put(client, principals, pem, who="auditor").status_code == 403
     assert client.put("/v1/me/oms-key", json={}, headers=principals.auth("lab")).status_code == 400
+    both = {"public_key": pem, "certificate_chain": pem}
+    r = client.put("/v1/me/oms-key", json=both, headers=principals.auth("lab"))
+    assert r.status_code == 400 and "exactly one" in r.get_json()["detail"]
     assert stored(rt) == []
     r = client.get("/v1/orgs/no-such-org/oms-keys", headers=principals.auth("eval"))
     assert r.status_code == 404
