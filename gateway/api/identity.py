@@ -71,7 +71,13 @@ def revoke_signing_key(key_id: str) -> ResponseReturnValue:
 def signing_keys(org: str) -> ResponseReturnValue:
     rt, who = runtime(), caller()
     authz.require(rt, who, "org.signing_keys", what="signing keys")
-    return {"items": [shapes.signing_key(k) for k in identity.org_signing_keys(rt, org)]}
+    return {
+        "items": [shapes.signing_key(k) for k in identity.org_signing_keys(rt, org)],
+        "revoked": [
+            {**shapes.signing_key(k), "revoked_at": rfc3339(k.revoked_at)}
+            for k in identity.org_signing_keys(rt, org, revoked=True)
+        ],
+    }
 
 
 @bp.put("/me/oms-key")

@@ -262,13 +262,15 @@ def pull_command(
     command: PullCommand,
     quiet: bool,
     oms_key: Path | None = None,
+    trust_new: bool = False,
 ) -> None:
     """``gateway pull ART -o DIR`` once the manifest is trusted: restore, then say what was.
 
-    ``oms_key`` (``--oms-key PUB``) overrides the OMS keys the lab registered.
+    ``oms_key`` (``--oms-key PUB``) overrides the OMS keys the lab registered; ``trust_new``
+    (``--trust-new-key``) accepts registered material not pinned here before.
     """
     out, manifest = command.output, info.get("manifest") or {}
-    keys = _oms_keys(api, info, manifest, oms_key)
+    keys = _oms_keys(api, info, manifest, oms_key, trust_new)
     try:
         restored = pull_tree(
             api,
@@ -292,14 +294,14 @@ def pull_command(
 
 
 def _oms_keys(
-    api: Api, info: dict[str, Any], manifest: dict[str, Any], given: Path | None
+    api: Api, info: dict[str, Any], manifest: dict[str, Any], given: Path | None, trust_new: bool
 ) -> list[omskeys.Key]:
     """The keys to check ``model.sig`` under: ``--oms-key``'s, else those the lab registered."""
     if not any(str(f.get("path")) == oms.SIGNATURE for f in manifest["plaintext"]["files"]):
         return []
     if given is not None:
         return [omskeys.given(given)]
-    return omskeys.registered(api, str(info["org"]))
+    return omskeys.registered(api, str(info["org"]), trust_new=trust_new)
 
 
 def _say_oms(out: Path, restored: Restored) -> None:

@@ -6,8 +6,10 @@ their signing certificates chain to; ``gateway oms-key revoke ID`` revokes it fo
 ``gateway pull ART -o DIR`` fetches the material the artifact's lab registered, revoked
 material too (:func:`registered`), and checks ``model.sig`` under it, unless ``--oms-key
 FILE`` gives it (:func:`given`). Material is named by its fingerprint, the SHA-256 of its
-DER (a key's SubjectPublicKeyInfo; a chain's certificates one after another), as the
-gateway names it.
+DER (a key's SubjectPublicKeyInfo; a chain's certificates one after another), computed
+here from the PEM: a gateway that names it otherwise is refused. The material in force
+is pinned per gateway and organisation in ``<config dir>/known_oms_keys.json`` on first
+use (:func:`pin`); material met later needs ``--trust-new-key``.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_public_key,
 )
 
+from gateway.client import trust
 from gateway.client.base import api_for, profile_option
-from gateway.client.errors import ClientError, InvocationError
+from gateway.client.errors import ClientError, InvocationError, UntrustedManifest
 from gateway.client.http import Api
+from gateway.client.profiles import config_dir
 from gateway.tree import oms
 from gateway.tui import out, reported, say
 
@@ -81,17 +85,65 @@ def given(path: Path) -> Key:
     return Key(pem, fingerprint(pem, str(path)), GIVEN)
 
 
-def _key(item: dict[str, object], source: str) -> Key:
+def known_oms_path() -> Path:
+    return config_dir() / "known_oms_keys.json"
+
+
+def _key(item: dict[str, object], org: str, source: str) -> Key:
+    """The material of one listed item, its fingerprint computed here from the PEM; a
+    listed fingerprint that differs is refused (the gateway's word is not the key's)."""
     pem = str(item.get(CHAIN) or item.get("public_key") or "").encode()
+    what = f"the OpenSSF model signing material {item.get('id')} of {org}"
+    try:
+        mine = fingerprint(pem, what)
+    except InvocationError:
+        raise UntrustedManifest(f"the gateway sent {what} in no readable PEM") from None
+    if item.get("fingerprint") != mine:
+        raise UntrustedManifest(
+            f"the gateway says {what} has fingerprint {item.get('fingerprint')}, but its "
+            f"PEM's is {mine}: refusing it"
+        )
     revoked = item.get("revoked_at")
-    return Key(pem, str(item["fingerprint"]), source, None if revoked is None else str(revoked))
+    return Key(pem, mine, source, None if revoked is None else str(revoked))
 
 
-def registered(api: Api, org: str) -> list[Key]:
-    """The OMS material ``org`` registered with the gateway, oldest first: in force, then revoked."""
+def registered(
+    api: Api, org: str, *, trust_new: bool = False, path: Path | None = None
+) -> list[Key]:
+    """The OMS material ``org`` registered with the gateway, oldest first: in force, then
+    revoked; material in force is pinned per gateway and org (:func:`pin`)."""
+    org = trust.check_org(org)
     listed = api.get(f"/v1/orgs/{org}/oms-keys")
     items = [*(listed.get("items") or []), *(listed.get("revoked") or [])]
-    return [_key(k, REGISTERED) for k in items]
+    keys = [_key(k, org, REGISTERED) for k in items if isinstance(k, dict)]
+    pin(api.url, org, keys, trust_new=trust_new, path=path)
+    return keys
+
+
+def pin(
+    gateway: str, org: str, keys: list[Key], *, trust_new: bool = False, path: Path | None = None
+) -> None:
+    """Pin ``org``'s OMS material in force on first use (saying so); later, refuse material
+    in force not pinned here unless ``trust_new``, because otherwise whoever controls the
+    gateway could register its own and sign a swapped directory's ``model.sig``."""
+    path = path or known_oms_path()
+    known = trust.load_known(path)
+    pinned = list(known.get(gateway, {}).get(org, []))
+    new = [k.fingerprint for k in keys if k.revoked_at is None and k.fingerprint not in pinned]
+    if not new:
+        return
+    if pinned and not trust_new:
+        raise UntrustedManifest(
+            f"{org} has OpenSSF model signing material this machine has not seen before: "
+            f"{', '.join(new)}",
+            hint="check it with the lab; if it is theirs, pass --trust-new-key",
+        )
+    known.setdefault(gateway, {})[org] = [*pinned, *new]
+    trust.save_known(path, known)
+    said = "a new" if pinned else "first use of"
+    say(
+        f"note: {said} {org}'s OpenSSF model signing material at {gateway}: pinned {', '.join(new)}"
+    )
 
 
 @click.group("oms-key")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -76,11 +77,37 @@ def _content(api: Api, artifact: str, start: int, end: int | None = None) -> req
     )
 
 
+LENGTH = re.compile(r"[0-9]{1,19}")
+CONTENT_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})")
+NO_LENGTH = "the gateway sent no usable length"
+
+
 def _total(response: requests.Response) -> int:
-    content_range = response.headers.get("Content-Range", "")
-    if "/" in content_range:
-        return int(content_range.rsplit("/", 1)[1])
-    return int(response.headers["Content-Length"])
+    """The age file's size: ``Content-Range``'s complete length, else ``Content-Length``.
+
+    Both are parsed strictly (ASCII digits, a range inside its length); anything else,
+    ``*`` or a missing header included, is PullError, never a ValueError.
+    """
+    content_range = response.headers.get("Content-Range")
+    if content_range is not None:
+        matched = CONTENT_RANGE.fullmatch(content_range)
+        if matched is None:
+            raise PullError(NO_LENGTH)
+        first, last, total = (int(g) for g in matched.groups())
+        if not first <= last < total:
+            raise PullError(NO_LENGTH)
+        return total
+    length = response.headers.get("Content-Length")
+    if length is None or not LENGTH.fullmatch(length):
+        raise PullError(NO_LENGTH)
+    return int(length)
+
+
+def whole(value: object, what: str) -> int:
+    """A non-negative JSON integer the gateway sent as ``what``; PullError for anything else."""
+    if type(value) is not int or value < 0:
+        raise PullError(f"the gateway sent no usable {what}")
+    return value
 
 
 def open_file(api: Api, artifact: str, identities: Identities) -> tuple[Opened, requests.Response]:
@@ -369,8 +396,8 @@ def download_raw(
         have = partial.stat().st_size
         start = max(have - 1, 0)
         response = _content(api, artifact, start)
-        total = _total(response)
         try:
+            total = _total(response)
             with open(partial, "r+b") as sink, Meter(label, total, enabled=progress) as meter:
                 resumed = response.status_code == 206 and have > 0
                 sink.seek(have if resumed else 0)

@@ -21,9 +21,10 @@ from gateway.client import agehdr, dirpull, lookup, trust
 from gateway.client import pull as pulling
 from gateway.client.agehdr import Identities
 from gateway.client.base import api_for, profile_option
-from gateway.client.errors import AgeKeyError, ClientError, InvocationError
+from gateway.client.errors import AgeKeyError, ClientError, InvocationError, UntrustedManifest
 from gateway.client.http import Api, ApiError
 from gateway.client.pullout import PullCommand, check_output, check_room, stopped
+from gateway.orgname import is_name
 from gateway.tui import reported, say
 
 CREDENTIAL_LIMIT = 1 << 20
@@ -107,7 +108,18 @@ def access_hint(api: Api, artifact: str) -> str | None:
 )
 @click.option("--raw", is_flag=True, help="keep the age file as it is, for the age program")
 @click.option("--force", is_flag=True, help="replace an existing output file, once verified")
-@click.option("--trust-new-key", is_flag=True, help="accept a lab signing key not seen before here")
+@click.option(
+    "--trust-new-key",
+    is_flag=True,
+    help="accept a lab signing key, or OpenSSF model signing material, not seen before here",
+)
+@click.option(
+    "--expect-org",
+    "expect_org",
+    default=None,
+    metavar="ORG",
+    help="refuse the artifact unless its lab is ORG (the organisation you expect it from)",
+)
 @click.option(
     "--oms-key",
     "oms_key",
@@ -127,6 +139,7 @@ def pull(
     raw: bool,
     force: bool,
     trust_new_key: bool,
+    expect_org: str | None,
     oms_key: Path | None,
     quiet: bool,
 ) -> None:
@@ -139,7 +152,14 @@ def pull(
     unfinished pull, which a pull run again resumes. A directory that carries an
     OpenSSF model signature (model.sig) is checked under the keys its lab registered
     (`gateway oms-key register`), or under --oms-key PUB when given.
+
+    The lab's signing keys (and OpenSSF model signing material) are pinned on this
+    machine the first time its organisation is met, which is said with the key's
+    fingerprint; a key met later needs --trust-new-key, and a revoked one is refused.
+    --expect-org ORG refuses an artifact of any other organisation.
     """
+    if expect_org is not None and not is_name(expect_org):
+        raise InvocationError(f"--expect-org {ascii(expect_org)} is not an organisation name")
     if output == "-" and raw:
         raise InvocationError("--raw writes a file; give -o FILE")
     if not raw and identity is None:
@@ -149,6 +169,11 @@ def pull(
     api = api_for(profile)
     artifact = lookup.resolve(api, artifact, "art")
     info = api.get(f"/v1/artifacts/{artifact}")
+    org = trust.check_org(info.get("org"))
+    if expect_org is not None and org != expect_org:
+        raise UntrustedManifest(
+            f"artifact {artifact} is {org}'s, not {expect_org}'s as --expect-org says"
+        )
     manifest, signature = info.get("manifest") or {}, info.get("signature") or ""
     tree = dirpull.is_tree(manifest) and not raw
     if tree:
@@ -158,7 +183,8 @@ def pull(
     if oms_key is not None and not tree:
         raise InvocationError("--oms-key checks a directory artifact's model signature")
     trust.check_binding(info, manifest)
-    trust.check_manifest(api, info["org"], manifest, signature, trust_new=trust_new_key)
+    trust.check_manifest(api, org, manifest, signature, trust_new=trust_new_key)
+    trust.check_shape(manifest)
     identities = agehdr.load_identities(identity) if identity is not None else []
     if identity is not None and not raw:
         check_identity(api, artifact, identity, identities)
@@ -166,10 +192,10 @@ def pull(
         _print_credential(api, info, identities)
         return
     command = PullCommand(artifact, target, identity, raw, force, profile)
-    total = int(info.get("size") or 0) if raw else int(manifest["plaintext"]["size"])
+    total = pulling.whole(info.get("size"), "size") if raw else manifest["plaintext"]["size"]
     check_room(target, total)
     if tree:
-        dirpull.pull_command(api, info, identities, command, quiet, oms_key)
+        dirpull.pull_command(api, info, identities, command, quiet, oms_key, trust_new_key)
         return
     try:
         _pull_to(api, info, identities, command, quiet)
@@ -213,7 +239,10 @@ def _pull_to(
 
 def _print_credential(api: Api, info: dict[str, Any], identities: Identities) -> None:
     """Decrypt a (small) credential in memory; print it only once it is verified."""
-    if info.get("kind") != "credential" or int(info.get("size") or 0) > CREDENTIAL_LIMIT:
+    if (
+        info.get("kind") != "credential"
+        or pulling.whole(info.get("size"), "size") > CREDENTIAL_LIMIT
+    ):
         raise InvocationError(
             f"only a credential can be printed, and {info.get('name')} is {info.get('kind')}",
             hint="give -o FILE",

@@ -12,6 +12,7 @@ the gateway could register a key and sign a swapped artifact.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,20 @@ from gateway.client.errors import ClientError, UntrustedManifest
 from gateway.client.http import Api
 from gateway.client.keys import fingerprint
 from gateway.client.profiles import config_dir, write_private
+from gateway.clock import rfc3339
+from gateway.orgname import is_name
+from gateway.tui import say
+
+REVOKED = "revoked"
+"""The known-keys file's record of revoked keys: ``{"revoked": {gateway: {org: {key: when}}}}``;
+never a gateway URL, so it cannot clash with the pins."""
 
 
 def known_keys_path() -> Path:
     return config_dir() / "known_keys.json"
 
 
-def load_known(path: Path) -> dict[str, dict[str, list[str]]]:
+def load_known(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text("utf-8"))
     except FileNotFoundError:
@@ -34,6 +42,25 @@ def load_known(path: Path) -> dict[str, dict[str, list[str]]]:
     except ValueError as exc:
         raise UntrustedManifest(f"{path}: unreadable known-keys file ({exc})") from None
     return data if isinstance(data, dict) else {}
+
+
+def save_known(path: Path, known: dict[str, Any]) -> None:
+    write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
+
+
+def check_org(org: object) -> str:
+    """``org`` if it is an organisation name the gateway could have made; else UntrustedManifest.
+
+    Checked before any key is pinned or printed under it: a look-alike (``demo\u2011lab``,
+    ``demo-lab ``) is a name no gateway makes, so it can only be a gateway that lies.
+    """
+    if not is_name(org):
+        raise UntrustedManifest(
+            f"the gateway names the artifact's organisation {ascii(org)}, which is not an "
+            "organisation name: nothing is trusted under it"
+        )
+    assert isinstance(org, str)
+    return org
 
 
 def verifies(public_key: str, manifest: dict[str, Any], signature: str) -> bool:
@@ -63,6 +90,33 @@ def check_binding(info: dict[str, Any], manifest: dict[str, Any]) -> None:
             )
 
 
+def _listed(listing: dict[str, Any], field: str) -> dict[str, dict[str, Any]]:
+    items = listing.get(field)
+    return {
+        str(item["public_key"]): item
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and isinstance(item.get("public_key"), str)
+    }
+
+
+def _revocations(known: dict[str, Any], gateway: str, org: str) -> dict[str, str]:
+    """The keys of ``org`` this machine saw revoked (or no longer listed): key to when."""
+    by_org = known.setdefault(REVOKED, {}).setdefault(gateway, {})
+    found = by_org.setdefault(org, {})
+    if not isinstance(found, dict):
+        raise UntrustedManifest(f"the known-keys file's revocations of {org} are unreadable")
+    return found
+
+
+def check_shape(manifest: dict[str, Any]) -> None:
+    """Refuse a signed manifest of the wrong shape (a size that is no integer, say) before
+    any of its fields is used: a lab can sign anything."""
+    try:
+        manifests.validate_manifest(manifest)
+    except manifests.ManifestError as exc:
+        raise UntrustedManifest(f"the lab's signed manifest is malformed: {exc}") from None
+
+
 def check_manifest(
     api: Api,
     org: str,
@@ -72,31 +126,59 @@ def check_manifest(
     trust_new: bool = False,
     path: Path | None = None,
 ) -> str:
-    """Verify the lab's signature under a pinned key (pinning on first use); the key used."""
+    """Verify the lab's signature under a key pinned here and still in force; the key used.
+
+    The org's keys are fetched every time: a pinned key the gateway lists as revoked, or no
+    longer lists at all, is recorded as revoked here and refused, now and later (a gateway
+    can hide a revocation this way, never add a key). On first use of an org every key it
+    lists is pinned, and said so with the signer's fingerprint.
+    """
+    org = check_org(org)
     path = path or known_keys_path()
     known = load_known(path)
-    pinned = known.get(api.url, {}).get(org, [])
-    for key in pinned:
-        if verifies(key, manifest, signature):
-            return key
-    items = api.get(f"/v1/orgs/{org}/signing-keys").get("items", [])
-    listed = {str(item["public_key"]): item for item in items}
-    signer = next((key for key in listed if verifies(key, manifest, signature)), None)
+    pinned: list[str] = [str(k) for k in known.get(api.url, {}).get(org, [])]
+    revoked = _revocations(known, api.url, org)
+    before = dict(revoked)
+    listing = api.get(f"/v1/orgs/{org}/signing-keys")
+    listed = _listed(listing, "items")
+    for key, item in _listed(listing, "revoked").items():
+        revoked.setdefault(key, str(item.get("revoked_at") or "at a time not given"))
+    candidates = dict.fromkeys([*pinned, *listed, *revoked])
+    signer = next((k for k in candidates if verifies(k, manifest, signature)), None)
+    if signer is not None and signer in pinned and signer not in listed and signer not in revoked:
+        revoked[signer] = f"before {rfc3339(datetime.now(UTC))} (no longer listed)"
+    if revoked != before:
+        save_known(path, known)
     if signer is None:
         raise UntrustedManifest(
             f"the manifest's signature does not verify under any signing key of {org}"
         )
-    if pinned and not trust_new:
-        who = listed[signer]
+    if signer in revoked:
+        raise UntrustedManifest(
+            f"the manifest is signed by {fingerprint(signer)} of {org}, revoked "
+            f"{revoked[signer]}: that key is no longer in force",
+            hint="ask the lab to sign the artifact again with a key in force",
+        )
+    if signer in pinned:
+        return signer
+    who = listed[signer]
+    if (pinned or before) and not trust_new:
         raise UntrustedManifest(
             f"the manifest is signed by a key of {org} this machine has not seen before: "
             f"{signer} ({fingerprint(signer)}, registered by {who.get('principal')} "
             f"on {who.get('created_at')})",
             hint="check that key with the lab; if it is theirs, pass --trust-new-key",
         )
-    new_pins = list(dict.fromkeys([*pinned, *(list(listed) if not pinned else [signer])]))
-    known.setdefault(api.url, {})[org] = new_pins
-    write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
+    first = not pinned and not before
+    fresh = [k for k in (list(listed) if first else [signer]) if k not in revoked]
+    known.setdefault(api.url, {})[org] = list(dict.fromkeys([*pinned, *fresh]))
+    save_known(path, known)
+    more = f" (and {len(fresh) - 1} more it lists)" if len(fresh) > 1 else ""
+    said = "first use of" if first else "a new key of"
+    say(
+        f"note: {said} {org} at {api.url}: pinned its signing key {fingerprint(signer)}{more}, "
+        f"registered by {who.get('principal')} on {who.get('created_at')}"
+    )
     return signer
 
 
@@ -135,5 +217,5 @@ def pin_recipient(
             "pass --trust-new-recipient",
         )
     known.setdefault(gateway, {})[grantee] = [recipient]
-    write_private(path, json.dumps(known, indent=1, sort_keys=True).encode())
+    save_known(path, known)
     return True

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -33,13 +32,13 @@ from gateway.clock import rfc3339
 from gateway.db import cas_update
 from gateway.errors import AuditUnavailable, BadRequest, Conflict, NotFound, Unauthorized
 from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal, Role, SigningKey, Token, new_id
+from gateway.orgname import NAME as _NAME  # one syntax for gateway and client
 from gateway.runtime import Runtime
 
 TOKEN_PREFIX = "gw_"  # noqa: S105 - a prefix, not a secret
 RECIPIENT_SET = "identity.recipient.set"
 SIGNING_KEY_REGISTER = "identity.signing_key.register"
 SIGNING_KEY_REVOKE = "identity.signing_key.revoke"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,7 @@ class OrgSigningKey:
     public_key: str
     principal: str
     created_at: datetime
+    revoked_at: datetime | None = None
 
 
 def hash_token(token: str) -> str:
@@ -178,18 +178,25 @@ def revoke_tokens(session: Session, *, org: str, name: str, now: datetime) -> in
     return len(rows)
 
 
-def org_signing_keys(rt: Runtime, org: str) -> list[OrgSigningKey]:
-    """The signing keys in force of ``org``, oldest first, each with its principal's name."""
+def org_signing_keys(rt: Runtime, org: str, *, revoked: bool = False) -> list[OrgSigningKey]:
+    """The signing keys in force of ``org`` (``revoked``: those revoked), oldest first, each
+    with its principal's name."""
+    state = SigningKey.revoked_at.is_not(None) if revoked else SigningKey.revoked_at.is_(None)
     with rt.db.session() as session:
         get_org(session, org)
         rows = session.execute(
             select(SigningKey, Principal.name)
             .outerjoin(Principal, Principal.id == SigningKey.principal_id)
-            .where(SigningKey.org == org, SigningKey.revoked_at.is_(None))
+            .where(SigningKey.org == org, state)
             .order_by(SigningKey.created_at, SigningKey.id)
         ).all()
     return [
-        OrgSigningKey(key.public_key, key.principal_id if name is None else name, key.created_at)
+        OrgSigningKey(
+            key.public_key,
+            key.principal_id if name is None else name,
+            key.created_at,
+            key.revoked_at,
+        )
         for key, name in rows
     ]
 

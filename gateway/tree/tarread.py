@@ -18,6 +18,7 @@ Each header's raw blocks are kept (:attr:`Header.raw`) for the archive transcrip
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ from gateway.tree.plan import DIR, FILE
 from gateway.tree.tarfmt import BLOCK, padded
 
 MAX_PAX = 64 * 1024
+PAX_SIZE = re.compile(r"[0-9]{1,19}")
+"""A pax ``size``: ASCII digits only (``str.isdigit`` takes "²"), at most 19 of them."""
 RECORD = 10240
 PAX_IGNORED = frozenset({"mtime", "atime", "ctime", "uid", "gid", "uname", "gname", "comment"})
 REFUSED_TYPES = {
@@ -119,8 +122,12 @@ def parse_pax(data: bytes, where: str) -> dict[str, str]:
             raise ExtractError(f"{where}: the pax record {quoted(key)} is outside the profile")
         records[key] = value
         pos = end
-    if "size" in records and not records["size"].isdigit():
-        raise ExtractError(f"{where}: a pax size that is not a number")
+    if "size" in records and not PAX_SIZE.fullmatch(records["size"]):
+        named = quoted(records["path"]) if "path" in records else where
+        raise ExtractError(
+            f"{named}: a pax size that is not a number of at most 19 ASCII digits",
+            path=records.get("path"),
+        )
     return records
 
 

@@ -103,10 +103,13 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 class ContentStore:
     """One age file served at ``/v1/artifacts/a1/content`` with Range; drops on demand."""
 
-    def __init__(self, data: bytes, drop_after: list[int] | None = None) -> None:
+    def __init__(
+        self, data: bytes, drop_after: list[int] | None = None, content_range: str | None = None
+    ) -> None:
         self.data = data
         self.drop_after = drop_after or []  # per request: bytes sent before the connection drops
         self.ranges: list[str] = []
+        self.content_range = content_range  # sent instead of the true one (a lying gateway)
 
 
 def _content_handler(store: ContentStore) -> type[BaseHTTPRequestHandler]:
@@ -128,7 +131,8 @@ def _content_handler(store: ContentStore) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/octet-stream")
             self.send_header("Content-Length", str(len(body)))
             if rng:
-                self.send_header("Content-Range", f"bytes {start}-{end}/{len(store.data)}")
+                told = store.content_range or f"bytes {start}-{end}/{len(store.data)}"
+                self.send_header("Content-Range", told)
             self.end_headers()
             cut = store.drop_after.pop(0) if store.drop_after and len(body) > 100_000 else None
             if cut is not None:

@@ -121,3 +121,45 @@ def test_a_resumed_pull_commits_to_the_whole_plaintext_under_the_file_key(
     wrong = {"version": 2, "plaintext": {"size": len(plain), "commitment": "0" * 64}}
     with pytest.raises(PullError, match="keyed commitment differs"):
         check_plaintext(wrong, size, digest)
+
+
+@pytest.mark.parametrize(
+    "told", ["bytes 0-1/*", "bytes 0-1/\u00b2", "bytes 0-1/1e9", "bytes 5-1/9", "bytes 0-9/9", "x"]
+)
+def test_a_content_range_without_a_usable_length_is_a_pull_error(
+    tmp_path: Path, identity: age.X25519Identity, told: str
+) -> None:
+    store = ContentStore(_age_file(b"weights", identity), content_range=told)
+    with serving_content(store) as url:
+        for pull in (
+            lambda: decrypt_to(Api(url, "t"), "a1", [identity], tmp_path / "w.part", False, "t"),
+            lambda: download_raw(Api(url, "t"), "a1", tmp_path / "r.part", False, "t"),
+        ):
+            with pytest.raises(PullError, match="^the gateway sent no usable length$"):
+                pull()
+
+
+@pytest.mark.parametrize(
+    ("headers", "total"),
+    [
+        ({"Content-Range": "bytes 0-9/10", "Content-Length": "10"}, 10),
+        ({"Content-Length": "77"}, 77),
+        ({}, None),
+        ({"Content-Length": "\u0663"}, None),
+        ({"Content-Length": "-1"}, None),
+        ({"Content-Length": "1" * 20}, None),
+    ],
+)
+def test_the_length_is_read_strictly(headers: dict[str, str], total: int | None) -> None:
+    import requests
+    from requests.structures import CaseInsensitiveDict
+
+    from gateway.client.pull import _total
+
+    response = requests.Response()
+    response.headers = CaseInsensitiveDict(headers)
+    if total is None:
+        with pytest.raises(PullError, match="no usable length"):
+            _total(response)
+    else:
+        assert _total(response) == total

@@ -274,3 +274,28 @@ def test_a_directory_swapped_for_a_symlink_while_extracting(tmp_path: Path, vict
 
     _refused(tmp_path, data, {"d/target.txt": EVIL}, "'d': cannot be opened safely", Racing)
     assert (victim / "target.txt").read_bytes() == b"precious"
+
+
+def _pax_record(key: str, value: str) -> bytes:
+    body = f" {key}={value}\n".encode()
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+@pytest.mark.parametrize(
+    "size", ["\u00b2", "\u0661", "1" * 20, "5" * 4301, "+1", " 1", "1_0", "-0", ""]
+)
+def test_a_pax_size_that_is_not_ascii_digits_is_refused_naming_the_member(
+    tmp_path: Path, victim: Path, size: str
+) -> None:
+    """``str.isdigit`` takes "²" and Arabic-Indic digits, and ``int`` of over 4300 digits
+    raises: each is the extractor's refusal naming the member, never a ValueError."""
+    records = _pax_record("path", "weights.bin") + _pax_record("size", size)
+    pax = tarfile.TarInfo("././@PaxHeader")
+    pax.type, pax.size = tarfile.XHDTYPE, len(records)
+    head = pax.tobuf(format=tarfile.USTAR_FORMAT) + records + bytes(-len(records) % 512)
+    member = _file("weights.bin", b"1")[0].tobuf(format=tarfile.USTAR_FORMAT)
+    data = head + member + b"1" + bytes(511) + bytes(1024)
+    _refused(tmp_path, data, {"weights.bin": b"1"}, "'weights.bin': a pax size that is not")

@@ -1,0 +1,83 @@
+"""OpenSSF model signing material: its fingerprint computed here, pinned per gateway and org."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.client import omskeys
+from gateway.client.errors import UntrustedManifest
+
+
+def _pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
+
+
+def _item(pem: str, fingerprint: str | None = None, revoked: str | None = None) -> dict[str, Any]:
+    mine = omskeys.fingerprint(pem.encode(), "test")
+    return {
+        "id": "oms_" + mine[:8],
+        "kind": "public_key",
+        "public_key": pem,
+        "fingerprint": fingerprint or mine,
+        "revoked_at": revoked,
+    }
+
+
+class FakeApi:
+    url = "http://gw"
+
+    def __init__(
+        self, items: list[dict[str, Any]], revoked: list[dict[str, Any]] | None = None
+    ) -> None:
+        self.items, self.revoked = items, revoked or []
+
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        assert path == "/v1/orgs/lab-a/oms-keys"
+        return {"items": self.items, "revoked": self.revoked}
+
+
+def test_a_fingerprint_the_gateway_claims_for_another_key_is_refused(tmp_path: Path) -> None:
+    """A gateway that serves its own key under the genuine key's fingerprint is caught:
+    the fingerprint shown is always the one of the PEM that is used."""
+    genuine, attacker = _pem(), _pem()
+    lie = _item(attacker, fingerprint=omskeys.fingerprint(genuine.encode(), "test"))
+    with pytest.raises(UntrustedManifest, match="but its PEM's is"):
+        omskeys.registered(FakeApi([lie]), "lab-a", path=tmp_path / "k.json")  # type: ignore[arg-type]
+    assert not (tmp_path / "k.json").exists()
+    with pytest.raises(UntrustedManifest, match="in no readable PEM"):
+        omskeys.registered(FakeApi([{**lie, "public_key": "x"}]), "lab-a", path=tmp_path / "k.json")  # type: ignore[arg-type]
+
+
+def test_material_is_pinned_on_first_use_and_new_material_needs_consent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    known = tmp_path / "known_oms_keys.json"
+    first, second = _pem(), _pem()
+    keys = omskeys.registered(FakeApi([_item(first)]), "lab-a", path=known)  # type: ignore[arg-type]
+    fp1 = omskeys.fingerprint(first.encode(), "test")
+    assert [k.fingerprint for k in keys] == [fp1]
+    assert capsys.readouterr().err == (
+        f"gateway: note: first use of lab-a's OpenSSF model signing material at http://gw: "
+        f"pinned {fp1}\n"
+    )
+    both = FakeApi([_item(first), _item(second)])
+    with pytest.raises(UntrustedManifest, match="has not seen before") as info:
+        omskeys.registered(both, "lab-a", path=known)  # type: ignore[arg-type]
+    assert info.value.hint and "--trust-new-key" in info.value.hint
+    omskeys.registered(both, "lab-a", trust_new=True, path=known)  # type: ignore[arg-type]
+    assert len(omskeys.registered(both, "lab-a", path=known)) == 2  # type: ignore[arg-type]
+    # material the lab revoked is listed as revoked and needs no consent
+    third = _item(_pem(), revoked="2026-01-01T00:00:00Z")
+    listed = omskeys.registered(FakeApi([_item(first)], [third]), "lab-a", path=known)  # type: ignore[arg-type]
+    assert [k.revoked_at for k in listed] == [None, "2026-01-01T00:00:00Z"]
+
+
+def test_a_look_alike_org_is_refused_before_its_material_is_fetched(tmp_path: Path) -> None:
+    with pytest.raises(UntrustedManifest, match="not an organisation name"):
+        omskeys.registered(FakeApi([]), "lab\u2011a", path=tmp_path / "k.json")  # type: ignore[arg-type]
