@@ -82,10 +82,11 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
     (
         "get",
         "/v1/orgs/{org}/signing-keys",
-        "An organisation's signing keys",
+        "An organisation's signing keys: those in force (items) and those revoked (revoked, "
+        "each with revoked_at), so a client drops a pin the lab revoked",
         "any",
         None,
-        {"200": "items"},
+        {"200": "items, revoked"},
     ),
     (
         "put",

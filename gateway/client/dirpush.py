@@ -176,10 +176,7 @@ def upload_tree(
     note: Callable[[str], None] = lambda s: None,
 ) -> dict[str, Any]:
     """Archive, encrypt and send the parts the gateway lacks; the directory manifest to sign."""
-    existing = {
-        int(p["number"]): (int(p["size"]), str(p["sha256"]))
-        for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])
-    }
+    existing = pushing.stored_parts(api, saved.upload)
     header, key, nonce = saved.header_bytes, saved.file_key_bytes, saved.nonce_bytes
     size = archive_size(planned)
     total = pushing.expected_size(len(header), size)

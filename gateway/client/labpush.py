@@ -74,7 +74,7 @@ def push_encrypted(
     if req.description:
         body["description"] = req.description
     upload = api.post("/v1/uploads", body)
-    part_size = int(upload["part_size"])
+    part_size = pushing.server_int(upload.get("part_size"), "part size", least=1)
     try:
         with Meter(f"push {req.name}", total, enabled=req.progress) as meter:
             sender = PartSender(api, upload["id"], {}, meter.advance)

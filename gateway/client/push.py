@@ -75,6 +75,32 @@ class PushRun:
         return len(self.sender.stored) if self.sender is not None else 0
 
 
+def server_int(value: object, what: str, *, least: int = 0) -> int:
+    """A JSON integer of at least ``least`` the gateway sent as ``what``; PushError otherwise."""
+    if type(value) is not int or value < least:
+        raise PushError(f"the gateway sent no usable {what}")
+    return value
+
+
+def stored_parts(api: Api, upload_id: str) -> dict[int, tuple[int, str]]:
+    """The parts the gateway says it holds of ``upload_id``: number -> (size, sha256)."""
+    return parts_of(api.get(f"/v1/uploads/{upload_id}"))
+
+
+def parts_of(upload: dict[str, Any]) -> dict[int, tuple[int, str]]:
+    """The parts an upload's JSON lists, checked: number -> (size, sha256)."""
+    listed = upload.get("parts", [])
+    if not isinstance(listed, list):
+        raise PushError("the gateway sent no usable list of parts")
+    found: dict[int, tuple[int, str]] = {}
+    for part in listed:
+        if not isinstance(part, dict) or not isinstance(part.get("sha256"), str):
+            raise PushError("the gateway sent no usable list of parts")
+        number = server_int(part.get("number"), "part number", least=1)
+        found[number] = (server_int(part.get("size"), "part size"), part["sha256"])
+    return found
+
+
 def expected_size(header_len: int, plaintext: int) -> int:
     """The age file's size: header, 16-byte nonce, 64 KiB chunks each with a 16-byte tag."""
     return header_len + payload_size(plaintext)
@@ -110,7 +136,7 @@ def begin(
         file=ident,
         name=req.name,
         kind=req.kind,
-        part_size=int(upload["part_size"]),
+        part_size=server_int(upload.get("part_size"), "part size", least=1),
         header=base64.b64encode(header).decode(),
         nonce=base64.b64encode(nonce).decode(),
         file_key=base64.b64encode(file_key).decode(),
@@ -175,10 +201,7 @@ def upload_file(
 ) -> dict[str, Any]:
     """Encrypt and send every part; the version 2 manifest to sign. ``run`` learns how far it
     got. The plaintext commitment is keyed by the file key (:mod:`gateway.manifest`)."""
-    existing = {
-        int(p["number"]): (int(p["size"]), str(p["sha256"]))
-        for p in api.get(f"/v1/uploads/{saved.upload}").get("parts", [])
-    }
+    existing = stored_parts(api, saved.upload)
     header = saved.header_bytes
     total = expected_size(len(header), saved.file.size)
     payload = Payload(saved.file_key_bytes, saved.nonce_bytes)

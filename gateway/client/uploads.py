@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from gateway.client import humane, state
+from gateway.client import push as pushing
 from gateway.client.base import (
     api_for,
     confirm,
@@ -62,12 +63,13 @@ def _row(api: Api, saved: state.PushState) -> dict[str, Any]:
         if exc.status in (403, 404, 410):
             return {**row, "state": "gone"}
         raise
-    held = sum(int(p.get("size", 0)) for p in found.get("parts", []))
+    parts = pushing.parts_of(found)
+    held = sum(size for size, _ in parts.values())
     return {
         **row,
         "state": found.get("state"),
         "expires_at": found.get("expires_at"),
-        "held": f"{len(found.get('parts', []))} of {_parts(saved)} parts, {humane.size(held)}",
+        "held": f"{len(parts)} of {_parts(saved)} parts, {humane.size(held)}",
     }
 
 

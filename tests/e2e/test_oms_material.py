@@ -80,7 +80,8 @@ def _pushed(gw: LocalGateway, keys: dict[str, Path], model: Path) -> str:
 
 
 def _pull(gw: LocalGateway, keys: dict[str, Path], artifact: str, out: Path) -> tuple[int, str]:
-    args = ["pull", artifact, "-o", str(out), "-i", str(keys["identity"])]
+    # Each test registers new material on the one gateway: consent to it, as a user would.
+    args = ["pull", artifact, "-o", str(out), "-i", str(keys["identity"]), "--trust-new-key"]
     done = cli(gw.env("evaluator"), *args, check=False)
     return done.returncode, done.stderr.decode()
 
