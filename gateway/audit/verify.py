@@ -259,7 +259,7 @@ class Chains:
             return None
         # The first entry that is not what the whole run would hold there (in org name order).
         whole = sorted(self.run_due)
-        k = next((i for i, (a, b) in enumerate(zip(run, whole)) if a != b), len(run))
+        k = next((i for i, (a, b) in enumerate(zip(run, whole, strict=False)) if a != b), len(run))
         end = self.run_start + len(run) - 1
         return self.run_start + k, (
             f"heads entries {self.run_start}..{end} do not pin every org with entries "

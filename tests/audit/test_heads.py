@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.audit import merkle, note, verify
 from gateway.audit import leaf as leafmod
+from gateway.audit import merkle, note, verify
 from gateway.audit.views import Served, check_org_view
 from tests.audit import reference
 from tests.audit.conftest import ORIGIN, T0
