@@ -65,7 +65,7 @@ class Heads:
             self.known.update({org: at for org, at in rows})
 
     def read_all(self, conn: Connection) -> dict[str, int]:
-        """Every org's head (an ``audit.heads`` entry concerns them all)."""
+        """Every org's head (a publication appends a heads entry for each of them)."""
         self.known.update({org: at for org, at in conn.execute(select(OrgHead.org, OrgHead.index))})
         return self.known
 

@@ -19,17 +19,22 @@ Two versions are read; only the second is written.
 Chains. The orgs an entry *concerns* are :func:`concerns` of its leaf: the actor's org and
 ``subject_org``; a refusal answered 404 (``details.reason`` ``hidden``) concerns only
 ``subject_org``, since telling the actor's org who owns the hidden object would leak what
-the 404 hides; an ``audit.heads`` entry concerns every org it lists. ``prev`` maps each org
-the entry concerns to the index of the previous entry concerning that org (None for its
-first v2 entry), so each org's entries form a chain a reader follows back from any of them.
-:func:`link` computes ``prev`` from the per-org heads before the entry, and nothing else.
+the 404 hides; an ``audit.heads`` entry concerns the org it pins (see Heads). ``prev`` maps
+each org the entry concerns to the index of the previous entry concerning that org (None for
+its first v2 entry), so each org's entries form a chain a reader follows back from any of
+them. :func:`link` computes ``prev`` from the per-org heads before the entry, and nothing
+else. An entry that concerns two orgs shows each of them the index of the other's previous
+entry (an index only: that entry is not the viewer's to read).
 
-Heads. At each checkpoint publication the gateway appends an ``audit.heads`` entry: it
-concerns every org that has entries, so its ``prev`` is every org's latest index before it.
-Being in every chain, it pins each org's chain at that point: any later entry of the org
-links back to it (directly or through later entries of that org), so hiding it from an org
-breaks that org's chain, and a lab that follows its chain back from the newest heads entry
-has seen every entry about it up to there.
+Heads. At each checkpoint publication the gateway appends a *run* of ``audit.heads``
+entries, one per org that has entries, in org name order, with nothing between them: the
+one for org O has ``subject_org`` O, concerns O alone and has ``prev`` ``{O: O's latest
+index}``. It pins O's chain at that point: any later entry of O links back to it (directly
+or through later entries of O), so hiding it from O breaks O's chain, and an org that
+follows its chain back from its newest heads entry has seen every entry about it up to
+there. No org's heads entry names another org. Logs written before held one *shared*
+heads entry per publication (:func:`shared_heads`: ``subject_org`` null, concerning every
+org it lists, ``prev`` every org's latest index); they are still read and verified.
 
 Size. A leaf is at most :data:`MAX_ENTRY_SIZE` bytes (C2SP tlog-tiles entry bundles carry a
 16-bit length): :func:`encode_leaf` refuses a larger one with :class:`EntryTooLarge`.
@@ -63,6 +68,7 @@ __all__ = [
     "encode_leaf",
     "encode_leaf_v1",
     "link",
+    "shared_heads",
     "utc_naive",
     "version",
 ]
@@ -71,7 +77,7 @@ VERSION = 2
 """The leaf version :func:`encode_leaf` writes."""
 
 HEADS_ACTION = "audit.heads"
-"""The action of the entry that lists every org's latest index at a publication."""
+"""The action of the entries that pin each org's latest index at a publication."""
 
 HIDDEN = "hidden"
 """``details.reason`` of a refusal answered 404: the object's existence is not the actor's to know."""
@@ -244,7 +250,7 @@ def _check_v2(entry: dict[str, Any]) -> None:
     for org, at in prev.items():
         if at is not None and not (_natural(at) and at < index):
             raise LeafError(f"entry prev of {org} is not the index of an earlier entry")
-    if entry["action"] != HEADS_ACTION and sorted(prev) != list(concerns(entry)):
+    if not shared_heads(entry) and sorted(prev) != list(concerns(entry)):
         raise LeafError("entry prev does not name exactly the orgs the entry concerns")
 
 
@@ -269,13 +275,18 @@ def concerns(entry: Mapping[str, Any]) -> tuple[str, ...]:
     """The orgs a decoded v2 entry concerns, sorted (see the top of this module); () for v1."""
     if version(entry) == 1:
         return ()
-    if entry["action"] == HEADS_ACTION:
-        return tuple(sorted(entry["prev"]))
     subject = entry["subject_org"]
+    if entry["action"] == HEADS_ACTION:  # its own org's alone, unless shared (old logs)
+        return (subject,) if subject is not None else tuple(sorted(entry["prev"]))
     details = entry["details"]
     hidden = entry["outcome"] == "denied" and details.get("reason") == HIDDEN
     orgs = {subject} if hidden else {entry["org"], subject}
     return tuple(sorted(o for o in orgs if o is not None))
+
+
+def shared_heads(entry: Mapping[str, Any]) -> bool:
+    """Whether a decoded v2 entry is a shared heads entry (every org's latest index, old logs)."""
+    return entry["action"] == HEADS_ACTION and entry["subject_org"] is None
 
 
 def link(heads: Mapping[str, int], concerned: Iterable[str]) -> dict[str, int | None]:

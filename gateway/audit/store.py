@@ -269,9 +269,10 @@ def append(
     takes no lock another request waits for. An entry over the size limit is
     :class:`EntryTooLarge` here, before anything is written (:func:`pending.check_size`).
 
-    An ``audit.heads`` entry (every org's latest index) is the exception: it is written
-    straight into the tree, under the head row's lock, after everything pending, since
-    what it lists is only known then; it holds that lock until the caller's transaction ends.
+    An ``audit.heads`` entry is the exception: it becomes the run of heads entries, one per
+    org with entries (:func:`_append_heads`, ``subject_org`` set to each org in turn), written
+    straight into the tree, under the head row's lock, after everything pending, since the
+    index each pins is only known then; it holds that lock until the caller's transaction ends.
     """
     fields: dict[str, Any] = {
         "time": utc_naive(time),
@@ -288,10 +289,7 @@ def append(
         "details": details or {},
     }
     if action == leafmod.HEADS_ACTION:
-        integrate(session)
-        state = _for_append(session)
-        _fold(session, state, fields)  # EntryTooLarge: nothing written; the state is re-read
-        session.info[_HEAD_CACHE] = (_innermost(session), state)
+        _append_heads(session, fields)
         return
     try:
         pending.check_size(fields)
@@ -301,35 +299,25 @@ def append(
     session.info.pop(_SETTLED, None)
 
 
-def _fold(session: Session, state: _Appending, fields: dict[str, Any]) -> None:
-    """Write one entry at the next index: its leaf, subtrees and org heads; move the head row.
+def _append_heads(session: Session, fields: dict[str, Any]) -> None:
+    """Append the run of heads entries: one per org with entries, each pinning that org alone.
 
-    The caller holds the head row's lock (``state`` is what it read under it).
+    Everything pending is integrated first and the run is written under the head row's lock
+    (held until the caller's transaction ends), so each entry's ``prev`` is its org's latest
+    index and nothing comes between the run and the checkpoint read after it. The run is
+    written :data:`INTEGRATE_BATCH` entries at a time, one statement per table per batch.
     """
+    integrate(session)
     conn = session.connection()
-    index = state.rng.size
-    if fields["action"] == leafmod.HEADS_ACTION:
-        concerned: Sequence[str] = sorted(state.heads.read_all(conn))
-    else:
-        concerned = leafmod.concerns({"v": leafmod.VERSION, **fields})
-        state.heads.read(conn, concerned)
-    prev = leafmod.link(state.heads.known, concerned)
-    try:
-        data = leafmod.encode_leaf(index=index, **fields, prev=prev)
-    except leafmod.EntryTooLarge as exc:
-        raise EntryTooLarge(str(exc)) from None
-    values = leafmod.columns(json.loads(data))
-    grant_id = values.pop("grant")
-    created = state.rng.append(merkle.leaf_hash(data))
-    conn.execute(_INSERT_ENTRY, {"idx": index, "leaf": data, "grant_id": grant_id, **values})
-    conn.execute(
-        _INSERT_SUBTREE, [{"level": n.level, "idx": n.index, "hash": h} for n, h in created]
-    )
-    state.heads.move(conn, concerned, index)
-    rng = state.rng
-    conn.execute(
-        _UPDATE_HEAD, {"size": rng.size, "root": rng.root(), "border": b"".join(rng.hashes)}
-    )
+    state = _for_append(session)
+    orgs = sorted(state.heads.read_all(conn))
+    for at in range(0, len(orgs), INTEGRATE_BATCH):
+        batch = [{**fields, "subject_org": org} for org in orgs[at : at + INTEGRATE_BATCH]]
+        try:
+            _fold_batch(conn, state, batch)
+        except leafmod.EntryTooLarge as exc:  # the state is dropped: the next append re-reads
+            raise EntryTooLarge(str(exc)) from None
+    session.info[_HEAD_CACHE] = (_innermost(session), state)
 
 
 _INSERT_ENTRY_ORG = insert(EntryOrg)
@@ -338,9 +326,9 @@ _MOVE_ORG_HEAD = update(chains.OrgHead).where(chains.OrgHead.org == bindparam("h
 
 
 def _fold_batch(conn: Connection, state: _Appending, batch: Sequence[dict[str, Any]]) -> None:
-    """Write ``batch`` (no ``audit.heads`` entry among them) at the next indices, as :func:`_fold` would.
+    """Write ``batch`` (no shared heads entry among them) at the next indices, in order.
 
-    The same leaves, subtrees and org heads as folding them one by one, in a fixed number of
+    Each gets its leaf, subtrees and org heads, and the head row moves, in a fixed number of
     statements (one ``executemany`` per table), so a batch costs a few round trips to the
     database rather than a few per entry.
     """

@@ -9,9 +9,11 @@ tree and checks, in one streaming pass (constant memory but O(log n) for the tre
 - every leaf is an entry in the canonical form of :mod:`gateway.audit.leaf` whose ``index``
   field equals its position (so deletions, insertions and swaps show where they are);
 - every v2 entry's ``prev`` names, for each org it concerns, the previous entry concerning
-  that org, and every ``audit.heads`` entry lists every org that has entries, each at its
-  latest index (:class:`Chains`): so the chains a lab follows through the entries it is shown
-  are the log's own; v1 entries carry no chain and may only come before the first v2 entry;
+  that org, and each publication's run of ``audit.heads`` entries pins every org that has
+  entries at its latest index, one entry per org (or, in older logs, one shared heads entry
+  lists them all) (:class:`Chains`): so the chains a lab follows through the entries it is
+  shown are the log's own; v1 entries carry no chain and may only come before the first v2
+  entry;
 - every earlier checkpoint the auditor saved (signed by the same key, same origin) is a
   prefix of this log: its size is not larger, the first ``size`` leaves hash to its root, and
   any consistency proof supplied (RFC 9162 §2.1.4.2) verifies.
@@ -188,35 +190,81 @@ class Chains:
     """The per-org chains of a log read in order: each org's latest entry so far.
 
     :meth:`add` checks one entry's ``prev`` against them and moves them on; the first v2
-    entry is :attr:`first_v2` (None while only v1 entries were read).
+    entry is :attr:`first_v2` (None while only v1 entries were read). It also checks that
+    each publication pinned every chain: a run of per-org heads entries (consecutive, in
+    org name order) names every org that has entries, each at its latest index, and a
+    shared heads entry (old logs) lists them all. :meth:`finish` checks the last run.
     """
 
     def __init__(self) -> None:
         self.heads: dict[str, int] = {}
         self.first_v2: int | None = None
+        self.run: list[str] = []
+        self.run_start = 0
+        self.run_due: set[str] = set()
 
-    def add(self, pos: int, entry: Mapping[str, Any]) -> str | None:
-        """What is wrong with entry ``pos``'s place in the chains, or None."""
+    def add(self, pos: int, entry: Mapping[str, Any]) -> tuple[int, str] | None:
+        """What is wrong with entry ``pos``'s place in the chains (where, what), or None."""
         if version(entry) == 1:
-            return None if self.first_v2 is None else f"entry {pos} is v1 after v2 entries"
+            if self.first_v2 is None:
+                return None
+            return self.finish() or (pos, f"entry {pos} is v1 after v2 entries")
         if self.first_v2 is None:
             self.first_v2 = pos
         concerned = concerns(entry)
-        problem = None
-        if entry["action"] == HEADS_ACTION and set(concerned) != set(self.heads):
-            unlisted = sorted(set(self.heads) - set(concerned))
-            problem = f"heads entry {pos} does not list exactly the orgs with entries" + (
-                f" (it leaves out {', '.join(unlisted)})" if unlisted else ""
-            )
+        problem = self._pins(pos, entry, concerned)
         expected = link(self.heads, concerned)
         for org in concerned:
             if problem is None and entry["prev"][org] != expected[org]:
                 problem = (
+                    pos,
                     f"entry {pos} links {org} to entry {entry['prev'][org]}, but the previous "
-                    f"entry concerning {org} is {expected[org]}"
+                    f"entry concerning {org} is {expected[org]}",
                 )
         self.heads.update(dict.fromkeys(concerned, pos))
         return problem
+
+    def _pins(
+        self, pos: int, entry: Mapping[str, Any], concerned: tuple[str, ...]
+    ) -> tuple[int, str] | None:
+        """What is wrong with the heads entries up to ``pos`` (runs end at any other entry)."""
+        org = entry["subject_org"] if entry["action"] == HEADS_ACTION else None
+        ended = None
+        if org is None or (self.run and org <= self.run[-1]):
+            ended = self.finish()
+        if org is None:
+            return ended or self._shared(pos, entry, concerned)
+        if not self.run:
+            self.run_start, self.run_due = pos, set(self.heads)
+        self.run.append(org)
+        if org not in self.heads:
+            return ended or (pos, f"heads entry {pos} names {org}, which has no entries before it")
+        return ended
+
+    def _shared(
+        self, pos: int, entry: Mapping[str, Any], concerned: tuple[str, ...]
+    ) -> tuple[int, str] | None:
+        if entry["action"] != HEADS_ACTION or set(concerned) == set(self.heads):
+            return None
+        unlisted = sorted(set(self.heads) - set(concerned))
+        return pos, f"heads entry {pos} does not list exactly the orgs with entries" + (
+            f" (it leaves out {', '.join(unlisted)})" if unlisted else ""
+        )
+
+    def finish(self) -> tuple[int, str] | None:
+        """End the current run of heads entries: what it leaves out, if anything."""
+        run, self.run = self.run, []
+        unpinned = sorted(self.run_due - set(run))
+        if not run or not unpinned:
+            return None
+        # The first entry that is not what the whole run would hold there (in org name order).
+        whole = sorted(self.run_due)
+        k = next((i for i, (a, b) in enumerate(zip(run, whole, strict=False)) if a != b), len(run))
+        end = self.run_start + len(run) - 1
+        return self.run_start + k, (
+            f"heads entries {self.run_start}..{end} do not pin every org with entries "
+            f"(they leave out {', '.join(unpinned)})"
+        )
 
 
 class _Scan:
@@ -242,10 +290,16 @@ class _Scan:
                 self._bad(pos, f"export line at position {pos} says index {claimed}")
             chained = self.chains.add(pos, entry)
             if chained is not None:
-                self._bad(pos, chained)
+                self._bad(*chained)
         self.rng.append(merkle.leaf_hash(leaf))
         if self.rng.size in self.wanted:
             self.roots[self.rng.size] = self.rng.root()
+
+    def finish(self) -> None:
+        """The end of the leaves: the last run of heads entries must be whole too."""
+        ended = self.chains.finish()
+        if ended is not None:
+            self._bad(*ended)
 
     def _bad(self, pos: int, problem: str) -> None:
         if self.bad is None:
@@ -420,6 +474,7 @@ def _verify(
     scan = _Scan(o.size for o in olds)
     for leaf, claimed in leaves:
         scan.add(leaf, claimed)
+    scan.finish()
     cp = _open(checkpoint(), vkey, origin, "the checkpoint")
     if isinstance(cp, Verdict):
         return cp

@@ -9,7 +9,7 @@ second, from the leaves alone:
   an org is in the checkpoint's tree (RFC 9162 §2.1.3.2 inclusion proof), is the entry its
   leaf says, and concerns that org (:func:`gateway.audit.leaf.concerns`); then the org's chain
   (each v2 leaf's ``prev``) is followed back from the newest served entry, through the newest
-  ``audit.heads`` entry, to the chain's start (or to the heads entry of an earlier
+  ``audit.heads`` entry served (the org's own, or a shared one of an older log), to the chain's start (or to the heads entry of an earlier
   checkpoint), and every link must have been served and every served entry be a link. An
   entry named by a link but not served is *missing*; one served but not the org's is
   *foreign*; one whose proof, fields or links do not fit is *inconsistent*. Completeness is

@@ -92,7 +92,7 @@ def publish(gw: Runtime, *, force: bool = False) -> str | None:
     if not (force or due_by_count or due_by_time):
         return None
     if _heads_due(gw):
-        auditlog.record_heads(gw)  # what is published pins every org's latest index
+        auditlog.record_heads(gw)  # what is published pins each org's latest index
     cosigned = _cosigned(gw)
     if cosigned is None:
         return None
@@ -105,7 +105,7 @@ def publish(gw: Runtime, *, force: bool = False) -> str | None:
 
 
 def _heads_due(gw: Runtime) -> bool:
-    """Whether the newest entry is not already an ``audit.heads`` entry."""
+    """Whether the newest entry is not already a heads entry (the end of a publication's run)."""
     with gw.db.session() as session:
         size = audit_store.size(session)
         newest = [leaf for _, leaf in audit_store.iter_leaves(session, max(0, size - 1), size)]

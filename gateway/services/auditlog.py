@@ -92,9 +92,10 @@ def visible(rt: Runtime, actor: Actor, filters: EntryFilters, request: PageReque
 
 
 def record_heads(rt: Runtime) -> Checkpoint:
-    """Append an ``audit.heads`` entry (every org's latest index); the checkpoint that ends with it.
+    """Append the heads entries (one per org, each its latest index); the checkpoint that ends with them.
 
-    The checkpoint is read in the entry's own transaction, which holds the log's lock, so
+    Each org's heads entry concerns that org alone, so no org's view names another. The
+    checkpoint is read in the entries' own transaction, which holds the log's lock, so
     nothing can come between the two.
     """
     with events.fail_closed(rt) as session:

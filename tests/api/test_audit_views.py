@@ -120,7 +120,7 @@ def test_bad_proof_listings_are_refused(lab: Lab, principals: Principals) -> Non
     )
 
 
-def test_each_publication_appends_a_heads_entry_that_ends_its_checkpoint(
+def test_each_publication_appends_a_heads_entry_per_org_that_ends_its_checkpoint(
     lab: Lab, principals: Principals, rt: Runtime
 ) -> None:
     _story(lab, principals)
@@ -129,19 +129,27 @@ def test_each_publication_appends_a_heads_entry_that_ends_its_checkpoint(
     name = anchor.publish(rt, force=True)
     assert name is not None
     everything = _seen(c, principals, "auditor")
-    heads = everything[-1]
-    assert heads["action"] == HEADS_ACTION and heads["index"] == len(before)
+    run = everything[len(before) :]
     latest: dict[str, int] = {}
     for e in before:
         latest.update(dict.fromkeys(concerns(e), e["index"]))
-    assert heads["prev"] == latest and set(latest) == {"lab-a", "agency-a"}
+    assert set(latest) == {"lab-a", "agency-a"}
+    # One per org with entries, in org name order, each naming that org alone.
+    assert [(e["action"], e["subject_org"], e["prev"]) for e in run] == [
+        (HEADS_ACTION, org, {org: latest[org]}) for org in sorted(latest)
+    ]
     size = int(name.split("-")[1])
-    assert size == heads["index"] + 1  # the published checkpoint ends with the heads entry
-    # It is in every org's view, so any org following its chain finds it.
-    for who in ("lab", "eval"):
-        assert _seen(c, principals, who)[-1] == heads
+    assert size == len(everything)  # the published checkpoint ends with the run
+    # Each org's own heads entry ends its view, so following its chain finds it.
+    for who, org in (("lab", "lab-a"), ("eval", "agency-a")):
+        mine = _seen(c, principals, who)
+        assert [e for e in mine if e["action"] == HEADS_ACTION] == [
+            e for e in run if e["subject_org"] == org
+        ]
+        assert mine[-1]["subject_org"] == org
     for who in ("lab_b", "eval_b"):  # no entries concern them, so no chain to pin
         assert _seen(c, principals, who) == []
     lab.push(b"after", name="after")
-    after = [e for e in _seen(c, principals, "lab") if e["index"] > heads["index"]]
-    assert after[0]["prev"]["lab-a"] == heads["index"]
+    own = next(e["index"] for e in run if e["subject_org"] == "lab-a")
+    after = [e for e in _seen(c, principals, "lab") if e["index"] > own]
+    assert after[0]["prev"]["lab-a"] == own

@@ -70,21 +70,46 @@ def test_a_hidden_refusal_concerns_only_the_owner(db: Database) -> None:
     assert _entries(db)[1]["prev"] == {"lab-b": None}
 
 
-def test_the_heads_entry_lists_every_orgs_latest_index_and_joins_every_chain(
-    db: Database,
-) -> None:
+def test_a_publication_pins_each_org_with_its_own_heads_entry(db: Database) -> None:
     with db.session() as s:
         add_entry(s, 0, org="lab-a", subject_org="lab-a")
         add_entry(s, 1, org="agency-a", subject_org="lab-b")
-        _heads(s)  # 2
-        add_entry(s, 3, org="lab-a", subject_org="lab-a")
-        [heads] = store.entries(s, 2, 1)
-    # Every org with entries before it (its own actor's org has none yet, so is not listed).
-    assert json.loads(heads.leaf)["prev"] == {"agency-a": 1, "lab-a": 0, "lab-b": 1}
-    assert _entries(db)[3]["prev"] == {"lab-a": 2}
+        _heads(s)  # 2, 3, 4
+        add_entry(s, 5, org="lab-a", subject_org="lab-a")
+        run = store.entries(s, 2, 3)
+    # One per org with entries before it (its own actor's org has none yet), in name order,
+    # each concerning that org alone and naming no other.
+    assert [(json.loads(e.leaf)["subject_org"], json.loads(e.leaf)["prev"]) for e in run] == [
+        ("agency-a", {"agency-a": 1}),
+        ("lab-a", {"lab-a": 0}),
+        ("lab-b", {"lab-b": 1}),
+    ]
+    assert [e.concerned() for e in run] == [("agency-a",), ("lab-a",), ("lab-b",)]
+    assert _entries(db)[5]["prev"] == {"lab-a": 3}
     with db.session() as s:
-        assert [e.index for e in store.entries(s, concerning="lab-b")] == [1, 2]
-        assert chains.org_heads(s)["lab-b"] == 2
+        assert [e.index for e in store.entries(s, concerning="lab-b")] == [1, 4]
+        assert [e.index for e in store.entries(s, concerning="lab-a")] == [0, 3, 5]
+        assert chains.org_heads(s) == {"agency-a": 2, "lab-a": 5, "lab-b": 4}
+
+
+def test_a_run_of_heads_entries_is_written_in_batches(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store, "INTEGRATE_BATCH", 2)
+    with db.session() as s:
+        for i, org in enumerate(["lab-c", "lab-a", "lab-e", "lab-b", "lab-d"]):
+            add_entry(s, i, org=org, subject_org=None)
+        _heads(s)  # 5..9, over three batches
+    run = _entries(db)[5:]
+    assert [e["prev"] for e in run] == [
+        {"lab-a": 1},
+        {"lab-b": 3},
+        {"lab-c": 0},
+        {"lab-d": 4},
+        {"lab-e": 2},
+    ]
+    with db.session() as s:
+        assert chains.org_heads(s) == {f"lab-{c}": 5 + n for n, c in enumerate("abcde")}
 
 
 def test_a_rolled_back_savepoint_moves_no_head(db: Database) -> None:
@@ -131,8 +156,8 @@ def test_the_verifier_rejects_chains_the_log_did_not_write(
     with db.session() as s:
         for i in range(6):
             add_entry(s, i, org="agency-a", subject_org=("lab-a", "lab-b")[i % 2])
-        _heads(s)  # 6
-        add_entry(s, 7, org="lab-a", subject_org="lab-a")
+        _heads(s)  # 6 agency-a, 7 lab-a, 8 lab-b
+        add_entry(s, 9, org="lab-a", subject_org="lab-a")
         leaves = [leaf for _, leaf in store.iter_leaves(s)]
     e4 = json.loads(leaves[4])
     assert e4["prev"] == {"agency-a": 3, "lab-a": 2}
@@ -143,28 +168,31 @@ def test_the_verifier_rejects_chains_the_log_did_not_write(
             _rewrite(leaves[4], prev={"agency-a": 3, "lab-a": 0}),
             "links lab-a to entry 0",
         ),
-        # the heads entry leaves lab-b out, as a log hiding lab-b's latest entries would
-        "heads": (
-            6,
-            _rewrite(
-                leaves[6],
-                prev={k: v for k, v in json.loads(leaves[6])["prev"].items() if k != "lab-b"},
-            ),
-            "leaves out lab-b",
-        ),
-        # the heads entry names an older head
+        # lab-b's heads entry names an older head
         "stale-heads": (
-            6,
-            _rewrite(leaves[6], prev={**json.loads(leaves[6])["prev"], "lab-b": 3}),
+            8,
+            _rewrite(leaves[8], prev={"lab-b": 3}),
             "links lab-b to entry 3",
+        ),
+        # lab-a's heads entry also names lab-b (and so would show lab-a lab-b's index)
+        "heads-names-another": (
+            7,
+            _rewrite(leaves[7], prev={"lab-a": 4, "lab-b": 5}),
+            "prev does not name exactly",
+        ),
+        # lab-a's heads entry pins lab-b instead: the run pins lab-b twice, lab-a never
+        "run-leaves-out": (
+            7,
+            _rewrite(leaves[7], subject_org="lab-b", prev={"lab-b": 5}),
+            "leave out lab-a",
         ),
         # an entry written in the old format after the new one
         "v1": (
-            7,
+            9,
             leafmod.canonical_json(
                 {
                     k: v
-                    for k, v in json.loads(leaves[7]).items()
+                    for k, v in json.loads(leaves[9]).items()
                     if k not in ("v", "prev", "subject_org")
                 }
             ),

@@ -229,11 +229,17 @@ def test_the_heads_entry_is_written_after_everything_pending(db: Database) -> No
     _sequence(db, range(3))
     with db.session() as s:
         add_entry(s, 0, action=leafmod.HEADS_ACTION, actor="cli", org="operator")
-    assert _tree_size(db) == 4
-    heads = json.loads(_leaves(db)[3])
-    assert heads["action"] == leafmod.HEADS_ACTION
-    assert heads["prev"] == {"agency-a": 1, "lab-a": 2, "lab-b": 1, "oversight": 2}
+    assert _tree_size(db) == 7
+    run = [json.loads(x) for x in _leaves(db)[3:]]
+    assert {e["action"] for e in run} == {leafmod.HEADS_ACTION}
+    # One per org with entries, in org name order, each pinning that org alone.
+    assert [(e["subject_org"], e["prev"]) for e in run] == [
+        ("agency-a", {"agency-a": 1}),
+        ("lab-a", {"lab-a": 2}),
+        ("lab-b", {"lab-b": 1}),
+        ("oversight", {"oversight": 2}),
+    ]
     with db.session() as s:
-        assert store.root(s, 4) == merkle.root_from_nodes(
-            store.tile_hashes(s, merkle.root_nodes(4))
+        assert store.root(s, 7) == merkle.root_from_nodes(
+            store.tile_hashes(s, merkle.root_nodes(7))
         )

@@ -80,6 +80,9 @@ def test_v1_leaves_still_decode() -> None:
         _bytes(prev={"agency-a": True, "lab-a": None}),
         _bytes(prev={"agency-a": 4}),  # lab-a is concerned too
         _bytes(prev={"agency-a": 4, "lab-a": None, "lab-b": 2}),  # lab-b is not
+        # an org's heads entry names no other org
+        _bytes(action=leafmod.HEADS_ACTION, prev={"agency-a": 4, "lab-a": 3}),
+        _bytes(action=leafmod.HEADS_ACTION, prev={"agency-a": 4}),
         V2.replace(b',"v":2', b""),  # the v2 fields without their version
     ],
 )
@@ -99,8 +102,19 @@ def test_whom_an_entry_concerns() -> None:
     assert leafmod.concerns({**hidden, "subject_org": None}) == ()
     forbidden = {**hidden, "details": {"reason": "forbidden"}}
     assert leafmod.concerns(forbidden) == ("agency-a", "lab-a")
-    heads = {**entry, "action": leafmod.HEADS_ACTION, "prev": {"x": 1, "a": None}}
-    assert leafmod.concerns(heads) == ("a", "x")
+    # An org's heads entry concerns that org alone, whoever wrote it.
+    heads = {**entry, "action": leafmod.HEADS_ACTION, "prev": {"lab-a": 3}}
+    assert leafmod.concerns(heads) == ("lab-a",) and not leafmod.shared_heads(heads)
+    # The shared heads entry of older logs concerns every org it lists.
+    shared = {**heads, "subject_org": None, "prev": {"x": 1, "a": None}}
+    assert leafmod.concerns(shared) == ("a", "x") and leafmod.shared_heads(shared)
+
+
+def test_heads_entries_of_both_forms_decode() -> None:
+    own = _bytes(action=leafmod.HEADS_ACTION, org="operator", prev={"lab-a": 3})
+    assert leafmod.concerns(leafmod.decode_leaf(own)) == ("lab-a",)
+    shared = _bytes(action=leafmod.HEADS_ACTION, subject_org=None, prev={"a": 1, "b": None})
+    assert leafmod.concerns(leafmod.decode_leaf(shared)) == ("a", "b")
 
 
 def test_the_chain_links_each_concerned_org_to_its_head() -> None:

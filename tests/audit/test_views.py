@@ -20,17 +20,20 @@ def _heads(s: object) -> None:
 
 @pytest.fixture
 def logged(db: Database) -> Database:
-    """lab-a's entries at 0, 2, 4 (heads), 5, 7 (heads), 8; agency-b's at 1, 3."""
+    """lab-a's entries at 0, 2, 5 (heads), 6, 9 (heads), 10; agency-b's at 1, 3, 4 (heads), 7, 8 (heads).
+
+    Each publication's run of heads entries pins agency-b, then lab-a (org name order).
+    """
     with db.session() as s:
         for i, (org, subject) in enumerate(
             [("lab-a", "lab-a"), ("agency-b", None), ("lab-a", "lab-a"), ("agency-b", None)]
         ):
             add_entry(s, i, org=org, subject_org=subject)
-        _heads(s)  # 4
-        add_entry(s, 5, org="lab-a", subject_org="lab-a")
-        add_entry(s, 6, org="agency-b", subject_org=None)
-        _heads(s)  # 7
-        add_entry(s, 8, org="lab-a", subject_org="lab-a")
+        _heads(s)  # 4, 5
+        add_entry(s, 6, org="lab-a", subject_org="lab-a")
+        add_entry(s, 7, org="agency-b", subject_org=None)
+        _heads(s)  # 8, 9
+        add_entry(s, 10, org="lab-a", subject_org="lab-a")
     return db
 
 
@@ -52,43 +55,43 @@ def _served(
 def test_a_complete_view_is_ok(logged: Database) -> None:
     cp, items = _served(logged, "lab-a")
     v = check_org_view("lab-a", cp, items)
-    assert v.ok and (v.entries, v.complete_to) == (4, 7), v.message
+    assert v.ok and (v.entries, v.complete_to) == (4, 9), v.message
     assert v.message == (
-        "ok: 4 entries about lab-a, chain complete to index 7; "
+        "ok: 4 entries about lab-a, chain complete to index 9; "
         "1 later entries linked to it, until the next heads entry"
     )
-    cp, items = _served(logged, "agency-b", size=8)
+    cp, items = _served(logged, "agency-b", size=9)
     v = check_org_view("agency-b", cp, items)
-    assert v.ok and v.message == "ok: 3 entries about agency-b, chain complete to index 7"
+    assert v.ok and v.message == "ok: 3 entries about agency-b, chain complete to index 8"
 
 
 def test_since_an_earlier_checkpoint_only_the_chain_after_its_heads_entry_is_needed(
     logged: Database,
 ) -> None:
     cp, items = _served(logged, "lab-a")
-    later = [i for i in items if i.index >= 4]
-    v = check_org_view("lab-a", cp, later, since=6)
-    assert v.ok and v.entries == 2 and "from heads entry 4" in v.message, v.message
-    assert not check_org_view("lab-a", cp, later, since=4).ok  # no heads entry below 4 served
-    assert check_org_view("lab-a", cp, items, since=6).ok  # more than needed is fine
+    later = [i for i in items if i.index >= 5]
+    v = check_org_view("lab-a", cp, later, since=7)
+    assert v.ok and v.entries == 2 and "from heads entry 5" in v.message, v.message
+    assert not check_org_view("lab-a", cp, later, since=5).ok  # no heads entry below 5 served
+    assert check_org_view("lab-a", cp, items, since=7).ok  # more than needed is fine
 
 
 @pytest.mark.parametrize(
     ("change", "index", "words"),
     [
         (lambda items: [i for i in items if i.index != 2], 2, "entry 2 is missing"),
-        (lambda items: [i for i in items if i.index != 7], 7, "entry 7 is missing"),
-        (lambda items: items[:2] + items[3:], 4, "entry 4 is missing"),
+        (lambda items: [i for i in items if i.index != 9], 9, "entry 9 is missing"),
+        (lambda items: items[:2] + items[3:], 5, "entry 5 is missing"),
         (lambda items: [items[1], items[0], *items[2:]], 0, "out of order"),
-        (lambda items: [*items, items[-1]], 8, "out of order"),
+        (lambda items: [*items, items[-1]], 10, "out of order"),
         (
             lambda items: [
                 Served(i.index, i.leaf, {**(i.listed or {}), "action": "x"}, i.proof)
-                if i.index == 5
+                if i.index == 6
                 else i
                 for i in items
             ],
-            5,
+            6,
             "listed unlike its leaf",
         ),
         (
@@ -155,13 +158,13 @@ def test_lists_are_compared_with_what_the_leaves_say(logged: Database) -> None:
         pairs = {e.index: e.leaf for e in store.entries(s, 0, 1000)}
     assert "lab-a" in m.values("concerning") and "upload.create" in m.values("action")
     expected = list(m.indexes[("concerning", "lab-a")])
-    assert expected == [0, 2, 4, 5, 7, 8]
+    assert expected == [0, 2, 5, 6, 9, 10]
     honest = [(i, pairs[i]) for i in expected]
     assert views.compare("concerning", "lab-a", expected, honest) is None
     assert views.compare("concerning", "lab-a", expected, honest[1:]) == (
         0,
         "entry 0 is left out of the list served for concerning=lab-a",
     )
-    assert views.compare("concerning", "lab-a", expected, honest[:-1])[0] == 8  # type: ignore[index]
+    assert views.compare("concerning", "lab-a", expected, honest[:-1])[0] == 10  # type: ignore[index]
     intruder = sorted([*honest, (1, pairs[1])])
     assert views.compare("concerning", "lab-a", expected, intruder)[0] == 1  # type: ignore[index]

@@ -89,7 +89,7 @@ def story(
     anchor.publish(rt, force=True)
     assert client.get(f"/v1/artifacts/{art['id']}", headers=evaluator.auth).status_code == 200
     log = entries(client, principals)
-    heads = [e["index"] for e in log if e["action"] == HEADS_ACTION]
+    heads = [e["index"] for e in log if e["action"] == HEADS_ACTION and e["subject_org"] == "lab-a"]
     index = {
         "release": next(e["index"] for e in log if e["action"] == "key.release"),
         "download": next(e["index"] for e in log if e["action"] == "content.download"),
