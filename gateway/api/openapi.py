@@ -131,7 +131,12 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         "Open an upload",
         "lab",
         {"$ref": "#/components/schemas/UploadCreate"},
-        {"201": "the upload"},
+        {
+            "201": "the upload",
+            "413": "a declared size past the organisation's in-flight quota on its own",
+            "422": "a declared size that does not fit in the most parts of at most 5 GiB",
+            "507": "past a quota with the uploads already open, or the free-space floor",
+        },
     ),
     (
         "get",

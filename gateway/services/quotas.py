@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from gateway import metrics
-from gateway.errors import InsufficientStorage
+from gateway.errors import InsufficientStorage, PayloadTooLarge
 from gateway.models import Upload, UploadPart, UploadState
 from gateway.runtime import Runtime
 from gateway.storage import MAX_PART_SIZE
@@ -92,7 +92,10 @@ def check_floor(rt: Runtime, incoming: int) -> None:
 
 
 def check_create(rt: Runtime, org: str, size: int | None) -> None:
-    """Before an upload of ``org`` is opened (``size`` as declared): 507 past a quota or the floor."""
+    """Before an upload of ``org`` is opened (``size`` as declared): 507 past a quota or the floor.
+
+    A declared size past the in-flight quota on its own is 413: no wait would admit it.
+    """
     q = rt.config.quotas
     with rt.db.session() as session:
         count, flying = open_uploads(session, org), in_flight(session, org)
@@ -102,6 +105,11 @@ def check_create(rt: Runtime, org: str, size: int | None) -> None:
             f"organisation {org} has {count} open uploads, its quota; complete or abort one first",
         )
     if size is not None and _fits_an_upload(rt, size):  # else the upload refuses it: 422
+        if size > q.in_flight_gib_per_org * GIB:  # never, whatever else completes: not a 507
+            raise PayloadTooLarge(
+                f"an upload of {size} bytes is larger than organisation {org}'s quota of "
+                f"{q.in_flight_gib_per_org} GiB in open uploads, so it can never be accepted"
+            )
         _check_in_flight(org, flying, size, q.in_flight_gib_per_org)
     check_floor(rt, 0)
 

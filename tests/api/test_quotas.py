@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import func, select
 
 from gateway.config import Config
+from gateway.models import Upload
 from gateway.runtime import Runtime
 from gateway.services import quotas
 from tests.api.conftest import Lab
@@ -65,6 +67,25 @@ def test_declared_sizes_count_as_bytes_in_flight(lab: Lab) -> None:
         headers=lab.auth,
     )
     insufficient(r, "bytes_in_flight")
+
+
+def test_a_declared_size_past_the_quota_on_its_own_is_413_not_a_wait(lab: Lab, rt: Runtime) -> None:
+    """507 says "later"; an upload larger than the whole quota will never fit: 413, and no upload."""
+    r = lab.client.post(
+        "/v1/uploads",
+        json={
+            "name": "x",
+            "kind": "weights",
+            "share_with": ["agency-a"],
+            "size": (IN_FLIGHT_GIB << 30) + 1,
+        },
+        headers=lab.auth,
+    )
+    assert r.status_code == 413 and r.mimetype == "application/problem+json", r.get_json()
+    assert "can never be accepted" in r.get_json()["detail"]
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Upload)) == 0
+    assert lab.create(size=IN_FLIGHT_GIB << 30)["state"] == "open"  # exactly the quota fits
 
 
 def test_received_parts_count_when_no_size_was_declared(
