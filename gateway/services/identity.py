@@ -95,8 +95,9 @@ def ensure_org(session: Session, name: str, kind: str, now: datetime) -> Org:
     try:
         with session.begin_nested():
             return create_org(session, name, kind, now)
-    except IntegrityError:
-        # Created by a transaction that committed between the read and the insert.
+    except (IntegrityError, Conflict):
+        # Created by a transaction that committed between the read and the insert (the
+        # unique key refused ours), or before create_org's own look (it says Conflict).
         raced = session.get(Org, name, populate_existing=True)
         if raced is None:
             raise

@@ -188,3 +188,23 @@ def test_racing_registrations_of_one_signing_key_keep_one_row_and_both_succeed(
             select(func.count()).select_from(SigningKey).where(SigningKey.public_key == public)
         )
     assert count == 1
+
+
+def test_ensure_org_takes_an_org_committed_between_its_look_and_create_orgs_own(
+    rt: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other operator commits after ensure_org's read, before create_org's: no Conflict."""
+    if rt.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite's write lock, taken at BEGIN, lets no other writer in between")
+    create_org = identity.create_org
+
+    def another_commits_first(session: Any, name: str, kind: str, now: Any) -> Org:
+        with rt.db.session() as other:
+            create_org(other, name, kind, now)
+        return create_org(session, name, kind, now)
+
+    monkeypatch.setattr(identity, "create_org", another_commits_first)
+    with rt.db.session() as session:
+        assert identity.ensure_org(session, "agency-y", "agency", rt.now()).name == "agency-y"
+    with rt.db.session() as session:
+        assert session.scalar(select(func.count()).where(Org.name == "agency-y")) == 1
