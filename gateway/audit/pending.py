@@ -50,11 +50,9 @@ PLACEHOLDER_INDEX = 2**63 - 1
 """The largest index the log can hold (a signed 64-bit column): no real index or ``prev`` is longer."""
 
 
-class Pending(Base):
-    """One sequenced entry: the fields :func:`gateway.audit.store.append` was given, no leaf yet."""
+class EntryFields:
+    """The fields of an entry a reader filters on: sequenced here, then columns of the entry."""
 
-    __tablename__ = "audit_pending"
-    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
     time: Mapped[datetime] = mapped_column(DateTime)
     actor: Mapped[str] = mapped_column(String(128))
     org: Mapped[str] = mapped_column(String(64))
@@ -65,6 +63,13 @@ class Pending(Base):
     subject_org: Mapped[str | None] = mapped_column(String(64))
     outcome: Mapped[str] = mapped_column(String(16))
     request_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class Pending(EntryFields, Base):
+    """One sequenced entry: the fields :func:`gateway.audit.store.append` was given, no leaf yet."""
+
+    __tablename__ = "audit_pending"
+    seq: Mapped[int] = mapped_column(_SEQ, primary_key=True, autoincrement=True)
     ip: Mapped[str | None] = mapped_column(Text)  # the leaf bounds it, not a column
     details: Mapped[str] = mapped_column(Text)
 

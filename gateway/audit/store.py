@@ -47,13 +47,11 @@ from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Connection,
-    DateTime,
     Index,
     Integer,
     LargeBinary,
     Select,
     SmallInteger,
-    String,
     and_,
     bindparam,
     insert,
@@ -102,7 +100,7 @@ class EntryTooLarge(LogError):
     status, slug, title = 413, "audit-entry-too-large", "Audit entry too large"
 
 
-class Entry(Base):
+class Entry(pending.EntryFields, Base):
     """One audit entry: ``leaf`` is exactly what was hashed; the other columns are derived from it.
 
     Each filter column is indexed together with the index, so a filtered page in index order
@@ -128,16 +126,6 @@ class Entry(Base):
     )
     index: Mapped[int] = mapped_column("idx", _INDEX, primary_key=True, autoincrement=False)
     leaf: Mapped[bytes] = mapped_column(LargeBinary)
-    time: Mapped[datetime] = mapped_column(DateTime)
-    actor: Mapped[str] = mapped_column(String(128))
-    org: Mapped[str] = mapped_column(String(64))
-    role: Mapped[str] = mapped_column(String(16))
-    action: Mapped[str] = mapped_column(String(64))
-    artifact: Mapped[str | None] = mapped_column(String(64))
-    grant: Mapped[str | None] = mapped_column("grant_id", String(64))
-    subject_org: Mapped[str | None] = mapped_column(String(64))
-    outcome: Mapped[str] = mapped_column(String(16))
-    request_id: Mapped[str | None] = mapped_column(String(64))
 
     def entry(self) -> dict[str, Any]:
         """The logged entry as a dict, read back from the leaf bytes."""
