@@ -38,26 +38,38 @@ class SoftHsm:
     pin_token: str  # a second token whose PIN the wrong-PIN test gets wrong
     pin_token_pin: str
 
-    def labels(self, label: str) -> int:
-        """How many objects labelled ``label`` the token holds, counted by a separate process."""
-        script = (
+    def _listed(self, script: str, **args: str) -> str:
+        """What ``script`` prints, run by another process logged in to the token."""
+        opening = (
             "import json, sys, pkcs11\n"
-            "from pkcs11 import Attribute\n"
+            "from pkcs11 import Attribute, ObjectClass\n"
             "a = json.loads(sys.argv[1])\n"
             "token = pkcs11.lib(a['module']).get_token(token_label=a['token'])\n"
             "with token.open(user_pin=a['pin']) as s:\n"
-            "    print(len(list(s.get_objects({Attribute.LABEL: a['label']}))))\n"
         )
-        args = {"module": self.module, "token": self.token, "pin": self.pin, "label": label}
+        given = {"module": self.module, "token": self.token, "pin": self.pin, **args}
         done = subprocess.run(
-            [sys.executable, "-c", script, json.dumps(args)],
+            [sys.executable, "-c", opening + script, json.dumps(given)],
             env={**os.environ, "SOFTHSM2_CONF": str(self.conf)},
             capture_output=True,
             text=True,
             timeout=60,
             check=True,
         )
-        return int(done.stdout.strip())
+        return done.stdout.strip()
+
+    def labels(self, label: str) -> int:
+        """How many objects labelled ``label`` the token holds, counted by a separate process."""
+        script = "    print(len(list(s.get_objects({Attribute.LABEL: a['label']}))))\n"
+        return int(self._listed(script, label=label))
+
+    def secret_labels(self, prefix: str) -> list[str]:
+        """The labels of the token's secret keys that start with ``prefix``, by another process."""
+        script = (
+            "    keys = s.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})\n"
+            "    print(json.dumps([k.label for k in keys if k.label.startswith(a['prefix'])]))\n"
+        )
+        return list(json.loads(self._listed(script, prefix=prefix)))
 
 
 def unavailable(reason: str) -> None:

@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -198,25 +197,7 @@ def test_init_with_an_unreachable_kms_is_one_line(tmp_path: Path) -> None:
 
 def token_labels(hsm: SoftHsm, prefix: str) -> list[str]:
     """The labels of the token's secret keys that start with ``prefix``, listed by another process."""
-    script = (
-        "import json, sys, pkcs11\n"
-        "from pkcs11 import Attribute, ObjectClass\n"
-        "a = json.loads(sys.argv[1])\n"
-        "token = pkcs11.lib(a['module']).get_token(token_label=a['token'])\n"
-        "with token.open(user_pin=a['pin']) as s:\n"
-        "    keys = s.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY})\n"
-        "    print(json.dumps([k.label for k in keys if k.label.startswith(a['prefix'])]))\n"
-    )
-    args = {"module": hsm.module, "token": hsm.token, "pin": hsm.pin, "prefix": prefix}
-    done = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(args)],
-        env={**os.environ, "SOFTHSM2_CONF": str(hsm.conf)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    return list(json.loads(done.stdout))
+    return hsm.secret_labels(prefix)
 
 
 def test_hsm_custody_under_gateway_serve(softhsm: SoftHsm, tmp_path: Path) -> None:
