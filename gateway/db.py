@@ -8,8 +8,9 @@ guarantees the services rely on are the same:
   writing transactions run one at a time. PostgreSQL runs at ``READ COMMITTED``, set
   on the engine whatever the server's default: each statement sees what was committed
   before it began. What must not race is serialised explicitly: the audit log's head
-  row is locked (``SELECT ... FOR UPDATE``) by every append, and state changes are
-  compare-and-set updates (:func:`cas_update`), which PostgreSQL re-checks against
+  row is locked (``SELECT ... FOR UPDATE``) by every integration of sequenced entries
+  (:mod:`gateway.audit.store`; an append only inserts a pending row), and state
+  changes are compare-and-set updates (:func:`cas_update`), which PostgreSQL re-checks against
   the row as committed by whoever held it before, so of two racers exactly one sees 1.
   A stricter level would make those waits into serialisation failures, answered 503.
 - **Waits are bounded.** A lock is waited for at most :data:`LOCK_TIMEOUT_SECONDS`

@@ -114,6 +114,13 @@ def _request_refused(api: Api, exc: ApiError) -> ApiError:
     help="lab custody: the lab's age identity; the grantee's header is made here with it",
 )
 @click.option(
+    "--header-sha256",
+    default=None,
+    metavar="HEX",
+    help="lab custody, approving from a machine that did not push the artifact: the header's "
+    "SHA-256 that `gateway push` printed",
+)
+@click.option(
     "--trust-new-recipient",
     is_flag=True,
     help="lab custody: accept an evaluator's recipient that differs from the one pinned here "
@@ -128,6 +135,7 @@ def approve(
     request_id: str,
     duration_hours: int | None,
     identity: Path | None,
+    header_sha256: str | None,
     trust_new_recipient: bool,
 ) -> None:
     """Approve an access REQUEST: the evaluator gets a time-limited grant.
@@ -146,7 +154,12 @@ def approve(
     try:
         if identity is not None:
             grant = labapprove.approve_lab(
-                api, request_id, identity, body, trust_new=trust_new_recipient
+                api,
+                request_id,
+                identity,
+                body,
+                trust_new=trust_new_recipient,
+                header_sha256=header_sha256,
             )
         else:
             grant = api.post(f"/v1/access-requests/{request_id}/approve", body)

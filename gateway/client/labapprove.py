@@ -54,10 +54,17 @@ def approve_lab(
     *,
     trust_new: bool = False,
     known: Path | None = None,
+    header_sha256: str | None = None,
 ) -> dict[str, Any]:
-    """Approve ``request_id`` with the header made here; the grant."""
+    """Approve ``request_id`` with the header made here; the grant.
+
+    The served header must be the one this machine pushed for the request's artifact
+    (or hash to ``header_sha256``): see :func:`gateway.client.trust.check_lab_header`.
+    """
     material = api.get(f"/v1/access-requests/{request_id}/custody")
     identities = agehdr.load_identities(identity)
+    stored = base64.b64decode(str(material.get("header", "")))
+    trust.check_lab_header(api.url, str(material.get("artifact")), stored, expected=header_sha256)
     recipient = material.get("recipient")
     who = f"{material.get('grantee_name') or '?'} of {material.get('org')}"
     if isinstance(recipient, str):

@@ -20,7 +20,7 @@ import click
 
 from gateway import age
 from gateway import manifest as manifests
-from gateway.client import agehdr, keys, transfer
+from gateway.client import agehdr, keys, transfer, trust
 from gateway.client import push as pushing
 from gateway.client.base import api_for, emit_json
 from gateway.client.errors import ClientError, InvocationError, PushError
@@ -62,7 +62,9 @@ def push_encrypted(
     sign: Any,
 ) -> dict[str, Any]:
     """Upload an age file as it is, under lab custody; the artifact. Not resumable."""
-    _, _, keyed, plain_size = commitment(encrypted, identities)
+    _, header_len, keyed, plain_size = commitment(encrypted, identities)
+    with open(encrypted, "rb") as fh:
+        header = fh.read(header_len)
     total = encrypted.stat().st_size
     body: dict[str, Any] = {
         "name": req.name,
@@ -98,7 +100,17 @@ def push_encrypted(
     except BaseException:
         api.delete(f"/v1/uploads/{upload['id']}")
         raise
+    _recorded(api, made, header)
     return made
+
+
+def _recorded(api: Api, artifact: dict[str, Any], header: bytes) -> None:
+    """Keep the pushed header's SHA-256 here, which approvals of the artifact are held to."""
+    digest = trust.record_lab_header(api.url, str(artifact["id"]), header)
+    say(
+        f"header SHA-256 {digest}: approvals from another machine need it "
+        "(gateway approve REQUEST -i LAB_IDENTITY --header-sha256 HEX)"
+    )
 
 
 def _recipient_option() -> click.Option:
@@ -208,6 +220,8 @@ def _lab_recipients(options: dict[str, Any]) -> None:
         artifact = pushing.push(api, req, sign, resume=options["resume"], note=say, run=run)
     except (ClientError, KeyboardInterrupt) as exc:
         raise transfer.push_stopped(exc, run, options["signing_key"], options["profile"]) from None
+    assert run.saved is not None  # a push that returned an artifact saved its state first
+    _recorded(api, artifact, run.saved.header_bytes)
     if options["as_json"]:
         emit_json(artifact)
         return

@@ -11,6 +11,8 @@ the gateway could register a key and sign a swapped artifact.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,3 +221,53 @@ def pin_recipient(
     known.setdefault(gateway, {})[grantee] = [recipient]
     save_known(path, known)
     return True
+
+
+def lab_headers_path() -> Path:
+    return config_dir() / "lab_headers.json"
+
+
+def record_lab_header(
+    gateway: str, artifact: str, header: bytes, *, path: Path | None = None
+) -> str:
+    """Remember the header this machine pushed for a lab-custody ``artifact``; its SHA-256.
+
+    ``<config dir>/lab_headers.json`` maps a gateway URL and an artifact id to the SHA-256
+    of the age header pushed for it, which :func:`check_lab_header` holds approvals to.
+    """
+    path = path or lab_headers_path()
+    digest = hashlib.sha256(header).hexdigest()
+    known = load_known(path)
+    known.setdefault(gateway, {})[artifact] = digest
+    save_known(path, known)
+    return digest
+
+
+def check_lab_header(
+    gateway: str,
+    artifact: str,
+    header: bytes,
+    *,
+    expected: str | None = None,
+    path: Path | None = None,
+) -> None:
+    """Refuse to wrap a file key from a header other than the one pushed for ``artifact``.
+
+    The header the gateway serves for an approval is only as honest as the gateway: one
+    that served another artifact's header would have the lab hand that artifact's key to
+    the evaluator. It must be the one recorded when this machine pushed ``artifact``, or
+    the SHA-256 the lab gives (``expected``, from the machine that pushed it).
+    """
+    digest = hashlib.sha256(header).hexdigest()
+    recorded = expected or load_known(path or lab_headers_path()).get(gateway, {}).get(artifact)
+    if recorded is None:
+        raise ClientError(
+            f"this machine did not push artifact {artifact}, so the header the gateway serves "
+            "for it cannot be checked against the one pushed",
+            hint="give the SHA-256 `gateway push` printed for it: --header-sha256 HEX",
+        )
+    if not hmac.compare_digest(recorded, digest):
+        raise ClientError(
+            f"the gateway served a header for artifact {artifact} (SHA-256 {digest}) that is "
+            f"not the one pushed for it ({recorded}): the file key is not wrapped"
+        )
