@@ -17,6 +17,7 @@ servers. Prints a markdown table.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import subprocess
@@ -99,7 +100,7 @@ def _profile(
     process = cluster.instances[0].process
     assert process is not None
     out = Path(args.profile) / f"{name}.txt"
-    spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or "py-spy"
+    spy = shutil.which("py-spy", path=_bin_path()) or "py-spy"
     return subprocess.Popen(
         [
             spy,
@@ -149,6 +150,11 @@ def cell(
         cluster.stop()
 
 
+def _bin_path() -> str:
+    """Where py-spy is looked for: beside this Python, then the PATH."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -157,6 +163,8 @@ def main() -> None:
     parser.add_argument("--databases", nargs="+", default=["SQLite", "PostgreSQL"])
     parser.add_argument("--profile", help="a directory for py-spy profiles of the logged runs")
     args = parser.parse_args()
+    if args.profile is not None and shutil.which("py-spy", path=_bin_path()) is None:
+        parser.error("--profile needs py-spy: .venv/bin/pip install py-spy")
     rows = []
     with tempfile.TemporaryDirectory(prefix="gateway-bench-cluster-") as tmp:
         base = Path(tmp)
