@@ -154,8 +154,13 @@ def lab_header(
 
 
 def registered_recipient(session: Session, req: AccessRequest, made_for: str | None = None) -> str:
-    """The grantee's registered recipient; 409 if none, or not the one ``made_for`` names."""
-    grantee = session.get(Principal, req.principal_id)
+    """The grantee's registered recipient; 409 if none, or not the one ``made_for`` names.
+
+    The grantee's row is locked until ``session`` ends, so within an approval's transaction a
+    recipient being replaced either commits first (and this refuses the header) or waits
+    for the approval (and the grant's header is then for the recipient it was made for).
+    """
+    grantee = session.get(Principal, req.principal_id, with_for_update=True, populate_existing=True)
     recipient = grantee.recipient if grantee is not None else None
     if recipient is None:
         raise Conflict(
