@@ -151,7 +151,7 @@ class SigningKey(Base):
 
 
 class OmsKey(Base):
-    """An EC public key (PEM) an org's OpenSSF model signatures (``model.sig``) verify under."""
+    """An EC public key or a CA chain (PEM) an org's OpenSSF model signatures verify under."""
 
     __tablename__ = "oms_keys"
     __table_args__ = (UniqueConstraint("org", "fingerprint"),)
@@ -160,6 +160,8 @@ class OmsKey(Base):
     principal_id: Mapped[str] = mapped_column(ForeignKey("principals.id"))
     public_key: Mapped[str] = mapped_column(Text)  # SubjectPublicKeyInfo, PEM, as re-encoded
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the DER, hex
+    # the SAN or CN a chain's signing certificate must carry; None: any the CA issued
+    identity: Mapped[str | None] = mapped_column(String(255), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, default=None)
 

@@ -88,7 +88,8 @@ def put_oms_key() -> ResponseReturnValue:
     given = [k for k in (omskeys.PUBLIC_KEY, omskeys.CHAIN) if k in body]
     if len(given) != 1:
         raise BadRequest("give exactly one of public_key (PEM) or certificate_chain (PEM)")
-    return _oms_key(omskeys.register(rt, who, inputs.text(body, given[0]), given[0]))
+    identity = inputs.text(body, "identity") if body.get("identity") is not None else None
+    return _oms_key(omskeys.register(rt, who, inputs.text(body, given[0]), given[0], identity))
 
 
 @bp.delete("/me/oms-key/<key_id>")
@@ -117,6 +118,7 @@ def _oms_key(k: omskeys.OrgOmsKey) -> dict[str, Any]:
         k.kind: k.pem,
         "fingerprint": k.fingerprint,
         "curve": k.curve,
+        "identity": k.identity,
         "principal": k.principal,
         "created_at": rfc3339(k.created_at),
         "revoked_at": rfc3339(k.revoked_at),

@@ -92,21 +92,25 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         "put",
         "/v1/me/oms-key",
         "Register OpenSSF Model Signing material: an EC P-256/P-384 public key, or the "
-        "certificate chain (CA root and intermediates, PEM) model.sig certificates chain to",
+        "certificate chain (CA root and intermediates, PEM) model.sig certificates chain to, "
+        "stored canonical (each certificate once, ordered by SHA-256), with optionally the "
+        "identity (e-mail/URI/DNS SAN or CN) the signing certificate must carry",
         "lab",
         {
             "type": "object",
             "properties": {
                 "public_key": {"type": "string"},
                 "certificate_chain": {"type": "string"},
+                "identity": {"type": ["string", "null"], "maxLength": 255},
             },
             "oneOf": [{"required": ["public_key"]}, {"required": ["certificate_chain"]}],
         },
         {
-            "200": "id, kind, public_key or certificate_chain, fingerprint, curve, principal, "
-            "created_at, revoked_at",
-            "400": "not such a key or chain",
-            "409": "revoked earlier",
+            "200": "id, kind, public_key or certificate_chain, fingerprint, curve, identity, "
+            "principal, created_at, revoked_at",
+            "400": "not such a key or chain, or an identity with a key",
+            "409": "revoked earlier, holds a revoked certificate, or registered with another "
+            "identity",
         },
     ),
     (

@@ -29,7 +29,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway import manifest as manifests
 from gateway.age.stream import CHUNK
@@ -220,10 +222,11 @@ def _refusal(exc: TreeError, out: Path) -> str:
 def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, omskeys.Key]:
     """The first key in force ``model.sig`` verifies under; else PullError saying what differs.
 
+    Revocation is checked first, whatever material is in force (:func:`_refuse_revoked`).
     Under a key that did not sign, the signature itself fails; under the one that did, a
-    changed file is named. The refusal that names files is the one reported. A signature
-    that verifies only under revoked material is refused as such.
+    changed file is named. The refusal that names files is the one reported.
     """
+    _refuse_revoked(out, keys)
     refusals: list[str] = []
     active = [k for k in keys if k.revoked_at is None]
     for key in active:
@@ -231,16 +234,6 @@ def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, om
             return oms.verify_directory(out, key.material()), key
         except TreeError as exc:
             refusals.append(exc.detail)
-    for key in (k for k in keys if k.revoked_at is not None):
-        try:
-            oms.verify_directory(out, key.material())
-        except TreeError:
-            continue
-        raise PullError(
-            f"model signature: FAILED: signed by a revoked key {key.fingerprint} (revoked "
-            f"{key.revoked_at}); every file in {out} matches the lab's signed manifest, but "
-            "its OpenSSF model signature is under material the lab no longer stands behind"
-        )
     # a key that did not sign says "Key mismatch ... does not match the provided public key"
     named = [r for r in refusals if "does not match" in r and "Key mismatch" not in r]
     said = (named or refusals or ["no material in force verifies it"])[-1]
@@ -252,6 +245,48 @@ def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, om
     raise PullError(
         f"model signature: FAILED under {tried}: {said}; every file in {out} matches the "
         "lab's signed manifest, but not its OpenSSF model signature"
+    )
+
+
+def _refuse_revoked(out: Path, keys: Sequence[omskeys.Key]) -> None:
+    """PullError if ``model.sig`` was made under revoked material: its bundle carries, or
+    was issued by, a certificate revoked with a chain (one no chain in force holds), its
+    signing certificate has a revoked key, or its signature verifies under a revoked key.
+
+    Checked on the bundle, not by which material verifies it: a chain in force that shares
+    a revoked chain's root verifies the revoked intermediate's signatures too.
+    """
+    revoked = [k for k in keys if k.revoked_at is not None]
+    if not revoked:
+        return
+    held = {fp for k in keys if k.revoked_at is None for fp in k.certificates}
+    certs = {fp: (c, k) for k in revoked for fp, c in k.certificates.items() if fp not in held}
+    try:
+        carried = oms.bundle_certificates(out)
+    except TreeError:
+        return  # no readable bundle: the verification says so
+    hit = oms.revoked_signer(carried, {fp: c for fp, (c, _) in certs.items()})
+    if hit is not None:
+        _revoked(out, certs[hit][1], f": its bundle holds or chains to certificate {hit}")
+    bare = [k for k in revoked if not k.chain]
+    if carried:
+        leaf = omskeys.fingerprint(
+            carried[0].public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo),
+            oms.SIGNATURE,
+        )
+        for key in (k for k in bare if k.fingerprint == leaf):
+            _revoked(out, key, ": its signing certificate certifies that key")
+        return
+    for key in bare:
+        if oms.signed_by(out, oms.PublicKey(key.pem)):
+            _revoked(out, key, "")
+
+
+def _revoked(out: Path, key: omskeys.Key, why: str) -> NoReturn:
+    raise PullError(
+        f"model signature: FAILED: signed by a revoked key {key.fingerprint} (revoked "
+        f"{key.revoked_at}){why}; every file in {out} matches the lab's signed manifest, but "
+        "its OpenSSF model signature is under material the lab no longer stands behind"
     )
 
 

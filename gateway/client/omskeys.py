@@ -6,10 +6,14 @@ their signing certificates chain to; ``gateway oms-key revoke ID`` revokes it fo
 ``gateway pull ART -o DIR`` fetches the material the artifact's lab registered, revoked
 material too (:func:`registered`), and checks ``model.sig`` under it, unless ``--oms-key
 FILE`` gives it (:func:`given`). Material is named by its fingerprint, the SHA-256 of its
-DER (a key's SubjectPublicKeyInfo; a chain's certificates one after another), computed
-here from the PEM: a gateway that names it otherwise is refused. The material in force
-is pinned per gateway and organisation in ``<config dir>/known_oms_keys.json`` on first
-use (:func:`pin`); material met later needs ``--trust-new-key``.
+DER (a key's SubjectPublicKeyInfo; a chain's certificates in canonical form, each once and
+ordered by its own SHA-256, one after another), computed here from the PEM: a gateway
+that names it otherwise is refused. The material in force is pinned per gateway and
+organisation in ``<config dir>/known_oms_keys.json`` on first use (:func:`pin`), a chain
+with the signer identity it was listed with; material met later needs ``--trust-new-key``.
+Material seen revoked is recorded there too (:func:`remember`), with each certificate of
+a chain that no chain in force held, and refused from then on, whatever the gateway lists
+later; it stays among the revoked material a pull checks ``model.sig`` against.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from gateway.tui import out, reported, say
 
 REGISTERED = "the key the lab registered"
 GIVEN = "the key given with --oms-key"
+SEEN = "material this machine saw revoked"
 CHAIN = "certificate_chain"
 CERTIFICATE = b"-----BEGIN CERTIFICATE-----"
 
@@ -50,24 +55,41 @@ class Key:
     fingerprint: str
     source: str
     revoked_at: str | None = None
+    identity: str | None = None  #: the name a chain's signing certificate must carry
+    id: str = ""  #: the gateway's id for it
 
     @property
     def chain(self) -> bool:
         return CERTIFICATE in self.pem
 
+    @property
+    def certificates(self) -> dict[str, x509.Certificate]:
+        """A chain's certificates by fingerprint (none for a key)."""
+        if not self.chain:
+            return {}
+        return {oms.certificate_fingerprint(c): c for c in oms.chain_certificates(self.pem)}
+
+    @property
+    def pin_name(self) -> str:
+        """What is pinned: the fingerprint, and for a chain the identity it binds."""
+        return self.fingerprint + (f" for {self.identity}" if self.identity else "")
+
     def material(self) -> oms.Material:
-        return oms.CertificateIdentity(self.pem) if self.chain else oms.PublicKey(self.pem)
+        if self.chain:
+            return oms.CertificateIdentity(self.pem, self.identity)
+        return oms.PublicKey(self.pem)
 
 
 def fingerprint(pem: bytes, where: str) -> str:
-    """The SHA-256 (hex) of a PEM public key's DER, or of a certificate chain's DER one
-    certificate after another; InvocationError names ``where`` if it is neither."""
+    """The SHA-256 (hex) of a PEM public key's DER, or of a certificate chain's canonical
+    DER (:func:`gateway.tree.oms.chain_certificates`); InvocationError names ``where`` if
+    it is neither."""
     if CERTIFICATE in pem:
         try:
-            certs = x509.load_pem_x509_certificates(pem)
+            certs = oms.chain_certificates(pem)
         except ValueError:
             raise InvocationError(f"{where} holds a certificate that is not readable") from None
-        return hashlib.sha256(b"".join(c.public_bytes(Encoding.DER) for c in certs)).hexdigest()
+        return oms.chain_fingerprint(certs)
     try:
         key = load_pem_public_key(pem)
     except (ValueError, UnsupportedAlgorithm):
@@ -103,21 +125,95 @@ def _key(item: dict[str, object], org: str, source: str) -> Key:
             f"the gateway says {what} has fingerprint {item.get('fingerprint')}, but its "
             f"PEM's is {mine}: refusing it"
         )
-    revoked = item.get("revoked_at")
-    return Key(pem, mine, source, None if revoked is None else str(revoked))
+    revoked, identity = item.get("revoked_at"), item.get("identity")
+    if identity is not None and not (isinstance(identity, str) and CERTIFICATE in pem):
+        raise UntrustedManifest(f"the gateway sent {what} with an identity that is no name")
+    when = None if revoked is None else str(revoked)
+    return Key(pem, mine, source, when, identity, str(item.get("id")))
+
+
+def listed(api: Api, org: str, *, path: Path | None = None) -> list[Key]:
+    """``org``'s OMS material as the gateway lists it, oldest first: in force, then
+    revoked; the revoked material is recorded here (:func:`remember`)."""
+    org = trust.check_org(org)
+    listing = api.get(f"/v1/orgs/{org}/oms-keys")
+    items = [*(listing.get("items") or []), *(listing.get("revoked") or [])]
+    keys = [_key(k, org, REGISTERED) for k in items if isinstance(k, dict)]
+    remember(api.url, org, keys, path=path or known_oms_path())
+    return keys
 
 
 def registered(
     api: Api, org: str, *, trust_new: bool = False, path: Path | None = None
 ) -> list[Key]:
-    """The OMS material ``org`` registered with the gateway, oldest first: in force, then
-    revoked; material in force is pinned per gateway and org (:func:`pin`)."""
-    org = trust.check_org(org)
-    listed = api.get(f"/v1/orgs/{org}/oms-keys")
-    items = [*(listed.get("items") or []), *(listed.get("revoked") or [])]
-    keys = [_key(k, org, REGISTERED) for k in items if isinstance(k, dict)]
+    """The OMS material ``org`` registered with the gateway (:func:`listed`), then the
+    material this machine saw revoked that the gateway no longer lists. Material in force
+    that this machine saw revoked is refused (:func:`seen_revoked`); the rest in force is
+    pinned per gateway and org (:func:`pin`)."""
+    path = path or known_oms_path()
+    keys = listed(api, org, path=path)
+    seen = _seen(trust.load_known(path), api.url, org)
+    for key in keys:
+        said = seen_revoked(key, seen) if key.revoked_at is None else None
+        if said is not None:
+            raise UntrustedManifest(f"{org}'s OpenSSF model signing material {said}: refusing it")
     pin(api.url, org, keys, trust_new=trust_new, path=path)
-    return keys
+    shown = {k.fingerprint for k in keys}
+    return keys + [_remembered(fp, r) for fp, r in seen.items() if fp not in shown]
+
+
+def _seen(known: dict[str, object], gateway: str, org: str) -> dict[str, dict[str, object]]:
+    """The record of ``org``'s material seen revoked at ``gateway``: fingerprint to its
+    ``revoked_at``, ``pem`` and revoked ``certificates``."""
+    by_gateway = known.setdefault(trust.REVOKED, {})
+    found = by_gateway.setdefault(gateway, {}).setdefault(org, {})  # type: ignore[attr-defined]
+    if not isinstance(found, dict) or not all(isinstance(r, dict) for r in found.values()):
+        raise UntrustedManifest(f"the known OMS keys file's revocations of {org} are unreadable")
+    return found
+
+
+def remember(gateway: str, org: str, keys: list[Key], *, path: Path) -> None:
+    """Record the revoked material among ``keys`` for good, with each certificate of it that
+    no chain in force among ``keys`` holds: the certificates revoked with it."""
+    known = trust.load_known(path)
+    seen = _seen(known, gateway, org)
+    held = {fp for k in keys if k.revoked_at is None for fp in k.certificates}
+    new = [k for k in keys if k.revoked_at is not None and k.fingerprint not in seen]
+    for key in new:
+        seen[key.fingerprint] = {
+            "revoked_at": key.revoked_at,
+            "pem": key.pem.decode("ascii"),
+            "certificates": sorted(set(key.certificates) - held),
+        }
+    if new:
+        trust.save_known(path, known)
+
+
+def seen_revoked(key: Key, seen: dict[str, dict[str, object]]) -> str | None:
+    """What makes ``key`` material this machine saw revoked (None: nothing): it, or a
+    certificate of it revoked with other material."""
+    if key.fingerprint in seen:
+        return f"{key.fingerprint} was seen revoked here ({seen[key.fingerprint]['revoked_at']})"
+    for fp, record in seen.items():
+        certs = record.get("certificates")
+        hit = next((c for c in key.certificates if isinstance(certs, list) and c in certs), None)
+        if hit is not None:
+            return (
+                f"{key.fingerprint} holds certificate {hit}, seen revoked here with {fp} "
+                f"({record['revoked_at']})"
+            )
+    return None
+
+
+def _remembered(fp: str, record: dict[str, object]) -> Key:
+    pem = str(record.get("pem", "")).encode()
+    try:
+        mine = fingerprint(pem, "a revocation recorded here")
+    except InvocationError:
+        mine = None
+    if mine != fp:
+        raise UntrustedManifest(f"the known OMS keys file's record of {fp} is unreadable")
+    return Key(pem, fp, SEEN, str(record.get("revoked_at")))
 
 
 def pin(
@@ -129,7 +225,7 @@ def pin(
     path = path or known_oms_path()
     known = trust.load_known(path)
     pinned = list(known.get(gateway, {}).get(org, []))
-    new = [k.fingerprint for k in keys if k.revoked_at is None and k.fingerprint not in pinned]
+    new = [k.pin_name for k in keys if k.revoked_at is None and k.pin_name not in pinned]
     if not new:
         return
     if pinned and not trust_new:
@@ -153,9 +249,16 @@ def group() -> None:
 
 @group.command("register")
 @click.argument("material", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--identity",
+    metavar="ID",
+    help="With a chain: the e-mail, URI or DNS name (SAN) or common name the signing "
+    "certificate must carry. Without it, any certificate the CA issued for signing signs "
+    "as your organisation.",
+)
 @profile_option
 @reported(ClientError)
-def register(profile: str | None, material: Path) -> None:
+def register(profile: str | None, material: Path, identity: str | None) -> None:
     """Register MATERIAL, which your model.sig files verify under: an EC P-256 or P-384
     public key (PEM), or the certificate chain (the CA root and any intermediates, PEM)
     the certificates you sign with chain to.
@@ -166,11 +269,17 @@ def register(profile: str | None, material: Path) -> None:
     pem = material.read_bytes()
     fingerprint(pem, str(material))
     field = CHAIN if CERTIFICATE in pem else "public_key"
+    if identity is not None and field != CHAIN:
+        raise InvocationError(
+            "--identity binds a certificate chain's signer: a public key has none"
+        )
+    body = {field: pem.decode("ascii", "replace")}
     api = api_for(profile)
-    key = api.put("/v1/me/oms-key", {field: pem.decode("ascii", "replace")})
+    key = api.put("/v1/me/oms-key", body if identity is None else {**body, "identity": identity})
     what = "certificate chain" if field == CHAIN else f"key ({key['curve']})"
+    bound = f" for signer {key['identity']}" if key.get("identity") else ""
     say(
-        f"registered OpenSSF model signing {what} {key['id']} {key['fingerprint']} "
+        f"registered OpenSSF model signing {what} {key['id']} {key['fingerprint']}{bound} "
         f"for {api.get('/v1/me').get('org')}"
     )
 
@@ -179,12 +288,22 @@ def register(profile: str | None, material: Path) -> None:
 @profile_option
 @reported(ClientError)
 def list_keys(profile: str | None) -> None:
-    """Your organisation's OpenSSF model signing material: id, kind, fingerprint, state."""
+    """Your organisation's OpenSSF model signing material: id, kind, fingerprint, state.
+
+    Material listed as revoked is recorded on this machine and refused from then on.
+    """
     api = api_for(profile)
-    listed = api.get(f"/v1/orgs/{api.get('/v1/me').get('org')}/oms-keys")
-    for k in [*(listed.get("items") or []), *(listed.get("revoked") or [])]:
-        state = f"revoked {k['revoked_at']}" if k.get("revoked_at") else "in force"
-        out(f"{k['id']}  {k['kind']}  {k['fingerprint']}  {state}")
+    org = str(api.get("/v1/me").get("org"))
+    keys = listed(api, org)
+    seen = _seen(trust.load_known(known_oms_path()), api.url, org)
+    for key in keys:
+        said = seen_revoked(key, seen) if key.revoked_at is None else None
+        state = f"revoked {key.revoked_at}" if key.revoked_at else "in force"
+        if said is not None:
+            state = "refused here: " + said.removeprefix(key.fingerprint + " ")
+        bound = f"  for {key.identity}" if key.identity else ""
+        kind = CHAIN if key.chain else "public_key"
+        out(f"{key.id}  {kind}  {key.fingerprint}  {state}{bound}")
 
 
 @group.command("revoke")

@@ -3,20 +3,26 @@
 A lab principal registers either an elliptic-curve public key (PEM; P-256 or P-384, the
 curves OpenSSF Model Signing verifies with) or a certificate chain (PEM: its CA root and
 any intermediates), under which ``model.sig`` files made with ``model-signing``'s
-certificate signer verify; verifiers fetch an organisation's material and check a
-restored directory's ``model.sig`` under it (:mod:`gateway.tree.oms`). Material is stored
-re-encoded (SubjectPublicKeyInfo PEM, or each certificate's PEM) with its fingerprint,
-the SHA-256 of its DER (of the certificates' DER one after another, for a chain), and is
-registered once per organisation; which kind it is follows from the PEM, so no column
-says it. A lab revokes its material for good (``revoked_at``): it is then listed apart,
-so a verifier can say that a signature was made under revoked material rather than that
-it does not verify. A registration or a revocation and its ``identity.oms_key.register``
-or ``identity.oms_key.revoke`` entry commit in one transaction, or neither does (503).
+certificate signer verify, optionally with the signer identity (an e-mail or URI SAN, a
+DNS name or a CN) the signing certificate must carry; verifiers fetch an organisation's
+material and check a restored directory's ``model.sig`` under it (:mod:`gateway.tree.oms`).
+Material is stored re-encoded (SubjectPublicKeyInfo PEM, or the chain in canonical form:
+each certificate once, ordered by its own SHA-256, :func:`gateway.tree.oms.chain_certificates`)
+with its fingerprint, the SHA-256 of its DER (of the canonical certificates' DER one after
+another, for a chain), and is registered once per organisation; which kind it is follows
+from the PEM, so no column says it. A lab revokes its material for good (``revoked_at``):
+it is then listed apart, so a verifier can say that a signature was made under revoked
+material rather than that it does not verify. A chain's revocation revokes each of its
+certificates that no chain in force also holds; a chain holding a certificate revoked so
+is refused (409), so the set of revoked certificates only grows. A registration or a
+revocation and its ``identity.oms_key.register`` or ``identity.oms_key.revoke`` entry
+commit in one transaction, or neither does (503).
 """
 
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,11 +43,13 @@ from gateway.errors import BadRequest, Conflict, NotFound
 from gateway.models import OmsKey, Principal, new_id
 from gateway.runtime import Runtime
 from gateway.services.identity import get_org
+from gateway.tree import oms
 
 CURVES = {"secp256r1": "P-256", "secp384r1": "P-384"}
 MAX_PEM = 4096  # a P-384 SubjectPublicKeyInfo is about 215 characters of PEM
 MAX_CHAIN_PEM = 32768
 MAX_CHAIN = 8
+MAX_IDENTITY = 255  # an e-mail address is at most 254 characters
 REGISTER = "identity.oms_key.register"
 REVOKE = "identity.oms_key.revoke"
 PUBLIC_KEY, CHAIN = "public_key", "certificate_chain"
@@ -63,6 +71,7 @@ class OrgOmsKey:
     principal: str
     created_at: datetime
     revoked_at: datetime | None = None
+    identity: str | None = None  #: the name a chain's signing certificate must carry
 
 
 def parse_public_key(pem: str) -> tuple[str, str, str]:
@@ -93,32 +102,72 @@ def parse_chain(pem: str) -> tuple[str, str]:
 
     Every certificate must be a CA's (basic constraints ``CA:TRUE``): the chain is what a
     signing certificate must chain to, never a signing certificate itself; and one must
-    be self-issued, the root the verification ends at.
+    be self-issued, the root the verification ends at. The chain is made canonical (each
+    certificate once, ordered by fingerprint), so reordering or repeating certificates
+    gives the same material.
     """
     if len(pem) > MAX_CHAIN_PEM:
         raise BadRequest(f"certificate_chain must be PEM of at most {MAX_CHAIN_PEM} characters")
     try:
-        certs = x509.load_pem_x509_certificates(pem.encode())
+        given = len(x509.load_pem_x509_certificates(pem.encode()))
+        certs = oms.chain_certificates(pem.encode())
     except ValueError as exc:
         raise BadRequest(f"certificate_chain is not PEM certificates: {exc}") from None
-    if len(certs) > MAX_CHAIN:
-        raise BadRequest(f"certificate_chain holds {len(certs)} certificates, at most {MAX_CHAIN}")
-    for n, cert in enumerate(certs, 1):
+    if given > MAX_CHAIN:
+        raise BadRequest(f"certificate_chain holds {given} certificates, at most {MAX_CHAIN}")
+    for cert in certs:
         try:
             ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         except x509.ExtensionNotFound:
             ca = False
         if not ca:
             raise BadRequest(
-                f"certificate {n} of certificate_chain ({cert.subject.rfc4514_string()}) is not "
+                f"certificate {cert.subject.rfc4514_string()} of certificate_chain is not "
                 "a CA certificate: register the CA root and intermediates, not the signing "
                 "certificate"
             )
     if not any(c.subject == c.issuer for c in certs):
         raise BadRequest("certificate_chain holds no root (a self-issued CA certificate)")
-    der = b"".join(c.public_bytes(Encoding.DER) for c in certs)
-    canonical = "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
-    return canonical, hashlib.sha256(der).hexdigest()
+    return oms.chain_pem(certs), oms.chain_fingerprint(certs)
+
+
+def parse_identity(identity: str | None, kind: str) -> str | None:
+    """The signer identity to register with a chain (None: none), or 400."""
+    if identity is None:
+        return None
+    if kind != CHAIN:
+        raise BadRequest("identity binds a certificate chain's signer: a public key has none")
+    if (
+        not identity
+        or len(identity) > MAX_IDENTITY
+        or identity != identity.strip()
+        or any(unicodedata.category(c).startswith("C") for c in identity)
+    ):
+        raise BadRequest(
+            f"identity must be an e-mail address, URI, DNS name or common name of 1 to "
+            f"{MAX_IDENTITY} characters, without control characters or surrounding spaces"
+        )
+    return identity
+
+
+def certificates(pem: str) -> dict[str, x509.Certificate]:
+    """A stored chain's certificates by fingerprint (none for a public key)."""
+    if kind_of(pem) != CHAIN:
+        return {}
+    return {oms.certificate_fingerprint(c): c for c in oms.chain_certificates(pem.encode())}
+
+
+def revoked_certificates(keys: list[OmsKey]) -> dict[str, str]:
+    """Certificate fingerprint to the revoked material holding it, for each certificate of
+    revoked material that no material in force holds."""
+    held = {fp for k in keys if k.revoked_at is None for fp in certificates(k.public_key)}
+    return {
+        fp: k.id
+        for k in keys
+        if k.revoked_at is not None
+        for fp in certificates(k.public_key)
+        if fp not in held
+    }
 
 
 def kind_of(pem: str) -> str:
@@ -132,41 +181,60 @@ def _parse(kind: str, pem: str) -> tuple[str, str, str | None]:
     return parse_public_key(pem)
 
 
-def register(rt: Runtime, caller: Caller, pem: str, kind: str = PUBLIC_KEY) -> OrgOmsKey:
-    """Register ``pem`` (a ``kind``) for the caller's org; material already there is returned.
+def register(
+    rt: Runtime, caller: Caller, pem: str, kind: str = PUBLIC_KEY, identity: str | None = None
+) -> OrgOmsKey:
+    """Register ``pem`` (a ``kind``, a chain with an optional signer ``identity``) for the
+    caller's org; the same material registered already is returned.
 
     Only a new registration is recorded: registering the same material again changes
-    nothing; material revoked earlier stays revoked (409).
+    nothing; material revoked earlier stays revoked (409), and so does a chain holding
+    a certificate revoked with other material (:func:`revoked_certificates`). A chain
+    registered with another identity is 409: its identity is fixed at registration.
     """
     canonical, fingerprint, curve = _parse(kind, pem)
+    identity = parse_identity(identity, kind)
     actor = caller.actor
     with events.fail_closed(rt) as session:
-        key = session.scalars(
-            select(OmsKey).where(OmsKey.org == actor.org, OmsKey.fingerprint == fingerprint)
-        ).first()
+        keys = list(session.scalars(select(OmsKey).where(OmsKey.org == actor.org)))
+        key = next((k for k in keys if k.fingerprint == fingerprint), None)
         if key is not None and key.revoked_at is not None:
             raise Conflict(f"OpenSSF model signing key {key.id} was revoked; it stays revoked")
+        if key is not None and key.identity != identity:
+            raise Conflict(
+                f"certificate chain {key.id} is registered with identity {key.identity!r}, "
+                f"not {identity!r}; a chain's identity is fixed when it is registered"
+            )
         if key is None:
+            _refuse_revoked(keys, canonical)
             key = OmsKey(
                 id=new_id("oms"),
                 org=actor.org,
                 principal_id=actor.id,
                 public_key=canonical,
                 fingerprint=fingerprint,
+                identity=identity,
                 created_at=rt.now(),
             )
             session.add(key)
             session.flush()
-            details = {"fingerprint": fingerprint, "kind": kind, "key": key.id}
-            events.record(
-                rt,
-                session,
-                REGISTER,
-                caller,
-                subject_org=actor.org,
-                details={**details, "curve": curve} if curve else details,
-            )
+            details: dict[str, object] = {"fingerprint": fingerprint, "kind": kind, "key": key.id}
+            if curve:
+                details["curve"] = curve
+            if kind == CHAIN:
+                details["identity"] = identity
+            events.record(rt, session, REGISTER, caller, subject_org=actor.org, details=details)
         return _shape(key, actor.name)
+
+
+def _refuse_revoked(keys: list[OmsKey], canonical: str) -> None:
+    revoked = revoked_certificates(keys)
+    for fp, cert in certificates(canonical).items():
+        if fp in revoked:
+            raise Conflict(
+                f"certificate {cert.subject.rfc4514_string()} ({fp}) of certificate_chain was "
+                f"revoked with OpenSSF model signing key {revoked[fp]}; it stays revoked"
+            )
 
 
 def revoke(rt: Runtime, caller: Caller, key_id: str) -> OrgOmsKey:
@@ -199,6 +267,7 @@ def revoke(rt: Runtime, caller: Caller, key_id: str) -> OrgOmsKey:
                 "fingerprint": key.fingerprint,
                 "kind": kind_of(key.public_key),
                 "key": key.id,
+                **({"identity": key.identity} if kind_of(key.public_key) == CHAIN else {}),
                 "old": "active",
                 "new": "revoked",
             },
@@ -219,6 +288,7 @@ def _shape(key: OmsKey, principal: str) -> OrgOmsKey:
         principal,
         key.created_at,
         key.revoked_at,
+        key.identity,
     )
 
 

@@ -17,6 +17,14 @@ made with its command line or with :func:`sign_directory`). Here:
   :class:`SigstoreIdentity` (keyless: identity and OIDC issuer; needs Sigstore's trust
   root, so the network or a ``trust_config``).
 
+Certificate material is canonical (:func:`chain_certificates`): each certificate once,
+ordered by its own fingerprint (the SHA-256 of its DER), so the same certificates given in
+any order or repeated are the same material with the same fingerprint
+(:func:`chain_fingerprint`). Revocation is checked per certificate
+(:func:`revoked_signer`): the library trusts every registered certificate as an anchor
+and takes the intermediates from the bundle, so a bundle is judged by the certificates
+it carries, not by the material it happens to verify under.
+
 The archive carries every file, ignored ones included, and the manifest's per-file
 commitments cover them all; the OMS check covers only what the signer hashed.
 :class:`Verified` says which files that is. ``model_signing`` is imported only here,
@@ -26,6 +34,7 @@ when called, so the base install works without it (the ``oms`` extra brings it).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import re
@@ -34,6 +43,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from gateway.tree.errors import OmsError
 from gateway.tree.plan import FILE, Plan
@@ -234,7 +247,6 @@ def _files(model: Path) -> Iterator[str]:
 
 
 def _check_certificate_identity(bundle: dict[str, Any], identity: str) -> None:
-    from cryptography import x509
     from cryptography.x509.oid import NameOID
 
     chain = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
@@ -252,3 +264,95 @@ def _check_certificate_identity(bundle: dict[str, Any], identity: str) -> None:
             f"{SIGNATURE}: signed by a certificate for {', '.join(map(str, names)) or 'no name'}, "
             f"not {identity}"
         )
+
+
+def certificate_fingerprint(cert: x509.Certificate) -> str:
+    """The SHA-256 (hex) of one certificate's DER."""
+    return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+def chain_certificates(pem: bytes) -> list[x509.Certificate]:
+    """The certificates of a PEM chain in canonical form: each once, ordered by fingerprint.
+
+    Sorting (rather than building a path) needs no trust in the issuer names a chain
+    claims and gives one order for any set. ValueError if a certificate is unreadable.
+    """
+    unique = {certificate_fingerprint(c): c for c in x509.load_pem_x509_certificates(pem)}
+    return [unique[fp] for fp in sorted(unique)]
+
+
+def chain_fingerprint(certs: list[x509.Certificate]) -> str:
+    """The fingerprint of canonical chain material: SHA-256 of its certificates' DER in order."""
+    return hashlib.sha256(b"".join(c.public_bytes(Encoding.DER) for c in certs)).hexdigest()
+
+
+def chain_pem(certs: list[x509.Certificate]) -> str:
+    """Canonical chain material as PEM, one certificate after another."""
+    return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
+
+
+def bundle_certificates(root: str | os.PathLike[str]) -> list[x509.Certificate]:
+    """The certificates ``model.sig`` carries, signing certificate first (none for a key).
+
+    OmsError when there is no readable signature or a carried certificate is unreadable.
+    """
+    sig = Path(root) / SIGNATURE
+    if not sig.is_file() or sig.is_symlink():
+        raise OmsError(f"{SIGNATURE}: no OpenSSF model signature in {root}")
+    material = _bundle(sig).get("verificationMaterial")
+    chain = material.get("x509CertificateChain") if isinstance(material, dict) else None
+    if not isinstance(chain, dict):
+        return []
+    try:
+        return [
+            x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"]))
+            for c in chain["certificates"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise OmsError(f"{SIGNATURE}: a certificate in its bundle is not readable") from None
+
+
+def revoked_signer(
+    carried: list[x509.Certificate], revoked: dict[str, x509.Certificate]
+) -> str | None:
+    """The fingerprint of a revoked certificate that ``carried`` holds or that issued one
+    of them (``revoked``: fingerprint to certificate); None if neither.
+
+    "Issued" is checked by signature, not by name: the same key certified again still
+    speaks for the certificate that was revoked.
+    """
+    for cert in carried:
+        mine = certificate_fingerprint(cert)
+        if mine in revoked:
+            return mine
+        for fp, issuer in revoked.items():
+            if cert.issuer != issuer.subject:
+                continue
+            try:
+                cert.verify_directly_issued_by(issuer)
+            except (ValueError, TypeError, InvalidSignature):
+                continue
+            return fp
+    return None
+
+
+def signed_by(root: str | os.PathLike[str], key: PublicKey) -> bool:
+    """Whether ``model.sig``'s own signature verifies under ``key``, whatever the files are.
+
+    The library checks the signature before it hashes a file, so this checks it against
+    an empty directory: a mismatch of the files listed means the signature verified.
+    """
+    ms = _library()
+    sig = Path(root) / SIGNATURE
+    with tempfile.TemporaryDirectory(prefix="gateway-oms-") as tmp:
+        (Path(tmp) / "key.pem").write_bytes(key.pem)
+        empty = Path(tmp) / "empty"
+        empty.mkdir()
+        try:
+            verifier = ms.verifying.Config().use_elliptic_key_verifier(
+                public_key=Path(tmp) / "key.pem"
+            )
+            verifier.verify(empty, sig)
+        except Exception as exc:  # the library fails in many types; only this one says it verified
+            return str(exc).startswith("Signature mismatch")
+    return True

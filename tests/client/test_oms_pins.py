@@ -81,3 +81,64 @@ def test_material_is_pinned_on_first_use_and_new_material_needs_consent(
 def test_a_look_alike_org_is_refused_before_its_material_is_fetched(tmp_path: Path) -> None:
     with pytest.raises(UntrustedManifest, match="not an organisation name"):
         omskeys.registered(FakeApi([]), "lab\u2011a", path=tmp_path / "k.json")  # type: ignore[arg-type]
+
+
+def _chain() -> str:
+    from tests.api.test_oms_chain_revoke import _ca, pem
+
+    root, i1, _ = _ca()
+    return pem(i1, root)
+
+
+def _chain_item(text: str, revoked: str | None = None) -> dict[str, Any]:
+    mine = omskeys.fingerprint(text.encode(), "test")
+    return {
+        "id": "oms_" + mine[:8],
+        "kind": "certificate_chain",
+        "certificate_chain": text,
+        "fingerprint": mine,
+        "revoked_at": revoked,
+    }
+
+
+def test_material_seen_revoked_is_refused_for_good(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gateway that lists material in force again after this machine saw it revoked is
+    refused; the record of it survives the gateway no longer listing it at all."""
+    known = tmp_path / "known_oms_keys.json"
+    key, chain = _item(_pem()), _chain_item(_chain())
+    omskeys.registered(FakeApi([key, chain]), "lab-a", path=known)  # type: ignore[arg-type]
+    when = "2026-01-01T00:00:00Z"
+    gone = FakeApi([key], [{**chain, "revoked_at": when}])
+    assert [k.revoked_at for k in omskeys.registered(gone, "lab-a", path=known)] == [None, when]  # type: ignore[arg-type]
+    with pytest.raises(UntrustedManifest, match="seen revoked here") as info:
+        omskeys.registered(FakeApi([key, chain]), "lab-a", path=known)  # type: ignore[arg-type]
+    assert chain["fingerprint"] in info.value.detail
+    # The gateway drops it: this machine still knows it was revoked, and checks against it.
+    kept = omskeys.registered(FakeApi([key]), "lab-a", path=known)  # type: ignore[arg-type]
+    assert [(k.fingerprint, k.source, k.revoked_at) for k in kept] == [
+        (key["fingerprint"], omskeys.REGISTERED, None),
+        (chain["fingerprint"], omskeys.SEEN, when),
+    ]
+
+
+def test_a_chain_holding_a_certificate_seen_revoked_is_refused(tmp_path: Path) -> None:
+    from tests.api.test_oms_chain_revoke import _ca, pem
+
+    known = tmp_path / "known_oms_keys.json"
+    root, i1, i2 = _ca()
+    other_root, _, _ = _ca()
+    # [i1, root] revoked while [i2, root] is in force: i1 is revoked, the root is not
+    old, new = (
+        _chain_item(pem(i1, root), revoked="2026-01-01T00:00:00Z"),
+        _chain_item(pem(i2, root)),
+    )
+    omskeys.registered(FakeApi([new], [old]), "lab-a", path=known)  # type: ignore[arg-type]
+    assert omskeys.registered(
+        FakeApi([new, _chain_item(pem(root))]), "lab-a", trust_new=True, path=known
+    )  # type: ignore[arg-type]
+    # new material, but it holds i1
+    revived = _chain_item(pem(i1, other_root))
+    with pytest.raises(UntrustedManifest, match="holds certificate .* seen revoked here"):
+        omskeys.registered(FakeApi([new, revived]), "lab-a", trust_new=True, path=known)  # type: ignore[arg-type]
