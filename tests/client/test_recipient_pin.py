@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway import age
+from gateway.client import trust
+from gateway.client.errors import ClientError
 from gateway.models import AccessRequest, Principal
 from gateway.services import identity
 from tests import helpers
@@ -192,3 +194,43 @@ def test_an_approval_the_gateway_refuses_pins_nothing(custody: Custody, tmp_path
     assert custody.pins() == {}
     assert custody.approve(request).exit_code == 0
     assert custody.pins() != {}
+
+
+R1, R2 = (str(age.X25519Identity.generate().to_recipient()) for _ in range(2))
+EVE = trust.Evaluator("http://gw", "prn_eve", "agency-a", "eve", R1)
+
+
+@pytest.mark.parametrize(
+    ("shown", "problem"),
+    [
+        (replace(EVE, recipient=R2), f"not {R1} as pinned for prn_eve"),
+        (replace(EVE, principal="prn_new"), "but eve of agency-a is pinned as prn_eve"),
+        (replace(EVE, principal="prn_new", recipient=R2), "but eve of agency-a is pinned as"),
+        (replace(EVE, name="eve2"), "but prn_eve is pinned as eve of agency-a"),
+    ],
+    ids=["new-recipient", "fresh-id", "fresh-id-and-recipient", "known-id-renamed"],
+)
+def test_a_pin_by_id_or_by_name_that_disagrees_is_refused_without_consent(
+    tmp_path: Path, shown: trust.Evaluator, problem: str
+) -> None:
+    path = tmp_path / "known_recipients.json"
+    assert trust.check_recipient(EVE, path=path) is True  # first use
+    assert not path.exists()  # a check writes nothing
+    trust.pin_recipient(EVE, path=path)
+    assert trust.check_recipient(EVE, path=path) is False
+    with pytest.raises(ClientError, match=problem) as refused:
+        trust.check_recipient(shown, path=path)
+    assert refused.value.hint is not None and "--trust-new-recipient" in refused.value.hint
+    assert trust.check_recipient(shown, trust_new=True, path=path) is False
+    trust.pin_recipient(shown, path=path)
+    assert trust.check_recipient(shown, path=path) is False  # the consented one is pinned now
+    names = json.loads(path.read_text())["names"]["http://gw"]["agency-a"]
+    assert [n for n, pin in names.items() if pin["principal"] == shown.principal] == [shown.name]
+
+
+def test_a_look_alike_name_is_no_evaluator() -> None:
+    material = {"grantee": "prn_eve", "recipient": R1, "org": "agency-a"}
+    for org, name in (("agency\u2011a", "eve"), ("agency-a", "eve "), ("agency-a", None)):
+        with pytest.raises(ClientError):
+            trust.evaluator("http://gw", {**material, "org": org, "grantee_name": name})
+    assert trust.evaluator("http://gw", {**material, "grantee_name": "eve"}) == EVE
