@@ -11,7 +11,10 @@ Three things live here and nowhere else:
   the owning lab's (through their artifact) and their evaluator's own; an audit entry is
   its own for every org it concerns (:func:`gateway.audit.leaf.concerns`: the actor's org
   and the org that owns what it is about), so a lab reads the entries about its artifacts
-  and its principals, and an agency those about its evaluators; a signing key is its org's.
+  and its principals, and an agency those about its evaluators; a lab also lists the
+  ``identity.recipient.set`` entries of every principal who asked for access to one of its
+  artifacts (:func:`scope` only: a lab-custody approval proves the recipient it wraps a file
+  key for against them); a signing key is its org's.
 - **Visibility.** :func:`scope` is the same rule as a SQL predicate over a model, derived
   from the table (an object is listed when its read action is ALLOW for it), so every list
   is filtered in the database and the lists, the single reads and the dashboard agree.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import enum
 from typing import NoReturn, TypeVar
 
-from sqlalchemy import ColumnElement, false, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
 
 from gateway import events
 from gateway.audit import store as audit_store
@@ -47,6 +50,9 @@ from gateway.models import (
     Upload,
 )
 from gateway.runtime import Runtime
+
+RECIPIENT_SET = "identity.recipient.set"
+"""The action of a recipient registration (:data:`gateway.services.identity.RECIPIENT_SET`)."""
 
 
 class Decision(enum.Enum):
@@ -167,7 +173,16 @@ def _owned_sql(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
         if actor.role == Role.EVALUATOR:
             return Grant.grantee_id == actor.id
         return true()
+    if actor.role == Role.LAB:
+        return or_(audit_store.concerning(actor.org), _applicants_recipients(labs_artifacts))
     return audit_store.concerning(actor.org)
+
+
+def _applicants_recipients(labs_artifacts: Select[str]) -> ColumnElement[bool]:
+    """The ``identity.recipient.set`` entries of the principals who asked for one of a lab's
+    artifacts (each such entry's actor is the principal whose recipient it sets)."""
+    asked = select(AccessRequest.principal_id).where(AccessRequest.artifact_id.in_(labs_artifacts))
+    return and_(Entry.action == RECIPIENT_SET, Entry.actor.in_(asked))
 
 
 def scope(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:

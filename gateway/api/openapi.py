@@ -320,7 +320,8 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         "get",
         "/v1/audit/entries",
         "Audit entries (with_proofs=1: each with its inclusion proof in the tree of size)",
-        "auditor; lab, evaluator (entries concerning their org)",
+        "auditor; lab, evaluator (entries concerning their org; a lab also the "
+        "identity.recipient.set entries of principals who asked for its artifacts)",
         None,
         {"200": "items, next_cursor (with_proofs=1: size, and a proof per item)"},
     ),

@@ -123,8 +123,9 @@ def _request_refused(api: Api, exc: ApiError) -> ApiError:
 @click.option(
     "--trust-new-recipient",
     is_flag=True,
-    help="lab custody: accept an evaluator's recipient that differs from the one pinned here "
-    "(after checking it with the evaluator)",
+    help="lab custody: accept an evaluator whose id or recipient differs from the one pinned "
+    "here under its id or its name (after checking with the evaluator); a recipient the "
+    "audit log does not record is refused all the same",
 )
 @profile_option
 @json_option
@@ -141,7 +142,8 @@ def approve(
     """Approve an access REQUEST: the evaluator gets a time-limited grant.
 
     For an artifact under lab custody, -i LAB_IDENTITY makes the evaluator's header on
-    this machine (its recipient shown, and pinned per evaluator) and sends it."""
+    this machine (its recipient shown, checked against the audit log and this machine's
+    pins, and pinned once approved) and sends it."""
     api = api_for(profile)
     request_id = lookup.resolve(api, request_id, "req")
     asked = api.get(f"/v1/access-requests/{request_id}").get("duration_hours")

@@ -52,31 +52,63 @@ def _checkpoint(api: Api) -> tuple[note.Checkpoint, bool]:
     return auditcheck.check_signature(api.text("/v1/audit/checkpoint"), vkey), bool(pinned)
 
 
-def recorded(api: Api, me: dict[str, Any]) -> tuple[list[Recorded], note.Checkpoint, bool]:
-    """This evaluator's recipient registrations on record, each proven in the checkpoint."""
-    cp, pinned = _checkpoint(api)
-    found: list[Recorded] = []
-    items = api.items(
-        "/v1/audit/entries", concerning=me["org"], action=ACTION, with_proofs=1, size=cp.size
-    )
+def _proven(api: Api, cp: note.Checkpoint, **filters: str) -> list[tuple[int, dict[str, Any]]]:
+    """The ``identity.recipient.set`` entries listed under ``filters``, each proven in ``cp``
+    (:class:`AuditError` if one is not), as (the index it is proven at, the entry)."""
+    found: list[tuple[int, dict[str, Any]]] = []
+    items = api.items("/v1/audit/entries", action=ACTION, with_proofs=1, size=cp.size, **filters)
     for item in items:
         leaf = base64.b64decode(item["leaf"])
         proof = [base64.b64decode(h) for h in item.get("proof", [])]
+        index = int(item["index"])
         try:
-            merkle.verify_inclusion(item["index"], cp.size, merkle.leaf_hash(leaf), proof, cp.root)
+            merkle.verify_inclusion(index, cp.size, merkle.leaf_hash(leaf), proof, cp.root)
             entry = decode_leaf(leaf)
         except (merkle.ProofError, LeafError, ValueError) as exc:
-            raise AuditError(f"entry {item['index']} is not in the log: {exc}") from None
-        details = entry["details"]
-        if (
-            entry["action"] == ACTION
-            and entry["org"] == me["org"]
-            and details.get("name") == me["name"]
-        ):
-            found.append(
-                Recorded(entry["index"], entry["time"], details.get("old"), details["new"])
-            )
+            raise AuditError(f"entry {index} is not in the log: {exc}") from None
+        if entry["action"] == ACTION:
+            found.append((index, entry))
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def _recorded(index: int, entry: dict[str, Any]) -> Recorded:
+    details = entry["details"]
+    return Recorded(index, entry["time"], details.get("old"), details["new"])
+
+
+def recorded(api: Api, me: dict[str, Any]) -> tuple[list[Recorded], note.Checkpoint, bool]:
+    """This evaluator's recipient registrations on record, each proven in the checkpoint."""
+    cp, pinned = _checkpoint(api)
+    found = [
+        _recorded(index, entry)
+        for index, entry in _proven(api, cp, concerning=me["org"])
+        if entry["org"] == me["org"] and entry["details"].get("name") == me["name"]
+    ]
     return found, cp, pinned
+
+
+def registered_by(
+    api: Api, principal: str, org: str, name: str
+) -> tuple[Recorded | None, note.Checkpoint, bool]:
+    """The latest recipient registration on record by ``principal`` (``name`` of ``org``).
+
+    What a lab-custody approval checks the recipient it wraps for against: entries whose
+    actor is the principal and which name it, ``name`` and ``org``, each proven in the
+    checkpoint (verified as :func:`recorded`'s), the one proven at the highest index
+    being the latest. A lab reads these entries for every principal who asked it for
+    access. The log proves each entry served is in it, not that none was left out: a
+    gateway that withholds the newest can only show an older one the evaluator made.
+    """
+    cp, pinned = _checkpoint(api)
+    found = [
+        _recorded(index, entry)
+        for index, entry in _proven(api, cp, actor=principal)
+        if entry["actor"] == principal
+        and entry["org"] == org
+        and entry["details"].get("principal") == principal
+        and entry["details"].get("name") == name
+    ]
+    return (found[-1] if found else None), cp, pinned
 
 
 def history(api: Api) -> list[dict[str, Any]] | None:

@@ -1,12 +1,14 @@
 """``gateway approve REQUEST -i LAB_IDENTITY``: a lab-custody approval made on the lab's machine.
 
 It fetches the artifact's stored header and the evaluator's registered recipient
-(``GET /v1/access-requests/{id}/custody``), shows the recipient and pins it per evaluator
-(:func:`gateway.client.trust.pin_recipient`: a changed one needs
-``--trust-new-recipient``), opens the stored header with the lab's identity (its MAC
-checked), writes a header for that recipient alone (``gateway.age.reheader``: a fresh
-stanza and MAC; the payload is untouched) and sends it with the approval, naming the
-recipient it was made for. The file key never leaves this machine unwrapped.
+(``GET /v1/access-requests/{id}/custody``), shows the recipient, holds it to this machine's
+pins by the evaluator's id and by its (organisation, name) (:func:`gateway.client.trust.
+check_recipient`: a changed one needs ``--trust-new-recipient``) and to the audit log (the
+latest ``identity.recipient.set`` entry of that evaluator, proven in the checkpoint), opens
+the stored header with the lab's identity (its MAC checked), writes a header for that
+recipient alone (``gateway.age.reheader``: a fresh stanza and MAC; the payload is untouched)
+and sends it with the approval, naming the recipient it was made for; once the approval
+succeeded, the recipient is pinned. The file key never leaves this machine unwrapped.
 """
 
 from __future__ import annotations
@@ -17,15 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway import age
-from gateway.client import agehdr, trust
+from gateway.client import agehdr, identitylog, trust
 from gateway.client.errors import ClientError
 from gateway.client.http import Api
 from gateway.tui import say
 
 
-def lab_header(material: dict[str, Any], identities: agehdr.Identities) -> bytes:
-    """The grantee's header: the stored one re-written, by the lab's identity, for the
-    grantee's registered recipient alone."""
+def registered(material: dict[str, Any]) -> str:
+    """The grantee's registered recipient, as the custody material gives it; refused if none."""
     recipient = material.get("recipient")
     if not isinstance(recipient, str):
         raise ClientError(
@@ -33,6 +34,13 @@ def lab_header(material: dict[str, Any], identities: agehdr.Identities) -> bytes
             "registered no age recipient: there is nothing to wrap the file key for",
             hint="the evaluator registers one first (`gateway keygen --register`)",
         )
+    return recipient
+
+
+def lab_header(material: dict[str, Any], identities: agehdr.Identities) -> bytes:
+    """The grantee's header: the stored one re-written, by the lab's identity, for the
+    grantee's registered recipient alone."""
+    recipient = registered(material)
     stored = base64.b64decode(str(material.get("header", "")))
     try:
         header = age.read_header(io.BytesIO(stored), max_size=max(len(stored), 1))
@@ -44,6 +52,28 @@ def lab_header(material: dict[str, Any], identities: agehdr.Identities) -> bytes
         ) from None
     except age.AgeError as exc:
         raise ClientError(f"the artifact's header does not open: {exc}") from None
+
+
+def check_on_record(api: Api, who: trust.Evaluator) -> None:
+    """Refuse a recipient the audit log does not show as the latest ``who`` registered.
+
+    The entries are proven in the checkpoint under ``GATEWAY_AUDIT_KEY`` when it is set,
+    else under the key the gateway serves (which proves only that they are in the
+    gateway's own log): :func:`gateway.client.identitylog.registered_by`. A recipient
+    written into the database with no entry, or one registered by another principal, is
+    not wrapped for.
+    """
+    last, cp, pinned = identitylog.registered_by(api, who.principal, who.org, who.name)
+    recorded = last.new if last is not None else None
+    if recorded != who.recipient:
+        raise ClientError(
+            f"the gateway offers {who.recipient} for {who.label()}, but the audit log records "
+            f"{recorded or 'no recipient'} as the latest they registered (log size {cp.size}): "
+            "the file key is not wrapped for it"
+        )
+    assert last is not None
+    key = "GATEWAY_AUDIT_KEY" if pinned else "the key the gateway serves"
+    say(f"on record: entry {last.index} of {last.time} (log size {cp.size}, under {key})")
 
 
 def approve_lab(
@@ -60,26 +90,26 @@ def approve_lab(
 
     The served header must be the one this machine pushed for the request's artifact
     (or hash to ``header_sha256``): see :func:`gateway.client.trust.check_lab_header`.
+    The recipient must agree with this machine's pins (:func:`gateway.client.trust.
+    check_recipient`) and be the latest the log records the evaluator registering
+    (:func:`check_on_record`); it is pinned only once the approval succeeded.
     """
     material = api.get(f"/v1/access-requests/{request_id}/custody")
     identities = agehdr.load_identities(identity)
     stored = base64.b64decode(str(material.get("header", "")))
     trust.check_lab_header(api.url, str(material.get("artifact")), stored, expected=header_sha256)
-    recipient = material.get("recipient")
-    who = f"{material.get('grantee_name') or '?'} of {material.get('org')}"
-    if isinstance(recipient, str):
-        say(f"the evaluator {who} ({material.get('grantee')}) has registered {recipient}")
-        first = trust.pin_recipient(
-            api.url,
-            str(material.get("grantee")),
-            recipient,
-            trust_new=trust_new,
-            label=who,
-            path=known,
-        )
-        if first:
-            say(f"pinned {recipient} for {who} on this machine")
+    registered(material)
+    who = trust.evaluator(api.url, material)
+    say(f"the evaluator {who.label()} has registered {who.recipient}")
+    first = trust.check_recipient(who, trust_new=trust_new, path=known)
+    check_on_record(api, who)
     header = lab_header(material, identities)
-    made = {**body, "header": base64.b64encode(header).decode(), "recipient": recipient}
+    made = {**body, "header": base64.b64encode(header).decode(), "recipient": who.recipient}
     grant: dict[str, Any] = api.post(f"/v1/access-requests/{request_id}/approve", made)
+    trust.pin_recipient(who, path=known)
+    if first:
+        say(
+            f"note: first use of {who.label()} at {api.url}: pinned {who.recipient} on this "
+            "machine (trust on first use: check it with the evaluator)"
+        )
     return grant

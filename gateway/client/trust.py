@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -188,39 +189,112 @@ def known_recipients_path() -> Path:
     return config_dir() / "known_recipients.json"
 
 
-def pin_recipient(
-    gateway: str,
-    grantee: str,
-    recipient: str,
-    *,
-    trust_new: bool = False,
-    label: str = "",
-    path: Path | None = None,
-) -> bool:
-    """Pin the evaluator ``grantee``'s age recipient on first use; True if newly pinned.
+NAMES = "names"
+"""The known-recipients file's record of evaluators by the name a lab sees them under:
+``{"names": {gateway: {org: {name: {"principal": id, "recipient": r}}}}}``; never a gateway
+URL, so it cannot clash with the pins by id."""
 
-    ``<config dir>/known_recipients.json`` maps a gateway URL and an evaluator's principal
-    id to the recipient a lab-custody approval last wrapped a file key for. A different one
-    later is refused unless ``trust_new`` (the evaluator changed its key, and the lab
-    checked that out of band), because otherwise whoever controls the gateway could
-    announce its own recipient in the evaluator's name and receive the key.
+
+@dataclass(frozen=True)
+class Evaluator:
+    """The evaluator a lab-custody approval wraps a file key for, as the gateway names it."""
+
+    gateway: str
+    principal: str
+    org: str
+    name: str
+    recipient: str
+
+    def label(self) -> str:
+        return f"{self.name} of {self.org} ({self.principal})"
+
+
+def evaluator(gateway: str, material: dict[str, Any]) -> Evaluator:
+    """The grantee of a request's custody material; refused unless its names are names.
+
+    A look-alike organisation or evaluator name (``agency\u2011a``) is one no gateway makes,
+    so it can only be a gateway that lies, and nothing is pinned under it.
     """
-    path = path or known_recipients_path()
-    known = load_known(path)
-    pinned = known.get(gateway, {}).get(grantee, [])
-    if recipient in pinned[-1:]:
-        return False
-    who = label or grantee
-    if pinned and not trust_new:
+    org = check_org(material.get("org"))
+    name, principal, recipient = (material.get(k) for k in ("grantee_name", "grantee", "recipient"))
+    if not is_name(name) or not isinstance(principal, str) or not isinstance(recipient, str):
         raise ClientError(
-            f"the gateway says {who}'s recipient is now {recipient}, not {pinned[-1]} as "
-            "pinned on this machine: the file key is not wrapped for it",
-            hint="check the new recipient with the evaluator; if it is theirs, "
+            f"the gateway names the request's evaluator {ascii(name)} ({ascii(principal)}) "
+            f"of {org}, with recipient {ascii(recipient)}: not an evaluator the file key can "
+            "be wrapped for"
+        )
+    assert isinstance(name, str)
+    return Evaluator(gateway, principal, org, name, recipient)
+
+
+def _by_name(known: dict[str, Any], who: Evaluator) -> dict[str, Any]:
+    """The pins by name of ``who``'s organisation at ``who``'s gateway (created empty)."""
+    found = known.setdefault(NAMES, {}).setdefault(who.gateway, {}).setdefault(who.org, {})
+    if not isinstance(found, dict):
+        raise ClientError(f"the known-recipients file's names of {who.org} are unreadable")
+    return found
+
+
+def check_recipient(who: Evaluator, *, trust_new: bool = False, path: Path | None = None) -> bool:
+    """Refuse an evaluator whose pins disagree with what the gateway says; True on first use.
+
+    ``<config dir>/known_recipients.json`` pins, per gateway, an evaluator's principal id
+    to the recipient an approval last wrapped a file key for, and the evaluator's
+    (organisation, name) to that id and recipient. A known id with another recipient, a
+    known name with another id or recipient, or a known id under another name is refused
+    unless ``trust_new`` (the evaluator changed its key, and the lab checked that out of
+    band): otherwise whoever controls the gateway could show a request from a fresh id in
+    the evaluator's name, with its own recipient, and receive the key. Nothing is written:
+    :func:`pin_recipient` pins once the approval succeeded.
+    """
+    known = load_known(path or known_recipients_path())
+    by_id = known.get(who.gateway, {}).get(who.principal, [])
+    names = _by_name(known, who)
+    pinned = names.get(who.name)
+    elsewhere = [
+        f"{name} of {org}"
+        for org, of_org in known.get(NAMES, {}).get(who.gateway, {}).items()
+        for name, pin in (of_org.items() if isinstance(of_org, dict) else [])
+        if isinstance(pin, dict)
+        and pin.get("principal") == who.principal
+        and (org, name) != (who.org, who.name)
+    ]
+    if by_id and by_id[-1] != who.recipient:
+        problem = f"not {by_id[-1]} as pinned for {who.principal}"
+    elif isinstance(pinned, dict) and pinned.get("principal") != who.principal:
+        problem = f"but {who.name} of {who.org} is pinned as {pinned.get('principal')}"
+    elif isinstance(pinned, dict) and pinned.get("recipient") != who.recipient:
+        problem = f"not {pinned.get('recipient')} as pinned for {who.name} of {who.org}"
+    elif elsewhere:
+        problem = f"but {who.principal} is pinned as {elsewhere[0]}"
+    else:
+        return not by_id and pinned is None
+    if not trust_new:
+        raise ClientError(
+            f"the gateway says {who.label()} has recipient {who.recipient}, {problem} on this "
+            "machine: the file key is not wrapped for it",
+            hint="check the evaluator and its recipient with them; if they are theirs, "
             "pass --trust-new-recipient",
         )
-    known.setdefault(gateway, {})[grantee] = [recipient]
+    return False
+
+
+def pin_recipient(who: Evaluator, *, path: Path | None = None) -> None:
+    """Pin ``who``'s recipient under its id and its (organisation, name), replacing any
+    earlier pin of either: called once an approval wrapped the file key for it."""
+    path = path or known_recipients_path()
+    known = load_known(path)
+    for of_org in known.get(NAMES, {}).get(who.gateway, {}).values():
+        if isinstance(of_org, dict):
+            for name in [n for n, p in of_org.items() if _pins(p, who.principal)]:
+                del of_org[name]
+    known.setdefault(who.gateway, {})[who.principal] = [who.recipient]
+    _by_name(known, who)[who.name] = {"principal": who.principal, "recipient": who.recipient}
     save_known(path, known)
-    return True
+
+
+def _pins(pin: object, principal: str) -> bool:
+    return isinstance(pin, dict) and pin.get("principal") == principal
 
 
 def lab_headers_path() -> Path:

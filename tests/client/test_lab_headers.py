@@ -10,12 +10,15 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway import age
+from gateway.audit import merkle, note
+from gateway.audit.leaf import encode_leaf
 from gateway.client import agehdr, labapprove, trust
 from gateway.client.errors import ClientError
 
@@ -23,7 +26,8 @@ GW = "http://gw"
 
 
 class FakeGateway:
-    """Serves one request's custody material and records what is posted."""
+    """Serves one request's custody material, a log of one entry (the grantee registering
+    ``recipient``, signed by a real note key) and records what is posted."""
 
     url = GW
 
@@ -38,10 +42,41 @@ class FakeGateway:
             "header": base64.b64encode(header).decode(),
         }
         self.posted: list[dict[str, Any]] = []
+        self.signer = note.Signer.generate("test.gateway/audit")
+        self.leaf = encode_leaf(
+            index=0,
+            time=datetime(2026, 1, 1, tzinfo=UTC),
+            actor="prn_eve",
+            org="agency-a",
+            role="evaluator",
+            action="identity.recipient.set",
+            artifact=None,
+            grant=None,
+            subject_org="agency-a",
+            outcome="ok",
+            request_id=None,
+            ip=None,
+            details={"principal": "prn_eve", "name": "eve", "old": None, "new": recipient},
+            prev={"agency-a": None},
+        )
 
-    def get(self, path: str, **_: Any) -> dict[str, Any]:
+    def get(self, path: str, **params: Any) -> dict[str, Any]:
+        if path == "/v1/audit/entries":
+            assert params["actor"] == "prn_eve" and params["size"] == 1
+            leaf = base64.b64encode(self.leaf).decode()
+            return {"items": [{"index": 0, "leaf": leaf, "proof": []}], "next_cursor": None}
         assert path == "/v1/access-requests/req_1/custody"
         return self.material
+
+    def items(self, path: str, **params: Any) -> Any:
+        return iter(self.get(path, **params)["items"])
+
+    def text(self, path: str) -> str:
+        if path == "/v1/audit/key":
+            return self.signer.verifier_key
+        assert path == "/v1/audit/checkpoint"
+        cp = note.Checkpoint("test.gateway/audit", 1, merkle.leaf_hash(self.leaf))
+        return note.sign_note(note.format_checkpoint(cp), self.signer)
 
     def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         self.posted.append(body)
