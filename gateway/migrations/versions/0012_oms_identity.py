@@ -2,7 +2,7 @@
 
 Revision ID: 0012
 Revises: 0011
-Create Date: 2026-12-08
+Create Date: 2026-12-01
 
 ``oms_keys.identity`` holds the name (SAN or CN) a registered chain's signing certificate
 must carry, NULL for none. Chains registered before are rewritten in canonical form (each
