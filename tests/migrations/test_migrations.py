@@ -161,3 +161,70 @@ def test_custody_keys_of_the_master_key_are_marked_legacy_and_still_unwrap(
         row = rows[f"up_{n}"]
         ctx = CustodyContext(f"up_{n}", row.artifact_id, "lab-a")
         assert local.unwrap(ctx, KeyRef(row.key_ref), row.wrapped).decode() == identities[n]
+
+
+def test_chains_stored_before_0012_become_canonical_and_a_revocation_survives(
+    empty_url: str,
+) -> None:
+    """0012 rewrites every stored chain in canonical form; rows that turn out to hold the
+    same certificates become the oldest one, revoked if any of them was; keys are untouched."""
+    import hashlib
+    from datetime import datetime
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.serialization import Encoding
+    from sqlalchemy import insert, select
+
+    from gateway.models import OmsKey, Org, Principal
+    from gateway.tree import oms
+    from tests.api.test_oms_chain_revoke import _ca, pem
+    from tests.api.test_oms_keys import ec_public
+
+    root, i1, i2 = _ca()
+    key_pem, _ = ec_public(ec.SECP256R1())
+    as_given = {  # id: (PEM as an older gateway stored it, created, revoked)
+        "oms_a": (pem(i1, root), datetime(2026, 11, 1), None),
+        "oms_b": (pem(root, i1, root), datetime(2026, 11, 2), datetime(2026, 11, 5)),
+        "oms_c": (pem(root, i1), datetime(2026, 11, 3), datetime(2026, 11, 4)),
+        "oms_d": (pem(i2, root), datetime(2026, 11, 6), None),
+        "oms_k": (key_pem, datetime(2026, 11, 7), None),
+    }
+    upgrade(empty_url, "0011")
+    engine = make_engine(empty_url)
+    now = datetime(2026, 12, 1)
+    with engine.begin() as conn:
+        conn.execute(insert(Org.__table__).values(name="lab-a", kind="lab", created_at=now))
+        conn.execute(
+            insert(Principal.__table__).values(
+                id="prn_1", name="alice", org="lab-a", role="lab", created_at=now
+            )
+        )
+        for key_id, (text, created, revoked) in as_given.items():
+            conn.execute(
+                insert(OmsKey.__table__).values(
+                    id=key_id,
+                    org="lab-a",
+                    principal_id="prn_1",
+                    public_key=text,
+                    fingerprint=hashlib.sha256(text.encode()).hexdigest(),  # as given, unique
+                    created_at=created,
+                    revoked_at=revoked,
+                )
+            )
+    upgrade(empty_url)
+    with engine.connect() as conn:
+        rows = {r.id: r for r in conn.execute(select(OmsKey.__table__)).all()}
+    engine.dispose()
+    assert set(rows) == {"oms_a", "oms_d", "oms_k"}
+    canonical = oms.chain_certificates(pem(i1, root).encode())
+    assert rows["oms_a"].public_key == oms.chain_pem(canonical)
+    assert rows["oms_a"].fingerprint == oms.chain_fingerprint(canonical)
+    assert rows["oms_a"].revoked_at == datetime(2026, 11, 4)  # the earliest of the three
+    assert rows["oms_a"].identity is None
+    other = oms.chain_certificates(pem(i2, root).encode())
+    assert (rows["oms_d"].fingerprint, rows["oms_d"].revoked_at) == (
+        oms.chain_fingerprint(other),
+        None,
+    )
+    assert rows["oms_k"].public_key == key_pem
+    assert i1.public_bytes(Encoding.PEM).decode() in rows["oms_a"].public_key
