@@ -30,10 +30,11 @@ from common import (
     age_keys,
     gateway_keys,
     grant_latest,
+    measured,
     report,
+    server_cpu,
     server_peak_rss,
     share_args,
-    timed,
 )
 
 from tests.harness import LocalGateway, gateway_command, write_weights
@@ -62,7 +63,7 @@ def baselines(work: Path, model: Path, store: Path) -> dict[str, float]:
     identity, recipient = age_keys(work)
     enc, stored, fetched, out = work / "d.age", store / "d.age", work / "d2.age", work / "d2"
     q = shlex.quote
-    t_enc, _ = timed(
+    enc_run = measured(
         [
             "bash",
             "-c",
@@ -70,11 +71,11 @@ def baselines(work: Path, model: Path, store: Path) -> dict[str, float]:
             f"age -e -r {q(recipient)} -o {q(str(enc))}",
         ]
     )
-    t_cp, _ = timed(["cp", str(enc), str(stored)])
+    cp_run = measured(["cp", str(enc), str(stored)])
     os.sync()
-    t_cp2, _ = timed(["cp", str(stored), str(fetched)])
+    cp2_run = measured(["cp", str(stored), str(fetched)])
     out.mkdir()
-    t_dec, _ = timed(
+    dec_run = measured(
         [
             "bash",
             "-c",
@@ -87,24 +88,43 @@ def baselines(work: Path, model: Path, store: Path) -> dict[str, float]:
         p.unlink()
     shutil.rmtree(out)
     os.sync()
-    return {"push": t_enc + t_cp, "pull": t_cp2 + t_dec}
+    return {
+        "push": enc_run.seconds + cp_run.seconds,
+        "pull": cp2_run.seconds + dec_run.seconds,
+        "push_cpu": enc_run.cpu + cp_run.cpu,
+        "pull_cpu": cp2_run.cpu + dec_run.cpu,
+    }
 
 
 def through_gateway(gw: LocalGateway, work: Path, model: Path) -> dict[str, float]:
     key, ident = gateway_keys(gw, work)
     push = [*gateway_command(), "push", str(model), *share_args(key)]
-    t_push, rss_push = timed(push, env=gw.env("lab"))
+    assert gw.process is not None
+    leader = gw.process.pid
+    before = server_cpu(leader)
+    push_run = measured(push, env=gw.env("lab"))
+    push_server = server_cpu(leader) - before
     artifact = grant_latest(gw)
     out = work / "pulled"
     os.sync()
-    t_pull, rss_pull = timed(
+    before = server_cpu(leader)
+    pull_run = measured(
         [*gateway_command(), "pull", artifact, "-o", str(out), "--quiet", "-i", str(ident)],
         env=gw.env("evaluator"),
     )
+    pull_server = server_cpu(leader) - before
     same(model, out)
     shutil.rmtree(out)
     os.sync()
-    return {"push": t_push, "pull": t_pull, "client_rss": max(rss_push, rss_pull)}
+    return {
+        "push": push_run.seconds,
+        "pull": pull_run.seconds,
+        "client_rss": max(push_run.rss, pull_run.rss),
+        "push_cpu": push_run.cpu,
+        "push_server_cpu": push_server,
+        "pull_cpu": pull_run.cpu,
+        "pull_server_cpu": pull_server,
+    }
 
 
 def main() -> int:
@@ -132,7 +152,22 @@ def main() -> int:
     report(
         rows, size, f"{args.size_mib} MiB in {SHARDS} shards", (*heads, "cp + age -d \\| tar -x")
     )
+    cpu_report(rows)
     return 0
+
+
+def cpu_report(rows: list[Row]) -> None:
+    """The CPU each contender used (user + system; the gateway's: client + server): on two
+    cores, a contender cannot finish in less than half its CPU time."""
+    print("\n| run | push CPU: client + server | baseline | pull CPU: client + server | baseline |")
+    print("|---|---|---|---|---|")
+    for i, (base, ours, _) in enumerate(rows, 1):
+        print(
+            f"| {i} | {ours['push_cpu']:.2f} + {ours['push_server_cpu']:.2f} s "
+            f"| {base['push_cpu']:.2f} s "
+            f"| {ours['pull_cpu']:.2f} + {ours['pull_server_cpu']:.2f} s "
+            f"| {base['pull_cpu']:.2f} s |"
+        )
 
 
 if __name__ == "__main__":

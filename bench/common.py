@@ -12,7 +12,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 # The harness is the tests' (tests/harness.py), not the package's: bench runs from the checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -23,8 +25,16 @@ MIB = 1 << 20
 Row = tuple[dict[str, float], dict[str, float], int]
 
 
-def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Run ``argv``; (seconds, peak RSS in bytes)."""
+class Measured(NamedTuple):
+    seconds: float
+    rss: int
+    """Peak RSS in bytes."""
+    cpu: float
+    """User and system CPU seconds of the process and every descendant it waited for."""
+
+
+def measured(argv: list[str], env: dict[str, str] | None = None) -> Measured:
+    """Run ``argv``; its wall time, peak RSS and CPU time."""
     start = time.perf_counter()
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -33,22 +43,48 @@ def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, in
     if proc.returncode != 0:
         err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
         raise SystemExit(f"{argv[0]} failed: {err}")
-    return elapsed, usage.ru_maxrss * 1024
+    return Measured(elapsed, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime)
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Run ``argv``; (seconds, peak RSS in bytes)."""
+    run = measured(argv, env)
+    return run.seconds, run.rss
+
+
+def _group(leader: int) -> Iterator[Path]:
+    """The /proc entries of the processes in ``leader``'s process group."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == leader:
+                yield entry
+        except (OSError, ProcessLookupError):
+            continue
+
+
+def server_cpu(leader: int) -> float:
+    """User and system CPU seconds used so far by the server's process group."""
+    ticks = 0
+    for entry in _group(leader):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def server_peak_rss(leader: int) -> int:
     """The largest peak RSS (VmHWM) among the processes of the server's process group."""
     peak = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for entry in _group(leader):
         try:
-            if os.getpgid(int(entry.name)) != leader:
-                continue
             for line in (entry / "status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
                     peak = max(peak, int(line.split()[1]) * 1024)
-        except (OSError, ProcessLookupError):
+        except OSError:
             continue
     return peak
 
