@@ -58,6 +58,13 @@ def sweep_once(rt: Runtime) -> dict[str, int]:
         lambda: {"uploads_timed_out": uploads.sweep_stale(rt, now)},
         {"uploads_timed_out": 0},
     )
+    # Ended uploads whose key destruction or commit failed: their keys destroyed now.
+    report |= _guarded(
+        rt,
+        "destroy the keys of ended uploads",
+        lambda: {"upload_keys_destroyed": uploads.sweep_ended_keys(rt)},
+        {"upload_keys_destroyed": 0},
+    )
     # Shreds whose key destruction or commit failed: finished before their objects go.
     report |= _guarded(
         rt,

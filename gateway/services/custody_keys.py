@@ -87,7 +87,8 @@ def destroy_custody_key(rt: Runtime, session: Session, upload_id: str) -> bool:
     the backend destroys the key (irreversible), then the caller commits. If that commit
     fails, the key is gone all the same and the database still shows the row, which
     opens nothing (410). An artifact's shred has already been committed as ``shredding``
-    before this is called (:mod:`gateway.services.lifecycle`), so nothing is released
+    before this is called (:mod:`gateway.services.lifecycle`), and an upload's end as
+    ``aborted`` or ``timed_out`` (:mod:`gateway.services.uploads`), so nothing is released
     meanwhile and the retry (the call's own, the lab's, the sweeper's) finds no key left
     and commits.
     """

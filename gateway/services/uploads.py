@@ -456,13 +456,48 @@ def _end(
         events.record(
             rt, session, action, who, subject_org=upload.org, details={"upload": upload_id}
         )
-        session.flush()
-        destroy_custody_key(rt, session, upload_id)  # last: it cannot be undone
+    _destroy_ended_key(rt, upload_id)
     try:
         rt.store.abort_upload(upload.object_key, upload.store_handle)
     except Exception as exc:  # noqa: BLE001 - left for the clean-up of stale store uploads
         log.warning("could not discard the store upload of %s: %s", upload_id, exc)
     return True
+
+
+ENDED = (UploadState.ABORTED, UploadState.TIMED_OUT)
+
+
+def _destroy_ended_key(rt: Runtime, upload_id: str) -> bool:
+    """Destroy the custody key of an upload already committed as ended; True if one was.
+
+    After the end, not in its transaction: a destroy that fails, or a commit that fails
+    after the backend destroyed the key, then leaves an *ended* upload holding a key row
+    (which opens nothing: an ended upload is never completed or served), never an open
+    upload whose key is gone. :func:`sweep_ended_keys` destroys what is left; a destroy
+    repeated after a commit that failed finds no key and only deletes the row.
+    """
+    try:
+        with rt.db.session() as session:
+            destroyed = destroy_custody_key(rt, session, upload_id)
+    except Exception as exc:  # noqa: BLE001 - retried by the sweeper, logged here
+        log.warning("could not destroy the custody key of ended upload %s: %s", upload_id, exc)
+        return False
+    if destroyed:
+        rt.db.scrub()  # the wrapped identity's old bytes leave the database's files too
+    return destroyed
+
+
+def sweep_ended_keys(rt: Runtime) -> int:
+    """Destroy the custody keys left by aborted and timed-out uploads; how many were destroyed."""
+    with rt.db.session() as session:
+        ids = list(
+            session.scalars(
+                select(CustodyKey.upload_id)
+                .join(Upload, Upload.id == CustodyKey.upload_id)
+                .where(Upload.state.in_(ENDED))
+            )
+        )
+    return sum(_destroy_ended_key(rt, upload_id) for upload_id in ids)
 
 
 def sweep_stale(rt: Runtime, now: datetime) -> int:
