@@ -224,14 +224,23 @@ def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, om
 
     Revocation is checked first, whatever material is in force (:func:`_refuse_revoked`).
     Under a key that did not sign, the signature itself fails; under the one that did, a
-    changed file is named. The refusal that names files is the one reported.
+    changed file is named. The refusal that names files is the one reported. ``model.sig``
+    is read once (:func:`gateway.tree.oms.read_signature`): the bundle judged for revocation
+    is the one verified; one that cannot be read is refused.
     """
-    _refuse_revoked(out, keys)
+    try:
+        signature = oms.read_signature(out)
+    except TreeError as exc:
+        raise PullError(
+            f"model signature: FAILED: {exc.detail}; every file in {out} matches the lab's "
+            "signed manifest, but its OpenSSF model signature cannot be checked"
+        ) from None
+    _refuse_revoked(out, signature, keys)
     refusals: list[str] = []
     active = [k for k in keys if k.revoked_at is None]
     for key in active:
         try:
-            return oms.verify_directory(out, key.material()), key
+            return oms.verify_directory(out, key.material(), signature), key
         except TreeError as exc:
             refusals.append(exc.detail)
     # a key that did not sign says "Key mismatch ... does not match the provided public key"
@@ -248,7 +257,7 @@ def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, om
     )
 
 
-def _refuse_revoked(out: Path, keys: Sequence[omskeys.Key]) -> None:
+def _refuse_revoked(out: Path, signature: oms.Signature, keys: Sequence[omskeys.Key]) -> None:
     """PullError if ``model.sig`` was made under revoked material: its bundle carries, or
     was issued by, a certificate revoked with a chain (one no chain in force holds), its
     signing certificate has a revoked key, or its signature verifies under a revoked key.
@@ -261,10 +270,7 @@ def _refuse_revoked(out: Path, keys: Sequence[omskeys.Key]) -> None:
         return
     held = {fp for k in keys if k.revoked_at is None for fp in k.certificates}
     certs = {fp: (c, k) for k in revoked for fp, c in k.certificates.items() if fp not in held}
-    try:
-        carried = oms.bundle_certificates(out)
-    except TreeError:
-        return  # no readable bundle: the verification says so
+    carried = list(signature.certificates)
     hit = oms.revoked_signer(carried, {fp: c for fp, (c, _) in certs.items()})
     if hit is not None:
         _revoked(out, certs[hit][1], f": its bundle holds or chains to certificate {hit}")
@@ -278,7 +284,7 @@ def _refuse_revoked(out: Path, keys: Sequence[omskeys.Key]) -> None:
             _revoked(out, key, ": its signing certificate certifies that key")
         return
     for key in bare:
-        if oms.signed_by(out, oms.PublicKey(key.pem)):
+        if oms.signed_by(signature, oms.PublicKey(key.pem)):
             _revoked(out, key, "")
 
 

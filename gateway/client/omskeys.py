@@ -11,9 +11,11 @@ ordered by its own SHA-256, one after another), computed here from the PEM: a ga
 that names it otherwise is refused. The material in force is pinned per gateway and
 organisation in ``<config dir>/known_oms_keys.json`` on first use (:func:`pin`), a chain
 with the signer identity it was listed with; material met later needs ``--trust-new-key``.
-Material seen revoked is recorded there too (:func:`remember`), with each certificate of
-a chain that no chain in force held, and refused from then on, whatever the gateway lists
-later; it stays among the revoked material a pull checks ``model.sig`` against.
+Material seen revoked is recorded there too (:func:`remember`), once the listing passed
+the pins, and refused from then on, whatever the gateway lists later, as is a chain that
+holds one of its certificates that no pinned chain in force holds (computed each time,
+from the pins of the moment); it stays among the revoked material a pull checks
+``model.sig`` against.
 """
 
 from __future__ import annotations
@@ -132,15 +134,21 @@ def _key(item: dict[str, object], org: str, source: str) -> Key:
     return Key(pem, mine, source, when, identity, str(item.get("id")))
 
 
-def listed(api: Api, org: str, *, path: Path | None = None) -> list[Key]:
-    """``org``'s OMS material as the gateway lists it, oldest first: in force, then
-    revoked; the revoked material is recorded here (:func:`remember`)."""
+def listed(api: Api, org: str) -> list[Key]:
+    """``org``'s OMS material as the gateway lists it, oldest first: in force, then revoked."""
     org = trust.check_org(org)
     listing = api.get(f"/v1/orgs/{org}/oms-keys")
     items = [*(listing.get("items") or []), *(listing.get("revoked") or [])]
-    keys = [_key(k, org, REGISTERED) for k in items if isinstance(k, dict)]
-    remember(api.url, org, keys, path=path or known_oms_path())
-    return keys
+    return [_key(k, org, REGISTERED) for k in items if isinstance(k, dict)]
+
+
+def held(gateway: str, org: str, keys: list[Key], *, path: Path) -> set[str]:
+    """The certificates of the chains in force among ``keys`` that are pinned here (on
+    first use, when none is, of every chain in force, as :func:`pin` takes them all): the
+    only ones that keep a certificate of revoked material from counting as revoked."""
+    pinned = set(trust.load_known(path).get(gateway, {}).get(org, []))
+    mine = [k for k in keys if k.revoked_at is None and (not pinned or k.pin_name in pinned)]
+    return {fp for k in mine for fp in k.certificates}
 
 
 def registered(
@@ -149,22 +157,29 @@ def registered(
     """The OMS material ``org`` registered with the gateway (:func:`listed`), then the
     material this machine saw revoked that the gateway no longer lists. Material in force
     that this machine saw revoked is refused (:func:`seen_revoked`); the rest in force is
-    pinned per gateway and org (:func:`pin`)."""
+    pinned per gateway and org (:func:`pin`), and only then is the revoked material
+    recorded (:func:`remember`)."""
     path = path or known_oms_path()
-    keys = listed(api, org, path=path)
+    keys = listed(api, org)
     seen = _seen(trust.load_known(path), api.url, org)
+    kept = held(api.url, org, keys, path=path)
+    listed_revoked = {k.fingerprint: _record(k) for k in keys if k.revoked_at is not None}
     for key in keys:
-        said = seen_revoked(key, seen) if key.revoked_at is None else None
+        said = (
+            seen_revoked(key, {**listed_revoked, **seen}, kept) if key.revoked_at is None else None
+        )
         if said is not None:
             raise UntrustedManifest(f"{org}'s OpenSSF model signing material {said}: refusing it")
     pin(api.url, org, keys, trust_new=trust_new, path=path)
+    remember(api.url, org, keys, path=path)
+    seen = _seen(trust.load_known(path), api.url, org)
     shown = {k.fingerprint for k in keys}
     return keys + [_remembered(fp, r) for fp, r in seen.items() if fp not in shown]
 
 
 def _seen(known: dict[str, object], gateway: str, org: str) -> dict[str, dict[str, object]]:
     """The record of ``org``'s material seen revoked at ``gateway``: fingerprint to its
-    ``revoked_at``, ``pem`` and revoked ``certificates``."""
+    ``revoked_at`` and ``pem``."""
     by_gateway = known.setdefault(trust.REVOKED, {})
     found = by_gateway.setdefault(gateway, {}).setdefault(org, {})  # type: ignore[attr-defined]
     if not isinstance(found, dict) or not all(isinstance(r, dict) for r in found.values()):
@@ -173,30 +188,32 @@ def _seen(known: dict[str, object], gateway: str, org: str) -> dict[str, dict[st
 
 
 def remember(gateway: str, org: str, keys: list[Key], *, path: Path) -> None:
-    """Record the revoked material among ``keys`` for good, with each certificate of it that
-    no chain in force among ``keys`` holds: the certificates revoked with it."""
+    """Record the revoked material among ``keys`` for good, with its PEM: which of its
+    certificates count as revoked is decided when it is checked (:func:`seen_revoked`)."""
     known = trust.load_known(path)
     seen = _seen(known, gateway, org)
-    held = {fp for k in keys if k.revoked_at is None for fp in k.certificates}
     new = [k for k in keys if k.revoked_at is not None and k.fingerprint not in seen]
     for key in new:
-        seen[key.fingerprint] = {
-            "revoked_at": key.revoked_at,
-            "pem": key.pem.decode("ascii"),
-            "certificates": sorted(set(key.certificates) - held),
-        }
+        seen[key.fingerprint] = _record(key)
     if new:
         trust.save_known(path, known)
 
 
-def seen_revoked(key: Key, seen: dict[str, dict[str, object]]) -> str | None:
+def _record(key: Key) -> dict[str, object]:
+    return {"revoked_at": key.revoked_at, "pem": key.pem.decode("ascii")}
+
+
+def seen_revoked(
+    key: Key, seen: dict[str, dict[str, object]], kept: set[str] | None = None
+) -> str | None:
     """What makes ``key`` material this machine saw revoked (None: nothing): it, or a
-    certificate of it revoked with other material."""
+    certificate of it revoked with other material, one that no pinned chain in force
+    holds (``kept``, :func:`held`)."""
     if key.fingerprint in seen:
         return f"{key.fingerprint} was seen revoked here ({seen[key.fingerprint]['revoked_at']})"
     for fp, record in seen.items():
-        certs = record.get("certificates")
-        hit = next((c for c in key.certificates if isinstance(certs, list) and c in certs), None)
+        revoked = set(_remembered(fp, record).certificates) - (kept or set())
+        hit = next((c for c in sorted(key.certificates) if c in revoked), None)
         if hit is not None:
             return (
                 f"{key.fingerprint} holds certificate {hit}, seen revoked here with {fp} "
@@ -295,9 +312,11 @@ def list_keys(profile: str | None) -> None:
     api = api_for(profile)
     org = str(api.get("/v1/me").get("org"))
     keys = listed(api, org)
+    remember(api.url, org, keys, path=known_oms_path())
     seen = _seen(trust.load_known(known_oms_path()), api.url, org)
+    kept = held(api.url, org, keys, path=known_oms_path())
     for key in keys:
-        said = seen_revoked(key, seen) if key.revoked_at is None else None
+        said = seen_revoked(key, seen, kept) if key.revoked_at is None else None
         state = f"revoked {key.revoked_at}" if key.revoked_at else "in force"
         if said is not None:
             state = "refused here: " + said.removeprefix(key.fingerprint + " ")

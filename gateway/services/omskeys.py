@@ -116,11 +116,11 @@ def parse_chain(pem: str) -> tuple[str, str]:
     if given > MAX_CHAIN:
         raise BadRequest(f"certificate_chain holds {given} certificates, at most {MAX_CHAIN}")
     for cert in certs:
-        try:
-            ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-        except x509.ExtensionNotFound:
-            ca = False
-        if not ca:
+        _check_readable(cert)
+        basic = next(
+            (e.value for e in cert.extensions if isinstance(e.value, x509.BasicConstraints)), None
+        )
+        if basic is None or not basic.ca:
             raise BadRequest(
                 f"certificate {cert.subject.rfc4514_string()} of certificate_chain is not "
                 "a CA certificate: register the CA root and intermediates, not the signing "
@@ -129,6 +129,35 @@ def parse_chain(pem: str) -> tuple[str, str]:
     if not any(c.subject == c.issuer for c in certs):
         raise BadRequest("certificate_chain holds no root (a self-issued CA certificate)")
     return oms.chain_pem(certs), oms.chain_fingerprint(certs)
+
+
+# What ``cryptography`` raises reading a certificate's fields lazily: malformed values
+# (ValueError), a repeated extension, a general name of a kind it does not know, a key of
+# an algorithm it does not know; TypeError for values of an unexpected ASN.1 type.
+_UNREADABLE = (
+    ValueError,
+    TypeError,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+    UnsupportedAlgorithm,
+)
+
+
+def _check_readable(cert: x509.Certificate) -> None:
+    """400 unless every field the gateway and the verifiers read parses: the names, the
+    extensions (reading them parses each value), the public key and the signature
+    algorithm."""
+    try:
+        cert.subject.rfc4514_string()
+        cert.issuer.rfc4514_string()
+        len(cert.extensions)  # parses every extension's value
+        cert.public_key()
+        _ = cert.signature_hash_algorithm
+    except _UNREADABLE as exc:
+        raise BadRequest(
+            f"certificate {oms.certificate_fingerprint(cert)} of certificate_chain is not "
+            f"readable: {exc}"
+        ) from None
 
 
 def parse_identity(identity: str | None, kind: str) -> str | None:

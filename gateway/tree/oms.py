@@ -33,7 +33,6 @@ when called, so the base install works without it (the ``oms`` extra brings it).
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import os
@@ -52,6 +51,7 @@ from gateway.tree.errors import OmsError
 from gateway.tree.plan import FILE, Plan
 
 SIGNATURE = "model.sig"
+MAX_SIGNATURE = 1 << 20  # a bundle with a chain of eight certificates is a few KiB
 _INSTALL_HINT = "OpenSSF Model Signing needs: pip install 'model-artifact-gateway[oms]'"
 
 
@@ -85,6 +85,17 @@ class SigstoreIdentity:
 
 
 Material = PublicKey | CertificateIdentity | SigstoreIdentity
+
+
+@dataclass(frozen=True)
+class Signature:
+    """``model.sig`` read once (:func:`read_signature`): its bytes, the library's bundle
+    object for them, and the certificates it carries, signing certificate first (none
+    when it was made with a bare key)."""
+
+    raw: bytes
+    bundle: Any  #: a ``sigstore_models.bundle.v1.Bundle``
+    certificates: tuple[x509.Certificate, ...]
 
 
 @dataclass(frozen=True)
@@ -167,13 +178,21 @@ def _check_ec_key(path: Path, password: str | None) -> None:
         raise OmsError(f"cannot sign with {path}: OMS signs with P-256, P-384 or P-521 keys only")
 
 
-def verify_directory(root: str | os.PathLike[str], material: Material) -> Verified:
-    """Check ``root`` against its ``model.sig`` under ``material``; OmsError names what differs."""
+def verify_directory(
+    root: str | os.PathLike[str], material: Material, signature: Signature | None = None
+) -> Verified:
+    """Check ``root`` against its ``model.sig`` under ``material``; OmsError names what differs.
+
+    ``signature`` is the ``model.sig`` read already (:func:`read_signature`); the library
+    verifies those very bytes, so what was checked before (revocation) and the identity
+    checked here are of the bundle that verifies.
+    """
     ms = _library()
-    model, sig = Path(root), Path(root) / SIGNATURE
-    if not sig.is_file() or sig.is_symlink():
-        raise OmsError(f"{SIGNATURE}: no OpenSSF model signature in {model}")
+    model = Path(root)
+    signature = signature or read_signature(model)
     with tempfile.TemporaryDirectory(prefix="gateway-oms-") as tmp:
+        sig = Path(tmp) / SIGNATURE
+        sig.write_bytes(signature.raw)
         try:
             config = _verifier(ms, material, Path(tmp))
             config.verify(model, sig)
@@ -181,12 +200,11 @@ def verify_directory(root: str | os.PathLike[str], material: Material) -> Verifi
             raise
         except Exception as exc:  # the library fails in many types; every one is a refusal
             raise OmsError(_explain(exc)) from None
-    bundle = _bundle(sig)
     try:
         if isinstance(material, CertificateIdentity) and material.identity is not None:
-            _check_certificate_identity(bundle, material.identity)
-        covered = tuple(sorted(_resources(bundle)))
-    except (KeyError, IndexError, TypeError, ValueError):
+            _check_certificate_identity(signature.certificates, material.identity)
+        covered = tuple(sorted(_resources(signature.bundle)))
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
         raise OmsError(f"{SIGNATURE}: a bundle without the expected fields") from None
     present = sorted(_files(model))
     return Verified(covered, tuple(p for p in present if p not in set(covered)))
@@ -226,16 +244,8 @@ def _explain(exc: Exception) -> str:
     return "the directory does not match its OpenSSF model signature: " + said
 
 
-def _bundle(sig: Path) -> dict[str, Any]:
-    try:
-        bundle: dict[str, Any] = json.loads(sig.read_bytes())
-    except ValueError:
-        raise OmsError(f"{SIGNATURE}: not a Sigstore bundle") from None
-    return bundle
-
-
-def _resources(bundle: dict[str, Any]) -> Iterator[str]:
-    payload = json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))
+def _resources(bundle: Any) -> Iterator[str]:
+    payload = json.loads(bundle.dsse_envelope.payload)
     for resource in payload["predicate"]["resources"]:
         yield str(resource["name"])
 
@@ -246,11 +256,12 @@ def _files(model: Path) -> Iterator[str]:
             yield path.relative_to(model).as_posix()
 
 
-def _check_certificate_identity(bundle: dict[str, Any], identity: str) -> None:
+def _check_certificate_identity(certs: tuple[x509.Certificate, ...], identity: str) -> None:
     from cryptography.x509.oid import NameOID
 
-    chain = bundle["verificationMaterial"]["x509CertificateChain"]["certificates"]
-    leaf = x509.load_der_x509_certificate(base64.b64decode(chain[0]["rawBytes"]))
+    if not certs:
+        raise OmsError(f"{SIGNATURE}: signed by a bare key, not a certificate for {identity}")
+    leaf = certs[0]
     names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     try:
         san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -291,24 +302,47 @@ def chain_pem(certs: list[x509.Certificate]) -> str:
     return "".join(c.public_bytes(Encoding.PEM).decode() for c in certs)
 
 
-def bundle_certificates(root: str | os.PathLike[str]) -> list[x509.Certificate]:
-    """The certificates ``model.sig`` carries, signing certificate first (none for a key).
+def read_signature(root: str | os.PathLike[str]) -> Signature:
+    """``root``'s ``model.sig`` read once, as the library reads it (``Signature.read`` of
+    ``model_signing``, over ``sigstore_models``' bundle model), with the certificates the
+    library takes from it.
 
-    OmsError when there is no readable signature or a carried certificate is unreadable.
+    OmsError when there is none, it is larger than :data:`MAX_SIGNATURE`, the library
+    cannot read it, or a certificate it carries is unreadable: a signature whose
+    certificates cannot be judged is refused, never let through.
     """
-    sig = Path(root) / SIGNATURE
-    if not sig.is_file() or sig.is_symlink():
+    _library()
+    from model_signing._signing import sign_sigstore_pb
+
+    path = Path(root) / SIGNATURE
+    if not path.is_file() or path.is_symlink():
         raise OmsError(f"{SIGNATURE}: no OpenSSF model signature in {root}")
-    material = _bundle(sig).get("verificationMaterial")
-    chain = material.get("x509CertificateChain") if isinstance(material, dict) else None
-    if not isinstance(chain, dict):
-        return []
+    with path.open("rb") as f:
+        raw = f.read(MAX_SIGNATURE + 1)
+    if len(raw) > MAX_SIGNATURE:
+        raise OmsError(f"{SIGNATURE}: larger than {MAX_SIGNATURE} bytes, not a signature")
+    with tempfile.TemporaryDirectory(prefix="gateway-oms-") as tmp:
+        (Path(tmp) / SIGNATURE).write_bytes(raw)
+        try:
+            bundle = sign_sigstore_pb.Signature.read(Path(tmp) / SIGNATURE).bundle
+        except Exception as exc:  # json, pydantic, unicode: the library fails in many types
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise OmsError(
+                f"the OpenSSF model signature does not verify: {SIGNATURE} is not a "
+                f"Sigstore bundle ({detail})"
+            ) from None
+    return Signature(raw, bundle, _carried(bundle))
+
+
+def _carried(bundle: Any) -> tuple[x509.Certificate, ...]:
+    material = bundle.verification_material
+    chain = material.x509_certificate_chain
+    found = [c.raw_bytes for c in chain.certificates] if chain is not None else []
+    if material.certificate is not None:
+        found.append(material.certificate.raw_bytes)
     try:
-        return [
-            x509.load_der_x509_certificate(base64.b64decode(c["rawBytes"]))
-            for c in chain["certificates"]
-        ]
-    except (KeyError, TypeError, ValueError):
+        return tuple(x509.load_der_x509_certificate(der) for der in found)
+    except ValueError:
         raise OmsError(f"{SIGNATURE}: a certificate in its bundle is not readable") from None
 
 
@@ -336,15 +370,16 @@ def revoked_signer(
     return None
 
 
-def signed_by(root: str | os.PathLike[str], key: PublicKey) -> bool:
-    """Whether ``model.sig``'s own signature verifies under ``key``, whatever the files are.
+def signed_by(signature: Signature, key: PublicKey) -> bool:
+    """Whether ``signature``'s own signature verifies under ``key``, whatever the files are.
 
     The library checks the signature before it hashes a file, so this checks it against
     an empty directory: a mismatch of the files listed means the signature verified.
     """
     ms = _library()
-    sig = Path(root) / SIGNATURE
     with tempfile.TemporaryDirectory(prefix="gateway-oms-") as tmp:
+        sig = Path(tmp) / SIGNATURE
+        sig.write_bytes(signature.raw)
         (Path(tmp) / "key.pem").write_bytes(key.pem)
         empty = Path(tmp) / "empty"
         empty.mkdir()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from flask.testing import FlaskClient
@@ -116,4 +119,44 @@ def test_a_bad_identity_is_refused_and_nothing_is_stored(
     for bad in ("", " lead@x", "a\nb", "x" * 256, 7):
         r = chain(client, principals, pem(root), bad)  # type: ignore[arg-type]
         assert r.status_code == 400 and r.mimetype == "application/problem+json", r.get_json()
+    assert listed(client, principals)["items"] == []
+
+
+def _patched(oid: bytes) -> str:
+    """A self-issued CA certificate whose key usage extension is relabelled ``oid``."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "lab-a root")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(Encoding.DER)
+    key_usage = bytes.fromhex("0603551d0f")
+    assert der.count(key_usage) == 1
+    body = base64.encodebytes(der.replace(key_usage, oid)).decode()
+    return f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+
+
+def test_a_certificate_whose_fields_do_not_parse_is_refused_and_nothing_is_stored(
+    client: FlaskClient, principals: Principals
+) -> None:
+    root, i1, _ = _ca()
+    duplicate = _patched(bytes.fromhex("0603551d13"))  # a second basic constraints
+    malformed = _patched(bytes.fromhex("0603551d11"))  # a bit string read as names
+    for bad in (duplicate, malformed, pem(i1, root) + malformed):
+        r = chain(client, principals, bad)
+        assert r.status_code == 400 and r.mimetype == "application/problem+json", r.get_data()
+        assert "is not readable" in r.get_json()["detail"], r.get_json()
     assert listed(client, principals)["items"] == []

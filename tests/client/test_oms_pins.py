@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from gateway.client import omskeys
+from gateway.client import omskeys, trust
 from gateway.client.errors import UntrustedManifest
 
 
@@ -142,3 +142,51 @@ def test_a_chain_holding_a_certificate_seen_revoked_is_refused(tmp_path: Path) -
     revived = _chain_item(pem(i1, other_root))
     with pytest.raises(UntrustedManifest, match="holds certificate .* seen revoked here"):
         omskeys.registered(FakeApi([new, revived]), "lab-a", trust_new=True, path=known)  # type: ignore[arg-type]
+
+
+def test_a_revoked_certificate_stays_revoked_whatever_chains_the_gateway_lists_beside_it(
+    tmp_path: Path,
+) -> None:
+    """Which certificates of revoked material count as revoked is decided from the chains
+    pinned here, never from a chain the gateway lists in force that this machine refuses,
+    and never from a record made earlier."""
+    import json
+
+    from tests.api.test_oms_chain_revoke import _ca, pem
+
+    known = tmp_path / "known_oms_keys.json"
+    root, i1, i2 = _ca()
+    extra, _, _ = _ca()
+    when = "2026-01-01T00:00:00Z"
+    c1, c2 = _chain_item(pem(i1, root)), _chain_item(pem(i2, root))
+    omskeys.registered(FakeApi([c1, c2]), "lab-a", path=known)  # type: ignore[arg-type]
+    injected = _chain_item(pem(i1, root, extra))
+    with pytest.raises(UntrustedManifest, match="seen revoked here|not seen before"):
+        omskeys.registered(
+            FakeApi([c2, injected], [{**c1, "revoked_at": when}]), "lab-a", path=known
+        )  # type: ignore[arg-type]
+    revived = _chain_item(pem(i1, extra))
+    with pytest.raises(UntrustedManifest, match="holds certificate .* seen revoked here"):
+        omskeys.registered(
+            FakeApi([c2, revived], [{**c1, "revoked_at": when}]),  # type: ignore[arg-type]
+            "lab-a",
+            trust_new=True,
+            path=known,
+        )
+    # a record that names none of its certificates (as one computed against the injected
+    # chain would) still revokes them: they are taken from its PEM, not from the record
+    data = json.loads(known.read_text())
+    data[trust.REVOKED] = {
+        "http://gw": {
+            "lab-a": {
+                c1["fingerprint"]: {
+                    "revoked_at": when,
+                    "pem": c1["certificate_chain"],
+                    "certificates": [],
+                }
+            }
+        }
+    }
+    known.write_text(json.dumps(data))
+    with pytest.raises(UntrustedManifest, match="holds certificate .* seen revoked here"):
+        omskeys.registered(FakeApi([c2, revived]), "lab-a", trust_new=True, path=known)  # type: ignore[arg-type]

@@ -167,7 +167,9 @@ def test_chains_stored_before_0012_become_canonical_and_a_revocation_survives(
     empty_url: str,
 ) -> None:
     """0012 rewrites every stored chain in canonical form; rows that turn out to hold the
-    same certificates become the oldest one, revoked if any of them was; keys are untouched."""
+    same certificates become the oldest one, revoked if any of them was; a chain in force
+    that holds every certificate of one revoked before it was registered is revoked; keys
+    are untouched."""
     import hashlib
     from datetime import datetime
 
@@ -181,6 +183,7 @@ def test_chains_stored_before_0012_become_canonical_and_a_revocation_survives(
     from tests.api.test_oms_keys import ec_public
 
     root, i1, i2 = _ca()
+    extra, _, _ = _ca()
     key_pem, _ = ec_public(ec.SECP256R1())
     as_given = {  # id: (PEM as an older gateway stored it, created, revoked)
         "oms_a": (pem(i1, root), datetime(2026, 11, 1), None),
@@ -188,6 +191,7 @@ def test_chains_stored_before_0012_become_canonical_and_a_revocation_survives(
         "oms_c": (pem(root, i1), datetime(2026, 11, 3), datetime(2026, 11, 4)),
         "oms_d": (pem(i2, root), datetime(2026, 11, 6), None),
         "oms_k": (key_pem, datetime(2026, 11, 7), None),
+        "oms_x": (pem(extra, i1, root), datetime(2026, 11, 8), None),  # voids oms_a's revocation
     }
     upgrade(empty_url, "0011")
     engine = make_engine(empty_url)
@@ -215,7 +219,8 @@ def test_chains_stored_before_0012_become_canonical_and_a_revocation_survives(
     with engine.connect() as conn:
         rows = {r.id: r for r in conn.execute(select(OmsKey.__table__)).all()}
     engine.dispose()
-    assert set(rows) == {"oms_a", "oms_d", "oms_k"}
+    assert set(rows) == {"oms_a", "oms_d", "oms_k", "oms_x"}
+    assert rows["oms_x"].revoked_at == datetime(2026, 11, 8)
     canonical = oms.chain_certificates(pem(i1, root).encode())
     assert rows["oms_a"].public_key == oms.chain_pem(canonical)
     assert rows["oms_a"].fingerprint == oms.chain_fingerprint(canonical)

@@ -11,6 +11,13 @@ certificate once, ordered by its SHA-256) with their fingerprint recomputed
 fingerprint from the PEM accept them. Two rows of one organisation that hold the same
 certificates become one: the oldest is kept, revoked at the earliest time any of them was
 (revoked stays revoked), and the others are deleted; their log entries remain.
+
+Before, a chain that added any certificate to a revoked one was new material; now a chain
+holding a certificate revoked is refused, and one in force keeps every certificate it
+holds from being revoked. So a chain in force, registered at or after another chain was
+revoked, that holds every certificate of that revoked chain would void its revocation: it
+is revoked here, as of its own registration (it should never have been in force); its
+fingerprint and log entries remain.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ def upgrade() -> None:
         .order_by(_keys.c.created_at, _keys.c.id)
     ).all()
     groups: dict[tuple[str, str], list[Any]] = {}
+    merged: list[tuple[Any, frozenset[str], Any]] = []  # (row, certificates, revoked_at)
     for row in rows:
         certs = oms.chain_certificates(row.public_key.encode())
         groups.setdefault((row.org, oms.chain_fingerprint(certs)), []).append(row)
@@ -57,6 +65,8 @@ def upgrade() -> None:
         for row in others:  # before the update, which may take one of their fingerprints
             bind.execute(sa.delete(_keys).where(_keys.c.id == row.id))
         certs = oms.chain_certificates(first.public_key.encode())
+        held = frozenset(oms.certificate_fingerprint(c) for c in certs)
+        merged.append((first, held, min(revoked) if revoked else None))
         bind.execute(
             sa.update(_keys)
             .where(_keys.c.id == first.id)
@@ -66,6 +76,24 @@ def upgrade() -> None:
                 revoked_at=min(revoked) if revoked else None,
             )
         )
+
+    for row in _voiding(merged):
+        bind.execute(sa.update(_keys).where(_keys.c.id == row.id).values(revoked_at=row.created_at))
+
+
+def _voiding(chains: list[tuple[Any, frozenset[str], Any]]) -> list[Any]:
+    """The chains in force that hold every certificate of a chain of their organisation
+    revoked at or before their registration."""
+    return [
+        row
+        for row, certs, revoked_at in chains
+        if revoked_at is None
+        and any(
+            other.org == row.org and when <= row.created_at and theirs <= certs
+            for other, theirs, when in chains
+            if when is not None
+        )
+    ]
 
 
 def downgrade() -> None:
