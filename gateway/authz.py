@@ -11,10 +11,11 @@ Three things live here and nowhere else:
   the owning lab's (through their artifact) and their evaluator's own; an audit entry is
   its own for every org it concerns (:func:`gateway.audit.leaf.concerns`: the actor's org
   and the org that owns what it is about), so a lab reads the entries about its artifacts
-  and its principals, and an agency those about its evaluators; a lab also lists the
-  ``identity.recipient.set`` entries of every principal who asked for access to one of its
-  artifacts (:func:`scope` only: a lab-custody approval proves the recipient it wraps a file
-  key for against them); a signing key is its org's.
+  and its principals, and an agency those about its evaluators; a lab also reads the
+  ``identity.recipient.set`` entries of every principal with a request still pending on
+  one of its lab-custody artifacts (a lab-custody approval proves the recipient it wraps a
+  file key for against them; :func:`require` and :func:`require_found` ask the database
+  for these, :func:`owns` alone cannot tell); a signing key is its org's.
 - **Visibility.** :func:`scope` is the same rule as a SQL predicate over a model, derived
   from the table (an object is listed when its read action is ALLOW for it), so every list
   is filtered in the database and the lists, the single reads and the dashboard agree.
@@ -43,8 +44,10 @@ from gateway.models import (
     AccessRequest,
     Artifact,
     ArtifactShare,
+    Custody,
     Grant,
     Principal,
+    RequestState,
     Role,
     SigningKey,
     Upload,
@@ -179,10 +182,32 @@ def _owned_sql(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
 
 
 def _applicants_recipients(labs_artifacts: Select[str]) -> ColumnElement[bool]:
-    """The ``identity.recipient.set`` entries of the principals who asked for one of a lab's
-    artifacts (each such entry's actor is the principal whose recipient it sets)."""
-    asked = select(AccessRequest.principal_id).where(AccessRequest.artifact_id.in_(labs_artifacts))
-    return and_(Entry.action == RECIPIENT_SET, Entry.actor.in_(asked))
+    """The ``identity.recipient.set`` entries of the principals with a request still pending
+    on one of a lab's lab-custody artifacts (each such entry's actor is the principal whose
+    recipient it sets): the entries the lab proves the recipient it wraps for against."""
+    return and_(Entry.action == RECIPIENT_SET, Entry.actor.in_(_pending_applicants(labs_artifacts)))
+
+
+def _pending_applicants(labs_artifacts: Select[str]) -> Select[str]:
+    custody = select(Artifact.id).where(
+        Artifact.id.in_(labs_artifacts), Artifact.custody == Custody.LAB
+    )
+    return select(AccessRequest.principal_id).where(
+        AccessRequest.artifact_id.in_(custody), AccessRequest.state == RequestState.PENDING
+    )
+
+
+def _owns_in(rt: Runtime, actor: Actor, obj: Owned) -> bool:
+    """:func:`owns`, and for a lab also the ``identity.recipient.set`` entries :func:`scope`
+    lists it (which only the database can tell), so a single read agrees with the list."""
+    if owns(actor, obj):
+        return True
+    if actor.role != Role.LAB or not isinstance(obj, Entry) or obj.action != RECIPIENT_SET:
+        return False
+    labs_artifacts = select(Artifact.id).where(Artifact.org == actor.org)
+    asked = _pending_applicants(labs_artifacts).where(AccessRequest.principal_id == obj.actor)
+    with rt.db.session() as session:
+        return session.scalars(asked.limit(1)).first() is not None
 
 
 def scope(actor: Actor, model: type[Owned]) -> ColumnElement[bool]:
@@ -233,7 +258,7 @@ def require(
     On refusal, record ``auth.denied`` and raise 404 (HIDE) or 403 (DENY); ``what``
     names the object in the answer.
     """
-    own = True if obj is None else owns(caller.actor, obj)
+    own = True if obj is None else _owns_in(rt, caller.actor, obj)
     _enforce(rt, caller, action, own, what, obj)
 
 
@@ -246,7 +271,7 @@ def require_found(rt: Runtime, caller: Caller, action: str, obj: T | None, *, wh
     if obj is None:
         _enforce(rt, caller, action, False, what, None)
         raise NotFound(f"{what} was not found")
-    _enforce(rt, caller, action, owns(caller.actor, obj), what, obj)
+    _enforce(rt, caller, action, _owns_in(rt, caller.actor, obj), what, obj)
     return obj
 
 

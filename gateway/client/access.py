@@ -124,8 +124,15 @@ def _request_refused(api: Api, exc: ApiError) -> ApiError:
     "--trust-new-recipient",
     is_flag=True,
     help="lab custody: accept an evaluator whose id or recipient differs from the one pinned "
-    "here under its id or its name (after checking with the evaluator); a recipient the "
-    "audit log does not record is refused all the same",
+    "here under its id or its name, or one never pinned here (after checking with the "
+    "evaluator); a recipient the audit log does not record is refused all the same",
+)
+@click.option(
+    "--expect-recipient",
+    default=None,
+    metavar="AGE1...",
+    help="lab custody: the recipient the evaluator gave you out of band; anything else is "
+    "refused, and it confirms the first approval of an evaluator on this machine",
 )
 @profile_option
 @json_option
@@ -138,12 +145,13 @@ def approve(
     identity: Path | None,
     header_sha256: str | None,
     trust_new_recipient: bool,
+    expect_recipient: str | None,
 ) -> None:
     """Approve an access REQUEST: the evaluator gets a time-limited grant.
 
     For an artifact under lab custody, -i LAB_IDENTITY makes the evaluator's header on
     this machine (its recipient shown, checked against the audit log and this machine's
-    pins, and pinned once approved) and sends it."""
+    pins, confirmed by the lab on first use, and pinned once approved) and sends it."""
     api = api_for(profile)
     request_id = lookup.resolve(api, request_id, "req")
     asked = api.get(f"/v1/access-requests/{request_id}").get("duration_hours")
@@ -162,6 +170,7 @@ def approve(
                 body,
                 trust_new=trust_new_recipient,
                 header_sha256=header_sha256,
+                expect_recipient=expect_recipient,
             )
         else:
             grant = api.post(f"/v1/access-requests/{request_id}/approve", body)

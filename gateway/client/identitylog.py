@@ -22,15 +22,17 @@ from __future__ import annotations
 import base64
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 
 from gateway.audit import merkle, note
 from gateway.audit.leaf import LeafError, decode_leaf
-from gateway.client import auditcheck
+from gateway.client import auditcheck, trust
 from gateway.client.errors import AuditError, ClientError
 from gateway.client.http import Api
+from gateway.client.profiles import config_dir
 from gateway.tui import shown
 
 ACTION = "identity.recipient.set"
@@ -95,20 +97,110 @@ def registered_by(
     What a lab-custody approval checks the recipient it wraps for against: entries whose
     actor is the principal and which name it, ``name`` and ``org``, each proven in the
     checkpoint (verified as :func:`recorded`'s), the one proven at the highest index
-    being the latest. A lab reads these entries for every principal who asked it for
-    access. The log proves each entry served is in it, not that none was left out: a
-    gateway that withholds the newest can only show an older one the evaluator made.
+    being the latest. A lab reads these entries for every principal with a request pending
+    on one of its lab-custody artifacts.
+
+    The log proves each entry served is in it, not that none was left out, and a gateway
+    that withholds the newest shows an older recipient the evaluator made, retired perhaps
+    because it was compromised. So: the checkpoint must extend the largest this machine
+    verified (:func:`_fresh`), the principal's entries must chain ``old`` to ``new`` with no
+    gap, and the latest must be at an index no lower than the latest seen here before
+    (remembered in :func:`seen_path`); else :class:`AuditError`. A gateway can still
+    withhold a registration this machine has never seen in a checkpoint it never verified.
     """
     cp, pinned = _checkpoint(api)
-    found = [
-        _recorded(index, entry)
+    seen = trust.load_known(seen_path())
+    mine = seen.setdefault(api.url, {})
+    _fresh(api, cp, mine)
+    trust.save_known(seen_path(), seen)
+    theirs = [
+        (_recorded(index, entry), entry)
         for index, entry in _proven(api, cp, actor=principal)
-        if entry["actor"] == principal
-        and entry["org"] == org
-        and entry["details"].get("principal") == principal
-        and entry["details"].get("name") == name
+        if entry["actor"] == principal and entry["details"].get("principal") == principal
     ]
+    _continuous(principal, [r for r, _ in theirs])
+    found = [r for r, e in theirs if e["org"] == org and e["details"].get("name") == name]
+    latest = found[-1].index if found else -1
+    highest = mine.setdefault(LATEST, {}).get(principal, -1)
+    if latest < highest:
+        raise AuditError(
+            f"the gateway proves entry {latest if found else 'none'} as the latest recipient "
+            f"registration of {name} of {org} ({principal}), but this machine has seen entry "
+            f"{highest} as the latest: a newer registration is withheld"
+        )
+    mine[LATEST][principal] = latest
+    trust.save_known(seen_path(), seen)
     return (found[-1] if found else None), cp, pinned
+
+
+LATEST = "latest"
+"""The seen-log file's record, per gateway, of the highest entry index each evaluator's
+latest registration was proven at: ``{gateway: {"latest": {principal: index}}}``."""
+
+CHECKPOINT = "checkpoint"
+"""The seen-log file's record of the largest checkpoint this machine verified of a
+gateway's log: ``{gateway: {"checkpoint": {"origin", "size", "root"}}}`` (root in base64)."""
+
+
+def seen_path() -> Path:
+    """``<config dir>/seen_log.json``: what this machine has verified of each gateway's log."""
+    return config_dir() / "seen_log.json"
+
+
+def _fresh(api: Api, cp: note.Checkpoint, mine: dict[str, Any]) -> None:
+    """Refuse ``cp`` unless it extends the largest checkpoint this machine verified of
+    ``api``'s log (a consistency proof from it); ``cp`` is remembered when it is larger.
+
+    A gateway that serves an older tree, or a fork of it, could leave out an evaluator's
+    newest registration and show a retired (perhaps compromised) recipient as the latest.
+    """
+    saved = mine.get(CHECKPOINT)
+    if isinstance(saved, dict):
+        try:
+            origin, size = str(saved["origin"]), int(saved["size"])
+            root = base64.b64decode(saved["root"], validate=True)
+        except (KeyError, TypeError, ValueError):
+            raise AuditError(f"{seen_path()}: the saved checkpoint is unreadable") from None
+        if origin != cp.origin:
+            raise AuditError(f"the gateway's log is {cp.origin}, not {origin} as verified before")
+        if cp.size < size:
+            raise AuditError(
+                f"the gateway's checkpoint has {cp.size} entries, but this machine verified one "
+                f"of {size}: the log was rolled back"
+            )
+        if cp.size == size and cp.root != root:
+            raise AuditError(
+                f"the gateway's checkpoint of {cp.size} entries has another root than the one "
+                "this machine verified: the log was forked"
+            )
+        if cp.size == size:
+            return
+        try:
+            proof = api.get("/v1/audit/proof/consistency", old=size, new=cp.size) if size else {}
+            hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes", [])]
+            merkle.verify_consistency(size, cp.size, hashes, root, cp.root)
+        except (merkle.ProofError, TypeError, ValueError) as exc:
+            raise AuditError(
+                f"the gateway's checkpoint of {cp.size} entries does not extend the one of "
+                f"{size} this machine verified: {exc}"
+            ) from None
+    root_text = base64.b64encode(cp.root).decode()
+    mine[CHECKPOINT] = {"origin": cp.origin, "size": cp.size, "root": root_text}
+
+
+def _continuous(principal: str, found: list[Recorded]) -> None:
+    """Refuse registrations by ``principal`` where one's ``old`` is not the ``new`` of the
+    one before it (the first's ``old`` is none): an entry between them is left out."""
+    before: Recorded | None = None
+    for r in found:
+        expected = before.new if before is not None else None
+        if r.old != expected:
+            after = f"entry {before.index}" if before is not None else "no earlier entry"
+            raise AuditError(
+                f"entry {r.index} replaces {principal}'s recipient {r.old or 'none'}, but "
+                f"{after} sets {expected or 'none'}: a registration between them is withheld"
+            )
+        before = r
 
 
 def history(api: Api) -> list[dict[str, Any]] | None:

@@ -3,8 +3,9 @@
 It fetches the artifact's stored header and the evaluator's registered recipient
 (``GET /v1/access-requests/{id}/custody``), shows the recipient, holds it to this machine's
 pins by the evaluator's id and by its (organisation, name) (:func:`gateway.client.trust.
-check_recipient`: a changed one needs ``--trust-new-recipient``) and to the audit log (the
-latest ``identity.recipient.set`` entry of that evaluator, proven in the checkpoint), opens
+check_recipient`: a changed one needs ``--trust-new-recipient``, and one never pinned here
+the lab's confirmation) and to the audit log (the latest ``identity.recipient.set`` entry
+of that evaluator, proven in the checkpoint), opens
 the stored header with the lab's identity (its MAC checked), writes a header for that
 recipient alone (``gateway.age.reheader``: a fresh stanza and MAC; the payload is untouched)
 and sends it with the approval, naming the recipient it was made for; once the approval
@@ -15,8 +16,11 @@ from __future__ import annotations
 
 import base64
 import io
+import sys
 from pathlib import Path
 from typing import Any
+
+import click
 
 from gateway import age
 from gateway.client import agehdr, identitylog, trust
@@ -85,6 +89,7 @@ def approve_lab(
     trust_new: bool = False,
     known: Path | None = None,
     header_sha256: str | None = None,
+    expect_recipient: str | None = None,
 ) -> dict[str, Any]:
     """Approve ``request_id`` with the header made here; the grant.
 
@@ -92,7 +97,9 @@ def approve_lab(
     (or hash to ``header_sha256``): see :func:`gateway.client.trust.check_lab_header`.
     The recipient must agree with this machine's pins (:func:`gateway.client.trust.
     check_recipient`) and be the latest the log records the evaluator registering
-    (:func:`check_on_record`); it is pinned only once the approval succeeded.
+    (:func:`check_on_record`), and ``expect_recipient`` when given; the first approval of
+    an evaluator here needs the lab's confirmation (:func:`confirm_first_use`). It is
+    pinned only once the approval succeeded.
     """
     material = api.get(f"/v1/access-requests/{request_id}/custody")
     identities = agehdr.load_identities(identity)
@@ -101,15 +108,53 @@ def approve_lab(
     registered(material)
     who = trust.evaluator(api.url, material)
     say(f"the evaluator {who.label()} has registered {who.recipient}")
+    if expect_recipient is not None and expect_recipient != who.recipient:
+        raise ClientError(
+            f"the gateway offers {who.recipient} for {who.label()}, not {expect_recipient} "
+            "as expected: the file key is not wrapped for it"
+        )
     first = trust.check_recipient(who, trust_new=trust_new, path=known)
     check_on_record(api, who)
+    if first:
+        confirm_first_use(api.url, who, trust_new=trust_new, expected=expect_recipient)
     header = lab_header(material, identities)
     made = {**body, "header": base64.b64encode(header).decode(), "recipient": who.recipient}
     grant: dict[str, Any] = api.post(f"/v1/access-requests/{request_id}/approve", made)
     trust.pin_recipient(who, path=known)
     if first:
-        say(
-            f"note: first use of {who.label()} at {api.url}: pinned {who.recipient} on this "
-            "machine (trust on first use: check it with the evaluator)"
-        )
+        say(f"note: pinned {who.recipient} for {who.label()} at {api.url} on this machine")
     return grant
+
+
+def confirm_first_use(
+    gateway: str, who: trust.Evaluator, *, trust_new: bool, expected: str | None
+) -> None:
+    """Go on with the first approval of ``who`` on this machine only if the lab confirms it.
+
+    Nothing pins ``who`` here yet, so nothing but the gateway vouches for the recipient:
+    the lab confirms it by giving the recipient it had from the evaluator out of band
+    (``expected``, already held to the one offered), by ``trust_new``, or by answering a
+    prompt on a terminal that shows the organisation, the name and the recipient. Without
+    any of these, :class:`ClientError`: the file key is not wrapped.
+    """
+    said = f"first use of {who.label()} at {gateway}: no recipient is pinned for them here"
+    if expected is not None or trust_new:
+        how = "--expect-recipient" if expected is not None else "--trust-new-recipient"
+        say(f"note: {said}; {who.recipient} confirmed by {how}")
+        return
+    if sys.stdin.isatty():
+        say(f"{said}.\n  organisation: {who.org}\n  evaluator:    {who.name} ({who.principal})")
+        say(f"  recipient:    {who.recipient}")
+        if click.confirm(
+            "is this the evaluator's recipient, as they told you? wrap the file key for it",
+            err=True,
+            default=False,
+        ):
+            return
+        raise ClientError(f"not confirmed: the file key is not wrapped for {who.recipient}")
+    raise ClientError(
+        f"{said}, and there is no terminal to confirm {who.recipient} at: the file key is not "
+        "wrapped for it",
+        hint="check the recipient with the evaluator out of band, then pass "
+        "--expect-recipient AGE1... (theirs) or --trust-new-recipient",
+    )

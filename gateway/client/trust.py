@@ -244,8 +244,13 @@ def check_recipient(who: Evaluator, *, trust_new: bool = False, path: Path | Non
     known name with another id or recipient, or a known id under another name is refused
     unless ``trust_new`` (the evaluator changed its key, and the lab checked that out of
     band): otherwise whoever controls the gateway could show a request from a fresh id in
-    the evaluator's name, with its own recipient, and receive the key. Nothing is written:
-    :func:`pin_recipient` pins once the approval succeeded.
+    the evaluator's name, with its own recipient, and receive the key. First use (neither
+    pinned) is True: the caller has the lab confirm it before anything is wrapped.
+
+    Nothing is written, but for a pin by id alone (made before pins by name existed) that
+    agrees: the (organisation, name) the gateway shows now is pinned to it, and said so, so
+    that from now on a fresh id under that name is refused. Otherwise :func:`pin_recipient`
+    pins once the approval succeeded.
     """
     known = load_known(path or known_recipients_path())
     by_id = known.get(who.gateway, {}).get(who.principal, [])
@@ -267,6 +272,9 @@ def check_recipient(who: Evaluator, *, trust_new: bool = False, path: Path | Non
         problem = f"not {pinned.get('recipient')} as pinned for {who.name} of {who.org}"
     elif elsewhere:
         problem = f"but {who.principal} is pinned as {elsewhere[0]}"
+    elif by_id and pinned is None:
+        _upgrade(known, who, path or known_recipients_path())
+        return False
     else:
         return not by_id and pinned is None
     if not trust_new:
@@ -277,6 +285,16 @@ def check_recipient(who: Evaluator, *, trust_new: bool = False, path: Path | Non
             "pass --trust-new-recipient",
         )
     return False
+
+
+def _upgrade(known: dict[str, Any], who: Evaluator, path: Path) -> None:
+    """Pin ``who``'s (organisation, name) to its id and recipient, pinned by id alone."""
+    _by_name(known, who)[who.name] = {"principal": who.principal, "recipient": who.recipient}
+    save_known(path, known)
+    say(
+        f"note: {who.principal} was pinned on this machine by id alone: pinned it under the "
+        f"name the gateway gives it now, {who.name} of {who.org}"
+    )
 
 
 def pin_recipient(who: Evaluator, *, path: Path | None = None) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,7 +102,14 @@ def test_the_header_pushed_from_this_machine_is_approved(setup: dict[str, Any]) 
     pushed = header_for(setup["lab"])
     trust.record_lab_header(GW, "art_a", pushed)
     gw = FakeGateway("art_a", pushed, setup["recipient"])
-    assert labapprove.approve_lab(gw, "req_1", setup["key"], {}) == {"id": "grt_1"}  # type: ignore[arg-type]
+    approved = labapprove.approve_lab(
+        gw,  # type: ignore[arg-type]
+        "req_1",
+        setup["key"],
+        {},
+        expect_recipient=setup["recipient"],
+    )
+    assert approved == {"id": "grt_1"}
     assert len(gw.posted) == 1
 
 
@@ -113,7 +121,7 @@ def test_another_artifacts_header_served_for_the_approval_is_refused(
     other = header_for(setup["lab"])  # artifact B's, also the lab's
     gw = FakeGateway("art_a", other, setup["recipient"])
     with pytest.raises(ClientError, match="not the one pushed for it"):
-        labapprove.approve_lab(gw, "req_1", setup["key"], {})  # type: ignore[arg-type]
+        labapprove.approve_lab(gw, "req_1", setup["key"], {}, expect_recipient=setup["recipient"])  # type: ignore[arg-type]
     assert gw.posted == []
 
 
@@ -123,11 +131,50 @@ def test_an_artifact_this_machine_did_not_push_needs_the_headers_digest(
     pushed = header_for(setup["lab"])
     gw = FakeGateway("art_a", pushed, setup["recipient"])
     with pytest.raises(ClientError, match="did not push artifact art_a") as refused:
-        labapprove.approve_lab(gw, "req_1", setup["key"], {})  # type: ignore[arg-type]
+        labapprove.approve_lab(gw, "req_1", setup["key"], {}, expect_recipient=setup["recipient"])  # type: ignore[arg-type]
     assert refused.value.hint is not None and "--header-sha256" in refused.value.hint
     assert gw.posted == []
     digest = hashlib.sha256(pushed).hexdigest()
-    approved = labapprove.approve_lab(gw, "req_1", setup["key"], {}, header_sha256=digest)  # type: ignore[arg-type]
+    approved = labapprove.approve_lab(
+        gw, "req_1", setup["key"], {}, expect_recipient=setup["recipient"], header_sha256=digest
+    )  # type: ignore[arg-type]
     assert approved == {"id": "grt_1"}
     with pytest.raises(ClientError, match="not the one pushed"):
-        labapprove.approve_lab(gw, "req_1", setup["key"], {}, header_sha256="0" * 64)  # type: ignore[arg-type]
+        labapprove.approve_lab(
+            gw,
+            "req_1",
+            setup["key"],
+            {},
+            expect_recipient=setup["recipient"],
+            header_sha256="0" * 64,
+        )  # type: ignore[arg-type]
+
+
+class Terminal(io.StringIO):
+    """What the lab types at a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "approved"), [("y\n", True), ("n\n", False), ("\n", False)])
+def test_a_first_use_at_a_terminal_is_approved_only_if_the_lab_says_yes(
+    setup: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    answer: str,
+    approved: bool,
+) -> None:
+    pushed = header_for(setup["lab"])
+    trust.record_lab_header(GW, "art_a", pushed)
+    gw = FakeGateway("art_a", pushed, setup["recipient"])
+    monkeypatch.setattr("sys.stdin", Terminal(answer))
+    if approved:
+        assert labapprove.approve_lab(gw, "req_1", setup["key"], {}) == {"id": "grt_1"}  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ClientError, match="not confirmed"):
+            labapprove.approve_lab(gw, "req_1", setup["key"], {})  # type: ignore[arg-type]
+    shown = capsys.readouterr().err
+    assert "organisation: agency-a" in shown and "evaluator:    eve (prn_eve)" in shown
+    assert f"recipient:    {setup['recipient']}" in shown
+    assert len(gw.posted) == int(approved)

@@ -109,10 +109,11 @@ def test_the_honest_evaluator_is_approved_and_pinned_once_approved(
     recipient = keygen(custody.live, tmp_path / "eval.agekey")
     eve = principal(custody.live, "eval")
     first = custody.request()
-    done = custody.approve(first)
+    done = custody.approve(first, "--expect-recipient", recipient)
     assert done.exit_code == 0, done.output
     assert f"note: first use of eval of agency-a ({eve.id}) at " in done.stderr
-    assert "trust on first use" in done.stderr and "on record: entry " in done.stderr
+    assert f"{recipient} confirmed by --expect-recipient" in done.stderr
+    assert "on record: entry " in done.stderr
     assert custody.state(first) == "approved"
     pins = custody.pins()
     assert pins[custody.live.url][eve.id] == [recipient]
@@ -149,9 +150,9 @@ def test_a_recipient_written_into_the_database_with_no_entry_is_refused(
 
 
 def test_a_fresh_id_under_a_known_name_is_refused(custody: Custody, tmp_path: Path) -> None:
-    keygen(custody.live, tmp_path / "eval.agekey")
+    recipient = keygen(custody.live, tmp_path / "eval.agekey")
     eve = principal(custody.live, "eval")
-    assert custody.approve(custody.request()).exit_code == 0
+    assert custody.approve(custody.request(), "--expect-recipient", recipient).exit_code == 0
     custody.end_grants()
     # The insider moves the evaluator aside and makes a principal of the same name and org,
     # with a token of its own, which registers its own recipient (a genuine entry).
@@ -188,12 +189,54 @@ def test_a_fresh_id_under_a_known_name_is_refused(custody: Custody, tmp_path: Pa
 def test_an_approval_the_gateway_refuses_pins_nothing(custody: Custody, tmp_path: Path) -> None:
     keygen(custody.live, tmp_path / "eval.agekey")
     request = custody.request()
-    done = custody.approve(request, "--hours", "720")  # more than the 72 asked (the default)
-    assert done.exit_code == 1 and "gateway: error:" in done.stderr, done.output
+    # More than the 72 hours asked (the default): the gateway refuses it.
+    done = custody.approve(request, "--hours", "720", "--trust-new-recipient")
+    assert done.exit_code == 1 and "--hours 720 is more than" in done.stderr, done.output
     assert custody.state(request) == "pending"
     assert custody.pins() == {}
-    assert custody.approve(request).exit_code == 0
+    assert custody.approve(request, "--trust-new-recipient").exit_code == 0
     assert custody.pins() != {}
+
+
+def test_a_first_use_wraps_nothing_unless_the_lab_confirms_it(
+    custody: Custody, tmp_path: Path
+) -> None:
+    recipient = keygen(custody.live, tmp_path / "eval.agekey")
+    eve = principal(custody.live, "eval")
+    request = custody.request()
+    done = custody.approve(request)  # no terminal, no confirmation
+    assert done.exit_code == 1, done.output
+    assert done.stderr.splitlines()[-2] == (
+        f"gateway: error: first use of eval of agency-a ({eve.id}) at {custody.live.url}: no "
+        f"recipient is pinned for them here, and there is no terminal to confirm {recipient} "
+        "at: the file key is not wrapped for it"
+    )
+    assert "--expect-recipient AGE1..." in done.stderr.splitlines()[-1]
+    other = str(age.X25519Identity.generate().to_recipient())
+    done = custody.approve(request, "--expect-recipient", other)
+    assert done.exit_code == 1 and f"not {other} as expected" in done.stderr, done.output
+    assert custody.state(request) == "pending" and custody.pins() == {}
+    done = custody.approve(request, "--trust-new-recipient")
+    assert done.exit_code == 0, done.output
+    assert "confirmed by --trust-new-recipient" in done.stderr
+    custody.end_grants()
+    again = custody.approve(custody.request(), "--expect-recipient", other)
+    assert again.exit_code == 1 and f"not {other} as expected" in again.stderr  # pinned or not
+
+
+def test_a_pin_by_id_alone_is_upgraded_to_a_pin_by_name_when_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "known_recipients.json"
+    path.write_text(json.dumps({"http://gw": {"prn_eve": [R1]}}))  # made before pins by name
+    assert trust.check_recipient(EVE, path=path) is False
+    assert "pinned it under the name the gateway gives it now, eve of agency-a" in (
+        capsys.readouterr().err
+    )
+    names = json.loads(path.read_text())["names"]["http://gw"]["agency-a"]
+    assert names == {"eve": {"principal": "prn_eve", "recipient": R1}}
+    with pytest.raises(ClientError, match="but eve of agency-a is pinned as prn_eve"):
+        trust.check_recipient(replace(EVE, principal="prn_new", recipient=R2), path=path)
 
 
 R1, R2 = (str(age.X25519Identity.generate().to_recipient()) for _ in range(2))

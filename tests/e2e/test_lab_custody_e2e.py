@@ -93,7 +93,17 @@ def test_lab_custody_story(server: Server, tmp_path: Path) -> None:
     refused = client(server, homes, "lab", "approve", req, check=False)
     assert refused.returncode != 0
     assert "gateway: error:" in refused.stderr and f"approve {req} -i" in refused.stderr
-    approved = client(server, homes, "lab", "approve", req, "-i", str(outside / "lab.agekey"))
+    unconfirmed = client(
+        server, homes, "lab", "approve", req, "-i", str(outside / "lab.agekey"), check=False
+    )
+    assert unconfirmed.returncode != 0 and "--expect-recipient" in unconfirmed.stderr
+    approved = client(
+        server,
+        homes,
+        "lab",
+        *("approve", req, "-i", str(outside / "lab.agekey")),
+        *("--expect-recipient", str(eval_recipient.to_recipient())),
+    )
     assert str(eval_recipient.to_recipient()) in approved.stderr  # shown, and pinned
     assert "pinned" in approved.stderr
 
