@@ -237,7 +237,13 @@ def _issue(
 ) -> str:
     """A new token for principal ``name`` of ``org`` (made if new), recorded in ``session``."""
     token, principal = identity.create_token(
-        session, org=org, role=role, name=name, ttl_days=ttl_days, now=gw.now()
+        session,
+        org=org,
+        role=role,
+        name=name,
+        ttl_days=ttl_days,
+        now=gw.now(),
+        max_ttl_days=gw.config.tokens.max_ttl_days,
     )
     details = {
         "org": org,
@@ -316,7 +322,8 @@ def dev_seed(gw: Runtime) -> dict[str, tuple[str, str, str]]:
         for role, (org, kind, name) in DEMO.items():
             identity.ensure_org(session, org, kind, gw.now())
             _revoke_earlier(gw, session, org, name)
-            token = _issue(gw, session, org, role, name, DEV_TOKEN_DAYS, development=True)
+            days = min(DEV_TOKEN_DAYS, gw.config.tokens.max_ttl_days)
+            token = _issue(gw, session, org, role, name, days, development=True)
             out[role] = (org, name, token)
     return out
 
