@@ -237,7 +237,13 @@ def _issue(
 ) -> str:
     """A new token for principal ``name`` of ``org`` (made if new), recorded in ``session``."""
     token, principal = identity.create_token(
-        session, org=org, role=role, name=name, ttl_days=ttl_days, now=gw.now()
+        session,
+        org=org,
+        role=role,
+        name=name,
+        ttl_days=ttl_days,
+        now=gw.now(),
+        max_ttl_days=gw.config.tokens.max_ttl_days,
     )
     details = {
         "org": org,
@@ -284,12 +290,54 @@ def revoke_tokens(gw: Runtime, org: str, name: str) -> int:
     return count
 
 
+def not_development(config: Config) -> list[str]:
+    """The settings that make ``config`` something other than the embedded development
+    configuration (an SQLite database, the local object store, local key custody, no
+    witnesses, no public URL), one phrase each; none: a development configuration."""
+    try:
+        database = make_url(config.database.url).get_backend_name()
+    except ValueError:
+        database = "a database URL that does not parse"
+    found = [f"database.url is {database}, not sqlite"] if database != "sqlite" else []
+    if config.storage.backend != "local":
+        found.append(f"storage.backend is {config.storage.backend}")
+    if config.custody.backend != "local":
+        found.append(f"custody.backend is {config.custody.backend}")
+    if config.audit.witnesses.strip() or config.audit.policy_file:
+        found.append("audit names witnesses")
+    if config.server.public_url:
+        found.append("server.public_url is set")
+    return found
+
+
 def dev_seed(gw: Runtime) -> dict[str, tuple[str, str, str]]:
-    """Demo organisations and a fresh development token for each role: ``{role: (org, name, token)}``."""
+    """Demo organisations and a fresh development token for each role: ``{role: (org, name, token)}``.
+
+    The demo principals' earlier tokens are revoked in the same transaction (recorded as
+    ``admin.token.revoke``), so running it again leaves one live token per role, not a
+    pile of admin tokens printed into old terminals and logs.
+    """
     out = {}
     with events.fail_closed(gw) as session:
         for role, (org, kind, name) in DEMO.items():
             identity.ensure_org(session, org, kind, gw.now())
-            token = _issue(gw, session, org, role, name, DEV_TOKEN_DAYS, development=True)
+            _revoke_earlier(gw, session, org, name)
+            days = min(DEV_TOKEN_DAYS, gw.config.tokens.max_ttl_days)
+            token = _issue(gw, session, org, role, name, days, development=True)
             out[role] = (org, name, token)
     return out
+
+
+def _revoke_earlier(gw: Runtime, session: Session, org: str, name: str) -> None:
+    """Revoke the live tokens of principal ``name`` of ``org``, if it exists and has any."""
+    principal = session.scalars(
+        select(Principal.id).where(Principal.org == org, Principal.name == name)
+    ).first()
+    if principal is None:
+        return
+    count = identity.revoke_tokens(session, org=org, name=name, now=gw.now())
+    if count:
+        details = {"org": org, "principal": principal, "name": name, "count": count}
+        events.record(
+            gw, session, "admin.token.revoke", None, details={**details, "development": True}
+        )

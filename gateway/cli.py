@@ -161,11 +161,27 @@ def init(state: State) -> None:
 
 
 @click.command("dev-seed")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="seed even a configuration that is not the embedded development one",
+)
 @operator
-def dev_seed(state: State) -> None:
-    """Create a demo lab, agency and oversight org, and print one development token per role."""
+def dev_seed(state: State, force: bool) -> None:
+    """Create a demo lab, agency and oversight org, and print one development token per role.
+
+    Only on the embedded development configuration (SQLite, local object store and key
+    custody, no witnesses): it prints live tokens, an admin's among them. Running it again
+    revokes the demo principals' earlier tokens.
+    """
     from gateway import bootstrap
 
+    found = bootstrap.not_development(state.config)
+    if found and not force:
+        fail(
+            f"dev-seed is for the embedded development configuration only: {'; '.join(found)}",
+            hint="it prints live tokens, an admin's among them; pass --force to seed anyway",
+        )
     with bootstrap.opened(state.config) as gw:
         tokens = bootstrap.dev_seed(gw)
     click.echo("# development tokens: for trying the gateway on this machine only", err=True)

@@ -191,9 +191,15 @@ class AuditConfig:
     integrate_batch: int = 1024
 
 
+MAX_TOKEN_DAYS = 3660  # ten years: the ceiling of tokens.max_ttl_days
+
+
 @dataclass(frozen=True)
 class TokensConfig:
+    """``[tokens]``: a new token's lifetime when none is asked, and the longest one may have."""
+
     default_ttl_days: int = 90
+    max_ttl_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -438,7 +444,14 @@ def validate(config: Config) -> None:
             config.audit.anchor_every_minutes >= 0,
             "audit.anchor_every_minutes: must not be negative",
         ),
-        (config.tokens.default_ttl_days >= 1, "tokens.default_ttl_days: must be at least 1"),
+        (
+            1 <= config.tokens.max_ttl_days <= MAX_TOKEN_DAYS,
+            f"tokens.max_ttl_days: must be between 1 and {MAX_TOKEN_DAYS}",
+        ),
+        (
+            1 <= config.tokens.default_ttl_days <= config.tokens.max_ttl_days,
+            "tokens.default_ttl_days: must be between 1 and tokens.max_ttl_days",
+        ),
         (config.sweeper.interval_seconds >= 0, "sweeper.interval_seconds: must not be negative"),
         (bool(config.database.url), "database.url: must not be empty"),
         *_web_checks(config.web),

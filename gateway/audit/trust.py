@@ -241,7 +241,7 @@ class VerifiedCheckpoint:
     checkpoint: Checkpoint
     text: str
     log: PolicyLog
-    cosignatures: Mapping[str, int]  # witness name -> cosignature timestamp
+    cosignatures: Mapping[str, int]  # witness name -> its newest cosignature's timestamp
 
 
 def verify_checkpoint(
@@ -286,7 +286,8 @@ def verify_checkpoint(
                 raise CosignatureTooNew(
                     f"witness {witness.name} cosigned at {when}, after {not_after}"
                 )
-            cosigned.setdefault(witness.name, when)
+            # a witness with two keys (Ed25519 and ML-DSA-44) vouches as of its newer one
+            cosigned[witness.name] = max(when, cosigned.get(witness.name, when))
     if signed_by is None:
         raise LogSignatureMissing(f"checkpoint is not signed by a key of log {cp.origin!r}")
     unmet = policy.unmet(policy.quorum, cosigned)
@@ -296,3 +297,19 @@ def verify_checkpoint(
             f"quorum {policy.quorum} is not met ({who} cosigned): {'; '.join(unmet)}"
         )
     return VerifiedCheckpoint(cp, text, signed_by, cosigned)
+
+
+def quorum_time(policy: Policy, cosigned: Mapping[str, int]) -> tuple[int, tuple[str, ...]] | None:
+    """When the quorum last vouched for a checkpoint: the newest time ``T`` such that the
+    witnesses that cosigned at ``T`` or later meet ``policy``'s quorum, and those witnesses
+    (sorted); None when no witness cosigned (or the quorum is not met).
+
+    A fresh cosignature from one witness does not make a checkpoint fresh when the quorum
+    wants two: the age is that of the quorum's word. Under quorum ``none`` it is the newest
+    cosignature's time.
+    """
+    for t in sorted(set(cosigned.values()), reverse=True):
+        recent = sorted(w for w, when in cosigned.items() if when >= t)
+        if policy.witnessed(policy.quorum, recent):
+            return t, tuple(recent)
+    return None

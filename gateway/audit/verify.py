@@ -38,11 +38,39 @@ import binascii
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.audit import merkle
 from gateway.audit.leaf import HEADS_ACTION, LeafError, concerns, decode_leaf, link, version
 from gateway.audit.note import Checkpoint, NoteError, open_checkpoint
+
+
+@dataclass(frozen=True)
+class Age:
+    """How old a checkpoint is, as far as anything the verifier trusts dates it.
+
+    ``at``: POSIX seconds, None when nothing trusted dates the checkpoint (signed by the
+    log's key alone: the gateway's checkpoints carry no time of their own); ``dated_by``:
+    ``"cosignature"`` (the time the policy's quorum last cosigned) or None; ``witnesses``:
+    who cosigned at or after ``at``; ``seconds``: how long before the verification.
+    """
+
+    at: int | None = None
+    dated_by: str | None = None
+    witnesses: tuple[str, ...] = ()
+    seconds: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        when = None
+        if self.at is not None:
+            when = datetime.fromtimestamp(self.at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "time": when,
+            "dated_by": self.dated_by,
+            "cosigned_by": list(self.witnesses),
+            "seconds": self.seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -60,7 +88,8 @@ class Verdict:
       first change, when saved checkpoints (or the end of the entries) bound it; no entry
       outside that range may be named;
     - ``root_mismatch``: the entries do not hash to the root of the checkpoint verified
-      against (so a bisection against that checkpoint can locate the change).
+      against (so a bisection against that checkpoint can locate the change);
+    - ``age``: how old that checkpoint is, when the verifier asked (None: not asked).
     """
 
     ok: bool
@@ -71,6 +100,7 @@ class Verdict:
     problem: str = ""
     bad_before: int | None = None
     root_mismatch: bool = False
+    age: Age | None = None
 
     @classmethod
     def failure(
@@ -104,6 +134,7 @@ class Verdict:
             "message": self.message,
             "first_bad_index": self.first_bad_index,
             "size": self.size,
+            "checkpoint_age": None if self.age is None else self.age.as_dict(),
         }
 
 

@@ -294,6 +294,14 @@ def key(profile: str | None, output: Path | None, force: bool) -> None:
     is_flag=True,
     help="read the log from its C2SP tlog-tiles alone (entry bundles: auditors only)",
 )
+@click.option(
+    "--max-age",
+    "max_age",
+    default=None,
+    metavar="DURATION",
+    help="refuse a checkpoint the policy's quorum last cosigned longer ago than this "
+    "(24h, 30m, 7d); fails when nothing dates it (--key alone)",
+)
 @profile_option
 @json_option
 @reported(ClientError)
@@ -305,20 +313,23 @@ def verify(
     since: tuple[Path, ...],
     export_file: Path | None,
     tiles: bool,
+    max_age: str | None,
 ) -> None:
-    """Recompute the log from its leaves and check its signed checkpoint; exit 0 only if all holds."""
+    """Recompute the log from its leaves and check its signed checkpoint; exit 0 only if all
+    holds. The verdict says how old the checkpoint is, when its witnesses date it."""
     if (key is None) == (policy_file is None):
         raise InvocationError("give the log's verifier key (--key) or a policy (--policy)")
     if tiles and export_file is not None:
         raise InvocationError("--tiles reads the gateway's tiles; --file reads an export")
+    seconds = None if max_age is None else auditcheck.parse_duration(max_age)
     trusted: trust.Policy | str = (
         auditcheck.read_policy(policy_file) if policy_file else auditcheck.read_key(str(key))
     )
     old = [path.read_text("utf-8") for path in since]
     if export_file is not None:
-        verdict = auditcheck.verify_file(export_file, trusted, old)
+        verdict = auditcheck.verify_file(export_file, trusted, old, seconds)
     else:
-        verdict = _verify_online(api_for(profile), trusted, old, tiles)
+        verdict = _verify_online(api_for(profile), trusted, old, tiles, seconds)
     if as_json:
         emit_json(verdict.as_dict())
     else:
@@ -327,8 +338,10 @@ def verify(
         fail("the audit log does not verify")
 
 
-def _verify_online(api: Api, trusted: trust.Policy | str, old: list[str], tiles: bool) -> Verdict:
-    """The verdict on the gateway's log: its leaves listed, or read from its tiles."""
+def _verify_online(
+    api: Api, trusted: trust.Policy | str, old: list[str], tiles: bool, max_age: int | None
+) -> Verdict:
+    """The verdict on the gateway's log: its leaves listed, or read from its tiles; dated."""
     policy = isinstance(trusted, trust.Policy)
     text = api.text(TLOG + "checkpoint" if policy or tiles else "/v1/audit/checkpoint")
     try:
@@ -345,7 +358,7 @@ def _verify_online(api: Api, trusted: trust.Policy | str, old: list[str], tiles:
     # the served filtered lists are checked against the leaves that streamed past
     views = auditviews.ViewCheck()
     verdict = auditcheck.verify_leaves(text, views.tap(leaves), vkey, old, consistency=consistency)
-    return views.check(api, verdict)
+    return auditcheck.dated(views.check(api, verdict), text, trusted, max_age)
 
 
 def _tile(api: Api, path: str) -> bytes:

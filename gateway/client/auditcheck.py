@@ -24,14 +24,19 @@ but the tiles and the checkpoint is read.
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.audit import merkle, note, tiles, trust, verify
 from gateway.audit.tilereader import TileReader
-from gateway.audit.verify import Verdict
-from gateway.client.errors import AuditError, AuditKeyError, ClientError
+from gateway.audit.verify import Age, Verdict
+from gateway.client import humane
+from gateway.client.errors import AuditError, AuditKeyError, ClientError, InvocationError
 
 Consistency = Callable[[int, int], list[bytes]]
 
@@ -97,6 +102,83 @@ def policy_log_key(text: str, policy: trust.Policy) -> str:
         return trust.verify_checkpoint(text, policy).log.verifier.vkey
     except trust.CheckpointRefused as exc:
         raise AuditKeyError(f"the checkpoint does not meet the policy: {exc}") from None
+
+
+UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_AGE_LIMIT = 10 * 366 * 86400  # ten years: anything longer is a typing error, not a bound
+_DURATION = re.compile(r"(?:[0-9]{1,9}[wdhms])+")
+UNDATED = (
+    "no witness cosignature dates it (the checkpoint carries no time of its own): "
+    "verify with a --policy whose witnesses cosign it"
+)
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in a duration such as ``24h``, ``30m``, ``7d``, ``1d12h`` (units w d h m s)."""
+    value = text.strip().lower()
+    if not _DURATION.fullmatch(value):
+        raise InvocationError(f"--max-age {text!r} is not a duration such as 24h, 30m or 7d")
+    seconds = sum(int(n) * UNITS[u] for n, u in re.findall(r"([0-9]+)([wdhms])", value))
+    if not 0 < seconds <= MAX_AGE_LIMIT:
+        raise InvocationError(f"--max-age {text!r} is not between 1s and 10 years")
+    return seconds
+
+
+def span(seconds: int) -> str:
+    """``seconds`` in the largest unit that divides it: ``1d``, ``90m``, ``45s``."""
+    unit = next(u for u, length in UNITS.items() if seconds % length == 0)
+    return f"{seconds // UNITS[unit]}{unit}"
+
+
+def checkpoint_age(text: str, trusted: trust.Policy | str, now: float) -> Age:
+    """How old the checkpoint ``text`` is: when the policy's quorum last cosigned it
+    (:func:`gateway.audit.trust.quorum_time`). Undated under a key alone (a log's signature
+    carries no time, and the gateway's checkpoints carry none in their text), when no
+    witness cosigned, or when the checkpoint does not meet the policy."""
+    if isinstance(trusted, str):
+        return Age()
+    try:
+        verified = trust.verify_checkpoint(text, trusted)
+    except trust.CheckpointRefused:
+        return Age()
+    found = trust.quorum_time(trusted, verified.cosignatures)
+    if found is None:
+        return Age()
+    at, witnesses = found
+    return Age(at, "cosignature", witnesses, int(now) - at)
+
+
+def dated(
+    verdict: Verdict,
+    text: str,
+    trusted: trust.Policy | str,
+    max_age: int | None = None,
+    now: float | None = None,
+) -> Verdict:
+    """``verdict`` with the age of its checkpoint ``text`` said, and refused when that is
+    older than ``max_age`` seconds, or undated while a ``max_age`` is asked (fail closed)."""
+    moment = time.time() if now is None else now
+    age = checkpoint_age(text, trusted, moment)
+    if not verdict.ok:
+        return replace(verdict, age=age)
+    if age.at is None or age.seconds is None:
+        if max_age is None:
+            return replace(
+                verdict, message=f"{verdict.message}; its age is unknown: {UNDATED}", age=age
+            )
+        problem = (
+            f"the checkpoint's age cannot be checked against --max-age {span(max_age)}: {UNDATED}"
+        )
+        return replace(Verdict.failure(problem, size=verdict.size), age=age)
+    stamp = Age(age.at).as_dict()["time"]
+    said = (
+        f"cosigned by {', '.join(age.witnesses)} at {stamp} "
+        f"({humane.ago(stamp, datetime.fromtimestamp(moment, UTC))})"
+    )
+    if max_age is not None and age.seconds > max_age:
+        problem = f"the checkpoint is older than --max-age {span(max_age)}: {said}"
+        return replace(Verdict.failure(problem, size=verdict.size), age=age)
+    return replace(verdict, message=f"{verdict.message}; {said}", age=age)
 
 
 Fetch = Callable[[str], bytes]
@@ -258,26 +340,36 @@ def write_export(path: Path, checkpoint_text: str, leaves: Iterable[tuple[int, b
 
 
 def verify_file(
-    path: Path, trusted: trust.Policy | str, old_text: str | Sequence[str] | None
+    path: Path,
+    trusted: trust.Policy | str,
+    old_text: str | Sequence[str] | None,
+    max_age: int | None = None,
 ) -> Verdict:
     """Verify an export file offline, streaming it, against any number of saved checkpoints;
-    under a policy (``trusted``), its checkpoint must meet it, and the log's key is the policy's."""
-    vkey = trusted if isinstance(trusted, str) else _export_log_key(path, trusted)
+    under a policy (``trusted``), its checkpoint must meet it, and the log's key is the
+    policy's. The verdict says the checkpoint's age, refused past ``max_age`` (:func:`dated`)."""
+    text = ""
+    if isinstance(trusted, str):
+        vkey: str | Verdict = trusted
+    else:
+        text, vkey = _export_log_key(path, trusted)
     if not isinstance(vkey, str):
         return vkey
     with open(path, encoding="utf-8") as fh:
-        return verify.verify_export(fh, vkey, earlier=_olds(old_text))
+        verdict = verify.verify_export(fh, vkey, earlier=_olds(old_text))
+    return dated(verdict, text, trusted, max_age)
 
 
-def _export_log_key(path: Path, policy: trust.Policy) -> str | Verdict:
-    """The key of the policy's log that signed the export's checkpoint, or the failed verdict."""
+def _export_log_key(path: Path, policy: trust.Policy) -> tuple[str, str | Verdict]:
+    """The export's checkpoint text, and the key of the policy's log that signed it (or the
+    failed verdict)."""
     text = ""
     try:
         with open(path, encoding="utf-8") as fh:
             for item in verify.iter_export(fh):  # the checkpoint comes last, or it raises
                 text = item if isinstance(item, str) else text
-        return policy_log_key(text, policy)
+        return text, policy_log_key(text, policy)
     except verify.ExportError as exc:
-        return Verdict.failure(f"the export is malformed: {exc}")
+        return text, Verdict.failure(f"the export is malformed: {exc}")
     except AuditKeyError as exc:
-        return Verdict.failure(str(exc))
+        return text, Verdict.failure(str(exc))

@@ -29,6 +29,7 @@ from gateway import age, events
 from gateway.caller import Actor, Caller
 from gateway.client import possession
 from gateway.clock import rfc3339
+from gateway.config import TokensConfig
 from gateway.db import cas_update
 from gateway.errors import AuditUnavailable, BadRequest, Conflict, NotFound, Unauthorized
 from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal, Role, SigningKey, Token, new_id
@@ -36,6 +37,7 @@ from gateway.orgname import NAME as _NAME  # one syntax for gateway and client
 from gateway.runtime import Runtime
 
 TOKEN_PREFIX = "gw_"  # noqa: S105 - a prefix, not a secret
+MAX_TTL_DAYS = TokensConfig.max_ttl_days
 RECIPIENT_SET = "identity.recipient.set"
 SIGNING_KEY_REGISTER = "identity.signing_key.register"
 SIGNING_KEY_REVOKE = "identity.signing_key.revoke"
@@ -112,14 +114,28 @@ def get_org(session: Session, name: str) -> Org:
 
 
 def create_token(
-    session: Session, *, org: str, role: str, name: str, ttl_days: int, now: datetime
+    session: Session,
+    *,
+    org: str,
+    role: str,
+    name: str,
+    ttl_days: int,
+    now: datetime,
+    max_ttl_days: int = MAX_TTL_DAYS,
 ) -> tuple[str, Principal]:
-    """Create (or reuse) principal ``name`` in ``org`` and issue it a new token."""
+    """Create (or reuse) principal ``name`` in ``org`` and issue it a new token that lives
+    ``ttl_days``, from 1 to ``max_ttl_days`` (``tokens.max_ttl_days``): a bearer token that
+    outlives every rotation is a stolen credential that never expires."""
     if role not in set(Role):
         raise BadRequest(f"role must be one of {', '.join(Role)}")
     check_name(name, "principal name")
-    if ttl_days < 1:
+    if isinstance(ttl_days, bool) or not isinstance(ttl_days, int) or ttl_days < 1:
         raise BadRequest("a token's lifetime must be at least 1 day")
+    if ttl_days > max_ttl_days:
+        raise BadRequest(
+            f"a token's lifetime is at most {max_ttl_days} days (tokens.max_ttl_days), "
+            f"not {ttl_days}"
+        )
     the_org = get_org(session, org)
     fits = ROLE_FOR_KIND[OrgKind(the_org.kind)]
     if fits != role:
