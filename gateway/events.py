@@ -2,8 +2,8 @@
 
 Every part of the gateway calls :func:`record` inside the same database transaction
 as the effect it records, so the entry and the effect commit together or not at all.
-When the entry cannot be committed the effect does not happen and the client gets
-503 (:func:`fail_closed`). Denials are recorded in a transaction of their own
+When the entry cannot be committed the effect does not happen, and the client gets 503
+when the database is unavailable (:func:`fail_closed`). Denials are recorded in a transaction of their own
 (:func:`record_denial`), since they have no effect to share one with; repeats of one
 denial within an interval are counted and recorded as one entry when the interval
 closes (:mod:`gateway.services.denials`, :func:`close_denials`).
@@ -28,14 +28,25 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import (
+    TimeoutError as PoolTimeout,
+)
 from sqlalchemy.orm import Session
 
 from gateway import metrics
 from gateway.audit import store as audit_store
 from gateway.caller import Actor, Caller, RequestMeta
 from gateway.clock import rfc3339_micro
-from gateway.errors import AuditUnavailable, GatewayError
+from gateway.errors import AuditUnavailable, BadRequest, Conflict, GatewayError
 from gateway.runtime import Runtime
 from gateway.services import denials
 
@@ -100,19 +111,59 @@ def record(
 
 @contextmanager
 def fail_closed(rt: Runtime) -> Iterator[Session]:
-    """A transaction whose failure to commit (the audit entry included) becomes a 503."""
+    """A transaction whose failure to commit (the audit entry included) refuses the action.
+
+    Whatever fails, the transaction rolls back: the action does not happen. What the
+    client is told depends on why (:func:`_refusal`): the database unreachable or failing
+    is the 503 that says the audit log is unavailable; a value it refuses is a 400, and a
+    row that another transaction made first is a 409. Anything else is a fault of the
+    gateway, answered 500 like any other.
+    """
     try:
         with rt.db.session() as session:
             yield session
     except GatewayError:
         raise
     except SQLAlchemyError as exc:
-        log.error(
-            "transaction failed, action refused: %s: %s",
-            type(exc).__name__,
-            getattr(exc, "orig", exc),
-        )
-        raise AuditUnavailable(_UNAVAILABLE) from None
+        refusal = _refusal(exc)
+        if refusal is None:
+            raise
+        raise refusal from None
+
+
+# The database's availability: connecting, talking to it, waiting for a connection, and
+# what it reports of itself (sqlite's locked or read-only file, a PostgreSQL shutdown,
+# a serialization failure or deadlock).
+_OUTAGES = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
+_DATA = (
+    "a value in the request cannot be stored (text with a NUL character, or a value out of "
+    "range for its field), so the action was not carried out"
+)
+_CONFLICT = (
+    "another change made at the same moment holds a value this action needs to be unique, "
+    "so it was not carried out; try again"
+)
+
+
+def _refusal(exc: SQLAlchemyError) -> GatewayError | None:
+    """The error the client is given for ``exc``, or None when it is a fault of the gateway.
+
+    The cause is logged either way (the database's message, never a bound value): an
+    outage at ERROR, for the operator to act on; bad data and conflicts at WARNING, since
+    a client can cause them at will.
+    """
+    cause = getattr(exc, "orig", None) or exc
+    invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, _OUTAGES) or invalidated:
+        log.error("transaction failed, action refused: %s: %s", type(exc).__name__, cause)
+        return AuditUnavailable(_UNAVAILABLE)
+    if isinstance(exc, DataError):
+        log.warning("value refused by the database, action refused: %s", type(cause).__name__)
+        return BadRequest(_DATA)
+    if isinstance(exc, IntegrityError):
+        log.warning("conflict in the database, action refused: %s", type(cause).__name__)
+        return Conflict(_CONFLICT)
+    return None
 
 
 def record_denial(
@@ -147,7 +198,7 @@ def record_denial(
             with fail_closed(rt) as session:
                 _deny(rt, session, caller, key)
             return
-        except AuditUnavailable as exc:
+        except Conflict as exc:
             if attempt == 2 or not isinstance(exc.__context__, IntegrityError):
                 raise
 

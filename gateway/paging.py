@@ -9,7 +9,9 @@ rows before it, as an offset would.
 
 The cursor handed to the client is opaque: the last row's key as a JSON array in
 URL-safe base64. It is checked on the way back in: a cursor that does not decode, has
-the wrong shape, or carries a number outside 0..2^63-1 is a 400, never a database error.
+the wrong shape, carries a number outside 0..2^63-1, or a string key that is not an id
+(every string key of a list is a row's id: 1-64 characters of ``A-Za-z0-9_-``, so never a
+NUL, a control character or a lone surrogate) is a 400, never a database error.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ MAX_INT = (1 << 63) - 1
 """The largest integer a cursor or a position may carry (a signed 64-bit column)."""
 
 _MAX_CURSOR = 1024
-_MAX_TEXT = 255
+_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z", re.ASCII)
 _CURSOR = re.compile(r"^[A-Za-z0-9_-]+$")
 _NOT_OURS = "cursor is not one this gateway issued"
 
@@ -67,6 +69,7 @@ class Key:
 
     column: InstrumentedAttribute[Any]
     kind: type[datetime] | type[str] | type[int]
+    """``str`` is for id columns only: a cursor's string key must be an id."""
     descending: bool = False
 
 
@@ -112,14 +115,14 @@ def _value(kind: type, value: object) -> Any:
         if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_INT:
             return value
     elif kind is str:
-        if isinstance(value, str) and len(value) <= _MAX_TEXT:
+        if isinstance(value, str) and _ID.match(value):
             return value
     elif isinstance(value, str) and len(value) <= 32:
         try:
             when = datetime.fromisoformat(value)
         except ValueError:
             raise BadRequest(_NOT_OURS) from None
-        if when.tzinfo is None:
+        if when.tzinfo is None and when.isoformat() == value:  # as issued, to the character
             return when
     raise BadRequest(_NOT_OURS)
 

@@ -9,8 +9,10 @@ Everything a client sends is bounded before it is interpreted, in one place per 
   + 1 bytes, whatever its framing (``Content-Length`` or chunked), and refused 413 past the
   limit without reading the rest; its nesting is measured before the parser can recurse
   (400 past ``limits.json_max_depth``); NaN, Infinity, duplicate keys, numbers outside
-  signed 64 bits, lone surrogates and any string that does not encode as UTF-8 are 400,
-  naming the field;
+  signed 64 bits, lone surrogates, and control characters (U+0000-U+001F, U+007F) are 400,
+  naming the field, except tab, newline and carriage return in a value, which free text
+  (a justification, a reason, a description) may hold: a field that is a name or an id
+  refuses them by its own rule;
 - an integer from a query parameter, a header or a path (:func:`decimal`, and the
   :class:`AsciiIntConverter` the app routes ``int`` with) is ASCII digits only, at most 19
   of them, below 2^63.
@@ -28,6 +30,7 @@ from flask import request
 from werkzeug.exceptions import BadRequest as RoutingBadRequest
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
+from gateway.api import screen
 from gateway.api.context import runtime
 from gateway.errors import BadRequest, PayloadTooLarge
 from gateway.models import ArtifactKind, Custody, CustodyType
@@ -152,16 +155,16 @@ def _finite(text: str) -> float:
     return value
 
 
-def _check_values(value: Any, path: str) -> None:
-    """Refuse strings that are not UTF-8 (lone surrogates) and integers past 64 bits."""
+def _check_values(value: Any, path: str, free_text: bool = True) -> None:
+    """Refuse lone surrogates, control characters (but tab, newline and carriage return in
+    values, which free text may hold) and integers past 64 bits."""
     if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
+        what = screen.refused(value, free_text)
+        if what is not None:
             raise BadRequest(
-                f"field {_name(path)} holds a lone surrogate (\\ud800-\\udfff): "
-                "strings must be valid Unicode"
-            ) from None
+                f"field {_name(path)} holds {what}: strings must be valid Unicode "
+                "without control characters"
+            )
     elif isinstance(value, bool):
         return
     elif isinstance(value, int):
@@ -172,7 +175,7 @@ def _check_values(value: Any, path: str) -> None:
             _check_values(item, f"{path}[{i}]")
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_values(key, path)
+            _check_values(key, path, free_text=False)
             _check_values(item, f"{path}.{key}" if path else key)
 
 

@@ -31,6 +31,7 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gateway import metrics
+from gateway.api import screen
 from gateway.caller import RequestMeta
 from gateway.config import LimitsConfig
 from gateway.events import ClientRequest
@@ -118,4 +119,5 @@ def init_app(app: Flask, limits: LimitsConfig) -> None:
         app.wsgi_app = TrustedProxies(app.wsgi_app, proxies)  # type: ignore[method-assign]
     app.extensions["gateway.limits"] = RateLimits(limits)
     app.before_request(_begin)
+    screen.init_app(app)  # every string a route takes, checked once for all
     app.after_request(_finish)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 
 from flask import Response, request
 from flask.typing import ResponseReturnValue
@@ -19,15 +19,27 @@ OUTCOMES = ("ok", "denied")
 ANCHORS_SHOWN = 50
 
 
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+"""The days a page takes: a year short of the calendar's end, so the arithmetic a page
+does around a day (a review's 30 days, the log's clock skew) never leaves it."""
+
+
 def day(name: str, end: bool = False) -> datetime | None:
-    """Query parameter ``name`` as a UTC day (``YYYY-MM-DD``): its first instant, or its last."""
+    """Query parameter ``name`` as a UTC day (``YYYY-MM-DD``): its first instant, or its last.
+
+    A day before :data:`FIRST_DAY` or after :data:`LAST_DAY` is a 400.
+    """
     raw = request.args.get(name) or None
     if raw is None:
         return None
     try:
-        start = datetime.combine(datetime.strptime(raw, "%Y-%m-%d").date(), time())
+        given = datetime.strptime(raw, "%Y-%m-%d").date()
     except ValueError:
         raise BadRequest(f"{name} must be a day written YYYY-MM-DD, not {raw[:40]!r}") from None
+    if not FIRST_DAY <= given <= LAST_DAY:
+        raise BadRequest(f"{name} must be a day from {FIRST_DAY} to {LAST_DAY}, not {raw}")
+    start = datetime.combine(given, time())
     return start + timedelta(days=1, microseconds=-1) if end else start
 
 
