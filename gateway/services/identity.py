@@ -31,7 +31,7 @@ from gateway.client import possession
 from gateway.clock import rfc3339
 from gateway.config import TokensConfig
 from gateway.db import cas_update
-from gateway.errors import AuditUnavailable, BadRequest, Conflict, NotFound, Unauthorized
+from gateway.errors import BadRequest, Conflict, NotFound, Unauthorized
 from gateway.models import ROLE_FOR_KIND, Org, OrgKind, Principal, Role, SigningKey, Token, new_id
 from gateway.orgname import NAME as _NAME  # one syntax for gateway and client
 from gateway.runtime import Runtime
@@ -307,7 +307,7 @@ def register_signing_key(rt: Runtime, caller: Caller, public_key: str, proof: st
                 details=_key_details(key, old=None, new="active"),
             )
             return _profile(session, actor, key)
-    except AuditUnavailable as exc:
+    except Conflict as exc:
         if isinstance(exc.__context__, IntegrityError):  # registered by another meanwhile
             raise Conflict(
                 "this signing key was registered at the same moment; try again"
