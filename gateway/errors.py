@@ -77,6 +77,10 @@ class PayloadTooLarge(GatewayError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
 
+class UnsupportedMediaType(GatewayError):
+    status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
+
+
 class RangeNotSatisfiable(GatewayError):
     """A byte range that starts past the end; the answer names the size in ``Content-Range``."""
 

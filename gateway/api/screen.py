@@ -11,9 +11,11 @@ dashboard's alike) checks, for every route:
 - each query parameter, name and value: at most :data:`MAX_QUERY` characters, no control
   character (none of them is free text, so tab and newline are refused too);
 - each header the gateway parses (:data:`HEADERS`): no control character but tab;
-- each field of a dashboard form (``application/x-www-form-urlencoded`` only, the forms'
-  encoding): no control character but tab, newline and carriage return, which a
-  text area sends.
+- on the dashboard only (:func:`init_forms`), each POST's body: at most
+  :data:`MAX_FORM` bytes and ``application/x-www-form-urlencoded`` (the forms' encoding;
+  anything else is 415), each field with no control character but tab, newline and
+  carriage return, which a text area sends. It is read only for a route that exists and
+  takes POST, so no other request has its body read here; the API parses no form at all.
 
 A control character is U+0000-U+001F or U+007F; a lone surrogate (U+D800-U+DFFF) is
 refused wherever it appears. PostgreSQL cannot store U+0000 in text at all, and SQLite
@@ -30,7 +32,7 @@ from collections.abc import Iterable
 from flask import Flask, request
 
 from gateway import orgname
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 MAX_QUERY = 8192
 """The longest query parameter (name or value), past any a parameter's own rule takes (a
@@ -47,6 +49,8 @@ _ANY = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 _BUT_TAB = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\ud800-\udfff]")
 _BUT_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _FORM = "application/x-www-form-urlencoded"
+MAX_FORM = 64 * 1024
+"""The largest dashboard form body: its longest field, a justification, is 4,096 characters."""
 
 
 def refused(value: str, free_text: bool = False) -> str | None:
@@ -113,12 +117,31 @@ def _screen() -> None:
         given = request.headers.get(header)
         if given is not None:
             _check("header", header, given, _BUT_TAB)
-    if request.method == "POST" and request.mimetype == _FORM:
-        for name, value in request.form.items(multi=True):
-            _check("form field", name, name)
-            _check("form field", name, value, _BUT_TEXT)
+
+
+def _screen_form() -> None:
+    if request.method != "POST" or request.routing_exception is not None:
+        return  # no form, or a route that does not exist or take POST: its own 404 or 405
+    if request.content_length is not None and request.content_length > MAX_FORM:
+        raise PayloadTooLarge(f"a form is at most {MAX_FORM} bytes")
+    declared = request.mimetype
+    if declared != _FORM and (
+        declared or request.content_length or request.headers.get("Transfer-Encoding")
+    ):  # an empty POST with no type is a form without fields
+        raise UnsupportedMediaType(f"the dashboard's forms are sent as {_FORM}")
+    for name, value in request.form.items(multi=True):
+        _check("form field", name, name)
+        _check("form field", name, value, _BUT_TEXT)
 
 
 def init_app(app: Flask) -> None:
     """Screen every request of ``app`` (after its request id is given, before any view)."""
     app.before_request(_screen)
+
+
+def init_forms(app: Flask) -> None:
+    """Screen the form of every POST to ``app`` (the dashboard), bounded by :data:`MAX_FORM`
+    (also ``app``'s ``MAX_CONTENT_LENGTH``, so a body sent without a length is cut there)."""
+    app.config["MAX_CONTENT_LENGTH"] = MAX_FORM
+    app.config["MAX_FORM_MEMORY_SIZE"] = MAX_FORM
+    app.before_request(_screen_form)

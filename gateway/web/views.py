@@ -13,7 +13,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from gateway.api import middleware
+from gateway.api import middleware, screen
 from gateway.web import access, artifacts, audit, auth, reports
 from gateway.web.base import bp
 
@@ -27,6 +27,7 @@ def create(parent: Flask) -> Flask:
     app = Flask("gateway.web", static_folder=None)
     app.extensions["gateway"] = parent.extensions["gateway"]
     middleware.init_app(app, parent.extensions["gateway"].config.limits)
+    screen.init_forms(app)  # the dashboard's forms: small, url-encoded, screened
     # one count per client: the pages spend the same rate budgets as the API
     app.extensions["gateway.limits"] = parent.extensions["gateway.limits"]
     app.register_blueprint(bp)
