@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import age as agelib
 from tests import helpers
@@ -159,6 +161,45 @@ def test_lab_custody_directory_refusals_are_one_line(server: Server, tmp_path: P
     assert on_file.returncode != 0
     assert on_file.stderr.startswith("gateway: error: --oms-key signs a directory: give DIR")
     assert not list((homes / "lab").rglob("pushes/*.json"))  # no upload was begun
+
+
+def test_oms_key_signs_a_lab_custody_directory_and_the_pull_verifies_it(
+    server: Server, tmp_path: Path
+) -> None:
+    pytest.importorskip("model_signing")
+    outside, homes = tmp_path / "outside", tmp_path / "homes"
+    outside.mkdir()
+    lab, evaluator = setup_keys(server, homes, outside)
+    model = write_model(outside / "signed", shards=2, shard_bytes=200_000, seed=9)
+    key = ec.generate_private_key(ec.SECP256R1())
+    private, public = outside / "oms.pem", outside / "oms.pub.pem"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    args = lab_push_args(outside, model, lab, "--oms-key", str(private), "--json")
+    artifact = json.loads(client(server, homes, "lab", *args).stdout)
+    assert artifact["custody"] == "lab"
+    assert "model.sig" in [f["path"] for f in artifact["manifest"]["plaintext"]["files"]]
+    approve(server, homes, outside, artifact["id"], evaluator)
+    pulled = outside / "pulled"
+    done = client(
+        server,
+        homes,
+        "eval",
+        *("pull", artifact["id"], "-o", str(pulled), "-i", str(outside / "eval.agekey")),
+        *("--oms-key", str(public)),
+    )
+    assert "model signature: verified by the key given with --oms-key" in done.stderr
+    same_tree(model, pulled)
 
 
 def _wait_for(ready: Callable[[], bool], timeout: float = 60.0) -> None:
