@@ -14,6 +14,7 @@ approves (``gateway approve REQUEST -i LAB_IDENTITY``).
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -229,13 +230,29 @@ def _lab_recipients(options: dict[str, Any]) -> None:
     try:
         artifact = send(api, req, sign, resume=options["resume"], note=say, run=run)
     except (ClientError, KeyboardInterrupt) as exc:
-        raise transfer.push_stopped(exc, run, options["signing_key"], options["profile"]) from None
+        raise stopped(exc, run, options) from None
     assert run.saved is not None  # a push that returned an artifact saved its state first
     _recorded(api, artifact, run.saved.header_bytes)
     if options["as_json"]:
         emit_json(artifact)
         return
     transfer.say_pushed(req, artifact, defaulted=options["kind"] is None)
+
+
+def stopped(exc: BaseException, run: pushing.PushRun, options: dict[str, Any]) -> ClientError:
+    """What a lab-custody push that stopped says; its resume command keeps ``--custody lab``
+    and the recipients, without which a resumed push would not record the header it sent."""
+    key, profile = options["signing_key"], options["profile"]
+    err = transfer.push_stopped(exc, run, key, profile)
+    if run.saved is None or not err.hint:
+        return err
+    tail = ["--signing-key", str(key), *(["--profile", profile] if profile else [])]
+    plain = shlex.join(["gateway", "push", "--resume", run.saved.upload, *tail])
+    lab = ["--custody", "lab", *(w for r in options["recipients"] for w in ("-r", r))]
+    err.hint = err.hint.replace(
+        plain, shlex.join(["gateway", "push", "--resume", run.saved.upload, *lab, *tail])
+    )
+    return err
 
 
 def _callback(custody: str, encrypted: Path | None, identity: Path | None, **options: Any) -> None:
