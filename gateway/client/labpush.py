@@ -1,7 +1,9 @@
 """``gateway push --custody lab``: an artifact only the lab's own identity opens.
 
 ``-r AGE1...`` encrypts here to the lab's recipients only (the gateway makes no
-recipient), through the ordinary push (:mod:`gateway.client.push`, resumable).
+recipient), through the ordinary push (:mod:`gateway.client.push`, resumable); a
+directory goes as one archive, as any directory push (:mod:`gateway.client.dirpush`,
+resumable, ``--oms-key`` signing it first).
 ``--encrypted FILE.age -i LAB_IDENTITY`` sends a file already made by ``age``: its
 header is opened with the identity (the MAC checked), the payload decrypted as it is read
 to compute manifest v2's keyed commitment (never whole in memory), then the ciphertext
@@ -12,6 +14,7 @@ approves (``gateway approve REQUEST -i LAB_IDENTITY``).
 from __future__ import annotations
 
 import hashlib
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,7 @@ import click
 
 from gateway import age
 from gateway import manifest as manifests
-from gateway.client import agehdr, keys, transfer, trust
+from gateway.client import agehdr, dirpush, keys, transfer, trust
 from gateway.client import push as pushing
 from gateway.client.base import api_for, emit_json
 from gateway.client.errors import ClientError, InvocationError, PushError
@@ -134,7 +137,7 @@ EXTRA = [
     ),
     click.Option(
         ["--encrypted"],
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        type=click.Path(exists=True, path_type=Path),
         default=None,
         metavar="FILE.age",
         help="--custody lab: push this file, already encrypted by age to the lab's recipient "
@@ -153,8 +156,6 @@ EXTRA = [
 def _lab(options: dict[str, Any], encrypted: Path | None, identity: Path | None) -> None:
     if options["resume"] is None and not options["share_with"]:
         raise InvocationError("--share-with AGENCY is required: who may ask for access")
-    if options.get("oms_key") is not None:
-        raise InvocationError("--oms-key signs a directory; --custody lab pushes a file")
     if encrypted is None:
         if not options["recipients"]:
             raise InvocationError(
@@ -163,6 +164,13 @@ def _lab(options: dict[str, Any], encrypted: Path | None, identity: Path | None)
             )
         _lab_recipients(options)
         return
+    if encrypted.is_dir():
+        raise InvocationError(
+            f"--encrypted pushes one file made by age, and {encrypted} is a directory: "
+            "push DIR --custody lab -r AGE1... encrypts a directory here"
+        )
+    if options.get("oms_key") is not None:
+        raise InvocationError("--oms-key signs a directory; --encrypted pushes a file")
     if identity is None:
         raise InvocationError(
             "--encrypted needs -i LAB_IDENTITY: the manifest's commitment is keyed"
@@ -197,8 +205,6 @@ def _lab(options: dict[str, Any], encrypted: Path | None, identity: Path | None)
 def _lab_recipients(options: dict[str, Any]) -> None:
     for recipient in options["recipients"]:
         agehdr.check_recipient(recipient)
-    if options["file"] is not None and Path(options["file"]).is_dir():
-        raise InvocationError("--custody lab pushes a file: give FILE, not a directory")
     sign, public = keys.load_signing(options["signing_key"])
     kind = options["kind"] or ("credential" if options["file"] == pushing.STDIN else "weights")
     req = transfer.push_request(
@@ -211,21 +217,42 @@ def _lab_recipients(options: dict[str, Any]) -> None:
         description=options["description"],
         jobs=options["jobs"],
         progress=False if options["quiet"] else None,
+        oms_key=options["oms_key"],
         custody="lab",
     )
+    tree = req.data is None and req.path.is_dir() and not req.path.is_symlink()
+    if options["oms_key"] is not None and not tree:
+        raise InvocationError("--oms-key signs a directory: give DIR, not a file")
     api = api_for(options["profile"], pool=options["jobs"] + 2)
     transfer.check_signing_key(api, options["signing_key"], public)
     run = pushing.PushRun()
+    send = dirpush.push_directory if tree else pushing.push
     try:
-        artifact = pushing.push(api, req, sign, resume=options["resume"], note=say, run=run)
+        artifact = send(api, req, sign, resume=options["resume"], note=say, run=run)
     except (ClientError, KeyboardInterrupt) as exc:
-        raise transfer.push_stopped(exc, run, options["signing_key"], options["profile"]) from None
+        raise stopped(exc, run, options) from None
     assert run.saved is not None  # a push that returned an artifact saved its state first
     _recorded(api, artifact, run.saved.header_bytes)
     if options["as_json"]:
         emit_json(artifact)
         return
     transfer.say_pushed(req, artifact, defaulted=options["kind"] is None)
+
+
+def stopped(exc: BaseException, run: pushing.PushRun, options: dict[str, Any]) -> ClientError:
+    """What a lab-custody push that stopped says; its resume command keeps ``--custody lab``
+    and the recipients, without which a resumed push would not record the header it sent."""
+    key, profile = options["signing_key"], options["profile"]
+    err = transfer.push_stopped(exc, run, key, profile)
+    if run.saved is None or not err.hint:
+        return err
+    tail = ["--signing-key", str(key), *(["--profile", profile] if profile else [])]
+    plain = shlex.join(["gateway", "push", "--resume", run.saved.upload, *tail])
+    lab = ["--custody", "lab", *(w for r in options["recipients"] for w in ("-r", r))]
+    err.hint = err.hint.replace(
+        plain, shlex.join(["gateway", "push", "--resume", run.saved.upload, *lab, *tail])
+    )
+    return err
 
 
 def _callback(custody: str, encrypted: Path | None, identity: Path | None, **options: Any) -> None:
