@@ -286,8 +286,9 @@ def verify_checkpoint(
                 raise CosignatureTooNew(
                     f"witness {witness.name} cosigned at {when}, after {not_after}"
                 )
-            # a witness with two keys (Ed25519 and ML-DSA-44) vouches as of its newer one
-            cosigned[witness.name] = max(when, cosigned.get(witness.name, when))
+            # a witness with two keys (Ed25519 and ML-DSA-44) vouches as of its older one: a
+            # fresh cosignature under one key alone (the classical key broken) dates nothing
+            cosigned[witness.name] = min(when, cosigned.get(witness.name, when))
     if signed_by is None:
         raise LogSignatureMissing(f"checkpoint is not signed by a key of log {cp.origin!r}")
     unmet = policy.unmet(policy.quorum, cosigned)

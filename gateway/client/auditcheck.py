@@ -130,6 +130,10 @@ def span(seconds: int) -> str:
     return f"{seconds // UNITS[unit]}{unit}"
 
 
+CLOCK_SKEW = 300
+"""Seconds a witness's clock may run ahead of this machine's before its cosignature is refused."""
+
+
 def checkpoint_age(text: str, trusted: trust.Policy | str, now: float) -> Age:
     """How old the checkpoint ``text`` is: when the policy's quorum last cosigned it
     (:func:`gateway.audit.trust.quorum_time`). Undated under a key alone (a log's signature
@@ -138,7 +142,9 @@ def checkpoint_age(text: str, trusted: trust.Policy | str, now: float) -> Age:
     if isinstance(trusted, str):
         return Age()
     try:
-        verified = trust.verify_checkpoint(text, trusted)
+        verified = trust.verify_checkpoint(text, trusted, not_after=int(now) + CLOCK_SKEW)
+    except trust.CosignatureTooNew:
+        raise
     except trust.CheckpointRefused:
         return Age()
     found = trust.quorum_time(trusted, verified.cosignatures)
@@ -158,7 +164,11 @@ def dated(
     """``verdict`` with the age of its checkpoint ``text`` said, and refused when that is
     older than ``max_age`` seconds, or undated while a ``max_age`` is asked (fail closed)."""
     moment = time.time() if now is None else now
-    age = checkpoint_age(text, trusted, moment)
+    try:
+        age = checkpoint_age(text, trusted, moment)
+    except trust.CosignatureTooNew as exc:  # a date from the future dates nothing: refused
+        problem = f"a witness's cosignature is dated in the future ({exc}): the checkpoint's age cannot be trusted"
+        return replace(Verdict.failure(problem, size=verdict.size), age=Age())
     if not verdict.ok:
         return replace(verdict, age=age)
     if age.at is None or age.seconds is None:

@@ -162,3 +162,22 @@ def test_quorum_time() -> None:
     anyone = trust.Policy((), ws, {}, "none")
     assert trust.quorum_time(anyone, {"w2": 10, "w3": 20}) == (20, ("w3",))
     assert trust.quorum_time(anyone, {}) is None
+
+
+def test_a_cosignature_dated_in_the_future_is_refused_not_taken_as_fresh(
+    tmp_path: Path,
+    db: Database,
+    signer: note.Signer,
+    log: dict[int, str],  # noqa: F811
+) -> None:
+    ahead = _witness("w1", -DAY)  # a witness whose clock, or whose forger, says tomorrow
+    policy = str(_policy(tmp_path, signer, "any", ahead))
+    text = _cosigned(log[N], ahead)
+    for extra in ([], ["--max-age", "2h"]):
+        r = _verify(tmp_path, db, text, "--policy", policy, *extra)
+        assert r.exit_code == 1, r.output
+        assert r.stdout.startswith("FAILED: a witness's cosignature is dated in the future")
+        assert "Traceback" not in r.output
+    slightly = _witness("w1", -60)  # a minute ahead: within the clock skew allowed
+    ok = _verify(tmp_path, db, _cosigned(log[N], slightly), "--policy", policy, "--max-age", "2h")
+    assert ok.exit_code == 0, ok.output
