@@ -155,37 +155,54 @@ def _fresh(api: Api, cp: note.Checkpoint, mine: dict[str, Any]) -> None:
     newest registration and show a retired (perhaps compromised) recipient as the latest.
     """
     saved = mine.get(CHECKPOINT)
-    if isinstance(saved, dict):
+    if isinstance(saved, dict) and saved.get("size") != 0:  # an empty tree proves nothing
         try:
             origin, size = str(saved["origin"]), int(saved["size"])
             root = base64.b64decode(saved["root"], validate=True)
         except (KeyError, TypeError, ValueError):
-            raise AuditError(f"{seen_path()}: the saved checkpoint is unreadable") from None
+            raise AuditError(
+                f"{seen_path()}: the saved checkpoint is unreadable", hint=_reset()
+            ) from None
         if origin != cp.origin:
-            raise AuditError(f"the gateway's log is {cp.origin}, not {origin} as verified before")
+            raise AuditError(
+                f"the gateway's log is {cp.origin}, not {origin} as verified before", hint=_reset()
+            )
         if cp.size < size:
             raise AuditError(
                 f"the gateway's checkpoint has {cp.size} entries, but this machine verified one "
-                f"of {size}: the log was rolled back"
+                f"of {size}: the log was rolled back",
+                hint=_reset(),
             )
         if cp.size == size and cp.root != root:
             raise AuditError(
                 f"the gateway's checkpoint of {cp.size} entries has another root than the one "
-                "this machine verified: the log was forked"
+                "this machine verified: the log was forked",
+                hint=_reset(),
             )
         if cp.size == size:
             return
         try:
-            proof = api.get("/v1/audit/proof/consistency", old=size, new=cp.size) if size else {}
+            proof = api.get("/v1/audit/proof/consistency", old=size, new=cp.size)
             hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes", [])]
             merkle.verify_consistency(size, cp.size, hashes, root, cp.root)
         except (merkle.ProofError, TypeError, ValueError) as exc:
             raise AuditError(
                 f"the gateway's checkpoint of {cp.size} entries does not extend the one of "
-                f"{size} this machine verified: {exc}"
+                f"{size} this machine verified: {exc}",
+                hint=_reset(),
             ) from None
+    if cp.size == 0:
+        return  # nothing to remember: every later tree extends the empty one
     root_text = base64.b64encode(cp.root).decode()
     mine[CHECKPOINT] = {"origin": cp.origin, "size": cp.size, "root": root_text}
+
+
+def _reset() -> str:
+    return (
+        "ask the gateway's operator and an auditor (`gateway audit verify --policy ...`) "
+        "whether its log was reset or forked; only once they confirm that a new log is honest, "
+        f"remove this gateway's entry from {seen_path()}"
+    )
 
 
 def _continuous(principal: str, found: list[Recorded]) -> None:
