@@ -135,6 +135,11 @@ def fail_closed(rt: Runtime) -> Iterator[Session]:
 # what it reports of itself (sqlite's locked or read-only file, a PostgreSQL shutdown,
 # a serialization failure or deadlock).
 _OUTAGES = (OperationalError, InterfaceError, PoolTimeout, DisconnectionError)
+# PostgreSQL's SQLSTATE classes of the same (psycopg raises some as InternalError): a
+# connection exception, insufficient resources, an operator intervention, a system error,
+# an invalid transaction state (a read-only standby after a failover, an idle transaction
+# timed out), a transaction rollback, an internal error.
+_OUTAGE_STATES = ("08", "53", "57", "58", "25", "40", "XX")
 _DATA = (
     "a value in the request cannot be stored (text with a NUL character, or a value out of "
     "range for its field), so the action was not carried out"
@@ -154,16 +159,19 @@ def _refusal(exc: SQLAlchemyError) -> GatewayError | None:
     """
     cause = getattr(exc, "orig", None) or exc
     invalidated = isinstance(exc, DBAPIError) and exc.connection_invalidated
-    if isinstance(exc, _OUTAGES) or invalidated:
+    state = str(getattr(cause, "sqlstate", None) or "")
+    if isinstance(exc, _OUTAGES) or invalidated or state.startswith(_OUTAGE_STATES):
         log.error("transaction failed, action refused: %s: %s", type(exc).__name__, cause)
         return AuditUnavailable(_UNAVAILABLE)
     if isinstance(exc, DataError):
         log.warning("value refused by the database, action refused: %s", type(cause).__name__)
         return BadRequest(_DATA)
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError) and (
+        state == "23505" or "UNIQUE constraint failed" in str(cause)
+    ):
         log.warning("conflict in the database, action refused: %s", type(cause).__name__)
         return Conflict(_CONFLICT)
-    return None
+    return None  # another integrity error (a foreign key, a NOT NULL) is the gateway's fault
 
 
 def record_denial(
