@@ -119,7 +119,9 @@ def registered_by(
         if entry["actor"] == principal and entry["details"].get("principal") == principal
     ]
     _continuous(principal, [r for r, _ in theirs])
-    found = [r for r, e in theirs if e["org"] == org and e["details"].get("name") == name]
+    # by the principal, whatever name it carried then: a rename is the pins' business (a
+    # known id under another name needs consent), not a withheld registration
+    found = [r for r, e in theirs if e["org"] == org]
     latest = found[-1].index if found else -1
     highest = mine.setdefault(LATEST, {}).get(principal, -1)
     if latest < highest:
@@ -207,17 +209,16 @@ def _reset() -> str:
 
 def _continuous(principal: str, found: list[Recorded]) -> None:
     """Refuse registrations by ``principal`` where one's ``old`` is not the ``new`` of the
-    one before it (the first's ``old`` is none): an entry between them is left out."""
-    before: Recorded | None = None
-    for r in found:
-        expected = before.new if before is not None else None
-        if r.old != expected:
-            after = f"entry {before.index}" if before is not None else "no earlier entry"
+    one before it: an entry between them is left out. The first's ``old`` may be anything:
+    a recipient registered before the log recorded registrations has no entry, and an
+    entry withheld before the first shown changes nothing about which one is the latest."""
+    for before, r in zip(found, found[1:], strict=False):
+        if r.old != before.new:
             raise AuditError(
                 f"entry {r.index} replaces {principal}'s recipient {r.old or 'none'}, but "
-                f"{after} sets {expected or 'none'}: a registration between them is withheld"
+                f"entry {before.index} sets {before.new or 'none'}: a registration between "
+                "them is withheld"
             )
-        before = r
 
 
 def history(api: Api) -> list[dict[str, Any]] | None:

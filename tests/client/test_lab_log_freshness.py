@@ -127,3 +127,26 @@ def test_a_checkpoint_that_does_not_extend_the_one_verified_is_refused(
     done = custody.approve(request)  # the log grew since, consistently
     assert done.exit_code == 0, done.output
     assert seen(custody)[custody.live.url]["checkpoint"]["size"] > saved["size"]
+
+
+def test_an_honest_history_is_not_taken_for_a_withheld_one(
+    custody: Custody, tmp_path: Path
+) -> None:  # noqa: F811
+    """A first entry that replaces a recipient registered before the log recorded it, and an
+    evaluator renamed since its registration, are no withheld registration: the latest is
+    still the principal's own, and the rename is the pins' business."""
+    made = [keygen(custody.live, tmp_path / f"eval-{n}.agekey") for n in range(2)]
+    eve = principal(custody.live, "eval")
+    first, _ = registrations(custody, eve.id)
+    with custody.live.rt.db.session() as session:  # as a log from before registrations were
+        session.execute(delete(Entry).where(Entry.index == first))  # recorded would show
+    assert custody.approve(custody.request(), "--expect-recipient", made[1]).exit_code == 0
+    custody.end_grants()
+    with custody.live.rt.db.session() as session:
+        session.execute(update(Principal).where(Principal.id == eve.id).values(name="eve"))
+    request = custody.request()
+    refused = custody.approve(request)
+    assert refused.exit_code == 1 and "withheld" not in refused.stderr, refused.output
+    assert custody.state(request) == "pending"
+    done = custody.approve(request, "--trust-new-recipient")
+    assert done.exit_code == 0, done.output
