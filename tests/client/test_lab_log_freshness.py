@@ -130,8 +130,9 @@ def test_a_checkpoint_that_does_not_extend_the_one_verified_is_refused(
 
 
 def test_an_honest_history_is_not_taken_for_a_withheld_one(
-    custody: Custody, tmp_path: Path
-) -> None:  # noqa: F811
+    custody: Custody,  # noqa: F811
+    tmp_path: Path,
+) -> None:
     """A first entry that replaces a recipient registered before the log recorded it, and an
     evaluator renamed since its registration, are no withheld registration: the latest is
     still the principal's own, and the rename is the pins' business."""
