@@ -33,6 +33,7 @@ import enum
 from typing import NoReturn, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, false, or_, select, true
+from sqlalchemy.orm import object_session
 
 from gateway import events
 from gateway.audit import store as audit_store
@@ -206,6 +207,9 @@ def _owns_in(rt: Runtime, actor: Actor, obj: Owned) -> bool:
         return False
     labs_artifacts = select(Artifact.id).where(Artifact.org == actor.org)
     asked = _pending_applicants(labs_artifacts).where(AccessRequest.principal_id == obj.actor)
+    held = object_session(obj)  # the caller's own transaction when the entry was read in one
+    if held is not None:
+        return held.scalars(asked.limit(1)).first() is not None
     with rt.db.session() as session:
         return session.scalars(asked.limit(1)).first() is not None
 
