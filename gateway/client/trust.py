@@ -288,12 +288,12 @@ def check_recipient(who: Evaluator, *, trust_new: bool = False, path: Path | Non
 
 
 def _upgrade(known: dict[str, Any], who: Evaluator, path: Path) -> None:
-    """Pin ``who``'s (organisation, name) to its id and recipient, pinned by id alone."""
-    _by_name(known, who)[who.name] = {"principal": who.principal, "recipient": who.recipient}
-    save_known(path, known)
+    """Say that ``who``, pinned by id alone, is pinned under its (organisation, name) too
+    once this approval succeeds (:func:`pin_recipient` writes it then, never before: a
+    name shown by a gateway for an approval that fails pins nothing)."""
     say(
-        f"note: {who.principal} was pinned on this machine by id alone: pinned it under the "
-        f"name the gateway gives it now, {who.name} of {who.org}"
+        f"note: {who.principal} is pinned on this machine by id alone: once approved, it is "
+        f"pinned under the name the gateway gives it now, {who.name} of {who.org}"
     )
 
 

@@ -224,15 +224,18 @@ def test_a_first_use_wraps_nothing_unless_the_lab_confirms_it(
     assert again.exit_code == 1 and f"not {other} as expected" in again.stderr  # pinned or not
 
 
-def test_a_pin_by_id_alone_is_upgraded_to_a_pin_by_name_when_read(
+def test_a_pin_by_id_alone_is_upgraded_to_a_pin_by_name_once_approved(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "known_recipients.json"
     path.write_text(json.dumps({"http://gw": {"prn_eve": [R1]}}))  # made before pins by name
     assert trust.check_recipient(EVE, path=path) is False
-    assert "pinned it under the name the gateway gives it now, eve of agency-a" in (
+    assert "once approved, it is pinned under the name the gateway gives it now, eve of " in (
         capsys.readouterr().err
     )
+    # the check writes nothing: a name shown for an approval that then fails pins nothing
+    assert "names" not in json.loads(path.read_text())
+    trust.pin_recipient(EVE, path=path)  # what a successful approval does
     names = json.loads(path.read_text())["names"]["http://gw"]["agency-a"]
     assert names == {"eve": {"principal": "prn_eve", "recipient": R1}}
     with pytest.raises(ClientError, match="but eve of agency-a is pinned as prn_eve"):
