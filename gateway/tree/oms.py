@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.tree.errors import OmsError
 from gateway.tree.plan import FILE, Plan
@@ -282,6 +282,23 @@ def certificate_fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
 
 
+def key_fingerprint(cert: x509.Certificate) -> str | None:
+    """The SHA-256 (hex) of one certificate's public key (its SubjectPublicKeyInfo DER);
+    None for a key of an algorithm ``cryptography`` cannot read (nothing verifies under it).
+
+    Revocation matches by it as well as by the certificate's DER: the same key certified
+    again (a new serial, a new name, or the same certificate with its ECDSA signature
+    re-encoded as ``(r, n - s)``) is a new DER but still the key that was revoked.
+    """
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    return hashlib.sha256(
+        key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    ).hexdigest()
+
+
 def chain_certificates(pem: bytes) -> list[x509.Certificate]:
     """The certificates of a PEM chain in canonical form: each once, ordered by fingerprint.
 
@@ -347,24 +364,37 @@ def _carried(bundle: Any) -> tuple[x509.Certificate, ...]:
 
 
 def revoked_signer(
-    carried: list[x509.Certificate], revoked: dict[str, x509.Certificate]
+    carried: list[x509.Certificate],
+    revoked: dict[str, x509.Certificate],
+    held_keys: frozenset[str] | set[str] = frozenset(),
 ) -> str | None:
-    """The fingerprint of a revoked certificate that ``carried`` holds or that issued one
-    of them (``revoked``: fingerprint to certificate); None if neither.
+    """The fingerprint of a revoked certificate that ``carried`` holds, whose public key
+    one of them has, or that issued one of them (``revoked``: fingerprint to certificate);
+    None if none.
 
-    "Issued" is checked by signature, not by name: the same key certified again still
-    speaks for the certificate that was revoked.
+    A key is matched unless ``held_keys`` (:func:`key_fingerprint` of the certificates of
+    material in force) holds it: the same key certified again, under any name or
+    encoding, still speaks for the certificate that was revoked. "Issued" is checked by
+    signature, not by name alone, for the same reason.
     """
+    by_key = {
+        kfp: fp
+        for fp, cert in revoked.items()
+        if (kfp := key_fingerprint(cert)) is not None and kfp not in held_keys
+    }
     for cert in carried:
         mine = certificate_fingerprint(cert)
         if mine in revoked:
             return mine
+        kfp = key_fingerprint(cert)
+        if kfp is not None and kfp in by_key:
+            return by_key[kfp]
         for fp, issuer in revoked.items():
             if cert.issuer != issuer.subject:
                 continue
             try:
                 cert.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 continue
             return fp
     return None
