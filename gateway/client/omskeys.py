@@ -252,7 +252,11 @@ def pin(
 ) -> None:
     """Pin ``org``'s OMS material in force on first use (saying so); later, refuse material
     in force not pinned here unless ``trust_new``, because otherwise whoever controls the
-    gateway could register its own and sign a swapped directory's ``model.sig``."""
+    gateway could register its own and sign a swapped directory's ``model.sig``.
+
+    A chain is pinned with its identity (:attr:`Key.pin_name`): the same chain listed with
+    an identity it was not pinned with, or without the one it was, is new material too,
+    and the pin consented to replaces the chain's earlier one."""
     path = path or known_oms_path()
     known = trust.load_known(path)
     pinned = list(known.get(gateway, {}).get(org, []))
@@ -265,7 +269,12 @@ def pin(
             f"{', '.join(new)}",
             hint="check it with the lab; if it is theirs, pass --trust-new-key",
         )
-    known.setdefault(gateway, {})[org] = [*pinned, *new]
+    # A chain's identity is fixed at registration, so only one pin per fingerprint can be
+    # true: the one consented to replaces the others, and a gateway going back to the
+    # old identity (or to none) is new material again.
+    renewed = {name.split(" ", 1)[0] for name in new}
+    kept = [name for name in pinned if name.split(" ", 1)[0] not in renewed]
+    known.setdefault(gateway, {})[org] = [*kept, *new]
     trust.save_known(path, known)
     said = "a new" if pinned else "first use of"
     say(
@@ -283,9 +292,10 @@ def group() -> None:
 @click.option(
     "--identity",
     metavar="ID",
-    help="With a chain: the e-mail, URI or DNS name (SAN) or common name the signing "
-    "certificate must carry. Without it, any certificate the CA issued for signing signs "
-    "as your organisation.",
+    help="With a chain: the name the signing certificate must carry, as a subject "
+    "alternative name of its kind (a URI, holding ':'; an e-mail address, holding '@'; "
+    "else a DNS name), or as its common name only if it has no SANs. Without it, any "
+    "certificate the CA issued for signing signs as your organisation.",
 )
 @profile_option
 @reported(ClientError)

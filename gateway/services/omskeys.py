@@ -3,8 +3,9 @@
 A lab principal registers either an elliptic-curve public key (PEM; P-256 or P-384, the
 curves OpenSSF Model Signing verifies with) or a certificate chain (PEM: its CA root and
 any intermediates), under which ``model.sig`` files made with ``model-signing``'s
-certificate signer verify, optionally with the signer identity (an e-mail or URI SAN, a
-DNS name or a CN) the signing certificate must carry; verifiers fetch an organisation's
+certificate signer verify, optionally with the signer identity the signing certificate
+must carry (a SAN of the identity's kind, or a CN when it has no SANs:
+:func:`gateway.tree.oms.identity_kind`); verifiers fetch an organisation's
 material and check a restored directory's ``model.sig`` under it (:mod:`gateway.tree.oms`).
 Material is stored re-encoded (SubjectPublicKeyInfo PEM, or the chain in canonical form:
 each certificate once, ordered by its own SHA-256, :func:`gateway.tree.oms.chain_certificates`)

@@ -66,8 +66,9 @@ class PublicKey:
 class CertificateIdentity:
     """Certificates to trust (PEM) and, if set, a name the signing certificate must hold.
 
-    ``identity`` is compared exactly with the certificate's subject alternative names
-    (e-mail, URI or DNS) and its subject common name.
+    ``identity`` is compared exactly with the signing certificate's subject alternative
+    names of its kind (:func:`identity_kind`: URI, e-mail or DNS name), or, only when the
+    certificate has no SAN extension, with its subject common name.
     """
 
     chain_pem: bytes
@@ -256,24 +257,48 @@ def _files(model: Path) -> Iterator[str]:
             yield path.relative_to(model).as_posix()
 
 
-def _check_certificate_identity(certs: tuple[x509.Certificate, ...], identity: str) -> None:
+def identity_kind(identity: str) -> type[x509.GeneralName]:
+    """The subject alternative name an identity is matched against: a URI (it holds a
+    ``:``, as ``https://…`` or ``spiffe://…`` do) with UniformResourceIdentifier, an
+    e-mail address (an ``@`` and no ``:``) with RFC822Name, anything else with DNSName."""
+    if ":" in identity:
+        return x509.UniformResourceIdentifier
+    if "@" in identity:
+        return x509.RFC822Name
+    return x509.DNSName
+
+
+def certificate_names(cert: x509.Certificate, identity: str) -> list[str]:
+    """The names of ``cert`` an identity like ``identity`` is compared with: its subject
+    alternative names of that identity's kind (:func:`identity_kind`) when it has the
+    extension, else (no SAN extension at all) its subject common names."""
     from cryptography.x509.oid import NameOID
 
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return [str(v) for v in san.get_values_for_type(identity_kind(identity))]  # type: ignore[arg-type]
+
+
+def _check_certificate_identity(certs: tuple[x509.Certificate, ...], identity: str) -> None:
+    """OmsError unless the signing certificate names ``identity`` exactly: in a subject
+    alternative name of its kind, or, for a certificate with none, in its common name.
+
+    A certificate with SANs is never matched by its CN (a CA that lets its users choose
+    the CN would let them choose the identity), nor by a SAN of another kind (a DNS name
+    spelled like an e-mail address is not that address)."""
     if not certs:
         raise OmsError(f"{SIGNATURE}: signed by a bare key, not a certificate for {identity}")
-    leaf = certs[0]
-    names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        for kind in (x509.RFC822Name, x509.UniformResourceIdentifier, x509.DNSName):
-            names.extend(san.get_values_for_type(kind))
+        names = certificate_names(certs[0], identity)
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise OmsError(f"{SIGNATURE}: its signing certificate's names are not readable") from None
     if identity not in names:
+        kind = identity_kind(identity).__name__
         raise OmsError(
-            f"{SIGNATURE}: signed by a certificate for {', '.join(map(str, names)) or 'no name'}, "
-            f"not {identity}"
+            f"{SIGNATURE}: signed by a certificate for {', '.join(names) or 'no name'} "
+            f"(as {kind} names), not {identity}"
         )
 
 
