@@ -259,7 +259,8 @@ def _check_oms(out: Path, keys: Sequence[omskeys.Key]) -> tuple[oms.Verified, om
 
 def _refuse_revoked(out: Path, signature: oms.Signature, keys: Sequence[omskeys.Key]) -> None:
     """PullError if ``model.sig`` was made under revoked material: its bundle carries, or
-    was issued by, a certificate revoked with a chain (one no chain in force holds), its
+    was issued by, a certificate revoked with a chain (one no chain in force holds), or
+    one with such a certificate's public key (no chain in force holding that key), its
     signing certificate has a revoked key, or its signature verifies under a revoked key.
 
     Checked on the bundle, not by which material verifies it: a chain in force that shares
@@ -268,10 +269,12 @@ def _refuse_revoked(out: Path, signature: oms.Signature, keys: Sequence[omskeys.
     revoked = [k for k in keys if k.revoked_at is not None]
     if not revoked:
         return
-    held = {fp for k in keys if k.revoked_at is None for fp in k.certificates}
+    active = [c for k in keys if k.revoked_at is None for c in k.certificates.values()]
+    held = {oms.certificate_fingerprint(c) for c in active}
+    held_keys = {kfp for c in active if (kfp := oms.key_fingerprint(c)) is not None}
     certs = {fp: (c, k) for k in revoked for fp, c in k.certificates.items() if fp not in held}
     carried = list(signature.certificates)
-    hit = oms.revoked_signer(carried, {fp: c for fp, (c, _) in certs.items()})
+    hit = oms.revoked_signer(carried, {fp: c for fp, (c, _) in certs.items()}, held_keys)
     if hit is not None:
         _revoked(out, certs[hit][1], f": its bundle holds or chains to certificate {hit}")
     bare = [k for k in revoked if not k.chain]

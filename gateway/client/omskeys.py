@@ -72,6 +72,13 @@ class Key:
         return {oms.certificate_fingerprint(c): c for c in oms.chain_certificates(self.pem)}
 
     @property
+    def public_keys(self) -> dict[str, str]:
+        """A chain's certificates' public-key fingerprints
+        (:func:`gateway.tree.oms.key_fingerprint`) to the certificate's fingerprint."""
+        found = ((oms.key_fingerprint(c), fp) for fp, c in self.certificates.items())
+        return {kfp: fp for kfp, fp in sorted(found, key=lambda p: p[1]) if kfp is not None}
+
+    @property
     def pin_name(self) -> str:
         """What is pinned: the fingerprint, and for a chain the identity it binds."""
         return self.fingerprint + (f" for {self.identity}" if self.identity else "")
@@ -144,11 +151,12 @@ def listed(api: Api, org: str) -> list[Key]:
 
 def held(gateway: str, org: str, keys: list[Key], *, path: Path) -> set[str]:
     """The certificates of the chains in force among ``keys`` that are pinned here (on
-    first use, when none is, of every chain in force, as :func:`pin` takes them all): the
-    only ones that keep a certificate of revoked material from counting as revoked."""
+    first use, when none is, of every chain in force, as :func:`pin` takes them all), and
+    their public keys' fingerprints: the only ones that keep a certificate of revoked
+    material, or its key, from counting as revoked."""
     pinned = set(trust.load_known(path).get(gateway, {}).get(org, []))
     mine = [k for k in keys if k.revoked_at is None and (not pinned or k.pin_name in pinned)]
-    return {fp for k in mine for fp in k.certificates}
+    return {fp for k in mine for fp in [*k.certificates, *k.public_keys]}
 
 
 def registered(
@@ -208,17 +216,23 @@ def seen_revoked(
 ) -> str | None:
     """What makes ``key`` material this machine saw revoked (None: nothing): it, or a
     certificate of it revoked with other material, one that no pinned chain in force
-    holds (``kept``, :func:`held`)."""
+    holds (``kept``, :func:`held`), or a certificate with the public key of one (a key
+    no pinned chain in force has: the key certified again, or the certificate re-encoded,
+    is still revoked)."""
     if key.fingerprint in seen:
         return f"{key.fingerprint} was seen revoked here ({seen[key.fingerprint]['revoked_at']})"
+    kept = kept or set()
     for fp, record in seen.items():
-        revoked = set(_remembered(fp, record).certificates) - (kept or set())
+        old = _remembered(fp, record)
+        when = f"seen revoked here with {fp} ({record['revoked_at']})"
+        revoked = set(old.certificates) - kept
         hit = next((c for c in sorted(key.certificates) if c in revoked), None)
         if hit is not None:
-            return (
-                f"{key.fingerprint} holds certificate {hit}, seen revoked here with {fp} "
-                f"({record['revoked_at']})"
-            )
+            return f"{key.fingerprint} holds certificate {hit}, {when}"
+        keys = set(old.public_keys) - kept
+        same = next(((k, c) for k, c in key.public_keys.items() if k in keys), None)
+        if same is not None:
+            return f"{key.fingerprint} holds certificate {same[1]}, whose public key {same[0]} was {when}"
     return None
 
 
@@ -238,7 +252,11 @@ def pin(
 ) -> None:
     """Pin ``org``'s OMS material in force on first use (saying so); later, refuse material
     in force not pinned here unless ``trust_new``, because otherwise whoever controls the
-    gateway could register its own and sign a swapped directory's ``model.sig``."""
+    gateway could register its own and sign a swapped directory's ``model.sig``.
+
+    A chain is pinned with its identity (:attr:`Key.pin_name`): the same chain listed with
+    an identity it was not pinned with, or without the one it was, is new material too,
+    and the pin consented to replaces the chain's earlier one."""
     path = path or known_oms_path()
     known = trust.load_known(path)
     pinned = list(known.get(gateway, {}).get(org, []))
@@ -251,7 +269,12 @@ def pin(
             f"{', '.join(new)}",
             hint="check it with the lab; if it is theirs, pass --trust-new-key",
         )
-    known.setdefault(gateway, {})[org] = [*pinned, *new]
+    # A chain's identity is fixed at registration, so only one pin per fingerprint can be
+    # true: the one consented to replaces the others, and a gateway going back to the
+    # old identity (or to none) is new material again.
+    renewed = {name.split(" ", 1)[0] for name in new}
+    kept = [name for name in pinned if name.split(" ", 1)[0] not in renewed]
+    known.setdefault(gateway, {})[org] = [*kept, *new]
     trust.save_known(path, known)
     said = "a new" if pinned else "first use of"
     say(
@@ -269,9 +292,10 @@ def group() -> None:
 @click.option(
     "--identity",
     metavar="ID",
-    help="With a chain: the e-mail, URI or DNS name (SAN) or common name the signing "
-    "certificate must carry. Without it, any certificate the CA issued for signing signs "
-    "as your organisation.",
+    help="With a chain: the name the signing certificate must carry, as a subject "
+    "alternative name of its kind (a URI, holding ':'; an e-mail address, holding '@'; "
+    "else a DNS name), or as its common name only if it has no SANs. Without it, any "
+    "certificate the CA issued for signing signs as your organisation.",
 )
 @profile_option
 @reported(ClientError)

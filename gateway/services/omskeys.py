@@ -3,8 +3,9 @@
 A lab principal registers either an elliptic-curve public key (PEM; P-256 or P-384, the
 curves OpenSSF Model Signing verifies with) or a certificate chain (PEM: its CA root and
 any intermediates), under which ``model.sig`` files made with ``model-signing``'s
-certificate signer verify, optionally with the signer identity (an e-mail or URI SAN, a
-DNS name or a CN) the signing certificate must carry; verifiers fetch an organisation's
+certificate signer verify, optionally with the signer identity the signing certificate
+must carry (a SAN of the identity's kind, or a CN when it has no SANs:
+:func:`gateway.tree.oms.identity_kind`); verifiers fetch an organisation's
 material and check a restored directory's ``model.sig`` under it (:mod:`gateway.tree.oms`).
 Material is stored re-encoded (SubjectPublicKeyInfo PEM, or the chain in canonical form:
 each certificate once, ordered by its own SHA-256, :func:`gateway.tree.oms.chain_certificates`)
@@ -13,8 +14,10 @@ another, for a chain), and is registered once per organisation; which kind it is
 from the PEM, so no column says it. A lab revokes its material for good (``revoked_at``):
 it is then listed apart, so a verifier can say that a signature was made under revoked
 material rather than that it does not verify. A chain's revocation revokes each of its
-certificates that no chain in force also holds; a chain holding a certificate revoked so
-is refused (409), so the set of revoked certificates only grows. A registration or a
+certificates that no chain in force also holds; a chain holding a certificate revoked so,
+or a certificate of a revoked certificate's public key (the key certified again, under
+any name, or the same certificate re-encoded), is refused (409), so the set of revoked
+certificates and keys only grows. A registration or a
 revocation and its ``identity.oms_key.register`` or ``identity.oms_key.revoke`` entry
 commit in one transaction, or neither does (503).
 """
@@ -199,6 +202,25 @@ def revoked_certificates(keys: list[OmsKey]) -> dict[str, str]:
     }
 
 
+def revoked_keys(keys: list[OmsKey]) -> dict[str, str]:
+    """Public-key fingerprint (:func:`gateway.tree.oms.key_fingerprint`) to the revoked
+    material holding a certificate of that key, for each such key that no certificate of
+    material in force has: a revoked certificate's key stays revoked however it is
+    certified again."""
+    held = {oms.key_fingerprint(c) for k in keys if k.revoked_at is None for c in _certs(k)}
+    return {
+        kfp: k.id
+        for k in keys
+        if k.revoked_at is not None
+        for c in _certs(k)
+        if (kfp := oms.key_fingerprint(c)) is not None and kfp not in held
+    }
+
+
+def _certs(key: OmsKey) -> list[x509.Certificate]:
+    return list(certificates(key.public_key).values())
+
+
 def kind_of(pem: str) -> str:
     """Which material a stored PEM is (what was registered decided it)."""
     return CHAIN if "-----BEGIN CERTIFICATE-----" in pem else PUBLIC_KEY
@@ -257,13 +279,24 @@ def register(
 
 
 def _refuse_revoked(keys: list[OmsKey], canonical: str) -> None:
-    revoked = revoked_certificates(keys)
+    """409 if the chain ``canonical`` holds a revoked certificate, or one with a revoked
+    certificate's public key (a re-issued or re-encoded copy of it)."""
+    revoked, by_key = revoked_certificates(keys), revoked_keys(keys)
     for fp, cert in certificates(canonical).items():
+        kfp = oms.key_fingerprint(cert)
         if fp in revoked:
-            raise Conflict(
-                f"certificate {cert.subject.rfc4514_string()} ({fp}) of certificate_chain was "
-                f"revoked with OpenSSF model signing key {revoked[fp]}; it stays revoked"
+            why = f"was revoked with OpenSSF model signing key {revoked[fp]}"
+        elif kfp is not None and kfp in by_key:
+            why = (
+                f"has the public key {kfp} of a certificate revoked with OpenSSF model "
+                f"signing key {by_key[kfp]}"
             )
+        else:
+            continue
+        raise Conflict(
+            f"certificate {cert.subject.rfc4514_string()} ({fp}) of certificate_chain {why}; "
+            "it stays revoked"
+        )
 
 
 def revoke(rt: Runtime, caller: Caller, key_id: str) -> OrgOmsKey:

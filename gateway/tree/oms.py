@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.tree.errors import OmsError
 from gateway.tree.plan import FILE, Plan
@@ -66,8 +66,9 @@ class PublicKey:
 class CertificateIdentity:
     """Certificates to trust (PEM) and, if set, a name the signing certificate must hold.
 
-    ``identity`` is compared exactly with the certificate's subject alternative names
-    (e-mail, URI or DNS) and its subject common name.
+    ``identity`` is compared exactly with the signing certificate's subject alternative
+    names of its kind (:func:`identity_kind`: URI, e-mail or DNS name), or, only when the
+    certificate has no SAN extension, with its subject common name.
     """
 
     chain_pem: bytes
@@ -256,30 +257,71 @@ def _files(model: Path) -> Iterator[str]:
             yield path.relative_to(model).as_posix()
 
 
-def _check_certificate_identity(certs: tuple[x509.Certificate, ...], identity: str) -> None:
+def identity_kind(identity: str) -> type[x509.GeneralName]:
+    """The subject alternative name an identity is matched against: a URI (it holds a
+    ``:``, as ``https://…`` or ``spiffe://…`` do) with UniformResourceIdentifier, an
+    e-mail address (an ``@`` and no ``:``) with RFC822Name, anything else with DNSName."""
+    if ":" in identity:
+        return x509.UniformResourceIdentifier
+    if "@" in identity:
+        return x509.RFC822Name
+    return x509.DNSName
+
+
+def certificate_names(cert: x509.Certificate, identity: str) -> list[str]:
+    """The names of ``cert`` an identity like ``identity`` is compared with: its subject
+    alternative names of that identity's kind (:func:`identity_kind`) when it has the
+    extension, else (no SAN extension at all) its subject common names."""
     from cryptography.x509.oid import NameOID
 
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return [str(v) for v in san.get_values_for_type(identity_kind(identity))]  # type: ignore[arg-type]
+
+
+def _check_certificate_identity(certs: tuple[x509.Certificate, ...], identity: str) -> None:
+    """OmsError unless the signing certificate names ``identity`` exactly: in a subject
+    alternative name of its kind, or, for a certificate with none, in its common name.
+
+    A certificate with SANs is never matched by its CN (a CA that lets its users choose
+    the CN would let them choose the identity), nor by a SAN of another kind (a DNS name
+    spelled like an e-mail address is not that address)."""
     if not certs:
         raise OmsError(f"{SIGNATURE}: signed by a bare key, not a certificate for {identity}")
-    leaf = certs[0]
-    names = [a.value for a in leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     try:
-        san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        san = None
-    if san is not None:
-        for kind in (x509.RFC822Name, x509.UniformResourceIdentifier, x509.DNSName):
-            names.extend(san.get_values_for_type(kind))
+        names = certificate_names(certs[0], identity)
+    except (ValueError, TypeError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise OmsError(f"{SIGNATURE}: its signing certificate's names are not readable") from None
     if identity not in names:
+        kind = identity_kind(identity).__name__
         raise OmsError(
-            f"{SIGNATURE}: signed by a certificate for {', '.join(map(str, names)) or 'no name'}, "
-            f"not {identity}"
+            f"{SIGNATURE}: signed by a certificate for {', '.join(names) or 'no name'} "
+            f"(as {kind} names), not {identity}"
         )
 
 
 def certificate_fingerprint(cert: x509.Certificate) -> str:
     """The SHA-256 (hex) of one certificate's DER."""
     return hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()
+
+
+def key_fingerprint(cert: x509.Certificate) -> str | None:
+    """The SHA-256 (hex) of one certificate's public key (its SubjectPublicKeyInfo DER);
+    None for a key of an algorithm ``cryptography`` cannot read (nothing verifies under it).
+
+    Revocation matches by it as well as by the certificate's DER: the same key certified
+    again (a new serial, a new name, or the same certificate with its ECDSA signature
+    re-encoded as ``(r, n - s)``) is a new DER but still the key that was revoked.
+    """
+    try:
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        return None
+    return hashlib.sha256(
+        key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    ).hexdigest()
 
 
 def chain_certificates(pem: bytes) -> list[x509.Certificate]:
@@ -347,24 +389,37 @@ def _carried(bundle: Any) -> tuple[x509.Certificate, ...]:
 
 
 def revoked_signer(
-    carried: list[x509.Certificate], revoked: dict[str, x509.Certificate]
+    carried: list[x509.Certificate],
+    revoked: dict[str, x509.Certificate],
+    held_keys: frozenset[str] | set[str] = frozenset(),
 ) -> str | None:
-    """The fingerprint of a revoked certificate that ``carried`` holds or that issued one
-    of them (``revoked``: fingerprint to certificate); None if neither.
+    """The fingerprint of a revoked certificate that ``carried`` holds, whose public key
+    one of them has, or that issued one of them (``revoked``: fingerprint to certificate);
+    None if none.
 
-    "Issued" is checked by signature, not by name: the same key certified again still
-    speaks for the certificate that was revoked.
+    A key is matched unless ``held_keys`` (:func:`key_fingerprint` of the certificates of
+    material in force) holds it: the same key certified again, under any name or
+    encoding, still speaks for the certificate that was revoked. "Issued" is checked by
+    signature, not by name alone, for the same reason.
     """
+    by_key = {
+        kfp: fp
+        for fp, cert in revoked.items()
+        if (kfp := key_fingerprint(cert)) is not None and kfp not in held_keys
+    }
     for cert in carried:
         mine = certificate_fingerprint(cert)
         if mine in revoked:
             return mine
+        kfp = key_fingerprint(cert)
+        if kfp is not None and kfp in by_key:
+            return by_key[kfp]
         for fp, issuer in revoked.items():
             if cert.issuer != issuer.subject:
                 continue
             try:
                 cert.verify_directly_issued_by(issuer)
-            except (ValueError, TypeError, InvalidSignature):
+            except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
                 continue
             return fp
     return None
