@@ -94,7 +94,8 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, str]]] =
         "Register OpenSSF Model Signing material: an EC P-256/P-384 public key, or the "
         "certificate chain (CA root and intermediates, PEM) model.sig certificates chain to, "
         "stored canonical (each certificate once, ordered by SHA-256), with optionally the "
-        "identity (e-mail/URI/DNS SAN or CN) the signing certificate must carry",
+        "identity the signing certificate must carry: a SAN of its kind (a URI if it holds "
+        "':', an e-mail address if '@', else a DNS name), or the CN only when it has no SANs",
         "lab",
         {
             "type": "object",
