@@ -15,11 +15,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway import age as agelib
 from tests import helpers
+from tests.client.test_dir_e2e import _ec_keys
 from tests.e2e.conftest import BIN, Server, age_program
 from tests.e2e.test_lab_custody_e2e import client, keygen
 
@@ -171,20 +170,7 @@ def test_oms_key_signs_a_lab_custody_directory_and_the_pull_verifies_it(
     outside.mkdir()
     lab, evaluator = setup_keys(server, homes, outside)
     model = write_model(outside / "signed", shards=2, shard_bytes=200_000, seed=9)
-    key = ec.generate_private_key(ec.SECP256R1())
-    private, public = outside / "oms.pem", outside / "oms.pub.pem"
-    private.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
+    private, public = _ec_keys(outside)
     args = lab_push_args(outside, model, lab, "--oms-key", str(private), "--json")
     artifact = json.loads(client(server, homes, "lab", *args).stdout)
     assert artifact["custody"] == "lab"
