@@ -94,12 +94,14 @@ def start_or_resume(
             raise PushError(
                 f"{req.path} is not the directory upload {resume} was pushing, or it changed since"
             )
+        pushing.same_custody(saved, req)
         if not pushing.resumable(api, saved, ident):
             raise PushError(f"upload {resume} can no longer be resumed (it is not open)")
         note(f"resuming upload {saved.upload}")
         return saved
     found = state.load(api.url, ident.path)
     if found is not None:
+        pushing.same_custody(found, req)
         if found.tree == tree and pushing.resumable(api, found, ident):
             note(f"resuming upload {found.upload} (interrupted earlier)")
             return found

@@ -141,10 +141,28 @@ def begin(
         nonce=base64.b64encode(nonce).decode(),
         file_key=base64.b64encode(file_key).decode(),
         tree=tree,
+        custody=req.custody,
     )
     if req.data is None:
         state.save(saved)
     return saved
+
+
+def same_custody(saved: state.PushState, req: PushRequest) -> None:
+    """PushError unless ``req`` resumes ``saved`` under the custody it was begun with: a
+    lab-custody push resumed as a plain one would complete without recording its header."""
+    if saved.custody == req.custody:
+        return
+    how = (
+        "with --custody lab and the same -r recipients"
+        if saved.custody == "lab"
+        else "without --custody lab"
+    )
+    raise PushError(
+        f"upload {saved.upload} of {saved.file.path} was begun under {saved.custody} custody, "
+        f"not {req.custody}",
+        hint=f"resume it {how}, or discard it: gateway uploads abort {saved.upload} --yes",
+    )
 
 
 def resumable(api: Api, saved: state.PushState, ident: state.FileIdentity) -> bool:
@@ -176,12 +194,14 @@ def start_or_resume(
             raise PushError(
                 f"{req.path} is not the file upload {resume} was pushing, or it changed since"
             )
+        same_custody(saved, req)
         if not resumable(api, saved, ident):
             raise PushError(f"upload {resume} can no longer be resumed (it is not open)")
         note(f"resuming upload {saved.upload}")
         return saved
     saved_or_none = state.load(api.url, ident.path)
     if saved_or_none is not None:
+        same_custody(saved_or_none, req)
         if resumable(api, saved_or_none, ident):
             note(f"resuming upload {saved_or_none.upload} (interrupted earlier)")
             return saved_or_none

@@ -54,6 +54,7 @@ class PushState:
     file_key: str  # base64, 16 bytes: secret, see the module docstring
     tree: str | None = None  # a directory's plan fingerprint; None for a file
     commitments: dict[str, str] | None = None  # a directory's files committed so far (hex)
+    custody: str = "gateway"  # "lab": the header is to the lab's own recipients alone
 
     @property
     def header_bytes(self) -> bytes:
