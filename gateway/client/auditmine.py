@@ -77,17 +77,31 @@ def served(api: Api, org: str, size: int, start: int = 0, **filters: str) -> Ite
             raise AuditError(f"the gateway listed an entry that is not one: {item!r:.80}") from None
 
 
+def extends(api: Api, old_size: int, old_root: bytes, new: Checkpoint) -> None:
+    """Check the gateway's consistency proof that ``new`` extends the tree of ``old_size``
+    entries and ``old_root``; :class:`merkle.ProofError` or ValueError if it does not.
+
+    Every tree extends the empty one (a proof from size 0 does not exist), and a tree of
+    the same size extends only itself.
+    """
+    if old_size == 0 or old_size == new.size:
+        if old_size == new.size and old_root != new.root:
+            raise merkle.ProofError("another root at the same size")
+        return
+    proof = api.get("/v1/audit/proof/consistency", old=old_size, new=new.size)
+    hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes", [])]
+    merkle.verify_consistency(old_size, new.size, hashes, old_root, new.root)
+
+
 def _extends(api: Api, old: Checkpoint, new: Checkpoint) -> None:
     """The gateway's consistency proof must show ``new`` extends ``old``."""
     if old.origin != new.origin:
         raise AuditError("the saved checkpoint is of another log")
     if old.size > new.size:
         raise AuditError(f"the log shrank: the saved checkpoint has {old.size} entries")
-    proof = api.get("/v1/audit/proof/consistency", old=old.size, new=new.size) if old.size else {}
-    hashes = [base64.b64decode(h) for h in proof.get("hashes", [])]
     try:
-        merkle.verify_consistency(old.size, new.size, hashes, old.root, new.root)
-    except (merkle.ProofError, ValueError) as exc:
+        extends(api, old.size, old.root, new)
+    except (merkle.ProofError, TypeError, ValueError) as exc:
         raise AuditError(f"the log does not extend the saved checkpoint: {exc}") from None
 
 

@@ -29,7 +29,7 @@ import click
 
 from gateway.audit import merkle, note
 from gateway.audit.leaf import LeafError, decode_leaf
-from gateway.client import auditcheck, trust
+from gateway.client import auditcheck, auditmine, trust
 from gateway.client.errors import AuditError, ClientError
 from gateway.client.http import Api
 from gateway.client.profiles import config_dir
@@ -184,9 +184,7 @@ def _fresh(api: Api, cp: note.Checkpoint, mine: dict[str, Any]) -> None:
         if cp.size == size:
             return
         try:
-            proof = api.get("/v1/audit/proof/consistency", old=size, new=cp.size)
-            hashes = [base64.b64decode(h, validate=True) for h in proof.get("hashes", [])]
-            merkle.verify_consistency(size, cp.size, hashes, root, cp.root)
+            auditmine.extends(api, size, root, cp)
         except (merkle.ProofError, TypeError, ValueError) as exc:
             raise AuditError(
                 f"the gateway's checkpoint of {cp.size} entries does not extend the one of "
