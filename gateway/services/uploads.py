@@ -487,6 +487,10 @@ def _destroy_ended_key(rt: Runtime, upload_id: str) -> bool:
     return destroyed
 
 
+KEYS_PER_SWEEP = 100
+"""At most this many keys of ended uploads are destroyed by one sweep; the rest, by the next."""
+
+
 def sweep_ended_keys(rt: Runtime) -> int:
     """Destroy the custody keys left by aborted and timed-out uploads; how many were destroyed."""
     with rt.db.session() as session:
@@ -495,6 +499,8 @@ def sweep_ended_keys(rt: Runtime) -> int:
                 select(CustodyKey.upload_id)
                 .join(Upload, Upload.id == CustodyKey.upload_id)
                 .where(Upload.state.in_(ENDED))
+                .order_by(Upload.ended_at, CustodyKey.upload_id)
+                .limit(KEYS_PER_SWEEP)
             )
         )
     return sum(_destroy_ended_key(rt, upload_id) for upload_id in ids)
